@@ -1,0 +1,62 @@
+"""lockgate: durable deployment pipelines on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from lockgate.app import App, RunView
+from lockgate.core.context import StepContext, StepLogger
+from lockgate.core.hooks import HookEvent, HookPoint
+from lockgate.core.pipeline import Pipeline
+from lockgate.core.registry import Registry
+from lockgate.core.retry import Retry
+from lockgate.core.statuses import RunStatus, StepStatus
+from lockgate.core.step import Step, step
+from lockgate.errors import (
+    Conflict,
+    DefinitionError,
+    InvalidState,
+    LockgateError,
+    NotFound,
+    ParamsError,
+    PipelineNotFound,
+    RunNotFound,
+    StaleLease,
+    StepCancelled,
+    StepError,
+    StepInterrupted,
+    StepTimeout,
+    StoreError,
+)
+from lockgate.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Conflict",
+    "DefinitionError",
+    "HookEvent",
+    "HookPoint",
+    "InvalidState",
+    "LockgateError",
+    "NotFound",
+    "ParamsError",
+    "Pipeline",
+    "PipelineNotFound",
+    "Registry",
+    "Retry",
+    "RunNotFound",
+    "RunStatus",
+    "RunView",
+    "Settings",
+    "StaleLease",
+    "Step",
+    "StepCancelled",
+    "StepContext",
+    "StepError",
+    "StepInterrupted",
+    "StepLogger",
+    "StepStatus",
+    "StepTimeout",
+    "StoreError",
+    "step",
+]

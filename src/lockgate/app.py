@@ -1,0 +1,237 @@
+"""The composition root: settings -> store, registry, workers. Every face calls this."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+from pydantic import TypeAdapter, ValidationError
+
+from lockgate.core.masking import Masker
+from lockgate.core.pipeline import Pipeline
+from lockgate.core.registry import Registry
+from lockgate.core.statuses import RunStatus
+from lockgate.engine.worker import Worker
+from lockgate.errors import ParamsError, PipelineNotFound
+from lockgate.settings import Settings
+from lockgate.store import Store, open_store
+from lockgate.store.migrate import upgrade
+from lockgate.store.ops import CreateRun, RegisterPipeline, RequestCancel
+from lockgate.store.records import (
+    ErrorRecord,
+    EventRecord,
+    LogRecord,
+    PipelineRecord,
+    RunRecord,
+    StepRecord,
+)
+
+
+def new_run_id() -> str:
+    """Time-ordered, unguessable: 12 hex digits of milliseconds + 16 random."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run with its steps: what ``runs show`` and the API return."""
+
+    run: RunRecord
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {**self.run.to_dict(), "steps": [s.to_dict() for s in self.steps]}
+
+
+def _problems_from_pydantic(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(params)"
+        out.append(f"{loc}: {err['msg']}")
+    return out
+
+
+class App:
+    """One lockgate installation: a database, the pipelines known here, and workers."""
+
+    def __init__(self, settings: Settings | None = None, *, pipelines: Iterable[Pipeline] = ()):
+        self.settings = settings or Settings()
+        self.store: Store = open_store(
+            self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
+        )
+        self.registry = Registry()
+        self.mask = Masker(self.settings.secrets.values())
+        for p in pipelines:
+            self.registry.add(p)
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (idempotent; safe from many processes)."""
+        upgrade(self.store)
+
+    def register(self, *pipelines: Pipeline) -> None:
+        """Make pipelines runnable here and visible to every process on the database."""
+        for p in pipelines:
+            self.registry.add(p)
+            self.store.apply(
+                RegisterPipeline(p.version, p.namespace, p.name, p.describe())
+            )
+
+    def publish(self) -> None:
+        """Record every locally registered pipeline version in the database."""
+        for p in self.registry:
+            self.store.apply(RegisterPipeline(p.version, p.namespace, p.name, p.describe()))
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        name: str,
+        params: Mapping[str, Any] | Any = None,
+        *,
+        namespace: str = "default",
+        requested_by: str | None = None,
+        noop: bool = False,
+        idempotency_key: str | None = None,
+    ) -> RunRecord:
+        """Start a run of the current version of ``name``; refused with every param problem.
+
+        With ``idempotency_key``, starting twice returns the first run.
+        """
+        version, steps, data = self._resolve(name, namespace, params)
+        ns, _, pipeline_name = self._split(name, namespace)
+        op = CreateRun(
+            run_id=new_run_id(),
+            namespace=ns,
+            pipeline=pipeline_name,
+            version=version,
+            step_names=steps,
+            params=data,
+            noop=noop,
+            requested_by=requested_by,
+            idempotency_key=idempotency_key,
+        )
+        run_id, _created = self.store.apply(op)
+        return self.store.get_run(run_id)
+
+    @staticmethod
+    def _split(name: str, namespace: str) -> tuple[str, str, str]:
+        if "/" in name:
+            ns, _, short = name.partition("/")
+            return ns, "/", short
+        return namespace, "/", name
+
+    def _resolve(
+        self, name: str, namespace: str, params: Any
+    ) -> tuple[str, list[str], Any]:
+        """(version, step names, JSON params) of the pipeline's current version."""
+        params = {} if params is None else params
+        try:
+            pipeline = self.registry.get(name, namespace)
+        except PipelineNotFound:
+            return self._resolve_stored(name, namespace, params)
+        data = params
+        if pipeline.params_type is not None:
+            adapter: TypeAdapter[Any] = TypeAdapter(pipeline.params_type)
+            try:
+                data = adapter.dump_python(adapter.validate_python(params), mode="json")
+            except ValidationError as exc:
+                raise ParamsError(_problems_from_pydantic(exc)) from exc
+        return pipeline.version, [s.name for s in pipeline.steps], data
+
+    def _resolve_stored(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
+        ns, _, short = self._split(name, namespace)
+        found = [p for p in self.store.pipeline_versions(short) if p.namespace == ns]
+        if not found:
+            raise PipelineNotFound(
+                f"no pipeline {ns}/{short!r} is registered; start a server or worker with it, "
+                "or pass --pipelines"
+            )
+        latest = found[0]
+        schema = latest.definition.get("params")
+        if schema:
+            errors = sorted(
+                jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: e.path
+            )
+            if errors:
+                raise ParamsError(
+                    [f"{'.'.join(map(str, e.path)) or '(params)'}: {e.message}" for e in errors]
+                )
+        return latest.version, [s["name"] for s in latest.definition["steps"]], params
+
+    def get_run(self, run_id: str) -> RunView:
+        """A run and its steps; :class:`RunNotFound` if unknown."""
+        return RunView(self.store.get_run(run_id), self.store.get_steps(run_id))
+
+    def list_runs(self, **filters: Any) -> list[RunRecord]:
+        """Newest runs first; see :meth:`Store.list_runs` for the filters."""
+        return self.store.list_runs(**filters)
+
+    def events(self, run_id: str, after: int = 0) -> list[EventRecord]:
+        """A run's events, oldest first."""
+        self.store.get_run(run_id)
+        return self.store.get_events(run_id, after)
+
+    def errors(self, run_id: str) -> list[ErrorRecord]:
+        """Errors raised in a run."""
+        return self.store.get_errors(run_id)
+
+    def logs(self, run_id: str, step: str | None = None, after: int = 0) -> list[LogRecord]:
+        """Log lines of a run, or one step of it."""
+        self.store.get_run(run_id)
+        return self.store.get_logs(run_id, step, after)
+
+    def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
+        """Ask a run to stop its current step and roll back."""
+        self.store.apply(RequestCancel(run_id, by))
+        return self.store.get_run(run_id)
+
+    def pipelines(self) -> list[PipelineRecord]:
+        """Registered pipeline versions in the database, newest first."""
+        return self.store.pipeline_versions()
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def worker(self, **overrides: Any) -> Worker:
+        """A worker for the pipelines registered here."""
+        settings = self.settings.with_(**overrides) if overrides else self.settings
+        return Worker(self.store, self.registry, settings, mask=self.mask)
+
+    async def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.01) -> RunRecord:
+        """Wait until the run is finished (or parked waiting, if it cannot go on)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = await asyncio.to_thread(self.store.get_run, run_id)
+            if RunStatus(run.status).terminal:
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {run.status} after {timeout:g}s")
+            await asyncio.sleep(poll)
+
+    async def execute_async(self, name: str, params: Any = None, *, timeout: float = 60.0,
+                            **options: Any) -> RunRecord:
+        """Start a run and drive it with an in-process worker until it finishes."""
+        worker = self.worker()
+        await worker.start()
+        try:
+            run = await asyncio.to_thread(self.start_run, name, params, **options)
+            worker.wake()
+            return await self.wait(run.id, timeout)
+        finally:
+            await worker.stop()
+
+    def execute(self, name: str, params: Any = None, *, timeout: float = 60.0,
+                **options: Any) -> RunRecord:
+        """Synchronous :meth:`execute_async`: run a pipeline in-process, return the run."""
+        return asyncio.run(self.execute_async(name, params, timeout=timeout, **options))
+
+    def close(self) -> None:
+        """Close the database connections."""
+        self.store.close()

@@ -1,0 +1,1 @@
+"""The pure model: pipelines, steps, hooks, statuses, codecs. No I/O."""

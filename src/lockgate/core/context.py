@@ -1,0 +1,86 @@
+"""What a step, hook or rollback receives while it runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lockgate.errors import StepCancelled
+
+#: Receives ``(level, message)`` for each log line.
+LogSink = Callable[[str, str], None]
+
+
+class StepLogger:
+    """A step's own log: lines go to the store (and the optional file mirror)."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self._sink = sink
+
+    def log(self, level: str, message: str, *args: object) -> None:
+        """Write one line at ``level``; ``args`` are %-formatted into ``message``."""
+        self._sink(level, message % args if args else message)
+
+    def debug(self, message: str, *args: object) -> None:
+        """Write a debug line."""
+        self.log("debug", message, *args)
+
+    def info(self, message: str, *args: object) -> None:
+        """Write an info line."""
+        self.log("info", message, *args)
+
+    def warning(self, message: str, *args: object) -> None:
+        """Write a warning line."""
+        self.log("warning", message, *args)
+
+    def error(self, message: str, *args: object) -> None:
+        """Write an error line."""
+        self.log("error", message, *args)
+
+
+@dataclass
+class StepContext:
+    """The run-time view one step body has of its run.
+
+    ``bag`` is the run's shared context: hooks and steps may read and write it, and it is
+    checkpointed with every step. ``save``/``load`` keep data for this step's rollback.
+    """
+
+    run_id: str
+    pipeline: str
+    step: str
+    attempt: int
+    params: Any
+    bag: MutableMapping[str, Any]
+    noop: bool
+    log: StepLogger
+    requested_by: str | None = None
+    saved: Any = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across re-runs of this step in this run: pass it to the systems you call."""
+        return f"{self.run_id}/{self.step}"
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run was cancelled; long sync steps should check it."""
+        return self.cancel_event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`StepCancelled` if the run was cancelled."""
+        if self.cancelled:
+            raise StepCancelled(f"run {self.run_id} was cancelled")
+
+    def save(self, data: Any) -> None:
+        """Keep JSON data for this step's rollback; stored with the step's checkpoint."""
+        self.saved = data
+
+    def load(self, default: Any = None) -> Any:
+        """The data this step saved with :meth:`save` (in a rollback, too)."""
+        return default if self.saved is None else self.saved

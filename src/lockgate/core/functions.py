@@ -1,0 +1,77 @@
+"""Calling user functions: sync or async, with or without the value argument."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from lockgate.errors import DefinitionError
+
+UserFn = Callable[..., Any]
+
+
+def arity(fn: UserFn, where: str) -> int:
+    """How many positional arguments ``fn`` takes (1: ctx only, 2: ctx and value)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(f"{where}: cannot inspect {fn!r}") from exc
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    if len(positional) not in (1, 2):
+        raise DefinitionError(
+            f"{where}: {qualname(fn)} must take (ctx) or (ctx, value), "
+            f"it takes {len(positional)} required positional arguments"
+        )
+    return len(positional)
+
+
+def hints(fn: UserFn) -> tuple[Any, Any]:
+    """The annotated (value type, return type) of a step function; ``None`` when absent."""
+    try:
+        found = typing.get_type_hints(fn)
+    except Exception:
+        return None, None
+    names = [
+        n for n, p in inspect.signature(fn).parameters.items() if p.kind is not p.VAR_KEYWORD
+    ]
+    value_t = found.get(names[1]) if len(names) > 1 else None
+    ret = found.get("return")
+    return value_t, (None if ret is type(None) else ret)
+
+
+def qualname(fn: UserFn) -> str:
+    """``module.qualname`` of a callable."""
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def fingerprint(fn: UserFn | None) -> str | None:
+    """Name plus a hash of the source, so a changed body changes the pipeline version."""
+    if fn is None:
+        return None
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = ""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    return f"{qualname(fn)}@{digest}"
+
+
+async def call(fn: UserFn, *args: Any) -> Any:
+    """Await ``fn(*args)``: coroutines on the loop, plain functions in a thread."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    result = await asyncio.to_thread(functools.partial(fn, *args))
+    if inspect.isawaitable(result):
+        return await result
+    return result

@@ -1,0 +1,84 @@
+"""Run-level lifecycle hooks, composed as a chain."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from lockgate.core.context import StepLogger
+from lockgate.errors import DefinitionError
+
+
+class HookPoint(StrEnum):
+    """The named points of a run at which lifecycle hooks are called."""
+
+    RUN_STARTED = "run_started"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    ROLLING_BACK = "rolling_back"
+    RUN_FINISHED = "run_finished"
+
+
+#: Points where a raising hook fails the step or run; elsewhere its error is only logged.
+BLOCKING_POINTS = frozenset({HookPoint.RUN_STARTED, HookPoint.STEP_STARTED, HookPoint.STEP_COMPLETED})
+
+
+@dataclass
+class HookEvent:
+    """What a lifecycle hook receives."""
+
+    point: HookPoint
+    run_id: str
+    pipeline: str
+    #: The run's shared context bag; changes are checkpointed with the run.
+    context: MutableMapping[str, Any]
+    noop: bool
+    log: StepLogger
+    step: str | None = None
+    error: str | None = None
+    status: str | None = None
+
+
+LifecycleHook = Callable[[HookEvent], Any]
+
+
+class HookChain:
+    """Hooks called in registration order at each point; each sees the bag the last left."""
+
+    def __init__(self, hooks: Iterable[tuple[HookPoint | str, LifecycleHook]] = ()) -> None:
+        self._hooks: dict[HookPoint, list[LifecycleHook]] = {p: [] for p in HookPoint}
+        for point, hook in hooks:
+            self.add(point, hook)
+
+    def add(self, point: HookPoint | str, hook: LifecycleHook) -> None:
+        """Append ``hook`` to the chain at ``point``."""
+        try:
+            key = HookPoint(point)
+        except ValueError as exc:
+            valid = ", ".join(p.value for p in HookPoint)
+            raise DefinitionError(f"unknown hook point {point!r}; valid: {valid}") from exc
+        if not callable(hook):
+            raise DefinitionError(f"hook for {key.value} must be callable")
+        self._hooks[key].append(hook)
+
+    def at(self, point: HookPoint) -> list[LifecycleHook]:
+        """The hooks registered at ``point``, in order."""
+        return self._hooks[point]
+
+    def items(self) -> list[tuple[HookPoint, LifecycleHook]]:
+        """Every (point, hook) pair in order."""
+        return [(p, h) for p in HookPoint for h in self._hooks[p]]
+
+    async def fire(self, event: HookEvent) -> None:
+        """Call each hook at ``event.point`` in turn, awaiting async ones."""
+        from lockgate.core.functions import call
+
+        for hook in self._hooks[event.point]:
+            if inspect.iscoroutinefunction(hook):
+                await hook(event)
+            else:
+                await call(hook, event)

@@ -1,0 +1,126 @@
+"""Pipelines: a named, versioned, ordered list of steps with params and lifecycle hooks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from lockgate.core.codec import check_serialisable, json_schema, type_name
+from lockgate.core.functions import fingerprint
+from lockgate.core.hooks import HookChain, HookPoint, LifecycleHook
+from lockgate.core.step import Step
+from lockgate.errors import DefinitionError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+
+
+def _compatible(produced: Any, expected: Any) -> bool:
+    if produced is None or expected is None or produced == expected:
+        return True
+    if isinstance(produced, type) and isinstance(expected, type):
+        return issubclass(produced, expected)
+    return False
+
+
+class Pipeline:
+    """An ordered list of steps, run durably; its ``version`` is a hash of its content.
+
+    The value flowing into the first step is the run's params (decoded to ``params``);
+    each step's output (or, with no declared output, its input) flows into the next.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        steps: Sequence[Step],
+        *,
+        params: Any = None,
+        namespace: str = "default",
+        description: str = "",
+        hooks: Iterable[tuple[HookPoint | str, LifecycleHook]] = (),
+    ) -> None:
+        for label, value in (("pipeline name", name), ("namespace", namespace)):
+            if not isinstance(value, str) or not _NAME.match(value):
+                raise DefinitionError(
+                    f"{label} {value!r} is invalid: use letters, digits, '_', '.', '-' "
+                    "(at most 200 characters)"
+                )
+        self.name = name
+        self.namespace = namespace
+        self.description = description
+        self.params_type = params
+        self.steps: tuple[Step, ...] = tuple(steps)
+        self.hooks = HookChain(hooks)
+        self._validate()
+        self.version = self._hash()
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    def hook(self, point: HookPoint | str) -> Callable[[LifecycleHook], LifecycleHook]:
+        """Decorator: register a lifecycle hook at ``point`` (changes the version)."""
+
+        def register(fn: LifecycleHook) -> LifecycleHook:
+            self.hooks.add(point, fn)
+            self.version = self._hash()
+            return fn
+
+        return register
+
+    def step(self, name: str) -> Step:
+        """The step called ``name``."""
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def _validate(self) -> None:
+        where = f"pipeline {self.key!r}"
+        if not self.steps:
+            raise DefinitionError(f"{where}: a pipeline needs at least one step")
+        seen: set[str] = set()
+        for s in self.steps:
+            if not isinstance(s, Step):
+                raise DefinitionError(f"{where}: {s!r} is not a Step (decorate it with @step)")
+            if s.name in seen:
+                raise DefinitionError(
+                    f"{where}: step name {s.name!r} is used twice; use step.rename() to reuse a step"
+                )
+            seen.add(s.name)
+        check_serialisable(self.params_type, f"{where} params")
+        flowing, source = self.params_type, "the params"
+        for s in self.steps:
+            if not _compatible(flowing, s.input_type):
+                raise DefinitionError(
+                    f"{where}: step {s.name!r} expects input {type_name(s.input_type)} "
+                    f"but {source} produces {type_name(flowing)}"
+                )
+            if s.output_type is not None:
+                flowing, source = s.output_type, f"step {s.name!r}"
+
+    def params_schema(self) -> dict[str, Any] | None:
+        """The JSON schema of the params, for validation and display."""
+        return json_schema(self.params_type)
+
+    def describe(self) -> dict[str, Any]:
+        """The pipeline as plain data (stored with each registered version)."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "description": self.description,
+            "params": self.params_schema(),
+            "steps": [s.describe() for s in self.steps],
+            "hooks": [[p.value, fingerprint(h)] for p, h in self.hooks.items()],
+        }
+
+    def _hash(self) -> str:
+        blob = json.dumps(self.describe(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.key!r}, version={self.version!r}, steps={len(self.steps)})"

@@ -1,0 +1,1 @@
+"""Behaviour: workers claim runs and drive them through steps, retries and rollbacks."""

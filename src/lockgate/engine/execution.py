@@ -1,0 +1,546 @@
+"""One claimed run, driven forward (or back) by a worker until it finishes or parks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from lockgate.core.codec import decode, encode, type_name
+from lockgate.core.context import StepContext
+from lockgate.core.functions import arity, call
+from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
+from lockgate.core.pipeline import Pipeline
+from lockgate.core.statuses import RunStatus, StepStatus
+from lockgate.core.step import Step
+from lockgate.engine.logs import LogBuffer
+from lockgate.errors import (
+    MissingOutput,
+    StaleLease,
+    StepCancelled,
+    StepError,
+    StepInterrupted,
+    StepTimeout,
+)
+from lockgate.store.ops import Checkpoint
+from lockgate.store.records import Claimed, StepRecord
+
+if TYPE_CHECKING:
+    from lockgate.engine.worker import Worker
+
+Row = dict[str, Any]
+EventRow = tuple[str | None, str, int | None, str | None]
+
+#: A step still running after this long gets its RUNNING state written on its own.
+RUNNING_WRITE_DELAY = 0.05
+
+#: Step statuses whose effects a rollback must undo.
+_TO_UNDO = {
+    StepStatus.COMPLETED,
+    StepStatus.FAILED,
+    StepStatus.CANCELLED,
+    StepStatus.RUNNING,
+    StepStatus.RETRYING,
+    StepStatus.ROLLING_BACK,
+}
+
+
+async def _invoke(fn: Callable[..., Any], ctx: StepContext, value: Any) -> Any:
+    if arity(fn, "function") == 1:
+        return await call(fn, ctx)
+    return await call(fn, ctx, value)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    text = str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}" if not isinstance(exc, StepError) else text
+
+
+class RunExecution:
+    """Drives one run while its worker holds the lease; every write carries the lease token."""
+
+    def __init__(self, worker: Worker, claimed: Claimed, pipeline: Pipeline) -> None:
+        self.worker = worker
+        self.run = claimed.run
+        self.token = claimed.run.lease_token
+        self.pipeline = pipeline
+        self.steps: dict[str, StepRecord] = {s.name: s for s in claimed.steps}
+        self.bag: dict[str, Any] = dict(claimed.run.context or {})
+        self.status = RunStatus(claimed.run.status)
+        self.logs = LogBuffer(self.run.id, worker.mask, worker.settings.log_dir)
+        self.cancel_requested = claimed.run.cancel_requested
+        self.ctx: StepContext | None = None
+        self._body: asyncio.Future[Any] | None = None
+        self._carry: list[EventRow] = []
+        self._params = self._decode_params()
+
+    # -- entry -----------------------------------------------------------------------------
+
+    async def execute(self) -> None:
+        """Advance the run as far as it goes now; lose quietly to a newer lease holder."""
+        try:
+            await self._execute()
+        except StaleLease as exc:
+            self.worker.log.warning("lease lost", run_id=self.run.id, error=str(exc))
+
+    def cancel(self) -> None:
+        """The run was cancelled: stop the running step; the rollback follows."""
+        self.cancel_requested = True
+        if self.ctx is not None:
+            self.ctx.cancel_event.set()
+        if self._body is not None and not self._body.done():
+            self._body.cancel()
+
+    async def _execute(self) -> None:
+        if self.status is RunStatus.ROLLING_BACK:
+            await self._rollback()
+            return
+        if self.cancel_requested:
+            await self._start_rollback(None, "cancelled")
+            return
+        if self.status is RunStatus.PENDING:
+            failure = await self._fire(HookPoint.RUN_STARTED)
+            if failure is not None:
+                await self._start_rollback(None, f"run_started hook failed: {failure}")
+                return
+        if self.status is not RunStatus.RUNNING:
+            self.status = RunStatus.RUNNING
+            self._carry.append((None, RunStatus.RUNNING, None, None))
+        await self._forward()
+
+    # -- forward ---------------------------------------------------------------------------
+
+    async def _forward(self) -> None:
+        # JSON flows between steps; each step decodes it to its own declared input type.
+        data = self.run.params
+        last = self.pipeline.steps[-1].name
+        for step in self.pipeline.steps:
+            rec = self.steps[step.name]
+            status = StepStatus(rec.status)
+            if status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+                data = rec.output
+                continue
+            if self.cancel_requested:
+                await self._start_rollback(None, "cancelled")
+                return
+            if status is StepStatus.RUNNING and not step.idempotent:
+                error = StepInterrupted(
+                    f"step {step.name!r} was in flight when its worker stopped and is marked "
+                    "idempotent=False, so it is not run again"
+                )
+                await self._fail_step(step, rec.attempt, error, None, rec.saved)
+                return
+            outcome = await self._run_step(step, rec.attempt + 1, data, step.name == last)
+            if outcome is None:
+                return  # parked for a retry, or failed and rolled back
+            data = outcome[0]
+
+    async def _run_step(
+        self, step: Step, attempt: int, data: Any, last: bool
+    ) -> tuple[Any] | None:
+        ctx = self._context(step, attempt)
+        self.ctx = ctx
+        running = _RunningWrite(self, step.name, attempt, data, time.time())
+        try:
+            value = decode(step.input_type, data, f"{self._where(step)} input")
+            if not step.idempotent:
+                await running.now()
+            failure = await self._fire(HookPoint.STEP_STARTED, step=step.name)
+            if failure is not None:
+                raise StepError(f"step_started hook failed: {failure}")
+            result = await self._body_of(step, ctx, value)
+        except asyncio.CancelledError:
+            running.cancel()
+            if self._body is not None and self._body.cancelled() and self.cancel_requested:
+                return await self._record_cancel(step, ctx, running)
+            if self._body is not None:
+                self._body.cancel()
+            raise
+        except Exception as exc:
+            running.cancel()
+            if self.cancel_requested:
+                return await self._record_cancel(step, ctx, running)
+            return await self._step_error(step, ctx, data, exc, running)
+        finally:
+            self.ctx = None
+            self._body = None
+        running.cancel()
+        return await self._complete(step, ctx, data, result, False, last, running)
+
+    async def _body_of(self, step: Step, ctx: StepContext, value: Any) -> Any:
+        async def body() -> Any:
+            current = value
+            for hook in step.pre_hooks:
+                changed = await _invoke(hook, ctx, current)
+                current = current if changed is None else changed
+            out = await _invoke(step.execute, ctx, current)
+            for hook in step.post_hooks:
+                changed = await _invoke(hook, ctx, out)
+                out = out if changed is None else changed
+            if step.output_type is not None and out is None:
+                raise MissingOutput(
+                    f"step {step.name!r} declares output {type_name(step.output_type)} but "
+                    "returned None; return a value"
+                )
+            return out
+
+        self._body = asyncio.ensure_future(body())
+        if step.timeout is None:
+            return await self._body
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._body), step.timeout)
+        except TimeoutError:
+            ctx.cancel_event.set()
+            self._body.cancel()
+            raise StepTimeout(f"step {step.name!r} timed out after {step.timeout:g}s") from None
+
+    async def _complete(
+        self,
+        step: Step,
+        ctx: StepContext,
+        data: Any,
+        result: Any,
+        passthrough: bool,
+        last: bool,
+        running: _RunningWrite,
+    ) -> tuple[Any] | None:
+        where = self._where(step)
+        try:
+            if step.output_type is None or passthrough:
+                output = data
+            else:
+                output = encode(step.output_type, result, f"{where} output")
+            saved = encode(None, ctx.saved, f"{where} saved data")
+        except StepError as exc:
+            return await self._step_error(step, ctx, data, exc, running)
+        failure = await self._fire(HookPoint.STEP_COMPLETED, step=step.name)
+        if failure is not None:
+            error = StepError(f"step_completed hook failed: {failure}")
+            return await self._step_error(step, ctx, data, error, running)
+        cp = self._checkpoint(step.name)
+        running.close_into(cp)
+        cp.events.append((step.name, StepStatus.COMPLETED, running.attempt, None))
+        cp.step_values = {
+            "status": StepStatus.COMPLETED.value,
+            "attempt": running.attempt,
+            "input": data,
+            "output": output,
+            "saved": saved,
+            "error": None,
+            "started_at": running.started,
+            "finished_at": time.time(),
+        }
+        if last:
+            self.status = RunStatus.SUCCEEDED
+            await self._fire(HookPoint.RUN_FINISHED, status=self.status)
+            self._finish(cp)
+        await running.settled()
+        await self._commit(cp)
+        self._remember(step.name, cp.step_values)
+        return (output,)
+
+    async def _step_error(
+        self,
+        step: Step,
+        ctx: StepContext,
+        data: Any,
+        exc: BaseException,
+        running: _RunningWrite,
+    ) -> tuple[Any] | None:
+        if step.on_error is not None and not isinstance(exc, StepInterrupted):
+            recovered = await self._handle(step, ctx, data, exc)
+            if recovered is not None:
+                self.logs.add(step.name, "warning", f"error handled: {_describe(exc)}")
+                running.extra.append((step.name, "ERROR_HANDLED", running.attempt, _describe(exc)))
+                running.errors.append(self._error_row(step.name, running.attempt, exc))
+                result, passthrough = recovered
+                last = step.name == self.pipeline.steps[-1].name
+                return await self._complete(step, ctx, data, result, passthrough, last, running)
+        if step.retry.should_retry(running.attempt, exc):
+            await self._park_retry(step, ctx, exc, running)
+            return None
+        await self._fail_step(step, running.attempt, exc, running, ctx.saved)
+        return None
+
+    async def _handle(
+        self, step: Step, ctx: StepContext, data: Any, exc: BaseException
+    ) -> tuple[Any, bool] | None:
+        """``(value, passthrough)`` when the step's error handler recovers, else ``None``."""
+        handler = step.on_error
+        if handler == "ignore":
+            return data, True
+        assert callable(handler)
+        try:
+            value = decode(step.input_type, data, "input")
+            return await call(handler, ctx, value, exc), False
+        except Exception as again:
+            self.logs.add(step.name, "error", f"error handler raised: {_describe(again)}")
+            return None
+
+    async def _park_retry(
+        self, step: Step, ctx: StepContext, exc: BaseException, running: _RunningWrite
+    ) -> None:
+        attempt = running.attempt
+        delay = step.retry.delay(attempt)
+        message = f"{_describe(exc)}; retrying in {delay:.2f}s"
+        self.logs.add(step.name, "warning", f"attempt {attempt} failed: {message}")
+        wake = time.time() + delay
+        cp = self._checkpoint(step.name)
+        running.close_into(cp)
+        cp.events.append((step.name, StepStatus.RETRYING, attempt, message))
+        cp.events.append((None, RunStatus.WAITING, None, f"retry of {step.name} at {wake:.3f}"))
+        cp.step_values = {
+            "status": StepStatus.RETRYING.value,
+            "attempt": attempt,
+            "error": self.worker.mask(_describe(exc)),
+            "saved": encode(None, ctx.saved, "saved data"),
+        }
+        cp.errors.append(self._error_row(step.name, attempt, exc))
+        self.status = RunStatus.WAITING
+        cp.run.update(
+            status=RunStatus.WAITING.value, wake_at=wake, lease_owner=None, lease_expires_at=None
+        )
+        await running.settled()
+        await self._commit(cp)
+        self.worker.wake_at(wake)
+
+    async def _record_cancel(
+        self, step: Step, ctx: StepContext, running: _RunningWrite
+    ) -> None:
+        error = StepCancelled(f"step {step.name!r} stopped: the run was cancelled")
+        await self._fail_step(
+            step, running.attempt, error, running, ctx.saved, StepStatus.CANCELLED
+        )
+
+    async def _fail_step(
+        self,
+        step: Step,
+        attempt: int,
+        exc: BaseException,
+        running: _RunningWrite | None,
+        saved: Any = None,
+        status: StepStatus = StepStatus.FAILED,
+    ) -> None:
+        message = self.worker.mask(_describe(exc))
+        self.logs.add(step.name, "error", message)
+        await self._fire(HookPoint.STEP_FAILED, step=step.name, error=message)
+        values: dict[str, Any] = {"status": status.value, "attempt": attempt, "error": message}
+        if saved is not None:
+            values["saved"] = encode(None, saved, "saved data")
+        cp = self._checkpoint(step.name)
+        if running is not None:
+            await running.settled()
+            running.close_into(cp)
+        cp.step_values = values
+        cp.events.append((step.name, status.value, attempt, message))
+        cp.errors.append(self._error_row(step.name, attempt, exc))
+        await self._start_rollback(cp, f"step {step.name!r} failed: {message}")
+
+    # -- rollback --------------------------------------------------------------------------
+
+    async def _start_rollback(self, cp: Checkpoint | None, reason: str) -> None:
+        cp = cp if cp is not None else self._checkpoint(None)
+        self.status = RunStatus.ROLLING_BACK
+        cp.events.append((None, RunStatus.ROLLING_BACK, None, reason))
+        cp.run.update(status=RunStatus.ROLLING_BACK.value, error=self.worker.mask(reason))
+        await self._commit(cp)
+        if cp.step is not None and cp.step_values:
+            self._remember(cp.step, cp.step_values)
+        await self._rollback()
+
+    async def _rollback(self) -> None:
+        await self._fire(HookPoint.ROLLING_BACK)
+        for step in reversed(self.pipeline.steps):
+            rec = self.steps[step.name]
+            if StepStatus(rec.status) not in _TO_UNDO or step.rollback_fn is None:
+                continue
+            await self._roll_back_step(step, rec)
+        statuses = {StepStatus(r.status) for r in self.steps.values()}
+        if StepStatus.ROLLBACK_FAILED in statuses:
+            final = RunStatus.ROLLBACK_FAILED
+        elif self.cancel_requested:
+            final = RunStatus.CANCELLED
+        elif StepStatus.ROLLED_BACK in statuses:
+            final = RunStatus.ROLLED_BACK
+        else:
+            final = RunStatus.FAILED
+        self.status = final
+        await self._fire(HookPoint.RUN_FINISHED, status=final)
+        cp = self._checkpoint(None)
+        self._finish(cp)
+        await self._commit(cp)
+
+    async def _roll_back_step(self, step: Step, rec: StepRecord) -> None:
+        assert step.rollback_fn is not None
+        ctx = self._context(step, rec.attempt)
+        ctx.saved = rec.saved
+        value = decode(step.input_type, rec.input, self._where(step))
+        cp = self._checkpoint(step.name)
+        cp.events.append((step.name, StepStatus.ROLLING_BACK, rec.attempt, None))
+        try:
+            await _invoke(step.rollback_fn, ctx, value)
+        except Exception as exc:
+            message = _describe(exc)
+            self.logs.add(step.name, "error", f"rollback failed: {message}")
+            cp.errors.append(self._error_row(step.name, rec.attempt, exc))
+            cp.step_values = {"status": StepStatus.ROLLBACK_FAILED.value, "error": message}
+            cp.events.append((step.name, StepStatus.ROLLBACK_FAILED, rec.attempt, message))
+        else:
+            cp.step_values = {"status": StepStatus.ROLLED_BACK.value}
+            cp.events.append((step.name, StepStatus.ROLLED_BACK, rec.attempt, None))
+        await self._commit(cp)
+        self._remember(step.name, cp.step_values)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _finish(self, cp: Checkpoint) -> None:
+        cp.events.append((None, self.status, None, None))
+        cp.run.update(
+            status=self.status.value,
+            finished_at=time.time(),
+            wake_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    def _checkpoint(self, step: str | None) -> Checkpoint:
+        cp = Checkpoint(run_id=self.run.id, token=self.token, step=step)
+        cp.events.extend(self._carry)
+        self._carry = []
+        cp.run = {"status": self.status.value, "context": self.bag, "current_step": step}
+        return cp
+
+    async def _commit(self, cp: Checkpoint) -> None:
+        cp.logs = self.logs.take()
+        await self.worker.committer.submit(cp)
+
+    def _remember(self, step: str, values: dict[str, Any]) -> None:
+        self.steps[step] = replace(self.steps[step], **values)
+
+    def _error_row(self, step: str | None, attempt: int | None, exc: BaseException) -> Row:
+        return {
+            "step": step,
+            "attempt": attempt,
+            "kind": f"{exc.__class__.__module__}.{exc.__class__.__qualname__}",
+            "message": self.worker.mask(_describe(exc)),
+            "traceback": self.worker.mask("".join(traceback.format_exception(exc))),
+        }
+
+    def _context(self, step: Step, attempt: int) -> StepContext:
+        rec = self.steps[step.name]
+        return StepContext(
+            run_id=self.run.id,
+            pipeline=self.pipeline.name,
+            step=step.name,
+            attempt=max(attempt, 1),
+            params=self._params,
+            bag=self.bag,
+            noop=self.run.noop,
+            log=self.logs.logger(step.name),
+            requested_by=self.run.requested_by,
+            saved=rec.saved,
+        )
+
+    async def _fire(
+        self,
+        point: HookPoint,
+        *,
+        step: str | None = None,
+        error: str | None = None,
+        status: RunStatus | None = None,
+    ) -> str | None:
+        hooks = self.pipeline.hooks.at(point)
+        if not hooks:
+            return None
+        event = HookEvent(
+            point=point,
+            run_id=self.run.id,
+            pipeline=self.pipeline.name,
+            context=self.bag,
+            noop=self.run.noop,
+            log=self.logs.logger(step or "_run"),
+            step=step,
+            error=error,
+            status=status.value if status else None,
+        )
+        try:
+            await self.pipeline.hooks.fire(event)
+        except Exception as exc:
+            message = _describe(exc)
+            self.logs.add(step or "_run", "error", f"{point.value} hook failed: {message}")
+            if point in BLOCKING_POINTS:
+                return message
+        return None
+
+    def _decode_params(self) -> Any:
+        return decode(self.pipeline.params_type, self.run.params, f"run {self.run.id} params")
+
+    def _where(self, step: Step) -> str:
+        return f"run {self.run.id} step {step.name!r}"
+
+
+class _RunningWrite:
+    """The RUNNING checkpoint of a step, written only if the step outlives a short delay.
+
+    Fast steps then cost one transaction (RUNNING and COMPLETED events land together);
+    slow ones show as RUNNING within ``RUNNING_WRITE_DELAY``. Non-idempotent steps call
+    :meth:`now` so that recovery can tell they were in flight.
+    """
+
+    def __init__(
+        self, execution: RunExecution, step: str, attempt: int, encoded_input: Any, started: float
+    ) -> None:
+        self.execution = execution
+        self.step = step
+        self.attempt = attempt
+        self.encoded_input = encoded_input
+        self.started = started
+        self.extra: list[EventRow] = []
+        self.errors: list[Row] = []
+        self._written: asyncio.Future[Any] | None = None
+        loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = loop.call_later(RUNNING_WRITE_DELAY, self._write)
+
+    def _write(self) -> asyncio.Future[Any]:
+        self._timer = None
+        ex = self.execution
+        cp = ex._checkpoint(self.step)
+        cp.events.append((self.step, StepStatus.RUNNING, self.attempt, None))
+        cp.step_values = {
+            "status": StepStatus.RUNNING.value,
+            "attempt": self.attempt,
+            "input": self.encoded_input,
+            "started_at": self.started,
+        }
+        cp.logs = ex.logs.take()
+        self._written = ex.worker.committer.submit(cp)
+        ex._remember(self.step, {"status": StepStatus.RUNNING.value, "attempt": self.attempt})
+        return self._written
+
+    async def now(self) -> None:
+        """Write RUNNING at once and wait for it to commit."""
+        self.cancel()
+        await self._write()
+
+    def cancel(self) -> None:
+        """Do not write RUNNING later (the step already ended)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def close_into(self, cp: Checkpoint) -> None:
+        """Add what the step's closing checkpoint must carry (RUNNING, if never written)."""
+        if self._written is None:
+            cp.events.append((self.step, StepStatus.RUNNING.value, self.attempt, None))
+        cp.events.extend(self.extra)
+        cp.errors.extend(self.errors)
+
+    async def settled(self) -> None:
+        """Wait for a RUNNING write in flight, raising its error (a stale lease)."""
+        if self._written is not None:
+            await self._written

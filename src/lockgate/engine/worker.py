@@ -1,0 +1,228 @@
+"""A worker: claims due runs with a lease and drives many of them at once on one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+
+import structlog
+
+from lockgate.core.registry import Registry
+from lockgate.engine.committer import Committer
+from lockgate.engine.execution import RunExecution
+from lockgate.settings import Settings
+from lockgate.store import Store
+from lockgate.store.ops import (
+    AppendLogs,
+    Claim,
+    FlagUnrunnable,
+    Heartbeat,
+    RegisterWorker,
+    Release,
+)
+from lockgate.store.records import Claimed
+
+#: How often buffered log lines of running steps are flushed for live viewers.
+LOG_FLUSH_INTERVAL = 0.2
+
+
+def new_worker_id() -> str:
+    """``host-pid-random``: unique per worker process start."""
+    return f"{socket.gethostname()[:60]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Runs pipelines' runs durably; any number of workers may share one database."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        settings: Settings,
+        *,
+        mask: Callable[[str], str] = lambda text: text,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+        self.mask = mask
+        self.id = worker_id or new_worker_id()
+        self.log = structlog.get_logger("lockgate.worker").bind(worker=self.id)
+        self.committer = Committer(store)
+        self._active: dict[str, tuple[RunExecution, asyncio.Task[None]]] = {}
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then shut down gracefully."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        """Register, start claiming, heart-beating and flushing logs."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.committer.start()
+        await self.committer.apply(RegisterWorker(self.id, socket.gethostname(), os.getpid()))
+        names = [(p.namespace, p.name) for p in self.registry]
+        flagged = await self.committer.apply(FlagUnrunnable(names, self.registry.versions()))
+        if flagged:
+            self.log.warning("runs of unregistered pipeline versions flagged", count=flagged)
+        self.store.add_wake_listener(self.wake)
+        listen = getattr(self.store, "listen", None)
+        if listen is not None:
+            listen(self.wake)
+        for name, coro in (
+            ("claim", self._claim_loop()),
+            ("heartbeat", self._heartbeat_loop()),
+            ("watch", self._watch_loop()),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=f"worker-{name}"))
+        self.log.info("worker started", pipelines=len(self.registry))
+
+    async def stop(self) -> None:
+        """Stop claiming; let in-flight runs finish for a grace period, release the rest."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.wake()
+        pending = [task for _, task in self._active.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
+        for execution, task in list(self._active.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            with contextlib.suppress(Exception):
+                await self.committer.apply(Release(execution.run.id, execution.token))
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.committer.apply(RegisterWorker(self.id, "", 0, stopped=True))
+        await self.committer.stop()
+        self.log.info("worker stopped")
+
+    # -- wake-ups --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for due work now (safe to call from any thread)."""
+        loop, event = self._loop, self._wake
+        if loop is None or event is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
+
+    def wake_at(self, when: float) -> None:
+        """Look for due work at UNIX time ``when`` (a local retry or sleep ends)."""
+        if self._loop is not None:
+            self._loop.call_later(max(0.0, when - time.time()), self.wake)
+
+    @property
+    def active(self) -> int:
+        """Runs this worker is driving right now."""
+        return len(self._active)
+
+    # -- loops -----------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._wake is not None
+        while not self._stopping:
+            # Clear before fetching, never after: a hint that lands mid-claim is kept.
+            self._wake.clear()
+            free = self.settings.concurrency - len(self._active)
+            claimed: list[Claimed] = []
+            if free > 0:
+                try:
+                    claimed = await self.committer.apply(
+                        Claim(self.id, self.registry.versions(), free, self.settings.lease_seconds)
+                    )
+                except Exception as exc:
+                    self.log.error("claim failed", error=str(exc))
+            for item in claimed:
+                self._launch(item)
+            if claimed and len(claimed) == free:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    def _launch(self, claimed: Claimed) -> None:
+        pipeline = self.registry.version(claimed.run.version)
+        if pipeline is None:  # only claimed versions we know; a registry change raced us
+            return
+        execution = RunExecution(self, claimed, pipeline)
+        task = asyncio.create_task(execution.execute(), name=f"run-{claimed.run.id}")
+        self._active[claimed.run.id] = (execution, task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._active.pop(claimed.run.id, None)
+            if not t.cancelled() and t.exception() is not None:
+                self.log.error("run crashed", run_id=claimed.run.id, error=repr(t.exception()))
+            self.wake()
+
+        task.add_done_callback(done)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._active)
+            try:
+                held = await self.committer.apply(
+                    Heartbeat(self.id, ids, self.settings.lease_seconds)
+                )
+            except Exception as exc:
+                self.log.error("heartbeat failed", error=str(exc))
+                continue
+            for run_id in set(ids) - held:
+                entry = self._active.get(run_id)
+                if entry is not None:
+                    self.log.warning("lease lost; abandoning run", run_id=run_id)
+                    entry[1].cancel()
+
+    async def _watch_loop(self) -> None:
+        """Flush live log lines and notice cancel requests for the runs held here."""
+        last_cancel_check = 0.0
+        while True:
+            await asyncio.sleep(LOG_FLUSH_INTERVAL)
+            rows = [row for ex, _ in self._active.values() for row in ex.logs.take()]
+            if rows:
+                self.committer.submit(AppendLogs(rows))
+            now = time.monotonic()
+            if self._active and now - last_cancel_check >= self.settings.cancel_poll_interval:
+                last_cancel_check = now
+                await self._check_cancels()
+
+    async def _check_cancels(self) -> None:
+        ids = [rid for rid, (ex, _) in self._active.items() if not ex.cancel_requested]
+        if not ids:
+            return
+        try:
+            wanted = await asyncio.to_thread(self.store.cancel_requested, ids)
+        except Exception as exc:
+            self.log.error("cancel check failed", error=str(exc))
+            return
+        for run_id in wanted:
+            entry = self._active.get(run_id)
+            if entry is not None:
+                entry[0].cancel()

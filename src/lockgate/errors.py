@@ -1,0 +1,125 @@
+"""lockgate's exception tree.
+
+Every error users see carries a stable ``code`` that the CLI prints and the REST API
+returns as ``{"error": {"code", "message", "details"}}``::
+
+    LockgateError                      internal
+    ├── DefinitionError                invalid_definition   a pipeline or step is malformed
+    ├── ParamsError                    invalid_params       run params refused (all problems)
+    ├── NotFound                       not_found
+    │   ├── PipelineNotFound
+    │   └── RunNotFound
+    ├── Conflict                       conflict
+    │   ├── InvalidState               invalid_state        not allowed in the current status
+    │   └── StaleLease                 stale_lease          a fenced write from a stale worker
+    ├── StepError                      step_failed          raised while a step runs
+    │   ├── MissingOutput
+    │   ├── StepTimeout                step_timeout
+    │   ├── StepInterrupted            step_interrupted     non-idempotent step found in flight
+    │   └── StepCancelled              step_cancelled
+    └── StoreError                     store_error          the database failed or is unreachable
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class LockgateError(Exception):
+    """Base of every error lockgate raises on purpose."""
+
+    code = "internal"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the API and ``--output json`` show it."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class DefinitionError(LockgateError):
+    """A pipeline or step definition is invalid."""
+
+    code = "invalid_definition"
+
+
+class ParamsError(LockgateError):
+    """Run parameters were refused; ``problems`` lists every one of them."""
+
+    code = "invalid_params"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            "invalid params: " + "; ".join(self.problems), details={"problems": self.problems}
+        )
+
+
+class NotFound(LockgateError):
+    """An id or name does not exist."""
+
+    code = "not_found"
+
+
+class PipelineNotFound(NotFound):
+    """No pipeline is registered under that name."""
+
+
+class RunNotFound(NotFound):
+    """No run has that id."""
+
+
+class Conflict(LockgateError):
+    """The operation conflicts with the current state."""
+
+    code = "conflict"
+
+
+class InvalidState(Conflict):
+    """The operation is not allowed in the object's current status."""
+
+    code = "invalid_state"
+
+
+class StaleLease(Conflict):
+    """A worker wrote with a lease token that another worker has since replaced."""
+
+    code = "stale_lease"
+
+
+class StepError(LockgateError):
+    """A step failed for a reason lockgate itself detected."""
+
+    code = "step_failed"
+
+
+class MissingOutput(StepError):
+    """A step that declares an output type returned ``None``."""
+
+
+class StepTimeout(StepError):
+    """A step ran past its timeout."""
+
+    code = "step_timeout"
+
+
+class StepInterrupted(StepError):
+    """A step marked ``idempotent=False`` was in flight when its worker died."""
+
+    code = "step_interrupted"
+
+
+class StepCancelled(StepError):
+    """The run was cancelled while the step ran."""
+
+    code = "step_cancelled"
+
+
+class StoreError(LockgateError):
+    """The database refused or failed an operation."""
+
+    code = "store_error"

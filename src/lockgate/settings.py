@@ -1,0 +1,52 @@
+"""Typed settings; the only place (with the CLI) that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite:///lockgate.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one lockgate process connects and behaves."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    #: Mirror each step's log to ``<log_dir>/<run_id>/<step>.log`` when set.
+    log_dir: Path | None = None
+    #: How long a claimed run stays owned without a heartbeat.
+    lease_seconds: float = 30.0
+    #: Fallback poll for new work when no wake-up hint arrives.
+    poll_interval: float = 0.5
+    #: How often a worker looks for cancel requests on the runs it holds.
+    cancel_poll_interval: float = 0.25
+    #: Runs one worker executes at once.
+    concurrency: int = 200
+    #: Seconds a stopping worker waits for in-flight runs before releasing them.
+    shutdown_grace: float = 10.0
+    #: ``FULL`` keeps every committed checkpoint across a power loss.
+    sqlite_synchronous: str = "FULL"
+    #: Values masked as ``***`` in step logs and errors.
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``LOCKGATE_*`` environment variables, defaults elsewhere."""
+        env = os.environ if env is None else env
+        base = cls()
+        log_dir = env.get("LOCKGATE_LOG_DIR")
+        return cls(
+            database_url=env.get("LOCKGATE_DATABASE_URL", base.database_url),
+            log_dir=Path(log_dir) if log_dir else None,
+            lease_seconds=float(env.get("LOCKGATE_LEASE_SECONDS", base.lease_seconds)),
+            poll_interval=float(env.get("LOCKGATE_POLL_INTERVAL", base.poll_interval)),
+            concurrency=int(env.get("LOCKGATE_CONCURRENCY", base.concurrency)),
+            sqlite_synchronous=env.get("LOCKGATE_SQLITE_SYNCHRONOUS", base.sqlite_synchronous),
+        )

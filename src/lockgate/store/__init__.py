@@ -1,0 +1,23 @@
+"""Storage: tables, the Store, its dialects, and migrations."""
+
+from __future__ import annotations
+
+from lockgate.errors import StoreError
+from lockgate.store.base import Store
+
+
+def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
+    """The store for ``url``: ``sqlite:///path`` or ``postgresql://...``."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        from lockgate.store.sqlite import SqliteStore
+
+        return SqliteStore(url, synchronous=sqlite_synchronous)
+    if scheme in ("postgresql", "postgres"):
+        from lockgate.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+
+
+__all__ = ["Store", "open_store"]

@@ -1,0 +1,245 @@
+"""The store: the only place that knows SQL. Dialect subclasses differ only where the
+databases do (engine set-up, conflict-tolerant inserts, claiming, wake-up hints)."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Table, and_, func, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from lockgate.core.statuses import ACTIVE_RUN_STATUSES
+from lockgate.errors import LockgateError, RunNotFound, StoreError
+from lockgate.store import schema as s
+from lockgate.store.ops import Op, WriteTx, run_record, step_record
+from lockgate.store.records import (
+    ErrorRecord,
+    EventRecord,
+    LogRecord,
+    PipelineRecord,
+    RunRecord,
+    StepRecord,
+)
+
+T = TypeVar("T")
+
+#: Upper bound of rows any list read returns.
+MAX_PAGE = 1000
+
+
+class Store(ABC):
+    """Runs, steps, events, logs and workers on one SQL database.
+
+    Writes go through one writer connection per process (serialised by a lock), and a
+    batch of ops shares one transaction: that is group commit. Reads use a pool.
+    """
+
+    dialect = "sql"
+    skip_locked = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._writer_engine, self._reader_engine = self._make_engines(url)
+        self._writer: Connection | None = None
+        self._lock = threading.Lock()
+        self._notify_listeners: list[Callable[[], None]] = []
+        #: Write transactions committed by this process (for the benchmarks' counts).
+        self.commits = 0
+
+    # -- dialect hooks -------------------------------------------------------------------
+
+    @abstractmethod
+    def _make_engines(self, url: str) -> tuple[Engine, Engine]:
+        """The (writer, reader) engines for ``url``."""
+
+    @abstractmethod
+    def insert(self, table: Table) -> Any:
+        """An INSERT that supports ``on_conflict_do_nothing``."""
+
+    def _notify_peers(self, conn: Connection) -> None:
+        """Tell other processes there is new work (PostgreSQL NOTIFY); a hint only."""
+
+    # -- writing -------------------------------------------------------------------------
+
+    def add_wake_listener(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` after any commit in this process that made work due."""
+        self._notify_listeners.append(fn)
+
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in one write transaction on the writer connection."""
+        with self._lock:
+            conn = self._writer_conn()
+            try:
+                with conn.begin():
+                    result = fn(conn)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    self._writer = None
+                raise StoreError(f"database write failed: {exc.orig}") from exc
+            except SQLAlchemyError as exc:
+                raise StoreError(f"database write failed: {exc}") from exc
+            self.commits += 1
+            return result
+
+    def apply(self, op: Op) -> Any:
+        """Apply one op in its own transaction; raise its error."""
+        result = self.apply_batch([op])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def apply_batch(self, ops: Sequence[Op]) -> list[Any]:
+        """Apply ``ops`` in one transaction; each slot holds a result or the op's error.
+
+        An op whose guard fails raises before it writes, so the rest still commit. Any
+        other error aborts the shared transaction, and then each op is retried alone so
+        that one bad op cannot sink its neighbours.
+        """
+        notified: list[bool] = [False]
+        try:
+            results = self.write(lambda conn: self._apply_all(conn, ops, notified))
+        except (StoreError, LockgateError) as exc:
+            if len(ops) == 1:
+                return [exc]
+            return [self.apply_batch([op])[0] for op in ops]
+        if notified[0]:
+            for fn in self._notify_listeners:
+                fn()
+        return results
+
+    def _apply_all(self, conn: Connection, ops: Sequence[Op], notified: list[bool]) -> list[Any]:
+        def notify() -> None:
+            notified[0] = True
+
+        tx = WriteTx(
+            conn=conn,
+            now=time.time(),
+            insert=self.insert,
+            skip_locked=self.skip_locked,
+            notify=notify,
+        )
+        results: list[Any] = []
+        for op in ops:
+            try:
+                results.append(op.apply(tx))
+            except LockgateError as exc:
+                results.append(exc)
+        tx.flush()
+        if notified[0]:
+            self._notify_peers(conn)
+        return results
+
+    def _writer_conn(self) -> Connection:
+        if self._writer is None or self._writer.closed:
+            self._writer = self._writer_engine.connect()
+        return self._writer
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` on a pooled read connection (one snapshot)."""
+        try:
+            with self._reader_engine.connect() as conn, conn.begin():
+                return fn(conn)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run ``run_id``; :class:`RunNotFound` if there is none."""
+        row = self.read(
+            lambda c: c.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
+        )
+        if row is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        return run_record(row)
+
+    def get_steps(self, run_id: str) -> list[StepRecord]:
+        """The steps of a run in pipeline order."""
+        stmt = select(s.steps).where(s.steps.c.run_id == run_id).order_by(s.steps.c.position)
+        return [step_record(r) for r in self.read(lambda c: c.execute(stmt).all())]
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        pipeline: str | None = None,
+        namespace: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Newest runs first, filtered; ``before`` is the (created_at, id) page cursor."""
+        r = s.runs.c
+        stmt = select(s.runs).order_by(r.created_at.desc(), r.id.desc())
+        if status:
+            stmt = stmt.where(r.status == status)
+        if pipeline:
+            stmt = stmt.where(r.pipeline == pipeline)
+        if namespace:
+            stmt = stmt.where(r.namespace == namespace)
+        if before is not None:
+            at, rid = before
+            stmt = stmt.where((r.created_at < at) | and_(r.created_at == at, r.id < rid))
+        stmt = stmt.limit(max(1, min(limit, MAX_PAGE)))
+        return [run_record(row) for row in self.read(lambda c: c.execute(stmt).all())]
+
+    def count_active(self) -> int:
+        """Runs not yet finished."""
+        active = [x.value for x in ACTIVE_RUN_STATUSES]
+        stmt = select(func.count()).select_from(s.runs).where(s.runs.c.status.in_(active))
+        return int(self.read(lambda c: c.execute(stmt).scalar_one()))
+
+    def cancel_requested(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` have a pending cancel request."""
+        r = s.runs.c
+        stmt = select(r.id).where(r.id.in_(list(run_ids)), r.cancel_requested.is_(True))
+        return {str(x) for x in self.read(lambda c: c.execute(stmt).scalars().all())}
+
+    def get_events(self, run_id: str, after: int = 0, limit: int = MAX_PAGE) -> list[EventRecord]:
+        """A run's events in order, after event id ``after``."""
+        e = s.events.c
+        stmt = (
+            select(s.events)
+            .where(e.run_id == run_id, e.id > after)
+            .order_by(e.id)
+            .limit(max(1, min(limit, MAX_PAGE)))
+        )
+        rows = self.read(lambda c: c.execute(stmt).all())
+        return [EventRecord(**r._mapping) for r in rows]
+
+    def get_errors(self, run_id: str) -> list[ErrorRecord]:
+        """Errors raised in a run, in order."""
+        e = s.run_errors.c
+        stmt = select(s.run_errors).where(e.run_id == run_id).order_by(e.id).limit(MAX_PAGE)
+        return [ErrorRecord(**r._mapping) for r in self.read(lambda c: c.execute(stmt).all())]
+
+    def get_logs(
+        self, run_id: str, step: str | None = None, after: int = 0, limit: int = MAX_PAGE
+    ) -> list[LogRecord]:
+        """Log lines of a run (or one step) after line id ``after``."""
+        g = s.step_logs.c
+        stmt = select(s.step_logs).where(g.run_id == run_id, g.id > after)
+        if step is not None:
+            stmt = stmt.where(g.step == step)
+        stmt = stmt.order_by(g.id).limit(max(1, min(limit, MAX_PAGE)))
+        return [LogRecord(**r._mapping) for r in self.read(lambda c: c.execute(stmt).all())]
+
+    def pipeline_versions(self, name: str | None = None) -> list[PipelineRecord]:
+        """Registered pipeline versions, newest first."""
+        p = s.pipelines.c
+        stmt = select(s.pipelines).order_by(p.registered_at.desc())
+        if name is not None:
+            stmt = stmt.where(p.name == name)
+        return [PipelineRecord(**r._mapping) for r in self.read(lambda c: c.execute(stmt).all())]
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        self._writer_engine.dispose()
+        self._reader_engine.dispose()

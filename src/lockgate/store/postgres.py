@@ -1,0 +1,76 @@
+"""PostgreSQL through psycopg 3: SKIP LOCKED claims, LISTEN/NOTIFY wake-up hints."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Engine, Table, create_engine, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import make_url
+
+from lockgate.store.base import Store
+
+CHANNEL = "lockgate_work"
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` URLs use the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class PostgresStore(Store):
+    """Scale-out: many workers on many machines share one PostgreSQL database."""
+
+    dialect = "postgresql"
+    skip_locked = True
+
+    def __init__(self, url: str) -> None:
+        super().__init__(normalise_url(url))
+        self._listener: threading.Thread | None = None
+        self._stop_listening = threading.Event()
+
+    def _make_engines(self, url: str) -> tuple[Engine, Engine]:
+        writer = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+        reader = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+        return writer, reader
+
+    def insert(self, table: Table) -> Any:
+        """PostgreSQL's INSERT with ON CONFLICT support."""
+        return pg_insert(table)
+
+    def _notify_peers(self, conn: Connection) -> None:
+        conn.execute(text(f"NOTIFY {CHANNEL}"))
+
+    def listen(self, on_notify: Callable[[], None]) -> None:
+        """Call ``on_notify`` (from a thread) whenever any process signals new work."""
+        if self._listener is not None:
+            return
+        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def loop() -> None:
+            while not self._stop_listening.is_set():
+                try:
+                    with psycopg.connect(dsn, autocommit=True) as conn:
+                        conn.execute(f"LISTEN {CHANNEL}")
+                        while not self._stop_listening.is_set():
+                            for _ in conn.notifies(timeout=0.5, stop_after=1):
+                                on_notify()
+                except psycopg.Error:
+                    # The poll fallback covers the gap; try again shortly.
+                    self._stop_listening.wait(1.0)
+
+        self._listener = threading.Thread(target=loop, name="lockgate-listen", daemon=True)
+        self._listener.start()
+
+    def close(self) -> None:
+        """Stop listening and close every connection."""
+        self._stop_listening.set()
+        if self._listener is not None:
+            self._listener.join(timeout=2)
+        super().close()

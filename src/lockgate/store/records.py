@@ -1,0 +1,132 @@
+"""Plain records the store returns; the faces and the engine read these, never rows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as stored."""
+
+    id: str
+    namespace: str
+    pipeline: str
+    version: str
+    status: str
+    params: Any
+    context: dict[str, Any]
+    noop: bool
+    requested_by: str | None
+    idempotency_key: str | None
+    current_step: str | None
+    error: str | None
+    cancel_requested: bool
+    flag: str | None
+    lease_owner: str | None
+    lease_token: int
+    lease_expires_at: float | None
+    wake_at: float | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of one run as stored."""
+
+    run_id: str
+    name: str
+    position: int
+    status: str
+    attempt: int
+    input: Any
+    output: Any
+    saved: Any
+    error: str | None
+    started_at: float | None
+    finished_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One appended state change."""
+
+    id: int
+    run_id: str
+    step: str | None
+    status: str
+    attempt: int | None
+    message: str | None
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One line of a step's log."""
+
+    id: int
+    run_id: str
+    step: str
+    level: str
+    message: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """One error raised in a run."""
+
+    id: int
+    run_id: str
+    step: str | None
+    attempt: int | None
+    kind: str
+    message: str
+    traceback: str | None
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A run a worker now holds, with its steps, read in the claiming transaction."""
+
+    run: RunRecord
+    steps: tuple[StepRecord, ...]
+
+
+@dataclass(frozen=True)
+class PipelineRecord:
+    """One registered pipeline version."""
+
+    version: str
+    namespace: str
+    name: str
+    definition: dict[str, Any]
+    registered_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data."""
+        return asdict(self)

@@ -1,0 +1,61 @@
+"""SQLite: WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE`` writes, one writer connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+
+from lockgate.errors import StoreError
+from lockgate.store.base import Store
+
+_SYNC_LEVELS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+
+
+class SqliteStore(Store):
+    """The embedded default: one file, nothing to set up."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> None:
+        level = synchronous.upper()
+        if level not in _SYNC_LEVELS:
+            raise StoreError(f"sqlite synchronous must be one of {sorted(_SYNC_LEVELS)}")
+        self._synchronous = level
+        self._busy_timeout_ms = busy_timeout_ms
+        super().__init__(url)
+
+    def _make_engines(self, url: str) -> tuple[Engine, Engine]:
+        parsed = make_url(url)
+        if parsed.database in (None, "", ":memory:"):
+            raise StoreError("lockgate needs a SQLite file, not an in-memory database")
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        args = {"check_same_thread": False, "timeout": self._busy_timeout_ms / 1000}
+        writer = create_engine(url, connect_args=args, pool_size=1, max_overflow=0)
+        reader = create_engine(url, connect_args=args, pool_size=8, max_overflow=8)
+        self._configure(writer, "BEGIN IMMEDIATE")
+        self._configure(reader, "BEGIN")
+        return writer, reader
+
+    def _configure(self, engine: Engine, begin: str) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control from the driver so BEGIN IMMEDIATE is ours to send.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={self._synchronous}")
+            cur.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
+
+    def insert(self, table: Table) -> Any:
+        """SQLite's INSERT with ON CONFLICT support."""
+        return sqlite_insert(table)
