@@ -37,6 +37,9 @@ EventRow = tuple[str | None, str, int | None, str | None]
 #: A step still running after this long gets its RUNNING state written on its own.
 RUNNING_WRITE_DELAY = 0.05
 
+#: How long a run that hit an engine fault waits before a worker tries it again.
+ENGINE_ERROR_BACKOFF = 60.0
+
 #: Step statuses whose effects a rollback must undo.
 _TO_UNDO = {
     StepStatus.COMPLETED,
@@ -87,6 +90,18 @@ class RunExecution:
             await self._execute()
         except StaleLease as exc:
             self.worker.log.warning("lease lost", run_id=self.run.id, error=str(exc))
+        except Exception as exc:
+            # A fault outside user code: park the run, flagged, instead of looping on it.
+            self.worker.log.exception("run could not advance", run_id=self.run.id)
+            cp = Checkpoint(run_id=self.run.id, token=self.token)
+            cp.run = {
+                "flag": self.worker.mask(f"engine error, retried later: {_describe(exc)}"),
+                "wake_at": time.time() + ENGINE_ERROR_BACKOFF,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            }
+            cp.errors.append(self._error_row(None, None, exc))
+            await self.worker.committer.submit(cp)
 
     def cancel(self) -> None:
         """The run was cancelled: stop the running step; the rollback follows."""
@@ -330,6 +345,9 @@ class RunExecution:
         self.logs.add(step.name, "error", message)
         await self._fire(HookPoint.STEP_FAILED, step=step.name, error=message)
         values: dict[str, Any] = {"status": status.value, "attempt": attempt, "error": message}
+        if running is not None:
+            values["input"] = running.encoded_input
+            values["started_at"] = running.started
         if saved is not None:
             values["saved"] = encode(None, saved, "saved data")
         cp = self._checkpoint(step.name)
@@ -379,10 +397,10 @@ class RunExecution:
         assert step.rollback_fn is not None
         ctx = self._context(step, rec.attempt)
         ctx.saved = rec.saved
-        value = decode(step.input_type, rec.input, self._where(step))
         cp = self._checkpoint(step.name)
         cp.events.append((step.name, StepStatus.ROLLING_BACK, rec.attempt, None))
         try:
+            value = decode(step.input_type, rec.input, self._where(step))
             await _invoke(step.rollback_fn, ctx, value)
         except Exception as exc:
             message = _describe(exc)

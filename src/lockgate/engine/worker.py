@@ -117,6 +117,16 @@ class Worker:
         await self.committer.stop()
         self.log.info("worker stopped")
 
+    async def kill(self) -> None:
+        """Stop at once as if the process died: no releases, leases left to expire."""
+        self._stopping = True
+        for task in [t for _, t in self._active.values()] + self._tasks:
+            task.cancel()
+        for task in [t for _, t in self._active.values()] + self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.committer.stop()
+
     # -- wake-ups --------------------------------------------------------------------------
 
     def wake(self) -> None:
