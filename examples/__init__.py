@@ -1,0 +1,1 @@
+"""lockgate's bundled example pipelines (``lockgate server --examples``)."""

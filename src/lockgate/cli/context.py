@@ -1,0 +1,77 @@
+"""What every CLI command shares: settings, the App, loading pipelines, a background worker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+from lockgate.app import App
+from lockgate.core.pipeline import Pipeline
+from lockgate.loader import load_pipelines
+from lockgate.settings import Settings
+
+EXAMPLES_MODULE = "lockgate.examples"
+
+
+@dataclass
+class CliState:
+    """Settings from the environment and global options; the App, opened on first use."""
+
+    settings: Settings
+    _app: App | None = field(default=None, repr=False)
+
+    def app(self, *, migrate: bool = False) -> App:
+        """The App on the configured database (upgrading its schema when asked)."""
+        if self._app is None:
+            self._app = App(self.settings)
+        if migrate:
+            self._app.migrate()
+        return self._app
+
+    def close(self) -> None:
+        """Close the App if one was opened."""
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+def pipelines_from(paths: list[str], examples: bool) -> list[Pipeline]:
+    """Pipelines from ``--pipelines`` paths and, with ``--examples``, the bundled ones."""
+    targets = list(paths) + ([EXAMPLES_MODULE] if examples else [])
+    return load_pipelines(targets)
+
+
+class BackgroundWorker:
+    """A worker on its own event loop in a thread, for commands that also follow a run."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="lockgate-worker", daemon=True)
+
+    def _main(self) -> None:
+        async def body() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            worker = self._app.worker()
+            await worker.start()
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await worker.stop()
+
+        asyncio.run(body())
+
+    def __enter__(self) -> BackgroundWorker:
+        self._thread.start()
+        self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=60)

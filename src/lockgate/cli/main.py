@@ -1,0 +1,279 @@
+"""``lockgate``: run durable deployment pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import structlog
+import typer
+from rich.markup import escape
+from sqlalchemy.engine import make_url
+
+from lockgate import __version__
+from lockgate.cli.context import BackgroundWorker, CliState, pipelines_from
+from lockgate.cli.output import Output, console, err_console, print_json, table, when
+from lockgate.cli.runs import follow_run, runs_app
+from lockgate.errors import LockgateError, ParamsError
+from lockgate.settings import Settings
+from lockgate.store.migrate import current
+
+app = typer.Typer(
+    help="lockgate runs deployment pipelines durably: steps with rollback, retries and "
+    "approvals that survive crashes, on SQLite (default) or PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+pipelines_app = typer.Typer(help="Registered pipelines.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
+app.add_typer(pipelines_app, name="pipelines")
+
+#: Exit codes by error code; anything else exits 1.
+EXIT_CODES = {"invalid_params": 2, "invalid_definition": 2, "not_found": 3, "conflict": 4,
+              "invalid_state": 4}  # fmt: skip
+
+PipelinesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pipelines",
+        help="Python file, directory or module whose Pipeline objects to load (repeatable).",
+    ),
+]
+ExamplesOpt = Annotated[bool, typer.Option(help="Also load the bundled example pipelines.")]
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state: CliState = ctx.obj
+    return state
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="LOCKGATE_DATABASE_URL",
+            help="sqlite:///path.db (default sqlite:///lockgate.db) or postgresql://...",
+        ),
+    ] = None,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(envvar="LOCKGATE_LOG_DIR", help="Also mirror step logs to files here."),
+    ] = None,
+) -> None:
+    """Global options."""
+    settings = Settings.from_env()
+    if database_url:
+        settings = settings.with_(database_url=database_url)
+    if log_dir:
+        settings = settings.with_(log_dir=log_dir)
+    ctx.obj = CliState(settings)
+    ctx.call_on_close(ctx.obj.close)
+
+
+@app.command()
+def version() -> None:
+    """Print lockgate's version."""
+    console.print(__version__)
+
+
+def _serve(ctx: typer.Context, paths: list[str], examples: bool, concurrency: int | None) -> None:
+    state = _state(ctx)
+    if concurrency is not None:
+        state.settings = state.settings.with_(concurrency=concurrency)
+    pipelines = pipelines_from(paths, examples)
+    lg = state.app(migrate=True)
+    lg.register(*pipelines)
+    if not pipelines:
+        err_console.print("[yellow]warning:[/yellow] no pipelines loaded; use --pipelines or --examples")
+    for p in pipelines:
+        console.print(f"loaded [bold]{p.key}[/bold] version {p.version} ({len(p.steps)} steps)")
+    shown = make_url(state.settings.database_url).render_as_string(hide_password=True)
+    console.print(f"database {escape(shown)}; press Ctrl-C to stop", highlight=False)
+
+    async def body() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await lg.worker().run(stop)
+
+    asyncio.run(body())
+
+
+@app.command()
+def server(
+    ctx: typer.Context,
+    pipelines: PipelinesOpt = None,
+    examples: ExamplesOpt = False,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Runs executed at once.")] = None,
+) -> None:
+    """Run lockgate: upgrade the database, register pipelines, execute runs until Ctrl-C."""
+    _serve(ctx, pipelines or [], examples, concurrency)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    pipelines: PipelinesOpt = None,
+    examples: ExamplesOpt = False,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Runs executed at once.")] = None,
+) -> None:
+    """Run a worker only: claim and execute runs of the given pipelines until stopped."""
+    _serve(ctx, pipelines or [], examples, concurrency)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or upgrade the schema (safe to run repeatedly and concurrently)."""
+    lg = _state(ctx).app(migrate=True)
+    console.print(f"database at revision {current(lg.store)}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Print the schema revision the database is at."""
+    console.print(current(_state(ctx).app().store) or "(empty: run `lockgate db upgrade`)")
+
+
+def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON when they are JSON) over a JSON file."""
+    params: dict[str, Any] = {}
+    problems: list[str] = []
+    if params_file is not None:
+        try:
+            loaded = json.loads(params_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ParamsError([f"{params_file}: {exc}"]) from exc
+        if not isinstance(loaded, dict):
+            raise ParamsError([f"{params_file}: must hold a JSON object"])
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            problems.append(f"{pair!r}: expected key=value")
+            continue
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    if problems:
+        raise ParamsError(problems)
+    return params
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Pipeline name, or namespace/name.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="key=value; the value is parsed as JSON if it is JSON."),
+    ] = None,
+    params_file: Annotated[Path | None, typer.Option(help="JSON object of params.")] = None,
+    wait: Annotated[bool, typer.Option(help="Show progress until the run ends.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Plan only: steps see ctx.noop.")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(help="Start at most once per key.")] = None,
+    pipelines: PipelinesOpt = None,
+    examples: ExamplesOpt = False,
+    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """Start a run. With --pipelines/--examples it also runs it here; else a server does."""
+    state = _state(ctx)
+    params = parse_params(param or [], params_file)
+    local = pipelines_from(pipelines or [], examples)
+    lg = state.app(migrate=True)
+    if local:
+        lg.register(*local)
+    record = lg.start_run(name, params, noop=dry_run, idempotency_key=idempotency_key,
+                          requested_by="cli")  # fmt: skip
+    if not wait and not local:
+        if output is Output.json:
+            print_json(record.to_dict())
+        else:
+            console.print(f"started run {record.id} of {record.namespace}/{record.pipeline}")
+        return
+    if local:
+        with BackgroundWorker(lg):
+            status = follow_run(lg, record.id, output, timeout)
+    else:
+        status = follow_run(lg, record.id, output, timeout)
+    raise typer.Exit(0 if status == "SUCCEEDED" else 1)
+
+
+@pipelines_app.command("list")
+def pipelines_list(
+    ctx: typer.Context, output: Annotated[Output, typer.Option("--output", "-o")] = Output.table
+) -> None:
+    """Pipelines registered in the database (the newest version of each)."""
+    latest: dict[str, Any] = {}
+    for rec in _state(ctx).app().pipelines():
+        latest.setdefault(f"{rec.namespace}/{rec.name}", rec)
+    if output is Output.json:
+        print_json([r.to_dict() for r in latest.values()])
+        return
+    rows = [
+        (key, r.version, len(r.definition.get("steps", [])), when(r.registered_at),
+         r.definition.get("description", ""))
+        for key, r in sorted(latest.items())
+    ]  # fmt: skip
+    table(None, ["PIPELINE", "VERSION", "STEPS", "REGISTERED", "DESCRIPTION"], rows)
+
+
+@pipelines_app.command("show")
+def pipelines_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Pipeline name.")],
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """A pipeline's steps and params schema (newest registered version)."""
+    from lockgate.errors import PipelineNotFound
+
+    found = _state(ctx).app().store.pipeline_versions(name.split("/")[-1])
+    if not found:
+        raise PipelineNotFound(f"no pipeline {name!r} is registered")
+    rec = found[0]
+    if output is Output.json:
+        print_json(rec.to_dict())
+        return
+    console.print(f"[bold]{rec.namespace}/{rec.name}[/bold] version {rec.version}")
+    steps = rec.definition.get("steps", [])
+    rows = [(s["name"], s["input"], s["output"], s["retry"]["attempts"],
+             "yes" if s["rollback"] else "-", "yes" if s["idempotent"] else "no") for s in steps]  # fmt: skip
+    table(None, ["STEP", "INPUT", "OUTPUT", "ATTEMPTS", "ROLLBACK", "IDEMPOTENT"], rows)
+    if rec.definition.get("params"):
+        console.print_json(json.dumps(rec.definition["params"]))
+
+
+def main() -> None:
+    """Console entry point: one-line errors and meaningful exit codes."""
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
+    )
+    try:
+        app()
+    except ParamsError as exc:
+        err_console.print(f"[red]error[/red] ({exc.code}): params refused:", highlight=False)
+        for problem in exc.problems:
+            err_console.print(f"  - {escape(problem)}", highlight=False)
+        sys.exit(EXIT_CODES[exc.code])
+    except LockgateError as exc:
+        err_console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}", highlight=False)
+        sys.exit(EXIT_CODES.get(exc.code, 1))
+    except KeyboardInterrupt:
+        sys.exit(130)

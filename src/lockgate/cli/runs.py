@@ -1,0 +1,186 @@
+"""``lockgate runs``: list, show, logs, cancel."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from lockgate.cli.context import CliState
+from lockgate.cli.output import (
+    Output,
+    console,
+    duration,
+    print_json,
+    status_text,
+    table,
+    when,
+)
+from lockgate.core.statuses import RunStatus
+from lockgate.errors import LockgateError
+
+runs_app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state: CliState = ctx.obj
+    return state
+
+
+@runs_app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+    output: OutputOpt = Output.table,
+) -> None:
+    """List runs, newest first."""
+    if status is not None and status.upper() not in RunStatus.__members__:
+        raise typer.BadParameter(
+            f"unknown status {status!r}; one of {', '.join(RunStatus)}", param_hint="--status"
+        )
+    runs = _state(ctx).app().list_runs(
+        status=status.upper() if status else None, pipeline=pipeline, limit=limit
+    )
+    if output is Output.json:
+        print_json([r.to_dict() for r in runs])
+        return
+    rows = [
+        (
+            r.id,
+            f"{r.namespace}/{r.pipeline}",
+            status_text(r.status),
+            r.current_step or "-",
+            when(r.created_at),
+            duration(r.created_at, r.finished_at),
+            r.flag or r.error or "",
+        )
+        for r in runs
+    ]
+    table(None, ["ID", "PIPELINE", "STATUS", "STEP", "CREATED", "TOOK", "NOTE"], rows)
+
+
+def render_run(view: Any) -> Table:
+    """A run's steps as a table titled with the run's status."""
+    run = view.run
+    title = Text.assemble(
+        (f"{run.namespace}/{run.pipeline} ", "bold"), (run.id + " ", "dim"), status_text(run.status)
+    )
+    if run.noop:
+        title.append(" (dry run)", style="yellow")
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in ("STEP", "STATUS", "ATTEMPT", "TOOK", "ERROR"):
+        t.add_column(col)
+    for s in view.steps:
+        t.add_row(
+            s.name,
+            status_text(s.status),
+            str(s.attempt or "-"),
+            duration(s.started_at, s.finished_at),
+            (s.error or "")[:120],
+        )
+    return t
+
+
+@runs_app.command("show")
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show a run, its steps and its events."""
+    app = _state(ctx).app()
+    view = app.get_run(run_id)
+    events = app.events(run_id)
+    if output is Output.json:
+        print_json({**view.to_dict(), "events": [e.to_dict() for e in events]})
+        return
+    console.print(render_run(view))
+    if view.run.error:
+        console.print(f"[red]error:[/red] {escape(view.run.error)}", highlight=False)
+    if view.run.flag:
+        console.print(f"[yellow]flag:[/yellow] {escape(view.run.flag)}", highlight=False)
+    rows = [(when(e.at), e.step or "(run)", status_text(e.status), e.message or "") for e in events]
+    table("events", ["AT", "STEP", "STATUS", "MESSAGE"], rows)
+
+
+@runs_app.command("logs")
+def logs(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    step: Annotated[str | None, typer.Option(help="Only this step's log.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Print a run's step logs (``-f`` follows them live)."""
+    app = _state(ctx).app()
+    after = 0
+    while True:
+        lines = app.logs(run_id, step, after)
+        for line in lines:
+            if output is Output.json:
+                print_json(line.to_dict())
+            else:
+                console.print(
+                    f"[dim]{when(line.at)}[/dim] [bold]{escape(line.step)}[/bold] "
+                    f"{line.level.upper():7} {escape(line.message)}",
+                    highlight=False,
+                )
+            after = line.id
+        if lines or not follow:
+            if not follow:
+                return
+            continue
+        if RunStatus(app.get_run(run_id).run.status).terminal:
+            if not app.logs(run_id, step, after):
+                return
+            continue
+        time.sleep(0.2)
+
+
+@runs_app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Stop a run's current step and roll it back."""
+    run = _state(ctx).app().cancel_run(run_id, by="cli")
+    if output is Output.json:
+        print_json(run.to_dict())
+    else:
+        console.print(f"cancel requested for run {run.id} (was {run.status})")
+
+
+def follow_run(app: Any, run_id: str, output: Output, timeout: float | None) -> str:
+    """Show a run's progress until it finishes; returns its final status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if output is Output.json:
+        while not RunStatus((view := app.get_run(run_id)).run.status).terminal:
+            _check_deadline(deadline, run_id)
+            time.sleep(0.05)
+        print_json(view.to_dict())
+        return str(view.run.status)
+    view = app.get_run(run_id)
+    with Live(render_run(view), console=console, refresh_per_second=10) as live:
+        while not RunStatus(view.run.status).terminal:
+            _check_deadline(deadline, run_id)
+            time.sleep(0.05)
+            view = app.get_run(run_id)
+            live.update(render_run(view))
+    if view.run.error:
+        console.print(f"[red]error:[/red] {escape(view.run.error)}", highlight=False)
+    return str(view.run.status)
+
+
+def _check_deadline(deadline: float | None, run_id: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise LockgateError(f"run {run_id} did not finish in time; it continues in the background")

@@ -1,0 +1,65 @@
+"""Masking, log paths, codecs and the public API surface."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+import lockgate
+from lockgate.core.codec import decode, encode
+from lockgate.core.masking import Masker
+from lockgate.engine.logs import log_path, safe_name
+from lockgate.errors import StepError
+
+
+def test_public_api_is_sorted_and_importable() -> None:
+    """``__all__`` is sorted and every name in it exists."""
+    assert lockgate.__all__ == sorted(lockgate.__all__)
+    for name in lockgate.__all__:
+        assert hasattr(lockgate, name), name
+
+
+def test_masker_hides_secrets_in_encoded_forms() -> None:
+    """Raw, URL-encoded, JSON-escaped and base64 forms of a secret are all masked."""
+    secret = 'p@ss "word"/x'
+    mask = Masker([secret])
+    text = " ".join(
+        [secret, quote(secret, safe=""), json.dumps(secret), base64.b64encode(secret.encode()).decode()]
+    )
+    masked = mask(text)
+    assert "p@ss" not in masked and "cEBzcy" not in masked
+    assert masked.count("***") == 4
+
+
+def test_masker_without_secrets_changes_nothing() -> None:
+    """No secrets, no changes."""
+    assert Masker()("anything") == "anything"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("build", "build"), ("../../etc/passwd", "_.._etc_passwd"), ("a b/c", "a_b_c"), ("..", "_")],
+)
+def test_safe_name(name: str, expected: str) -> None:
+    """Step names become one safe path component."""
+    assert safe_name(name) == expected
+
+
+def test_log_path_stays_inside_log_dir(tmp_path: Path) -> None:
+    """The mirrored log file is always under the log directory."""
+    path = log_path(tmp_path, "run1", "../../x")
+    assert tmp_path.resolve() in path.parents
+
+
+def test_codec_round_trips_and_refuses_wrong_values() -> None:
+    """Values are checked against the declared type on the way in and out."""
+    assert encode(list[int], [1, 2], "here") == [1, 2]
+    assert decode(list[int], [1, 2], "here") == [1, 2]
+    with pytest.raises(StepError, match="cannot encode value as"):
+        encode(list[int], ["x"], "here")
+    with pytest.raises(StepError, match="does not decode as"):
+        decode(list[int], {"a": 1}, "here")
