@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import pkgutil
@@ -14,7 +15,8 @@ from lockgate.errors import DefinitionError
 
 
 def _module_from_file(path: Path) -> ModuleType:
-    name = f"lockgate_user_{path.stem}_{abs(hash(path.resolve())):x}"
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
+    name = f"lockgate_user_{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise DefinitionError(f"{path}: cannot be imported as a Python module")

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class Output(StrEnum):

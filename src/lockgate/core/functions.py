@@ -64,7 +64,9 @@ def fingerprint(fn: UserFn | None) -> str | None:
     except (OSError, TypeError):
         source = ""
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    return f"{qualname(fn)}@{digest}"
+    # The module name is left out: the same file imported under another name (a path
+    # versus a dotted module) must give the same pipeline version.
+    return f"{getattr(fn, '__qualname__', repr(fn))}@{digest}"
 
 
 async def call(fn: UserFn, *args: Any) -> Any:

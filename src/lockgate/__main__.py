@@ -1,0 +1,5 @@
+"""``python -m lockgate``."""
+
+from lockgate.cli.main import main
+
+main()

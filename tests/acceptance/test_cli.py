@@ -1,0 +1,97 @@
+"""The real ``lockgate`` command in subprocesses: output, exit codes, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+PIPELINES = str(HERE / "pipelines" / "crashy.py")
+
+
+def lockgate(db_url: str, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    full_env = {**os.environ, "LOCKGATE_DATABASE_URL": db_url, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "lockgate", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> dict[str, str]:
+    return {"LOCKGATE_LEDGER": str(tmp_path / "ledger.txt"), "LOCKGATE_SLOW_SECONDS": "0"}
+
+
+def test_run_wait_prints_the_finished_run_as_json(db_url: str, ledger: dict[str, str]) -> None:
+    """``run --wait -o json`` runs the pipeline here and prints the final run; exit 0."""
+    out = lockgate(db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", "-o", "json",
+                   env=ledger)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert run["status"] == "SUCCEEDED"
+    assert run["steps"][-1]["output"] == {"prepared": 1, "slow": 1, "finished": 1}
+    listed = lockgate(db_url, "runs", "list", "-o", "json")
+    assert [r["id"] for r in json.loads(listed.stdout)] == [run["id"]]
+    shown = lockgate(db_url, "runs", "show", run["id"], "-o", "json")
+    assert [e["status"] for e in json.loads(shown.stdout)["events"]][-1] == "SUCCEEDED"
+
+
+def test_failed_run_exits_non_zero(db_url: str, ledger: dict[str, str]) -> None:
+    """A run that fails makes ``run --wait`` exit 1 and shows the error."""
+    out = lockgate(db_url, "run", "failing", "--pipelines", PIPELINES, "--wait", env=ledger)
+    assert out.returncode == 1
+    assert "always fails" in out.stdout
+
+
+def test_bad_params_are_all_listed_with_exit_code_2(db_url: str) -> None:
+    """Malformed -p values are refused, each one named."""
+    out = lockgate(db_url, "run", "crashy", "--pipelines", PIPELINES, "-p", "novalue", "-p", "=x")
+    assert out.returncode == 2
+    assert "'novalue': expected key=value" in out.stderr
+    assert "'=x': expected key=value" in out.stderr
+
+
+def test_unknown_ids_and_names_are_clear_errors(db_url: str) -> None:
+    """Unknown run ids and pipelines exit 3 with a one-line error; no traceback."""
+    out = lockgate(db_url, "runs", "show", "does-not-exist")
+    assert out.returncode == 3
+    assert "error (not_found): no run 'does-not-exist'" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = lockgate(db_url, "run", "nothing-here")
+    assert out.returncode == 3 and "no pipeline" in out.stderr
+
+
+def test_cancel_of_a_finished_run_exits_4(db_url: str, ledger: dict[str, str]) -> None:
+    """Cancelling a finished run is a state conflict."""
+    done = lockgate(db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", "-o", "json",
+                    env=ledger)  # fmt: skip
+    run_id = json.loads(done.stdout)["id"]
+    out = lockgate(db_url, "runs", "cancel", run_id)
+    assert out.returncode == 4
+    assert "only an active run can be cancelled" in out.stderr
+
+
+def test_bad_pipeline_file_is_refused_with_its_path(db_url: str, tmp_path: Path) -> None:
+    """A pipeline module that fails to import names the file and the problem."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from lockgate import Pipeline\np = Pipeline('x', [])\n")
+    out = lockgate(db_url, "run", "x", "--pipelines", str(bad))
+    assert out.returncode == 2
+    assert f"{bad}: pipeline 'default/x': a pipeline needs at least one step" in out.stderr
+
+
+def test_help_describes_every_command() -> None:
+    """``--help`` lists the commands."""
+    out = subprocess.run([sys.executable, "-m", "lockgate", "--help"], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    for command in ("server", "worker", "run", "runs", "db", "pipelines"):
+        assert command in out.stdout

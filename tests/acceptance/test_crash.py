@@ -1,0 +1,122 @@
+"""Real worker processes killed with SIGKILL mid-step, restarted, and stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from lockgate import App, RunStatus, Settings
+from lockgate.loader import load_pipelines
+
+HERE = Path(__file__).parent
+PIPELINES = str(HERE / "pipelines" / "crashy.py")
+
+
+def start_worker(db_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    full = {**os.environ, "LOCKGATE_DATABASE_URL": db_url, "LOCKGATE_LEASE_SECONDS": "1",
+            "LOCKGATE_POLL_INTERVAL": "0.05", **env}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "worker", "--pipelines", PIPELINES],
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for_line(path: Path, needle: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and needle in path.read_text():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{needle!r} never appeared in {path}")
+
+
+def wait_finished(app: App, run_id: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = app.get_run(run_id).run.status
+        if RunStatus(status).terminal:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not finish")
+
+
+def make_app(db_url: str) -> App:
+    app = App(Settings(database_url=db_url))
+    app.migrate()
+    app.register(*load_pipelines([PIPELINES]))
+    return app
+
+
+def test_sigkill_mid_step_resumes_without_rerunning_completed_steps(
+    db_url: str, tmp_path: Path
+) -> None:
+    """kill -9 during a step: the restarted worker re-runs only that step, then finishes."""
+    ledger = tmp_path / "ledger.txt"
+    env = {"LOCKGATE_LEDGER": str(ledger), "LOCKGATE_SLOW_SECONDS": "3"}
+    app = make_app(db_url)
+    try:
+        run_id = app.start_run("crashy").id
+        first = start_worker(db_url, env)
+        wait_for_line(ledger, f"{run_id} slow 1")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        second = start_worker(db_url, {**env, "LOCKGATE_SLOW_SECONDS": "0"})
+        try:
+            assert wait_finished(app, run_id) == RunStatus.SUCCEEDED
+        finally:
+            second.terminate()
+            second.wait(20)
+        counts = Counter(line.split()[1] for line in ledger.read_text().splitlines())
+        assert counts == {"prepare": 1, "slow": 2, "finish": 1}
+        final = app.get_run(run_id).steps[-1].output
+        assert final == {"prepared": 1, "slow": 1, "finished": 1}
+    finally:
+        app.close()
+
+
+def test_sigkill_during_non_idempotent_step_rolls_back_instead(
+    db_url: str, tmp_path: Path
+) -> None:
+    """kill -9 during an idempotent=False step: it is not run again; it rolls back."""
+    ledger = tmp_path / "ledger.txt"
+    env = {"LOCKGATE_LEDGER": str(ledger), "LOCKGATE_SLOW_SECONDS": "3"}
+    app = make_app(db_url)
+    try:
+        run_id = app.start_run("once").id
+        first = start_worker(db_url, env)
+        wait_for_line(ledger, f"{run_id} charge 1")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        second = start_worker(db_url, env)
+        try:
+            assert wait_finished(app, run_id) == RunStatus.ROLLED_BACK
+        finally:
+            second.terminate()
+            second.wait(20)
+        steps = [line.split()[1] for line in ledger.read_text().splitlines()]
+        assert steps == ["prepare", "charge", "charge.rollback"]
+    finally:
+        app.close()
+
+
+def test_sigterm_finishes_in_flight_work_and_exits_zero(db_url: str, tmp_path: Path) -> None:
+    """SIGTERM stops claiming, lets the running step finish, and exits 0."""
+    ledger = tmp_path / "ledger.txt"
+    env = {"LOCKGATE_LEDGER": str(ledger), "LOCKGATE_SLOW_SECONDS": "1"}
+    app = make_app(db_url)
+    try:
+        run_id = app.start_run("crashy").id
+        proc = start_worker(db_url, env)
+        wait_for_line(ledger, f"{run_id} slow 1")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert app.get_run(run_id).run.status == RunStatus.SUCCEEDED
+    finally:
+        app.close()
