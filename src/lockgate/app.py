@@ -80,9 +80,7 @@ class App:
         """Make pipelines runnable here and visible to every process on the database."""
         for p in pipelines:
             self.registry.add(p)
-            self.store.apply(
-                RegisterPipeline(p.version, p.namespace, p.name, p.describe())
-            )
+            self.store.apply(RegisterPipeline(p.version, p.namespace, p.name, p.describe()))
 
     def publish(self) -> None:
         """Record every locally registered pipeline version in the database."""
@@ -128,9 +126,7 @@ class App:
             return ns, "/", short
         return namespace, "/", name
 
-    def _resolve(
-        self, name: str, namespace: str, params: Any
-    ) -> tuple[str, list[str], Any]:
+    def _resolve(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
         """(version, step names, JSON params) of the pipeline's current version."""
         params = {} if params is None else params
         try:
@@ -215,8 +211,9 @@ class App:
                 raise TimeoutError(f"run {run_id} still {run.status} after {timeout:g}s")
             await asyncio.sleep(poll)
 
-    async def execute_async(self, name: str, params: Any = None, *, timeout: float = 60.0,
-                            **options: Any) -> RunRecord:
+    async def execute_async(
+        self, name: str, params: Any = None, *, timeout: float = 60.0, **options: Any
+    ) -> RunRecord:
         """Start a run and drive it with an in-process worker until it finishes."""
         worker = self.worker()
         await worker.start()
@@ -227,8 +224,9 @@ class App:
         finally:
             await worker.stop()
 
-    def execute(self, name: str, params: Any = None, *, timeout: float = 60.0,
-                **options: Any) -> RunRecord:
+    def execute(
+        self, name: str, params: Any = None, *, timeout: float = 60.0, **options: Any
+    ) -> RunRecord:
         """Synchronous :meth:`execute_async`: run a pipeline in-process, return the run."""
         return asyncio.run(self.execute_async(name, params, timeout=timeout, **options))
 

@@ -62,8 +62,18 @@ class PostgresServer:
             shutil.chown(self.dir, "postgres", "postgres")
         run = {"check": True, "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
         subprocess.run(
-            self._cmd(str(self.bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                      "-A", "trust", "--no-sync", "-E", "UTF8"),
+            self._cmd(
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ),
             **run,  # type: ignore[call-overload]
         )
         self.port = free_port()
@@ -73,8 +83,19 @@ class PostgresServer:
             f"-c synchronous_commit={'on' if self.fsync else 'off'}"
         )
         subprocess.run(
-            self._cmd(str(self.bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
-                      "-l", str(self.dir / "server.log"), "-w", "-t", "60", "start"),
+            self._cmd(
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(self.dir / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ),
             **run,  # type: ignore[call-overload]
         )
         return self
@@ -94,9 +115,18 @@ class PostgresServer:
         if self.dir is None:
             return
         subprocess.run(
-            self._cmd(str(self.bin_dir / "pg_ctl"), "-D", str(self.dir / "data"),
-                      "-m", "immediate", "-w", "stop"),
-            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            self._cmd(
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.dir / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ),
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None

@@ -81,9 +81,7 @@ def test_sigkill_mid_step_resumes_without_rerunning_completed_steps(
         app.close()
 
 
-def test_sigkill_during_non_idempotent_step_rolls_back_instead(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_sigkill_during_non_idempotent_step_rolls_back_instead(db_url: str, tmp_path: Path) -> None:
     """kill -9 during an idempotent=False step: it is not run again; it rolls back."""
     ledger = tmp_path / "ledger.txt"
     env = {"LOCKGATE_LEDGER": str(ledger), "LOCKGATE_SLOW_SECONDS": "3"}

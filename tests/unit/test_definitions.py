@@ -49,7 +49,7 @@ def test_empty_pipeline_is_refused() -> None:
 
 def test_duplicate_step_names_are_refused_and_rename_fixes_them() -> None:
     """The same step twice needs rename(); the copy keeps the execute function."""
-    with pytest.raises(DefinitionError, match="'make_a' is used twice; use step.rename"):
+    with pytest.raises(DefinitionError, match=r"'make_a' is used twice; use step\.rename"):
         Pipeline("dup", [make_a, make_a])
     again = make_a.rename("make_a_again")
     assert again.execute is make_a.execute

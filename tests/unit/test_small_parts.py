@@ -28,7 +28,12 @@ def test_masker_hides_secrets_in_encoded_forms() -> None:
     secret = 'p@ss "word"/x'
     mask = Masker([secret])
     text = " ".join(
-        [secret, quote(secret, safe=""), json.dumps(secret), base64.b64encode(secret.encode()).decode()]
+        [
+            secret,
+            quote(secret, safe=""),
+            json.dumps(secret),
+            base64.b64encode(secret.encode()).decode(),
+        ]
     )
     masked = mask(text)
     assert "p@ss" not in masked and "cEBzcy" not in masked

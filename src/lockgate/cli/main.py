@@ -94,7 +94,9 @@ def _serve(ctx: typer.Context, paths: list[str], examples: bool, concurrency: in
     lg = state.app(migrate=True)
     lg.register(*pipelines)
     if not pipelines:
-        err_console.print("[yellow]warning:[/yellow] no pipelines loaded; use --pipelines or --examples")
+        err_console.print(
+            "[yellow]warning:[/yellow] no pipelines loaded; use --pipelines or --examples"
+        )
     for p in pipelines:
         console.print(f"loaded [bold]{p.key}[/bold] version {p.version} ({len(p.steps)} steps)")
     shown = make_url(state.settings.database_url).render_as_string(hide_password=True)
@@ -185,7 +187,9 @@ def run(
     idempotency_key: Annotated[str | None, typer.Option(help="Start at most once per key.")] = None,
     pipelines: PipelinesOpt = None,
     examples: ExamplesOpt = False,
-    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds.")
+    ] = None,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Start a run. With --pipelines/--examples it also runs it here; else a server does."""
@@ -248,8 +252,11 @@ def pipelines_show(
         return
     console.print(f"[bold]{rec.namespace}/{rec.name}[/bold] version {rec.version}")
     steps = rec.definition.get("steps", [])
-    rows = [(s["name"], s["input"], s["output"], s["retry"]["attempts"],
-             "yes" if s["rollback"] else "-", "yes" if s["idempotent"] else "no") for s in steps]  # fmt: skip
+    rows = [
+        (s["name"], s["input"], s["output"], s["retry"]["attempts"],
+         "yes" if s["rollback"] else "-", "yes" if s["idempotent"] else "no")
+        for s in steps
+    ]  # fmt: skip
     table(None, ["STEP", "INPUT", "OUTPUT", "ATTEMPTS", "ROLLBACK", "IDEMPOTENT"], rows)
     if rec.definition.get("params"):
         console.print_json(json.dumps(rec.definition["params"]))

@@ -47,8 +47,10 @@ def list_runs(
         raise typer.BadParameter(
             f"unknown status {status!r}; one of {', '.join(RunStatus)}", param_hint="--status"
         )
-    runs = _state(ctx).app().list_runs(
-        status=status.upper() if status else None, pipeline=pipeline, limit=limit
+    runs = (
+        _state(ctx)
+        .app()
+        .list_runs(status=status.upper() if status else None, pipeline=pipeline, limit=limit)
     )
     if output is Output.json:
         print_json([r.to_dict() for r in runs])
@@ -117,7 +119,9 @@ def logs(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
     step: Annotated[str | None, typer.Option(help="Only this step's log.")] = None,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")
+    ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Print a run's step logs (``-f`` follows them live)."""

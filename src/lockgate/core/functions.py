@@ -42,9 +42,7 @@ def hints(fn: UserFn) -> tuple[Any, Any]:
         found = typing.get_type_hints(fn)
     except Exception:
         return None, None
-    names = [
-        n for n, p in inspect.signature(fn).parameters.items() if p.kind is not p.VAR_KEYWORD
-    ]
+    names = [n for n, p in inspect.signature(fn).parameters.items() if p.kind is not p.VAR_KEYWORD]
     value_t = found.get(names[1]) if len(names) > 1 else None
     ret = found.get("return")
     return value_t, (None if ret is type(None) else ret)

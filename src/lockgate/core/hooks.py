@@ -24,7 +24,9 @@ class HookPoint(StrEnum):
 
 
 #: Points where a raising hook fails the step or run; elsewhere its error is only logged.
-BLOCKING_POINTS = frozenset({HookPoint.RUN_STARTED, HookPoint.STEP_STARTED, HookPoint.STEP_COMPLETED})
+BLOCKING_POINTS = frozenset(
+    {HookPoint.RUN_STARTED, HookPoint.STEP_STARTED, HookPoint.STEP_COMPLETED}
+)
 
 
 @dataclass

@@ -89,7 +89,8 @@ class Pipeline:
                 raise DefinitionError(f"{where}: {s!r} is not a Step (decorate it with @step)")
             if s.name in seen:
                 raise DefinitionError(
-                    f"{where}: step name {s.name!r} is used twice; use step.rename() to reuse a step"
+                    f"{where}: step name {s.name!r} is used twice; "
+                    "use step.rename() to reuse a step"
                 )
             seen.add(s.name)
         check_serialisable(self.params_type, f"{where} params")

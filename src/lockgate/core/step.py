@@ -141,7 +141,7 @@ def step(
     rollback: UserFn | None = None,
     pre_hooks: Sequence[UserFn] = (),
     post_hooks: Sequence[UserFn] = (),
-    input: Any = ...,  # noqa: A002 - mirrors the vocabulary: a step's input type
+    input: Any = ...,
     output: Any = ...,
 ) -> Step | Callable[[UserFn], Step]:
     """Make a :class:`Step` from a function ``(ctx, value) -> output``.

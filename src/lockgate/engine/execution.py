@@ -155,9 +155,7 @@ class RunExecution:
                 return  # parked for a retry, or failed and rolled back
             data = outcome[0]
 
-    async def _run_step(
-        self, step: Step, attempt: int, data: Any, last: bool
-    ) -> tuple[Any] | None:
+    async def _run_step(self, step: Step, attempt: int, data: Any, last: bool) -> tuple[Any] | None:
         ctx = self._context(step, attempt)
         self.ctx = ctx
         running = _RunningWrite(self, step.name, attempt, data, time.time())
@@ -172,14 +170,16 @@ class RunExecution:
         except asyncio.CancelledError:
             running.cancel()
             if self._body is not None and self._body.cancelled() and self.cancel_requested:
-                return await self._record_cancel(step, ctx, running)
+                await self._record_cancel(step, ctx, running)
+                return None
             if self._body is not None:
                 self._body.cancel()
             raise
         except Exception as exc:
             running.cancel()
             if self.cancel_requested:
-                return await self._record_cancel(step, ctx, running)
+                await self._record_cancel(step, ctx, running)
+                return None
             return await self._step_error(step, ctx, data, exc, running)
         finally:
             self.ctx = None
@@ -324,9 +324,7 @@ class RunExecution:
         await self._commit(cp)
         self.worker.wake_at(wake)
 
-    async def _record_cancel(
-        self, step: Step, ctx: StepContext, running: _RunningWrite
-    ) -> None:
+    async def _record_cancel(self, step: Step, ctx: StepContext, running: _RunningWrite) -> None:
         error = StepCancelled(f"step {step.name!r} stopped: the run was cancelled")
         await self._fail_step(
             step, running.attempt, error, running, ctx.saved, StepStatus.CANCELLED

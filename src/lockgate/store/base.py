@@ -4,8 +4,8 @@ databases do (engine set-up, conflict-tolerant inserts, claiming, wake-up hints)
 from __future__ import annotations
 
 import threading
-from abc import ABC, abstractmethod
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -60,7 +60,7 @@ class Store(ABC):
     def insert(self, table: Table) -> Any:
         """An INSERT that supports ``on_conflict_do_nothing``."""
 
-    def _notify_peers(self, conn: Connection) -> None:
+    def _notify_peers(self, conn: Connection) -> None:  # noqa: B027 - optional hook
         """Tell other processes there is new work (PostgreSQL NOTIFY); a hint only."""
 
     # -- writing -------------------------------------------------------------------------
@@ -150,9 +150,7 @@ class Store(ABC):
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run ``run_id``; :class:`RunNotFound` if there is none."""
-        row = self.read(
-            lambda c: c.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
-        )
+        row = self.read(lambda c: c.execute(select(s.runs).where(s.runs.c.id == run_id)).first())
         if row is None:
             raise RunNotFound(f"no run {run_id!r}")
         return run_record(row)
