@@ -116,8 +116,8 @@ class App:
             requested_by=requested_by,
             idempotency_key=idempotency_key,
         )
-        run_id, _created = self.store.apply(op)
-        return self.store.get_run(run_id)
+        record: RunRecord = self.store.apply(op)[0]
+        return record
 
     @staticmethod
     def _split(name: str, namespace: str) -> tuple[str, str, str]:

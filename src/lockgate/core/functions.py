@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -17,6 +18,20 @@ UserFn = Callable[..., Any]
 
 def arity(fn: UserFn, where: str) -> int:
     """How many positional arguments ``fn`` takes (1: ctx only, 2: ctx and value)."""
+    try:
+        return _arity_cache[fn]
+    except (KeyError, TypeError):
+        pass
+    found = _arity(fn, where)
+    with contextlib.suppress(TypeError):  # unhashable callables are inspected every time
+        _arity_cache[fn] = found
+    return found
+
+
+_arity_cache: dict[UserFn, int] = {}
+
+
+def _arity(fn: UserFn, where: str) -> int:
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError) as exc:

@@ -15,7 +15,15 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES
 from lockgate.errors import LockgateError, RunNotFound, StoreError
 from lockgate.store import schema as s
-from lockgate.store.ops import Op, WriteTx, run_record, step_record
+from lockgate.store.ops import (
+    RUN_BY_ID,
+    Checkpoint,
+    Op,
+    WriteTx,
+    apply_checkpoints,
+    run_record,
+    step_record,
+)
 from lockgate.store.records import (
     ErrorRecord,
     EventRecord,
@@ -59,6 +67,10 @@ class Store(ABC):
     @abstractmethod
     def insert(self, table: Table) -> Any:
         """An INSERT that supports ``on_conflict_do_nothing``."""
+
+    def driver_sql(self, sql: str) -> str:
+        """``sql`` with ``:name`` placeholders in the driver's paramstyle."""
+        return sql
 
     def _notify_peers(self, conn: Connection) -> None:  # noqa: B027 - optional hook
         """Tell other processes there is new work (PostgreSQL NOTIFY); a hint only."""
@@ -121,13 +133,23 @@ class Store(ABC):
             insert=self.insert,
             skip_locked=self.skip_locked,
             notify=notify,
+            driver_sql=self.driver_sql,
         )
         results: list[Any] = []
+        checkpoints: list[Checkpoint] = []
         for op in ops:
+            if isinstance(op, Checkpoint):
+                checkpoints.append(op)
+                continue
+            if checkpoints:  # keep order: earlier checkpoints land before this op
+                results.extend(apply_checkpoints(tx, checkpoints))
+                checkpoints = []
             try:
                 results.append(op.apply(tx))
             except LockgateError as exc:
                 results.append(exc)
+        if checkpoints:
+            results.extend(apply_checkpoints(tx, checkpoints))
         tx.flush()
         if notified[0]:
             self._notify_peers(conn)
@@ -150,7 +172,7 @@ class Store(ABC):
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run ``run_id``; :class:`RunNotFound` if there is none."""
-        row = self.read(lambda c: c.execute(select(s.runs).where(s.runs.c.id == run_id)).first())
+        row = self.read(lambda c: c.execute(RUN_BY_ID, {"id": run_id}).first())
         if row is None:
             raise RunNotFound(f"no run {run_id!r}")
         return run_record(row)

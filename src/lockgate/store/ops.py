@@ -8,12 +8,27 @@ inserted together at its end.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table, and_, func, literal, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    column,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.sql.selectable import TextualSelect
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES, RunStatus, StepStatus
 from lockgate.errors import InvalidState, RunNotFound, StaleLease
@@ -32,6 +47,8 @@ class WriteTx:
     insert: InsertFn
     skip_locked: bool
     notify: Callable[[], None]
+    #: Turns ``:name`` placeholders into the driver's paramstyle.
+    driver_sql: Callable[[str], str] = lambda sql: sql
     deferred: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
 
     def defer(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -65,6 +82,36 @@ def step_record(row: Any) -> StepRecord:
     return StepRecord(**{c.name: m[c.name] for c in s.steps.columns})
 
 
+_ACTIVE = ", ".join(f"'{st.value}'" for st in sorted(ACTIVE_RUN_STATUSES))
+_RUN_COLUMNS = ", ".join(c.name for c in s.runs.columns)
+_STEP_COLUMNS = ", ".join(c.name for c in s.steps.columns)
+
+
+def _typed(sql: str, table: Table) -> TextualSelect:
+    """A text statement whose result columns carry the table's types (JSON decoding)."""
+    return text(sql).columns(*[column(c.name, c.type) for c in table.columns])
+
+
+_INSERT_RUN = text(
+    """INSERT INTO runs (id, namespace, pipeline, version, status, params, context, noop,
+                         requested_by, idempotency_key, cancel_requested, lease_token, wake_at,
+                         created_at, updated_at)
+       VALUES (:id, :namespace, :pipeline, :version, :status, :params, :context, :noop,
+               :requested_by, :idempotency_key, :cancel, 0, :now, :now, :now)
+       ON CONFLICT (idempotency_key) DO NOTHING
+       RETURNING id"""
+).bindparams(bindparam("params", type_=JSON), bindparam("context", type_=JSON))
+_INSERT_STEP = text(
+    "INSERT INTO steps (run_id, name, position, status, attempt) "
+    "VALUES (:run_id, :name, :position, :status, 0)"
+)
+_RUN_BY_KEY = _typed(
+    f"SELECT {_RUN_COLUMNS} FROM runs WHERE idempotency_key = :key",  # noqa: S608
+    s.runs,
+)
+RUN_BY_ID = _typed(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = :id", s.runs)  # noqa: S608
+
+
 @dataclass
 class CreateRun:
     """Insert a run with its NOT_STARTED steps; once per idempotency key."""
@@ -79,56 +126,52 @@ class CreateRun:
     requested_by: str | None
     idempotency_key: str | None
 
-    def apply(self, tx: WriteTx) -> tuple[str, bool]:
-        """Returns ``(run id, created)``; an existing key returns the original run."""
-        if self.idempotency_key is not None:
-            found = tx.conn.execute(
-                select(s.runs.c.id).where(s.runs.c.idempotency_key == self.idempotency_key)
-            ).scalar()
-            if found is not None:
-                return str(found), False
-        row = {
-            "id": self.run_id,
-            "namespace": self.namespace,
-            "pipeline": self.pipeline,
-            "version": self.version,
-            "status": RunStatus.PENDING.value,
-            "params": self.params,
-            "context": {},
-            "noop": self.noop,
-            "requested_by": self.requested_by,
-            "idempotency_key": self.idempotency_key,
-            "cancel_requested": False,
-            "lease_token": 0,
-            "wake_at": tx.now,
-            "created_at": tx.now,
-            "updated_at": tx.now,
-        }
-        stmt = tx.insert(s.runs).values(row)
-        if self.idempotency_key is not None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
-        inserted = tx.conn.execute(stmt.returning(s.runs.c.id)).scalar()
-        if inserted is None:  # another process won the race for this key
-            found = tx.conn.execute(
-                select(s.runs.c.id).where(s.runs.c.idempotency_key == self.idempotency_key)
-            ).scalar_one()
-            return str(found), False
+    def apply(self, tx: WriteTx) -> tuple[RunRecord, bool]:
+        """Returns ``(run, created)``; an existing key returns the original run."""
+        record = RunRecord(
+            id=self.run_id,
+            namespace=self.namespace,
+            pipeline=self.pipeline,
+            version=self.version,
+            status=RunStatus.PENDING.value,
+            params=self.params,
+            context={},
+            noop=self.noop,
+            requested_by=self.requested_by,
+            idempotency_key=self.idempotency_key,
+            current_step=None,
+            error=None,
+            cancel_requested=False,
+            flag=None,
+            lease_owner=None,
+            lease_token=0,
+            lease_expires_at=None,
+            wake_at=tx.now,
+            created_at=tx.now,
+            updated_at=tx.now,
+            finished_at=None,
+        )
+        inserted = tx.conn.execute(
+            _INSERT_RUN, {**record.to_dict(), "cancel": False, "now": tx.now}
+        ).scalar()
+        if inserted is None:  # the key was used before (maybe by another process)
+            row = tx.conn.execute(_RUN_BY_KEY, {"key": self.idempotency_key}).one()
+            return run_record(row), False
         tx.conn.execute(
-            s.steps.insert(),
+            _INSERT_STEP,
             [
                 {
                     "run_id": self.run_id,
                     "name": name,
                     "position": i,
                     "status": StepStatus.NOT_STARTED.value,
-                    "attempt": 0,
                 }
                 for i, name in enumerate(self.step_names)
             ],
         )
         tx.defer(s.events, [_event(self.run_id, None, RunStatus.PENDING, None, None, tx.now)])
         tx.notify()
-        return self.run_id, True
+        return record, True
 
 
 def _event(
@@ -144,6 +187,34 @@ def _event(
     }
 
 
+def _claim_sql(skip_locked: bool) -> TextualSelect:
+    # Hand-written: the claim runs on every poll, and building it with the expression
+    # language cost about a millisecond of CPU per call.
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    sql = f"""
+        UPDATE runs
+           SET lease_owner = :owner, lease_token = lease_token + 1,
+               lease_expires_at = :expires, flag = NULL
+         WHERE id IN (
+            SELECT id FROM runs
+             WHERE wake_at <= :now
+               AND status IN ({_ACTIVE})
+               AND (lease_expires_at IS NULL OR lease_expires_at < :now)
+               AND version IN :versions
+             ORDER BY wake_at
+             LIMIT :limit{lock})
+        RETURNING {_RUN_COLUMNS}"""  # noqa: S608 - no user input in the text
+    stmt = _typed(sql, s.runs)
+    return stmt.bindparams(bindparam("versions", expanding=True))
+
+
+_CLAIM = {flag: _claim_sql(flag) for flag in (False, True)}
+_CLAIMED_STEPS = _typed(
+    f"SELECT {_STEP_COLUMNS} FROM steps WHERE run_id IN :ids ORDER BY run_id, position",  # noqa: S608
+    s.steps,
+).bindparams(bindparam("ids", expanding=True))
+
+
 @dataclass
 class Claim:
     """Lease up to ``limit`` due runs of the given versions to ``worker_id``."""
@@ -157,49 +228,24 @@ class Claim:
         """The runs now held, each with a new fencing token and its steps."""
         if self.limit <= 0 or not self.versions:
             return []
-        r = s.runs.c
-        due = (
-            select(r.id)
-            .where(
-                r.wake_at <= tx.now,
-                r.status.in_([st.value for st in ACTIVE_RUN_STATUSES]),
-                or_(r.lease_expires_at.is_(None), r.lease_expires_at < tx.now),
-                r.version.in_(list(self.versions)),
-            )
-            .order_by(r.wake_at)
-            .limit(self.limit)
-        )
-        if self.skip_locked_supported(tx):
-            due = due.with_for_update(skip_locked=True)
         rows = tx.conn.execute(
-            update(s.runs)
-            .where(r.id.in_(due.scalar_subquery()))
-            .values(
-                lease_owner=self.worker_id,
-                lease_token=r.lease_token + 1,
-                lease_expires_at=tx.now + self.lease_seconds,
-                flag=None,
-            )
-            .returning(*s.runs.columns)
+            _CLAIM[tx.skip_locked],
+            {
+                "owner": self.worker_id,
+                "expires": tx.now + self.lease_seconds,
+                "now": tx.now,
+                "versions": list(self.versions),
+                "limit": self.limit,
+            },
         ).all()
         if not rows:
             return []
         claimed = [run_record(row) for row in rows]
         by_run: dict[str, list[StepRecord]] = defaultdict(list)
-        step_rows = tx.conn.execute(
-            select(s.steps)
-            .where(s.steps.c.run_id.in_([c.id for c in claimed]))
-            .order_by(s.steps.c.run_id, s.steps.c.position)
-        )
-        for row in step_rows:
+        for row in tx.conn.execute(_CLAIMED_STEPS, {"ids": [c.id for c in claimed]}):
             rec = step_record(row)
             by_run[rec.run_id].append(rec)
         return [Claimed(run=c, steps=tuple(by_run[c.id])) for c in claimed]
-
-    @staticmethod
-    def skip_locked_supported(tx: WriteTx) -> bool:
-        """Only PostgreSQL can skip rows another claimer holds."""
-        return tx.skip_locked
 
 
 @dataclass
@@ -217,20 +263,12 @@ class Checkpoint:
 
     def apply(self, tx: WriteTx) -> None:
         """Write it all, or raise :class:`StaleLease` having written nothing."""
-        r = s.runs.c
-        done = tx.conn.execute(
-            update(s.runs)
-            .where(r.id == self.run_id, r.lease_token == self.token)
-            .values(updated_at=tx.now, **self.run)
-        )
-        if done.rowcount != 1:
-            raise StaleLease(f"run {self.run_id}: lease token {self.token} is no longer current")
-        if self.step is not None and self.step_values:
-            tx.conn.execute(
-                update(s.steps)
-                .where(s.steps.c.run_id == self.run_id, s.steps.c.name == self.step)
-                .values(**self.step_values)
-            )
+        result = apply_checkpoints(tx, [self])[0]
+        if isinstance(result, BaseException):
+            raise result
+
+    def after_fence(self, tx: WriteTx) -> None:
+        """Queue the rows that follow a successful fenced update."""
         tx.defer(
             s.events,
             [_event(self.run_id, st, status, a, m, tx.now) for st, status, a, m in self.events],
@@ -239,6 +277,96 @@ class Checkpoint:
         tx.defer(s.step_logs, self.logs)
         if self.run.get("wake_at") is not None or self.run.get("lease_owner", 0) is None:
             tx.notify()
+
+
+_JSON_COLUMNS = {
+    table.name: {c.name for c in table.columns if isinstance(c.type, JSON)}
+    for table in (s.runs, s.steps)
+}
+
+
+def _db_values(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    json_cols = _JSON_COLUMNS[table.name]
+    return {
+        k: (json.dumps(v, separators=(",", ":")) if k in json_cols and v is not None else v)
+        for k, v in values.items()
+    }
+
+
+def _update_sql(table: Table, columns: tuple[str, ...], where: str) -> str:
+    sets = ", ".join(f"{c} = :{c}" for c in columns)
+    return f"UPDATE {table.name} SET {sets} WHERE {where}"  # noqa: S608 - names are ours
+
+
+def apply_checkpoints(tx: WriteTx, cps: Sequence[Checkpoint]) -> list[Any]:
+    """Apply many checkpoints with one statement per shape of change (group commit's core).
+
+    Per run, checkpoints keep their order: the n-th checkpoint of every run goes in wave n.
+    A checkpoint whose lease token is stale gets :class:`StaleLease` and writes nothing.
+    """
+    results: list[Any] = [None] * len(cps)
+    waves: list[list[int]] = []
+    depth: dict[str, int] = {}
+    for i, cp in enumerate(cps):
+        w = depth[cp.run_id] = depth.get(cp.run_id, -1) + 1
+        if w == len(waves):
+            waves.append([])
+        waves[w].append(i)
+    for wave in waves:
+        stale = _fence(tx, [cps[i] for i in wave])
+        valid = []
+        for i in wave:
+            cp = cps[i]
+            if cp.run_id in stale:
+                results[i] = StaleLease(
+                    f"run {cp.run_id}: lease token {cp.token} is no longer current"
+                )
+            else:
+                valid.append(cp)
+        _update_steps(tx, valid)
+        for cp in valid:
+            cp.after_fence(tx)
+    return results
+
+
+def _fence(tx: WriteTx, cps: Sequence[Checkpoint]) -> set[str]:
+    """Update each checkpoint's run row if its token is current; the stale run ids."""
+    shapes: dict[tuple[str, ...], list[Checkpoint]] = defaultdict(list)
+    for cp in cps:
+        shapes[tuple(sorted(cp.run))].append(cp)
+    stale: set[str] = set()
+    for columns, group in shapes.items():
+        sql = _update_sql(s.runs, (*columns, "updated_at"), "id = :_id AND lease_token = :_token")
+        params = [
+            {**_db_values(s.runs, cp.run), "updated_at": tx.now, "_id": cp.run_id,
+             "_token": cp.token}
+            for cp in group
+        ]  # fmt: skip
+        done = tx.conn.exec_driver_sql(tx.driver_sql(sql), params)
+        if done.rowcount != len(group):
+            current = dict(
+                tx.conn.execute(
+                    select(s.runs.c.id, s.runs.c.lease_token).where(
+                        s.runs.c.id.in_([cp.run_id for cp in group])
+                    )
+                ).all()
+            )
+            stale |= {cp.run_id for cp in group if current.get(cp.run_id) != cp.token}
+    return stale
+
+
+def _update_steps(tx: WriteTx, cps: Sequence[Checkpoint]) -> None:
+    shapes: dict[tuple[str, ...], list[Checkpoint]] = defaultdict(list)
+    for cp in cps:
+        if cp.step is not None and cp.step_values:
+            shapes[tuple(sorted(cp.step_values))].append(cp)
+    for columns, group in shapes.items():
+        sql = _update_sql(s.steps, columns, "run_id = :_run AND name = :_step")
+        params = [
+            {**_db_values(s.steps, cp.step_values), "_run": cp.run_id, "_step": cp.step}
+            for cp in group
+        ]
+        tx.conn.exec_driver_sql(tx.driver_sql(sql), params)
 
 
 @dataclass

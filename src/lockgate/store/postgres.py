@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.engine import make_url
 from lockgate.store.base import Store
 
 CHANNEL = "lockgate_work"
+_PLACEHOLDER = re.compile(r":(\w+)")
 
 
 def normalise_url(url: str) -> str:
@@ -43,6 +45,10 @@ class PostgresStore(Store):
     def insert(self, table: Table) -> Any:
         """PostgreSQL's INSERT with ON CONFLICT support."""
         return pg_insert(table)
+
+    def driver_sql(self, sql: str) -> str:
+        """psycopg's ``%(name)s`` placeholders."""
+        return _PLACEHOLDER.sub(r"%(\1)s", sql)
 
     def _notify_peers(self, conn: Connection) -> None:
         conn.execute(text(f"NOTIFY {CHANNEL}"))

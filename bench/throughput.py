@@ -1,0 +1,132 @@
+"""Runs/s and steps/s of 3-step pipelines, and sequential start->done latency.
+
+    python bench/throughput.py --db sqlite --runs 5000
+    python bench/throughput.py --db postgres --runs 5000      # starts its own PostgreSQL
+
+The last line printed is one JSON object with the figures, including the raw commit rate
+of the same database measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import add_db_args, database, percentile, raw_commit_rate  # noqa: E402
+
+from lockgate import App, HookEvent, Pipeline, RunStatus, Settings, StepContext, step  # noqa: E402
+
+
+@step
+async def one(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
+    return {"n": v.get("n", 0) + 1}
+
+
+@step
+async def two(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
+    return {"n": v["n"] + 1}
+
+
+@step
+async def three(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
+    return {"n": v["n"] + 1}
+
+
+def make_pipeline(finished: dict[str, asyncio.Event]) -> Pipeline:
+    pipeline = Pipeline("bench", [one, two, three])
+
+    @pipeline.hook("run_finished")
+    def signal(event: HookEvent) -> None:
+        waiter = finished.get(event.run_id)
+        if waiter is not None:
+            waiter.set()
+
+    return pipeline
+
+
+async def throughput(app: App, runs: int, concurrency: int) -> dict[str, float]:
+    """Create ``runs`` runs, then time one worker executing all of them."""
+    started = time.perf_counter()
+    ids = [app.start_run("bench", {"n": 0}).id for _ in range(runs)]
+    create_s = time.perf_counter() - started
+    commits_before = app.store.commits
+    worker = app.worker(concurrency=concurrency)
+    t0 = time.perf_counter()
+    await worker.start()
+    while await asyncio.to_thread(app.store.count_active):
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    await worker.stop()
+    commits = app.store.commits - commits_before
+    failed = [i for i in ids[:50] if app.get_run(i).run.status != RunStatus.SUCCEEDED]
+    assert not failed, f"runs did not succeed: {failed}"
+    return {
+        "runs_per_s": runs / elapsed,
+        "steps_per_s": 3 * runs / elapsed,
+        "create_per_s": runs / create_s,
+        "transactions_per_run": commits / runs,
+        "checkpoints_per_commit": worker.committer.ops / max(1, worker.committer.batches),
+    }
+
+
+async def latency(app: App, finished: dict[str, asyncio.Event], count: int) -> list[float]:
+    """Start->done milliseconds of ``count`` runs started one after another."""
+    worker = app.worker()
+    await worker.start()
+    out: list[float] = []
+    try:
+        for _ in range(count):
+            t0 = time.perf_counter()
+            run = app.start_run("bench", {"n": 0})
+            event = finished.setdefault(run.id, asyncio.Event())
+            await event.wait()
+            while app.store.get_run(run.id).status != RunStatus.SUCCEEDED:
+                await asyncio.sleep(0)
+            out.append((time.perf_counter() - t0) * 1000)
+            del finished[run.id]
+    finally:
+        await worker.stop()
+    return out
+
+
+async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
+    finished: dict[str, asyncio.Event] = {}
+    app = App(Settings(database_url=url, poll_interval=0.05, concurrency=args.concurrency))
+    app.migrate()
+    app.register(make_pipeline(finished))
+    tp = await throughput(app, args.runs, args.concurrency)
+    lat = await latency(app, finished, args.latency_runs)
+    app.close()
+    return {
+        **{k: round(v, 2) for k, v in tp.items()},
+        "p50_ms": round(percentile(lat, 50), 3),
+        "p95_ms": round(percentile(lat, 95), 3),
+        "p99_ms": round(percentile(lat, 99), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_db_args(parser)
+    parser.add_argument("--runs", type=int, default=3000)
+    parser.add_argument("--latency-runs", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=500)
+    args = parser.parse_args()
+    with database(args.db, args.url) as url:
+        raw = raw_commit_rate(url, clients=1)
+        raw8 = raw_commit_rate(url, clients=8) if args.db == "postgres" else None
+        result = asyncio.run(main_async(args, url))
+    figures = {"db": args.db, "runs": args.runs, **result, "raw_commits_per_s": round(raw, 1)}
+    if raw8 is not None:
+        figures["raw_commits_per_s_8_clients"] = round(raw8, 1)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
