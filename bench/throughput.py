@@ -42,7 +42,7 @@ def make_pipeline(finished: dict[str, asyncio.Event]) -> Pipeline:
     pipeline = Pipeline("bench", [one, two, three])
 
     @pipeline.hook("run_finished")
-    def signal(event: HookEvent) -> None:
+    async def signal(event: HookEvent) -> None:
         waiter = finished.get(event.run_id)
         if waiter is not None:
             waiter.set()

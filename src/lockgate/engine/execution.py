@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lockgate.core.codec import decode, encode, type_name
-from lockgate.core.context import StepContext
+from lockgate.core.context import StepContext, StepLogger
 from lockgate.core.functions import arity, call
 from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
 from lockgate.core.pipeline import Pipeline
@@ -78,6 +79,9 @@ class RunExecution:
         self.logs = LogBuffer(self.run.id, worker.mask, worker.settings.log_dir)
         self.cancel_requested = claimed.run.cancel_requested
         self.ctx: StepContext | None = None
+        #: Set on cancel; shared by every step context of this run.
+        self.cancel_event = threading.Event()
+        self._loggers: dict[str, StepLogger] = {}
         self._body: asyncio.Future[Any] | None = None
         self._carry: list[EventRow] = []
         self._params = self._decode_params()
@@ -106,6 +110,7 @@ class RunExecution:
     def cancel(self) -> None:
         """The run was cancelled: stop the running step; the rollback follows."""
         self.cancel_requested = True
+        self.cancel_event.set()
         if self.ctx is not None:
             self.ctx.cancel_event.set()
         if self._body is not None and not self._body.done():
@@ -457,10 +462,19 @@ class RunExecution:
             params=self._params,
             bag=self.bag,
             noop=self.run.noop,
-            log=self.logs.logger(step.name),
+            log=self._logger(step.name),
             requested_by=self.run.requested_by,
             saved=rec.saved,
+            # A step with a timeout gets its own event, so that its timing out does not
+            # mark the whole run cancelled.
+            cancel_event=self.cancel_event if step.timeout is None else threading.Event(),
         )
+
+    def _logger(self, step: str) -> StepLogger:
+        found = self._loggers.get(step)
+        if found is None:
+            found = self._loggers[step] = self.logs.logger(step)
+        return found
 
     async def _fire(
         self,
@@ -479,7 +493,7 @@ class RunExecution:
             pipeline=self.pipeline.name,
             context=self.bag,
             noop=self.run.noop,
-            log=self.logs.logger(step or "_run"),
+            log=self._logger(step or "_run"),
             step=step,
             error=error,
             status=status.value if status else None,

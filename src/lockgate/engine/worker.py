@@ -161,8 +161,10 @@ class Worker:
             # Clear before fetching, never after: a hint that lands mid-claim is kept.
             self._wake.clear()
             free = self.settings.concurrency - len(self._active)
+            # While busy, claim in batches rather than one run per finished run.
+            enough = free >= max(1, self.settings.concurrency // 10) or not self._active
             claimed: list[Claimed] = []
-            if free > 0:
+            if free > 0 and enough:
                 try:
                     claimed = await self.committer.apply(
                         Claim(self.id, self.registry.versions(), free, self.settings.lease_seconds)
