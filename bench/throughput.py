@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import add_db_args, database, percentile, raw_commit_rate  # noqa: E402
-
-from lockgate import App, HookEvent, Pipeline, RunStatus, Settings, StepContext, step  # noqa: E402
+from common import add_db_args, database, percentile, raw_commit_rate
+from lockgate import App, HookEvent, Pipeline, RunStatus, Settings, StepContext, step
 
 
 @step
