@@ -99,6 +99,12 @@ def _serve(ctx: typer.Context, paths: list[str], examples: bool, concurrency: in
         )
     for p in pipelines:
         console.print(f"loaded [bold]{p.key}[/bold] version {p.version} ({len(p.steps)} steps)")
+    if pipelines:
+        console.print(
+            f"start a run from another shell: lockgate run {pipelines[0].name} -p key=value "
+            "--wait   (lockgate run --help)",
+            highlight=False,
+        )
     shown = make_url(state.settings.database_url).render_as_string(hide_password=True)
     console.print(f"database {escape(shown)}; press Ctrl-C to stop", highlight=False)
 

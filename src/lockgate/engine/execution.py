@@ -84,7 +84,7 @@ class RunExecution:
         self._loggers: dict[str, StepLogger] = {}
         self._body: asyncio.Future[Any] | None = None
         self._carry: list[EventRow] = []
-        self._params = self._decode_params()
+        self._params: Any = None
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -117,6 +117,12 @@ class RunExecution:
             self._body.cancel()
 
     async def _execute(self) -> None:
+        try:
+            self._params = self._decode_params()
+        except StepError as exc:
+            if self.status is not RunStatus.ROLLING_BACK:
+                await self._start_rollback(None, f"params refused: {exc.message}")
+                return
         if self.status is RunStatus.ROLLING_BACK:
             await self._rollback()
             return

@@ -1,0 +1,167 @@
+"""The store itself: migrations, wake-ups across processes, live logs, masking, leases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from lockgate import App, Pipeline, RunStatus, Settings, StepContext, step
+from lockgate.store import open_store
+from lockgate.store.migrate import current, upgrade
+from lockgate.store.ops import CreateRun
+from lockgate.store.schema import metadata
+
+
+def test_migrations_produce_the_declared_schema(db_url: str) -> None:
+    """``alembic upgrade head`` yields exactly the tables and indexes of schema.py."""
+    store = open_store(db_url)
+    try:
+        upgrade(store)  # idempotent: running it again changes nothing
+        assert current(store) == "0001"
+        with store._reader_engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == []
+    finally:
+        store.close()
+
+
+async def test_log_lines_are_visible_while_the_step_runs(app: App, worker: object) -> None:
+    """A running step's log lines reach the store before the step finishes (live logs)."""
+    release = asyncio.Event()
+
+    @step
+    async def chatty(ctx: StepContext) -> None:
+        ctx.log.info("first line")
+        await release.wait()
+        ctx.log.info("last line")
+
+    app.register(Pipeline("chatty", [chatty]))
+    record = app.start_run("chatty")
+    worker.wake()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while not app.logs(record.id) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert [line.message for line in app.logs(record.id)] == ["first line"]
+    assert app.get_run(record.id).steps[0].status == "RUNNING"
+    release.set()
+    await app.wait(record.id, timeout=10)
+    assert [line.message for line in app.logs(record.id)] == ["first line", "last line"]
+
+
+async def test_secrets_are_masked_in_logs_errors_and_run_error(settings: Settings) -> None:
+    """Secret values never reach the store: logs, errors and the run's error are masked."""
+    app = App(settings.with_(secrets={"TOKEN": "s3cr3t-value"}))
+
+    @step
+    def leaky(ctx: StepContext) -> None:
+        ctx.log.info("calling with token s3cr3t-value")
+        raise RuntimeError("auth failed for s3cr3t-value")
+
+    app.register(Pipeline("leaky", [leaky]))
+    try:
+        done = await app.execute_async("leaky")
+        assert done.status == RunStatus.FAILED
+        texts = [line.message for line in app.logs(done.id)]
+        texts += [e.message + (e.traceback or "") for e in app.errors(done.id)]
+        texts += [done.error or "", app.get_run(done.id).steps[0].error or ""]
+        texts += [e.message or "" for e in app.events(done.id)]
+        assert all("s3cr3t-value" not in t for t in texts)
+        assert "calling with token ***" in texts
+    finally:
+        app.close()
+
+
+async def test_params_that_no_longer_decode_fail_the_run(app: App, worker: object) -> None:
+    """A run whose stored params do not fit the pipeline's params type fails cleanly."""
+    from pydantic import BaseModel
+
+    class Strict(BaseModel):
+        count: int
+
+    @step
+    def use(ctx: StepContext, p: Strict) -> None:
+        pass
+
+    pipeline = Pipeline("strict", [use], params=Strict)
+    app.register(pipeline)
+    record, _ = app.store.apply(
+        CreateRun(
+            "badparams0000000000000000000",
+            "default",
+            "strict",
+            pipeline.version,
+            ["use"],
+            {"count": "many"},
+            False,
+            None,
+            None,
+        )  # fmt: skip
+    )
+    worker.wake()  # type: ignore[attr-defined]
+    done = await app.wait(record.id, timeout=10)
+    assert done.status == RunStatus.FAILED
+    assert "params refused" in (done.error or "")
+
+
+async def test_a_worker_that_lost_its_lease_abandons_the_run(settings: Settings) -> None:
+    """When a heartbeat finds the lease taken, the worker stops driving that run."""
+    app = App(settings.with_(lease_seconds=0.3))
+    started = asyncio.Event()
+    runs: list[str] = []
+
+    @step
+    async def hold(ctx: StepContext) -> None:
+        runs.append(ctx.run_id)
+        started.set()
+        await asyncio.sleep(60)
+
+    app.register(Pipeline("hold", [hold]))
+    w = app.worker()
+    await w.start()
+    try:
+        record = app.start_run("hold")
+        w.wake()
+        await asyncio.wait_for(started.wait(), 10)
+        # Another worker takes over (as if this one had paused past its lease).
+        app.store.write(
+            lambda c: c.exec_driver_sql(
+                "UPDATE runs SET lease_owner = 'thief', lease_token = lease_token + 1"
+            )
+        )
+        deadline = time.monotonic() + 5
+        while w.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert w.active == 0
+        assert app.get_run(record.id).run.lease_owner == "thief"
+    finally:
+        await w.stop()
+        app.close()
+
+
+async def test_postgres_notify_wakes_a_worker_in_another_process(pg_server: object) -> None:
+    """On PostgreSQL a run started elsewhere is picked up at once, not at the next poll."""
+    url = pg_server.create_database(template="lockgate_template")  # type: ignore[attr-defined]
+    settings = Settings(database_url=url, poll_interval=30.0)
+
+    @step
+    def noop(ctx: StepContext) -> None:
+        pass
+
+    pipeline = Pipeline("notified", [noop])
+    here, elsewhere = App(settings, pipelines=[pipeline]), App(settings, pipelines=[pipeline])
+    w = here.worker()
+    await w.start()
+    try:
+        await asyncio.sleep(0.5)  # the first (empty) claim has happened; next poll in 30 s
+        started = time.monotonic()
+        record = elsewhere.start_run("notified")
+        done = await here.wait(record.id, timeout=10)
+        assert done.status == RunStatus.SUCCEEDED
+        assert time.monotonic() - started < 3
+    finally:
+        await w.stop()
+        here.close()
+        elsewhere.close()
