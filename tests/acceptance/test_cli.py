@@ -14,8 +14,9 @@ HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")
 
 
-def lockgate(db_url: str, *args: str, env: dict[str, str] | None = None,
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def lockgate(
+    db_url: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "LOCKGATE_DATABASE_URL": db_url, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "lockgate", *args],
@@ -33,8 +34,9 @@ def ledger(tmp_path: Path) -> dict[str, str]:
 
 def test_run_wait_prints_the_finished_run_as_json(db_url: str, ledger: dict[str, str]) -> None:
     """``run --wait -o json`` runs the pipeline here and prints the final run; exit 0."""
-    out = lockgate(db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", "-o", "json",
-                   env=ledger)  # fmt: skip
+    out = lockgate(
+        db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", "-o", "json", env=ledger
+    )
     assert out.returncode == 0, out.stderr
     run = json.loads(out.stdout)
     assert run["status"] == "SUCCEEDED"
@@ -72,8 +74,9 @@ def test_unknown_ids_and_names_are_clear_errors(db_url: str) -> None:
 
 def test_cancel_of_a_finished_run_exits_4(db_url: str, ledger: dict[str, str]) -> None:
     """Cancelling a finished run is a state conflict."""
-    done = lockgate(db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", "-o", "json",
-                    env=ledger)  # fmt: skip
+    done = lockgate(
+        db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", "-o", "json", env=ledger
+    )
     run_id = json.loads(done.stdout)["id"]
     out = lockgate(db_url, "runs", "cancel", run_id)
     assert out.returncode == 4
@@ -91,7 +94,8 @@ def test_bad_pipeline_file_is_refused_with_its_path(db_url: str, tmp_path: Path)
 
 def test_help_describes_every_command() -> None:
     """``--help`` lists the commands."""
-    out = subprocess.run([sys.executable, "-m", "lockgate", "--help"], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "lockgate", "--help"], capture_output=True, text=True, check=True
+    )
     for command in ("server", "worker", "run", "runs", "db", "pipelines"):
         assert command in out.stdout

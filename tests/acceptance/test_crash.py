@@ -18,8 +18,13 @@ PIPELINES = str(HERE / "pipelines" / "crashy.py")
 
 
 def start_worker(db_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    full = {**os.environ, "LOCKGATE_DATABASE_URL": db_url, "LOCKGATE_LEASE_SECONDS": "1",
-            "LOCKGATE_POLL_INTERVAL": "0.05", **env}  # fmt: skip
+    full = {
+        **os.environ,
+        "LOCKGATE_DATABASE_URL": db_url,
+        "LOCKGATE_LEASE_SECONDS": "1",
+        "LOCKGATE_POLL_INTERVAL": "0.05",
+        **env,
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "lockgate", "worker", "--pipelines", PIPELINES],
         env=full,

@@ -412,8 +412,14 @@ async def test_lifecycle_hooks_fire_in_order_and_share_the_context_bag(
         if event.point == "run_finished":
             calls.append(f"chained:{event.status}")
 
-    for point in ("run_started", "step_started", "step_completed", "step_failed",
-                  "rolling_back", "run_finished"):  # fmt: skip
+    for point in (
+        "run_started",
+        "step_started",
+        "step_completed",
+        "step_failed",
+        "rolling_back",
+        "run_finished",
+    ):
         pipeline.hook(point)(record)
     pipeline.hook("run_finished")(second_in_chain)
     app.register(pipeline)

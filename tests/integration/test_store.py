@@ -87,19 +87,18 @@ async def test_params_that_no_longer_decode_fail_the_run(app: App, worker: objec
 
     pipeline = Pipeline("strict", [use], params=Strict)
     app.register(pipeline)
-    record, _ = app.store.apply(
-        CreateRun(
-            "badparams0000000000000000000",
-            "default",
-            "strict",
-            pipeline.version,
-            ["use"],
-            {"count": "many"},
-            False,
-            None,
-            None,
-        )  # fmt: skip
+    bad = CreateRun(
+        run_id="badparams0000000000000000000",
+        namespace="default",
+        pipeline="strict",
+        version=pipeline.version,
+        step_names=["use"],
+        params={"count": "many"},
+        noop=False,
+        requested_by=None,
+        idempotency_key=None,
     )
+    record, _ = app.store.apply(bad)
     worker.wake()  # type: ignore[attr-defined]
     done = await app.wait(record.id, timeout=10)
     assert done.status == RunStatus.FAILED

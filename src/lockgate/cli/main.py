@@ -36,8 +36,13 @@ app.add_typer(db_app, name="db")
 app.add_typer(pipelines_app, name="pipelines")
 
 #: Exit codes by error code; anything else exits 1.
-EXIT_CODES = {"invalid_params": 2, "invalid_definition": 2, "not_found": 3, "conflict": 4,
-              "invalid_state": 4}  # fmt: skip
+EXIT_CODES = {
+    "invalid_params": 2,
+    "invalid_definition": 2,
+    "not_found": 3,
+    "conflict": 4,
+    "invalid_state": 4,
+}
 
 PipelinesOpt = Annotated[
     list[str] | None,
@@ -205,8 +210,9 @@ def run(
     lg = state.app(migrate=True)
     if local:
         lg.register(*local)
-    record = lg.start_run(name, params, noop=dry_run, idempotency_key=idempotency_key,
-                          requested_by="cli")  # fmt: skip
+    record = lg.start_run(
+        name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by="cli"
+    )
     if not wait and not local:
         if output is Output.json:
             print_json(record.to_dict())
@@ -233,10 +239,15 @@ def pipelines_list(
         print_json([r.to_dict() for r in latest.values()])
         return
     rows = [
-        (key, r.version, len(r.definition.get("steps", [])), when(r.registered_at),
-         r.definition.get("description", ""))
+        (
+            key,
+            r.version,
+            len(r.definition.get("steps", [])),
+            when(r.registered_at),
+            r.definition.get("description", ""),
+        )
         for key, r in sorted(latest.items())
-    ]  # fmt: skip
+    ]
     table(None, ["PIPELINE", "VERSION", "STEPS", "REGISTERED", "DESCRIPTION"], rows)
 
 
@@ -259,10 +270,16 @@ def pipelines_show(
     console.print(f"[bold]{rec.namespace}/{rec.name}[/bold] version {rec.version}")
     steps = rec.definition.get("steps", [])
     rows = [
-        (s["name"], s["input"], s["output"], s["retry"]["attempts"],
-         "yes" if s["rollback"] else "-", "yes" if s["idempotent"] else "no")
+        (
+            s["name"],
+            s["input"],
+            s["output"],
+            s["retry"]["attempts"],
+            "yes" if s["rollback"] else "-",
+            "yes" if s["idempotent"] else "no",
+        )
         for s in steps
-    ]  # fmt: skip
+    ]
     table(None, ["STEP", "INPUT", "OUTPUT", "ATTEMPTS", "ROLLBACK", "IDEMPOTENT"], rows)
     if rec.definition.get("params"):
         console.print_json(json.dumps(rec.definition["params"]))

@@ -338,10 +338,14 @@ def _fence(tx: WriteTx, cps: Sequence[Checkpoint]) -> set[str]:
     for columns, group in shapes.items():
         sql = _update_sql(s.runs, (*columns, "updated_at"), "id = :_id AND lease_token = :_token")
         params = [
-            {**_db_values(s.runs, cp.run), "updated_at": tx.now, "_id": cp.run_id,
-             "_token": cp.token}
+            {
+                **_db_values(s.runs, cp.run),
+                "updated_at": tx.now,
+                "_id": cp.run_id,
+                "_token": cp.token,
+            }
             for cp in group
-        ]  # fmt: skip
+        ]
         done = tx.conn.exec_driver_sql(tx.driver_sql(sql), params)
         if done.rowcount != len(group):
             current = dict(
