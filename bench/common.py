@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+import psycopg
+from sqlalchemy.engine import make_url
 
-from lockgate.store import open_store
 from lockgate.testing import PostgresServer
 
 
@@ -39,25 +41,49 @@ def database(db: str, url: str | None) -> Iterator[str]:
 
 
 def raw_commit_rate(url: str, seconds: float = 2.0, clients: int = 1) -> float:
-    """Commits/s of one INSERT + UPDATE transaction, on ``clients`` connections at once."""
-    store = open_store(url)
-    engine = store._writer_engine if clients == 1 else store._reader_engine
-    with engine.connect() as conn, conn.begin():
-        conn.execute(text("DROP TABLE IF EXISTS bench_raw"))
-        conn.execute(text("CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, n INTEGER)"))
+    """Commits/s of one INSERT + UPDATE transaction straight on the driver (no lockgate, no
+    SQLAlchemy), on ``clients`` connections at once: the ceiling lockgate is measured against.
+
+    SQLite uses the same settings as lockgate: WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE``.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        assert parsed.database
+
+        def connect() -> Any:
+            conn = sqlite3.connect(parsed.database, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+
+        begin = "BEGIN IMMEDIATE"
+        param = "?"
+    else:
+        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def connect() -> Any:
+            return psycopg.connect(dsn, autocommit=True)
+
+        begin = "BEGIN"
+        param = "%s"
+    setup = connect()
+    setup.execute("DROP TABLE IF EXISTS bench_raw")
+    setup.execute("CREATE TABLE bench_raw (id BIGINT PRIMARY KEY, n INTEGER)")
     counts = [0] * clients
     stop = time.monotonic() + seconds
 
     def client(slot: int) -> None:
-        with engine.connect() as conn:
-            i = 0
-            while time.monotonic() < stop:
-                key = slot * 10_000_000 + i
-                with conn.begin():
-                    conn.execute(text("INSERT INTO bench_raw VALUES (:i, 0)"), {"i": key})
-                    conn.execute(text("UPDATE bench_raw SET n = n + 1 WHERE id = :i"), {"i": key})
-                i += 1
-            counts[slot] = i
+        conn = connect()
+        i = 0
+        while time.monotonic() < stop:
+            key = slot * 10_000_000 + i
+            conn.execute(begin)
+            conn.execute(f"INSERT INTO bench_raw VALUES ({param}, 0)", (key,))
+            conn.execute(f"UPDATE bench_raw SET n = n + 1 WHERE id = {param}", (key,))
+            conn.execute("COMMIT")
+            i += 1
+        counts[slot] = i
+        conn.close()
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     started = time.monotonic()
@@ -66,9 +92,8 @@ def raw_commit_rate(url: str, seconds: float = 2.0, clients: int = 1) -> float:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
-    with engine.connect() as conn, conn.begin():
-        conn.execute(text("DROP TABLE bench_raw"))
-    store.close()
+    setup.execute("DROP TABLE bench_raw")
+    setup.close()
     return sum(counts) / elapsed
 
 

@@ -67,6 +67,8 @@ class App:
         )
         self.registry = Registry()
         self.mask = Masker(self.settings.secrets.values())
+        #: Workers made by this App; runs started here go straight to one with room.
+        self._workers: list[Worker] = []
         for p in pipelines:
             self.registry.add(p)
 
@@ -105,6 +107,7 @@ class App:
         """
         version, steps, data = self._resolve(name, namespace, params)
         ns, _, pipeline_name = self._split(name, namespace)
+        local = next((w for w in self._workers if w.can_adopt(version)), None)
         op = CreateRun(
             run_id=new_run_id(),
             namespace=ns,
@@ -115,9 +118,13 @@ class App:
             noop=noop,
             requested_by=requested_by,
             idempotency_key=idempotency_key,
+            claim_for=local.id if local is not None else None,
+            lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
         )
-        record: RunRecord = self.store.apply(op)[0]
-        return record
+        record, created = self.store.apply(op)
+        if created and local is not None:
+            local.adopt(record, steps)
+        return record  # type: ignore[no-any-return]
 
     @staticmethod
     def _split(name: str, namespace: str) -> tuple[str, str, str]:
@@ -198,7 +205,9 @@ class App:
     def worker(self, **overrides: Any) -> Worker:
         """A worker for the pipelines registered here."""
         settings = self.settings.with_(**overrides) if overrides else self.settings
-        return Worker(self.store, self.registry, settings, mask=self.mask)
+        worker = Worker(self.store, self.registry, settings, mask=self.mask)
+        self._workers.append(worker)
+        return worker
 
     async def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.01) -> RunRecord:
         """Wait until the run is finished (or parked waiting, if it cannot go on)."""

@@ -44,6 +44,9 @@ EXIT_CODES = {
     "invalid_state": 4,
 }
 
+#: GIL switch interval for server and worker processes (CPython's default is 5 ms).
+SWITCH_INTERVAL = 0.0005
+
 PipelinesOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -112,6 +115,11 @@ def _serve(ctx: typer.Context, paths: list[str], examples: bool, concurrency: in
         )
     shown = make_url(state.settings.database_url).render_as_string(hide_password=True)
     console.print(f"database {escape(shown)}; press Ctrl-C to stop", highlight=False)
+
+    # The committer thread and the event loop hand the GIL back and forth on every
+    # checkpoint; a shorter switch interval cut the sequential p50 by a fifth (see
+    # docs/performance.md). This process is ours, so the setting is too.
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
     async def body() -> None:
         stop = asyncio.Event()

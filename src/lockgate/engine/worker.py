@@ -8,11 +8,12 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from lockgate.core.registry import Registry
+from lockgate.core.statuses import StepStatus
 from lockgate.engine.committer import Committer
 from lockgate.engine.execution import RunExecution
 from lockgate.settings import Settings
@@ -25,7 +26,7 @@ from lockgate.store.ops import (
     RegisterWorker,
     Release,
 )
-from lockgate.store.records import Claimed
+from lockgate.store.records import Claimed, RunRecord, StepRecord
 
 #: How often buffered log lines of running steps are flushed for live viewers.
 LOG_FLUSH_INTERVAL = 0.2
@@ -59,6 +60,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._withheld = False
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- life cycle ------------------------------------------------------------------------
@@ -148,6 +150,36 @@ class Worker:
         if self._loop is not None:
             self._loop.call_later(max(0.0, when - time.time()), self.wake)
 
+    def can_adopt(self, version: str) -> bool:
+        """Whether a run of ``version`` started in this process can be handed straight here."""
+        return (
+            self._loop is not None
+            and not self._stopping
+            and len(self._active) < self.settings.concurrency
+            and self.registry.version(version) is not None
+        )
+
+    def adopt(self, run: RunRecord, step_names: Sequence[str]) -> None:
+        """Drive a run created already leased to this worker (safe from any thread)."""
+        steps = tuple(
+            StepRecord(
+                run.id, name, i, StepStatus.NOT_STARTED.value, 0, None, None, None, None, None, None
+            )
+            for i, name in enumerate(step_names)
+        )
+        claimed = Claimed(run=run, steps=steps)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # the lease expires and any worker takes the run
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._launch(claimed)
+        else:
+            loop.call_soon_threadsafe(self._launch, claimed)
+
     @property
     def active(self) -> int:
         """Runs this worker is driving right now."""
@@ -163,6 +195,7 @@ class Worker:
             free = self.settings.concurrency - len(self._active)
             # While busy, claim in batches rather than one run per finished run.
             enough = free >= max(1, self.settings.concurrency // 10) or not self._active
+            self._withheld = not enough
             claimed: list[Claimed] = []
             if free > 0 and enough:
                 try:
@@ -180,7 +213,9 @@ class Worker:
 
     def _launch(self, claimed: Claimed) -> None:
         pipeline = self.registry.version(claimed.run.version)
-        if pipeline is None:  # only claimed versions we know; a registry change raced us
+        if pipeline is None or self._stopping:
+            # A registry change or a shutdown raced us: give the run back.
+            self.committer.submit(Release(claimed.run.id, claimed.run.lease_token))
             return
         execution = RunExecution(self, claimed, pipeline)
         task = asyncio.create_task(execution.execute(), name=f"run-{claimed.run.id}")
@@ -190,7 +225,8 @@ class Worker:
             self._active.pop(claimed.run.id, None)
             if not t.cancelled() and t.exception() is not None:
                 self.log.error("run crashed", run_id=claimed.run.id, error=repr(t.exception()))
-            self.wake()
+            if self._withheld:
+                self.wake()  # claims were held back for want of room; there is room now
 
         task.add_done_callback(done)
 

@@ -57,10 +57,28 @@ class WriteTx:
             self.deferred[table].extend(rows)
 
     def flush(self) -> None:
-        """Insert every deferred row, one statement per table."""
+        """Insert every deferred row, one driver-level statement per table."""
         for table, rows in self.deferred.items():
-            self.conn.execute(table.insert(), rows)
+            columns = list(rows[0])
+            sql = (
+                f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - our names
+                f"VALUES ({', '.join(':' + c for c in columns)})"
+            )
+            self.execute_many(sql, rows)
         self.deferred.clear()
+
+    def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Run ``sql`` once per row on the driver's cursor; the total rows affected.
+
+        The hot path skips SQLAlchemy's statement machinery: at thousands of checkpoints
+        a second its per-statement cost was a third of the commit time.
+        """
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.driver_sql(sql), rows)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
 
 class Op(Protocol):
@@ -94,10 +112,11 @@ def _typed(sql: str, table: Table) -> TextualSelect:
 
 _INSERT_RUN = text(
     """INSERT INTO runs (id, namespace, pipeline, version, status, params, context, noop,
-                         requested_by, idempotency_key, cancel_requested, lease_token, wake_at,
-                         created_at, updated_at)
+                         requested_by, idempotency_key, cancel_requested, lease_owner,
+                         lease_token, lease_expires_at, wake_at, created_at, updated_at)
        VALUES (:id, :namespace, :pipeline, :version, :status, :params, :context, :noop,
-               :requested_by, :idempotency_key, :cancel, 0, :now, :now, :now)
+               :requested_by, :idempotency_key, :cancel, :lease_owner, :lease_token,
+               :lease_expires_at, :now, :now, :now)
        ON CONFLICT (idempotency_key) DO NOTHING
        RETURNING id"""
 ).bindparams(bindparam("params", type_=JSON), bindparam("context", type_=JSON))
@@ -114,7 +133,11 @@ RUN_BY_ID = _typed(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = :id", s.runs)  #
 
 @dataclass
 class CreateRun:
-    """Insert a run with its NOT_STARTED steps; once per idempotency key."""
+    """Insert a run with its NOT_STARTED steps; once per idempotency key.
+
+    With ``claim_for``, the run is created already leased to that (local) worker: a run
+    started in a process that has a worker with room costs one transaction less.
+    """
 
     run_id: str
     namespace: str
@@ -125,6 +148,8 @@ class CreateRun:
     noop: bool
     requested_by: str | None
     idempotency_key: str | None
+    claim_for: str | None = None
+    lease_seconds: float = 30.0
 
     def apply(self, tx: WriteTx) -> tuple[RunRecord, bool]:
         """Returns ``(run, created)``; an existing key returns the original run."""
@@ -143,9 +168,9 @@ class CreateRun:
             error=None,
             cancel_requested=False,
             flag=None,
-            lease_owner=None,
-            lease_token=0,
-            lease_expires_at=None,
+            lease_owner=self.claim_for,
+            lease_token=0 if self.claim_for is None else 1,
+            lease_expires_at=None if self.claim_for is None else tx.now + self.lease_seconds,
             wake_at=tx.now,
             created_at=tx.now,
             updated_at=tx.now,
@@ -170,7 +195,8 @@ class CreateRun:
             ],
         )
         tx.defer(s.events, [_event(self.run_id, None, RunStatus.PENDING, None, None, tx.now)])
-        tx.notify()
+        if self.claim_for is None:
+            tx.notify()
         return record, True
 
 
@@ -275,8 +301,6 @@ class Checkpoint:
         )
         tx.defer(s.run_errors, [{"run_id": self.run_id, "at": tx.now, **e} for e in self.errors])
         tx.defer(s.step_logs, self.logs)
-        if self.run.get("wake_at") is not None or self.run.get("lease_owner", 0) is None:
-            tx.notify()
 
 
 _JSON_COLUMNS = {
@@ -346,8 +370,7 @@ def _fence(tx: WriteTx, cps: Sequence[Checkpoint]) -> set[str]:
             }
             for cp in group
         ]
-        done = tx.conn.exec_driver_sql(tx.driver_sql(sql), params)
-        if done.rowcount != len(group):
+        if tx.execute_many(sql, params) != len(group):
             current = dict(
                 tx.conn.execute(
                     select(s.runs.c.id, s.runs.c.lease_token).where(
@@ -370,7 +393,7 @@ def _update_steps(tx: WriteTx, cps: Sequence[Checkpoint]) -> None:
             {**_db_values(s.steps, cp.step_values), "_run": cp.run_id, "_step": cp.step}
             for cp in group
         ]
-        tx.conn.exec_driver_sql(tx.driver_sql(sql), params)
+        tx.execute_many(sql, params)
 
 
 @dataclass
