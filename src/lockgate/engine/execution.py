@@ -82,7 +82,11 @@ class RunExecution:
         #: Set on cancel; shared by every step context of this run.
         self.cancel_event = threading.Event()
         self._loggers: dict[str, StepLogger] = {}
-        self._body: asyncio.Future[Any] | None = None
+        #: The task driving this run (set by the worker); cancelled to stop a step body.
+        self.task: asyncio.Task[None] | None = None
+        #: The current step's pending RUNNING write (the worker's sweeper may flush it).
+        self.running: _RunningWrite | None = None
+        self._in_step = False
         self._carry: list[EventRow] = []
         self._params: Any = None
 
@@ -113,8 +117,8 @@ class RunExecution:
         self.cancel_event.set()
         if self.ctx is not None:
             self.ctx.cancel_event.set()
-        if self._body is not None and not self._body.done():
-            self._body.cancel()
+        if self._in_step and self.task is not None:
+            self.task.cancel()
 
     async def _execute(self) -> None:
         try:
@@ -169,7 +173,8 @@ class RunExecution:
     async def _run_step(self, step: Step, attempt: int, data: Any, last: bool) -> tuple[Any] | None:
         ctx = self._context(step, attempt)
         self.ctx = ctx
-        running = _RunningWrite(self, step.name, attempt, data, time.time())
+        running = self.running = _RunningWrite(self, step.name, attempt, data, time.time())
+        self._in_step = True
         try:
             value = decode(step.input_type, data, f"{self._where(step)} input")
             if not step.idempotent:
@@ -180,11 +185,12 @@ class RunExecution:
             result = await self._body_of(step, ctx, value)
         except asyncio.CancelledError:
             running.cancel()
-            if self._body is not None and self._body.cancelled() and self.cancel_requested:
+            self._in_step = False
+            task = asyncio.current_task()
+            # Only a user's cancel is ours to absorb; a worker shutdown propagates.
+            if self.cancel_requested and task is not None and task.uncancel() == 0:
                 await self._record_cancel(step, ctx, running)
                 return None
-            if self._body is not None:
-                self._body.cancel()
             raise
         except Exception as exc:
             running.cancel()
@@ -194,7 +200,8 @@ class RunExecution:
             return await self._step_error(step, ctx, data, exc, running)
         finally:
             self.ctx = None
-            self._body = None
+            self.running = None
+            self._in_step = False
         running.cancel()
         return await self._complete(step, ctx, data, result, False, last, running)
 
@@ -215,14 +222,16 @@ class RunExecution:
                 )
             return out
 
-        self._body = asyncio.ensure_future(body())
         if step.timeout is None:
-            return await self._body
+            return await body()  # no task of its own: a step costs one less loop turn
+        deadline = asyncio.timeout(step.timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(self._body), step.timeout)
+            async with deadline:
+                return await body()
         except TimeoutError:
+            if not deadline.expired():
+                raise  # the step's own TimeoutError, not ours
             ctx.cancel_event.set()
-            self._body.cancel()
             raise StepTimeout(f"step {step.name!r} timed out after {step.timeout:g}s") from None
 
     async def _complete(
@@ -539,11 +548,16 @@ class _RunningWrite:
         self.extra: list[EventRow] = []
         self.errors: list[Row] = []
         self._written: asyncio.Future[Any] | None = None
-        loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = loop.call_later(RUNNING_WRITE_DELAY, self._write)
+        self._t0 = time.monotonic()
+        self._closed = False
 
-    def _write(self) -> asyncio.Future[Any]:
-        self._timer = None
+    def due(self, now: float) -> bool:
+        """Whether the step has run long enough to show as RUNNING (monotonic ``now``)."""
+        return not self._closed and self._written is None and now - self._t0 >= RUNNING_WRITE_DELAY
+
+    def write(self) -> asyncio.Future[Any]:
+        """Submit the RUNNING checkpoint."""
+        self._closed = True
         ex = self.execution
         cp = ex._checkpoint(self.step)
         cp.events.append((self.step, StepStatus.RUNNING, self.attempt, None))
@@ -555,19 +569,18 @@ class _RunningWrite:
         }
         cp.logs = ex.logs.take()
         self._written = ex.worker.committer.submit(cp)
+        # Retrieved here too: a run abandoned mid-step never awaits this write.
+        self._written.add_done_callback(lambda f: f.cancelled() or f.exception())
         ex._remember(self.step, {"status": StepStatus.RUNNING.value, "attempt": self.attempt})
         return self._written
 
     async def now(self) -> None:
         """Write RUNNING at once and wait for it to commit."""
-        self.cancel()
-        await self._write()
+        await self.write()
 
     def cancel(self) -> None:
         """Do not write RUNNING later (the step already ended)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._closed = True
 
     def close_into(self, cp: Checkpoint) -> None:
         """Add what the step's closing checkpoint must carry (RUNNING, if never written)."""

@@ -15,7 +15,7 @@ import structlog
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import StepStatus
 from lockgate.engine.committer import Committer
-from lockgate.engine.execution import RunExecution
+from lockgate.engine.execution import RUNNING_WRITE_DELAY, RunExecution
 from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.ops import (
@@ -89,6 +89,7 @@ class Worker:
             listen(self.wake)
         for name, coro in (
             ("claim", self._claim_loop()),
+            ("running", self._running_loop()),
             ("heartbeat", self._heartbeat_loop()),
             ("watch", self._watch_loop()),
         ):
@@ -219,6 +220,7 @@ class Worker:
             return
         execution = RunExecution(self, claimed, pipeline)
         task = asyncio.create_task(execution.execute(), name=f"run-{claimed.run.id}")
+        execution.task = task
         self._active[claimed.run.id] = (execution, task)
 
         def done(t: asyncio.Task[None]) -> None:
@@ -229,6 +231,16 @@ class Worker:
                 self.wake()  # claims were held back for want of room; there is room now
 
         task.add_done_callback(done)
+
+    async def _running_loop(self) -> None:
+        """Write RUNNING for steps that outlived the short delay (fast steps never need it)."""
+        while True:
+            await asyncio.sleep(RUNNING_WRITE_DELAY)
+            now = time.monotonic()
+            for execution, _ in self._active.values():
+                running = execution.running
+                if running is not None and running.due(now):
+                    running.write()
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
