@@ -75,7 +75,10 @@ class WriteTx:
         """
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(self.driver_sql(sql), rows)
+            if len(rows) == 1:  # one row: skip the driver's batching set-up (a round trip)
+                cursor.execute(self.driver_sql(sql), rows[0])
+            else:
+                cursor.executemany(self.driver_sql(sql), rows)
             return int(cursor.rowcount)
         finally:
             cursor.close()
