@@ -70,16 +70,20 @@ async def throughput(app: App, runs: int, concurrency: int) -> dict[str, float]:
         "runs_per_s": runs / elapsed,
         "steps_per_s": 3 * runs / elapsed,
         "create_per_s": runs / create_s,
-        "transactions_per_run": commits / runs,
+        "transactions_per_run_under_load": commits / runs,
         "checkpoints_per_commit": worker.committer.ops / max(1, worker.committer.batches),
     }
 
 
-async def latency(app: App, finished: dict[str, asyncio.Event], count: int) -> list[float]:
-    """Start->done milliseconds of ``count`` runs started one after another."""
+async def latency(
+    app: App, finished: dict[str, asyncio.Event], count: int
+) -> tuple[list[float], float]:
+    """Start->done milliseconds of ``count`` runs started one after another, and the
+    write transactions each run cost."""
     worker = app.worker()
     await worker.start()
     out: list[float] = []
+    commits_before = app.store.commits
     try:
         for _ in range(count):
             t0 = time.perf_counter()
@@ -90,9 +94,10 @@ async def latency(app: App, finished: dict[str, asyncio.Event], count: int) -> l
                 await asyncio.sleep(0.0002)  # yield the GIL to the committing thread
             out.append((time.perf_counter() - t0) * 1000)
             del finished[run.id]
+        commits = app.store.commits - commits_before
     finally:
         await worker.stop()
-    return out
+    return out, commits / count
 
 
 async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
@@ -101,13 +106,14 @@ async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
     app.migrate()
     app.register(make_pipeline(finished))
     tp = await throughput(app, args.runs, args.concurrency)
-    lat = await latency(app, finished, args.latency_runs)
+    lat, per_run = await latency(app, finished, args.latency_runs)
     app.close()
     return {
         **{k: round(v, 2) for k, v in tp.items()},
         "p50_ms": round(percentile(lat, 50), 3),
         "p95_ms": round(percentile(lat, 95), 3),
         "p99_ms": round(percentile(lat, 99), 3),
+        "transactions_per_run_sequential": round(per_run, 2),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import threading
 from dataclasses import dataclass, field
 
@@ -40,6 +41,14 @@ def pipelines_from(paths: list[str], examples: bool) -> list[Pipeline]:
     """Pipelines from ``--pipelines`` paths and, with ``--examples``, the bundled ones."""
     targets = list(paths) + ([EXAMPLES_MODULE] if examples else [])
     return load_pipelines(targets)
+
+
+def whoami() -> str:
+    """The OS user, recorded as who requested or cancelled a run from the CLI."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 class BackgroundWorker:

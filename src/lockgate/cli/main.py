@@ -15,7 +15,7 @@ from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from lockgate import __version__
-from lockgate.cli.context import BackgroundWorker, CliState, pipelines_from
+from lockgate.cli.context import BackgroundWorker, CliState, pipelines_from, whoami
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
 from lockgate.cli.runs import follow_run, runs_app
 from lockgate.errors import LockgateError, ParamsError
@@ -219,7 +219,7 @@ def run(
     if local:
         lg.register(*local)
     record = lg.start_run(
-        name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by="cli"
+        name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by=whoami()
     )
     if not wait and not local:
         if output is Output.json:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from lockgate.cli.context import CliState
+from lockgate.cli.context import CliState, whoami
 from lockgate.cli.output import (
     Output,
     console,
@@ -157,7 +157,7 @@ def cancel(
     output: OutputOpt = Output.table,
 ) -> None:
     """Stop a run's current step and roll it back."""
-    run = _state(ctx).app().cancel_run(run_id, by="cli")
+    run = _state(ctx).app().cancel_run(run_id, by=whoami())
     if output is Output.json:
         print_json(run.to_dict())
     else:
