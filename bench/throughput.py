@@ -12,66 +12,82 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from sqlalchemy import text
+
+from bench_pipeline import FINISHED, bench
 from common import add_db_args, database, percentile, raw_commit_rate
-from lockgate import App, HookEvent, Pipeline, RunStatus, Settings, StepContext, step
+from lockgate import App, RunStatus, Settings
 from lockgate.cli.main import SWITCH_INTERVAL
 
-
-@step
-async def one(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
-    return {"n": v.get("n", 0) + 1}
+PIPELINE_FILE = str(Path(__file__).parent / "bench_pipeline.py")
 
 
-@step
-async def two(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
-    return {"n": v["n"] + 1}
-
-
-@step
-async def three(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
-    return {"n": v["n"] + 1}
-
-
-def make_pipeline(finished: dict[str, asyncio.Event]) -> Pipeline:
-    pipeline = Pipeline("bench", [one, two, three])
-
-    @pipeline.hook("run_finished")
-    async def signal(event: HookEvent) -> None:
-        waiter = finished.get(event.run_id)
-        if waiter is not None:
-            waiter.set()
-
-    return pipeline
-
-
-async def throughput(app: App, runs: int, concurrency: int) -> dict[str, float]:
-    """Create ``runs`` runs, then time one worker executing all of them."""
+async def throughput(app: App, runs: int, concurrency: int, processes: int = 1) -> dict[str, float]:
+    """Create ``runs`` runs, then time workers executing all of them: one in this process,
+    or ``processes`` ``lockgate worker`` subprocesses."""
     started = time.perf_counter()
     ids = [app.start_run("bench", {"n": 0}).id for _ in range(runs)]
     create_s = time.perf_counter() - started
-    commits_before = app.store.commits
-    worker = app.worker(concurrency=concurrency)
     t0 = time.perf_counter()
-    await worker.start()
-    while await asyncio.to_thread(app.store.count_active):
-        await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - t0
-    await worker.stop()
-    commits = app.store.commits - commits_before
+    batches: dict[str, float] = {}
+    if processes > 1:
+        env = {
+            **os.environ,
+            "LOCKGATE_DATABASE_URL": app.settings.database_url,
+            "LOCKGATE_CONCURRENCY": str(concurrency),
+            "LOCKGATE_POLL_INTERVAL": "0.05",
+        }
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "lockgate", "worker", "--pipelines", PIPELINE_FILE],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(processes)
+        ]
+        while await asyncio.to_thread(app.store.count_active):
+            await asyncio.sleep(0.05)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        # From the first step to the last finish, as the store recorded them: process
+        # start-up (about a second of imports) is not the engine's throughput.
+        first, last = app.store.read(
+            lambda c: c.execute(
+                text(
+                    "SELECT (SELECT MIN(at) FROM events WHERE step IS NOT NULL),"
+                    " (SELECT MAX(finished_at) FROM runs)"
+                )
+            ).one()
+        )
+        elapsed = last - first
+    else:
+        worker = app.worker(concurrency=concurrency)
+        await worker.start()
+        while await asyncio.to_thread(app.store.count_active):
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - t0
+        await worker.stop()
+        batches = {
+            "checkpoints_per_commit": worker.committer.ops / max(1, worker.committer.batches)
+        }
     failed = [i for i in ids[:50] if app.get_run(i).run.status != RunStatus.SUCCEEDED]
     assert not failed, f"runs did not succeed: {failed}"
     return {
         "runs_per_s": runs / elapsed,
         "steps_per_s": 3 * runs / elapsed,
         "create_per_s": runs / create_s,
-        "transactions_per_run_under_load": commits / runs,
-        "checkpoints_per_commit": worker.committer.ops / max(1, worker.committer.batches),
+        **batches,
     }
 
 
@@ -101,12 +117,11 @@ async def latency(
 
 
 async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
-    finished: dict[str, asyncio.Event] = {}
     app = App(Settings(database_url=url, poll_interval=0.05, concurrency=args.concurrency))
     app.migrate()
-    app.register(make_pipeline(finished))
-    tp = await throughput(app, args.runs, args.concurrency)
-    lat, per_run = await latency(app, finished, args.latency_runs)
+    app.register(bench)
+    tp = await throughput(app, args.runs, args.concurrency, args.workers)
+    lat, per_run = await latency(app, FINISHED, args.latency_runs)
     app.close()
     return {
         **{k: round(v, 2) for k, v in tp.items()},
@@ -123,13 +138,22 @@ def main() -> None:
     add_db_args(parser)
     parser.add_argument("--runs", type=int, default=3000)
     parser.add_argument("--latency-runs", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=500, help="runs per worker at once")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes for the throughput phase"
+    )
     args = parser.parse_args()
     with database(args.db, args.url) as url:
         raw = raw_commit_rate(url, clients=1)
         raw8 = raw_commit_rate(url, clients=8) if args.db == "postgres" else None
         result = asyncio.run(main_async(args, url))
-    figures = {"db": args.db, "runs": args.runs, **result, "raw_commits_per_s": round(raw, 1)}
+    figures = {
+        "db": args.db,
+        "runs": args.runs,
+        "workers": args.workers,
+        **result,
+        "raw_commits_per_s": round(raw, 1),
+    }
     if raw8 is not None:
         figures["raw_commits_per_s_8_clients"] = round(raw8, 1)
     print(json.dumps(figures))
