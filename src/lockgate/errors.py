@@ -119,6 +119,17 @@ class StepCancelled(StepError):
     code = "step_cancelled"
 
 
+class Parked(BaseException):
+    """Raised by ``ctx.sleep`` to park the run until ``until``; the engine catches it.
+
+    A ``BaseException`` so that a step's ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, until: float) -> None:
+        super().__init__(f"parked until {until}")
+        self.until = until
+
+
 class StoreError(LockgateError):
     """The database refused or failed an operation."""
 

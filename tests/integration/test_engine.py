@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -506,3 +507,75 @@ async def test_log_file_mirror_uses_safe_names(app: App, tmp_path: Any) -> None:
     files = list(log_dir.rglob("*.log"))
     assert [f.relative_to(log_dir).as_posix() for f in files] == [f"{run_id}/_.._etc_passwd.log"]
     assert "hello file" in files[0].read_text()
+
+
+async def test_durable_sleep_parks_the_run_without_holding_a_worker(
+    app: App, worker: Worker
+) -> None:
+    """ctx.sleep parks the run WAITING in the store; the worker holds nothing; it resumes."""
+    bodies: list[float] = []
+
+    @step
+    def pause(ctx: StepContext) -> None:
+        bodies.append(time.time())
+        ctx.log.info("before the sleep")
+        ctx.sleep(0.6)
+        ctx.log.info("after the sleep")
+
+    app.register(Pipeline("pause", [pause]))
+    started = time.time()
+    records = [app.start_run("pause") for _ in range(50)]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        runs = [app.get_run(r.id).run for r in records]
+        if all(r.status == RunStatus.WAITING for r in runs):
+            break
+        await asyncio.sleep(0.02)
+    assert all(r.status == RunStatus.WAITING and r.lease_owner is None for r in runs)
+    assert worker.active == 0
+    assert app.get_run(records[0].id).steps[0].status == "WAITING"
+    for r in records:
+        assert (await app.wait(r.id, timeout=10)).status == RunStatus.SUCCEEDED
+    assert time.time() - started >= 0.6
+    assert len(bodies) == 100  # each body ran twice: before parking and on wake-up
+    messages = [line.message for line in app.logs(records[0].id)]
+    assert messages[-1] == "after the sleep" and messages.count("before the sleep") == 2
+    assert app.get_run(records[0].id).steps[0].attempt == 1
+
+
+async def test_cancel_wakes_a_sleeping_run_to_roll_back(app: App, worker: Worker) -> None:
+    """A cancel does not wait for the sleep to end: the run rolls back at once."""
+    undone: list[str] = []
+
+    @step
+    def long_pause(ctx: StepContext) -> None:
+        ctx.sleep(3600)
+
+    @long_pause.rollback
+    def undo(ctx: StepContext) -> None:
+        undone.append("long_pause")
+
+    app.register(Pipeline("nap", [long_pause]))
+    record = app.start_run("nap")
+    deadline = time.monotonic() + 10
+    while app.get_run(record.id).run.status != RunStatus.WAITING:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    app.cancel_run(record.id)
+    done = await app.wait(record.id, timeout=5)
+    assert done.status == RunStatus.CANCELLED
+    assert undone == ["long_pause"]
+
+
+async def test_sleep_in_a_non_idempotent_step_is_refused(app: App, worker: Worker) -> None:
+    """A non-idempotent step cannot park: its body would run twice."""
+
+    @step(idempotent=False)
+    def once(ctx: StepContext) -> None:
+        ctx.sleep(1)
+
+    app.register(Pipeline("once-sleep", [once]))
+    record = app.start_run("once-sleep")
+    done = await app.wait(record.id, timeout=10)
+    assert done.status == RunStatus.FAILED
+    assert "marked idempotent=False" in (app.get_run(record.id).steps[0].error or "")

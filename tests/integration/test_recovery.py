@@ -215,3 +215,31 @@ async def test_a_run_resumes_with_the_version_it_started_with(settings: Settings
     assert done.status == RunStatus.SUCCEEDED and done.flag is None
     assert calls == ["v1"]
     new.close()
+
+
+async def test_a_parked_run_outlives_its_worker(fast_lease: Settings) -> None:
+    """A run sleeping in the store is resumed on time by a worker that never saw it park."""
+    app = App(fast_lease)
+    parked = asyncio.Event()
+
+    @step
+    def nap(ctx: StepContext) -> None:
+        if ctx.wait_until is None:
+            parked.set()
+        ctx.sleep(0.8)
+
+    app.register(Pipeline("nap", [nap]))
+    try:
+        record = app.start_run("nap")
+        first = app.worker()
+        await first.start()
+        first.wake()
+        await asyncio.wait_for(parked.wait(), 10)
+        await asyncio.sleep(0.1)
+        await first.kill()
+        assert app.get_run(record.id).run.status == RunStatus.WAITING
+        done = await finish(app, record.id)
+        assert done.status == RunStatus.SUCCEEDED
+        assert done.finished_at is not None and done.finished_at >= record.created_at + 0.8
+    finally:
+        app.close()

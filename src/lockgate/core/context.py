@@ -8,7 +8,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockgate.errors import StepCancelled
+from lockgate.errors import Parked, StepCancelled
 
 #: Receives ``(level, message)`` for each log line.
 LogSink = Callable[[str, str], None]
@@ -61,6 +61,8 @@ class StepContext:
     saved: Any = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started_at: float = field(default_factory=time.time)
+    #: The deadline of this step's durable sleep, once it was set.
+    wait_until: float | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -76,6 +78,25 @@ class StepContext:
         """Raise :class:`StepCancelled` if the run was cancelled."""
         if self.cancelled:
             raise StepCancelled(f"run {self.run_id} was cancelled")
+
+    def sleep(self, seconds: float) -> None:
+        """Durably wait ``seconds``: the run is parked in the store and no worker holds it.
+
+        The step's body runs again from the top when the time comes, and this call then
+        returns at once: keep side effects after the sleep (or in a step of their own).
+        One durable sleep per step.
+        """
+        if self.wait_until is None:
+            self.sleep_until(time.time() + max(0.0, seconds))
+        else:
+            self.sleep_until(self.wait_until)
+
+    def sleep_until(self, when: float) -> None:
+        """Durably wait until UNIX time ``when`` (see :meth:`sleep`)."""
+        if self.wait_until is None:
+            self.wait_until = when
+        if time.time() < self.wait_until:
+            raise Parked(self.wait_until)
 
     def save(self, data: Any) -> None:
         """Keep JSON data for this step's rollback; stored with the step's checkpoint."""

@@ -8,6 +8,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lockgate.core.codec import decode, encode, type_name
@@ -20,6 +21,7 @@ from lockgate.core.step import Step
 from lockgate.engine.logs import LogBuffer
 from lockgate.errors import (
     MissingOutput,
+    Parked,
     StaleLease,
     StepCancelled,
     StepError,
@@ -44,6 +46,7 @@ ENGINE_ERROR_BACKOFF = 60.0
 #: Step statuses whose effects a rollback must undo.
 _TO_UNDO = {
     StepStatus.COMPLETED,
+    StepStatus.WAITING,
     StepStatus.FAILED,
     StepStatus.CANCELLED,
     StepStatus.RUNNING,
@@ -56,6 +59,10 @@ async def _invoke(fn: Callable[..., Any], ctx: StepContext, value: Any) -> Any:
     if arity(fn, "function") == 1:
         return await call(fn, ctx)
     return await call(fn, ctx, value)
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _describe(exc: BaseException) -> str:
@@ -165,7 +172,9 @@ class RunExecution:
                 )
                 await self._fail_step(step, rec.attempt, error, None, rec.saved)
                 return
-            outcome = await self._run_step(step, rec.attempt + 1, data, step.name == last)
+            # A parked step wakes up as the same attempt; anything else starts a new one.
+            attempt = rec.attempt if status is StepStatus.WAITING else rec.attempt + 1
+            outcome = await self._run_step(step, attempt, data, step.name == last)
             if outcome is None:
                 return  # parked for a retry, or failed and rolled back
             data = outcome[0]
@@ -183,6 +192,17 @@ class RunExecution:
             if failure is not None:
                 raise StepError(f"step_started hook failed: {failure}")
             result = await self._body_of(step, ctx, value)
+        except Parked as parked:
+            running.cancel()
+            self._in_step = False
+            if not step.idempotent:
+                error = StepError(
+                    f"step {step.name!r} called ctx.sleep but is marked idempotent=False: "
+                    "its body would run again on wake-up; put the wait in a step of its own"
+                )
+                return await self._step_error(step, ctx, data, error, running)
+            await self._park(step, ctx, data, running, parked.until)
+            return None
         except asyncio.CancelledError:
             running.cancel()
             self._in_step = False
@@ -328,7 +348,6 @@ class RunExecution:
         cp = self._checkpoint(step.name)
         running.close_into(cp)
         cp.events.append((step.name, StepStatus.RETRYING, attempt, message))
-        cp.events.append((None, RunStatus.WAITING, None, f"retry of {step.name} at {wake:.3f}"))
         cp.step_values = {
             "status": StepStatus.RETRYING.value,
             "attempt": attempt,
@@ -336,13 +355,39 @@ class RunExecution:
             "saved": encode(None, ctx.saved, "saved data"),
         }
         cp.errors.append(self._error_row(step.name, attempt, exc))
-        self.status = RunStatus.WAITING
-        cp.run.update(
-            status=RunStatus.WAITING.value, wake_at=wake, lease_owner=None, lease_expires_at=None
-        )
         await running.settled()
+        await self._release_until(cp, wake, f"retry of {step.name} at {_when(wake)}")
+
+    async def _park(
+        self, step: Step, ctx: StepContext, data: Any, running: _RunningWrite, until: float
+    ) -> None:
+        """Park the run until ``until`` (a durable sleep): no worker holds it meanwhile."""
+        self.logs.add(step.name, "info", f"sleeping until {_when(until)}")
+        cp = self._checkpoint(step.name)
+        running.close_into(cp)
+        cp.events.append((step.name, StepStatus.WAITING, running.attempt, f"until {_when(until)}"))
+        cp.step_values = {
+            "status": StepStatus.WAITING.value,
+            "attempt": running.attempt,
+            "input": data,
+            "saved": encode(None, ctx.saved, "saved data"),
+            "started_at": running.started,
+            "wait_until": until,
+        }
+        await running.settled()
+        await self._release_until(cp, until, f"{step.name} sleeps until {_when(until)}")
+
+    async def _release_until(self, cp: Checkpoint, until: float, why: str) -> None:
+        """Commit ``cp`` with the run WAITING until ``until`` and its lease given up."""
+        self.status = RunStatus.WAITING
+        cp.events.append((None, RunStatus.WAITING, None, why))
+        cp.run.update(
+            status=RunStatus.WAITING.value, wake_at=until, lease_owner=None, lease_expires_at=None
+        )
         await self._commit(cp)
-        self.worker.wake_at(wake)
+        if cp.step is not None:
+            self._remember(cp.step, cp.step_values)
+        self.worker.wake_at(until)
 
     async def _record_cancel(self, step: Step, ctx: StepContext, running: _RunningWrite) -> None:
         error = StepCancelled(f"step {step.name!r} stopped: the run was cancelled")
@@ -480,6 +525,7 @@ class RunExecution:
             log=self._logger(step.name),
             requested_by=self.run.requested_by,
             saved=rec.saved,
+            wait_until=rec.wait_until if rec.status == StepStatus.WAITING else None,
             # A step with a timeout gets its own event, so that its timing out does not
             # mark the whole run cancelled.
             cancel_event=self.cancel_event if step.timeout is None else threading.Event(),

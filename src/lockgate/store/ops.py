@@ -21,7 +21,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
-    func,
     literal,
     or_,
     select,
@@ -476,7 +475,7 @@ class RequestCancel:
             .where(r.id == self.run_id, r.status == status)
             .values(
                 cancel_requested=True,
-                wake_at=func.coalesce(r.wake_at, tx.now),
+                wake_at=tx.now,  # a parked run wakes at once to roll back
                 updated_at=tx.now,
             )
         )

@@ -58,6 +58,7 @@ class StepRecord(Record):
     error: str | None
     started_at: float | None
     finished_at: float | None
+    wait_until: float | None = None
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ steps = Table(
     Column("error", Text, nullable=True),
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
+    #: When a step parked by ``ctx.sleep`` may go on (kept across re-runs of its body).
+    Column("wait_until", Float, nullable=True),
 )
 
 events = Table(
