@@ -1,4 +1,5 @@
-"""Find the pipelines defined in Python files, packages, directories or dotted modules."""
+"""Find the pipelines in Python files, packages, directories, dotted modules, and pipeline
+files (YAML or JSON)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 from lockgate.core.pipeline import Pipeline
 from lockgate.errors import DefinitionError
+from lockgate.specs import Problem, SpecError, load_file
 
 
 def _module_from_file(path: Path) -> ModuleType:
@@ -34,10 +37,13 @@ def _module_from_file(path: Path) -> ModuleType:
     return module
 
 
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def _modules(target: str) -> list[ModuleType]:
     path = Path(target)
     if path.is_file():
-        return [_module_from_file(path)]
+        return [] if path.suffix in SPEC_SUFFIXES else [_module_from_file(path)]
     if path.is_dir():
         files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
         return [_module_from_file(p) for p in files]
@@ -54,16 +60,48 @@ def _modules(target: str) -> list[ModuleType]:
     return modules
 
 
-def load_pipelines(targets: list[str]) -> list[Pipeline]:
-    """Every module-level :class:`Pipeline` in the given files, directories or modules."""
+def _spec_files(target: str) -> list[Path]:
+    path = Path(target)
+    if path.is_file():
+        return [path] if path.suffix in SPEC_SUFFIXES else []
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in SPEC_SUFFIXES)
+    module = importlib.util.find_spec(target) if "/" not in target else None
+    if module is not None and module.submodule_search_locations:
+        return [
+            p
+            for location in module.submodule_search_locations
+            for p in sorted(Path(location).iterdir())
+            if p.suffix in SPEC_SUFFIXES
+        ]
+    return []
+
+
+def load_pipelines(
+    targets: list[str], *, secret_names: Callable[[str], bool] = lambda _: True
+) -> list[Pipeline]:
+    """Every module-level :class:`Pipeline` and every pipeline file in ``targets``.
+
+    Pipeline files report every problem of every file at once (:class:`SpecError`).
+    """
     found: dict[str, Pipeline] = {}
+
+    def add(value: Pipeline, where: str) -> None:
+        if value.key in found and found[value.key] is not value:
+            raise DefinitionError(f"{where}: pipeline {value.key!r} is defined more than once")
+        found[value.key] = value
+
+    problems: list[Problem] = []
     for target in targets:
         for module in _modules(target):
             for value in vars(module).values():
                 if isinstance(value, Pipeline):
-                    if value.key in found and found[value.key] is not value:
-                        raise DefinitionError(
-                            f"{target}: pipeline {value.key!r} is defined more than once"
-                        )
-                    found[value.key] = value
+                    add(value, target)
+        for path in _spec_files(target):
+            try:
+                add(load_file(path, secret_names=secret_names), str(path))
+            except SpecError as exc:
+                problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
     return list(found.values())

@@ -10,6 +10,24 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "sqlite:///lockgate.db"
 
 
+SECRET_PREFIX = "LOCKGATE_SECRET_"  # noqa: S105 - a variable name prefix, not a secret
+
+
+def load_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """Secrets from ``LOCKGATE_SECRET_<NAME>`` variables and the files in
+    ``LOCKGATE_SECRETS_DIR`` (one file per secret, named after it)."""
+    found: dict[str, str] = {}
+    directory = env.get("LOCKGATE_SECRETS_DIR")
+    if directory:
+        for path in sorted(Path(directory).iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                found[path.name] = path.read_text(encoding="utf-8").rstrip("\r\n")
+    for key, value in env.items():
+        if key.startswith(SECRET_PREFIX) and len(key) > len(SECRET_PREFIX):
+            found[key[len(SECRET_PREFIX) :]] = value
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """How one lockgate process connects and behaves."""
@@ -43,6 +61,7 @@ class Settings:
         base = cls()
         log_dir = env.get("LOCKGATE_LOG_DIR")
         return cls(
+            secrets=load_secrets(env),
             database_url=env.get("LOCKGATE_DATABASE_URL", base.database_url),
             log_dir=Path(log_dir) if log_dir else None,
             lease_seconds=float(env.get("LOCKGATE_LEASE_SECONDS", base.lease_seconds)),

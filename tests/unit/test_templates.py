@@ -72,6 +72,8 @@ def test_substituted_values_are_never_evaluated_or_expanded_again(attempt: str) 
         ("${__import__('os')}", "bad placeholder"),
         ("${env + 1}", "bad placeholder"),
         ("${}", "bad placeholder"),
+        ("${{env}}", "bad placeholder ${{env}"),
+        ("cost ${env", "unclosed placeholder"),
         ("${nope}", "no param is called 'nope'"),
         ("${steps.deploy.url}", "no earlier step is called 'deploy'"),
         ("${steps}", "name a step"),

@@ -37,10 +37,10 @@ class CliState:
             self._app = None
 
 
-def pipelines_from(paths: list[str], examples: bool) -> list[Pipeline]:
+def pipelines_from(paths: list[str], examples: bool, settings: Settings) -> list[Pipeline]:
     """Pipelines from ``--pipelines`` paths and, with ``--examples``, the bundled ones."""
     targets = list(paths) + ([EXAMPLES_MODULE] if examples else [])
-    return load_pipelines(targets)
+    return load_pipelines(targets, secret_names=settings.secrets.__contains__)
 
 
 def whoami() -> str:

@@ -98,7 +98,7 @@ def _serve(ctx: typer.Context, paths: list[str], examples: bool, concurrency: in
     state = _state(ctx)
     if concurrency is not None:
         state.settings = state.settings.with_(concurrency=concurrency)
-    pipelines = pipelines_from(paths, examples)
+    pipelines = pipelines_from(paths, examples, state.settings)
     lg = state.app(migrate=True)
     lg.register(*pipelines)
     if not pipelines:
@@ -214,7 +214,7 @@ def run(
     """Start a run. With --pipelines/--examples it also runs it here; else a server does."""
     state = _state(ctx)
     params = parse_params(param or [], params_file)
-    local = pipelines_from(pipelines or [], examples)
+    local = pipelines_from(pipelines or [], examples, state.settings)
     lg = state.app(migrate=True)
     if local:
         lg.register(*local)
@@ -257,6 +257,23 @@ def pipelines_list(
         for key, r in sorted(latest.items())
     ]
     table(None, ["PIPELINE", "VERSION", "STEPS", "REGISTERED", "DESCRIPTION"], rows)
+
+
+@pipelines_app.command("validate")
+def pipelines_validate(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(help="Pipeline files, directories or modules.")],
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """Check pipeline files (and Python pipelines): every problem, with file and line."""
+    loaded = pipelines_from(paths, False, _state(ctx).settings)
+    if output is Output.json:
+        print_json(
+            [{"pipeline": p.key, "version": p.version, "steps": len(p.steps)} for p in loaded]
+        )
+        return
+    for p in loaded:
+        console.print(f"ok {p.key} version {p.version} ({len(p.steps)} steps)", highlight=False)
 
 
 @pipelines_app.command("show")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,12 @@ class StepContext:
     started_at: float = field(default_factory=time.time)
     #: The deadline of this step's durable sleep, once it was set.
     wait_until: float | None = None
+    #: Outputs (JSON) of the run's completed steps, by step name.
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    #: The run's params as submitted (JSON), whatever the params type.
+    raw_params: Any = None
+    #: Named secrets for ``${secrets.NAME}``; their values are masked in every log line.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:

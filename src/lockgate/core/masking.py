@@ -6,6 +6,7 @@ import base64
 import json
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
@@ -36,3 +37,20 @@ class Masker:
         if self._pattern is None:
             return text
         return self._pattern.sub(MASK, text)
+
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to mask."""
+        return self._pattern is not None
+
+    def data(self, value: Any) -> Any:
+        """JSON-like ``value`` with every string (keys too) masked."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.data(v) for v in value]
+        return value

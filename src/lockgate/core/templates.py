@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_TOKEN = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
+_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
 RUN_FIELDS = ("id", "requested_by", "pipeline")
 
@@ -41,8 +41,10 @@ def refs(value: str) -> Iterator[Ref]:
     """Every placeholder in ``value``; :class:`TemplateError` for a malformed one."""
     for match in _TOKEN.finditer(value):
         inner = match.group(1)
+        if match.group(0) == "$${":
+            continue  # escape
         if inner is None:
-            continue  # $${ escape
+            raise TemplateError(f"unclosed placeholder in {value!r}: add '}}' or write $${{")
         path = inner.strip()
         if not _PATH.match(path):
             raise TemplateError(
@@ -144,7 +146,7 @@ def _render_str(value: str, scope: Mapping[str, Any], encode: Callable[[Any], st
         return lookup(next(refs(value)), scope)  # one placeholder: keep the type
 
     def replace(match: re.Match[str]) -> str:
-        if match.group(1) is None:
+        if match.group(0) == "$${":
             return "${"
         return encode(lookup(next(refs(match.group(0))), scope))
 

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -81,6 +81,7 @@ class RunExecution:
         self.token = claimed.run.lease_token
         self.pipeline = pipeline
         self.steps: dict[str, StepRecord] = {s.name: s for s in claimed.steps}
+        self.outputs = _Outputs(self.steps)
         self.bag: dict[str, Any] = dict(claimed.run.context or {})
         self.status = RunStatus(claimed.run.status)
         self.logs = LogBuffer(self.run.id, worker.mask, worker.settings.log_dir)
@@ -182,7 +183,11 @@ class RunExecution:
     async def _run_step(self, step: Step, attempt: int, data: Any, last: bool) -> tuple[Any] | None:
         ctx = self._context(step, attempt)
         self.ctx = ctx
-        running = self.running = _RunningWrite(self, step.name, attempt, data, time.time())
+        rec = self.steps[step.name]
+        # A step waking from a durable sleep keeps the time it first started.
+        resumed = rec.status == StepStatus.WAITING and rec.started_at is not None
+        started = rec.started_at if resumed and rec.started_at else time.time()
+        running = self.running = _RunningWrite(self, step.name, attempt, data, started)
         self._in_step = True
         try:
             value = decode(step.input_type, data, f"{self._where(step)} input")
@@ -271,6 +276,8 @@ class RunExecution:
             else:
                 output = encode(step.output_type, result, f"{where} output")
             saved = encode(None, ctx.saved, f"{where} saved data")
+            if self.worker.mask.active:  # secrets never reach the store, outputs included
+                output, saved = self.worker.mask.data(output), self.worker.mask.data(saved)
         except StepError as exc:
             return await self._step_error(step, ctx, data, exc, running)
         failure = await self._fire(HookPoint.STEP_COMPLETED, step=step.name)
@@ -498,6 +505,12 @@ class RunExecution:
 
     async def _commit(self, cp: Checkpoint) -> None:
         cp.logs = self.logs.take()
+        mask = self.worker.mask
+        if mask.active:  # one place where every text bound for the store is masked
+            cp.events = [(st, status, a, m and mask(m)) for st, status, a, m in cp.events]
+            for values in (cp.run, cp.step_values):
+                if values.get("error"):
+                    values["error"] = mask(values["error"])
         await self.worker.committer.submit(cp)
 
     def _remember(self, step: str, values: dict[str, Any]) -> None:
@@ -526,6 +539,9 @@ class RunExecution:
             requested_by=self.run.requested_by,
             saved=rec.saved,
             wait_until=rec.wait_until if rec.status == StepStatus.WAITING else None,
+            outputs=self.outputs,
+            raw_params=self.run.params,
+            secrets=self.worker.settings.secrets,
             # A step with a timeout gets its own event, so that its timing out does not
             # mark the whole run cancelled.
             cancel_event=self.cancel_event if step.timeout is None else threading.Event(),
@@ -573,6 +589,34 @@ class RunExecution:
 
     def _where(self, step: Step) -> str:
         return f"run {self.run.id} step {step.name!r}"
+
+
+class _Outputs(Mapping[str, Any]):
+    """A live, read-only view of the completed steps' outputs."""
+
+    def __init__(self, steps: dict[str, StepRecord]) -> None:
+        self._steps = steps
+
+    def __getitem__(self, name: str) -> Any:
+        rec = self._steps[name]
+        if rec.status not in _HAS_OUTPUT:
+            raise KeyError(name)
+        return rec.output
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, r in self._steps.items() if r.status in _HAS_OUTPUT)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+#: Statuses of steps whose output is there to read (also while they are rolled back).
+_HAS_OUTPUT = {
+    StepStatus.COMPLETED,
+    StepStatus.ROLLING_BACK,
+    StepStatus.ROLLED_BACK,
+    StepStatus.ROLLBACK_FAILED,
+}
 
 
 class _RunningWrite:

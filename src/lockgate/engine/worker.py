@@ -8,10 +8,11 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import structlog
 
+from lockgate.core.masking import Masker
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import StepStatus
 from lockgate.engine.committer import Committer
@@ -46,13 +47,13 @@ class Worker:
         registry: Registry,
         settings: Settings,
         *,
-        mask: Callable[[str], str] = lambda text: text,
+        mask: Masker | None = None,
         worker_id: str | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.settings = settings
-        self.mask = mask
+        self.mask = mask or Masker()
         self.id = worker_id or new_worker_id()
         self.log = structlog.get_logger("lockgate.worker").bind(worker=self.id)
         self.committer = Committer(store)

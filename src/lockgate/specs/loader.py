@@ -1,0 +1,233 @@
+"""Pipeline files (YAML or JSON) -> the same core objects as a Python pipeline.
+
+Every problem in a file is reported at once, each with file, line, column and what is
+wrong: unknown or missing fields, unknown step kinds, duplicate step names, bad or unknown
+placeholders, functions that do not import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from lockgate.core.context import StepContext
+from lockgate.core.pipeline import Pipeline
+from lockgate.core.retry import Retry
+from lockgate.core.step import Step
+from lockgate.core.templates import TemplateError, check, render
+from lockgate.errors import DefinitionError, StepError
+from lockgate.specs.document import Problem, SpecError, locate, parse, plain
+from lockgate.specs.model import PipelineSpec, RollbackCommon, StepCommon, params_model
+from lockgate.steps import KINDS, StepKind
+
+Loc = tuple[int | str, ...]
+COMMON_FIELDS = frozenset(StepCommon.model_fields)
+
+
+class _Collector:
+    """Gathers problems with their places in the document."""
+
+    def __init__(self, file: str, root: Any) -> None:
+        self.file = file
+        self.root = root
+        self.problems: list[Problem] = []
+
+    def add(self, loc: Loc, message: str) -> None:
+        line, col = locate(self.root, loc)
+        where = ".".join(str(p) for p in loc)
+        self.problems.append(
+            Problem(self.file, line, col, f"{where}: {message}" if where else message)
+        )
+
+    def pydantic(self, prefix: Loc, exc: ValidationError) -> None:
+        for err in exc.errors():
+            loc = (*prefix, *err["loc"])
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message = "unknown field"
+            elif err["type"] == "missing":
+                message = "missing field"
+            self.add(loc, message)
+
+
+def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: True) -> Pipeline:
+    """The pipeline defined in ``path``; :class:`SpecError` lists every problem."""
+    root = parse(path)
+    problems = _Collector(str(path), root)
+    data = plain(root)
+    spec: PipelineSpec | None = None
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.pydantic((), exc)
+    # Go on with the steps even if the top level is wrong: report everything at once.
+    raw_params = data.get("params")
+    params = list(raw_params) if isinstance(raw_params, dict) else []
+    raw_steps = data.get("steps")
+    names: list[str] = []
+    steps: list[Step] = []
+    for i, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
+        built = _step(raw, ("steps", i), params, names, problems, secret_names)
+        if built is not None:
+            steps.append(built)
+    if problems.problems or spec is None:
+        raise SpecError(problems.problems)
+    try:
+        return Pipeline(
+            spec.name,
+            steps,
+            params=params_model(spec.name, spec.params),
+            namespace=spec.namespace,
+            description=spec.description,
+        )
+    except DefinitionError as exc:
+        raise SpecError([Problem(str(path), 1, 1, exc.message)]) from exc
+
+
+def _step(
+    raw: Any,
+    loc: Loc,
+    params: list[str],
+    names: list[str],
+    problems: _Collector,
+    secret_names: Callable[[str], bool],
+    parent: str | None = None,
+) -> Step | None:
+    model = StepCommon if parent is None else RollbackCommon
+    if not isinstance(raw, dict):
+        problems.add(loc, "a step must be a mapping")
+        return None
+    try:
+        common = model.model_validate(raw)
+    except ValidationError as exc:
+        problems.pydantic(loc, exc)
+        return None
+    name = common.name if parent is None else f"{parent}.{common.name}"
+    if parent is None:
+        if name in names:
+            problems.add((*loc, "name"), f"step name {name!r} is used twice")
+        earlier = list(names)
+        names.append(name)
+    else:
+        earlier = list(names)  # a rollback may read its own step's output too
+    kind = KINDS.get(common.kind)
+    if kind is None:
+        problems.add(
+            (*loc, "kind"), f"unknown step kind {common.kind!r} (known: {', '.join(sorted(KINDS))})"
+        )
+        return None
+    raw_config = {k: v for k, v in raw.items() if k not in COMMON_FIELDS}
+    config = _check_config(kind, raw_config, loc, problems)
+    for key, value in raw_config.items():
+        for problem in check(value, params=params, earlier_steps=earlier, secrets=secret_names):
+            problems.add((*loc, key), problem)
+    rollback = None
+    if common.rollback is not None:
+        rollback = _step(
+            common.rollback,
+            (*loc, "rollback"),
+            params,
+            names,
+            problems,
+            secret_names,
+            parent=common.name,
+        )
+    if config is None:
+        return None
+    return Step(
+        name=name,
+        execute=_executor(kind, raw_config, name),
+        rollback_fn=rollback.execute if rollback is not None else None,
+        on_error="ignore" if common.on_error == "ignore" else None,
+        retry=common.retry.policy() if common.retry else Retry(),
+        timeout=common.timeout,
+        idempotent=kind.idempotent if common.idempotent is None else common.idempotent,
+        output_type=Any if kind.produces_output else None,
+        config={
+            "kind": kind.name,
+            **raw_config,
+            "rollback": common.rollback,
+            "description": common.description,
+        },
+    )
+
+
+def _check_config(
+    kind: StepKind, raw_config: dict[str, Any], loc: Loc, problems: _Collector
+) -> Any:
+    """The kind's config as written, checked as far as it can be before substitution."""
+    try:
+        config = kind.config.model_validate(_placeholders_as_plain(raw_config))
+    except ValidationError as exc:
+        problems.pydantic(loc, exc)
+        return None
+    if not _has_placeholders(raw_config):
+        try:
+            kind.check(config)
+        except ValueError as exc:
+            problems.add(loc, str(exc))
+            return None
+    return config
+
+
+def _has_placeholders(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_has_placeholders(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_placeholders(v) for v in value)
+    return False
+
+
+def _placeholders_as_plain(value: Any) -> Any:
+    """Lone placeholders stand in for values of any type until run time: drop them."""
+    if isinstance(value, dict):
+        return {k: _placeholders_as_plain(v) for k, v in value.items() if not _lone(v)}
+    if isinstance(value, list):
+        return [_placeholders_as_plain(v) for v in value]
+    return value
+
+
+def _lone(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and value.startswith("${")
+        and value.endswith("}")
+        and value.count("${") == 1
+    )
+
+
+def scope(ctx: StepContext) -> dict[str, Any]:
+    """What ``${...}`` can name while a step of this run executes."""
+    params = ctx.raw_params if isinstance(ctx.raw_params, Mapping) else {}
+    return {
+        **params,
+        "steps": ctx.outputs,
+        "run": {"id": ctx.run_id, "requested_by": ctx.requested_by, "pipeline": ctx.pipeline},
+        "secrets": ctx.secrets,
+    }
+
+
+def _executor(kind: StepKind, raw_config: dict[str, Any], name: str) -> Callable[..., Any]:
+    async def execute(ctx: StepContext, value: Any) -> Any:
+        try:
+            rendered = render(raw_config, scope(ctx))
+        except TemplateError as exc:
+            raise StepError(f"step {name!r}: {exc}") from exc
+        try:
+            config = kind.config.model_validate(rendered)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
+            raise StepError(
+                f"step {name!r}: config after substitution is invalid: {problems}"
+            ) from exc
+        return await kind.execute(ctx, config, value)
+
+    execute.__qualname__ = f"{kind.name}:{name}"
+    return execute

@@ -1,0 +1,132 @@
+"""The shape of a pipeline file, as pydantic models (also the source of docs/pipelines.md)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from lockgate.core.retry import Retry
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
+MAX_STEPS = 200
+#: Names a param cannot take: they are the other roots of ``${...}``.
+RESERVED = frozenset({"steps", "run", "secrets"})
+
+
+class Strict(BaseModel):
+    """Unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetrySpec(Strict):
+    """``retry:`` of a step."""
+
+    attempts: int = Field(1, ge=1, le=100, description="Attempts in all, the first included.")
+    backoff: float = Field(1.0, ge=0, description="Seconds before the second attempt.")
+    multiplier: float = Field(2.0, ge=1, description="Growth of the wait per attempt.")
+    max_backoff: float = Field(300.0, ge=0, description="Longest wait between attempts.")
+    jitter: float = Field(0.1, ge=0, le=1, description="Random spread of each wait (fraction).")
+
+    def policy(self) -> Retry:
+        """The core retry policy."""
+        return Retry(
+            attempts=self.attempts,
+            backoff=self.backoff,
+            multiplier=self.multiplier,
+            max_backoff=self.max_backoff,
+            jitter=self.jitter,
+        )
+
+
+class ParamSpec(Strict):
+    """One entry of ``params:``."""
+
+    type: Literal["string", "integer", "number", "boolean", "array", "object"] = "string"
+    required: bool = False
+    default: Any = None
+    enum: list[Any] | None = Field(None, min_length=1)
+    pattern: str | None = Field(None, description="Regular expression a string must match.")
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str = ""
+
+
+class StepCommon(BaseModel):
+    """Fields every step has; the rest belong to its kind."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=NAME)
+    kind: str
+    description: str = ""
+    timeout: float | None = Field(None, gt=0, description="Seconds before the step is stopped.")
+    retry: RetrySpec | None = None
+    on_error: Literal["fail", "ignore"] = "fail"
+    idempotent: bool | None = None
+    rollback: dict[str, Any] | None = Field(None, description="Another step, of any kind.")
+
+
+class RollbackCommon(StepCommon):
+    """A rollback is a step whose name defaults to ``<step>.rollback``."""
+
+    name: str = Field("rollback", pattern=NAME)
+
+
+class PipelineSpec(Strict):
+    """A pipeline file's top level."""
+
+    name: str = Field(pattern=NAME)
+    namespace: str = Field("default", pattern=NAME)
+    description: str = ""
+    params: dict[str, ParamSpec] = Field(default_factory=dict)
+    steps: list[Any] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @field_validator("params")
+    @classmethod
+    def _names(cls, value: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        for name in value:
+            if name in RESERVED:
+                raise ValueError(f"a param cannot be called {name!r}")
+            if not name.isidentifier():
+                raise ValueError(f"param name {name!r} must be an identifier")
+        return value
+
+
+_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": bool,
+    "array": list[Any],
+    "object": dict[str, Any],
+}
+
+
+def params_model(pipeline: str, specs: dict[str, ParamSpec]) -> type[BaseModel] | None:
+    """A pydantic model that validates a run's params as the file declares them."""
+    if not specs:
+        return None
+    fields: dict[str, Any] = {}
+    for name, spec in specs.items():
+        tp: Any = _TYPES[spec.type]
+        if spec.enum:
+            tp = Literal[tuple(spec.enum)]
+        constraints: dict[str, Any] = {"description": spec.description or None}
+        if spec.pattern is not None:
+            constraints["pattern"] = spec.pattern
+        if spec.minimum is not None:
+            constraints["ge"] = spec.minimum
+        if spec.maximum is not None:
+            constraints["le"] = spec.maximum
+        if spec.required:
+            fields[name] = (tp, Field(..., **constraints))
+        else:
+            fields[name] = (tp | None, Field(spec.default, **constraints))
+    model: type[BaseModel] = create_model(
+        f"{pipeline.replace('-', '_').replace('.', '_')}_params",
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
+    )
+    return model

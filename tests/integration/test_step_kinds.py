@@ -1,0 +1,228 @@
+"""The built-in step kinds against real subprocesses, through pipeline files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData, select
+
+from lockgate import App, RunStatus, Settings
+from lockgate.specs import load_file
+
+ECHO_ARGS = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+
+
+def pipeline_file(tmp_path: Path, body: str, name: str = "p.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+async def run_file(app: App, path: Path, params: Any = None, **kw: Any) -> Any:
+    pipeline = load_file(path, secret_names=app.settings.secrets.__contains__)
+    app.register(pipeline)
+    return await app.execute_async(pipeline.name, params, timeout=30, **kw)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["; id", "$(id)", "`id`", "a\nb", "--help", "${secrets.X}", "{0.__class__}", "{{7*7}}", "' \""],
+)
+async def test_shell_arguments_arrive_literally(app: App, tmp_path: Path, payload: str) -> None:
+    """Params reach the command as argv elements: no shell, no evaluation, no expansion."""
+    path = pipeline_file(
+        tmp_path,
+        f"""
+name: echo
+params: {{payload: {{type: string, required: true}}}}
+steps:
+  - name: echo
+    kind: shell
+    argv: {json.dumps([*ECHO_ARGS, "${payload}", "x${payload}x"])}
+""",
+    )
+    done = await run_file(app, path, {"payload": payload})
+    assert done.status == RunStatus.SUCCEEDED
+    output = app.get_run(done.id).steps[0].output
+    assert json.loads(output["stdout"]) == [payload, f"x{payload}x"]
+    assert output["exit_code"] == 0
+
+
+async def test_shell_failure_fails_the_step_and_output_streams_to_the_log(
+    app: App, tmp_path: Path
+) -> None:
+    """A non-zero exit fails the step; stdout and stderr lines are in the step's log."""
+    path = pipeline_file(
+        tmp_path,
+        """
+name: fails
+steps:
+  - name: broken
+    kind: shell
+    argv: [sh, -c, 'echo to-stdout; echo to-stderr >&2; exit 3']
+""",
+    )
+    done = await run_file(app, path)
+    assert done.status == RunStatus.FAILED
+    assert "exited with status 3" in (app.get_run(done.id).steps[0].error or "")
+    lines = [(line.level, line.message) for line in app.logs(done.id)]
+    assert ("info", "to-stdout") in lines and ("warning", "to-stderr") in lines
+
+
+async def test_shell_timeout_kills_the_whole_process_group(app: App, tmp_path: Path) -> None:
+    """A timed-out command and the children it started are all killed."""
+    pids = tmp_path / "pids"
+    path = pipeline_file(
+        tmp_path,
+        f"""
+name: hang
+steps:
+  - name: hang
+    kind: shell
+    timeout: 0.5
+    argv: [sh, -c, 'sleep 30 & echo $! > {pids}; echo $$ >> {pids}; wait']
+""",
+    )
+    done = await run_file(app, path)
+    assert done.status == RunStatus.FAILED
+    assert "timed out after 0.5s" in (app.get_run(done.id).steps[0].error or "")
+    deadline = time.monotonic() + 5
+    alive = [int(p) for p in pids.read_text().split()]
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _alive(p)]
+        time.sleep(0.05)
+    assert alive == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+async def test_dry_run_shell_runs_nothing(app: App, tmp_path: Path) -> None:
+    """In a dry run the command is only logged."""
+    marker = tmp_path / "touched"
+    path = pipeline_file(
+        tmp_path,
+        f"name: plan\nsteps:\n  - name: touch\n    kind: shell\n    argv: [touch, '{marker}']\n",
+    )
+    done = await run_file(app, path, noop=True)
+    assert done.status == RunStatus.SUCCEEDED
+    assert not marker.exists()
+    assert "would run" in app.logs(done.id)[0].message
+
+
+async def test_python_and_sleep_steps_with_outputs_and_placeholders(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A python step gets its rendered input; a sleep parks; later steps read outputs."""
+    module = tmp_path / "kind_helpers.py"
+    module.write_text(
+        "def build(ctx, value):\n"
+        "    ctx.log.info('building %s', value['service'])\n"
+        "    return {'image': value['service'] + ':' + str(value['n'])}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = pipeline_file(
+        tmp_path,
+        f"""
+name: mixed
+params:
+  service: {{type: string, required: true}}
+  n: {{type: integer, default: 7}}
+steps:
+  - name: build
+    kind: python
+    function: kind_helpers:build
+    input: {{service: "${{service}}", n: "${{n}}"}}
+  - name: pause
+    kind: sleep
+    seconds: 0.3
+  - name: show
+    kind: shell
+    argv: {json.dumps([*ECHO_ARGS, "${steps.build.image}", "${run.requested_by}"])}
+""",
+    )
+    started = time.monotonic()
+    done = await run_file(app, path, {"service": "web"}, requested_by="alice")
+    assert done.status == RunStatus.SUCCEEDED
+    assert time.monotonic() - started >= 0.3
+    steps = app.get_run(done.id).steps
+    assert steps[0].output == {"image": "web:7"}
+    assert json.loads(steps[2].output["stdout"]) == ["web:7", "alice"]
+
+
+async def test_rollback_step_runs_with_outputs(app: App, tmp_path: Path) -> None:
+    """A failing step rolls back earlier steps' ``rollback:`` steps, which see outputs."""
+    undo = tmp_path / "undo.txt"
+    path = pipeline_file(
+        tmp_path,
+        f"""
+name: undo
+steps:
+  - name: create
+    kind: shell
+    argv: [echo, resource-42]
+    rollback:
+      kind: shell
+      argv: [sh, -c, 'echo "$1" > {undo}', sh, "${{steps.create.stdout}}"]
+  - name: fail
+    kind: shell
+    argv: ["false"]
+""",
+    )
+    done = await run_file(app, path)
+    assert done.status == RunStatus.ROLLED_BACK
+    assert undo.read_text().strip() == "resource-42"
+
+
+async def test_a_secret_never_reaches_the_store_or_log_files(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A secret used by a step is masked everywhere: every table and every log file."""
+    secret = "hunter2-very-secret"
+    log_dir = tmp_path / "logs"
+    app = App(settings.with_(secrets={"TOKEN": secret}, log_dir=log_dir))
+    path = pipeline_file(
+        tmp_path,
+        f"""
+name: leak
+steps:
+  - name: use
+    kind: shell
+    argv: {json.dumps([*ECHO_ARGS, "${secrets.TOKEN}", "Bearer ${secrets.TOKEN}"])}
+  - name: fail
+    kind: shell
+    argv: [sh, -c, 'echo "token is $T" >&2; exit 1']
+    env: {{T: "${{secrets.TOKEN}}"}}
+    retry: {{attempts: 2, backoff: 0}}
+""",
+    )
+    try:
+        done = await run_file(app, path)
+        assert done.status == RunStatus.FAILED
+        dump = _dump_database(app)
+        assert secret not in dump and "***" in dump
+        files = "".join(p.read_text() for p in log_dir.rglob("*.log"))
+        assert files and secret not in files
+    finally:
+        app.close()
+
+
+def _dump_database(app: App) -> str:
+    meta = MetaData()
+    meta.reflect(app.store._reader_engine)
+    with app.store._reader_engine.connect() as conn:
+        rows = [r for t in meta.sorted_tables for r in conn.execute(select(t)).all()]
+    return json.dumps([list(map(str, r)) for r in rows])
