@@ -54,6 +54,24 @@ steps:
     assert output["exit_code"] == 0
 
 
+async def test_numbers_and_booleans_become_argv_text(app: App, tmp_path: Path) -> None:
+    """A lone placeholder of a number or boolean is passed as its JSON text."""
+    path = pipeline_file(
+        tmp_path,
+        f"""
+name: typed
+params: {{n: {{type: integer, default: 3}}, flag: {{type: boolean, default: true}}}}
+steps:
+  - name: echo
+    kind: shell
+    argv: {json.dumps([*ECHO_ARGS, "${n}", "${flag}"])}
+    env: {{N: "${{n}}"}}
+""",
+    )
+    done = await run_file(app, path)
+    assert json.loads(app.get_run(done.id).steps[0].output["stdout"]) == ["3", "true"]
+
+
 async def test_shell_failure_fails_the_step_and_output_streams_to_the_log(
     app: App, tmp_path: Path
 ) -> None:

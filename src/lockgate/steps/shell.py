@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lockgate.core.context import StepContext
 from lockgate.errors import StepError
@@ -33,6 +34,23 @@ class ShellConfig(KindConfig):
     argv: list[str] = Field(min_length=1, description="The program and its arguments.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     cwd: str | None = Field(default=None, description="Working directory.")
+
+    @field_validator("argv", mode="before")
+    @classmethod
+    def _argv_text(cls, value: Any) -> Any:
+        return [_text(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_text(cls, value: Any) -> Any:
+        return {k: _text(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _text(value: Any) -> Any:
+    """Numbers and booleans become their JSON text (``true``, ``3``); strings stay."""
+    if isinstance(value, bool | int | float) or value is None:
+        return json.dumps(value)
+    return value
 
 
 class ShellKind(StepKind):
