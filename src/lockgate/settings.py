@@ -49,6 +49,9 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     #: Values masked as ``***`` in step logs and errors.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    #: Hosts or networks (CIDR) the ``api`` step may reach although they are private,
+    #: loopback or link-local; everything else of that kind is refused (SSRF guard).
+    api_allow: tuple[str, ...] = ()
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
@@ -68,4 +71,7 @@ class Settings:
             poll_interval=float(env.get("LOCKGATE_POLL_INTERVAL", base.poll_interval)),
             concurrency=int(env.get("LOCKGATE_CONCURRENCY", base.concurrency)),
             sqlite_synchronous=env.get("LOCKGATE_SQLITE_SYNCHRONOUS", base.sqlite_synchronous),
+            api_allow=tuple(
+                x.strip() for x in env.get("LOCKGATE_API_ALLOW", "").split(",") if x.strip()
+            ),
         )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lockgate.errors import Parked, StepCancelled
+from lockgate.settings import Settings
 
 #: Receives ``(level, message)`` for each log line.
 LogSink = Callable[[str, str], None]
@@ -69,6 +70,8 @@ class StepContext:
     raw_params: Any = None
     #: Named secrets for ``${secrets.NAME}``; their values are masked in every log line.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    #: The worker's settings (step kinds read their options here).
+    settings: Settings = field(default_factory=Settings)
 
     @property
     def idempotency_key(self) -> str:

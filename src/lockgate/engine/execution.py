@@ -542,6 +542,7 @@ class RunExecution:
             outputs=self.outputs,
             raw_params=self.run.params,
             secrets=self.worker.settings.secrets,
+            settings=self.worker.settings,
             # A step with a timeout gets its own event, so that its timing out does not
             # mark the whole run cancelled.
             cancel_event=self.cancel_event if step.timeout is None else threading.Event(),

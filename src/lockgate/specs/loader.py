@@ -214,8 +214,12 @@ def scope(ctx: StepContext) -> dict[str, Any]:
 
 def _executor(kind: StepKind, raw_config: dict[str, Any], name: str) -> Callable[..., Any]:
     async def execute(ctx: StepContext, value: Any) -> Any:
+        values = scope(ctx)
         try:
-            rendered = render(raw_config, scope(ctx))
+            rendered = {
+                key: render(value, values, kind.encoders.get(key))
+                for key, value in raw_config.items()
+            }
         except TemplateError as exc:
             raise StepError(f"step {name!r}: {exc}") from exc
         try:

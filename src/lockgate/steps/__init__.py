@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lockgate.errors import DefinitionError
+from lockgate.steps.api import ApiKind
 from lockgate.steps.base import KindConfig, StepKind
 from lockgate.steps.python import PythonKind
 from lockgate.steps.shell import ShellKind
@@ -27,6 +28,7 @@ def get(name: str) -> StepKind:
         raise DefinitionError(f"unknown step kind {name!r} (known: {known})") from None
 
 
+register(ApiKind())
 register(ShellKind())
 register(PythonKind())
 register(SleepKind())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -31,6 +32,9 @@ class StepKind(ABC):
     produces_output: ClassVar[bool] = True
     #: Whether running it twice is harmless (for re-runs after a crash).
     idempotent: ClassVar[bool] = True
+    #: How placeholder values are written inside longer strings, per top-level field
+    #: (for example percent-encoding in a URL); other fields get plain text.
+    encoders: ClassVar[dict[str, Callable[[Any], str]]] = {}
 
     def check(self, config: Any) -> None:  # noqa: B027 - optional for a kind
         """Load-time checks beyond the config's types; raise ``ValueError`` to refuse."""

@@ -1,0 +1,165 @@
+"""``api``: call an HTTP API, check the status, capture fields of the JSON response.
+
+Behind an SSRF guard (``steps/ssrf.py``): only http/https, no private, loopback or
+link-local addresses unless allowed in settings, the resolved address pinned for the call,
+redirects off (or re-checked at every hop), and the response size capped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from pydantic import Field, field_validator
+
+from lockgate.core.context import StepContext
+from lockgate.errors import StepError, StepTimeout
+from lockgate.steps import ssrf
+from lockgate.steps.base import KindConfig, StepKind
+
+MAX_REDIRECTS = 5
+#: Responses up to this size are kept whole in the step's output as ``json``.
+KEEP_JSON_BYTES = 64 * 1024
+
+
+class ApiConfig(KindConfig):
+    """One HTTP request."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    url: str = Field(description="Placeholders in it are percent-encoded as one component.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    body: Any = Field(default=None, description="Sent as JSON.")
+    expect_status: list[int] | None = Field(
+        default=None, description="Statuses that count as success; default: any 2xx."
+    )
+    capture: dict[str, str] = Field(
+        default_factory=dict, description="Output name -> dotted path in the JSON response."
+    )
+    timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds per request.")
+    follow_redirects: bool = False
+    max_response_bytes: int = Field(default=1024 * 1024, gt=0, le=64 * 1024 * 1024)
+
+    @field_validator("headers")
+    @classmethod
+    def _no_line_breaks(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if any(c in name + text for c in "\r\n\0"):
+                raise ValueError(f"header {name!r} contains a line break or NUL")
+        return value
+
+
+def url_component(value: Any) -> str:
+    """How a value lands inside a URL: percent-encoded, nothing left special."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return quote(text, safe="")
+
+
+class ApiKind(StepKind):
+    """Call an HTTP API."""
+
+    name = "api"
+    config = ApiConfig
+    encoders = {"url": url_component}
+
+    async def execute(self, ctx: StepContext, config: ApiConfig, value: Any) -> Any:
+        """Send the request; ``{"status", "json"?, <captures>}`` is the step's output."""
+        if ctx.noop:
+            ctx.log.info("would %s %s", config.method, config.url)
+            return {"status": None, "noop": True}
+        response, body = await _send(ctx, config)
+        expected = config.expect_status
+        ok = response.status_code in expected if expected else response.is_success
+        if not ok:
+            excerpt = body[:300].decode(errors="replace")
+            want = expected or "2xx"
+            raise StepError(
+                f"{config.method} {response.request.url.path} answered {response.status_code}, "
+                f"expected {want}: {excerpt}"
+            )
+        output: dict[str, Any] = {"status": response.status_code}
+        data = _json(body) if body else None
+        if data is not None and len(body) <= KEEP_JSON_BYTES:
+            output["json"] = data
+        missing = []
+        for name, path in config.capture.items():
+            found, captured = _dig(data, path)
+            if not found:
+                missing.append(f"{name} ({path})")
+            output[name] = captured
+        if missing:
+            raise StepError(f"response has no {', '.join(missing)}")
+        return output
+
+
+async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, bytes]:
+    url: str | httpx.URL = config.url
+    method = config.method
+    async with httpx.AsyncClient(timeout=config.timeout, trust_env=False) as client:
+        for _hop in range(MAX_REDIRECTS + 1):
+            target = await ssrf.check(url, ctx.settings.api_allow)
+            headers = {
+                "Host": target.url.netloc.decode(),
+                "Idempotency-Key": ctx.idempotency_key,
+                **config.headers,
+            }
+            extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
+            request = client.build_request(
+                method,
+                target.pinned,
+                params=config.query or None,
+                json=config.body if config.body is not None and method != "GET" else None,
+                headers=headers,
+                extensions=extensions,
+            )
+            ctx.log.info("%s %s", method, target.url.copy_with(query=None))
+            try:
+                response = await client.send(request, stream=True)
+                try:
+                    if response.is_redirect and config.follow_redirects:
+                        url = target.url.join(response.headers["location"])
+                        method = "GET" if response.status_code == 303 else method
+                        ctx.log.info("redirected (%s) to %s", response.status_code, url)
+                        continue
+                    body = await _read(response, config.max_response_bytes)
+                finally:
+                    await response.aclose()
+            except httpx.TimeoutException as exc:
+                raise StepTimeout(
+                    f"{method} {target.host} timed out after {config.timeout:g}s"
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise StepError(f"{method} {target.host} failed: {exc}") from exc
+            ctx.log.info("answered %s (%d bytes)", response.status_code, len(body))
+            return response, body
+    raise StepError(f"more than {MAX_REDIRECTS} redirects")
+
+
+async def _read(response: httpx.Response, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise StepError(f"response larger than {limit} bytes")
+    return bytes(body)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _dig(data: Any, path: str) -> tuple[bool, Any]:
+    current = data
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return False, None
+    return True, current

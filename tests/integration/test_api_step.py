@@ -1,0 +1,281 @@
+"""The ``api`` step against a real HTTP server on 127.0.0.1, and its SSRF guard."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockgate import App, RunStatus, Settings
+from lockgate.specs import load_file
+
+
+class Recorder:
+    """What the test server saw, and how it should answer."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.answers: list[tuple[int, Any, dict[str, str]]] = []
+        self.delay = 0.0
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Recorder]]:
+    """A real HTTP server on a free 127.0.0.1 port."""
+    rec = Recorder()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            rec.requests.append(
+                {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "body": json.loads(body) if body else None,
+                }
+            )
+            time.sleep(rec.delay)
+            status, payload, headers = rec.answers.pop(0) if rec.answers else (200, {}, {})
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", rec
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def allowed(settings: Settings) -> Iterator[App]:
+    """An App whose api steps may reach 127.0.0.1 (the test servers)."""
+    app = App(settings.with_(api_allow=("127.0.0.1/32",), secrets={"TOKEN": "tok-123456"}))
+    yield app
+    app.close()
+
+
+def one_call(name: str, url: str, extra: str = "") -> str:
+    """A pipeline file with one api step."""
+    return f"name: {name}\nsteps:\n  - name: c\n    kind: api\n    url: '{url}'\n{extra}"
+
+
+async def run_yaml(app: App, tmp_path: Path, text: str, params: Any = None) -> Any:
+    path = tmp_path / "api.yaml"
+    path.write_text(text)
+    pipeline = load_file(path, secret_names=app.settings.secrets.__contains__)
+    app.register(pipeline)
+    return await app.execute_async(pipeline.name, params, timeout=30)
+
+
+async def test_post_with_json_body_captures_and_encoded_path(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """Placeholders are encoded for where they land; captures become the step's output."""
+    base, rec = server
+    rec.answers.append((201, {"ticket": {"id": 42, "tags": ["a", "b"]}}, {}))
+    done = await run_yaml(
+        allowed,
+        tmp_path,
+        f"""
+name: ticket
+params: {{team: {{type: string}}, count: {{type: integer}}}}
+steps:
+  - name: create
+    kind: api
+    method: POST
+    url: "{base}/teams/${{team}}/tickets"
+    headers: {{Authorization: "Bearer ${{secrets.TOKEN}}"}}
+    query: {{dry: false}}
+    body: {{count: "${{count}}", title: "for ${{team}}"}}
+    expect_status: [201]
+    capture: {{id: ticket.id, second_tag: ticket.tags.1}}
+""",
+        {"team": "a b/c", "count": 3},
+    )
+    assert done.status == RunStatus.SUCCEEDED
+    output = allowed.get_run(done.id).steps[0].output
+    assert output["status"] == 201 and output["id"] == 42 and output["second_tag"] == "b"
+    [req] = rec.requests
+    assert req["path"] == "/teams/a%20b%2Fc/tickets?dry=false"
+    assert req["body"] == {"count": 3, "title": "for a b/c"}
+    assert req["headers"]["Authorization"] == "Bearer tok-123456"
+    assert req["headers"]["Idempotency-Key"] == f"{done.id}/create"
+    assert req["headers"]["Host"] == base.removeprefix("http://")
+
+
+async def test_unexpected_status_retries_then_fails(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """A status outside expect_status fails the attempt; the retry policy applies."""
+    base, rec = server
+    rec.answers += [(503, {"error": "busy"}, {}), (200, {"ok": True}, {})]
+    text = f"""
+name: flaky
+steps:
+  - name: call
+    kind: api
+    url: "{base}/health"
+    retry: {{attempts: 2, backoff: 0.05}}
+"""
+    done = await run_yaml(allowed, tmp_path, text)
+    assert done.status == RunStatus.SUCCEEDED
+    assert len(rec.requests) == 2
+    rec.answers += [(500, {"error": "down"}, {})] * 2
+    failed = await allowed.execute_async("flaky", timeout=30)
+    assert failed.status == RunStatus.FAILED
+    assert "answered 500, expected 2xx" in (allowed.get_run(failed.id).steps[0].error or "")
+
+
+async def test_timeouts_and_missing_captures_fail_clearly(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """A slow server times out; a capture path that is absent is named."""
+    base, rec = server
+    rec.delay = 1.0
+    done = await run_yaml(
+        allowed,
+        tmp_path,
+        one_call("slow", f"{base}/", "    timeout: 0.2\n"),
+    )
+    assert done.status == RunStatus.FAILED
+    assert "timed out after 0.2s" in (allowed.get_run(done.id).steps[0].error or "")
+    rec.delay = 0
+    rec.answers.append((200, {"a": 1}, {}))
+    done = await run_yaml(allowed, tmp_path, one_call("cap", f"{base}/", "    capture: {x: a.b}\n"))
+    assert "response has no x (a.b)" in (allowed.get_run(done.id).steps[0].error or "")
+
+
+async def test_rollback_calls_the_api(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """A later failure runs the api step's rollback, which can use the captured id."""
+    base, rec = server
+    rec.answers += [(201, {"id": "vm-7"}, {}), (500, {}, {}), (204, b"", {})]
+    done = await run_yaml(
+        allowed,
+        tmp_path,
+        f"""
+name: provision
+steps:
+  - name: create
+    kind: api
+    method: POST
+    url: "{base}/vms"
+    capture: {{id: id}}
+    rollback:
+      kind: api
+      method: DELETE
+      url: "{base}/vms/${{steps.create.id}}"
+  - name: configure
+    kind: api
+    url: "{base}/configure"
+""",
+    )
+    assert done.status == RunStatus.ROLLED_BACK
+    assert [(r["method"], r["path"]) for r in rec.requests] == [
+        ("POST", "/vms"),
+        ("GET", "/configure"),
+        ("DELETE", "/vms/vm-7"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:{port}/", "a loopback address"),
+        ("http://2130706433:{port}/", "a loopback address"),
+        ("http://0x7f.1:{port}/", "a loopback address"),
+        ("http://[::ffff:127.0.0.1]:{port}/", "a loopback address"),
+        ("http://localhost:{port}/", "a loopback address"),
+        ("http://169.254.169.254/latest/meta-data/", "a link-local address"),
+        ("http://10.0.0.1/", "a private address"),
+        ("http://[fd00::1]/", "address"),
+        ("ftp://127.0.0.1/", "only http and https"),
+        ("file:///etc/passwd", "only http and https"),
+    ],
+)
+async def test_ssrf_targets_are_refused(
+    app: App, tmp_path: Path, server: tuple[str, Recorder], url: str, reason: str
+) -> None:
+    """Without an allowance, private, loopback and link-local targets are never called."""
+    base, rec = server
+    port = base.rsplit(":", 1)[1]
+    done = await run_yaml(
+        app,
+        tmp_path,
+        f"name: ssrf\nsteps:\n  - name: c\n    kind: api\n    url: '{url.format(port=port)}'\n",
+    )
+    assert done.status == RunStatus.FAILED
+    assert reason in (app.get_run(done.id).steps[0].error or "")
+    assert rec.requests == []
+
+
+async def test_a_redirect_to_the_metadata_address_is_refused(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """Redirects are re-checked at every hop; without follow_redirects a 302 is a failure."""
+    base, rec = server
+    hop = (302, b"", {"Location": "http://169.254.169.254/latest/meta-data/"})
+    rec.answers += [hop, hop]
+    text = f"""
+name: redirect
+steps:
+  - name: follow
+    kind: api
+    url: "{base}/start"
+    follow_redirects: true
+"""
+    done = await run_yaml(allowed, tmp_path, text)
+    assert done.status == RunStatus.FAILED
+    assert "169.254.169.254, a link-local address" in (
+        allowed.get_run(done.id).steps[0].error or ""
+    )
+    plain = text.replace("name: redirect", "name: redirect2").replace("follow_redirects: true", "")
+    done = await run_yaml(allowed, tmp_path, plain)
+    assert "answered 302" in (allowed.get_run(done.id).steps[0].error or "")
+
+
+async def test_oversized_responses_and_header_injection_are_refused(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """A response over the cap fails; a header value with a line break is refused."""
+    base, rec = server
+    rec.answers.append((200, b"x" * 5000, {}))
+    text = one_call("big", f"{base}/", "    max_response_bytes: 1000\n")
+    done = await run_yaml(allowed, tmp_path, text)
+    assert "response larger than 1000 bytes" in (allowed.get_run(done.id).steps[0].error or "")
+    text = f"""
+name: inject
+params: {{v: {{type: string}}}}
+steps:
+  - name: c
+    kind: api
+    url: "{base}/"
+    headers: {{X-Note: "${{v}}"}}
+"""
+    done = await run_yaml(allowed, tmp_path, text, {"v": "ok\r\nX-Evil: 1"})
+    assert done.status == RunStatus.FAILED
+    assert "contains a line break" in (allowed.get_run(done.id).steps[0].error or "")
+    assert len(rec.requests) == 1
