@@ -13,16 +13,19 @@ import jsonschema
 from pydantic import TypeAdapter, ValidationError
 
 from lockgate.core.masking import Masker
+from lockgate.core.params import params_model
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import RunStatus
 from lockgate.engine.worker import Worker
-from lockgate.errors import ParamsError, PipelineNotFound
+from lockgate.errors import Forbidden, InvalidState, ParamsError, PipelineNotFound
 from lockgate.settings import Settings
+from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store, open_store
 from lockgate.store.migrate import upgrade
-from lockgate.store.ops import CreateRun, RegisterPipeline, RequestCancel
+from lockgate.store.ops import CreateRun, Decide, RegisterPipeline, RequestCancel
 from lockgate.store.records import (
+    DecisionRecord,
     ErrorRecord,
     EventRecord,
     LogRecord,
@@ -47,6 +50,46 @@ class RunView:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return {**self.run.to_dict(), "steps": [s.to_dict() for s in self.steps]}
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """An approval step waiting for decisions."""
+
+    run: RunRecord
+    step: StepRecord
+    policy: ApprovalConfig
+    decisions: list[DecisionRecord]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "run_id": self.run.id,
+            "pipeline": f"{self.run.namespace}/{self.run.pipeline}",
+            "step": self.step.name,
+            "requested_by": self.run.requested_by,
+            "message": self.policy.message,
+            "required": self.policy.required,
+            "approvers": self.policy.approvers.model_dump(),
+            "allow_self_approval": self.policy.allow_self_approval,
+            "expires_at": self.step.wait_until,
+            "decisions": [d.to_dict() for d in self.decisions],
+        }
+
+
+def _authorise(
+    policy: ApprovalConfig, run: RunRecord, decision: str, by: str, roles: set[str]
+) -> None:
+    allowed = policy.approvers
+    if (
+        (allowed.users or allowed.roles)
+        and by not in allowed.users
+        and not (roles & set(allowed.roles))
+    ):
+        who = ", ".join([*allowed.users, *(f"role {r}" for r in allowed.roles)])
+        raise Forbidden(f"{by} may not decide on this step (allowed: {who})")
+    if decision == "approve" and not policy.allow_self_approval and by == run.requested_by:
+        raise Forbidden(f"{by} requested run {run.id} and may not approve it")
 
 
 def _problems_from_pydantic(exc: ValidationError) -> list[str]:
@@ -195,6 +238,89 @@ class App:
         """Ask a run to stop its current step and roll back."""
         self.store.apply(RequestCancel(run_id, by))
         return self.store.get_run(run_id)
+
+    # -- approvals -------------------------------------------------------------------------
+
+    def decide(
+        self,
+        run_id: str,
+        decision: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        step: str | None = None,
+        comment: str | None = None,
+        input: Mapping[str, Any] | None = None,
+    ) -> DecisionRecord:
+        """Approve or reject a waiting approval step, as ``by`` holding ``roles``.
+
+        Refused with a clear error when the run or step is not waiting, when ``by`` may not
+        decide (or approve their own run), when ``by`` already decided, or when the input
+        does not fit what the step asks for (every problem listed).
+        """
+        if decision not in ("approve", "reject"):
+            raise ParamsError([f"decision must be approve or reject, not {decision!r}"])
+        run = self.store.get_run(run_id)
+        name = step or run.current_step
+        config = self._step_config(run, name)
+        if name is None or config is None or config.get("kind") != "approval":
+            raise InvalidState(
+                f"run {run_id} is {run.status}; it is not waiting for a decision"
+                + (f" (step {name!r} is not an approval)" if name else ""),
+                details={"status": run.status},
+            )
+        policy = ApprovalConfig.model_validate(
+            {k: v for k, v in config.items() if k in ApprovalConfig.model_fields}
+        )
+        _authorise(policy, run, decision, by, set(roles))
+        data: dict[str, Any] | None = None
+        if decision == "approve" and policy.input:
+            model = params_model(f"{name}_input", policy.input)
+            assert model is not None
+            try:
+                data = model.model_validate(dict(input or {})).model_dump(mode="json")
+            except ValidationError as exc:
+                raise ParamsError(_problems_from_pydantic(exc)) from exc
+        elif input:
+            problem = (
+                "input goes with an approval, not a reject"
+                if policy.input
+                else ("this step takes no input")
+            )
+            raise ParamsError([problem])
+        record: DecisionRecord = self.store.apply(Decide(run_id, name, decision, by, comment, data))
+        return record
+
+    def approvals(self) -> list[PendingApproval]:
+        """Approval steps waiting for decisions, with who may decide."""
+        pending = []
+        for run, rec in self.store.waiting_steps():
+            config = self._step_config(run, rec.name)
+            if config is None or config.get("kind") != "approval":
+                continue
+            policy = ApprovalConfig.model_validate(
+                {k: v for k, v in config.items() if k in ApprovalConfig.model_fields}
+            )
+            decided = self.store.get_decisions(run.id, rec.name)
+            pending.append(PendingApproval(run, rec, policy, decided))
+        return pending
+
+    def _step_config(self, run: RunRecord, step: str | None) -> dict[str, Any] | None:
+        """A run's step configuration, from the local registry or the stored definition."""
+        if step is None:
+            return None
+        pipeline = self.registry.version(run.version)
+        if pipeline is not None:
+            try:
+                return dict(pipeline.step(step).config)
+            except KeyError:
+                return None
+        for rec in self.store.pipeline_versions(run.pipeline):
+            if rec.version == run.version:
+                for described in rec.definition.get("steps", []):
+                    if described.get("name") == step:
+                        return dict(described.get("config") or {})
+        return None
 
     def pipelines(self) -> list[PipelineRecord]:
         """Registered pipeline versions in the database, newest first."""

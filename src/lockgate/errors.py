@@ -9,6 +9,7 @@ returns as ``{"error": {"code", "message", "details"}}``::
     ├── NotFound                       not_found
     │   ├── PipelineNotFound
     │   └── RunNotFound
+    ├── Forbidden                      forbidden            not allowed for this person
     ├── Conflict                       conflict
     │   ├── InvalidState               invalid_state        not allowed in the current status
     │   └── StaleLease                 stale_lease          a fenced write from a stale worker
@@ -73,6 +74,12 @@ class RunNotFound(NotFound):
     """No run has that id."""
 
 
+class Forbidden(LockgateError):
+    """The caller may not do this (not an approver, self-approval, missing role)."""
+
+    code = "forbidden"
+
+
 class Conflict(LockgateError):
     """The operation conflicts with the current state."""
 
@@ -125,8 +132,9 @@ class Parked(BaseException):
     A ``BaseException`` so that a step's ``except Exception`` does not swallow it.
     """
 
-    def __init__(self, until: float) -> None:
-        super().__init__(f"parked until {until}")
+    def __init__(self, until: float | None) -> None:
+        super().__init__(f"parked until {until or 'woken'}")
+        #: ``None``: until something (a decision) wakes the run.
         self.until = until
 
 

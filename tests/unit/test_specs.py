@@ -98,7 +98,7 @@ steps:
     kind: shell
 """
     assert problems(tmp_path, text) == [
-        "6:11: steps.0.kind: unknown step kind 'shel' (known: python, shell, sleep)",
+        "6:11: steps.0.kind: unknown step kind 'shel' (known: api, approval, python, shell, sleep)",
         "10:13: steps.1.colour: unknown field",
         "9:11: steps.1.argv: ${nope}: no param is called 'nope' (params: env)",
         "9:11: steps.1.argv: ${steps.three.x}: no earlier step is called 'three'",

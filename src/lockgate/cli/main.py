@@ -15,6 +15,7 @@ from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from lockgate import __version__
+from lockgate.cli.approvals import approvals_app, approve, reject
 from lockgate.cli.context import BackgroundWorker, CliState, pipelines_from, whoami
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
 from lockgate.cli.runs import follow_run, runs_app
@@ -34,9 +35,13 @@ pipelines_app = typer.Typer(help="Registered pipelines.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(approvals_app, name="approvals")
+app.command()(approve)
+app.command()(reject)
 
 #: Exit codes by error code; anything else exits 1.
 EXIT_CODES = {
+    "forbidden": 5,
     "invalid_params": 2,
     "invalid_definition": 2,
     "not_found": 3,

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lockgate.errors import Parked, StepCancelled
 from lockgate.settings import Settings
+
+
+async def _no_decisions() -> list[Any]:
+    return []
+
 
 #: Receives ``(level, message)`` for each log line.
 LogSink = Callable[[str, str], None]
@@ -72,6 +77,8 @@ class StepContext:
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: The worker's settings (step kinds read their options here).
     settings: Settings = field(default_factory=Settings)
+    #: Reads the decisions recorded for this step (approval steps).
+    fetch_decisions: Callable[[], Awaitable[list[Any]]] = field(default=_no_decisions)
 
     @property
     def idempotency_key(self) -> str:
@@ -106,6 +113,12 @@ class StepContext:
             self.wait_until = when
         if time.time() < self.wait_until:
             raise Parked(self.wait_until)
+
+    def park(self, until: float | None) -> None:
+        """Give up the worker until ``until`` (UNIX time) or, for ``None``, until woken
+        (a decision on an approval). The body runs again from the top then."""
+        self.wait_until = until
+        raise Parked(until)
 
     def save(self, data: Any) -> None:
         """Keep JSON data for this step's rollback; stored with the step's checkpoint."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import traceback
@@ -366,13 +367,19 @@ class RunExecution:
         await self._release_until(cp, wake, f"retry of {step.name} at {_when(wake)}")
 
     async def _park(
-        self, step: Step, ctx: StepContext, data: Any, running: _RunningWrite, until: float
+        self,
+        step: Step,
+        ctx: StepContext,
+        data: Any,
+        running: _RunningWrite,
+        until: float | None,
     ) -> None:
-        """Park the run until ``until`` (a durable sleep): no worker holds it meanwhile."""
-        self.logs.add(step.name, "info", f"sleeping until {_when(until)}")
+        """Park the run until ``until`` (or until woken, for ``None``): no worker holds it."""
+        why = f"until {_when(until)}" if until is not None else "until woken (a decision)"
+        self.logs.add(step.name, "info", f"waiting {why}")
         cp = self._checkpoint(step.name)
         running.close_into(cp)
-        cp.events.append((step.name, StepStatus.WAITING, running.attempt, f"until {_when(until)}"))
+        cp.events.append((step.name, StepStatus.WAITING, running.attempt, why))
         cp.step_values = {
             "status": StepStatus.WAITING.value,
             "attempt": running.attempt,
@@ -382,9 +389,9 @@ class RunExecution:
             "wait_until": until,
         }
         await running.settled()
-        await self._release_until(cp, until, f"{step.name} sleeps until {_when(until)}")
+        await self._release_until(cp, until, f"{step.name} waits {why}")
 
-    async def _release_until(self, cp: Checkpoint, until: float, why: str) -> None:
+    async def _release_until(self, cp: Checkpoint, until: float | None, why: str) -> None:
         """Commit ``cp`` with the run WAITING until ``until`` and its lease given up."""
         self.status = RunStatus.WAITING
         cp.events.append((None, RunStatus.WAITING, None, why))
@@ -394,7 +401,8 @@ class RunExecution:
         await self._commit(cp)
         if cp.step is not None:
             self._remember(cp.step, cp.step_values)
-        self.worker.wake_at(until)
+        if until is not None:
+            self.worker.wake_at(until)
 
     async def _record_cancel(self, step: Step, ctx: StepContext, running: _RunningWrite) -> None:
         error = StepCancelled(f"step {step.name!r} stopped: the run was cancelled")
@@ -543,6 +551,9 @@ class RunExecution:
             raw_params=self.run.params,
             secrets=self.worker.settings.secrets,
             settings=self.worker.settings,
+            fetch_decisions=functools.partial(
+                asyncio.to_thread, self.worker.store.get_decisions, self.run.id, step.name
+            ),
             # A step with a timeout gets its own event, so that its timing out does not
             # mark the whole run cancelled.
             cancel_event=self.cancel_event if step.timeout is None else threading.Event(),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lockgate.core.params import ParamSpec, params_model
 from lockgate.core.retry import Retry
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
@@ -38,19 +39,6 @@ class RetrySpec(Strict):
             max_backoff=self.max_backoff,
             jitter=self.jitter,
         )
-
-
-class ParamSpec(Strict):
-    """One entry of ``params:``."""
-
-    type: Literal["string", "integer", "number", "boolean", "array", "object"] = "string"
-    required: bool = False
-    default: Any = None
-    enum: list[Any] | None = Field(None, min_length=1)
-    pattern: str | None = Field(None, description="Regular expression a string must match.")
-    minimum: float | None = None
-    maximum: float | None = None
-    description: str = ""
 
 
 class StepCommon(BaseModel):
@@ -94,39 +82,4 @@ class PipelineSpec(Strict):
         return value
 
 
-_TYPES: dict[str, Any] = {
-    "string": str,
-    "integer": int,
-    "number": float,
-    "boolean": bool,
-    "array": list[Any],
-    "object": dict[str, Any],
-}
-
-
-def params_model(pipeline: str, specs: dict[str, ParamSpec]) -> type[BaseModel] | None:
-    """A pydantic model that validates a run's params as the file declares them."""
-    if not specs:
-        return None
-    fields: dict[str, Any] = {}
-    for name, spec in specs.items():
-        tp: Any = _TYPES[spec.type]
-        if spec.enum:
-            tp = Literal[tuple(spec.enum)]
-        constraints: dict[str, Any] = {"description": spec.description or None}
-        if spec.pattern is not None:
-            constraints["pattern"] = spec.pattern
-        if spec.minimum is not None:
-            constraints["ge"] = spec.minimum
-        if spec.maximum is not None:
-            constraints["le"] = spec.maximum
-        if spec.required:
-            fields[name] = (tp, Field(..., **constraints))
-        else:
-            fields[name] = (tp | None, Field(spec.default, **constraints))
-    model: type[BaseModel] = create_model(
-        f"{pipeline.replace('-', '_').replace('.', '_')}_params",
-        __config__=ConfigDict(extra="forbid"),
-        **fields,
-    )
-    return model
+__all__ = ["ParamSpec", "PipelineSpec", "RetrySpec", "RollbackCommon", "StepCommon", "params_model"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lockgate.errors import DefinitionError
 from lockgate.steps.api import ApiKind
+from lockgate.steps.approval import ApprovalKind
 from lockgate.steps.base import KindConfig, StepKind
 from lockgate.steps.python import PythonKind
 from lockgate.steps.shell import ShellKind
@@ -29,6 +30,7 @@ def get(name: str) -> StepKind:
 
 
 register(ApiKind())
+register(ApprovalKind())
 register(ShellKind())
 register(PythonKind())
 register(SleepKind())

@@ -25,6 +25,7 @@ from lockgate.store.ops import (
     step_record,
 )
 from lockgate.store.records import (
+    DecisionRecord,
     ErrorRecord,
     EventRecord,
     LogRecord,
@@ -217,6 +218,27 @@ class Store(ABC):
         r = s.runs.c
         stmt = select(r.id).where(r.id.in_(list(run_ids)), r.cancel_requested.is_(True))
         return {str(x) for x in self.read(lambda c: c.execute(stmt).scalars().all())}
+
+    def get_decisions(self, run_id: str, step: str | None = None) -> list[DecisionRecord]:
+        """Decisions on a run's approval steps, oldest first."""
+        d = s.decisions.c
+        stmt = select(s.decisions).where(d.run_id == run_id).order_by(d.id)
+        if step is not None:
+            stmt = stmt.where(d.step == step)
+        return [DecisionRecord(**r._mapping) for r in self.read(lambda c: c.execute(stmt).all())]
+
+    def waiting_steps(self, limit: int = 200) -> list[tuple[RunRecord, StepRecord]]:
+        """Steps parked WAITING (with their runs), oldest first."""
+        st = s.steps.c
+        stmt = (
+            select(s.steps)
+            .join(s.runs, s.runs.c.id == st.run_id)
+            .where(st.status == "WAITING", s.runs.c.status == "WAITING")
+            .order_by(st.started_at)
+            .limit(max(1, min(limit, MAX_PAGE)))
+        )
+        found = [step_record(r) for r in self.read(lambda c: c.execute(stmt).all())]
+        return [(self.get_run(rec.run_id), rec) for rec in found]
 
     def get_events(self, run_id: str, after: int = 0, limit: int = MAX_PAGE) -> list[EventRecord]:
         """A run's events in order, after event id ``after``."""

@@ -30,9 +30,9 @@ from sqlalchemy import (
 from sqlalchemy.sql.selectable import TextualSelect
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES, RunStatus, StepStatus
-from lockgate.errors import InvalidState, RunNotFound, StaleLease
+from lockgate.errors import Conflict, InvalidState, NotFound, RunNotFound, StaleLease
 from lockgate.store import schema as s
-from lockgate.store.records import Claimed, RunRecord, StepRecord
+from lockgate.store.records import Claimed, DecisionRecord, RunRecord, StepRecord
 
 InsertFn = Callable[[Table], Any]
 
@@ -482,6 +482,69 @@ class RequestCancel:
         tx.defer(s.events, [_event(self.run_id, None, "CANCEL_REQUESTED", None, self.by, tx.now)])
         tx.notify()
         return str(status)
+
+
+@dataclass
+class Decide:
+    """Record one person's decision on a waiting step and wake its run to act on it."""
+
+    run_id: str
+    step: str
+    decision: str
+    by: str
+    comment: str | None = None
+    input: Any = None
+
+    def apply(self, tx: WriteTx) -> DecisionRecord:
+        """The recorded decision; refused unless the step is waiting and this is a first."""
+        r, st, d = s.runs.c, s.steps.c, s.decisions.c
+        run = tx.conn.execute(
+            select(r.status, r.cancel_requested).where(r.id == self.run_id)
+        ).first()
+        if run is None:
+            raise RunNotFound(f"no run {self.run_id!r}")
+        status = tx.conn.execute(
+            select(st.status).where(st.run_id == self.run_id, st.name == self.step)
+        ).scalar()
+        if status is None:
+            raise NotFound(f"run {self.run_id} has no step {self.step!r}")
+        if run.cancel_requested or RunStatus(run.status).terminal:
+            state = "being cancelled" if run.cancel_requested else run.status
+            raise InvalidState(
+                f"run {self.run_id} is {state}; it is not waiting for a decision",
+                details={"status": run.status},
+            )
+        if status != StepStatus.WAITING.value:
+            raise InvalidState(
+                f"step {self.step!r} of run {self.run_id} is {status}, not waiting for a decision",
+                details={"status": status},
+            )
+        earlier = tx.conn.execute(
+            select(d.decision).where(d.run_id == self.run_id, d.step == self.step, d.by == self.by)
+        ).scalar()
+        if earlier is not None:
+            raise Conflict(
+                f"{self.by} already decided ({earlier}) on step {self.step!r} of run {self.run_id}"
+            )
+        row = {
+            "run_id": self.run_id,
+            "step": self.step,
+            "decision": self.decision,
+            "by": self.by,
+            "comment": self.comment,
+            "input": self.input,
+            "at": tx.now,
+        }
+        new_id = tx.conn.execute(s.decisions.insert().values(row).returning(d.id)).scalar_one()
+        tx.conn.execute(
+            update(s.runs)
+            .where(r.id == self.run_id, r.status == RunStatus.WAITING.value)
+            .values(wake_at=tx.now, updated_at=tx.now)
+        )
+        note = f"{self.decision} by {self.by}" + (f": {self.comment}" if self.comment else "")
+        tx.defer(s.events, [_event(self.run_id, self.step, "DECISION", None, note, tx.now)])
+        tx.notify()
+        return DecisionRecord(id=int(new_id), **row)
 
 
 @dataclass

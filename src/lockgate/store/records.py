@@ -117,3 +117,17 @@ class PipelineRecord(Record):
     name: str
     definition: dict[str, Any]
     registered_at: float
+
+
+@dataclass(frozen=True)
+class DecisionRecord(Record):
+    """One person's decision on a waiting approval step."""
+
+    id: int
+    run_id: str
+    step: str
+    decision: str
+    by: str
+    comment: str | None
+    input: Any
+    at: float

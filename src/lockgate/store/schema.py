@@ -133,6 +133,21 @@ step_logs = Table(
     Index("ix_step_logs_run", "run_id", "step", "id"),
 )
 
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", String(200), nullable=False),
+    #: ``approve`` or ``reject``.
+    Column("decision", String(10), nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("comment", Text, nullable=True),
+    Column("input", JSON, nullable=True),
+    Column("at", Float, nullable=False),
+    UniqueConstraint("run_id", "step", "by", name="uq_decisions_once_per_person"),
+)
+
 workers = Table(
     "workers",
     metadata,

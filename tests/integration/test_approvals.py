@@ -1,0 +1,181 @@
+"""Approval steps end to end: N-of-M, who may decide, rejects, timeouts, typed input."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockgate import App, Conflict, InvalidState, ParamsError, RunNotFound, RunStatus
+from lockgate.engine.worker import Worker
+from lockgate.errors import Forbidden
+from lockgate.specs import load_file
+
+
+def register(app: App, tmp_path: Path, approval: str, before: str = "") -> str:
+    text = f"""
+name: gated
+steps:
+{before}
+  - name: sign-off
+    kind: approval
+{approval}
+  - name: after
+    kind: shell
+    argv: [echo, "approved with ${{steps.sign-off.input}}"]
+"""
+    path = tmp_path / "gated.yaml"
+    path.write_text(text)
+    app.register(load_file(path))
+    return "gated"
+
+
+async def wait_status(app: App, run_id: str, status: str, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = app.get_run(run_id).run
+        if run.status == status:
+            return run
+        assert time.monotonic() < deadline, f"run stayed {run.status}"
+        await asyncio.sleep(0.02)
+
+
+async def test_two_of_three_approvals_with_typed_input(
+    app: App, worker: Worker, tmp_path: Path
+) -> None:
+    """The run waits, holding no worker, until enough approvers decide; input is the output."""
+    register(
+        app,
+        tmp_path,
+        """    message: Ship it?
+    approvers: {users: [alice, bob, carol]}
+    required: 2
+    input:
+      ticket: {type: string, required: true, pattern: "^CHG-[0-9]+$"}
+      window: {type: integer, default: 30}""",
+    )
+    run = app.start_run("gated", requested_by="dave")
+    await wait_status(app, run.id, RunStatus.WAITING)
+    assert worker.active == 0
+    [pending] = app.approvals()
+    assert pending.step.name == "sign-off" and pending.policy.required == 2
+    with pytest.raises(ParamsError) as info:
+        app.decide(run.id, "approve", by="alice", input={"ticket": "nope", "extra": 1})
+    assert info.value.problems == [
+        "ticket: String should match pattern '^CHG-[0-9]+$'",
+        "extra: Extra inputs are not permitted",
+    ]
+    first = app.decide(run.id, "approve", by="alice", comment="lgtm", input={"ticket": "CHG-1"})
+    assert first.by == "alice" and first.comment == "lgtm" and first.at > 0
+    await asyncio.sleep(0.3)
+    assert app.get_run(run.id).run.status == RunStatus.WAITING
+    with pytest.raises(Conflict, match="alice already decided"):
+        app.decide(run.id, "approve", by="alice", input={"ticket": "CHG-1"})
+    app.decide(run.id, "approve", by="bob", input={"ticket": "CHG-2", "window": 10})
+    done = await app.wait(run.id, timeout=10)
+    assert done.status == RunStatus.SUCCEEDED
+    output = app.get_run(run.id).steps[0].output
+    assert output["approved_by"] == ["alice", "bob"]
+    assert output["input"] == {"ticket": "CHG-2", "window": 10}
+    assert output["comments"] == ["lgtm"]
+    decisions = [e.message for e in app.events(run.id) if e.status == "DECISION"]
+    assert decisions == ["approve by alice: lgtm", "approve by bob"]
+
+
+async def test_who_may_decide(app: App, worker: Worker, tmp_path: Path) -> None:
+    """Outsiders are refused; a role qualifies; the requester may not approve their own run."""
+    register(app, tmp_path, "    approvers: {roles: [approver], users: [alice]}")
+    run = app.start_run("gated", requested_by="alice")
+    await wait_status(app, run.id, RunStatus.WAITING)
+    with pytest.raises(Forbidden, match="mallory may not decide"):
+        app.decide(run.id, "approve", by="mallory")
+    with pytest.raises(Forbidden, match=r"alice requested run .* and may not approve it"):
+        app.decide(run.id, "approve", by="alice")
+    app.decide(run.id, "approve", by="erin", roles=["viewer", "approver"])
+    assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
+
+
+async def test_self_approval_when_allowed(app: App, worker: Worker, tmp_path: Path) -> None:
+    """``allow_self_approval: true`` lets the requester approve."""
+    register(app, tmp_path, "    allow_self_approval: true")
+    run = app.start_run("gated", requested_by="alice")
+    await wait_status(app, run.id, RunStatus.WAITING)
+    app.decide(run.id, "approve", by="alice")
+    assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
+
+
+async def test_reject_rolls_back(app: App, worker: Worker, tmp_path: Path) -> None:
+    """A reject fails the step; earlier steps roll back; later decisions are refused."""
+    marker = tmp_path / "undone"
+    before = f"""  - name: reserve
+    kind: shell
+    argv: [echo, reserved]
+    rollback:
+      kind: shell
+      argv: [touch, "{marker}"]"""
+    register(app, tmp_path, "    required: 2", before=before)
+    run = app.start_run("gated")
+    await wait_status(app, run.id, RunStatus.WAITING)
+    app.decide(run.id, "reject", by="bob", comment="not today")
+    done = await app.wait(run.id, timeout=10)
+    assert done.status == RunStatus.ROLLED_BACK
+    assert "rejected by bob: not today" in (done.error or "")
+    assert marker.exists()
+    with pytest.raises(InvalidState, match="not waiting for a decision"):
+        app.decide(run.id, "approve", by="carol")
+
+
+@pytest.mark.parametrize(
+    ("on_timeout", "status"),
+    [("fail", RunStatus.FAILED), ("approve", RunStatus.SUCCEEDED)],
+)
+async def test_timeout_outcomes(
+    app: App, worker: Worker, tmp_path: Path, on_timeout: str, status: str
+) -> None:
+    """With no decision in time, the step fails or is approved, as configured."""
+    register(app, tmp_path, f"    expires_after: 0.4\n    on_timeout: {on_timeout}")
+    run = app.start_run("gated")
+    done = await app.wait(run.id, timeout=10)
+    assert done.status == status
+    if on_timeout == "approve":
+        assert app.get_run(run.id).steps[0].output["timed_out"] is True
+    else:
+        assert "no decision within 0.4s" in (app.get_run(run.id).steps[0].error or "")
+
+
+async def test_timeout_wait_keeps_waiting(app: App, worker: Worker, tmp_path: Path) -> None:
+    """``on_timeout: wait`` keeps the run waiting past the expiry, until someone decides."""
+    register(app, tmp_path, "    expires_after: 0.2\n    on_timeout: wait")
+    run = app.start_run("gated")
+    await wait_status(app, run.id, RunStatus.WAITING)
+    await asyncio.sleep(0.6)
+    parked = app.get_run(run.id).run
+    assert parked.status == RunStatus.WAITING and parked.wake_at is None
+    app.decide(run.id, "approve", by="ops")
+    assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
+
+
+async def test_decisions_on_runs_that_are_not_waiting_are_refused(
+    app: App, worker: Worker, tmp_path: Path
+) -> None:
+    """Unknown runs, cancelled runs and non-approval steps refuse decisions clearly."""
+    register(app, tmp_path, "    required: 1")
+    with pytest.raises(RunNotFound):
+        app.decide("no-such-run", "approve", by="ops")
+    run = app.start_run("gated")
+    await wait_status(app, run.id, RunStatus.WAITING)
+    with pytest.raises(ParamsError, match="approve or reject"):
+        app.decide(run.id, "maybe", by="ops")
+    with pytest.raises(InvalidState, match="'after' is not an approval"):
+        app.decide(run.id, "approve", by="ops", step="after")
+    app.cancel_run(run.id)
+    with pytest.raises(InvalidState, match=r"being cancelled|CANCELLED"):
+        app.decide(run.id, "approve", by="ops")
+    done = await app.wait(run.id, timeout=10)
+    assert done.status == RunStatus.CANCELLED
+    with pytest.raises(InvalidState, match="CANCELLED"):
+        app.decide(run.id, "approve", by="ops")
+    assert app.approvals() == []
