@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -279,3 +280,36 @@ steps:
     assert done.status == RunStatus.FAILED
     assert "contains a line break" in (allowed.get_run(done.id).steps[0].error or "")
     assert len(rec.requests) == 1
+
+
+async def test_service_request_example_end_to_end(
+    allowed: App, server: tuple[str, Recorder]
+) -> None:
+    """The bundled service-request example: approval, provisioning, registration."""
+    from lockgate.loader import load_pipelines
+
+    base, rec = server
+    allowed.register(*load_pipelines(["lockgate.examples"]))
+    rec.answers += [
+        (201, {"id": "db-9", "connection": {"dsn": "postgres://db-9"}}, {}),
+        (200, {}, {}),
+    ]
+    run = allowed.start_run(
+        "service-request", {"team": "payments", "api": base}, requested_by="dev"
+    )
+    w = allowed.worker()
+    await w.start()
+    try:
+        deadline = time.monotonic() + 10
+        while allowed.get_run(run.id).run.status != RunStatus.WAITING:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        allowed.decide(run.id, "approve", by="lead", roles=["approver"], input={"ticket": "CHG-7"})
+        done = await allowed.wait(run.id, timeout=10)
+    finally:
+        await w.stop()
+    assert done.status == RunStatus.SUCCEEDED
+    assert [(r["method"], r["path"], r["body"]) for r in rec.requests] == [
+        ("POST", "/databases", {"team": "payments", "size": "small", "ticket": "CHG-7"}),
+        ("PUT", "/teams/payments/resources/db-9", {"kind": "database", "ticket": "CHG-7"}),
+    ]

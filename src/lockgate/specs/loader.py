@@ -17,7 +17,7 @@ from lockgate.core.context import StepContext
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.retry import Retry
 from lockgate.core.step import Step
-from lockgate.core.templates import TemplateError, check, render
+from lockgate.core.templates import TemplateError, check
 from lockgate.errors import DefinitionError, StepError
 from lockgate.specs.document import Problem, SpecError, locate, parse, plain
 from lockgate.specs.model import PipelineSpec, RollbackCommon, StepCommon, params_model
@@ -216,10 +216,7 @@ def _executor(kind: StepKind, raw_config: dict[str, Any], name: str) -> Callable
     async def execute(ctx: StepContext, value: Any) -> Any:
         values = scope(ctx)
         try:
-            rendered = {
-                key: render(value, values, kind.encoders.get(key))
-                for key, value in raw_config.items()
-            }
+            rendered = {key: kind.render(key, value, values) for key, value in raw_config.items()}
         except TemplateError as exc:
             raise StepError(f"step {name!r}: {exc}") from exc
         try:

@@ -8,6 +8,8 @@ redirects off (or re-checked at every hop), and the response size capped.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -15,11 +17,13 @@ import httpx
 from pydantic import Field, field_validator
 
 from lockgate.core.context import StepContext
+from lockgate.core.templates import render
 from lockgate.errors import StepError, StepTimeout
 from lockgate.steps import ssrf
 from lockgate.steps.base import KindConfig, StepKind
 
 MAX_REDIRECTS = 5
+_LEADING = re.compile(r"^\$\{[^}]*\}")
 #: Responses up to this size are kept whole in the step's output as ``json``.
 KEEP_JSON_BYTES = 64 * 1024
 
@@ -28,7 +32,9 @@ class ApiConfig(KindConfig):
     """One HTTP request."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    url: str = Field(description="Placeholders in it are percent-encoded as one component.")
+    url: str = Field(
+        description="A leading placeholder is the base URL; others are percent-encoded."
+    )
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str | int | float | bool] = Field(default_factory=dict)
     body: Any = Field(default=None, description="Sent as JSON.")
@@ -62,7 +68,17 @@ class ApiKind(StepKind):
 
     name = "api"
     config = ApiConfig
-    encoders = {"url": url_component}
+
+    def render(self, field: str, template: Any, scope: Mapping[str, Any]) -> Any:
+        """In ``url``, a placeholder that opens the URL is its base and stays as it is;
+        every other placeholder is percent-encoded as one path or query component."""
+        if field != "url" or not isinstance(template, str):
+            return super().render(field, template, scope)
+        base = _LEADING.match(template)
+        if base is None:
+            return render(template, scope, url_component)
+        head = render(base.group(0), scope)
+        return f"{head}{render(template[base.end() :], scope, url_component)}"
 
     async def execute(self, ctx: StepContext, config: ApiConfig, value: Any) -> Any:
         """Send the request; ``{"status", "json"?, <captures>}`` is the step's output."""

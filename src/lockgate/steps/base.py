@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from lockgate.core.context import StepContext
+from lockgate.core.templates import render
 
 
 class KindConfig(BaseModel):
@@ -32,9 +33,11 @@ class StepKind(ABC):
     produces_output: ClassVar[bool] = True
     #: Whether running it twice is harmless (for re-runs after a crash).
     idempotent: ClassVar[bool] = True
-    #: How placeholder values are written inside longer strings, per top-level field
-    #: (for example percent-encoding in a URL); other fields get plain text.
-    encoders: ClassVar[dict[str, Callable[[Any], str]]] = {}
+
+    def render(self, field: str, template: Any, scope: Mapping[str, Any]) -> Any:
+        """Substitute the placeholders of one config field (override to encode values for
+        where they land, as the ``api`` kind does for URLs)."""
+        return render(template, scope)
 
     def check(self, config: Any) -> None:  # noqa: B027 - optional for a kind
         """Load-time checks beyond the config's types; raise ``ValueError`` to refuse."""
