@@ -16,7 +16,11 @@ def examples_app(app: App) -> App:
 
 async def test_examples_load(examples_app: App) -> None:
     """``--examples`` finds both the Python and the YAML examples."""
-    assert {p.name for p in examples_app.registry} == {"release", "build-and-deploy", "service-request"}
+    assert {p.name for p in examples_app.registry} == {
+        "release",
+        "build-and-deploy",
+        "service-request",
+    }
 
 
 @pytest.mark.parametrize(("smoke_fails", "status"), [(False, "SUCCEEDED"), (True, "ROLLED_BACK")])
