@@ -313,3 +313,41 @@ async def test_service_request_example_end_to_end(
         ("POST", "/databases", {"team": "payments", "size": "small", "ticket": "CHG-7"}),
         ("PUT", "/teams/payments/resources/db-9", {"kind": "database", "ticket": "CHG-7"}),
     ]
+
+
+async def test_lifecycle_hooks_in_a_file_notify_an_api(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """A ``run_finished`` hook posts the outcome; a ``step_failed`` hook sees the error."""
+    base, rec = server
+    text = f"""
+name: hooked
+params: {{fail: {{type: boolean, default: false}}}}
+steps:
+  - name: work
+    kind: shell
+    argv: [python3, -c, "import sys; sys.exit(1 if sys.argv[1] == 'true' else 0)", "${{fail}}"]
+hooks:
+  step_failed:
+    - kind: api
+      method: POST
+      url: "{base}/failed"
+      body: {{step: "${{hook.step}}", error: "${{hook.error}}"}}
+  run_finished:
+    - kind: api
+      method: POST
+      url: "{base}/finished"
+      body: {{run: "${{run.id}}", status: "${{hook.status}}"}}
+"""
+    done = await run_yaml(allowed, tmp_path, text)
+    assert done.status == RunStatus.SUCCEEDED
+    assert [(r["path"], r["body"]) for r in rec.requests] == [
+        ("/finished", {"run": done.id, "status": "SUCCEEDED"})
+    ]
+    rec.requests.clear()
+    failed = await allowed.execute_async("hooked", {"fail": True}, timeout=30)
+    assert failed.status == RunStatus.FAILED
+    paths = [(r["path"], r["body"]) for r in rec.requests]
+    assert paths[0][0] == "/failed" and paths[0][1]["step"] == "work"
+    assert "exited with status 1" in paths[0][1]["error"]
+    assert paths[1] == ("/finished", {"run": failed.id, "status": "FAILED"})

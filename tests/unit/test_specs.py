@@ -164,3 +164,29 @@ def test_oversized_documents_are_refused_before_parsing(tmp_path: Path) -> None:
     path = write(tmp_path, "name: p\n# " + "x" * 300_000 + "\n")
     with pytest.raises(SpecError, match="at most 262144"):
         load_file(path)
+
+
+def test_hook_problems_are_located(tmp_path: Path) -> None:
+    """Hooks take api, python or shell steps; ``${hook.*}`` fields are checked."""
+    text = """\
+name: p
+steps:
+  - name: a
+    kind: sleep
+    seconds: 0
+hooks:
+  run_finished:
+    - kind: approval
+    - kind: shell
+      argv: [echo, "${hook.colour}"]
+  nowhere:
+    - kind: shell
+      argv: [x]
+"""
+    found = problems(tmp_path, text)
+    assert "8:13: hooks.run_finished.0.kind: Input should be 'api', 'python' or 'shell'" in found
+    assert (
+        "10:13: hooks.run_finished.1.argv: ${hook.colour}: hook has point, step, error, status"
+        in found
+    )
+    assert any(p.startswith("11:3: hooks.nowhere: Input should be 'run_started'") for p in found)

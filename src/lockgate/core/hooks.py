@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from lockgate.core.context import StepLogger
 from lockgate.errors import DefinitionError
+from lockgate.settings import Settings
 
 
 class HookPoint(StrEnum):
@@ -43,6 +44,16 @@ class HookEvent:
     step: str | None = None
     error: str | None = None
     status: str | None = None
+    #: Who started the run.
+    requested_by: str | None = None
+    #: The run's params as submitted (JSON).
+    raw_params: Any = None
+    #: Outputs (JSON) of the completed steps.
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    #: Named secrets (values are masked in logs).
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    #: The worker's settings.
+    settings: Settings = field(default_factory=Settings)
 
 
 LifecycleHook = Callable[[HookEvent], Any]

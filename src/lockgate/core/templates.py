@@ -60,8 +60,12 @@ def check(
     params: Sequence[str],
     earlier_steps: Sequence[str],
     secrets: Callable[[str], bool],
+    extra: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
-    """Problems with the placeholders anywhere in ``value`` (strings in lists and maps)."""
+    """Problems with the placeholders anywhere in ``value`` (strings in lists and maps).
+
+    ``extra`` adds roots and their fields (``{"hook": ["status"]}`` allows ``${hook.status}``).
+    """
     problems: list[str] = []
     for text in _strings(value):
         try:
@@ -70,16 +74,24 @@ def check(
             problems.append(str(exc))
             continue
         for ref in found:
-            problem = _check_ref(ref, params, earlier_steps, secrets)
+            problem = _check_ref(ref, params, earlier_steps, secrets, extra or {})
             if problem:
                 problems.append(problem)
     return problems
 
 
 def _check_ref(
-    ref: Ref, params: Sequence[str], earlier: Sequence[str], secrets: Callable[[str], bool]
+    ref: Ref,
+    params: Sequence[str],
+    earlier: Sequence[str],
+    secrets: Callable[[str], bool],
+    extra: Mapping[str, Sequence[str]],
 ) -> str | None:
     head, rest = ref.parts[0], ref.parts[1:]
+    if head in extra:
+        if len(rest) != 1 or rest[0] not in extra[head]:
+            return f"{ref.text}: {head} has {', '.join(extra[head])}"
+        return None
     if head == "steps":
         if not rest:
             return f"{ref.text}: name a step, as in ${{steps.STEP.FIELD}}"

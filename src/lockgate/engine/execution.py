@@ -586,6 +586,11 @@ class RunExecution:
             step=step,
             error=error,
             status=status.value if status else None,
+            requested_by=self.run.requested_by,
+            raw_params=self.run.params,
+            outputs=self.outputs,
+            secrets=self.worker.settings.secrets,
+            settings=self.worker.settings,
         )
         try:
             await self.pipeline.hooks.fire(event)

@@ -91,13 +91,14 @@ def _screen(yaml: YAML, text: str, name: str) -> None:
             depth -= 1
 
 
-def locate(root: Any, loc: tuple[int | str, ...]) -> tuple[int, int]:
-    """(line, column), 1-based, of the deepest node of ``loc`` that exists in ``root``."""
+def locate(root: Any, loc: tuple[int | str, ...], *, at_key: bool = False) -> tuple[int, int]:
+    """(line, column), 1-based, of the deepest node of ``loc`` that exists in ``root``: the
+    value of the last key, or the key itself with ``at_key``."""
     node, where = root, (1, 1)
     for i, part in enumerate(loc):
         if isinstance(node, CommentedMap) and part in node:
-            last = i == len(loc) - 1
-            line, col = node.lc.value(part) if last else node.lc.key(part)
+            value = i == len(loc) - 1 and not at_key
+            line, col = node.lc.value(part) if value else node.lc.key(part)
             where, node = (line + 1, col + 1), node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
             line, col = node.lc.item(part)

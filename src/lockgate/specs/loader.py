@@ -7,6 +7,8 @@ placeholders, functions that do not import.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from lockgate.core.context import StepContext
+from lockgate.core.hooks import HookEvent, LifecycleHook
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.retry import Retry
 from lockgate.core.step import Step
 from lockgate.core.templates import TemplateError, check
 from lockgate.errors import DefinitionError, StepError
 from lockgate.specs.document import Problem, SpecError, locate, parse, plain
-from lockgate.specs.model import PipelineSpec, RollbackCommon, StepCommon, params_model
+from lockgate.specs.model import (
+    HookCommon,
+    PipelineSpec,
+    RollbackCommon,
+    StepCommon,
+    params_model,
+)
 from lockgate.steps import KINDS, StepKind
 
 Loc = tuple[int | str, ...]
@@ -35,8 +44,8 @@ class _Collector:
         self.root = root
         self.problems: list[Problem] = []
 
-    def add(self, loc: Loc, message: str) -> None:
-        line, col = locate(self.root, loc)
+    def add(self, loc: Loc, message: str, *, at_key: bool = False) -> None:
+        line, col = locate(self.root, loc, at_key=at_key)
         where = ".".join(str(p) for p in loc)
         self.problems.append(
             Problem(self.file, line, col, f"{where}: {message}" if where else message)
@@ -44,13 +53,13 @@ class _Collector:
 
     def pydantic(self, prefix: Loc, exc: ValidationError) -> None:
         for err in exc.errors():
-            loc = (*prefix, *err["loc"])
+            loc = (*prefix, *(p for p in err["loc"] if p != "[key]"))
             message = err["msg"]
             if err["type"] == "extra_forbidden":
                 message = "unknown field"
             elif err["type"] == "missing":
                 message = "missing field"
-            self.add(loc, message)
+            self.add(loc, message, at_key="[key]" in err["loc"])
 
 
 def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: True) -> Pipeline:
@@ -73,6 +82,13 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
         built = _step(raw, ("steps", i), params, names, problems, secret_names)
         if built is not None:
             steps.append(built)
+    hooks: list[tuple[str, LifecycleHook]] = []
+    raw_hooks = data.get("hooks")
+    for point, entries in raw_hooks.items() if isinstance(raw_hooks, dict) else []:
+        for i, raw in enumerate(entries if isinstance(entries, list) else []):
+            hook = _hook(raw, ("hooks", point, i), point, params, names, problems, secret_names)
+            if hook is not None:
+                hooks.append((point, hook))
     if problems.problems or spec is None:
         raise SpecError(problems.problems)
     try:
@@ -82,6 +98,7 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
             params=params_model(spec.name, spec.params),
             namespace=spec.namespace,
             description=spec.description,
+            hooks=hooks,
         )
     except DefinitionError as exc:
         raise SpecError([Problem(str(path), 1, 1, exc.message)]) from exc
@@ -155,6 +172,63 @@ def _step(
     )
 
 
+HOOK_FIELDS = {"hook": ["point", "step", "error", "status"]}
+
+
+def _hook(
+    raw: Any,
+    loc: Loc,
+    point: str,
+    params: list[str],
+    names: list[str],
+    problems: _Collector,
+    secret_names: Callable[[str], bool],
+) -> LifecycleHook | None:
+    if not isinstance(raw, dict):
+        problems.add(loc, "a hook must be a mapping")
+        return None
+    try:
+        common = HookCommon.model_validate(raw)
+    except ValidationError as exc:
+        problems.pydantic(loc, exc)
+        return None
+    kind = KINDS[common.kind]
+    raw_config = {k: v for k, v in raw.items() if k not in HookCommon.model_fields}
+    config = _check_config(kind, raw_config, loc, problems)
+    for key, value in raw_config.items():
+        for problem in check(
+            value, params=params, earlier_steps=names, secrets=secret_names, extra=HOOK_FIELDS
+        ):
+            problems.add((*loc, key), problem)
+    if config is None:
+        return None
+    run_kind = _executor(kind, raw_config, f"hook {point}")
+
+    async def hook(event: HookEvent) -> None:
+        ctx = StepContext(
+            run_id=event.run_id,
+            pipeline=event.pipeline,
+            step=f"hook.{point}",
+            attempt=1,
+            params=event.raw_params,
+            bag=event.context,
+            noop=event.noop,
+            log=event.log,
+            requested_by=event.requested_by,
+            outputs=event.outputs,
+            raw_params=event.raw_params,
+            secrets=event.secrets,
+            settings=event.settings,
+        )
+        extra = {"point": point, "step": event.step, "error": event.error, "status": event.status}
+        await run_kind(ctx, None, extra={"hook": extra})
+
+    # The version hash sees hooks by name: put the hook's content into it.
+    digest = hashlib.sha256(json.dumps(raw_config, sort_keys=True, default=str).encode())
+    hook.__qualname__ = f"hook:{point}:{kind.name}:{digest.hexdigest()[:12]}"
+    return hook
+
+
 def _check_config(
     kind: StepKind, raw_config: dict[str, Any], loc: Loc, problems: _Collector
 ) -> Any:
@@ -213,8 +287,8 @@ def scope(ctx: StepContext) -> dict[str, Any]:
 
 
 def _executor(kind: StepKind, raw_config: dict[str, Any], name: str) -> Callable[..., Any]:
-    async def execute(ctx: StepContext, value: Any) -> Any:
-        values = scope(ctx)
+    async def execute(ctx: StepContext, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        values = {**scope(ctx), **(extra or {})}
         try:
             rendered = {key: kind.render(key, value, values) for key, value in raw_config.items()}
         except TemplateError as exc:

@@ -62,6 +62,15 @@ class RollbackCommon(StepCommon):
     name: str = Field("rollback", pattern=NAME)
 
 
+class HookCommon(BaseModel):
+    """A lifecycle hook: a step kind run at a point of the run (no name, retry or rollback)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["api", "python", "shell"]
+    description: str = ""
+
+
 class PipelineSpec(Strict):
     """A pipeline file's top level."""
 
@@ -70,6 +79,17 @@ class PipelineSpec(Strict):
     description: str = ""
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     steps: list[Any] = Field(min_length=1, max_length=MAX_STEPS)
+    hooks: dict[
+        Literal[
+            "run_started",
+            "step_started",
+            "step_completed",
+            "step_failed",
+            "rolling_back",
+            "run_finished",
+        ],
+        list[Any],
+    ] = Field(default_factory=dict, description="Lifecycle hooks: point -> list of hook steps.")
 
     @field_validator("params")
     @classmethod
@@ -82,4 +102,12 @@ class PipelineSpec(Strict):
         return value
 
 
-__all__ = ["ParamSpec", "PipelineSpec", "RetrySpec", "RollbackCommon", "StepCommon", "params_model"]
+__all__ = [
+    "HookCommon",
+    "ParamSpec",
+    "PipelineSpec",
+    "RetrySpec",
+    "RollbackCommon",
+    "StepCommon",
+    "params_model",
+]
