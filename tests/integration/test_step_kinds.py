@@ -244,3 +244,34 @@ def _dump_database(app: App) -> str:
     with app.store._reader_engine.connect() as conn:
         rows = [r for t in meta.sorted_tables for r in conn.execute(select(t)).all()]
     return json.dumps([list(map(str, r)) for r in rows])
+
+
+async def test_bad_params_for_a_file_pipeline_list_every_problem(app: App, tmp_path: Path) -> None:
+    """Params declared in a file are checked: type, enum, pattern, required, unknown."""
+    from lockgate import ParamsError
+
+    path = pipeline_file(
+        tmp_path,
+        """
+name: typed-params
+params:
+  service: {type: string, required: true, pattern: "^[a-z]+$"}
+  env: {type: string, enum: [staging, prod]}
+  replicas: {type: integer, minimum: 1}
+steps:
+  - name: s
+    kind: sleep
+    seconds: 0
+""",
+    )
+    app.register(load_file(path))
+    with pytest.raises(ParamsError) as info:
+        app.start_run("typed-params", {"env": "dev", "replicas": 0, "colour": "red"})
+    assert info.value.problems == [
+        "service: Field required",
+        "env: Input should be 'staging' or 'prod'",
+        "replicas: Input should be greater than or equal to 1",
+        "colour: Extra inputs are not permitted",
+    ]
+    ok = app.start_run("typed-params", {"service": "web", "replicas": "3"})
+    assert ok.params == {"service": "web", "env": None, "replicas": 3}

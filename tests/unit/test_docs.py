@@ -1,0 +1,32 @@
+"""The docs are checked against the code they describe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from lockgate.core.params import ParamSpec
+from lockgate.specs.model import HookCommon, PipelineSpec, RetrySpec, StepCommon
+from lockgate.steps import KINDS
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.mark.parametrize("model", [PipelineSpec, StepCommon, RetrySpec, ParamSpec, HookCommon])
+def test_every_file_format_field_is_documented(model: type[BaseModel]) -> None:
+    """docs/pipelines.md names every field a pipeline file may use."""
+    text = (DOCS / "pipelines.md").read_text()
+    missing = [name for name in model.model_fields if f"{name}:" not in text]
+    assert missing == []
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_step_kind_and_its_fields_are_documented(kind: str) -> None:
+    """docs/step-kinds.md has a section per kind listing each of its fields."""
+    text = (DOCS / "step-kinds.md").read_text()
+    assert f"## `{kind}`" in text
+    section = text.split(f"## `{kind}`", 1)[1].split("\n## ", 1)[0]
+    missing = [f for f in KINDS[kind].config.model_fields if f"`{f}`" not in section]
+    assert missing == []
