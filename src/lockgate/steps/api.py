@@ -130,7 +130,9 @@ async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, by
                 headers=headers,
                 extensions=extensions,
             )
-            ctx.log.info("%s %s", method, target.url.copy_with(query=None))
+            ctx.log.info("%s %s", method, target.url)
+            if request.content:
+                ctx.log.info("request body: %s", _excerpt(request.content))
             try:
                 response = await client.send(request, stream=True)
                 try:
@@ -149,6 +151,8 @@ async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, by
             except httpx.HTTPError as exc:
                 raise StepError(f"{method} {target.host} failed: {exc}") from exc
             ctx.log.info("answered %s (%d bytes)", response.status_code, len(body))
+            if body:
+                ctx.log.info("response body: %s", _excerpt(body))
             return response, body
     raise StepError(f"more than {MAX_REDIRECTS} redirects")
 
@@ -160,6 +164,15 @@ async def _read(response: httpx.Response, limit: int) -> bytes:
         if len(body) > limit:
             raise StepError(f"response larger than {limit} bytes")
     return bytes(body)
+
+
+#: How much of a request or response body the step log shows.
+LOG_EXCERPT = 2048
+
+
+def _excerpt(data: bytes) -> str:
+    text = data[:LOG_EXCERPT].decode(errors="replace")
+    return text + (f"... ({len(data)} bytes)" if len(data) > LOG_EXCERPT else "")
 
 
 def _json(body: bytes) -> Any:
