@@ -33,6 +33,7 @@ from lockgate.store.records import (
     RunRecord,
     StepRecord,
 )
+from lockgate.tokens import Tokens
 
 
 def new_run_id() -> str:
@@ -110,6 +111,7 @@ class App:
         )
         self.registry = Registry()
         self.mask = Masker(self.settings.secrets.values())
+        self.tokens = Tokens(self.store)
         #: Workers made by this App; runs started here go straight to one with room.
         self._workers: list[Worker] = []
         for p in pipelines:

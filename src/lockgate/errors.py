@@ -9,6 +9,7 @@ returns as ``{"error": {"code", "message", "details"}}``::
     ├── NotFound                       not_found
     │   ├── PipelineNotFound
     │   └── RunNotFound
+    ├── Unauthorized                   unauthorized         no valid token
     ├── Forbidden                      forbidden            not allowed for this person
     ├── Conflict                       conflict
     │   ├── InvalidState               invalid_state        not allowed in the current status
@@ -72,6 +73,12 @@ class PipelineNotFound(NotFound):
 
 class RunNotFound(NotFound):
     """No run has that id."""
+
+
+class Unauthorized(LockgateError):
+    """No credentials, or credentials that are not valid."""
+
+    code = "unauthorized"
 
 
 class Forbidden(LockgateError):

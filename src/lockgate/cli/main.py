@@ -42,6 +42,7 @@ app.command()(reject)
 #: Exit codes by error code; anything else exits 1.
 EXIT_CODES = {
     "forbidden": 5,
+    "unauthorized": 5,
     "invalid_params": 2,
     "invalid_definition": 2,
     "not_found": 3,
@@ -99,7 +100,13 @@ def version() -> None:
     console.print(__version__)
 
 
-def _serve(ctx: typer.Context, paths: list[str], examples: bool, concurrency: int | None) -> None:
+def _serve(
+    ctx: typer.Context,
+    paths: list[str],
+    examples: bool,
+    concurrency: int | None,
+    listen: tuple[str, int] | None = None,
+) -> None:
     state = _state(ctx)
     if concurrency is not None:
         state.settings = state.settings.with_(concurrency=concurrency)
@@ -126,12 +133,36 @@ def _serve(ctx: typer.Context, paths: list[str], examples: bool, concurrency: in
     # docs/performance.md). This process is ours, so the setting is too.
     sys.setswitchinterval(SWITCH_INTERVAL)
 
+    if listen is not None:
+        host, port = listen
+        console.print(f"API on http://{host}:{port}/api/v1 (OpenAPI: http://{host}:{port}/docs)")
+
     async def body() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await lg.worker().run(stop)
+        worker = lg.worker()
+        await worker.start()
+        try:
+            if listen is None:
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+            else:
+                import uvicorn
+
+                from lockgate.api import create_api
+
+                config = uvicorn.Config(
+                    create_api(lg),
+                    host=listen[0],
+                    port=listen[1],
+                    log_level="warning",
+                    lifespan="off",
+                )
+                # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, returns.
+                await uvicorn.Server(config).serve()
+        finally:
+            await worker.stop()
 
     asyncio.run(body())
 
@@ -141,10 +172,12 @@ def server(
     ctx: typer.Context,
     pipelines: PipelinesOpt = None,
     examples: ExamplesOpt = False,
+    host: Annotated[str, typer.Option(help="Address the API listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the API.")] = 8080,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Runs executed at once.")] = None,
 ) -> None:
-    """Run lockgate: upgrade the database, register pipelines, execute runs until Ctrl-C."""
-    _serve(ctx, pipelines or [], examples, concurrency)
+    """Run lockgate: the REST API and workers; upgrades the database; stops on Ctrl-C."""
+    _serve(ctx, pipelines or [], examples, concurrency, (host, port))
 
 
 @app.command()
@@ -156,6 +189,60 @@ def worker(
 ) -> None:
     """Run a worker only: claim and execute runs of the given pipelines until stopped."""
     _serve(ctx, pipelines or [], examples, concurrency)
+
+
+tokens_app = typer.Typer(help="API tokens (bearer tokens with a role).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Who or what uses the token.")],
+    role: Annotated[str, typer.Option(help="viewer, operator, approver or admin.")] = "viewer",
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """Create a token; it is printed once and only its hash is stored."""
+    record, secret = _state(ctx).app(migrate=True).tokens.create(name, role)
+    if output is Output.json:
+        print_json({**record.to_dict(), "token": secret})
+        return
+    console.print(
+        f"token {record.id} for {escape(name)} ({role}); store it now, it is not shown again:"
+    )
+    sys.stdout.write(secret + "\n")
+
+
+@tokens_app.command("list")
+def tokens_list(
+    ctx: typer.Context, output: Annotated[Output, typer.Option("--output", "-o")] = Output.table
+) -> None:
+    """Tokens (never their secrets)."""
+    found = _state(ctx).app().tokens.list()
+    if output is Output.json:
+        print_json([t.to_dict() for t in found])
+        return
+    rows = [
+        (
+            t.id,
+            t.name,
+            t.role,
+            when(t.created_at),
+            when(t.last_used_at),
+            "revoked" if t.revoked_at else "active",
+        )
+        for t in found
+    ]
+    table(None, ["ID", "NAME", "ROLE", "CREATED", "LAST USED", "STATE"], rows)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="The token's id.")]
+) -> None:
+    """Revoke a token: it stops working at once."""
+    record = _state(ctx).app().tokens.revoke(token_id)
+    console.print(f"token {record.id} ({escape(record.name)}) revoked")
 
 
 @db_app.command("upgrade")

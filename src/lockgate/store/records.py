@@ -131,3 +131,22 @@ class DecisionRecord(Record):
     comment: str | None
     input: Any
     at: float
+
+
+@dataclass(frozen=True)
+class TokenRecord(Record):
+    """An API token (never its secret)."""
+
+    id: str
+    name: str
+    role: str
+    hash: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data, without the hash."""
+        data = super().to_dict()
+        data.pop("hash")
+        return data

@@ -148,6 +148,19 @@ decisions = Table(
     UniqueConstraint("run_id", "step", "by", name="uq_decisions_once_per_person"),
 )
 
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    #: SHA-256 (hex) of the whole token; the token itself is shown once and never stored.
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+
 workers = Table(
     "workers",
     metadata,

@@ -1,0 +1,55 @@
+"""The REST API (FastAPI): ``/api/v1``, OpenAPI at ``/docs``, ``/healthz``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lockgate import __version__
+from lockgate.api import errors
+from lockgate.api.routes import router
+from lockgate.app import App
+
+#: Request bodies larger than this are refused with 413 before they are read.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class BodyLimit:
+    """Refuse oversized requests from their Content-Length, before reading them."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                response = errors.error(
+                    413, "too_large", f"request bodies are limited to {self.limit} bytes"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_api(app: App) -> FastAPI:
+    """The ASGI application serving ``app``."""
+    api = FastAPI(
+        title="lockgate",
+        version=__version__,
+        description="Durable deployment pipelines. Authenticate with `Authorization: Bearer`.",
+    )
+    api.state.lockgate = app
+    errors.install(api)
+    api.include_router(router)
+
+    @api.get("/healthz", summary="Liveness and database reachability")
+    def healthz() -> dict[str, Any]:
+        app.store.count_active()
+        return {"status": "ok", "version": __version__}
+
+    api.add_middleware(BodyLimit)
+    return api

@@ -1,0 +1,56 @@
+"""Every error answers ``{"error": {"code", "message", "details"}}`` with a stable code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from lockgate.errors import LockgateError
+
+STATUS = {
+    "invalid_params": 422,
+    "invalid_definition": 422,
+    "not_found": 404,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "conflict": 409,
+    "invalid_state": 409,
+    "stale_lease": 409,
+    "store_error": 503,
+}
+
+
+def error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    """The one error shape."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(api: FastAPI) -> None:
+    """Map lockgate's errors, validation errors and HTTP errors to the error shape."""
+
+    @api.exception_handler(LockgateError)
+    async def lockgate_error(request: Request, exc: LockgateError) -> JSONResponse:
+        return error(STATUS.get(exc.code, 500), exc.code, exc.message, exc.details)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return error(422, "invalid_request", "; ".join(problems), {"problems": problems})
+
+    @api.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail))
+
+    @api.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error(500, "internal", "internal error; see the server log")

@@ -1,0 +1,182 @@
+"""The REST routes under ``/api/v1``: each one authorises, then calls the App."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from lockgate.api.auth import Caller, lockgate, require
+from lockgate.app import App
+from lockgate.core.statuses import RunStatus
+from lockgate.errors import NotFound, ParamsError
+from lockgate.tokens import Role
+
+router = APIRouter(prefix="/api/v1")
+
+Viewer = Annotated[Caller, Depends(require(Role.viewer))]
+Operator = Annotated[Caller, Depends(require(Role.operator))]
+Approver = Annotated[Caller, Depends(require(Role.approver))]
+Admin = Annotated[Caller, Depends(require(Role.admin))]
+Lockgate = Annotated[App, Depends(lockgate)]
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRun(Strict):
+    """A service request: which pipeline, with which params."""
+
+    pipeline: str = Field(max_length=401)
+    params: dict[str, Any] = Field(default_factory=dict)
+    namespace: str = Field("default", max_length=200)
+    dry_run: bool = False
+
+
+class DecisionBody(Strict):
+    """An approver's decision."""
+
+    decision: Literal["approve", "reject"]
+    step: str | None = Field(None, max_length=200)
+    comment: str | None = Field(None, max_length=2000)
+    input: dict[str, Any] | None = None
+
+
+class TokenBody(Strict):
+    """A token to create."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+
+
+def _cursor(created_at: float, run_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at!r}|{run_id}".encode()).decode()
+
+
+def _uncursor(cursor: str) -> tuple[float, str]:
+    try:
+        at, _, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return float(at), run_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParamsError(["cursor: not a cursor this API returned"]) from exc
+
+
+@router.get("/pipelines", summary="Registered pipelines (newest version of each)")
+def list_pipelines(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in lg.pipelines():
+        latest.setdefault(f"{rec.namespace}/{rec.name}", rec.to_dict())
+    return list(latest.values())
+
+
+@router.get("/pipelines/{name}", summary="A pipeline with its params schema and steps")
+def show_pipeline(name: str, caller: Viewer, lg: Lockgate) -> dict[str, Any]:
+    for rec in lg.pipelines():
+        if rec.name == name:
+            return rec.to_dict()
+    raise NotFound(f"no pipeline {name!r} is registered")
+
+
+@router.post("/runs", status_code=201, summary="Start a run (a service request)")
+def start_run(
+    body: StartRun,
+    caller: Operator,
+    lg: Lockgate,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    run = lg.start_run(
+        body.pipeline,
+        body.params,
+        namespace=body.namespace,
+        requested_by=caller.name,
+        noop=body.dry_run,
+        idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
+    )
+    return run.to_dict()
+
+
+@router.get("/runs", summary="Runs, newest first, with cursor pagination")
+def list_runs(
+    caller: Viewer,
+    lg: Lockgate,
+    status: RunStatus | None = None,
+    pipeline: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    runs = lg.list_runs(
+        status=status.value if status else None,
+        pipeline=pipeline,
+        before=_uncursor(cursor) if cursor else None,
+        limit=limit,
+    )
+    following = _cursor(runs[-1].created_at, runs[-1].id) if len(runs) == limit else None
+    return {"runs": [r.to_dict() for r in runs], "next": following}
+
+
+@router.get("/runs/{run_id}", summary="A run with its steps")
+def show_run(run_id: str, caller: Viewer, lg: Lockgate) -> dict[str, Any]:
+    return lg.get_run(run_id).to_dict()
+
+
+@router.get("/runs/{run_id}/events", summary="A run's events, oldest first")
+def run_events(
+    run_id: str, caller: Viewer, lg: Lockgate, after: Annotated[int, Query(ge=0)] = 0
+) -> list[dict[str, Any]]:
+    return [e.to_dict() for e in lg.events(run_id, after)]
+
+
+@router.get("/runs/{run_id}/logs", summary="A run's step logs (page with ?after=<last id>)")
+def run_logs(
+    run_id: str,
+    caller: Viewer,
+    lg: Lockgate,
+    step: str | None = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    return [line.to_dict() for line in lg.logs(run_id, step, after)]
+
+
+@router.post("/runs/{run_id}/cancel", summary="Stop the run's step and roll it back")
+def cancel_run(run_id: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
+    return lg.cancel_run(run_id, by=caller.name).to_dict()
+
+
+@router.get("/approvals", summary="Approval steps waiting for decisions")
+def pending_approvals(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    return [p.to_dict() for p in lg.approvals()]
+
+
+@router.post("/runs/{run_id}/decisions", status_code=201, summary="Approve or reject")
+def decide(run_id: str, body: DecisionBody, caller: Approver, lg: Lockgate) -> dict[str, Any]:
+    record = lg.decide(
+        run_id,
+        body.decision,
+        by=caller.name,
+        roles=caller.roles,
+        step=body.step,
+        comment=body.comment,
+        input=body.input,
+    )
+    return record.to_dict()
+
+
+@router.get("/tokens", summary="API tokens (never their secrets)")
+def list_tokens(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
+    return [t.to_dict() for t in lg.tokens.list()]
+
+
+@router.post("/tokens", status_code=201, summary="Create a token; its secret is shown once")
+def create_token(body: TokenBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    record, secret = lg.tokens.create(body.name, body.role.value)
+    return {**record.to_dict(), "token": secret}
+
+
+@router.delete("/tokens/{token_id}", summary="Revoke a token")
+def revoke_token(token_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    return lg.tokens.revoke(token_id).to_dict()

@@ -1,0 +1,120 @@
+"""API tokens: at least 256 random bits, shown once, stored as SHA-256, revocable; roles."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+
+from lockgate.errors import NotFound, ParamsError, Unauthorized
+from lockgate.store import Store
+from lockgate.store import schema as s
+from lockgate.store.records import TokenRecord
+
+PREFIX = "lg_"
+
+
+class Role(StrEnum):
+    """What a token may do; each role includes the ones before it."""
+
+    viewer = "viewer"
+    operator = "operator"
+    approver = "approver"
+    admin = "admin"
+
+    def includes(self, other: Role) -> bool:
+        """Whether this role grants ``other``."""
+        order = list(Role)
+        return order.index(self) >= order.index(other)
+
+    def granted(self) -> list[str]:
+        """This role and every role below it."""
+        return [r.value for r in Role if self.includes(r)]
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Tokens:
+    """Create, check, list and revoke API tokens."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def create(self, name: str, role: str) -> tuple[TokenRecord, str]:
+        """A new token for ``name``; the plaintext is returned once and never stored."""
+        problems = []
+        if not name or len(name) > 200:
+            problems.append("name: 1 to 200 characters")
+        if role not in Role.__members__:
+            problems.append(f"role: one of {', '.join(Role)}")
+        if problems:
+            raise ParamsError(problems)
+        token_id = secrets.token_hex(6)
+        plaintext = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        row: dict[str, Any] = {
+            "id": token_id,
+            "name": name,
+            "role": role,
+            "hash": _digest(plaintext),
+            "created_at": time.time(),
+            "last_used_at": None,
+            "revoked_at": None,
+        }
+        self._store.write(lambda c: c.execute(s.tokens.insert().values(row)))
+        return TokenRecord(**row), plaintext
+
+    def authenticate(self, plaintext: str | None) -> TokenRecord:
+        """The live token for ``plaintext``; :class:`Unauthorized` otherwise."""
+        if not plaintext or not plaintext.startswith(PREFIX):
+            raise Unauthorized("a valid bearer token is required")
+        digest = _digest(plaintext)
+        row = self._store.read(
+            lambda c: c.execute(select(s.tokens).where(s.tokens.c.hash == digest)).first()
+        )
+        # The lookup is by hash; compare again in constant time all the same.
+        if row is None or not hmac.compare_digest(row.hash, digest) or row.revoked_at:
+            raise Unauthorized("a valid bearer token is required")
+        return TokenRecord(**row._mapping)
+
+    def touch(self, token: TokenRecord) -> None:
+        """Record that a token was used (at most once a minute: it costs a write)."""
+        now = time.time()
+        if token.last_used_at is not None and now - token.last_used_at < 60:
+            return
+        self._store.write(
+            lambda c: c.execute(
+                update(s.tokens).where(s.tokens.c.id == token.id).values(last_used_at=now)
+            )
+        )
+
+    def list(self) -> list[TokenRecord]:
+        """Every token, newest first."""
+        stmt = select(s.tokens).order_by(s.tokens.c.created_at.desc())
+        return [
+            TokenRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
+        ]
+
+    def revoke(self, token_id: str) -> TokenRecord:
+        """Revoke a token; it stops working at once."""
+        done = self._store.write(
+            lambda c: (
+                c.execute(
+                    update(s.tokens)
+                    .where(s.tokens.c.id == token_id, s.tokens.c.revoked_at.is_(None))
+                    .values(revoked_at=time.time())
+                ).rowcount
+            )
+        )
+        found = [t for t in self.list() if t.id == token_id]
+        if not found:
+            raise NotFound(f"no token {token_id!r}")
+        if not done and found[0].revoked_at is None:
+            raise NotFound(f"no token {token_id!r}")
+        return found[0]

@@ -1,0 +1,182 @@
+"""The REST API served by a real uvicorn on 127.0.0.1: auth, roles, runs, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import BaseModel
+
+from lockgate import App, Pipeline, StepContext, step
+from lockgate.api import create_api
+from lockgate.store import schema
+
+
+class Params(BaseModel):
+    env: str
+    replicas: int = 1
+
+
+@step
+def deploy(ctx: StepContext, p: Params) -> dict[str, Any]:
+    ctx.log.info("deploying to %s", p.env)
+    return {"env": p.env}
+
+
+@dataclass
+class Served:
+    base: str
+    tokens: dict[str, str]
+    app: App
+
+    def client(self, who: str | None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return httpx.AsyncClient(base_url=self.base, headers=headers, timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def served(app: App) -> AsyncIterator[Served]:
+    """The API and a worker on one loop, with a token per role."""
+    app.register(Pipeline("deploy", [deploy], params=Params))
+    tokens = {
+        role: app.tokens.create(f"{role}-bot", role)[1]
+        for role in ("viewer", "operator", "approver", "admin")
+    }
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_api(app), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+    )
+    worker = app.worker()
+    await worker.start()
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", tokens, app)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.stop()
+
+
+async def wait_done(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    for _ in range(500):
+        run = (await client.get(f"/api/v1/runs/{run_id}")).json()
+        if run["status"] in ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED"):
+            return dict(run)
+        await asyncio.sleep(0.02)
+    raise AssertionError("run did not finish")
+
+
+async def test_a_run_through_the_api(served: Served) -> None:
+    """An operator starts a run (once per Idempotency-Key); a viewer reads run, events, logs."""
+    async with served.client("operator") as op, served.client("viewer") as viewer:
+        body = {"pipeline": "deploy", "params": {"env": "prod"}}
+        first = await op.post("/api/v1/runs", json=body, headers={"Idempotency-Key": "k1"})
+        again = await op.post("/api/v1/runs", json=body, headers={"Idempotency-Key": "k1"})
+        assert first.status_code == 201 and first.json()["id"] == again.json()["id"]
+        run_id = first.json()["id"]
+        assert first.json()["requested_by"] == "operator-bot"
+        run = await wait_done(viewer, run_id)
+        assert run["status"] == "SUCCEEDED" and run["steps"][0]["output"] == {"env": "prod"}
+        events = (await viewer.get(f"/api/v1/runs/{run_id}/events")).json()
+        assert events[-1]["status"] == "SUCCEEDED"
+        logs = (await viewer.get(f"/api/v1/runs/{run_id}/logs")).json()
+        assert [line["message"] for line in logs] == ["deploying to prod"]
+
+
+async def test_roles_are_enforced_on_every_route(served: Served) -> None:
+    """No token or a bad one: 401. A role too low: 403. Admins manage tokens."""
+    async with served.client(None) as anon:
+        r = await anon.get("/api/v1/runs")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        r = await anon.get("/api/v1/runs", headers={"Authorization": "Bearer lg_nope_x"})
+        assert r.status_code == 401
+    async with served.client("viewer") as viewer:
+        r = await viewer.post("/api/v1/runs", json={"pipeline": "deploy", "params": {"env": "x"}})
+        assert r.status_code == 403 and "needs the operator role" in r.json()["error"]["message"]
+        assert (await viewer.get("/api/v1/tokens")).status_code == 403
+    async with served.client("operator") as op:
+        assert (
+            await op.post("/api/v1/runs/x/decisions", json={"decision": "approve"})
+        ).status_code == 403
+    async with served.client("admin") as admin:
+        made = (await admin.post("/api/v1/tokens", json={"name": "ci", "role": "viewer"})).json()
+        token = made["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await admin.get("/api/v1/runs", headers=headers)).status_code == 200
+        assert (await admin.delete(f"/api/v1/tokens/{made['id']}")).status_code == 200
+        assert (await admin.get("/api/v1/runs", headers=headers)).status_code == 401
+        listed = (await admin.get("/api/v1/tokens")).json()
+        assert all("hash" not in t and "token" not in t for t in listed)
+    stored = served.app.store.read(lambda c: c.execute(schema.tokens.select()).all())
+    assert all(token not in str(tuple(row)) for row in stored)
+
+
+async def test_errors_have_one_shape_and_stable_codes(served: Served) -> None:
+    """Unknown ids 404, bad params 422 with every problem, bad JSON 422, too large 413."""
+    async with served.client("operator") as op:
+        r = await op.get("/api/v1/runs/nope")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        r = await op.post("/api/v1/runs", json={"pipeline": "deploy", "params": {"replicas": "x"}})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_params"
+        assert len(r.json()["error"]["details"]["problems"]) == 2
+        r = await op.post(
+            "/api/v1/runs", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+        r = await op.post("/api/v1/runs", json={"pipeline": "deploy", "colour": 1})
+        assert r.status_code == 422 and "colour" in r.json()["error"]["message"]
+        r = await op.post("/api/v1/runs", content=b"x" * (2 * 1024 * 1024))
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        r = await op.get("/api/v1/nowhere")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        r = await op.post("/api/v1/runs/nope/cancel")
+        assert r.status_code == 404
+
+
+async def test_run_list_pages_with_a_cursor(served: Served) -> None:
+    """``next`` walks the list without gaps or repeats."""
+    async with served.client("operator") as op:
+        ids = set()
+        for i in range(5):
+            r = await op.post(
+                "/api/v1/runs", json={"pipeline": "deploy", "params": {"env": f"e{i}"}}
+            )
+            ids.add(r.json()["id"])
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = (await op.get("/api/v1/runs", params=params)).json()
+            seen += [r["id"] for r in page["runs"]]
+            cursor = page["next"]
+            if cursor is None:
+                break
+        assert len(seen) == 5 and set(seen) == ids
+        bad = await op.get("/api/v1/runs", params={"cursor": "garbage!"})
+        assert bad.status_code == 422
+
+
+async def test_healthz_and_openapi(served: Served) -> None:
+    """``/healthz`` needs no token; the OpenAPI document lists the routes."""
+    async with served.client(None) as anon:
+        assert (await anon.get("/healthz")).json()["status"] == "ok"
+        spec = (await anon.get("/openapi.json")).json()
+        assert "/api/v1/runs/{run_id}/decisions" in spec["paths"]
