@@ -180,3 +180,40 @@ async def test_healthz_and_openapi(served: Served) -> None:
         assert (await anon.get("/healthz")).json()["status"] == "ok"
         spec = (await anon.get("/openapi.json")).json()
         assert "/api/v1/runs/{run_id}/decisions" in spec["paths"]
+
+
+async def test_approvals_and_cancel_through_the_api(served: Served, tmp_path: Any) -> None:
+    """Decisions use the token's identity and role; self-approval is refused; cancel works."""
+    from lockgate.specs import load_file
+
+    path = tmp_path / "gate.yaml"
+    path.write_text(
+        "name: gate\nsteps:\n  - name: ok\n    kind: approval\n"
+        "    approvers: {roles: [approver]}\n    required: 1\n"
+    )
+    served.app.register(load_file(path))
+    extra = {"Authorization": f"Bearer {served.app.tokens.create('someone-else', 'operator')[1]}"}
+    async with served.client("approver") as approver, served.client("operator") as op:
+        mine = (await approver.post("/api/v1/runs", json={"pipeline": "gate"})).json()["id"]
+        other = (await op.post("/api/v1/runs", json={"pipeline": "gate"}, headers=extra)).json()
+        for _ in range(200):
+            pending = (await op.get("/api/v1/approvals")).json()
+            if len(pending) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert {p["run_id"] for p in pending} == {mine, other["id"]}
+        r = await approver.post(f"/api/v1/runs/{mine}/decisions", json={"decision": "approve"})
+        assert r.status_code == 403 and "may not approve it" in r.json()["error"]["message"]
+        r = await approver.post(
+            f"/api/v1/runs/{other['id']}/decisions", json={"decision": "approve", "comment": "ok"}
+        )
+        assert r.status_code == 201 and r.json()["by"] == "approver-bot"
+        assert (await wait_done(op, other["id"]))["status"] == "SUCCEEDED"
+        r = await approver.post(
+            f"/api/v1/runs/{other['id']}/decisions", json={"decision": "reject"}
+        )
+        assert r.status_code == 409 and r.json()["error"]["code"] == "invalid_state"
+        assert (await op.post(f"/api/v1/runs/{mine}/cancel")).status_code == 200
+        assert (await wait_done(op, mine))["status"] == "CANCELLED"
+        r = await op.post(f"/api/v1/runs/{mine}/cancel")
+        assert r.status_code == 409
