@@ -19,6 +19,7 @@ from lockgate.core.registry import Registry
 from lockgate.core.statuses import RunStatus
 from lockgate.engine.worker import Worker
 from lockgate.errors import Forbidden, InvalidState, ParamsError, PipelineNotFound
+from lockgate.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store, open_store
@@ -112,6 +113,7 @@ class App:
         self.registry = Registry()
         self.mask = Masker(self.settings.secrets.values())
         self.tokens = Tokens(self.store)
+        self.metrics = Metrics(self.store, lambda: sum(w.active for w in self._workers))
         #: Workers made by this App; runs started here go straight to one with room.
         self._workers: list[Worker] = []
         for p in pipelines:
@@ -333,7 +335,7 @@ class App:
     def worker(self, **overrides: Any) -> Worker:
         """A worker for the pipelines registered here."""
         settings = self.settings.with_(**overrides) if overrides else self.settings
-        worker = Worker(self.store, self.registry, settings, mask=self.mask)
+        worker = Worker(self.store, self.registry, settings, mask=self.mask, metrics=self.metrics)
         self._workers.append(worker)
         return worker
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -217,3 +218,55 @@ async def test_approvals_and_cancel_through_the_api(served: Served, tmp_path: An
         assert (await wait_done(op, mine))["status"] == "CANCELLED"
         r = await op.post(f"/api/v1/runs/{mine}/cancel")
         assert r.status_code == 409
+
+
+@step
+async def chatty(ctx: StepContext) -> None:
+    for i in range(3):
+        ctx.log.info("line %d", i)
+        await asyncio.sleep(0.3)
+
+
+async def test_logs_stream_live_over_sse(served: Served) -> None:
+    """Log lines arrive while the step runs; the stream ends with the run's status."""
+    served.app.register(Pipeline("chatty", [chatty]))
+    async with served.client("operator") as op:
+        run_id = (await op.post("/api/v1/runs", json={"pipeline": "chatty"})).json()["id"]
+        received: list[tuple[str, str]] = []
+        first_at: float | None = None
+        async with op.stream("GET", f"/api/v1/runs/{run_id}/logs/stream") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            event = ""
+            async for raw in response.aiter_lines():
+                if raw.startswith("event: "):
+                    event = raw.removeprefix("event: ")
+                elif raw.startswith("data: "):
+                    received.append((event, raw.removeprefix("data: ")))
+                    if first_at is None:
+                        first_at = asyncio.get_running_loop().time()
+        finished_at = asyncio.get_running_loop().time()
+    logs = [json.loads(d)["message"] for e, d in received if e == "log"]
+    assert logs == ["line 0", "line 1", "line 2"]
+    assert received[-1] == ("end", json.dumps({"status": "SUCCEEDED"}))
+    assert first_at is not None and finished_at - first_at > 0.4  # the first line came early
+    async with served.client("viewer") as viewer:
+        resumed = await viewer.get(
+            f"/api/v1/runs/{run_id}/logs/stream", headers={"Last-Event-ID": "0"}
+        )
+        assert resumed.text.count("event: log") == 3
+
+
+async def test_metrics_count_runs_steps_and_the_queue(served: Served) -> None:
+    """``/metrics`` (viewer) exposes runs by status, step durations and the queue."""
+    async with served.client("operator") as op:
+        run_id = (
+            await op.post("/api/v1/runs", json={"pipeline": "deploy", "params": {"env": "a"}})
+        ).json()["id"]
+        await wait_done(op, run_id)
+        text = (await op.get("/metrics")).text
+    assert 'lockgate_runs_finished_total{status="SUCCEEDED"} 1.0' in text
+    assert "lockgate_runs_started_total 1.0" in text
+    assert 'lockgate_step_duration_seconds_count{status="COMPLETED"} 1.0' in text
+    assert "lockgate_queue_depth 0.0" in text
+    async with served.client(None) as anon:
+        assert (await anon.get("/metrics")).status_code == 401

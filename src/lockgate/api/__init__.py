@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lockgate import __version__
 from lockgate.api import errors
+from lockgate.api.auth import Caller, require
 from lockgate.api.routes import router
 from lockgate.app import App
+from lockgate.tokens import Role
 
 #: Request bodies larger than this are refused with 413 before they are read.
 MAX_BODY_BYTES = 1024 * 1024
@@ -50,6 +53,10 @@ def create_api(app: App) -> FastAPI:
     def healthz() -> dict[str, Any]:
         app.store.count_active()
         return {"status": "ok", "version": __version__}
+
+    @api.get("/metrics", summary="Prometheus metrics (viewer token)", response_class=Response)
+    def metrics(caller: Annotated[Caller, Depends(require(Role.viewer))]) -> Response:
+        return Response(app.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     api.add_middleware(BodyLimit)
     return api

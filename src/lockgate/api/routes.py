@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.api.auth import Caller, lockgate, require
@@ -15,6 +19,10 @@ from lockgate.errors import NotFound, ParamsError
 from lockgate.tokens import Role
 
 router = APIRouter(prefix="/api/v1")
+
+#: How often a log stream looks for new lines, and sends a comment to keep proxies open.
+STREAM_POLL = 0.25
+KEEPALIVE = 15.0
 
 Viewer = Annotated[Caller, Depends(require(Role.viewer))]
 Operator = Annotated[Caller, Depends(require(Role.operator))]
@@ -140,6 +148,47 @@ def run_logs(
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
     return [line.to_dict() for line in lg.logs(run_id, step, after)]
+
+
+@router.get(
+    "/runs/{run_id}/logs/stream",
+    summary="Live step logs as server-sent events (resumes from Last-Event-ID)",
+    response_class=StreamingResponse,
+)
+def stream_logs(
+    run_id: str,
+    caller: Viewer,
+    lg: Lockgate,
+    step: str | None = None,
+    last_event_id: Annotated[int, Header(ge=0)] = 0,
+) -> StreamingResponse:
+    lg.get_run(run_id)  # 404 before the stream starts
+
+    async def events() -> AsyncIterator[str]:
+        after, idle = last_event_id, 0.0
+        while True:
+            lines = await asyncio.to_thread(lg.logs, run_id, step, after)
+            for line in lines:
+                after = line.id
+                yield f"id: {line.id}\nevent: log\ndata: {json.dumps(line.to_dict())}\n\n"
+            if lines:
+                idle = 0.0
+                continue
+            run = await asyncio.to_thread(lg.store.get_run, run_id)
+            if RunStatus(run.status).terminal:
+                if not await asyncio.to_thread(lg.logs, run_id, step, after):
+                    yield f"event: end\ndata: {json.dumps({'status': run.status})}\n\n"
+                    return
+                continue
+            await asyncio.sleep(STREAM_POLL)
+            idle += STREAM_POLL
+            if idle >= KEEPALIVE:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 @router.post("/runs/{run_id}/cancel", summary="Stop the run's step and roll it back")

@@ -143,6 +143,8 @@ class RunExecution:
             await self._start_rollback(None, "cancelled")
             return
         if self.status is RunStatus.PENDING:
+            if self.worker.metrics:
+                self.worker.metrics.runs_started.inc()
             failure = await self._fire(HookPoint.RUN_STARTED)
             if failure is not None:
                 await self._start_rollback(None, f"run_started hook failed: {failure}")
@@ -305,6 +307,7 @@ class RunExecution:
         await running.settled()
         await self._commit(cp)
         self._remember(step.name, cp.step_values)
+        self._measure(StepStatus.COMPLETED, running.started)
         return (output,)
 
     async def _step_error(
@@ -435,6 +438,8 @@ class RunExecution:
         cp.step_values = values
         cp.events.append((step.name, status.value, attempt, message))
         cp.errors.append(self._error_row(step.name, attempt, exc))
+        if running is not None:
+            self._measure(status, running.started)
         await self._start_rollback(cp, f"step {step.name!r} failed: {message}")
 
     # -- rollback --------------------------------------------------------------------------
@@ -470,6 +475,8 @@ class RunExecution:
         cp = self._checkpoint(None)
         self._finish(cp)
         await self._commit(cp)
+        if self.worker.metrics:
+            self.worker.metrics.runs_finished.labels(final.value).inc()
 
     async def _roll_back_step(self, step: Step, rec: StepRecord) -> None:
         assert step.rollback_fn is not None
@@ -493,6 +500,14 @@ class RunExecution:
         self._remember(step.name, cp.step_values)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _measure(self, step_status: StepStatus, started: float) -> None:
+        metrics = self.worker.metrics
+        if metrics is None:
+            return
+        metrics.step_duration.labels(step_status.value).observe(time.time() - started)
+        if self.status.terminal:
+            metrics.runs_finished.labels(self.status.value).inc()
 
     def _finish(self, cp: Checkpoint) -> None:
         cp.events.append((None, self.status, None, None))

@@ -17,6 +17,7 @@ from lockgate.core.registry import Registry
 from lockgate.core.statuses import StepStatus
 from lockgate.engine.committer import Committer
 from lockgate.engine.execution import RUNNING_WRITE_DELAY, RunExecution
+from lockgate.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.ops import (
@@ -49,11 +50,13 @@ class Worker:
         *,
         mask: Masker | None = None,
         worker_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.settings = settings
         self.mask = mask or Masker()
+        self.metrics = metrics
         self.id = worker_id or new_worker_id()
         self.log = structlog.get_logger("lockgate.worker").bind(worker=self.id)
         self.committer = Committer(store)

@@ -213,6 +213,17 @@ class Store(ABC):
         stmt = select(func.count()).select_from(s.runs).where(s.runs.c.status.in_(active))
         return int(self.read(lambda c: c.execute(stmt).scalar_one()))
 
+    def queue_stats(self, now: float) -> tuple[int, float | None]:
+        """(runs due and not held by a worker, the oldest of their wake-up times)."""
+        r = s.runs.c
+        stmt = select(func.count(), func.min(r.wake_at)).where(
+            r.wake_at <= now,
+            r.status.in_([x.value for x in ACTIVE_RUN_STATUSES]),
+            (r.lease_expires_at.is_(None)) | (r.lease_expires_at < now),
+        )
+        count, oldest = self.read(lambda c: c.execute(stmt).one())
+        return int(count), oldest
+
     def cancel_requested(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` have a pending cancel request."""
         r = s.runs.c

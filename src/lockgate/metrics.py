@@ -1,0 +1,62 @@
+"""Prometheus metrics of one lockgate process (its own registry: no global state)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from lockgate.store import Store
+
+
+class _QueueCollector(Collector):
+    """Read at scrape time: how much work is due, how late, and how much is running here."""
+
+    def __init__(self, store: Store, active: Callable[[], int]) -> None:
+        self._store = store
+        self._active = active
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth, oldest = self._store.queue_stats(time.time())
+        yield GaugeMetricFamily(
+            "lockgate_queue_depth", "Runs due and not held by any worker.", value=depth
+        )
+        yield GaugeMetricFamily(
+            "lockgate_queue_lag_seconds",
+            "How long the oldest due run has been waiting for a worker.",
+            value=max(0.0, time.time() - oldest) if oldest is not None else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "lockgate_active_runs", "Runs this process's workers are driving.", value=self._active()
+        )
+
+
+class Metrics:
+    """Counters the engine updates, and the queue read from the store when scraped."""
+
+    def __init__(self, store: Store, active: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        self.runs_started = Counter(
+            "lockgate_runs_started", "Runs that began executing.", registry=self.registry
+        )
+        self.runs_finished = Counter(
+            "lockgate_runs_finished",
+            "Runs that ended, by status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.step_duration = Histogram(
+            "lockgate_step_duration_seconds",
+            "Time from a step's start to its end, by outcome.",
+            ["status"],
+            registry=self.registry,
+            buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600),
+        )
+        self.registry.register(_QueueCollector(store, active))
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
