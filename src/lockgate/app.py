@@ -330,6 +330,10 @@ class App:
         """Registered pipeline versions in the database, newest first."""
         return self.store.pipeline_versions()
 
+    def pipeline_versions(self, name: str) -> list[PipelineRecord]:
+        """The registered versions of pipeline ``name``, newest first."""
+        return self.store.pipeline_versions(name)
+
     # -- workers ---------------------------------------------------------------------------
 
     def worker(self, **overrides: Any) -> Worker:

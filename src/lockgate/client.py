@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from lockgate.store.records import EventRecord, LogRecord, PipelineRecord, RunRecord
+from lockgate.store.records import (
+    DecisionRecord,
+    EventRecord,
+    LogRecord,
+    PipelineRecord,
+    RunRecord,
+)
 
 
 class RunViewLike(Protocol):
@@ -50,3 +57,22 @@ class Client(Protocol):
 
     def pipelines(self) -> list[PipelineRecord]:
         """Registered pipeline versions."""
+
+    def pipeline_versions(self, name: str) -> list[PipelineRecord]:
+        """The registered versions of one pipeline, newest first."""
+
+    def decide(
+        self,
+        run_id: str,
+        decision: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        step: str | None = None,
+        comment: str | None = None,
+        input: Mapping[str, Any] | None = None,
+    ) -> DecisionRecord:
+        """Approve or reject a waiting approval step."""
+
+    def approvals(self) -> list[Any]:
+        """Approval steps waiting for decisions."""

@@ -38,7 +38,7 @@ def _decide(
     from lockgate.cli.main import parse_params
 
     state: CliState = ctx.obj
-    record = state.app().decide(
+    record = state.client().decide(
         run_id,
         decision,
         by=person or whoami(),
@@ -91,7 +91,7 @@ def list_pending(
 ) -> None:
     """Approval steps waiting for decisions, with who may decide."""
     state: CliState = ctx.obj
-    pending = state.app().approvals()
+    pending = state.client().approvals()
     if output is Output.json:
         print_json([p.to_dict() for p in pending])
         return

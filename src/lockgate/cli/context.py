@@ -8,8 +8,10 @@ import threading
 from dataclasses import dataclass, field
 
 from lockgate.app import App
+from lockgate.client import Client
 from lockgate.core.pipeline import Pipeline
 from lockgate.loader import load_pipelines
+from lockgate.rest_client import RestClient
 from lockgate.settings import Settings
 
 EXAMPLES_MODULE = "lockgate.examples"
@@ -20,7 +22,18 @@ class CliState:
     """Settings from the environment and global options; the App, opened on first use."""
 
     settings: Settings
+    url: str | None = None
+    token: str | None = None
     _app: App | None = field(default=None, repr=False)
+    _remote: RestClient | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        """What commands talk to: the server at ``--url`` if set, else the database here."""
+        if self.url:
+            if self._remote is None:
+                self._remote = RestClient(self.url, self.token)
+            return self._remote
+        return self.app()
 
     def app(self, *, migrate: bool = False) -> App:
         """The App on the configured database (upgrading its schema when asked)."""
@@ -31,7 +44,9 @@ class CliState:
         return self._app
 
     def close(self) -> None:
-        """Close the App if one was opened."""
+        """Close the App (and the REST client) if opened."""
+        if self._remote is not None:
+            self._remote.close()
         if self._app is not None:
             self._app.close()
             self._app = None

@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from lockgate import __version__
+from lockgate.app import App
 from lockgate.cli.approvals import approvals_app, approve, reject
 from lockgate.cli.context import BackgroundWorker, CliState, pipelines_from, whoami
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
@@ -83,6 +85,17 @@ def root(
         Path | None,
         typer.Option(envvar="LOCKGATE_LOG_DIR", help="Also mirror step logs to files here."),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOCKGATE_URL",
+            help="Talk to this lockgate server over REST instead of the database.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="LOCKGATE_TOKEN", help="Bearer token for --url.", show_default=False),
+    ] = None,
 ) -> None:
     """Global options."""
     settings = Settings.from_env()
@@ -90,7 +103,7 @@ def root(
         settings = settings.with_(database_url=database_url)
     if log_dir:
         settings = settings.with_(log_dir=log_dir)
-    ctx.obj = CliState(settings)
+    ctx.obj = CliState(settings, url=url, token=token)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -140,31 +153,47 @@ def _serve(
     async def body() -> None:
         worker = lg.worker()
         await worker.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        server = _api_server(lg, listen) if listen is not None else None
+
+        def on_signal() -> None:
+            stop.set()
+            if server is not None:
+                server.should_exit = True  # stop accepting, finish in-flight requests
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
         try:
-            if listen is None:
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
+            if server is not None:
+                await server.serve()
             else:
-                import uvicorn
-
-                from lockgate.api import create_api
-
-                config = uvicorn.Config(
-                    create_api(lg),
-                    host=listen[0],
-                    port=listen[1],
-                    log_level="warning",
-                    lifespan="off",
-                )
-                # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests, returns.
-                await uvicorn.Server(config).serve()
+                await stop.wait()
         finally:
             await worker.stop()
 
     asyncio.run(body())
+
+
+def _api_server(lg: App, listen: tuple[str, int]) -> Any:
+    """A uvicorn server for the API that leaves signal handling (and exit codes) to us."""
+    import contextlib
+
+    import uvicorn
+
+    from lockgate.api import create_api
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn would re-raise SIGTERM after its shutdown and kill the process before
+            # the workers stop; lockgate handles the signals itself and exits 0.
+            yield
+
+    config = uvicorn.Config(
+        create_api(lg), host=listen[0], port=listen[1], log_level="warning", lifespan="off"
+    )
+    return Server(config)
 
 
 @app.command()
@@ -307,9 +336,12 @@ def run(
     state = _state(ctx)
     params = parse_params(param or [], params_file)
     local = pipelines_from(pipelines or [], examples, state.settings)
-    lg = state.app(migrate=True)
+    lg: Any
     if local:
+        lg = state.app(migrate=True)
         lg.register(*local)
+    else:
+        lg = state.client() if state.url else state.app(migrate=True)
     record = lg.start_run(
         name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by=whoami()
     )
@@ -333,7 +365,7 @@ def pipelines_list(
 ) -> None:
     """Pipelines registered in the database (the newest version of each)."""
     latest: dict[str, Any] = {}
-    for rec in _state(ctx).app().pipelines():
+    for rec in _state(ctx).client().pipelines():
         latest.setdefault(f"{rec.namespace}/{rec.name}", rec)
     if output is Output.json:
         print_json([r.to_dict() for r in latest.values()])
@@ -377,7 +409,7 @@ def pipelines_show(
     """A pipeline's steps and params schema (newest registered version)."""
     from lockgate.errors import PipelineNotFound
 
-    found = _state(ctx).app().store.pipeline_versions(name.split("/")[-1])
+    found = _state(ctx).client().pipeline_versions(name.split("/")[-1])
     if not found:
         raise PipelineNotFound(f"no pipeline {name!r} is registered")
     rec = found[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -49,7 +50,7 @@ def list_runs(
         )
     runs = (
         _state(ctx)
-        .app()
+        .client()
         .list_runs(status=status.upper() if status else None, pipeline=pipeline, limit=limit)
     )
     if output is Output.json:
@@ -99,7 +100,7 @@ def show(
     output: OutputOpt = Output.table,
 ) -> None:
     """Show a run, its steps and its events."""
-    app = _state(ctx).app()
+    app = _state(ctx).client()
     view = app.get_run(run_id)
     events = app.events(run_id)
     if output is Output.json:
@@ -124,27 +125,36 @@ def logs(
     ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Print a run's step logs (``-f`` follows them live)."""
-    app = _state(ctx).app()
+    """Print a run's step logs (``-f`` follows them live; over REST as server-sent events)."""
+    client = _state(ctx).client()
+    for line in _lines(client, run_id, step, follow):
+        if output is Output.json:
+            print_json(line.to_dict())
+        else:
+            console.print(
+                f"[dim]{when(line.at)}[/dim] [bold]{escape(line.step)}[/bold] "
+                f"{line.level.upper():7} {escape(line.message)}",
+                highlight=False,
+            )
+
+
+def _lines(client: Any, run_id: str, step: str | None, follow: bool) -> Iterator[Any]:
+    """A run's log lines; with ``follow``, until the run has ended and every line is out."""
+    client.get_run(run_id)  # an unknown run is an error, not an empty log
+    if follow and hasattr(client, "stream_logs"):
+        yield from client.stream_logs(run_id, step)
+        return
     after = 0
     while True:
-        lines = app.logs(run_id, step, after)
-        for line in lines:
-            if output is Output.json:
-                print_json(line.to_dict())
-            else:
-                console.print(
-                    f"[dim]{when(line.at)}[/dim] [bold]{escape(line.step)}[/bold] "
-                    f"{line.level.upper():7} {escape(line.message)}",
-                    highlight=False,
-                )
-            after = line.id
-        if lines or not follow:
-            if not follow:
-                return
+        lines = client.logs(run_id, step, after)
+        yield from lines
+        if lines:
+            after = lines[-1].id
             continue
-        if RunStatus(app.get_run(run_id).run.status).terminal:
-            if not app.logs(run_id, step, after):
+        if not follow:
+            return
+        if RunStatus(client.get_run(run_id).run.status).terminal:
+            if not client.logs(run_id, step, after):
                 return
             continue
         time.sleep(0.2)
@@ -157,7 +167,7 @@ def cancel(
     output: OutputOpt = Output.table,
 ) -> None:
     """Stop a run's current step and roll it back."""
-    run = _state(ctx).app().cancel_run(run_id, by=whoami())
+    run = _state(ctx).client().cancel_run(run_id, by=whoami())
     if output is Output.json:
         print_json(run.to_dict())
     else:

@@ -1,0 +1,195 @@
+"""The :class:`~lockgate.client.Client` over REST: what the CLI uses when LOCKGATE_URL is set."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from lockgate import errors
+from lockgate.app import PendingApproval
+from lockgate.steps.approval import ApprovalConfig
+from lockgate.store.records import (
+    DecisionRecord,
+    EventRecord,
+    LogRecord,
+    PipelineRecord,
+    RunRecord,
+    StepRecord,
+)
+
+_ERRORS: dict[str, type[errors.LockgateError]] = {
+    "invalid_definition": errors.DefinitionError,
+    "not_found": errors.NotFound,
+    "unauthorized": errors.Unauthorized,
+    "forbidden": errors.Forbidden,
+    "conflict": errors.Conflict,
+    "invalid_state": errors.InvalidState,
+    "stale_lease": errors.StaleLease,
+    "store_error": errors.StoreError,
+}
+
+
+@dataclass(frozen=True)
+class RemoteRunView:
+    """A run with its steps, as the API returned it."""
+
+    run: RunRecord
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {**self.run.to_dict(), "steps": [s.to_dict() for s in self.steps]}
+
+
+def _raise(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        err = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        raise errors.LockgateError(
+            f"the server answered {response.status_code}: {response.text[:200]}"
+        ) from None
+    code, message, details = err.get("code"), err.get("message", ""), err.get("details")
+    if code == "invalid_params":
+        raise errors.ParamsError((details or {}).get("problems") or [message])
+    cls = _ERRORS.get(code, errors.LockgateError)
+    raised = cls(message, details=details)
+    raised.code = code or raised.code
+    raise raised
+
+
+class RestClient:
+    """Talks to ``lockgate server`` at ``url`` with a bearer ``token``."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.HTTPError as exc:
+            raise errors.StoreError(f"cannot reach the lockgate server: {exc}") from exc
+        _raise(response)
+        return response.json()
+
+    def start_run(
+        self,
+        name: str,
+        params: Any = None,
+        *,
+        namespace: str = "default",
+        requested_by: str | None = None,
+        noop: bool = False,
+        idempotency_key: str | None = None,
+    ) -> RunRecord:
+        """Start a run (``requested_by`` is the token's name, whatever is passed)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = {"pipeline": name, "params": params or {}, "namespace": namespace, "dry_run": noop}
+        return RunRecord(**self._call("POST", "/runs", json=body, headers=headers))
+
+    def get_run(self, run_id: str) -> RemoteRunView:
+        """A run with its steps."""
+        data = self._call("GET", f"/runs/{run_id}")
+        steps = [StepRecord(**s) for s in data.pop("steps")]
+        return RemoteRunView(RunRecord(**data), steps)
+
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        pipeline: str | None = None,
+        limit: int = 50,
+        **_: Any,
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+        query = {
+            "limit": limit,
+            **({"status": status} if status else {}),
+            **({"pipeline": pipeline} if pipeline else {}),
+        }
+        return [RunRecord(**r) for r in self._call("GET", "/runs", params=query)["runs"]]
+
+    def events(self, run_id: str, after: int = 0) -> list[EventRecord]:
+        """A run's events."""
+        return [
+            EventRecord(**e)
+            for e in self._call("GET", f"/runs/{run_id}/events", params={"after": after})
+        ]
+
+    def logs(self, run_id: str, step: str | None = None, after: int = 0) -> list[LogRecord]:
+        """A run's log lines after line id ``after``."""
+        query: dict[str, Any] = {"after": after, **({"step": step} if step else {})}
+        return [
+            LogRecord(**line) for line in self._call("GET", f"/runs/{run_id}/logs", params=query)
+        ]
+
+    def stream_logs(self, run_id: str, step: str | None = None) -> Iterator[LogRecord]:
+        """Log lines as they are written, until the run ends (server-sent events)."""
+        query = {"step": step} if step else {}
+        with self._http.stream(
+            "GET", f"/api/v1/runs/{run_id}/logs/stream", params=query, timeout=None
+        ) as response:
+            if not response.is_success:
+                response.read()
+                _raise(response)
+            event = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event == "log":
+                    yield LogRecord(**json.loads(line.removeprefix("data: ")))
+
+    def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
+        """Cancel a run (as the token's name)."""
+        return RunRecord(**self._call("POST", f"/runs/{run_id}/cancel"))
+
+    def pipelines(self) -> list[PipelineRecord]:
+        """Registered pipelines."""
+        return [PipelineRecord(**p) for p in self._call("GET", "/pipelines")]
+
+    def pipeline_versions(self, name: str) -> list[PipelineRecord]:
+        """The newest registered version of ``name``."""
+        return [PipelineRecord(**self._call("GET", f"/pipelines/{name}"))]
+
+    def decide(
+        self,
+        run_id: str,
+        decision: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        step: str | None = None,
+        comment: str | None = None,
+        input: Mapping[str, Any] | None = None,
+    ) -> DecisionRecord:
+        """Decide as the token's identity and role (``by`` and ``roles`` are ignored)."""
+        body = {
+            "decision": decision,
+            "step": step,
+            "comment": comment,
+            "input": dict(input) if input else None,
+        }
+        return DecisionRecord(**self._call("POST", f"/runs/{run_id}/decisions", json=body))
+
+    def approvals(self) -> list[PendingApproval]:
+        """Approval steps waiting for decisions."""
+        pending = []
+        for item in self._call("GET", "/approvals"):
+            view = self.get_run(item["run_id"])
+            step = next(s for s in view.steps if s.name == item["step"])
+            policy = ApprovalConfig.model_validate(
+                {k: item[k] for k in ("message", "required", "approvers", "allow_self_approval")}
+            )
+            decisions = [DecisionRecord(**d) for d in item["decisions"]]
+            pending.append(PendingApproval(view.run, step, policy, decisions))
+        return pending
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()

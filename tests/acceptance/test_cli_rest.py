@@ -1,0 +1,105 @@
+"""The same CLI commands against a running ``lockgate server`` over REST."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+HERE = Path(__file__).parent
+PIPELINES = str(HERE / "pipelines" / "crashy.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lockgate", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def server(db_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """``lockgate server`` on a free port; yields the environment a remote CLI needs."""
+    port = free_port()
+    base = {
+        "LOCKGATE_DATABASE_URL": db_url,
+        "LOCKGATE_LEDGER": str(tmp_path / "ledger"),
+        "LOCKGATE_SLOW_SECONDS": "0.3",
+        "LOCKGATE_POLL_INTERVAL": "0.05",
+    }
+    made = cli(base, "tokens", "create", "--name", "ci", "--role", "operator", "-o", "json")
+    token = json.loads(made.stdout)["token"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "server", "--pipelines", PIPELINES, "--port", str(port)],
+        env={**os.environ, **base},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+    try:
+        # No database for the remote CLI: everything must go through the server.
+        yield {
+            "LOCKGATE_URL": url,
+            "LOCKGATE_TOKEN": token,
+            "LOCKGATE_DATABASE_URL": "sqlite:////nonexistent/never.db",
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_cli_commands_over_rest(server: dict[str, str]) -> None:
+    """run --wait, runs list/show/logs -f work remotely with the same output."""
+    done = cli(server, "run", "crashy", "--wait", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "SUCCEEDED" and run["requested_by"] == "ci"
+    listed = json.loads(cli(server, "runs", "list", "-o", "json").stdout)
+    assert [r["id"] for r in listed] == [run["id"]]
+    shown = json.loads(cli(server, "runs", "show", run["id"], "-o", "json").stdout)
+    assert shown["events"][-1]["status"] == "SUCCEEDED"
+    started = json.loads(cli(server, "run", "crashy", "-o", "json").stdout)
+    follow = cli(server, "runs", "logs", started["id"], "-f", "-o", "json")
+    assert follow.returncode == 0, follow.stderr  # the stream ends when the run ends
+    after = json.loads(cli(server, "runs", "show", started["id"], "-o", "json").stdout)
+    assert after["status"] == "SUCCEEDED"
+
+
+def test_remote_errors_keep_their_codes(server: dict[str, str]) -> None:
+    """Not found exits 3; a bad token exits 5; a cancel of a finished run exits 4."""
+    missing = cli(server, "runs", "show", "nope")
+    assert missing.returncode == 3 and "error (not_found)" in missing.stderr
+    bad = cli({**server, "LOCKGATE_TOKEN": "lg_bad_token"}, "runs", "list")
+    assert bad.returncode == 5 and "error (unauthorized)" in bad.stderr
+    run = json.loads(cli(server, "run", "crashy", "--wait", "-o", "json").stdout)
+    cancel = cli(server, "runs", "cancel", run["id"])
+    assert cancel.returncode == 4 and "only an active run can be cancelled" in cancel.stderr
+    params = cli(server, "run", "crashy", "-p", "oops")
+    assert params.returncode == 2 and "expected key=value" in params.stderr
