@@ -47,7 +47,7 @@ class Tokens:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def create(self, name: str, role: str) -> tuple[TokenRecord, str]:
+    def create(self, name: str, role: str, *, actor: str = "local") -> tuple[TokenRecord, str]:
         """A new token for ``name``; the plaintext is returned once and never stored."""
         problems = []
         if not name or len(name) > 200:
@@ -68,6 +68,7 @@ class Tokens:
             "revoked_at": None,
         }
         self._store.write(lambda c: c.execute(s.tokens.insert().values(row)))
+        self._store.audit(actor, "token.create", token_id, {"name": name, "role": role})
         return TokenRecord(**row), plaintext
 
     def authenticate(self, plaintext: str | None) -> TokenRecord:
@@ -83,8 +84,9 @@ class Tokens:
             raise Unauthorized("a valid bearer token is required")
         return TokenRecord(**row._mapping)
 
-    def touch(self, token: TokenRecord) -> None:
-        """Record that a token was used (at most once a minute: it costs a write)."""
+    def touch(self, token: TokenRecord, route: str) -> None:
+        """Record that a token was used: ``last_used_at`` and an audit entry, at most once a
+        minute per token (each costs a write); state changes are audited every time."""
         now = time.time()
         if token.last_used_at is not None and now - token.last_used_at < 60:
             return
@@ -93,6 +95,7 @@ class Tokens:
                 update(s.tokens).where(s.tokens.c.id == token.id).values(last_used_at=now)
             )
         )
+        self._store.audit(token.name, "token.use", token.id, {"route": route})
 
     def list(self) -> list[TokenRecord]:
         """Every token, newest first."""
@@ -101,20 +104,17 @@ class Tokens:
             TokenRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
         ]
 
-    def revoke(self, token_id: str) -> TokenRecord:
-        """Revoke a token; it stops working at once."""
-        done = self._store.write(
-            lambda c: (
-                c.execute(
-                    update(s.tokens)
-                    .where(s.tokens.c.id == token_id, s.tokens.c.revoked_at.is_(None))
-                    .values(revoked_at=time.time())
-                ).rowcount
+    def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
+        """Revoke a token; it stops working at once (revoking twice changes nothing)."""
+        self._store.write(
+            lambda c: c.execute(
+                update(s.tokens)
+                .where(s.tokens.c.id == token_id, s.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
             )
         )
-        found = [t for t in self.list() if t.id == token_id]
-        if not found:
-            raise NotFound(f"no token {token_id!r}")
-        if not done and found[0].revoked_at is None:
-            raise NotFound(f"no token {token_id!r}")
-        return found[0]
+        for token in self.list():
+            if token.id == token_id:
+                self._store.audit(actor, "token.revoke", token_id, {"name": token.name})
+                return token
+        raise NotFound(f"no token {token_id!r}")

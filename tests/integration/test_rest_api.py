@@ -270,3 +270,34 @@ async def test_metrics_count_runs_steps_and_the_queue(served: Served) -> None:
     assert "lockgate_queue_depth 0.0" in text
     async with served.client(None) as anon:
         assert (await anon.get("/metrics")).status_code == 401
+
+
+async def test_the_audit_log_records_who_did_what(served: Served, tmp_path: Any) -> None:
+    """Runs started and cancelled, decisions, token use and token changes; admins only."""
+    from lockgate.specs import load_file
+
+    path = tmp_path / "audit.yaml"
+    path.write_text("name: audited\nsteps:\n  - name: ok\n    kind: approval\n")
+    served.app.register(load_file(path))
+    async with served.client("operator") as op, served.client("approver") as approver:
+        run_id = (await op.post("/api/v1/runs", json={"pipeline": "audited"})).json()["id"]
+        for _ in range(200):
+            if (await op.get("/api/v1/approvals")).json():
+                break
+            await asyncio.sleep(0.02)
+        r = await approver.post(f"/api/v1/runs/{run_id}/decisions", json={"decision": "approve"})
+        assert r.status_code == 201
+        other = (await op.post("/api/v1/runs", json={"pipeline": "audited"})).json()["id"]
+        await op.post(f"/api/v1/runs/{other}/cancel")
+        assert (await op.get("/api/v1/audit")).status_code == 403
+    async with served.client("admin") as admin:
+        made = (await admin.post("/api/v1/tokens", json={"name": "temp", "role": "viewer"})).json()
+        await admin.delete(f"/api/v1/tokens/{made['id']}")
+        entries = (await admin.get("/api/v1/audit")).json()
+    seen = [(e["actor"], e["action"], e["target"]) for e in entries]
+    assert ("operator-bot", "run.start", run_id) in seen
+    assert ("approver-bot", "decision.approve", run_id) in seen
+    assert ("operator-bot", "run.cancel", other) in seen
+    assert ("admin-bot", "token.create", made["id"]) in seen
+    assert ("admin-bot", "token.revoke", made["id"]) in seen
+    assert {a for a, action, _ in seen if action == "token.use"} >= {"operator-bot", "admin-bot"}

@@ -44,7 +44,7 @@ def require(role: Role) -> Callable[[Request], Caller]:
         caller = Caller(record.name, Role(record.role))
         if not caller.role.includes(role):
             raise Forbidden(f"this needs the {role.value} role; the token has {record.role}")
-        tokens.touch(record)
+        tokens.touch(record, f"{request.method} {request.url.path}")
         return caller
 
     return check

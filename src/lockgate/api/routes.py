@@ -105,6 +105,7 @@ def start_run(
         noop=body.dry_run,
         idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
     )
+    lg.store.audit(caller.name, "run.start", run.id, {"pipeline": run.pipeline})
     return run.to_dict()
 
 
@@ -193,7 +194,9 @@ def stream_logs(
 
 @router.post("/runs/{run_id}/cancel", summary="Stop the run's step and roll it back")
 def cancel_run(run_id: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
-    return lg.cancel_run(run_id, by=caller.name).to_dict()
+    run = lg.cancel_run(run_id, by=caller.name)
+    lg.store.audit(caller.name, "run.cancel", run_id, None)
+    return run.to_dict()
 
 
 @router.get("/approvals", summary="Approval steps waiting for decisions")
@@ -222,10 +225,20 @@ def list_tokens(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
 
 @router.post("/tokens", status_code=201, summary="Create a token; its secret is shown once")
 def create_token(body: TokenBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    record, secret = lg.tokens.create(body.name, body.role.value)
+    record, secret = lg.tokens.create(body.name, body.role.value, actor=caller.name)
     return {**record.to_dict(), "token": secret}
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke a token")
 def revoke_token(token_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    return lg.tokens.revoke(token_id).to_dict()
+    return lg.tokens.revoke(token_id, actor=caller.name).to_dict()
+
+
+@router.get("/audit", summary="Who did what: decisions, token use, runs started and cancelled")
+def audit_log(
+    caller: Admin,
+    lg: Lockgate,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    return [a.to_dict() for a in lg.store.get_audit(after, limit)]

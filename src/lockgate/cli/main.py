@@ -232,7 +232,7 @@ def tokens_create(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Create a token; it is printed once and only its hash is stored."""
-    record, secret = _state(ctx).app(migrate=True).tokens.create(name, role)
+    record, secret = _state(ctx).app(migrate=True).tokens.create(name, role, actor=whoami())
     if output is Output.json:
         print_json({**record.to_dict(), "token": secret})
         return
@@ -270,7 +270,7 @@ def tokens_revoke(
     ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="The token's id.")]
 ) -> None:
     """Revoke a token: it stops working at once."""
-    record = _state(ctx).app().tokens.revoke(token_id)
+    record = _state(ctx).app().tokens.revoke(token_id, actor=whoami())
     console.print(f"token {record.id} ({escape(record.name)}) revoked")
 
 

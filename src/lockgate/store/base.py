@@ -25,6 +25,7 @@ from lockgate.store.ops import (
     step_record,
 )
 from lockgate.store.records import (
+    AuditRecord,
     DecisionRecord,
     ErrorRecord,
     EventRecord,
@@ -250,6 +251,25 @@ class Store(ABC):
         )
         found = [step_record(r) for r in self.read(lambda c: c.execute(stmt).all())]
         return [(self.get_run(rec.run_id), rec) for rec in found]
+
+    def audit(self, actor: str, action: str, target: str | None, details: Any = None) -> None:
+        """Append one audit entry."""
+        row = {
+            "at": time.time(),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "details": details,
+        }
+        self.write(lambda c: c.execute(s.audit.insert().values(row)))
+
+    def get_audit(self, after: int = 0, limit: int = MAX_PAGE) -> list[AuditRecord]:
+        """Audit entries after id ``after``, oldest first."""
+        a = s.audit.c
+        stmt = (
+            select(s.audit).where(a.id > after).order_by(a.id).limit(max(1, min(limit, MAX_PAGE)))
+        )
+        return [AuditRecord(**r._mapping) for r in self.read(lambda c: c.execute(stmt).all())]
 
     def get_events(self, run_id: str, after: int = 0, limit: int = MAX_PAGE) -> list[EventRecord]:
         """A run's events in order, after event id ``after``."""

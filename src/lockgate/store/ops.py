@@ -543,6 +543,19 @@ class Decide:
         )
         note = f"{self.decision} by {self.by}" + (f": {self.comment}" if self.comment else "")
         tx.defer(s.events, [_event(self.run_id, self.step, "DECISION", None, note, tx.now)])
+        audit = {"step": self.step, "comment": self.comment}
+        tx.defer(
+            s.audit,
+            [
+                {
+                    "at": tx.now,
+                    "actor": self.by,
+                    "action": f"decision.{self.decision}",
+                    "target": self.run_id,
+                    "details": json.dumps(audit),
+                }
+            ],
+        )
         tx.notify()
         return DecisionRecord(id=int(new_id), **row)
 

@@ -150,3 +150,15 @@ class TokenRecord(Record):
         data = super().to_dict()
         data.pop("hash")
         return data
+
+
+@dataclass(frozen=True)
+class AuditRecord(Record):
+    """One audited action."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str | None
+    details: Any

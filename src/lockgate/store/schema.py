@@ -161,6 +161,20 @@ tokens = Table(
     Column("revoked_at", Float, nullable=True),
 )
 
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    #: Who: a token's name, or the OS user of an in-process command.
+    Column("actor", String(200), nullable=False),
+    #: What, as ``noun.verb``: ``run.start``, ``run.cancel``, ``decision.approve``, ...
+    Column("action", String(50), nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("details", JSON, nullable=True),
+    Index("ix_audit_at", "at"),
+)
+
 workers = Table(
     "workers",
     metadata,
