@@ -3,86 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import pytest
-import uvicorn
-from pydantic import BaseModel
+from api_support import Served, wait_done
 
-from lockgate import App, Pipeline, StepContext, step
-from lockgate.api import create_api
+from lockgate import Pipeline, StepContext, step
 from lockgate.store import schema
-
-
-class Params(BaseModel):
-    env: str
-    replicas: int = 1
-
-
-@step
-def deploy(ctx: StepContext, p: Params) -> dict[str, Any]:
-    ctx.log.info("deploying to %s", p.env)
-    return {"env": p.env}
-
-
-@dataclass
-class Served:
-    base: str
-    tokens: dict[str, str]
-    app: App
-
-    def client(self, who: str | None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
-        return httpx.AsyncClient(base_url=self.base, headers=headers, timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def served(app: App) -> AsyncIterator[Served]:
-    """The API and a worker on one loop, with a token per role."""
-    app.register(Pipeline("deploy", [deploy], params=Params))
-    tokens = {
-        role: app.tokens.create(f"{role}-bot", role)[1]
-        for role in ("viewer", "operator", "approver", "admin")
-    }
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_api(app), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-    )
-    worker = app.worker()
-    await worker.start()
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield Served(f"http://127.0.0.1:{port}", tokens, app)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.stop()
-
-
-async def wait_done(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
-    for _ in range(500):
-        run = (await client.get(f"/api/v1/runs/{run_id}")).json()
-        if run["status"] in ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED"):
-            return dict(run)
-        await asyncio.sleep(0.02)
-    raise AssertionError("run did not finish")
 
 
 async def test_a_run_through_the_api(served: Served) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -57,6 +59,28 @@ def create_api(app: App) -> FastAPI:
     @api.get("/metrics", summary="Prometheus metrics (viewer token)", response_class=Response)
     def metrics(caller: Annotated[Caller, Depends(require(Role.viewer))]) -> Response:
         return Response(app.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def webhook(trigger_id: str, request: Request) -> JSONResponse:
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_BODY_BYTES:  # a chunked body without Content-Length
+                return errors.error(
+                    413, "too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
+                )
+        answer = await asyncio.to_thread(
+            app.webhooks.handle, trigger_id, dict(request.headers), bytes(body)
+        )
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    for method in ("POST", "PUT", "GET", "DELETE"):
+        api.add_api_route(
+            "/hooks/{trigger_id}",
+            webhook,
+            methods=[method],
+            operation_id=f"webhook_{method.lower()}",
+            summary="Webhook delivery (signed by the trigger's secret; no bearer token)",
+        )
 
     api.add_middleware(BodyLimit)
     return api

@@ -242,3 +242,53 @@ def audit_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     return [a.to_dict() for a in lg.store.get_audit(after, limit)]
+
+
+class TriggerBody(Strict):
+    """A webhook trigger to create."""
+
+    provider: str = Field(max_length=20)
+    pipeline: str = Field(max_length=401)
+    namespace: str = Field("default", max_length=200)
+    secret: str | None = Field(None, max_length=500)
+    events: list[str] = Field(default_factory=list, max_length=50)
+    branches: list[str] = Field(default_factory=list, max_length=50)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/triggers", status_code=201, summary="Create a webhook trigger")
+def create_trigger(body: TriggerBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    trigger = lg.webhooks.create(
+        body.provider,
+        body.pipeline,
+        secret=body.secret,
+        namespace=body.namespace,
+        events=body.events,
+        branches=body.branches,
+        params=body.params,
+    )
+    lg.store.audit(caller.name, "trigger.create", trigger.id, {"pipeline": body.pipeline})
+    return {**trigger.to_dict(), "url": f"/hooks/{trigger.id}"}
+
+
+@router.get("/triggers", summary="Triggers (secrets masked)")
+def list_triggers(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
+    return [t.to_dict() for t in lg.webhooks.triggers.all()]
+
+
+@router.delete("/triggers/{trigger_id}", summary="Delete a trigger and its deliveries")
+def delete_trigger(trigger_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    lg.webhooks.delete(trigger_id)
+    lg.store.audit(caller.name, "trigger.delete", trigger_id, None)
+    return {"deleted": trigger_id}
+
+
+@router.get("/triggers/{trigger_id}/deliveries", summary="A trigger's deliveries, newest first")
+def list_deliveries(
+    trigger_id: str,
+    caller: Viewer,
+    lg: Lockgate,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    lg.webhooks.get(trigger_id)
+    return [d.to_dict() for d in lg.webhooks.triggers.deliveries(trigger_id, limit)]

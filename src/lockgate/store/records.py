@@ -162,3 +162,41 @@ class AuditRecord(Record):
     action: str
     target: str | None
     details: Any
+
+
+@dataclass(frozen=True)
+class TriggerRecord(Record):
+    """A trigger (its secret is never shown)."""
+
+    id: str
+    provider: str
+    namespace: str
+    pipeline: str
+    secret: str | None
+    events: list[str]
+    branches: list[str]
+    params: dict[str, Any]
+    enabled: bool
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data, without the secret."""
+        data = super().to_dict()
+        data["secret"] = "***" if self.secret else None
+        return data
+
+
+@dataclass(frozen=True)
+class DeliveryRecord(Record):
+    """One firing of a trigger."""
+
+    id: int
+    trigger_id: str
+    key: str
+    status: str
+    attempts: int
+    error: str | None
+    event: Any
+    run_ids: list[str]
+    received_at: float
+    updated_at: float

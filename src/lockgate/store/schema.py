@@ -175,6 +175,41 @@ audit = Table(
     Index("ix_audit_at", "at"),
 )
 
+triggers = Table(
+    "triggers",
+    metadata,
+    #: Unguessable: it is the webhook URL's secret part too (Gerrit signs nothing).
+    Column("id", String(64), primary_key=True),
+    Column("provider", String(20), nullable=False),
+    Column("namespace", String(200), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    #: The shared secret for signatures; never returned by the API.
+    Column("secret", Text, nullable=True),
+    Column("events", JSON, nullable=False),
+    Column("branches", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("trigger_id", String(64), ForeignKey("triggers.id", ondelete="CASCADE"), nullable=False),
+    #: The provider's delivery id (or a hash of the body): one delivery per key per trigger.
+    Column("key", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Column("event", JSON, nullable=True),
+    Column("run_ids", JSON, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("trigger_id", "key", name="uq_deliveries_once"),
+    Index("ix_deliveries_trigger", "trigger_id", "id"),
+)
+
 workers = Table(
     "workers",
     metadata,

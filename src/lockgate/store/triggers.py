@@ -1,0 +1,119 @@
+"""Triggers and their deliveries in the store."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from lockgate.errors import NotFound
+from lockgate.store import schema as s
+from lockgate.store.base import MAX_PAGE, Store
+from lockgate.store.records import DeliveryRecord, TriggerRecord
+
+
+class TriggerStore:
+    """CRUD for triggers; deliveries stored once per (trigger, key)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def create(self, row: dict[str, Any]) -> TriggerRecord:
+        """Insert a trigger."""
+        row = {**row, "created_at": time.time()}
+        self._store.write(lambda c: c.execute(s.triggers.insert().values(row)))
+        return TriggerRecord(**row)
+
+    def get(self, trigger_id: str) -> TriggerRecord | None:
+        """The trigger, or ``None``."""
+        stmt = select(s.triggers).where(s.triggers.c.id == trigger_id)
+        row = self._store.read(lambda c: c.execute(stmt).first())
+        return TriggerRecord(**row._mapping) if row is not None else None
+
+    def all(self) -> list[TriggerRecord]:
+        """Every trigger, newest first."""
+        stmt = select(s.triggers).order_by(s.triggers.c.created_at.desc()).limit(MAX_PAGE)
+        return [
+            TriggerRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
+        ]
+
+    def delete(self, trigger_id: str) -> None:
+        """Remove a trigger and its deliveries."""
+        done = self._store.write(
+            lambda c: c.execute(delete(s.triggers).where(s.triggers.c.id == trigger_id)).rowcount
+        )
+        if not done:
+            raise NotFound(f"no trigger {trigger_id!r}")
+
+    def receive(self, trigger_id: str, key: str, event: Any) -> tuple[DeliveryRecord, bool]:
+        """Record a delivery once per key: ``(delivery, created)``; a repeat returns the first."""
+        now = time.time()
+        row = {
+            "trigger_id": trigger_id,
+            "key": key,
+            "status": "RECEIVED",
+            "attempts": 0,
+            "error": None,
+            "event": event,
+            "run_ids": [],
+            "received_at": now,
+            "updated_at": now,
+        }
+
+        def insert(conn: Any) -> tuple[Any, bool]:
+            d = s.deliveries.c
+            stmt = (
+                self._store.insert(s.deliveries)
+                .values(row)
+                .on_conflict_do_nothing(index_elements=["trigger_id", "key"])
+                .returning(d.id)
+            )
+            new_id = conn.execute(stmt).scalar()
+            if new_id is not None:
+                return new_id, True
+            existing = conn.execute(
+                select(d.id).where(d.trigger_id == trigger_id, d.key == key)
+            ).scalar_one()
+            return existing, False
+
+        delivery_id, created = self._store.write(insert)
+        return self.delivery(int(delivery_id)), created
+
+    def finish(self, delivery_id: int, status: str, run_ids: list[str], error: str | None) -> None:
+        """Record how a delivery ended."""
+        d = s.deliveries.c
+        self._store.write(
+            lambda c: c.execute(
+                update(s.deliveries)
+                .where(d.id == delivery_id)
+                .values(
+                    status=status,
+                    run_ids=run_ids,
+                    error=error,
+                    attempts=d.attempts + 1,
+                    updated_at=time.time(),
+                )
+            )
+        )
+
+    def delivery(self, delivery_id: int) -> DeliveryRecord:
+        """One delivery."""
+        stmt = select(s.deliveries).where(s.deliveries.c.id == delivery_id)
+        row = self._store.read(lambda c: c.execute(stmt).first())
+        if row is None:
+            raise NotFound(f"no delivery {delivery_id}")
+        return DeliveryRecord(**row._mapping)
+
+    def deliveries(self, trigger_id: str, limit: int = 100) -> list[DeliveryRecord]:
+        """A trigger's deliveries, newest first."""
+        d = s.deliveries.c
+        stmt = (
+            select(s.deliveries)
+            .where(d.trigger_id == trigger_id)
+            .order_by(d.id.desc())
+            .limit(max(1, min(limit, MAX_PAGE)))
+        )
+        return [
+            DeliveryRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
+        ]

@@ -1,0 +1,1 @@
+"""Triggers: webhooks (and, later, schedules and pollers) that start runs."""

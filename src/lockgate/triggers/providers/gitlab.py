@@ -1,0 +1,82 @@
+"""GitLab: ``X-Gitlab-Token`` (the secret itself), or the signed ``webhook-signature``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from typing import Any
+
+from lockgate.triggers.event import TriggerEvent, split_ref
+from lockgate.triggers.providers.base import BadSignature, Headers, Provider, same
+
+#: Signed timestamps older (or newer) than this are refused.
+TOLERANCE = 300
+
+
+class GitLab(Provider):
+    """Events: Push Hook, Tag Push Hook, Merge Request Hook."""
+
+    name = "gitlab"
+
+    def verify(self, headers: Headers, body: bytes, secret: str) -> None:
+        """Check webhook-signature (v1, HMAC-SHA256 of id.timestamp.body) or X-Gitlab-Token."""
+        signature = headers.get("webhook-signature")
+        if signature:
+            msg_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
+            if not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE:
+                raise BadSignature("webhook-timestamp missing or outside 5 minutes")
+            signed = f"{msg_id}.{stamp}.".encode() + body
+            digest = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+            expected = base64.b64encode(digest).decode()
+            offered = [
+                part.split(",", 1)[1] for part in signature.split() if part.startswith("v1,")
+            ]
+            if not any(same(o, expected) for o in offered):
+                raise BadSignature("wrong webhook-signature")
+            return
+        if not same(headers.get("x-gitlab-token", ""), secret):
+            raise BadSignature("missing or wrong X-Gitlab-Token")
+
+    def parse(self, headers: Headers, data: Any) -> TriggerEvent:
+        """Push and tag push -> ref and commit; merge request -> action and source branch."""
+        kind = data.get("object_kind") or headers.get("x-gitlab-event", "")
+        repo = (data.get("project") or {}).get("path_with_namespace")
+        delivery = (
+            headers.get("x-gitlab-webhook-uuid")
+            or headers.get("idempotency-key")
+            or (headers.get("webhook-id"))
+        )
+        if kind == "merge_request":
+            attrs = data.get("object_attributes") or {}
+            action = attrs.get("action") or attrs.get("state") or "update"
+            user = (data.get("user") or {}).get("username")
+            branch = attrs.get("source_branch")
+            commit = (attrs.get("last_commit") or {}).get("id")
+            return TriggerEvent(
+                "gitlab",
+                f"merge_request.{action}",
+                repo,
+                branch,
+                branch,
+                None,
+                commit,
+                user,
+                delivery,
+                data,
+            )
+        ref = data.get("ref")
+        branch, tag = split_ref(ref)
+        return TriggerEvent(
+            "gitlab",
+            "tag" if tag else "push",
+            repo,
+            ref,
+            branch,
+            tag,
+            data.get("after") or data.get("checkout_sha"),
+            data.get("user_username") or data.get("user_name"),
+            delivery,
+            data,
+        )

@@ -1,0 +1,180 @@
+"""Webhook deliveries: verify the raw bytes, parse, filter, dedupe, start the run."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lockgate.core.templates import TemplateError, check, render
+from lockgate.errors import LockgateError, NotFound, ParamsError
+from lockgate.store.records import TriggerRecord
+from lockgate.store.triggers import TriggerStore
+from lockgate.triggers.event import TriggerEvent
+from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
+
+if TYPE_CHECKING:
+    from lockgate.app import App
+
+#: ``${event.*}`` fields a trigger's params may use (``${payload.*}`` reaches the raw body).
+EVENT_FIELDS = (
+    "provider",
+    "event",
+    "repo",
+    "ref",
+    "branch",
+    "tag",
+    "commit",
+    "actor",
+    "delivery_id",
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the webhook endpoint answers."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def _matches(value: str | None, globs: Sequence[str]) -> bool:
+    return not globs or (value is not None and any(fnmatch.fnmatchcase(value, g) for g in globs))
+
+
+class Webhooks:
+    """Creates webhook triggers and handles their deliveries."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self.triggers = TriggerStore(app.store)
+
+    def create(
+        self,
+        provider: str,
+        pipeline: str,
+        *,
+        secret: str | None,
+        namespace: str = "default",
+        events: Sequence[str] = (),
+        branches: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+    ) -> TriggerRecord:
+        """A webhook trigger; refused without a secret (fail closed), problems all listed."""
+        problems = []
+        if provider not in PROVIDERS:
+            problems.append(f"provider: one of {', '.join(sorted(PROVIDERS))}")
+        if not secret or len(secret) < 16:
+            problems.append(
+                "secret: required, at least 16 characters (unsigned webhooks are refused)"
+            )
+        problems += [
+            f"params: {p}"
+            for p in check(
+                dict(params or {}),
+                params=[],
+                earlier_steps=[],
+                secrets=lambda _: False,
+                extra={"event": list(EVENT_FIELDS)},
+            )
+            if "payload" not in p
+        ]
+        if problems:
+            raise ParamsError(problems)
+        return self.triggers.create(
+            {
+                "id": secrets.token_hex(20),
+                "provider": provider,
+                "namespace": namespace,
+                "pipeline": pipeline,
+                "secret": secret,
+                "events": list(events),
+                "branches": list(branches),
+                "params": dict(params or {}),
+                "enabled": True,
+            }
+        )
+
+    def handle(self, trigger_id: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        """One delivery. Never raises: every outcome is an answer (202, 400, 401, 404)."""
+        trigger = self.triggers.get(trigger_id)
+        if trigger is None or not trigger.enabled or not trigger.secret:
+            return _error(404, "not_found", "no such trigger")
+        provider = PROVIDERS[trigger.provider]
+        lowered = {k.lower(): v for k, v in headers.items()}
+        try:
+            provider.verify(lowered, body, trigger.secret)
+            try:
+                data = json.loads(body) if body else {}
+            except ValueError as exc:
+                raise BadPayload(f"body is not JSON: {exc}") from exc
+            event = provider.parse(lowered, data)
+        except BadSignature as exc:
+            return _error(401, "bad_signature", exc.message)
+        except BadPayload as exc:
+            return _error(400, "bad_payload", exc.message)
+        except (AttributeError, TypeError, KeyError) as exc:
+            return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
+        key = event.delivery_id or hashlib.sha256(body).hexdigest()
+        delivery, created = self.triggers.receive(trigger.id, key[:200], event.to_dict())
+        if not created:
+            return Answer(
+                200,
+                {
+                    "delivery_id": delivery.id,
+                    "status": "DUPLICATE",
+                    "original_status": delivery.status,
+                    "run_ids": delivery.run_ids,
+                },
+            )
+        return self._process(trigger, delivery.id, event, data)
+
+    def _process(
+        self, trigger: TriggerRecord, delivery_id: int, event: TriggerEvent, data: Any
+    ) -> Answer:
+        if not _matches(event.event, trigger.events) or not _matches(
+            event.branch or event.tag, trigger.branches
+        ):
+            note = f"filtered out: event {event.event!r}, ref {event.ref!r}"
+            self.triggers.finish(delivery_id, "REJECTED", [], note)
+            return Answer(
+                202,
+                {"delivery_id": delivery_id, "status": "REJECTED", "reason": note, "run_ids": []},
+            )
+        try:
+            params = render(trigger.params, {"event": event.to_dict(), "payload": data})
+            run = self._app.start_run(
+                trigger.pipeline,
+                params,
+                namespace=trigger.namespace,
+                requested_by=f"{event.provider}:{event.actor or 'unknown'}",
+                idempotency_key=f"delivery:{trigger.id}:{delivery_id}",
+            )
+        except (LockgateError, TemplateError) as exc:
+            message = exc.message if isinstance(exc, LockgateError) else str(exc)
+            self.triggers.finish(delivery_id, "FAILED", [], message)
+            return Answer(
+                202,
+                {"delivery_id": delivery_id, "status": "FAILED", "error": message, "run_ids": []},
+            )
+        self.triggers.finish(delivery_id, "DONE", [run.id], None)
+        return Answer(202, {"delivery_id": delivery_id, "status": "DONE", "run_ids": [run.id]})
+
+    def delete(self, trigger_id: str) -> None:
+        """Remove a trigger."""
+        self.triggers.delete(trigger_id)
+
+    def get(self, trigger_id: str) -> TriggerRecord:
+        """A trigger; :class:`NotFound` if unknown."""
+        found = self.triggers.get(trigger_id)
+        if found is None:
+            raise NotFound(f"no trigger {trigger_id!r}")
+        return found
+
+
+def _error(status: int, code: str, message: str) -> Answer:
+    return Answer(status, {"error": {"code": code, "message": message, "details": None}})
