@@ -183,3 +183,70 @@ async def test_a_trigger_without_a_secret_is_refused(served: Served) -> None:
         assert any("event has provider" in p for p in problems)
     async with served.client("operator") as op:
         assert (await op.post("/api/v1/triggers", json={})).status_code == 403
+
+
+async def test_bitbucket_cloud_and_server(served: Served) -> None:
+    """Both Bitbucket flavours sign with X-Hub-Signature and normalise their refs."""
+    cloud = await make_trigger(served, provider="bitbucket-cloud")
+    server = await make_trigger(
+        served, provider="bitbucket-server", params={"env": "${event.event}"}
+    )
+    push = raw("bitbucket-cloud/repo-push.json")
+    refs = raw("bitbucket-server/repo-refs_changed.json")
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        r = await client.post(
+            f"/hooks/{cloud}",
+            content=push,
+            headers={
+                "X-Event-Key": "repo:push",
+                "X-Hub-Signature": sign(push),
+                "X-Request-UUID": "u-1",
+            },
+        )
+        assert r.json()["status"] == "DONE", r.text
+        r = await client.post(
+            f"/hooks/{server}",
+            content=refs,
+            headers={"X-Event-Key": "repo:refs_changed", "X-Hub-Signature": sign(refs)},
+        )
+        assert r.json()["status"] == "DONE", r.text
+        bad = await client.post(f"/hooks/{server}", content=refs, headers={"X-Hub-Signature": "x"})
+        assert bad.status_code == 401
+    async with served.client("viewer") as viewer:
+        deliveries = (await viewer.get(f"/api/v1/triggers/{cloud}/deliveries")).json()
+        event = deliveries[0]["event"]
+        assert (event["branch"], event["repo"], event["actor"]) == (
+            "name-of-branch",
+            "team_name/repo_name",
+            "emmap1",
+        )
+        event = (await viewer.get(f"/api/v1/triggers/{server}/deliveries")).json()[0]["event"]
+        assert (event["event"], event["branch"], event["repo"]) == (
+            "push.delete",
+            "feature/wip",
+            "~gopher/webhook-test",
+        )
+
+
+async def test_gerrit_uses_the_url_and_an_address_allowlist(served: Served) -> None:
+    """Gerrit signs nothing: no secret (one is refused); the allowlist is enforced."""
+    async with served.client("admin") as admin:
+        refused = await admin.post(
+            "/api/v1/triggers",
+            json={"provider": "gerrit", "pipeline": "deploy", "secret": SECRET},
+        )
+        assert refused.status_code == 422
+        base = {"provider": "gerrit", "pipeline": "deploy", "params": {"env": "${event.branch}"}}
+        local = await admin.post("/api/v1/triggers", json={**base, "allow_ips": ["127.0.0.1"]})
+        remote = await admin.post("/api/v1/triggers", json={**base, "allow_ips": ["10.0.0.0/8"]})
+    patchset = raw("gerrit/patchset-created.json")
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        r = await client.post(f"/hooks/{local.json()['id']}", content=patchset)
+        assert r.status_code == 202 and r.json()["status"] == "DONE"
+        r = await client.post(f"/hooks/{remote.json()['id']}", content=patchset)
+        assert r.status_code == 404
+    async with served.client("viewer") as viewer:
+        path = f"/api/v1/triggers/{local.json()['id']}/deliveries"
+        [run_id] = (await viewer.get(path)).json()[0]["run_ids"]
+        run = await wait_done(viewer, run_id)
+        assert run["params"]["env"] == "branch-name"

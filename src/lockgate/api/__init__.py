@@ -68,8 +68,9 @@ def create_api(app: App) -> FastAPI:
                 return errors.error(
                     413, "too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
                 )
+        client = request.client.host if request.client else None
         answer = await asyncio.to_thread(
-            app.webhooks.handle, trigger_id, dict(request.headers), bytes(body)
+            app.webhooks.handle, trigger_id, dict(request.headers), bytes(body), client
         )
         return JSONResponse(answer.body, status_code=answer.status)
 

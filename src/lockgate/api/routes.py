@@ -254,6 +254,7 @@ class TriggerBody(Strict):
     events: list[str] = Field(default_factory=list, max_length=50)
     branches: list[str] = Field(default_factory=list, max_length=50)
     params: dict[str, Any] = Field(default_factory=dict)
+    allow_ips: list[str] = Field(default_factory=list, max_length=50)
 
 
 @router.post("/triggers", status_code=201, summary="Create a webhook trigger")
@@ -266,6 +267,7 @@ def create_trigger(body: TriggerBody, caller: Admin, lg: Lockgate) -> dict[str, 
         events=body.events,
         branches=body.branches,
         params=body.params,
+        allow_ips=body.allow_ips,
     )
     lg.store.audit(caller.name, "trigger.create", trigger.id, {"pipeline": body.pipeline})
     return {**trigger.to_dict(), "url": f"/hooks/{trigger.id}"}

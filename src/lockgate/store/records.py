@@ -176,6 +176,7 @@ class TriggerRecord(Record):
     events: list[str]
     branches: list[str]
     params: dict[str, Any]
+    allow_ips: list[str]
     enabled: bool
     created_at: float
 

@@ -188,6 +188,8 @@ triggers = Table(
     Column("events", JSON, nullable=False),
     Column("branches", JSON, nullable=False),
     Column("params", JSON, nullable=False),
+    #: Source addresses/networks allowed to deliver (empty: any); for unsigned senders.
+    Column("allow_ips", JSON, nullable=False),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
 )

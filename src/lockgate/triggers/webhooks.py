@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import ipaddress
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -63,25 +64,33 @@ class Webhooks:
         events: Sequence[str] = (),
         branches: Sequence[str] = (),
         params: Mapping[str, Any] | None = None,
+        allow_ips: Sequence[str] = (),
     ) -> TriggerRecord:
         """A webhook trigger; refused without a secret (fail closed), problems all listed."""
         problems = []
-        if provider not in PROVIDERS:
+        known = PROVIDERS.get(provider)
+        if known is None:
             problems.append(f"provider: one of {', '.join(sorted(PROVIDERS))}")
-        if not secret or len(secret) < 16:
+        elif known.signed and (not secret or len(secret) < 16):
             problems.append(
                 "secret: required, at least 16 characters (unsigned webhooks are refused)"
             )
+        elif not known.signed and secret:
+            problems.append(f"secret: {provider} signs nothing; its trigger URL is the secret")
+        for entry in allow_ips:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                problems.append(f"allow_ips: {entry!r} is not an address or network")
         problems += [
             f"params: {p}"
             for p in check(
                 dict(params or {}),
-                params=[],
+                params=["payload"],  # ${payload.any.path} reaches the raw body
                 earlier_steps=[],
                 secrets=lambda _: False,
                 extra={"event": list(EVENT_FIELDS)},
             )
-            if "payload" not in p
         ]
         if problems:
             raise ParamsError(problems)
@@ -95,19 +104,28 @@ class Webhooks:
                 "events": list(events),
                 "branches": list(branches),
                 "params": dict(params or {}),
+                "allow_ips": list(allow_ips),
                 "enabled": True,
             }
         )
 
-    def handle(self, trigger_id: str, headers: Mapping[str, str], body: bytes) -> Answer:
+    def handle(
+        self, trigger_id: str, headers: Mapping[str, str], body: bytes, client_ip: str | None = None
+    ) -> Answer:
         """One delivery. Never raises: every outcome is an answer (202, 400, 401, 404)."""
         trigger = self.triggers.get(trigger_id)
-        if trigger is None or not trigger.enabled or not trigger.secret:
+        provider = PROVIDERS.get(trigger.provider) if trigger is not None else None
+        # A wrong id and a disabled trigger look the same as no trigger at all.
+        if trigger is None or provider is None or not trigger.enabled:
             return _error(404, "not_found", "no such trigger")
-        provider = PROVIDERS[trigger.provider]
+        if trigger.allow_ips and not _allowed(client_ip, trigger.allow_ips):
+            return _error(404, "not_found", "no such trigger")
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
-            provider.verify(lowered, body, trigger.secret)
+            if provider.signed:
+                if not trigger.secret:
+                    return _error(404, "not_found", "no such trigger")
+                provider.verify(lowered, body, trigger.secret)
             try:
                 data = json.loads(body) if body else {}
             except ValueError as exc:
@@ -174,6 +192,16 @@ class Webhooks:
         if found is None:
             raise NotFound(f"no trigger {trigger_id!r}")
         return found
+
+
+def _allowed(client_ip: str | None, networks: Sequence[str]) -> bool:
+    if client_ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
 def _error(status: int, code: str, message: str) -> Answer:

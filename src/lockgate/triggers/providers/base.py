@@ -40,6 +40,8 @@ class Provider(ABC):
     """A webhook sender: how it signs, and what its payloads mean."""
 
     name: ClassVar[str]
+    #: False for senders that cannot sign (Gerrit): the trigger's URL is the credential.
+    signed: ClassVar[bool] = True
 
     @abstractmethod
     def verify(self, headers: Headers, body: bytes, secret: str) -> None:

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("events", sa.JSON(), nullable=False),
         sa.Column("branches", sa.JSON(), nullable=False),
         sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("allow_ips", sa.JSON(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
