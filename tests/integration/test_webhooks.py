@@ -250,3 +250,25 @@ async def test_gerrit_uses_the_url_and_an_address_allowlist(served: Served) -> N
         [run_id] = (await viewer.get(path)).json()[0]["run_ids"]
         run = await wait_done(viewer, run_id)
         assert run["params"]["env"] == "branch-name"
+
+
+async def test_a_hundred_concurrent_deliveries(served: Served) -> None:
+    """100 at once: 10 reuse a delivery id and 5 are badly signed -> exactly 85 runs."""
+    import asyncio
+
+    trigger = await make_trigger(served, provider="github")
+    body = raw("github/push.json")
+    requests = [github_headers(body, delivery=f"d-{i}") for i in range(85)]
+    requests += [github_headers(body, delivery=f"d-{i}") for i in range(10)]
+    requests += [{**github_headers(body), "X-Hub-Signature-256": "sha256=00"} for _ in range(5)]
+    async with httpx.AsyncClient(base_url=served.base, timeout=30) as client:
+        answers = await asyncio.gather(
+            *(client.post(f"/hooks/{trigger}", content=body, headers=h) for h in requests)
+        )
+    codes = sorted(a.status_code for a in answers)
+    assert 500 not in codes and codes.count(401) == 5
+    run_ids = {rid for a in answers if a.status_code in (200, 202) for rid in a.json()["run_ids"]}
+    assert len(run_ids) == 85
+    deliveries = served.app.webhooks.triggers.deliveries(trigger, limit=1000)
+    assert len(deliveries) == 85 and {d.status for d in deliveries} == {"DONE"}
+    assert len(served.app.list_runs(limit=1000)) == 85
