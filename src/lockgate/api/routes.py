@@ -294,3 +294,42 @@ def list_deliveries(
 ) -> list[dict[str, Any]]:
     lg.webhooks.get(trigger_id)
     return [d.to_dict() for d in lg.webhooks.triggers.deliveries(trigger_id, limit)]
+
+
+class ScheduleBody(Strict):
+    """A cron or interval schedule to create."""
+
+    pipeline: str = Field(max_length=401)
+    namespace: str = Field("default", max_length=200)
+    cron: str | None = Field(None, max_length=200)
+    interval_seconds: float | None = None
+    timezone: str = Field("UTC", max_length=64)
+    misfire: Literal["skip", "run_once"] = "skip"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/schedules", status_code=201, summary="Create a cron or interval schedule")
+def create_schedule(body: ScheduleBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    schedule = lg.schedules.create(
+        body.pipeline,
+        cron=body.cron,
+        interval_seconds=body.interval_seconds,
+        timezone=body.timezone,
+        misfire=body.misfire,
+        namespace=body.namespace,
+        params=body.params,
+    )
+    lg.store.audit(caller.name, "schedule.create", schedule.id, {"pipeline": body.pipeline})
+    return schedule.to_dict()
+
+
+@router.get("/schedules", summary="Schedules with their next fire times")
+def list_schedules(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    return [x.to_dict() for x in lg.schedules.store.all()]
+
+
+@router.delete("/schedules/{schedule_id}", summary="Delete a schedule")
+def delete_schedule(schedule_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    lg.schedules.store.delete(schedule_id)
+    lg.store.audit(caller.name, "schedule.delete", schedule_id, None)
+    return {"deleted": schedule_id}

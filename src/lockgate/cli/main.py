@@ -164,12 +164,17 @@ def _serve(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        # The API server also fires schedules; several servers still fire each tick once.
+        scheduler = asyncio.create_task(lg.schedules.run(stop)) if server is not None else None
         try:
             if server is not None:
                 await server.serve()
             else:
                 await stop.wait()
         finally:
+            stop.set()
+            if scheduler is not None:
+                await scheduler
             await worker.stop()
 
     asyncio.run(body())

@@ -201,3 +201,20 @@ class DeliveryRecord(Record):
     run_ids: list[str]
     received_at: float
     updated_at: float
+
+
+@dataclass(frozen=True)
+class ScheduleRecord(Record):
+    """A cron or interval schedule."""
+
+    id: str
+    namespace: str
+    pipeline: str
+    cron: str | None
+    timezone: str
+    interval_seconds: float | None
+    misfire: str
+    params: dict[str, Any]
+    next_fire_at: float
+    enabled: bool
+    created_at: float

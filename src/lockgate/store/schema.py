@@ -212,6 +212,26 @@ deliveries = Table(
     Index("ix_deliveries_trigger", "trigger_id", "id"),
 )
 
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("namespace", String(200), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    #: Either a cron expression (with ``timezone``) or an interval in seconds.
+    Column("cron", String(200), nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("interval_seconds", Float, nullable=True),
+    #: After downtime: ``skip`` the missed ticks, or ``run_once`` for all of them.
+    Column("misfire", String(10), nullable=False),
+    Column("params", JSON, nullable=False),
+    #: The next tick (UNIX time); advanced by compare-and-set so each tick fires once.
+    Column("next_fire_at", Float, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_schedules_due", "next_fire_at"),
+)
+
 workers = Table(
     "workers",
     metadata,

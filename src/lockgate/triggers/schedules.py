@@ -1,0 +1,140 @@
+"""Cron and interval schedules: each tick starts one run, however many schedulers run.
+
+A tick's run is started with the idempotency key ``schedule:<id>:<tick>`` (a unique
+constraint), then the schedule is advanced by compare-and-set; a scheduler that dies between
+the two leaves the tick due, and the next one starts nothing new and advances it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from croniter import croniter
+
+from lockgate.errors import LockgateError, ParamsError
+from lockgate.store.records import ScheduleRecord
+from lockgate.store.schedules import ScheduleStore
+
+if TYPE_CHECKING:
+    from lockgate.app import App
+
+#: A tick handled later than this after its time counts as missed (downtime).
+MISFIRE_GRACE = 60.0
+#: How often a scheduler looks for due ticks.
+CHECK_INTERVAL = 0.5
+
+
+def next_fire(
+    cron: str | None, timezone: str, interval: float | None, anchor: float, after: float
+) -> float:
+    """The first tick strictly after ``after``: by ``cron`` in ``timezone``, or every
+    ``interval`` seconds counted from ``anchor`` (a previous tick)."""
+    if cron:
+        start = datetime.fromtimestamp(after, ZoneInfo(timezone))
+        seconds_first = len(cron.split()) == 6
+        return float(croniter(cron, start, second_at_beginning=seconds_first).get_next(float))
+    assert interval
+    if after < anchor:
+        return anchor
+    return anchor + (math.floor((after - anchor) / interval) + 1) * interval
+
+
+class Schedules:
+    """Creates schedules and fires their ticks."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self.store = ScheduleStore(app.store)
+        self.log = structlog.get_logger("lockgate.scheduler")
+
+    def create(
+        self,
+        pipeline: str,
+        *,
+        cron: str | None = None,
+        interval_seconds: float | None = None,
+        timezone: str = "UTC",
+        misfire: str = "skip",
+        namespace: str = "default",
+        params: Mapping[str, Any] | None = None,
+    ) -> ScheduleRecord:
+        """A schedule; refused with every problem listed."""
+        problems = []
+        if (cron is None) == (interval_seconds is None):
+            problems.append("give exactly one of cron or interval_seconds")
+        if cron is not None and (
+            len(cron.split()) not in (5, 6)
+            or not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6)
+        ):
+            problems.append(f"cron: {cron!r} is not a 5- or 6-field cron expression")
+        if interval_seconds is not None and interval_seconds < 1:
+            problems.append("interval_seconds: at least 1")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone: {timezone!r} is not an IANA time zone")
+        if misfire not in ("skip", "run_once"):
+            problems.append("misfire: skip or run_once")
+        if problems:
+            raise ParamsError(problems)
+        now = time.time()
+        row: dict[str, Any] = {
+            "id": secrets.token_hex(8),
+            "namespace": namespace,
+            "pipeline": pipeline,
+            "cron": cron,
+            "timezone": timezone,
+            "interval_seconds": interval_seconds,
+            "misfire": misfire,
+            "params": dict(params or {}),
+            "next_fire_at": 0.0,
+            "enabled": True,
+        }
+        row["next_fire_at"] = next_fire(cron, timezone, interval_seconds, now, now)
+        return self.store.create(row)
+
+    def tick(self, now: float | None = None) -> int:
+        """Fire every due schedule once; the number of runs started."""
+        now = time.time() if now is None else now
+        started = 0
+        for schedule in self.store.due(now):
+            tick = schedule.next_fire_at
+            missed = now - tick > MISFIRE_GRACE
+            if not missed or schedule.misfire == "run_once":
+                try:
+                    self._app.start_run(
+                        schedule.pipeline,
+                        schedule.params,
+                        namespace=schedule.namespace,
+                        requested_by=f"schedule:{schedule.id}",
+                        idempotency_key=f"schedule:{schedule.id}:{tick!r}",
+                    )
+                    started += 1
+                except LockgateError as exc:
+                    self.log.error("scheduled run refused", schedule=schedule.id, error=exc.message)
+            elif missed:
+                self.log.warning("missed tick skipped", schedule=schedule.id, tick=tick)
+            following = next_fire(
+                schedule.cron, schedule.timezone, schedule.interval_seconds, tick, max(now, tick)
+            )
+            self.store.advance(schedule.id, tick, following)
+        return started
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fire due ticks until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.tick)
+            except Exception:
+                self.log.exception("scheduler pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), CHECK_INTERVAL)
