@@ -35,6 +35,7 @@ from lockgate.store.records import (
     StepRecord,
 )
 from lockgate.tokens import Tokens
+from lockgate.triggers.pollers import Pollers
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import Webhooks
 
@@ -117,6 +118,7 @@ class App:
         self.tokens = Tokens(self.store)
         self.webhooks = Webhooks(self)
         self.schedules = Schedules(self)
+        self.pollers = Pollers(self)
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self._workers))
         #: Workers made by this App; runs started here go straight to one with room.
         self._workers: list[Worker] = []

@@ -333,3 +333,40 @@ def delete_schedule(schedule_id: str, caller: Admin, lg: Lockgate) -> dict[str, 
     lg.schedules.store.delete(schedule_id)
     lg.store.audit(caller.name, "schedule.delete", schedule_id, None)
     return {"deleted": schedule_id}
+
+
+class PollerBody(Strict):
+    """A git repository to poll."""
+
+    pipeline: str = Field(max_length=401)
+    repository: str = Field(max_length=2000)
+    refs: list[str] = Field(default_factory=lambda: ["refs/heads/*"], max_length=50)
+    interval_seconds: float = 60.0
+    namespace: str = Field("default", max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/pollers", status_code=201, summary="Poll a git repository for new commits")
+def create_poller(body: PollerBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    poller = lg.pollers.create(
+        body.pipeline,
+        body.repository,
+        refs=body.refs,
+        interval_seconds=body.interval_seconds,
+        namespace=body.namespace,
+        params=body.params,
+    )
+    lg.store.audit(caller.name, "poller.create", poller.id, {"repository": body.repository})
+    return poller.to_dict()
+
+
+@router.get("/pollers", summary="Pollers with their last-seen commits and errors")
+def list_pollers(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    return [p.to_dict() for p in lg.pollers.store.all()]
+
+
+@router.delete("/pollers/{poller_id}", summary="Delete a poller")
+def delete_poller(poller_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    lg.pollers.store.delete(poller_id)
+    lg.store.audit(caller.name, "poller.delete", poller_id, None)
+    return {"deleted": poller_id}

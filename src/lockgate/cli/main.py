@@ -164,8 +164,13 @@ def _serve(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        # The API server also fires schedules; several servers still fire each tick once.
-        scheduler = asyncio.create_task(lg.schedules.run(stop)) if server is not None else None
+        # The API server also fires schedules and polls repositories; several servers still
+        # start each tick's and each new commit's run once.
+        triggers = (
+            [asyncio.create_task(lg.schedules.run(stop)), asyncio.create_task(lg.pollers.run(stop))]
+            if server is not None
+            else []
+        )
         try:
             if server is not None:
                 await server.serve()
@@ -173,8 +178,8 @@ def _serve(
                 await stop.wait()
         finally:
             stop.set()
-            if scheduler is not None:
-                await scheduler
+            for task in triggers:
+                await task
             await worker.stop()
 
     asyncio.run(body())

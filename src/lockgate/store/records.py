@@ -218,3 +218,21 @@ class ScheduleRecord(Record):
     next_fire_at: float
     enabled: bool
     created_at: float
+
+
+@dataclass(frozen=True)
+class PollerRecord(Record):
+    """A git repository polled for new commits."""
+
+    id: str
+    namespace: str
+    pipeline: str
+    repository: str
+    refs: list[str]
+    interval_seconds: float
+    params: dict[str, Any]
+    seen: dict[str, str] | None
+    next_poll_at: float
+    last_error: str | None
+    enabled: bool
+    created_at: float

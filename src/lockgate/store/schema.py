@@ -232,6 +232,25 @@ schedules = Table(
     Index("ix_schedules_due", "next_fire_at"),
 )
 
+pollers = Table(
+    "pollers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("namespace", String(200), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    Column("repository", Text, nullable=False),
+    #: Globs over ref names (``refs/heads/main``, ``refs/tags/v*``).
+    Column("refs", JSON, nullable=False),
+    Column("interval_seconds", Float, nullable=False),
+    Column("params", JSON, nullable=False),
+    #: Ref -> commit seen by the last poll; NULL until the first (baseline) poll.
+    Column("seen", JSON, nullable=True),
+    Column("next_poll_at", Float, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+)
+
 workers = Table(
     "workers",
     metadata,

@@ -1,0 +1,82 @@
+"""Git pollers in the store; a poll is claimed by compare-and-set on its next time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from lockgate.errors import NotFound
+from lockgate.store import schema as s
+from lockgate.store.base import MAX_PAGE, Store
+from lockgate.store.records import PollerRecord
+
+
+class PollerStore:
+    """CRUD for pollers and the bookkeeping of each poll."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def create(self, row: dict[str, Any]) -> PollerRecord:
+        """Insert a poller."""
+        row = {**row, "created_at": time.time()}
+        self._store.write(lambda c: c.execute(s.pollers.insert().values(row)))
+        return PollerRecord(**row)
+
+    def get(self, poller_id: str) -> PollerRecord:
+        """One poller."""
+        stmt = select(s.pollers).where(s.pollers.c.id == poller_id)
+        row = self._store.read(lambda c: c.execute(stmt).first())
+        if row is None:
+            raise NotFound(f"no poller {poller_id!r}")
+        return PollerRecord(**row._mapping)
+
+    def all(self) -> list[PollerRecord]:
+        """Every poller."""
+        stmt = select(s.pollers).order_by(s.pollers.c.created_at).limit(MAX_PAGE)
+        return [
+            PollerRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
+        ]
+
+    def delete(self, poller_id: str) -> None:
+        """Remove a poller."""
+        done = self._store.write(
+            lambda c: c.execute(delete(s.pollers).where(s.pollers.c.id == poller_id)).rowcount
+        )
+        if not done:
+            raise NotFound(f"no poller {poller_id!r}")
+
+    def claim_due(self, now: float) -> list[PollerRecord]:
+        """Pollers due now, each claimed by pushing its next poll one interval ahead."""
+        c = s.pollers.c
+        stmt = select(s.pollers).where(c.next_poll_at <= now, c.enabled.is_(True)).limit(MAX_PAGE)
+        due = [
+            PollerRecord(**r._mapping) for r in self._store.read(lambda x: x.execute(stmt).all())
+        ]
+        claimed = []
+        for poller in due:
+            won = self._store.write(
+                lambda x, p=poller: (
+                    x.execute(  # type: ignore[misc]
+                        update(s.pollers)
+                        .where(c.id == p.id, c.next_poll_at == p.next_poll_at)
+                        .values(next_poll_at=now + p.interval_seconds)
+                    ).rowcount
+                )
+            )
+            if won:
+                claimed.append(poller)
+        return claimed
+
+    def record(self, poller_id: str, seen: dict[str, str] | None, error: str | None) -> None:
+        """Store what a poll saw (or why it failed)."""
+        values: dict[str, Any] = {"last_error": error}
+        if seen is not None:
+            values["seen"] = seen
+        self._store.write(
+            lambda x: x.execute(
+                update(s.pollers).where(s.pollers.c.id == poller_id).values(**values)
+            )
+        )

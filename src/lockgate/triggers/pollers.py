@@ -1,0 +1,171 @@
+"""Git pollers: ``git ls-remote`` on an interval; a new commit on a tracked ref starts a run.
+
+The first poll records a baseline and starts nothing. Each new (ref, commit) starts its run
+once (idempotency key ``poll:<id>:<ref>:<commit>``), whichever server polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from lockgate.core.templates import TemplateError, render
+from lockgate.errors import LockgateError, ParamsError
+from lockgate.store.pollers import PollerStore
+from lockgate.store.records import PollerRecord
+from lockgate.triggers.event import TriggerEvent, split_ref
+
+if TYPE_CHECKING:
+    from lockgate.app import App
+
+LS_REMOTE_TIMEOUT = 30.0
+CHECK_INTERVAL = 1.0
+#: Transports git may use here (no ``ext::`` commands).
+ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+
+
+def ls_remote(repository: str, timeout: float = LS_REMOTE_TIMEOUT) -> dict[str, str]:
+    """Ref -> commit of a repository, by ``git ls-remote`` (no prompts, no shell)."""
+    env = {
+        **{k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ},
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS,
+        "GIT_ASKPASS": "true",
+    }
+    try:
+        done = subprocess.run(
+            ["git", "ls-remote", "--", repository],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LockgateError(f"git ls-remote timed out after {timeout:g}s") from exc
+    except OSError as exc:
+        raise LockgateError(f"cannot run git: {exc}") from exc
+    if done.returncode != 0:
+        raise LockgateError(f"git ls-remote failed: {done.stderr.strip()[:300]}")
+    refs = {}
+    for line in done.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref and not ref.endswith("^{}"):
+            refs[ref] = sha
+    return refs
+
+
+class Pollers:
+    """Creates pollers and runs their polls."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self.store = PollerStore(app.store)
+        self.log = structlog.get_logger("lockgate.poller")
+
+    def create(
+        self,
+        pipeline: str,
+        repository: str,
+        *,
+        refs: Sequence[str] = ("refs/heads/*",),
+        interval_seconds: float = 60.0,
+        namespace: str = "default",
+        params: Mapping[str, Any] | None = None,
+    ) -> PollerRecord:
+        """A poller; refused with every problem listed."""
+        problems = []
+        if not repository or repository.startswith("-") or any(c in repository for c in "\n\0"):
+            problems.append("repository: a git URL or path (not starting with '-')")
+        if "::" in repository.split("/")[0]:
+            problems.append("repository: transport helpers (x::...) are not allowed")
+        if interval_seconds < 5:
+            problems.append("interval_seconds: at least 5")
+        if not refs:
+            problems.append("refs: at least one glob, such as refs/heads/main")
+        if problems:
+            raise ParamsError(problems)
+        return self.store.create(
+            {
+                "id": secrets.token_hex(8),
+                "namespace": namespace,
+                "pipeline": pipeline,
+                "repository": repository,
+                "refs": list(refs),
+                "interval_seconds": interval_seconds,
+                "params": dict(params or {}),
+                "seen": None,
+                "next_poll_at": time.time(),
+                "last_error": None,
+                "enabled": True,
+            }
+        )
+
+    def poll_once(self, now: float | None = None) -> int:
+        """Poll every due poller; the number of runs started."""
+        now = time.time() if now is None else now
+        started = 0
+        for poller in self.store.claim_due(now):
+            try:
+                current = ls_remote(poller.repository)
+            except LockgateError as exc:
+                self.store.record(poller.id, None, exc.message)
+                self.log.warning("poll failed", poller=poller.id, error=exc.message)
+                continue
+            tracked = {
+                r: sha
+                for r, sha in current.items()
+                if any(fnmatch.fnmatchcase(r, g) for g in poller.refs)
+            }
+            if poller.seen is not None:
+                for ref, sha in sorted(tracked.items()):
+                    if poller.seen.get(ref) != sha:
+                        started += self._fire(poller, ref, sha)
+            self.store.record(poller.id, tracked, None)
+        return started
+
+    def _fire(self, poller: PollerRecord, ref: str, sha: str) -> int:
+        branch, tag = split_ref(ref)
+        event = TriggerEvent(
+            "git",
+            "tag" if tag else "push",
+            poller.repository,
+            ref,
+            branch,
+            tag,
+            sha,
+            None,
+            f"{ref}@{sha}",
+        )
+        try:
+            params = render(poller.params, {"event": event.to_dict()})
+            self._app.start_run(
+                poller.pipeline,
+                params,
+                namespace=poller.namespace,
+                requested_by=f"poller:{poller.id}",
+                idempotency_key=f"poll:{poller.id}:{ref}:{sha}",
+            )
+        except (LockgateError, TemplateError) as exc:
+            self.log.error("polled run refused", poller=poller.id, ref=ref, error=str(exc))
+            return 0
+        return 1
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.poll_once)
+            except Exception:
+                self.log.exception("poll pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), CHECK_INTERVAL)

@@ -1,0 +1,82 @@
+"""Git pollers against a real repository on disk, with real ``git`` subprocesses."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lockgate import App, ParamsError, Pipeline, StepContext, step
+
+
+@step
+def build(ctx: StepContext) -> None:
+    pass
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(repo),
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "commit", "-q", "--allow-empty", "-m", "first")
+    return path
+
+
+def test_first_poll_is_a_baseline_then_new_commits_fire(app: App, repo: Path) -> None:
+    """Nothing fires for what exists; a new commit on a tracked ref starts one run."""
+    app.register(Pipeline("build", [build]))
+    poller = app.pollers.create(
+        "build",
+        str(repo),
+        refs=["refs/heads/main", "refs/tags/v*"],
+        interval_seconds=5,
+        params={"commit": "${event.commit}"},
+    )
+    assert app.pollers.poll_once() == 0  # baseline
+    assert app.pollers.store.get(poller.id).seen == {
+        "refs/heads/main": git(repo, "rev-parse", "HEAD")
+    }
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    git(repo, "branch", "other")  # not tracked
+    later = app.pollers.store.get(poller.id).next_poll_at
+    assert app.pollers.poll_once(later) == 1
+    [run] = app.list_runs()
+    assert run.params == {"commit": git(repo, "rev-parse", "HEAD")}
+    assert app.pollers.poll_once(later + 5) == 0  # nothing new
+    git(repo, "tag", "v1.0")
+    assert app.pollers.poll_once(later + 10) == 1
+
+
+def test_a_broken_repository_is_recorded_not_raised(app: App, tmp_path: Path) -> None:
+    """A repository that cannot be read leaves an error on the poller."""
+    poller = app.pollers.create("build", str(tmp_path / "missing"), interval_seconds=5)
+    assert app.pollers.poll_once() == 0
+    assert "git ls-remote failed" in (app.pollers.store.get(poller.id).last_error or "")
+
+
+def test_bad_pollers_are_refused(app: App) -> None:
+    """Option-like URLs, transport helpers and tiny intervals are refused, all listed."""
+    with pytest.raises(ParamsError) as info:
+        app.pollers.create("build", "--upload-pack=touch /tmp/x", interval_seconds=1)
+    assert info.value.problems == [
+        "repository: a git URL or path (not starting with '-')",
+        "interval_seconds: at least 5",
+    ]
+    with pytest.raises(ParamsError, match="transport helpers"):
+        app.pollers.create("build", "ext::sh -c touch% /tmp/pwned")
