@@ -272,3 +272,57 @@ async def test_a_hundred_concurrent_deliveries(served: Served) -> None:
     deliveries = served.app.webhooks.triggers.deliveries(trigger, limit=1000)
     assert len(deliveries) == 85 and {d.status for d in deliveries} == {"DONE"}
     assert len(served.app.list_runs(limit=1000)) == 85
+
+
+async def test_rate_limit_answers_429_with_retry_after(served: Served) -> None:
+    """Past a trigger's burst, deliveries are refused with 429 and Retry-After."""
+    trigger = await make_trigger(served, provider="github")
+    served.app.webhooks.rate = (0.5, 3)
+    body = raw("github/push.json")
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        answers = [
+            await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
+            for _ in range(5)
+        ]
+    assert [a.status_code for a in answers] == [202, 202, 202, 429, 429]
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    assert answers[-1].json()["error"]["code"] == "rate_limited"
+
+
+async def test_deliveries_left_by_a_crash_are_retried_and_redelivered(served: Served) -> None:
+    """A delivery stuck RECEIVED is processed by the retry routine; redeliver starts anew."""
+    trigger = await make_trigger(served, provider="github")
+    hooks = served.app.webhooks
+    event = {
+        "provider": "github",
+        "event": "push",
+        "repo": "o/r",
+        "ref": "refs/heads/main",
+        "branch": "main",
+        "tag": None,
+        "commit": "abc",
+        "actor": "me",
+        "delivery_id": "x1",
+    }
+    stuck, _ = hooks.triggers.receive(trigger, "x1", event, {"ref": "refs/heads/main"})
+    assert hooks.retry_pending(now=stuck.received_at + 1) == 0  # not stale yet
+    assert hooks.retry_pending(now=stuck.received_at + 60) == 1
+    done = hooks.triggers.delivery(stuck.id)
+    assert done.status == "DONE" and len(done.run_ids) == 1
+    assert hooks.retry_pending(now=stuck.received_at + 120) == 0
+    async with served.client("admin") as admin:
+        again = (await admin.post(f"/api/v1/deliveries/{stuck.id}/redeliver")).json()
+    assert again["status"] == "DONE" and again["run_ids"] != done.run_ids
+
+
+async def test_retention_prunes_old_and_excess_deliveries(served: Served) -> None:
+    """Deliveries past the age limit, or past the count per trigger, are removed."""
+    trigger = await make_trigger(served, provider="github")
+    triggers = served.app.webhooks.triggers
+    for i in range(5):
+        triggers.receive(trigger, f"k{i}", None)
+    assert triggers.prune(older_than=0.0, keep=3) == 2
+    assert len(triggers.deliveries(trigger)) == 3
+    import time
+
+    assert triggers.prune(older_than=time.time() + 1, keep=100) == 3

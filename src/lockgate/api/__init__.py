@@ -72,7 +72,7 @@ def create_api(app: App) -> FastAPI:
         answer = await asyncio.to_thread(
             app.webhooks.handle, trigger_id, dict(request.headers), bytes(body), client
         )
-        return JSONResponse(answer.body, status_code=answer.status)
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     for method in ("POST", "PUT", "GET", "DELETE"):
         api.add_api_route(

@@ -370,3 +370,10 @@ def delete_poller(poller_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]
     lg.pollers.store.delete(poller_id)
     lg.store.audit(caller.name, "poller.delete", poller_id, None)
     return {"deleted": poller_id}
+
+
+@router.post("/deliveries/{delivery_id}/redeliver", summary="Process a delivery again")
+def redeliver(delivery_id: int, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    answer = lg.webhooks.redeliver(delivery_id)
+    lg.store.audit(caller.name, "delivery.redeliver", str(delivery_id), answer.body)
+    return answer.body

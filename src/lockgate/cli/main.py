@@ -167,7 +167,11 @@ def _serve(
         # The API server also fires schedules and polls repositories; several servers still
         # start each tick's and each new commit's run once.
         triggers = (
-            [asyncio.create_task(lg.schedules.run(stop)), asyncio.create_task(lg.pollers.run(stop))]
+            [
+                asyncio.create_task(lg.schedules.run(stop)),
+                asyncio.create_task(lg.pollers.run(stop)),
+                asyncio.create_task(lg.webhooks.run(stop)),
+            ]
             if server is not None
             else []
         )

@@ -198,6 +198,7 @@ class DeliveryRecord(Record):
     attempts: int
     error: str | None
     event: Any
+    payload: Any
     run_ids: list[str]
     received_at: float
     updated_at: float

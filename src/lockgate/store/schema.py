@@ -205,6 +205,8 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text, nullable=True),
     Column("event", JSON, nullable=True),
+    #: The decoded body, kept so that a delivery can be processed again.
+    Column("payload", JSON, nullable=True),
     Column("run_ids", JSON, nullable=False),
     Column("received_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),

@@ -46,7 +46,9 @@ class TriggerStore:
         if not done:
             raise NotFound(f"no trigger {trigger_id!r}")
 
-    def receive(self, trigger_id: str, key: str, event: Any) -> tuple[DeliveryRecord, bool]:
+    def receive(
+        self, trigger_id: str, key: str, event: Any, payload: Any = None
+    ) -> tuple[DeliveryRecord, bool]:
         """Record a delivery once per key: ``(delivery, created)``; a repeat returns the first."""
         now = time.time()
         row = {
@@ -56,6 +58,7 @@ class TriggerStore:
             "attempts": 0,
             "error": None,
             "event": event,
+            "payload": payload,
             "run_ids": [],
             "received_at": now,
             "updated_at": now,
@@ -117,3 +120,64 @@ class TriggerStore:
         return [
             DeliveryRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
         ]
+
+    def retryable(self, now: float, stale_after: float, max_attempts: int) -> list[DeliveryRecord]:
+        """Deliveries a crash left RECEIVED or PROCESSING, and FAILED ones with attempts left
+        (waiting longer after each attempt)."""
+        d = s.deliveries.c
+        stmt = (
+            select(s.deliveries)
+            .where(
+                (d.status.in_(["RECEIVED", "PROCESSING"]) & (d.updated_at < now - stale_after))
+                | (
+                    (d.status == "FAILED")
+                    & (d.attempts < max_attempts)
+                    & (d.updated_at < now - stale_after * d.attempts)
+                )
+            )
+            .order_by(d.id)
+            .limit(MAX_PAGE)
+        )
+        return [
+            DeliveryRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
+        ]
+
+    def claim(self, delivery: DeliveryRecord) -> bool:
+        """Take a delivery for processing (compare-and-set on its status and time)."""
+        d = s.deliveries.c
+        done = self._store.write(
+            lambda c: (
+                c.execute(
+                    update(s.deliveries)
+                    .where(
+                        d.id == delivery.id,
+                        d.status == delivery.status,
+                        d.updated_at == delivery.updated_at,
+                    )
+                    .values(status="PROCESSING", updated_at=time.time())
+                ).rowcount
+            )
+        )
+        return bool(done)
+
+    def prune(self, older_than: float, keep: int) -> int:
+        """Retention: drop deliveries older than ``older_than`` and all but ``keep`` per trigger."""
+        d = s.deliveries.c
+
+        def run(conn: Any) -> int:
+            removed = conn.execute(delete(s.deliveries).where(d.received_at < older_than)).rowcount
+            for (trigger_id,) in conn.execute(select(s.triggers.c.id)).all():
+                cutoff = conn.execute(
+                    select(d.id)
+                    .where(d.trigger_id == trigger_id)
+                    .order_by(d.id.desc())
+                    .offset(keep)
+                    .limit(1)
+                ).scalar()
+                if cutoff is not None:
+                    removed += conn.execute(
+                        delete(s.deliveries).where(d.trigger_id == trigger_id, d.id <= cutoff)
+                    ).rowcount
+            return int(removed)
+
+        return int(self._store.write(run))

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fnmatch
 import hashlib
 import ipaddress
 import json
+import math
 import secrets
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from lockgate.core.templates import TemplateError, check, render
 from lockgate.errors import LockgateError, NotFound, ParamsError
@@ -20,6 +27,19 @@ from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
 
 if TYPE_CHECKING:
     from lockgate.app import App
+
+#: A delivery still RECEIVED this long after it arrived was cut short by a crash.
+RETRY_AFTER = 30.0
+#: Attempts at processing one delivery.
+MAX_ATTEMPTS = 3
+RETRY_INTERVAL = 10.0
+PRUNE_INTERVAL = 3600.0
+#: Retention: deliveries are kept 30 days, and at most this many per trigger.
+RETENTION_SECONDS = 30 * 86400.0
+RETENTION_COUNT = 1000
+#: Deliveries per second per trigger, and the burst allowed above it.
+RATE_PER_SECOND = 20.0
+RATE_BURST = 100
 
 #: ``${event.*}`` fields a trigger's params may use (``${payload.*}`` reaches the raw body).
 EVENT_FIELDS = (
@@ -41,6 +61,7 @@ class Answer:
 
     status: int
     body: dict[str, Any]
+    headers: dict[str, str] | None = None
 
 
 def _matches(value: str | None, globs: Sequence[str]) -> bool:
@@ -53,6 +74,23 @@ class Webhooks:
     def __init__(self, app: App) -> None:
         self._app = app
         self.triggers = TriggerStore(app.store)
+        #: Per trigger: (deliveries per second, burst). In memory, per server process.
+        self.rate = (RATE_PER_SECOND, RATE_BURST)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def _admit(self, trigger_id: str) -> float:
+        """0 if a delivery may proceed now, else the seconds until it may (token bucket)."""
+        rate, burst = self.rate
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(trigger_id, (float(burst), now))
+            tokens = min(float(burst), tokens + (now - at) * rate)
+            if tokens >= 1:
+                self._buckets[trigger_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[trigger_id] = (tokens, now)
+            return (1 - tokens) / rate
 
     def create(
         self,
@@ -120,6 +158,10 @@ class Webhooks:
             return _error(404, "not_found", "no such trigger")
         if trigger.allow_ips and not _allowed(client_ip, trigger.allow_ips):
             return _error(404, "not_found", "no such trigger")
+        wait = self._admit(trigger.id)
+        if wait:
+            answer = _error(429, "rate_limited", "too many deliveries for this trigger")
+            return Answer(429, answer.body, {"Retry-After": str(max(1, math.ceil(wait)))})
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
             if provider.signed:
@@ -138,7 +180,7 @@ class Webhooks:
         except (AttributeError, TypeError, KeyError) as exc:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
         key = event.delivery_id or hashlib.sha256(body).hexdigest()
-        delivery, created = self.triggers.receive(trigger.id, key[:200], event.to_dict())
+        delivery, created = self.triggers.receive(trigger.id, key[:200], event.to_dict(), data)
         if not created:
             return Answer(
                 200,
@@ -152,7 +194,12 @@ class Webhooks:
         return self._process(trigger, delivery.id, event, data)
 
     def _process(
-        self, trigger: TriggerRecord, delivery_id: int, event: TriggerEvent, data: Any
+        self,
+        trigger: TriggerRecord,
+        delivery_id: int,
+        event: TriggerEvent,
+        data: Any,
+        run_key: str | None = None,
     ) -> Answer:
         if not _matches(event.event, trigger.events) or not _matches(
             event.branch or event.tag, trigger.branches
@@ -170,7 +217,7 @@ class Webhooks:
                 params,
                 namespace=trigger.namespace,
                 requested_by=f"{event.provider}:{event.actor or 'unknown'}",
-                idempotency_key=f"delivery:{trigger.id}:{delivery_id}",
+                idempotency_key=run_key or f"delivery:{trigger.id}:{delivery_id}",
             )
         except (LockgateError, TemplateError) as exc:
             message = exc.message if isinstance(exc, LockgateError) else str(exc)
@@ -181,6 +228,46 @@ class Webhooks:
             )
         self.triggers.finish(delivery_id, "DONE", [run.id], None)
         return Answer(202, {"delivery_id": delivery_id, "status": "DONE", "run_ids": [run.id]})
+
+    def retry_pending(self, now: float | None = None) -> int:
+        """Process again deliveries a crash left unprocessed, and failed ones with attempts
+        left; the number processed. Their runs keep the delivery's idempotency key."""
+        now = time.time() if now is None else now
+        count = 0
+        for delivery in self.triggers.retryable(now, RETRY_AFTER, MAX_ATTEMPTS):
+            trigger = self.triggers.get(delivery.trigger_id)
+            if trigger is None or not self.triggers.claim(delivery):
+                continue
+            self._process(trigger, delivery.id, TriggerEvent(**delivery.event), delivery.payload)
+            count += 1
+        return count
+
+    def redeliver(self, delivery_id: int) -> Answer:
+        """Process a stored delivery again, on purpose: it may start a new run."""
+        delivery = self.triggers.delivery(delivery_id)
+        trigger = self.get(delivery.trigger_id)
+        key = f"delivery:{trigger.id}:{delivery.id}:again:{delivery.attempts}"
+        event = TriggerEvent(**delivery.event)
+        return self._process(trigger, delivery.id, event, delivery.payload, key)
+
+    def prune(self, now: float | None = None) -> int:
+        """Apply retention to stored deliveries; the number removed."""
+        now = time.time() if now is None else now
+        return self.triggers.prune(now - RETENTION_SECONDS, RETENTION_COUNT)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The delivery routines: retry every ``RETRY_INTERVAL``, prune every hour."""
+        last_prune = 0.0
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.retry_pending)
+                if time.monotonic() - last_prune > PRUNE_INTERVAL:
+                    last_prune = time.monotonic()
+                    await asyncio.to_thread(self.prune)
+            except Exception:
+                structlog.get_logger("lockgate.webhooks").exception("delivery routine failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RETRY_INTERVAL)
 
     def delete(self, trigger_id: str) -> None:
         """Remove a trigger."""

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("event", sa.JSON(), nullable=True),
+        sa.Column("payload", sa.JSON(), nullable=True),
         sa.Column("run_ids", sa.JSON(), nullable=False),
         sa.Column("received_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
