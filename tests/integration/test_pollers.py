@@ -31,11 +31,18 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
-    git(path, "init", "-q", "-b", "main")
-    git(path, "commit", "-q", "--allow-empty", "-m", "first")
-    return path
+    """A working clone whose pushes go to a bare repository (what the poller watches)."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    git(work, "commit", "-q", "--allow-empty", "-m", "first")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    return work
+
+
+def origin(repo: Path) -> str:
+    return str(repo.parent / "origin.git")
 
 
 def test_first_poll_is_a_baseline_then_new_commits_fire(app: App, repo: Path) -> None:
@@ -43,7 +50,7 @@ def test_first_poll_is_a_baseline_then_new_commits_fire(app: App, repo: Path) ->
     app.register(Pipeline("build", [build]))
     poller = app.pollers.create(
         "build",
-        str(repo),
+        origin(repo),
         refs=["refs/heads/main", "refs/tags/v*"],
         interval_seconds=5,
         params={"commit": "${event.commit}"},
@@ -53,13 +60,14 @@ def test_first_poll_is_a_baseline_then_new_commits_fire(app: App, repo: Path) ->
         "refs/heads/main": git(repo, "rev-parse", "HEAD")
     }
     git(repo, "commit", "-q", "--allow-empty", "-m", "second")
-    git(repo, "branch", "other")  # not tracked
+    git(repo, "push", "-q", "origin", "HEAD:main", "HEAD:other")  # "other" is not tracked
     later = app.pollers.store.get(poller.id).next_poll_at
     assert app.pollers.poll_once(later) == 1
     [run] = app.list_runs()
     assert run.params == {"commit": git(repo, "rev-parse", "HEAD")}
     assert app.pollers.poll_once(later + 5) == 0  # nothing new
     git(repo, "tag", "v1.0")
+    git(repo, "push", "-q", "origin", "v1.0")
     assert app.pollers.poll_once(later + 10) == 1
 
 

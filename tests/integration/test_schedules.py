@@ -90,3 +90,25 @@ async def test_the_scheduler_loop_starts_runs(scheduled: App) -> None:
     stop.set()
     await task
     assert len(scheduled.list_runs()) >= 2
+
+
+def test_a_simulated_day_of_a_minute_cron_fires_1440_times(scheduled: App) -> None:
+    """Two schedulers, an injected clock, one day: every minute once, none missed."""
+    other = App(scheduled.settings)
+    other.register(*scheduled.registry)
+    try:
+        start = 1_800_000_000.0  # a minute boundary
+        schedule = scheduled.schedules.create("nightly", cron="* * * * *")
+        scheduled.schedules.store.advance(schedule.id, schedule.next_fire_at, start + 60)
+        for minute in range(1, 1441):
+            now = start + minute * 60 + (minute % 7)  # each scheduler a few seconds late
+            scheduled.schedules.tick(now)
+            other.schedules.tick(now + 0.5)
+        runs = scheduled.list_runs(limit=1000) + scheduled.list_runs(
+            limit=1000, before=(scheduled.list_runs(limit=1000)[-1].created_at, "")
+        )
+        keys = {r.idempotency_key for r in runs}
+        assert len(runs) == len(keys) == 1440
+        assert keys == {f"schedule:{schedule.id}:{start + m * 60!r}" for m in range(1, 1441)}
+    finally:
+        other.close()
