@@ -31,7 +31,7 @@ from common import add_db_args, database, percentile
 from intake_server import SECRET
 from lockgate.testing import free_port
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "webhooks" / "github"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "webhooks" / "github"
 
 
 async def load(url: str, make: object, seconds: float, concurrency: int) -> tuple[int, list[float]]:

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 from api_support import Served, wait_done
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "webhooks"
+#: Real payloads, byte for byte (see SOURCES.md there for origin and licences).
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 SECRET = "s3cret-for-webhooks-123"
 
 
