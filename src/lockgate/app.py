@@ -158,10 +158,33 @@ class App:
 
         With ``idempotency_key``, starting twice returns the first run.
         """
+        op = self.prepare_run(
+            name,
+            params,
+            namespace=namespace,
+            requested_by=requested_by,
+            noop=noop,
+            idempotency_key=idempotency_key,
+        )
+        record, created = self.store.apply(op)
+        self.adopt_created(op, record, created)
+        return record  # type: ignore[no-any-return]
+
+    def prepare_run(
+        self,
+        name: str,
+        params: Mapping[str, Any] | Any = None,
+        *,
+        namespace: str = "default",
+        requested_by: str | None = None,
+        noop: bool = False,
+        idempotency_key: str | None = None,
+    ) -> CreateRun:
+        """The checked write that starts a run, to apply alone or inside another write."""
         version, steps, data = self._resolve(name, namespace, params)
         ns, _, pipeline_name = self._split(name, namespace)
         local = next((w for w in self._workers if w.can_adopt(version)), None)
-        op = CreateRun(
+        return CreateRun(
             run_id=new_run_id(),
             namespace=ns,
             pipeline=pipeline_name,
@@ -174,10 +197,14 @@ class App:
             claim_for=local.id if local is not None else None,
             lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
         )
-        record, created = self.store.apply(op)
-        if created and local is not None:
-            local.adopt(record, steps)
-        return record  # type: ignore[no-any-return]
+
+    def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
+        """Hand a run created leased to a local worker over to that worker."""
+        if not created or op.claim_for is None:
+            return
+        for worker in self._workers:
+            if worker.id == op.claim_for:
+                worker.adopt(record, op.step_names)
 
     @staticmethod
     def _split(name: str, namespace: str) -> tuple[str, str, str]:

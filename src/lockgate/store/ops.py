@@ -561,6 +561,59 @@ class Decide:
 
 
 @dataclass
+class Deliver:
+    """One webhook delivery in one transaction: stored once per key, its run started."""
+
+    trigger_id: str
+    key: str
+    event: Any
+    payload: Any
+    create: CreateRun | None
+    status: str
+    error: str | None = None
+
+    def apply(self, tx: WriteTx) -> tuple[int, str, list[str], bool, RunRecord | None]:
+        """``(delivery id, status, run ids, created, run)``; a known key returns the first."""
+        d = s.deliveries.c
+        row = {
+            "trigger_id": self.trigger_id,
+            "key": self.key,
+            "status": "RECEIVED",
+            "attempts": 0,
+            "error": None,
+            "event": self.event,
+            "payload": self.payload,
+            "run_ids": [],
+            "received_at": tx.now,
+            "updated_at": tx.now,
+        }
+        stmt = (
+            tx.insert(s.deliveries)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=["trigger_id", "key"])
+            .returning(d.id)
+        )
+        new_id = tx.conn.execute(stmt).scalar()
+        if new_id is None:
+            found = tx.conn.execute(
+                select(d.id, d.status, d.run_ids).where(
+                    d.trigger_id == self.trigger_id, d.key == self.key
+                )
+            ).one()
+            return int(found.id), str(found.status), list(found.run_ids or []), False, None
+        run = None
+        if self.create is not None:
+            run, _ = self.create.apply(tx)
+        run_ids = [run.id] if run is not None else []
+        tx.conn.execute(
+            update(s.deliveries)
+            .where(d.id == new_id)
+            .values(status=self.status, run_ids=run_ids, error=self.error, attempts=1)
+        )
+        return int(new_id), self.status, run_ids, True, run
+
+
+@dataclass
 class FlagUnrunnable:
     """Mark active runs of ``pipelines`` whose version this worker cannot run."""
 

@@ -20,6 +20,7 @@ import structlog
 
 from lockgate.core.templates import TemplateError, check, render
 from lockgate.errors import LockgateError, NotFound, ParamsError
+from lockgate.store.ops import CreateRun, Deliver
 from lockgate.store.records import TriggerRecord
 from lockgate.store.triggers import TriggerStore
 from lockgate.triggers.event import TriggerEvent
@@ -179,19 +180,48 @@ class Webhooks:
             return _error(400, "bad_payload", exc.message)
         except (AttributeError, TypeError, KeyError) as exc:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
-        key = event.delivery_id or hashlib.sha256(body).hexdigest()
-        delivery, created = self.triggers.receive(trigger.id, key[:200], event.to_dict(), data)
+        key = (event.delivery_id or hashlib.sha256(body).hexdigest())[:200]
+        create, status, error = self._plan(trigger, key, event, data)
+        op = Deliver(trigger.id, key, event.to_dict(), data, create, status, error)
+        try:
+            delivery_id, status, run_ids, created, run = self._app.store.apply(op)
+        except LockgateError as exc:
+            return _error(503, exc.code, exc.message)
         if not created:
-            return Answer(
-                200,
-                {
-                    "delivery_id": delivery.id,
-                    "status": "DUPLICATE",
-                    "original_status": delivery.status,
-                    "run_ids": delivery.run_ids,
-                },
+            duplicate = {
+                "delivery_id": delivery_id,
+                "status": "DUPLICATE",
+                "original_status": status,
+                "run_ids": run_ids,
+            }
+            return Answer(200, duplicate)
+        if create is not None and run is not None:
+            self._app.adopt_created(create, run, True)
+        result: dict[str, Any] = {"delivery_id": delivery_id, "status": status, "run_ids": run_ids}
+        if error:
+            result["reason" if status == "REJECTED" else "error"] = error
+        return Answer(202, result)
+
+    def _plan(
+        self, trigger: TriggerRecord, key: str, event: TriggerEvent, data: Any
+    ) -> tuple[CreateRun | None, str, str | None]:
+        """(the run to start, the delivery's status, why not) for a new delivery."""
+        if not _matches(event.event, trigger.events) or not _matches(
+            event.branch or event.tag, trigger.branches
+        ):
+            return None, "REJECTED", f"filtered out: event {event.event!r}, ref {event.ref!r}"
+        try:
+            params = render(trigger.params, {"event": event.to_dict(), "payload": data})
+            create = self._app.prepare_run(
+                trigger.pipeline,
+                params,
+                namespace=trigger.namespace,
+                requested_by=f"{event.provider}:{event.actor or 'unknown'}",
+                idempotency_key=f"delivery:{trigger.id}:{key}",
             )
-        return self._process(trigger, delivery.id, event, data)
+        except (LockgateError, TemplateError) as exc:
+            return None, "FAILED", exc.message if isinstance(exc, LockgateError) else str(exc)
+        return create, "DONE", None
 
     def _process(
         self,
