@@ -1,8 +1,10 @@
-"""The server ``bench/intake.py`` drives: the real API, a webhook trigger, a hello route."""
+"""The server ``bench/intake.py`` drives: the real API and a worker, as ``lockgate server``
+runs them, plus a webhook trigger and a hello-world route."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -34,7 +36,21 @@ def main() -> None:
         return {"hello": "world"}
 
     print(trigger.id, flush=True)
-    uvicorn.run(api, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off")
+
+    async def serve() -> None:
+        # As `lockgate server` does: a worker on the same loop, whose group committer the
+        # webhook writes go through.
+        worker = app.worker()
+        await worker.start()
+        config = uvicorn.Config(
+            api, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off"
+        )
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await worker.stop()
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store, open_store
 from lockgate.store.migrate import upgrade
-from lockgate.store.ops import CreateRun, Decide, RegisterPipeline, RequestCancel
+from lockgate.store.ops import CreateRun, Decide, Op, RegisterPipeline, RequestCancel
 from lockgate.store.records import (
     DecisionRecord,
     ErrorRecord,
@@ -197,6 +197,15 @@ class App:
             claim_for=local.id if local is not None else None,
             lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
         )
+
+    async def write(self, op: Op) -> Any:
+        """Apply a write: through a running worker's group committer on this loop if there is
+        one (it shares transactions with other writes), else in a thread on its own."""
+        loop = asyncio.get_running_loop()
+        for worker in self._workers:
+            if worker.committing_on(loop):
+                return await worker.committer.apply(op)
+        return await asyncio.to_thread(self.store.apply, op)
 
     def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
         """Hand a run created leased to a local worker over to that worker."""

@@ -15,7 +15,9 @@ from lockgate.api import errors
 from lockgate.api.auth import Caller, require
 from lockgate.api.routes import router
 from lockgate.app import App
+from lockgate.errors import LockgateError
 from lockgate.tokens import Role
+from lockgate.triggers.webhooks import Answer
 
 #: Request bodies larger than this are refused with 413 before they are read.
 MAX_BODY_BYTES = 1024 * 1024
@@ -69,9 +71,18 @@ def create_api(app: App) -> FastAPI:
                     413, "too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
                 )
         client = request.client.host if request.client else None
-        answer = await asyncio.to_thread(
-            app.webhooks.handle, trigger_id, dict(request.headers), bytes(body), client
+        checked = await asyncio.to_thread(
+            app.webhooks.check, trigger_id, dict(request.headers), bytes(body), client
         )
+        if isinstance(checked, Answer):
+            answer = checked
+        else:
+            try:
+                # Through the group committer when a worker runs here: concurrent deliveries
+                # share transactions the way step checkpoints do.
+                answer = app.webhooks.answer(checked, await app.write(checked))
+            except LockgateError as exc:
+                answer = Answer(503, {"error": exc.to_dict()})
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     for method in ("POST", "PUT", "GET", "DELETE"):

@@ -155,6 +155,10 @@ class Worker:
         if self._loop is not None:
             self._loop.call_later(max(0.0, when - time.time()), self.wake)
 
+    def committing_on(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether this worker's committer is running on ``loop`` (and can take writes)."""
+        return self._loop is loop and not self._stopping
+
     def can_adopt(self, version: str) -> bool:
         """Whether a run of ``version`` started in this process can be handed straight here."""
         return (

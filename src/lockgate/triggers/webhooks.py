@@ -152,6 +152,18 @@ class Webhooks:
         self, trigger_id: str, headers: Mapping[str, str], body: bytes, client_ip: str | None = None
     ) -> Answer:
         """One delivery. Never raises: every outcome is an answer (202, 400, 401, 404)."""
+        step = self.check(trigger_id, headers, body, client_ip)
+        if isinstance(step, Answer):
+            return step
+        try:
+            return self.answer(step, self._app.store.apply(step))
+        except LockgateError as exc:
+            return _error(503, exc.code, exc.message)
+
+    def check(
+        self, trigger_id: str, headers: Mapping[str, str], body: bytes, client_ip: str | None = None
+    ) -> Answer | Deliver:
+        """Everything before the write: the refusal to answer, or the write to make."""
         trigger = self.triggers.get(trigger_id)
         provider = PROVIDERS.get(trigger.provider) if trigger is not None else None
         # A wrong id and a disabled trigger look the same as no trigger at all.
@@ -182,11 +194,11 @@ class Webhooks:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
         key = (event.delivery_id or hashlib.sha256(body).hexdigest())[:200]
         create, status, error = self._plan(trigger, key, event, data)
-        op = Deliver(trigger.id, key, event.to_dict(), data, create, status, error)
-        try:
-            delivery_id, status, run_ids, created, run = self._app.store.apply(op)
-        except LockgateError as exc:
-            return _error(503, exc.code, exc.message)
+        return Deliver(trigger.id, key, event.to_dict(), data, create, status, error)
+
+    def answer(self, op: Deliver, outcome: Any) -> Answer:
+        """The answer to a delivery once its write committed (``Deliver.apply``'s result)."""
+        delivery_id, status, run_ids, created, run = outcome
         if not created:
             duplicate = {
                 "delivery_id": delivery_id,
@@ -195,11 +207,11 @@ class Webhooks:
                 "run_ids": run_ids,
             }
             return Answer(200, duplicate)
-        if create is not None and run is not None:
-            self._app.adopt_created(create, run, True)
+        if op.create is not None and run is not None:
+            self._app.adopt_created(op.create, run, True)
         result: dict[str, Any] = {"delivery_id": delivery_id, "status": status, "run_ids": run_ids}
-        if error:
-            result["reason" if status == "REJECTED" else "error"] = error
+        if op.error:
+            result["reason" if status == "REJECTED" else "error"] = op.error
         return Answer(202, result)
 
     def _plan(
