@@ -182,7 +182,7 @@ class App:
     ) -> CreateRun:
         """The checked write that starts a run, to apply alone or inside another write."""
         version, steps, data = self._resolve(name, namespace, params)
-        ns, _, pipeline_name = self._split(name, namespace)
+        ns, pipeline_name = self._split(name, namespace)
         local = next((w for w in self._workers if w.can_adopt(version)), None)
         return CreateRun(
             run_id=new_run_id(),
@@ -216,11 +216,12 @@ class App:
                 worker.adopt(record, op.step_names)
 
     @staticmethod
-    def _split(name: str, namespace: str) -> tuple[str, str, str]:
+    def _split(name: str, namespace: str) -> tuple[str, str]:
+        """(namespace, name) of ``name`` or ``namespace/name``."""
         if "/" in name:
             ns, _, short = name.partition("/")
-            return ns, "/", short
-        return namespace, "/", name
+            return ns, short
+        return namespace, name
 
     def _resolve(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
         """(version, step names, JSON params) of the pipeline's current version."""
@@ -239,7 +240,7 @@ class App:
         return pipeline.version, [s.name for s in pipeline.steps], data
 
     def _resolve_stored(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
-        ns, _, short = self._split(name, namespace)
+        ns, short = self._split(name, namespace)
         found = [p for p in self.store.pipeline_versions(short) if p.namespace == ns]
         if not found:
             raise PipelineNotFound(

@@ -14,17 +14,6 @@ from lockgate.store.records import (
 )
 
 
-class RunViewLike(Protocol):
-    """A run with its steps."""
-
-    @property
-    def run(self) -> RunRecord:
-        """The run."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data."""
-
-
 class Client(Protocol):
     """What the faces may ask of lockgate; :class:`lockgate.App` is the in-process one."""
 
