@@ -2,51 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
-from lockgate.errors import NotFound
 from lockgate.store import schema as s
-from lockgate.store.base import MAX_PAGE, Store
+from lockgate.store.base import MAX_PAGE
+from lockgate.store.crud import RecordTable
 from lockgate.store.records import PollerRecord
 
 
-class PollerStore:
+class PollerStore(RecordTable[PollerRecord]):
     """CRUD for pollers and the bookkeeping of each poll."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def create(self, row: dict[str, Any]) -> PollerRecord:
-        """Insert a poller."""
-        row = {**row, "created_at": time.time()}
-        self._store.write(lambda c: c.execute(s.pollers.insert().values(row)))
-        return PollerRecord(**row)
-
-    def get(self, poller_id: str) -> PollerRecord:
-        """One poller."""
-        stmt = select(s.pollers).where(s.pollers.c.id == poller_id)
-        row = self._store.read(lambda c: c.execute(stmt).first())
-        if row is None:
-            raise NotFound(f"no poller {poller_id!r}")
-        return PollerRecord(**row._mapping)
-
-    def all(self) -> list[PollerRecord]:
-        """Every poller."""
-        stmt = select(s.pollers).order_by(s.pollers.c.created_at).limit(MAX_PAGE)
-        return [
-            PollerRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
-        ]
-
-    def delete(self, poller_id: str) -> None:
-        """Remove a poller."""
-        done = self._store.write(
-            lambda c: c.execute(delete(s.pollers).where(s.pollers.c.id == poller_id)).rowcount
-        )
-        if not done:
-            raise NotFound(f"no poller {poller_id!r}")
+    table = s.pollers
+    record_type = PollerRecord
+    noun = "poller"
 
     def claim_due(self, now: float) -> list[PollerRecord]:
         """Pollers due now, each claimed by pushing its next poll one interval ahead."""

@@ -9,42 +9,17 @@ from sqlalchemy import delete, select, update
 
 from lockgate.errors import NotFound
 from lockgate.store import schema as s
-from lockgate.store.base import MAX_PAGE, Store
+from lockgate.store.base import MAX_PAGE
+from lockgate.store.crud import RecordTable
 from lockgate.store.records import DeliveryRecord, TriggerRecord
 
 
-class TriggerStore:
+class TriggerStore(RecordTable[TriggerRecord]):
     """CRUD for triggers; deliveries stored once per (trigger, key)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def create(self, row: dict[str, Any]) -> TriggerRecord:
-        """Insert a trigger."""
-        row = {**row, "created_at": time.time()}
-        self._store.write(lambda c: c.execute(s.triggers.insert().values(row)))
-        return TriggerRecord(**row)
-
-    def get(self, trigger_id: str) -> TriggerRecord | None:
-        """The trigger, or ``None``."""
-        stmt = select(s.triggers).where(s.triggers.c.id == trigger_id)
-        row = self._store.read(lambda c: c.execute(stmt).first())
-        return TriggerRecord(**row._mapping) if row is not None else None
-
-    def all(self) -> list[TriggerRecord]:
-        """Every trigger, newest first."""
-        stmt = select(s.triggers).order_by(s.triggers.c.created_at.desc()).limit(MAX_PAGE)
-        return [
-            TriggerRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
-        ]
-
-    def delete(self, trigger_id: str) -> None:
-        """Remove a trigger and its deliveries."""
-        done = self._store.write(
-            lambda c: c.execute(delete(s.triggers).where(s.triggers.c.id == trigger_id)).rowcount
-        )
-        if not done:
-            raise NotFound(f"no trigger {trigger_id!r}")
+    table = s.triggers
+    record_type = TriggerRecord
+    noun = "trigger"
 
     def receive(
         self, trigger_id: str, key: str, event: Any, payload: Any = None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from lockgate.core.templates import TemplateError, check, render
-from lockgate.errors import LockgateError, NotFound, ParamsError
+from lockgate.errors import LockgateError, ParamsError
 from lockgate.store.ops import CreateRun, Deliver
 from lockgate.store.records import TriggerRecord
 from lockgate.store.triggers import TriggerStore
@@ -164,7 +164,7 @@ class Webhooks:
         self, trigger_id: str, headers: Mapping[str, str], body: bytes, client_ip: str | None = None
     ) -> Answer | Deliver:
         """Everything before the write: the refusal to answer, or the write to make."""
-        trigger = self.triggers.get(trigger_id)
+        trigger = self.triggers.find(trigger_id)
         provider = PROVIDERS.get(trigger.provider) if trigger is not None else None
         # A wrong id and a disabled trigger look the same as no trigger at all.
         if trigger is None or provider is None or not trigger.enabled:
@@ -277,7 +277,7 @@ class Webhooks:
         now = time.time() if now is None else now
         count = 0
         for delivery in self.triggers.retryable(now, RETRY_AFTER, MAX_ATTEMPTS):
-            trigger = self.triggers.get(delivery.trigger_id)
+            trigger = self.triggers.find(delivery.trigger_id)
             if trigger is None or not self.triggers.claim(delivery):
                 continue
             self._process(trigger, delivery.id, TriggerEvent(**delivery.event), delivery.payload)
@@ -317,10 +317,7 @@ class Webhooks:
 
     def get(self, trigger_id: str) -> TriggerRecord:
         """A trigger; :class:`NotFound` if unknown."""
-        found = self.triggers.get(trigger_id)
-        if found is None:
-            raise NotFound(f"no trigger {trigger_id!r}")
-        return found
+        return self.triggers.get(trigger_id)
 
 
 def _allowed(client_ip: str | None, networks: Sequence[str]) -> bool:
