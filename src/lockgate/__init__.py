@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lockgate.app import App, RunView
+from lockgate.channels import Channel, Deployment, PushRequest, Stage
 from lockgate.core.context import StepContext, StepLogger
 from lockgate.core.hooks import HookEvent, HookPoint
 from lockgate.core.pipeline import Pipeline
@@ -11,6 +12,7 @@ from lockgate.core.retry import Retry
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.core.step import Step, step
 from lockgate.errors import (
+    ChannelNotFound,
     Conflict,
     DefinitionError,
     InvalidState,
@@ -32,8 +34,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Channel",
+    "ChannelNotFound",
     "Conflict",
     "DefinitionError",
+    "Deployment",
     "HookEvent",
     "HookPoint",
     "InvalidState",
@@ -42,12 +47,14 @@ __all__ = [
     "ParamsError",
     "Pipeline",
     "PipelineNotFound",
+    "PushRequest",
     "Registry",
     "Retry",
     "RunNotFound",
     "RunStatus",
     "RunView",
     "Settings",
+    "Stage",
     "StaleLease",
     "Step",
     "StepCancelled",

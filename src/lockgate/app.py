@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -12,6 +11,8 @@ from typing import Any
 import jsonschema
 from pydantic import TypeAdapter, ValidationError
 
+from lockgate.channels.service import Channels
+from lockgate.core.ids import new_run_id
 from lockgate.core.masking import Masker
 from lockgate.core.params import params_model
 from lockgate.core.pipeline import Pipeline
@@ -38,11 +39,6 @@ from lockgate.tokens import Tokens
 from lockgate.triggers.pollers import Pollers
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import Webhooks
-
-
-def new_run_id() -> str:
-    """Time-ordered, unguessable: 12 hex digits of milliseconds + 16 random."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
 
 
 @dataclass(frozen=True)
@@ -119,6 +115,7 @@ class App:
         self.webhooks = Webhooks(self)
         self.schedules = Schedules(self)
         self.pollers = Pollers(self)
+        self.channels = Channels(self)
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self._workers))
         #: Workers made by this App; runs started here go straight to one with room.
         self._workers: list[Worker] = []

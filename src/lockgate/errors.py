@@ -75,6 +75,16 @@ class RunNotFound(NotFound):
     """No run has that id."""
 
 
+class ChannelNotFound(NotFound):
+    """No channel (or stage, or manifest) by that name."""
+
+
+class TooLarge(LockgateError):
+    """A request or its content is over the size limit."""
+
+    code = "too_large"
+
+
 class Unauthorized(LockgateError):
     """No credentials, or credentials that are not valid."""
 

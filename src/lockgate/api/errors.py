@@ -21,6 +21,7 @@ STATUS = {
     "invalid_state": 409,
     "stale_lease": 409,
     "store_error": 503,
+    "too_large": 413,
 }
 
 

@@ -1,0 +1,241 @@
+"""A channel as an ordinary pipeline: a deployment is a run, so it is durable, logged, retried
+and rolled back by the engine like any other.
+
+Steps, in order::
+
+    queue -> validate_request -> merge -> validate_manifest -> generate
+          -> for each stage: <stage>.prepare -> <stage>.approval -> <stage>.flip -> <stage>.test
+          -> publish
+
+``queue`` waits (parked, no worker held) until the push is first in line and takes the
+channel's turn; ``publish`` makes the manifest the channel's head and lets the next push go.
+A failure anywhere rolls back: each flipped stage is put back (``<stage>.flip``'s rollback)
+and the turn is let go (``queue``'s rollback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from lockgate.channels.model import Channel, Deployment, Hook, PushRequest, as_json
+from lockgate.core.context import StepContext
+from lockgate.core.functions import call, fingerprint
+from lockgate.core.hooks import HookEvent, HookPoint
+from lockgate.core.pipeline import Pipeline
+from lockgate.core.step import Step
+from lockgate.errors import StepError
+from lockgate.steps.approval import ApprovalKind
+from lockgate.store.base import Store
+from lockgate.store.channels import (
+    ChannelStore,
+    FinishDeployment,
+    Flip,
+    Revert,
+    TakeTurn,
+    WriteManifest,
+)
+
+#: The namespace channel pipelines are registered under.
+NAMESPACE = "channel"
+
+
+class DeploymentParams(BaseModel):
+    """A channel run's params: the push it deploys."""
+
+    deployment: str
+    tenant: str
+    command: str
+    content: Any = None
+
+
+def canonical(manifest: Any) -> tuple[str, str]:
+    """``(canonical JSON text, its SHA-256)``: equal manifests get equal hashes."""
+    body = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return body, hashlib.sha256(body.encode()).hexdigest()
+
+
+def _verdict(result: Any, what: str) -> None:
+    """A hook passes with ``None`` or ``True``; ``False`` or problems fail the step."""
+    if result is None or result is True:
+        return
+    if result is False:
+        raise StepError(f"{what} refused the deployment")
+    if isinstance(result, str):
+        raise StepError(f"{what}: {result}")
+    if isinstance(result, list | tuple) and all(isinstance(p, str) for p in result):
+        if result:
+            raise StepError(f"{what}: " + "; ".join(result))
+        return
+    # Anything else (a generate's output, say) is the step's to keep in its log.
+
+
+class _Builder:
+    """Makes the steps of one channel's pipeline over one store."""
+
+    def __init__(self, channel: Channel, store: Store) -> None:
+        self.channel = channel
+        self.store = store
+        self.reads = ChannelStore(store)
+
+    async def _apply(self, op: Any) -> Any:
+        return await asyncio.to_thread(self.store.apply, op)
+
+    async def deployment(self, ctx: StepContext, stage: str | None = None) -> Deployment:
+        """The push this run deploys, with the merged manifest once there is one."""
+        params = ctx.raw_params
+        record = await asyncio.to_thread(self.reads.deployment, params["deployment"])
+        content, _ = self.channel.check_content(params.get("content"))
+        found = Deployment(
+            channel=self.channel.name,
+            id=record.id,
+            seq=record.seq,
+            tenant=record.tenant,
+            command=record.command,
+            content=content,
+            ctx=ctx,
+            stage=stage,
+        )
+        if record.manifest_version is not None:
+            m = await asyncio.to_thread(
+                self.reads.manifest, self.channel.name, record.manifest_version
+            )
+            found.manifest, found.version, found.parent = json.loads(m.body), m.version, m.parent
+        return found
+
+    # -- the channel's own steps -------------------------------------------------------
+
+    async def queue(self, ctx: StepContext, value: Any) -> None:
+        waiting_for = await self._apply(TakeTurn(ctx.raw_params["deployment"]))
+        if waiting_for is None:
+            ctx.log.info("took the turn of channel %s", self.channel.name)
+            return
+        if ctx.wait_until is None:
+            ctx.log.info("queued behind deployment %s", waiting_for)
+        ctx.park(time.time() + self.channel.queue_poll)
+
+    async def let_go(self, ctx: StepContext, value: Any) -> None:
+        await self._apply(FinishDeployment(ctx.raw_params["deployment"], succeeded=False))
+
+    async def merge(self, ctx: StepContext, value: Any) -> dict[str, Any]:
+        d = await self.deployment(ctx)
+        if d.version is None:
+            head = await asyncio.to_thread(self.reads.head, self.channel.name)
+            base = json.loads(head.body) if head is not None else _copy(self.channel.initial)
+            request = PushRequest(tenant=d.tenant, content=d.content, command=d.command)
+            merged = as_json(await call(self.channel.merge, base, request))
+            try:
+                body, digest = canonical(merged)
+            except (TypeError, ValueError) as exc:
+                raise StepError(f"merge returned something that is not JSON: {exc}") from exc
+            parent = head.version if head is not None else None
+            m = await self._apply(WriteManifest(d.id, parent, digest, body))
+            ctx.log.info(
+                "manifest version %d (parent %s) from %s's push", m.version, parent, d.tenant
+            )
+            d.version, d.parent, d.manifest = m.version, m.parent, merged
+        return {"version": d.version, "parent": d.parent, "hash": canonical(d.manifest)[1]}
+
+    def flip(self, stage: str) -> Step:
+        async def flip(ctx: StepContext, value: Any) -> None:
+            done = await self._apply(Flip(ctx.raw_params["deployment"], stage))
+            if done is None:
+                ctx.log.info("stage %s already serves this deployment's manifest", stage)
+            else:
+                ctx.log.info(
+                    "stage %s: version %s -> %s", stage, done.from_version, done.to_version
+                )
+
+        async def revert(ctx: StepContext, value: Any) -> None:
+            done = await self._apply(Revert(ctx.raw_params["deployment"], stage))
+            if done is not None:
+                ctx.log.info(
+                    "stage %s put back: version %s -> %s", stage, done.from_version, done.to_version
+                )
+
+        return Step(name=f"{stage}.flip", execute=flip, rollback_fn=revert, config={"stage": stage})
+
+    async def publish(self, ctx: StepContext, value: Any) -> None:
+        await self._apply(FinishDeployment(ctx.raw_params["deployment"], succeeded=True))
+        ctx.log.info("channel %s head is now this deployment's manifest", self.channel.name)
+
+    async def finished(self, event: HookEvent) -> None:
+        """Backstop for a run that ended before its steps could let the channel go."""
+        if event.status != "SUCCEEDED" and isinstance(event.raw_params, dict):
+            await self._apply(FinishDeployment(event.raw_params["deployment"], succeeded=False))
+
+    # -- users' hooks ------------------------------------------------------------------
+
+    def hook(self, name: str, hook: Hook, stage: str | None = None) -> Step:
+        """A user's hook as a step: a Step of any kind is used as is (renamed)."""
+        if isinstance(hook, Step):
+            return hook.rename(name)
+
+        async def run_hook(ctx: StepContext, value: Any) -> None:
+            d = await self.deployment(ctx, stage)
+            _verdict(await call(hook, d), name)
+
+        run_hook.__qualname__ = f"channel_hook:{name}"
+        return Step(name=name, execute=run_hook, config={"hook": fingerprint(hook)})
+
+    def approval(self, stage: str, config: Any) -> Step:
+        kind = ApprovalKind()
+
+        async def approve(ctx: StepContext, value: Any) -> Any:
+            await kind.execute(ctx, config, value)
+            return value
+
+        return Step(
+            name=f"{stage}.approval",
+            execute=approve,
+            config={"kind": "approval", **config.model_dump(mode="json")},
+        )
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def channel_pipeline(channel: Channel, store: Store) -> Pipeline:
+    """The pipeline that runs ``channel``'s deployments on ``store``."""
+    b = _Builder(channel, store)
+
+    def own(name: str, fn: Callable[..., Any], **kw: Any) -> Step:
+        return Step(name=name, execute=fn, config={"channel": channel.name}, **kw)
+
+    steps: list[Step] = [own("queue", b.queue, rollback_fn=b.let_go)]
+    if channel.validate_request is not None:
+        steps.append(b.hook("validate_request", channel.validate_request))
+    steps.append(own("merge", b.merge, output_type=dict[str, Any]))
+    if channel.validate_manifest is not None:
+        steps.append(b.hook("validate_manifest", channel.validate_manifest))
+    if channel.generate is not None:
+        steps.append(b.hook("generate", channel.generate))
+    for st in channel.stages:
+        if st.prepare is not None:
+            steps.append(b.hook(f"{st.name}.prepare", st.prepare, st.name))
+        if st.approval is not None:
+            steps.append(b.approval(st.name, st.approval))
+        steps.append(b.flip(st.name))
+        if st.test is not None:
+            steps.append(b.hook(f"{st.name}.test", st.test, st.name))
+    steps.append(own("publish", b.publish))
+    # The channel's definition (users' functions included) goes into the version hash.
+    steps[0] = dataclasses.replace(
+        steps[0], config={"channel": channel.name, "definition": channel.describe()}
+    )
+    return Pipeline(
+        channel.name,
+        steps,
+        params=DeploymentParams,
+        namespace=NAMESPACE,
+        description=channel.description or f"deployments of channel {channel.name}",
+        hooks=[(HookPoint.RUN_FINISHED, b.finished)],
+    )

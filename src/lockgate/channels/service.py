@@ -1,0 +1,237 @@
+"""Channels in one installation: register, push, and read stages, manifests and deployments."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lockgate.channels.model import Channel
+from lockgate.channels.pipeline import NAMESPACE, channel_pipeline
+from lockgate.core.ids import new_run_id
+from lockgate.errors import ChannelNotFound, ParamsError, TooLarge, Unauthorized
+from lockgate.store.channels import (
+    ChannelRecord,
+    ChannelStore,
+    DeploymentRecord,
+    ManifestRecord,
+    Push,
+    RegisterChannel,
+    StageRecord,
+)
+from lockgate.store.ops import RegisterPipeline
+
+if TYPE_CHECKING:
+    from lockgate.app import App
+
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
+PUSH_TOKEN_PREFIX = "lgp_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True)
+class StageManifest:
+    """What a stage serves: the manifest's version, its hash (the ETag) and its JSON text."""
+
+    channel: str
+    stage: str
+    version: int
+    hash: str
+    body: str
+
+    @property
+    def etag(self) -> str:
+        """The HTTP entity tag of the manifest."""
+        return f'"{self.hash}"'
+
+    def data(self) -> Any:
+        """The manifest as data."""
+        return json.loads(self.body)
+
+
+class Channels:
+    """The channels defined here, and their state in the store."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self.store = ChannelStore(app.store)
+        self._defined: dict[str, Channel] = {}
+
+    # -- definitions -------------------------------------------------------------------
+
+    def register(self, *channels: Channel) -> None:
+        """Make channels pushable here; their pipelines run on every worker that has them."""
+        for ch in channels:
+            pipeline = channel_pipeline(ch, self._app.store)
+            self._app.registry.add(pipeline)
+            self._app.store.apply(
+                RegisterPipeline(
+                    pipeline.version, pipeline.namespace, pipeline.name, pipeline.describe()
+                )
+            )
+            self._app.store.apply(
+                RegisterChannel(
+                    ch.name, ch.describe(), [st.name for st in ch.stages], ch.public_read
+                )
+            )
+            self._defined[ch.name] = ch
+
+    def get(self, name: str) -> Channel:
+        """A channel defined here; :class:`ChannelNotFound` otherwise."""
+        try:
+            return self._defined[name]
+        except KeyError:
+            raise ChannelNotFound(
+                f"no channel {name!r} is defined here"
+                + (f" (defined: {', '.join(sorted(self._defined))})" if self._defined else "")
+            ) from None
+
+    def defined(self) -> list[Channel]:
+        """Every channel defined here, by name."""
+        return [self._defined[n] for n in sorted(self._defined)]
+
+    # -- pushing -----------------------------------------------------------------------
+
+    def prepare_push(
+        self,
+        channel: str,
+        tenant: str,
+        content: Any,
+        *,
+        command: str | None = None,
+        requested_by: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Push:
+        """The checked write that queues a deployment; every problem listed if refused."""
+        ch = self.get(channel)
+        size = len(json.dumps(content, separators=(",", ":"), default=str).encode())
+        if size > ch.max_content_bytes:
+            raise TooLarge(
+                f"content is {size} bytes; channel {channel!r} takes at most "
+                f"{ch.max_content_bytes}",
+                details={"size": size, "limit": ch.max_content_bytes},
+            )
+        problems = []
+        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+            problems.append(
+                "tenant: 1 to 200 letters, digits or '_.:@-', starting with a letter or digit"
+            )
+        command = command or ch.commands[0]
+        if command not in ch.commands:
+            problems.append(f"command: {command!r} is not one of {', '.join(ch.commands)}")
+        _, content_problems = ch.check_content(content)
+        problems.extend(f"content.{p}" if not p.startswith("(") else p for p in content_problems)
+        if problems:
+            raise ParamsError(problems)
+        deployment_id = new_run_id()
+        create = self._app.prepare_run(
+            channel,
+            {"deployment": deployment_id, "tenant": tenant, "command": command, "content": content},
+            namespace=NAMESPACE,
+            requested_by=requested_by,
+            idempotency_key=idempotency_key,
+        )
+        return Push(deployment_id, channel, tenant, command, requested_by, create)
+
+    def push(
+        self,
+        channel: str,
+        tenant: str,
+        content: Any,
+        *,
+        command: str | None = None,
+        requested_by: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> DeploymentRecord:
+        """Queue a deployment of ``tenant``'s ``content``; deployments of a channel run one
+        at a time, in push order. With ``idempotency_key``, pushing twice returns the first."""
+        op = self.prepare_push(
+            channel,
+            tenant,
+            content,
+            command=command,
+            requested_by=requested_by,
+            idempotency_key=idempotency_key,
+        )
+        record, created = self._app.store.apply(op)
+        self._app.adopt_created(op.create, self._app.store.get_run(record.run_id), created)
+        return record  # type: ignore[no-any-return]
+
+    # -- push tokens -------------------------------------------------------------------
+
+    def create_push_token(self, channel: str) -> str:
+        """A new push token for ``channel`` (replacing any earlier one); shown once."""
+        self.store.channel(channel)
+        token = f"{PUSH_TOKEN_PREFIX}{channel}_{secrets.token_urlsafe(32)}"
+        self.store.set_push_token(channel, _digest(token))
+        return token
+
+    def revoke_push_token(self, channel: str) -> None:
+        """Make the channel's push token stop working."""
+        self.store.set_push_token(channel, None)
+
+    def check_push_token(self, channel: str, token: str | None) -> None:
+        """Pass for the channel's push token; :class:`Unauthorized` otherwise."""
+        if token and token.startswith(PUSH_TOKEN_PREFIX):
+            stored = self.store.channel(channel).push_token_hash
+            if stored is not None and hmac.compare_digest(stored, _digest(token)):
+                return
+        raise Unauthorized("a valid bearer token is required")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def record(self, channel: str) -> ChannelRecord:
+        """A channel's stored state."""
+        return self.store.channel(channel)
+
+    def stage_manifest(self, channel: str, stage: str) -> StageManifest:
+        """The manifest a stage serves now (one indexed read)."""
+        found = self.store.stage_manifest(channel, stage)
+        if found is None:
+            raise ChannelNotFound(f"stage {stage!r} of channel {channel!r} has no manifest yet")
+        version, digest, body = found
+        return StageManifest(channel, stage, version, digest, body)
+
+    def stages(self, channel: str) -> list[StageRecord]:
+        """Every stage's pointer, in order (one query)."""
+        self.store.channel(channel)
+        return self.store.stages(channel)
+
+    def manifest(self, channel: str, version: int) -> ManifestRecord:
+        """One manifest by version."""
+        return self.store.manifest(channel, version)
+
+    def history(
+        self, channel: str, *, before: int | None = None, limit: int = 50
+    ) -> list[ManifestRecord]:
+        """Manifests newest first, each with its parent."""
+        self.store.channel(channel)
+        return self.store.history(channel, before=before, limit=limit)
+
+    def tenant_slice(self, channel: str, stage: str, tenant: str) -> tuple[StageManifest, Any]:
+        """A tenant's part of the manifest a stage serves."""
+        current = self.stage_manifest(channel, stage)
+        part = self.get(channel).tenant_slice(current.data(), tenant)
+        if part is None:
+            raise ChannelNotFound(
+                f"tenant {tenant!r} has nothing in version {current.version} of {channel!r}"
+            )
+        return current, part
+
+    def deployments(
+        self, channel: str, *, before: int | None = None, limit: int = 50
+    ) -> list[DeploymentRecord]:
+        """A channel's deployments, newest first."""
+        self.store.channel(channel)
+        return self.store.deployments(channel, before=before, limit=limit)
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord:
+        """One deployment with its run's status."""
+        return self.store.deployment(deployment_id)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
