@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from lockgate.channels.model import Channel
 from lockgate.core.pipeline import Pipeline
 from lockgate.errors import DefinitionError
 from lockgate.specs import Problem, SpecError, load_file
@@ -80,22 +81,36 @@ def _spec_files(target: str) -> list[Path]:
 def load_pipelines(
     targets: list[str], *, secret_names: Callable[[str], bool] = lambda _: True
 ) -> list[Pipeline]:
-    """Every module-level :class:`Pipeline` and every pipeline file in ``targets``.
+    """Every module-level :class:`Pipeline` and every pipeline file in ``targets``."""
+    return load_definitions(targets, secret_names=secret_names)[0]
 
-    Pipeline files report every problem of every file at once (:class:`SpecError`).
+
+def load_definitions(
+    targets: list[str], *, secret_names: Callable[[str], bool] = lambda _: True
+) -> tuple[list[Pipeline], list[Channel]]:
+    """Every module-level :class:`Pipeline` and :class:`Channel`, and every pipeline or
+    channel file, in ``targets``.
+
+    Files report every problem of every file at once (:class:`SpecError`).
     """
-    found: dict[str, Pipeline] = {}
+    pipelines: dict[str, Pipeline] = {}
+    channels: dict[str, Channel] = {}
 
-    def add(value: Pipeline, where: str) -> None:
-        if value.key in found and found[value.key] is not value:
-            raise DefinitionError(f"{where}: pipeline {value.key!r} is defined more than once")
-        found[value.key] = value
+    def add(value: Pipeline | Channel, where: str) -> None:
+        if isinstance(value, Channel):
+            if value.name in channels and channels[value.name] is not value:
+                raise DefinitionError(f"{where}: channel {value.name!r} is defined more than once")
+            channels[value.name] = value
+        else:
+            if value.key in pipelines and pipelines[value.key] is not value:
+                raise DefinitionError(f"{where}: pipeline {value.key!r} is defined more than once")
+            pipelines[value.key] = value
 
     problems: list[Problem] = []
     for target in targets:
         for module in _modules(target):
             for value in vars(module).values():
-                if isinstance(value, Pipeline):
+                if isinstance(value, Pipeline | Channel):
                     add(value, target)
         for path in _spec_files(target):
             try:
@@ -104,4 +119,4 @@ def load_pipelines(
                 problems.extend(exc.problems)
     if problems:
         raise SpecError(problems)
-    return list(found.values())
+    return list(pipelines.values()), list(channels.values())

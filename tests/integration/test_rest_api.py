@@ -258,6 +258,18 @@ REQUIRED = {
     ("GET", "/api/v1/pollers"): "viewer",
     ("DELETE", "/api/v1/pollers/{poller_id}"): "admin",
     ("GET", "/metrics"): "viewer",
+    ("GET", "/api/v1/channels"): "viewer",
+    ("GET", "/api/v1/channels/{channel}"): "viewer",
+    ("POST", "/api/v1/channels/{channel}/push"): "operator",
+    ("GET", "/api/v1/channels/{channel}/deployments"): "viewer",
+    ("GET", "/api/v1/channels/{channel}/deployments/{deployment_id}"): "viewer",
+    ("GET", "/api/v1/channels/{channel}/stages"): "viewer",
+    ("GET", "/api/v1/channels/{channel}/stages/{stage}/manifest"): "viewer",
+    ("GET", "/api/v1/channels/{channel}/stages/{stage}/tenants/{tenant}"): "viewer",
+    ("GET", "/api/v1/channels/{channel}/manifests"): "viewer",
+    ("GET", "/api/v1/channels/{channel}/manifests/{version}"): "viewer",
+    ("POST", "/api/v1/channels/{channel}/push-token"): "admin",
+    ("DELETE", "/api/v1/channels/{channel}/push-token"): "admin",
 }
 ROLES = ["viewer", "operator", "approver", "admin"]
 
@@ -282,6 +294,11 @@ async def test_every_route_checks_the_role(served: Served) -> None:
             delivery_id=0,
             schedule_id="x",
             poller_id="x",
+            channel="x",
+            deployment_id="x",
+            stage="x",
+            tenant="x",
+            version=1,
         )
         async with served.client(None) as anon:
             assert (await anon.request(method, url)).status_code == 401, (method, path)

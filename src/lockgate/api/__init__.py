@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lockgate import __version__
 from lockgate.api import errors
 from lockgate.api.auth import Caller, require
+from lockgate.api.channels import router as channel_router
 from lockgate.api.routes import router
 from lockgate.app import App
 from lockgate.errors import LockgateError
@@ -52,6 +53,7 @@ def create_api(app: App) -> FastAPI:
     api.state.lockgate = app
     errors.install(api)
     api.include_router(router)
+    api.include_router(channel_router)
 
     @api.get("/healthz", summary="Liveness and database reachability")
     def healthz() -> dict[str, Any]:

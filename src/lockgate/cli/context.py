@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from lockgate.app import App
 from lockgate.client import Client
+from lockgate.channels.model import Channel
 from lockgate.core.pipeline import Pipeline
-from lockgate.loader import load_pipelines
+from lockgate.loader import load_definitions
 from lockgate.rest_client import RestClient
 from lockgate.settings import Settings
 
@@ -54,8 +55,16 @@ class CliState:
 
 def pipelines_from(paths: list[str], examples: bool, settings: Settings) -> list[Pipeline]:
     """Pipelines from ``--pipelines`` paths and, with ``--examples``, the bundled ones."""
+    return definitions_from(paths, examples, settings)[0]
+
+
+def definitions_from(
+    paths: list[str], examples: bool, settings: Settings
+) -> tuple[list[Pipeline], list[Channel]]:
+    """Pipelines and channels from ``--pipelines`` paths and, with ``--examples``, the
+    bundled ones."""
     targets = list(paths) + ([EXAMPLES_MODULE] if examples else [])
-    return load_pipelines(targets, secret_names=settings.secrets.__contains__)
+    return load_definitions(targets, secret_names=settings.secrets.__contains__)
 
 
 def whoami() -> str:

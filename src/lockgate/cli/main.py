@@ -18,7 +18,13 @@ from sqlalchemy.engine import make_url
 from lockgate import __version__
 from lockgate.app import App
 from lockgate.cli.approvals import approvals_app, approve, reject
-from lockgate.cli.context import BackgroundWorker, CliState, pipelines_from, whoami
+from lockgate.cli.context import (
+    BackgroundWorker,
+    CliState,
+    definitions_from,
+    pipelines_from,
+    whoami,
+)
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
 from lockgate.cli.runs import follow_run, runs_app
 from lockgate.errors import LockgateError, ParamsError
@@ -123,15 +129,19 @@ def _serve(
     state = _state(ctx)
     if concurrency is not None:
         state.settings = state.settings.with_(concurrency=concurrency)
-    pipelines = pipelines_from(paths, examples, state.settings)
+    pipelines, channels = definitions_from(paths, examples, state.settings)
     lg = state.app(migrate=True)
     lg.register(*pipelines)
-    if not pipelines:
+    lg.channels.register(*channels)
+    if not pipelines and not channels:
         err_console.print(
             "[yellow]warning:[/yellow] no pipelines loaded; use --pipelines or --examples"
         )
     for p in pipelines:
         console.print(f"loaded [bold]{p.key}[/bold] version {p.version} ({len(p.steps)} steps)")
+    for ch in channels:
+        stages = ", ".join(st.name for st in ch.stages) or "no stages"
+        console.print(f"loaded channel [bold]{ch.name}[/bold] ({stages})")
     if pipelines:
         console.print(
             f"start a run from another shell: lockgate run {pipelines[0].name} -p key=value "

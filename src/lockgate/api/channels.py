@@ -1,0 +1,212 @@
+"""Channel routes under ``/api/v1/channels``: push, deployments, stages and manifests.
+
+Pushing needs an operator token or the channel's push token. Reading what a stage serves
+needs a viewer token, unless the channel is defined with ``public_read``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import Field
+
+from lockgate.api.auth import lockgate, require
+from lockgate.api.routes import Admin, Lockgate, Strict, Viewer
+from lockgate.app import App
+from lockgate.channels.service import PUSH_TOKEN_PREFIX
+from lockgate.errors import ChannelNotFound
+from lockgate.tokens import Role
+
+router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
+
+_viewer = require(Role.viewer)
+_operator = require(Role.operator)
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _pusher(channel: str, request: Request) -> str:
+    """Who pushes: an operator token, or the channel's own push token."""
+    app = lockgate(request)
+    token = _bearer(request)
+    if token.startswith(PUSH_TOKEN_PREFIX):
+        app.channels.check_push_token(channel, token)
+        return f"push-token:{channel}"
+    return _operator(request).name
+
+
+def _stage_reader(channel: str, request: Request) -> str | None:
+    """Anyone for a channel defined with ``public_read``; else a viewer token."""
+    app = lockgate(request)
+    try:
+        if app.channels.get(channel).public_read:
+            return None
+    except ChannelNotFound:
+        pass  # answered by the route itself, after authentication
+    return _viewer(request).name
+
+
+Pusher = Annotated[str, Depends(_pusher)]
+StageReader = Annotated[str | None, Depends(_stage_reader)]
+
+
+class PushBody(Strict):
+    """One tenant's content for a channel."""
+
+    tenant: str = Field(min_length=1, max_length=200)
+    content: Any = None
+    command: str | None = Field(None, max_length=50)
+
+
+def _channel(app: App, name: str) -> dict[str, Any]:
+    record = app.channels.record(name)
+    return {**record.to_dict(), "active": name in {c.name for c in app.channels.defined()}}
+
+
+@router.get("", summary="Channels defined on this server")
+def list_channels(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    return [_channel(lg, ch.name) for ch in lg.channels.defined()]
+
+
+@router.get("/{channel}", summary="A channel: definition, head version, who holds its turn")
+def show_channel(channel: str, caller: Viewer, lg: Lockgate) -> dict[str, Any]:
+    return _channel(lg, channel)
+
+
+@router.post(
+    "/{channel}/push",
+    status_code=202,
+    summary="Push a tenant's content: queues a deployment (operator or push token)",
+)
+def push(
+    channel: str,
+    body: PushBody,
+    pusher: Pusher,
+    lg: Lockgate,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    deployment = lg.channels.push(
+        channel,
+        body.tenant,
+        body.content,
+        command=body.command,
+        requested_by=pusher,
+        idempotency_key=f"push:{channel}:{idempotency_key}" if idempotency_key else None,
+    )
+    lg.store.audit(pusher, "channel.push", deployment.id, {"channel": channel})
+    return deployment.to_dict()
+
+
+@router.get("/{channel}/deployments", summary="A channel's deployments, newest first")
+def list_deployments(
+    channel: str,
+    caller: Viewer,
+    lg: Lockgate,
+    before: Annotated[int | None, Query(ge=1, description="Sequence number to page from")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    found = lg.channels.deployments(channel, before=before, limit=limit)
+    following = found[-1].seq if len(found) == limit else None
+    return {"deployments": [d.to_dict() for d in found], "next": following}
+
+
+@router.get("/{channel}/deployments/{deployment_id}", summary="A deployment with its steps")
+def show_deployment(
+    channel: str, deployment_id: str, caller: Viewer, lg: Lockgate
+) -> dict[str, Any]:
+    d = lg.channels.deployment(deployment_id)
+    if d.channel != channel:
+        raise ChannelNotFound(f"channel {channel!r} has no deployment {deployment_id!r}")
+    return {**d.to_dict(), "run": lg.get_run(d.run_id).to_dict()}
+
+
+@router.get("/{channel}/stages", summary="Every stage and the manifest it serves (one query)")
+def list_stages(channel: str, reader: StageReader, lg: Lockgate) -> list[dict[str, Any]]:
+    return [st.to_dict() for st in lg.channels.stages(channel)]
+
+
+@router.get(
+    "/{channel}/stages/{stage}/manifest",
+    summary="The manifest a stage serves (ETag; If-None-Match answers 304)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, 304: {"description": "Unchanged"}},
+)
+def stage_manifest(
+    channel: str,
+    stage: str,
+    reader: StageReader,
+    lg: Lockgate,
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    current = lg.channels.stage_manifest(channel, stage)
+    headers = {
+        "ETag": current.etag,
+        "X-Manifest-Version": str(current.version),
+        "Cache-Control": "no-cache",
+    }
+    if if_none_match is not None and current.etag in _tags(if_none_match):
+        return Response(status_code=304, headers=headers)
+    return Response(current.body, media_type="application/json", headers=headers)
+
+
+def _tags(header: str) -> set[str]:
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return tags if "*" not in tags else tags | {"*"}
+
+
+@router.get(
+    "/{channel}/stages/{stage}/tenants/{tenant}",
+    summary="A tenant's slice of the manifest a stage serves",
+)
+def tenant_slice(
+    channel: str, stage: str, tenant: str, reader: StageReader, lg: Lockgate
+) -> dict[str, Any]:
+    current, part = lg.channels.tenant_slice(channel, stage, tenant)
+    return {"version": current.version, "hash": current.hash, "tenant": tenant, "data": part}
+
+
+@router.get("/{channel}/manifests", summary="Manifest history, newest first, with parents")
+def history(
+    channel: str,
+    caller: Viewer,
+    lg: Lockgate,
+    before: Annotated[int | None, Query(ge=1, description="Version to page from")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    found = lg.channels.history(channel, before=before, limit=limit)
+    rows = [{k: v for k, v in m.to_dict().items() if k != "body"} for m in found]
+    return {"manifests": rows, "next": found[-1].version if len(found) == limit else None}
+
+
+@router.get("/{channel}/manifests/{version}", summary="One manifest by version")
+def manifest(
+    channel: str, version: Annotated[int, Path(ge=1)], caller: Viewer, lg: Lockgate
+) -> dict[str, Any]:
+    m = lg.channels.manifest(channel, version)
+    data = {k: v for k, v in m.to_dict().items() if k != "body"}
+    return {**data, "manifest": json.loads(m.body)}
+
+
+@router.post(
+    "/{channel}/push-token",
+    status_code=201,
+    summary="Make the channel's push token (replaces the old one); shown once (admin)",
+)
+def create_push_token(channel: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    token = lg.channels.create_push_token(channel)
+    lg.store.audit(caller.name, "channel.push_token.create", channel)
+    return {"channel": channel, "token": token}
+
+
+@router.delete(
+    "/{channel}/push-token", status_code=204, summary="Revoke the channel's push token (admin)"
+)
+def revoke_push_token(channel: str, caller: Admin, lg: Lockgate) -> Response:
+    lg.channels.revoke_push_token(channel)
+    lg.store.audit(caller.name, "channel.push_token.revoke", channel)
+    return Response(status_code=204)

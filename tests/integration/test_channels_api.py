@@ -1,0 +1,224 @@
+"""Channels over REST on a real uvicorn: push auth, the stage read path, bad pushes, and a
+reader hammering a stage while deployments flip it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from typing import Any
+
+import httpx
+from api_support import Served
+
+from lockgate import Channel, Deployment, Stage
+from lockgate.examples.flags import FlagPush, flags, merge
+
+
+async def wait_deployment(client: httpx.AsyncClient, d: dict[str, Any]) -> dict[str, Any]:
+    url = f"/api/v1/channels/{d['channel']}/deployments/{d['id']}"
+    for _ in range(1500):
+        found = (await client.get(url)).json()
+        if found["run"]["status"] in ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED"):
+            return dict(found)
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"deployment {d['id']} did not finish")
+
+
+async def test_push_deploy_approve_and_read_over_rest(served: Served) -> None:
+    """The example channel: push, approve prod, read stages, ETag and 304, slices, history."""
+    served.app.channels.register(flags)
+    async with served.client("operator") as op, served.client("approver") as approver:
+        r = await op.post(
+            "/api/v1/channels/flags/push",
+            json={"tenant": "acme", "content": {"values": ["dark-mode", "beta-search"]}},
+        )
+        assert r.status_code == 202, r.text
+        d = r.json()
+        assert d["state"] == "QUEUED" and d["seq"] == 1
+        run_id = d["run_id"]
+        for _ in range(500):
+            pending = (await approver.get("/api/v1/approvals")).json()
+            if pending:
+                break
+            await asyncio.sleep(0.02)
+        assert pending[0]["step"] == "prod.approval"
+        stages = (await op.get("/api/v1/channels/flags/stages")).json()
+        assert [(s["stage"], s["version"]) for s in stages] == [
+            ("beta", 1),
+            ("gamma", 1),
+            ("prod", None),
+        ]
+        decided = await approver.post(
+            f"/api/v1/runs/{run_id}/decisions", json={"decision": "approve"}
+        )
+        assert decided.status_code == 201, decided.text
+        done = await wait_deployment(op, d)
+        assert done["run"]["status"] == "SUCCEEDED" and done["state"] == "SUCCEEDED"
+        assert [s["name"] for s in done["run"]["steps"]][:3] == [
+            "queue",
+            "validate_request",
+            "merge",
+        ]
+
+    async with served.client(None) as anon:  # the example channel is public to read
+        r = await anon.get("/api/v1/channels/flags/stages/prod/manifest")
+        assert r.status_code == 200
+        etag = r.headers["etag"]
+        assert etag == f'"{hashlib.sha256(r.content).hexdigest()}"'
+        assert r.headers["x-manifest-version"] == "1"
+        assert r.json()["tenants"]["acme"]["unique_values"] == ["beta-search", "dark-mode"]
+        again = await anon.get(
+            "/api/v1/channels/flags/stages/prod/manifest", headers={"If-None-Match": etag}
+        )
+        assert again.status_code == 304 and again.content == b""
+        other = await anon.get(
+            "/api/v1/channels/flags/stages/prod/manifest", headers={"If-None-Match": '"x"'}
+        )
+        assert other.status_code == 200
+        part = (await anon.get("/api/v1/channels/flags/stages/prod/tenants/acme")).json()
+        assert part["version"] == 1 and part["data"]["count"] == 1
+        assert (
+            await anon.get("/api/v1/channels/flags/stages/prod/tenants/nobody")
+        ).status_code == 404
+        # Public reading is of stages only: history and deployments need a token.
+        assert (await anon.get("/api/v1/channels/flags/manifests")).status_code == 401
+        assert (await anon.post("/api/v1/channels/flags/push", json={})).status_code == 401
+
+    async with served.client("viewer") as viewer:
+        history = (await viewer.get("/api/v1/channels/flags/manifests")).json()
+        assert [(m["version"], m["parent"]) for m in history["manifests"]] == [(1, None)]
+        one = (await viewer.get("/api/v1/channels/flags/manifests/1")).json()
+        assert one["manifest"]["count"] == 1 and one["deployment_id"] == d["id"]
+        assert (await viewer.get("/api/v1/channels/flags/manifests/9")).status_code == 404
+        listed = (await viewer.get("/api/v1/channels/flags/deployments")).json()
+        assert [x["id"] for x in listed["deployments"]] == [d["id"]]
+        assert (
+            await viewer.post("/api/v1/channels/flags/push", json={"tenant": "acme", "content": {}})
+        ).status_code == 403
+
+
+async def test_bad_pushes_get_clear_errors_and_create_nothing(served: Served) -> None:
+    served.app.channels.register(
+        Channel("small", request=FlagPush, merge=merge, max_content_bytes=100)
+    )
+    async with served.client("operator") as op:
+        r = await op.post(
+            "/api/v1/channels/small/push",
+            json={"tenant": "bad tenant", "content": {"values": [], "other": 1}, "command": "x"},
+        )
+        assert r.status_code == 422
+        problems = r.json()["error"]["details"]["problems"]
+        assert len(problems) == 4, problems  # tenant, command, values too short, extra field
+        r = await op.post(
+            "/api/v1/channels/small/push",
+            json={"tenant": "acme", "content": {"values": ["a" * 200]}},
+        )
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+        r = await op.post(
+            "/api/v1/channels/small/push",
+            content=b'{"tenant": "acme", "content": ' + b"[" * 10 + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 422
+        huge = {"tenant": "acme", "content": {"values": ["x" * 2_000_000]}}
+        assert (await op.post("/api/v1/channels/small/push", json=huge)).status_code == 413
+        r = await op.post("/api/v1/channels/nope/push", json={"tenant": "a", "content": {}})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        assert (await op.get("/api/v1/channels/small/stages/nope/manifest")).status_code == 404
+        assert (await op.get("/api/v1/channels/nope/stages")).status_code == 404
+        assert (await op.get("/api/v1/channels/small/deployments")).json()["deployments"] == []
+        assert (await op.get("/api/v1/channels/small/manifests")).json()["manifests"] == []
+    assert served.app.list_runs() == []
+
+
+async def test_push_tokens_idempotency_and_private_reads(served: Served) -> None:
+    served.app.channels.register(Channel("private", request=FlagPush, merge=merge))
+    async with served.client("admin") as admin:
+        made = await admin.post("/api/v1/channels/private/push-token")
+        assert made.status_code == 201
+        token = made.json()["token"]
+    stored = served.app.channels.record("private")
+    assert stored.push_token_hash == hashlib.sha256(token.encode()).hexdigest()
+    body = {"tenant": "acme", "content": {"values": ["a"]}}
+    async with httpx.AsyncClient(
+        base_url=served.base, headers={"Authorization": f"Bearer {token}"}
+    ) as pusher:
+        first = await pusher.post(
+            "/api/v1/channels/private/push", json=body, headers={"Idempotency-Key": "k1"}
+        )
+        again = await pusher.post(
+            "/api/v1/channels/private/push", json=body, headers={"Idempotency-Key": "k1"}
+        )
+        assert first.status_code == again.status_code == 202
+        assert first.json()["id"] == again.json()["id"]
+        assert first.json()["requested_by"] == "push-token:private"
+        # A push token pushes; it does not read.
+        assert (await pusher.get("/api/v1/channels/private/stages")).status_code == 401
+    bad = httpx.AsyncClient(base_url=served.base, headers={"Authorization": "Bearer lgp_private_x"})
+    async with bad:
+        assert (await bad.post("/api/v1/channels/private/push", json=body)).status_code == 401
+    async with served.client(None) as anon:
+        assert (await anon.get("/api/v1/channels/private/stages")).status_code == 401
+    async with served.client("admin") as admin:
+        assert (await admin.delete("/api/v1/channels/private/push-token")).status_code == 204
+    async with httpx.AsyncClient(
+        base_url=served.base, headers={"Authorization": f"Bearer {token}"}
+    ) as pusher:
+        assert (await pusher.post("/api/v1/channels/private/push", json=body)).status_code == 401
+    assert len(served.app.channels.deployments("private")) == 1
+
+
+async def test_a_reader_during_flips_only_ever_sees_complete_manifests(served: Served) -> None:
+    """While 12 deployments flip three stages (a third of them failing their last test and
+    flipping back), a reader hammering the last stage gets whole manifests, old or new."""
+
+    def maybe_fail(d: Deployment) -> Any:
+        time.sleep(0.01)
+        return "refused" if d.seq % 3 == 0 else None
+
+    served.app.channels.register(
+        Channel(
+            "hammered",
+            request=FlagPush,
+            merge=merge,
+            stages=[Stage("one"), Stage("two"), Stage("three", test=maybe_fail)],
+            queue_poll=0.5,
+        )
+    )
+    seen: list[tuple[int, str, bytes]] = []
+    stop = asyncio.Event()
+
+    async def read(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            r = await client.get("/api/v1/channels/hammered/stages/three/manifest")
+            if r.status_code == 200:
+                seen.append((int(r.headers["x-manifest-version"]), r.headers["etag"], r.content))
+            else:
+                assert r.status_code == 404, r.text  # before the first flip
+
+    async with served.client("operator") as op:
+        readers = [asyncio.create_task(read(op)) for _ in range(4)]
+        pushed = []
+        for i in range(12):
+            r = await op.post(
+                "/api/v1/channels/hammered/push",
+                json={"tenant": f"t{i % 4}", "content": {"values": [f"flag-{i}"]}},
+            )
+            pushed.append(r.json())
+        finals = [await wait_deployment(op, d) for d in pushed]
+        stop.set()
+        await asyncio.gather(*readers)
+    assert [f["run"]["status"] for f in finals].count("ROLLED_BACK") == 4
+    assert len(seen) > 50
+    versions = set()
+    for version, etag, body in seen:
+        stored = served.app.channels.manifest("hammered", version)
+        assert etag == f'"{hashlib.sha256(body).hexdigest()}"' == f'"{stored.hash}"'
+        assert body.decode() == stored.body
+        json.loads(body)
+        versions.add(version)
+    assert len(versions) > 1
+    final = served.app.channels.stage_manifest("hammered", "three")
+    assert final.data()["count"] == 8  # the eight that passed; failed content never merged
