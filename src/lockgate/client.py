@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from lockgate.channels.service import StageManifest
+from lockgate.store.channels import DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.records import (
     DecisionRecord,
     EventRecord,
@@ -65,3 +67,45 @@ class Client(Protocol):
 
     def approvals(self) -> list[Any]:
         """Approval steps waiting for decisions."""
+
+    @property
+    def channels(self) -> ChannelsClient:
+        """Channels: push, stages, manifests, deployments."""
+
+
+class ChannelsClient(Protocol):
+    """The channel half of :class:`Client`; ``App.channels`` is the in-process one."""
+
+    def push(
+        self,
+        channel: str,
+        tenant: str,
+        content: Any,
+        *,
+        command: str | None = None,
+        requested_by: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> DeploymentRecord:
+        """Queue a deployment of a tenant's content."""
+
+    def stages(self, channel: str) -> list[StageRecord]:
+        """Every stage and the manifest version it serves."""
+
+    def stage_manifest(self, channel: str, stage: str) -> StageManifest:
+        """The manifest a stage serves now."""
+
+    def manifest(self, channel: str, version: int) -> ManifestRecord:
+        """One manifest by version."""
+
+    def history(
+        self, channel: str, *, before: int | None = None, limit: int = 50
+    ) -> list[ManifestRecord]:
+        """Manifests, newest first."""
+
+    def deployments(
+        self, channel: str, *, before: int | None = None, limit: int = 50
+    ) -> list[DeploymentRecord]:
+        """Deployments, newest first."""
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord:
+        """One deployment."""

@@ -11,7 +11,9 @@ import httpx
 
 from lockgate import errors
 from lockgate.app import PendingApproval
+from lockgate.channels.service import StageManifest
 from lockgate.steps.approval import ApprovalConfig
+from lockgate.store.channels import DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.records import (
     DecisionRecord,
     EventRecord,
@@ -30,6 +32,7 @@ _ERRORS: dict[str, type[errors.LockgateError]] = {
     "invalid_state": errors.InvalidState,
     "stale_lease": errors.StaleLease,
     "store_error": errors.StoreError,
+    "too_large": errors.TooLarge,
 }
 
 
@@ -190,6 +193,80 @@ class RestClient:
             pending.append(PendingApproval(view.run, step, policy, decisions))
         return pending
 
+    @property
+    def channels(self) -> RestChannels:
+        """Channels over REST."""
+        return RestChannels(self)
+
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
+
+
+class RestChannels:
+    """The channel routes, returning the same records as ``App.channels``."""
+
+    def __init__(self, rest: RestClient) -> None:
+        self._rest = rest
+
+    def push(
+        self,
+        channel: str,
+        tenant: str,
+        content: Any,
+        *,
+        command: str | None = None,
+        requested_by: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> DeploymentRecord:
+        """Queue a deployment (the server records the token's name as the pusher)."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = {"tenant": tenant, "content": content, "command": command}
+        found = self._rest._call("POST", f"/channels/{channel}/push", json=body, headers=headers)
+        return DeploymentRecord(**found)
+
+    def stages(self, channel: str) -> list[StageRecord]:
+        """Every stage's pointer."""
+        return [StageRecord(**s) for s in self._rest._call("GET", f"/channels/{channel}/stages")]
+
+    def stage_manifest(self, channel: str, stage: str) -> StageManifest:
+        """The manifest a stage serves."""
+        try:
+            r = self._rest._http.get(f"/api/v1/channels/{channel}/stages/{stage}/manifest")
+        except httpx.HTTPError as exc:
+            raise errors.StoreError(f"cannot reach the lockgate server: {exc}") from exc
+        _raise(r)
+        digest = r.headers["etag"].strip('"')
+        return StageManifest(channel, stage, int(r.headers["x-manifest-version"]), digest, r.text)
+
+    def manifest(self, channel: str, version: int) -> ManifestRecord:
+        """One manifest by version."""
+        found = self._rest._call("GET", f"/channels/{channel}/manifests/{version}")
+        body = json.dumps(found.pop("manifest"), sort_keys=True, separators=(",", ":"))
+        return ManifestRecord(**found, body=body)
+
+    def history(
+        self, channel: str, *, before: int | None = None, limit: int = 50
+    ) -> list[ManifestRecord]:
+        """Manifests, newest first."""
+        query: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            query["before"] = before
+        found = self._rest._call("GET", f"/channels/{channel}/manifests", params=query)
+        return [ManifestRecord(**m, body="") for m in found["manifests"]]
+
+    def deployments(
+        self, channel: str, *, before: int | None = None, limit: int = 50
+    ) -> list[DeploymentRecord]:
+        """Deployments, newest first."""
+        query: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            query["before"] = before
+        found = self._rest._call("GET", f"/channels/{channel}/deployments", params=query)
+        return [DeploymentRecord(**d) for d in found["deployments"]]
+
+    def deployment(self, deployment_id: str) -> DeploymentRecord:
+        """One deployment (any channel)."""
+        found = self._rest._call("GET", f"/channels/-/deployments/{deployment_id}")
+        found.pop("run", None)
+        return DeploymentRecord(**found)

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 from api_support import Served
+from lockgate.examples.flags import FlagPush, flags, merge
 
 from lockgate import Channel, Deployment, Stage
-from lockgate.examples.flags import FlagPush, flags, merge
 
 
 async def wait_deployment(client: httpx.AsyncClient, d: dict[str, Any]) -> dict[str, Any]:

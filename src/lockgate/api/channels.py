@@ -115,12 +115,15 @@ def list_deployments(
     return {"deployments": [d.to_dict() for d in found], "next": following}
 
 
-@router.get("/{channel}/deployments/{deployment_id}", summary="A deployment with its steps")
+@router.get(
+    "/{channel}/deployments/{deployment_id}",
+    summary="A deployment with its run's steps (channel '-' finds it in any channel)",
+)
 def show_deployment(
     channel: str, deployment_id: str, caller: Viewer, lg: Lockgate
 ) -> dict[str, Any]:
     d = lg.channels.deployment(deployment_id)
-    if d.channel != channel:
+    if channel != "-" and d.channel != channel:
         raise ChannelNotFound(f"channel {channel!r} has no deployment {deployment_id!r}")
     return {**d.to_dict(), "run": lg.get_run(d.run_id).to_dict()}
 

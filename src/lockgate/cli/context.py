@@ -6,16 +6,30 @@ import asyncio
 import getpass
 import threading
 from dataclasses import dataclass, field
+from typing import Annotated
+
+import typer
 
 from lockgate.app import App
-from lockgate.client import Client
 from lockgate.channels.model import Channel
+from lockgate.client import Client
 from lockgate.core.pipeline import Pipeline
 from lockgate.loader import load_definitions
 from lockgate.rest_client import RestClient
 from lockgate.settings import Settings
 
 EXAMPLES_MODULE = "lockgate.examples"
+
+PipelinesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pipelines",
+        help="Python file, directory or module whose pipelines and channels to load (repeatable).",
+    ),
+]
+ExamplesOpt = Annotated[
+    bool, typer.Option(help="Also load the bundled example pipelines and channels.")
+]
 
 
 @dataclass

@@ -18,9 +18,12 @@ from sqlalchemy.engine import make_url
 from lockgate import __version__
 from lockgate.app import App
 from lockgate.cli.approvals import approvals_app, approve, reject
+from lockgate.cli.channels import channels_app
 from lockgate.cli.context import (
     BackgroundWorker,
     CliState,
+    ExamplesOpt,
+    PipelinesOpt,
     definitions_from,
     pipelines_from,
     whoami,
@@ -44,6 +47,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(approvals_app, name="approvals")
+app.add_typer(channels_app, name="channels")
 app.command()(approve)
 app.command()(reject)
 
@@ -60,15 +64,6 @@ EXIT_CODES = {
 
 #: GIL switch interval for server and worker processes (CPython's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
-
-PipelinesOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--pipelines",
-        help="Python file, directory or module whose Pipeline objects to load (repeatable).",
-    ),
-]
-ExamplesOpt = Annotated[bool, typer.Option(help="Also load the bundled example pipelines.")]
 
 
 def _state(ctx: typer.Context) -> CliState:

@@ -29,6 +29,8 @@ STATUS_STYLE = {
     "COMPLETED": "green",
     "RUNNING": "cyan",
     "PENDING": "dim",
+    "QUEUED": "dim",
+    "ACTIVE": "cyan",
     "NOT_STARTED": "dim",
     "WAITING": "yellow",
     "RETRYING": "yellow",

@@ -1,0 +1,217 @@
+"""``lockgate channels``: push content, and look at stages, manifests and deployments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from lockgate.cli.context import (
+    BackgroundWorker,
+    CliState,
+    ExamplesOpt,
+    PipelinesOpt,
+    definitions_from,
+    whoami,
+)
+from lockgate.cli.output import Output, console, print_json, status_text, table, when
+from lockgate.cli.runs import follow_run
+from lockgate.client import ChannelsClient
+from lockgate.errors import ChannelNotFound, ParamsError
+
+channels_app = typer.Typer(
+    help="Channels: push tenants' content; promote manifests through stages.",
+    no_args_is_help=True,
+)
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
+ChannelArg = Annotated[str, typer.Argument(help="The channel's name.")]
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state: CliState = ctx.obj
+    return state
+
+
+def _channels(ctx: typer.Context) -> ChannelsClient:
+    return _state(ctx).client().channels
+
+
+def _content(content: str | None, content_file: Path | None) -> Any:
+    if (content is None) == (content_file is None):
+        raise ParamsError(["content: give exactly one of --content and --content-file"])
+    try:
+        text = content if content is not None else content_file.read_text()  # type: ignore[union-attr]
+        return json.loads(text)
+    except OSError as exc:
+        raise ParamsError([f"--content-file: {exc.strerror}: {content_file}"]) from exc
+    except json.JSONDecodeError as exc:
+        where = "--content" if content is not None else str(content_file)
+        raise ParamsError([f"{where}: not JSON: {exc.msg} at line {exc.lineno}"]) from exc
+
+
+@channels_app.command("push")
+def push(
+    ctx: typer.Context,
+    channel: ChannelArg,
+    tenant: Annotated[str, typer.Option(help="Who is pushing (the tenant's name).")],
+    content: Annotated[str | None, typer.Option(help="The content, as JSON.")] = None,
+    content_file: Annotated[
+        Path | None, typer.Option(help="A file holding the content as JSON.")
+    ] = None,
+    command: Annotated[
+        str | None, typer.Option(help="What the merge should do (the channel's first command).")
+    ] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Push at most once per key.")] = None,
+    wait: Annotated[bool, typer.Option(help="Show progress until the deployment ends.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds.")
+    ] = None,
+    pipelines: PipelinesOpt = None,
+    examples: ExamplesOpt = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Push a tenant's content: queues a deployment that merges it and promotes the new
+    manifest through the channel's stages (one deployment at a time, in push order)."""
+    state = _state(ctx)
+    data = _content(content, content_file)
+    local = definitions_from(pipelines or [], examples, state.settings)
+    lg: Any
+    if local[0] or local[1]:
+        lg = state.app(migrate=True)
+        lg.register(*local[0])
+        lg.channels.register(*local[1])
+    elif state.url:
+        lg = state.client()
+    else:
+        lg = state.app(migrate=True)
+    try:
+        d = lg.channels.push(
+            channel,
+            tenant,
+            data,
+            command=command,
+            requested_by=whoami(),
+            idempotency_key=idempotency_key,
+        )
+    except ChannelNotFound as exc:
+        if state.url or local[1]:
+            raise
+        raise ChannelNotFound(
+            f"{exc.message}; load its definition with --pipelines (or --examples), "
+            "or push through a server with LOCKGATE_URL"
+        ) from exc
+    if output is Output.json and not wait:
+        print_json(d.to_dict())
+        return
+    if not wait:
+        console.print(
+            f"queued deployment {d.id} (#{d.seq}) of channel {d.channel}; run {d.run_id}",
+            highlight=False,
+        )
+        return
+    if local[1]:
+        with BackgroundWorker(lg):
+            status = follow_run(lg, d.run_id, output, timeout)
+    else:
+        status = follow_run(lg, d.run_id, output, timeout)
+    raise typer.Exit(0 if status == "SUCCEEDED" else 1)
+
+
+@channels_app.command("stages")
+def stages(ctx: typer.Context, channel: ChannelArg, output: OutputOpt = Output.table) -> None:
+    """Each stage and the manifest version it serves."""
+    found = _channels(ctx).stages(channel)
+    if output is Output.json:
+        print_json([s.to_dict() for s in found])
+        return
+    rows = [
+        (
+            s.stage,
+            "-" if s.version is None else str(s.version),
+            (s.hash or "")[:12],
+            s.deployment_id or "",
+            when(s.flipped_at),
+        )
+        for s in found
+    ]
+    table(channel, ["STAGE", "VERSION", "HASH", "DEPLOYMENT", "FLIPPED"], rows)
+
+
+@channels_app.command("manifest")
+def manifest(
+    ctx: typer.Context,
+    channel: ChannelArg,
+    stage: Annotated[str | None, typer.Argument(help="The stage whose manifest to print.")] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="Print this version instead of a stage's.")
+    ] = None,
+) -> None:
+    """Print the manifest a stage serves (or one version) as JSON."""
+    client = _channels(ctx)
+    if (stage is None) == (version is None):
+        raise ParamsError(["give a STAGE or --version, not both"])
+    if version is not None:
+        print_json(json.loads(client.manifest(channel, version).body))
+    else:
+        print_json(client.stage_manifest(channel, stage or "").data())
+
+
+@channels_app.command("history")
+def history(
+    ctx: typer.Context,
+    channel: ChannelArg,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Manifest versions, newest first, with the parent each was merged onto."""
+    found = _channels(ctx).history(channel, limit=limit)
+    if output is Output.json:
+        print_json([{k: v for k, v in m.to_dict().items() if k != "body"} for m in found])
+        return
+    rows = [
+        (
+            str(m.version),
+            "-" if m.parent is None else str(m.parent),
+            m.hash[:12],
+            m.deployment_id,
+            when(m.created_at),
+        )
+        for m in found
+    ]
+    table(channel, ["VERSION", "PARENT", "HASH", "DEPLOYMENT", "CREATED"], rows)
+
+
+@channels_app.command("deployments")
+def deployments(
+    ctx: typer.Context,
+    channel: ChannelArg,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Deployments, newest first: who pushed, which manifest, how it went."""
+    found = _channels(ctx).deployments(channel, limit=limit)
+    if output is Output.json:
+        print_json([d.to_dict() for d in found])
+        return
+    rows = [
+        (
+            str(d.seq),
+            d.id,
+            d.tenant,
+            d.command,
+            status_text(d.state),
+            "-" if d.manifest_version is None else str(d.manifest_version),
+            when(d.created_at),
+            escape((d.error or "")[:80]),
+        )
+        for d in found
+    ]
+    table(
+        channel,
+        ["#", "DEPLOYMENT", "TENANT", "COMMAND", "STATE", "MANIFEST", "PUSHED", "ERROR"],
+        rows,
+    )
