@@ -36,7 +36,7 @@ def merge(manifest: dict[str, Any], request: PushRequest) -> dict[str, Any]:
 
     ``clear`` starts the manifest over with this push alone.
     """
-    content: FlagPush = request.content
+    content = FlagPush.model_validate(request.content)  # a model, or JSON from a YAML channel
     clear = request.command == "clear"
     tenants = {} if clear else dict(manifest.get("tenants", {}))
     mine = tenants.get(request.tenant, {"count": 0, "unique_values": []})

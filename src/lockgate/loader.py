@@ -13,9 +13,11 @@ from pathlib import Path
 from types import ModuleType
 
 from lockgate.channels.model import Channel
+from lockgate.channels.spec import is_channel_file, load_channel_file
 from lockgate.core.pipeline import Pipeline
 from lockgate.errors import DefinitionError
 from lockgate.specs import Problem, SpecError, load_file
+from lockgate.specs.document import parse
 
 
 def _module_from_file(path: Path) -> ModuleType:
@@ -114,7 +116,10 @@ def load_definitions(
                     add(value, target)
         for path in _spec_files(target):
             try:
-                add(load_file(path, secret_names=secret_names), str(path))
+                if is_channel_file(parse(path)):
+                    add(load_channel_file(path, secret_names=secret_names), str(path))
+                else:
+                    add(load_file(path, secret_names=secret_names), str(path))
             except SpecError as exc:
                 problems.extend(exc.problems)
     if problems:

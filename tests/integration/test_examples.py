@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from lockgate import App, RunStatus
-from lockgate.loader import load_pipelines
+from lockgate.loader import load_definitions, load_pipelines
 
 
 @pytest.fixture
@@ -43,3 +45,29 @@ async def test_release_example_rolls_back_on_request(examples_app: App) -> None:
     )
     assert done.status == RunStatus.ROLLED_BACK
     assert "verify failed on purpose" in (done.error or "")
+
+
+async def test_flags_channel_examples(app: App) -> None:
+    """The Python flags channel waits for an approver before prod; the YAML one deploys
+    straight to its one stage, its shell test naming the version."""
+    app.channels.register(*load_definitions(["lockgate.examples"])[1])
+    worker = app.worker()
+    await worker.start()
+    try:
+        lite = app.channels.push("flags-lite", "acme", {"values": ["dark-mode"]})
+        full = app.channels.push("flags", "acme", {"values": ["dark-mode", "new-nav"]})
+        assert (await app.wait(lite.run_id, timeout=30)).status == RunStatus.SUCCEEDED
+        logs = [line.message for line in app.logs(lite.run_id, "live.test")]
+        assert "live serves version 1 after acme's push" in logs
+        for _ in range(500):
+            if app.approvals():
+                break
+            await asyncio.sleep(0.02)
+        [pending] = app.approvals()
+        assert pending.step.name == "prod.approval"
+        app.decide(full.run_id, "approve", by="alice", roles=["approver"])
+        assert (await app.wait(full.run_id, timeout=30)).status == RunStatus.SUCCEEDED
+        prod = app.channels.stage_manifest("flags", "prod").data()
+        assert prod["tenants"]["acme"]["unique_values"] == ["dark-mode", "new-nav"]
+    finally:
+        await worker.stop()

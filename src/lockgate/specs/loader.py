@@ -36,7 +36,7 @@ Loc = tuple[int | str, ...]
 COMMON_FIELDS = frozenset(StepCommon.model_fields)
 
 
-class _Collector:
+class Collector:
     """Gathers problems with their places in the document."""
 
     def __init__(self, file: str, root: Any) -> None:
@@ -65,7 +65,7 @@ class _Collector:
 def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: True) -> Pipeline:
     """The pipeline defined in ``path``; :class:`SpecError` lists every problem."""
     root = parse(path)
-    problems = _Collector(str(path), root)
+    problems = Collector(str(path), root)
     data = plain(root)
     spec: PipelineSpec | None = None
     try:
@@ -79,7 +79,7 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
     names: list[str] = []
     steps: list[Step] = []
     for i, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
-        built = _step(raw, ("steps", i), params, names, problems, secret_names)
+        built = build_step(raw, ("steps", i), params, names, problems, secret_names)
         if built is not None:
             steps.append(built)
     hooks: list[tuple[str, LifecycleHook]] = []
@@ -104,12 +104,12 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
         raise SpecError([Problem(str(path), 1, 1, exc.message)]) from exc
 
 
-def _step(
+def build_step(
     raw: Any,
     loc: Loc,
     params: list[str],
     names: list[str],
-    problems: _Collector,
+    problems: Collector,
     secret_names: Callable[[str], bool],
     parent: str | None = None,
 ) -> Step | None:
@@ -143,7 +143,7 @@ def _step(
             problems.add((*loc, key), problem)
     rollback = None
     if common.rollback is not None:
-        rollback = _step(
+        rollback = build_step(
             common.rollback,
             (*loc, "rollback"),
             params,
@@ -181,7 +181,7 @@ def _hook(
     point: str,
     params: list[str],
     names: list[str],
-    problems: _Collector,
+    problems: Collector,
     secret_names: Callable[[str], bool],
 ) -> LifecycleHook | None:
     if not isinstance(raw, dict):
@@ -229,9 +229,7 @@ def _hook(
     return hook
 
 
-def _check_config(
-    kind: StepKind, raw_config: dict[str, Any], loc: Loc, problems: _Collector
-) -> Any:
+def _check_config(kind: StepKind, raw_config: dict[str, Any], loc: Loc, problems: Collector) -> Any:
     """The kind's config as written, checked as far as it can be before substitution."""
     try:
         config = kind.config.model_validate(_placeholders_as_plain(raw_config))
