@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from lockgate.channels.spec import ChannelSpec, StageSpec
 from lockgate.core.params import ParamSpec
 from lockgate.specs.model import HookCommon, PipelineSpec, RetrySpec, StepCommon
 from lockgate.steps import KINDS
@@ -29,4 +30,12 @@ def test_every_step_kind_and_its_fields_are_documented(kind: str) -> None:
     assert f"## `{kind}`" in text
     section = text.split(f"## `{kind}`", 1)[1].split("\n## ", 1)[0]
     missing = [f for f in KINDS[kind].config.model_fields if f"`{f}`" not in section]
+    assert missing == []
+
+
+@pytest.mark.parametrize("model", [ChannelSpec, StageSpec])
+def test_every_channel_file_field_is_documented(model: type[BaseModel]) -> None:
+    """docs/channels.md names every field a channel file may use."""
+    text = (DOCS / "channels.md").read_text()
+    missing = [name for name in model.model_fields if f"`{name}:`" not in text]
     assert missing == []
