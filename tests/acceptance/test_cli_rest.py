@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,6 +39,13 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     """``lockgate server`` on a free port; yields the environment a remote CLI needs."""
+    with serving(db_url, tmp_path, PIPELINES) as env:
+        yield env
+
+
+@contextlib.contextmanager
+def serving(db_url: str, tmp_path: Path, pipelines: str) -> Iterator[dict[str, str]]:
+    """``lockgate server --pipelines PIPELINES`` on a free port, stopped with SIGTERM."""
     port = free_port()
     base = {
         "LOCKGATE_DATABASE_URL": db_url,
@@ -48,7 +56,7 @@ def server(db_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     made = cli(base, "tokens", "create", "--name", "ci", "--role", "operator", "-o", "json")
     token = json.loads(made.stdout)["token"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "server", "--pipelines", PIPELINES, "--port", str(port)],
+        [sys.executable, "-m", "lockgate", "server", "--pipelines", pipelines, "--port", str(port)],
         env={**os.environ, **base},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -103,3 +111,58 @@ def test_remote_errors_keep_their_codes(server: dict[str, str]) -> None:
     assert cancel.returncode == 4 and "only an active run can be cancelled" in cancel.stderr
     params = cli(server, "run", "crashy", "-p", "oops")
     assert params.returncode == 2 and "expected key=value" in params.stderr
+
+
+def test_channel_commands_in_process_and_over_rest(db_url: str, tmp_path: Path) -> None:
+    """push --wait, stages, manifest, history and deployments print the same either way."""
+    channel = str(HERE / "pipelines" / "crashy_channel.py")
+    local = {"LOCKGATE_DATABASE_URL": db_url, "LOCKGATE_LEDGER": str(tmp_path / "ledger")}
+    pushed = cli(
+        local,
+        "channels",
+        "push",
+        "crashy",
+        "--tenant",
+        "acme",
+        "--content",
+        '{"n": 1}',
+        "--pipelines",
+        channel,
+        "--wait",
+        "-o",
+        "json",
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    bad = cli(local, "channels", "push", "crashy", "--tenant", "acme", "--content", "{nope")
+    assert bad.returncode == 2 and "not JSON" in bad.stderr
+    undefined = cli(local, "channels", "push", "crashy", "--tenant", "a", "--content", "{}")
+    assert undefined.returncode == 3 and "--pipelines" in undefined.stderr
+    in_process = {
+        cmd: cli(local, "channels", cmd, "crashy", *extra, "-o", "json").stdout
+        for cmd, extra in (("stages", []), ("history", []), ("deployments", []))
+    }
+    manifest = cli(local, "channels", "manifest", "crashy", "three")
+    assert json.loads(manifest.stdout) == {"pushes": ["acme:1"]}
+
+    with serving(db_url, tmp_path, channel) as remote:
+        for cmd, printed in in_process.items():
+            over_rest = cli(remote, "channels", cmd, "crashy", "-o", "json")
+            assert over_rest.returncode == 0, over_rest.stderr
+            assert json.loads(over_rest.stdout) == json.loads(printed), cmd
+        assert cli(remote, "channels", "manifest", "crashy", "three").stdout == manifest.stdout
+        second = cli(
+            remote,
+            "channels",
+            "push",
+            "crashy",
+            "--tenant",
+            "globex",
+            "--content",
+            '{"n": 2}',
+            "--wait",
+        )
+        assert second.returncode == 0, second.stderr
+        latest = cli(remote, "channels", "manifest", "crashy", "--version", "2")
+        assert json.loads(latest.stdout) == {"pushes": ["acme:1", "globex:2"]}
+        unknown = cli(remote, "channels", "stages", "nope")
+        assert unknown.returncode == 3 and "no channel 'nope'" in unknown.stderr
