@@ -16,43 +16,18 @@ import asyncio
 import hashlib
 import hmac
 import json
-import signal
-import subprocess
 import sys
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import add_db_args, database, percentile
+from http_bench import HELLO, Request, load, server_process
 from intake_server import SECRET
-from lockgate.testing import free_port
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "webhooks" / "github"
-
-
-async def load(url: str, make: object, seconds: float, concurrency: int) -> tuple[int, list[float]]:
-    """Requests completed in ``seconds`` by ``concurrency`` clients, and their latencies."""
-    latencies: list[float] = []
-    deadline = time.monotonic() + seconds
-    done = 0
-
-    async def client() -> None:
-        nonlocal done
-        async with httpx.AsyncClient(timeout=30) as http:
-            while time.monotonic() < deadline:
-                method, path, content, headers = make()  # type: ignore[operator]
-                t0 = time.perf_counter()
-                r = await http.request(method, url + path, content=content, headers=headers)
-                latencies.append((time.perf_counter() - t0) * 1000)
-                assert r.status_code in (200, 202), r.text
-                done += 1
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return done, latencies
 
 
 def main() -> None:
@@ -64,47 +39,25 @@ def main() -> None:
     body = (FIXTURE / "push.json").read_bytes()
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
-    def delivery() -> tuple[str, str, bytes, dict[str, str]]:
-        headers = {
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": signature,
-            "Content-Type": "application/json",
-        }
-        return "POST", f"/hooks/{trigger}", body, headers
+    def delivery_to(trigger: str) -> Callable[[], Request]:
+        def delivery() -> Request:
+            headers = {
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": signature,
+                "Content-Type": "application/json",
+            }
+            return "POST", f"/hooks/{trigger}", body, headers
 
-    def hello() -> tuple[str, str, bytes, dict[str, str]]:
-        return "GET", "/bench/hello", b"", {}
+        return delivery
 
-    with database(args.db, args.url) as db_url:
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).parent / "intake_server.py"),
-                "--url",
-                db_url,
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert server.stdout is not None
-            trigger = server.stdout.readline().strip()
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    httpx.get(base + "/bench/hello", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            hello_n, _ = asyncio.run(load(base, hello, args.seconds, args.concurrency))
-            intake_n, lat = asyncio.run(load(base, delivery, args.seconds, args.concurrency))
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(30)
+    with (
+        database(args.db, args.url) as db_url,
+        server_process("intake_server.py", db_url) as (base, trigger),
+    ):
+        delivery = delivery_to(trigger)
+        hello_n, _ = asyncio.run(load(base, lambda: HELLO, args.seconds, args.concurrency))
+        intake_n, lat = asyncio.run(load(base, delivery, args.seconds, args.concurrency))
     figures = {
         "db": args.db,
         "deliveries_per_s": round(intake_n / args.seconds, 1),

@@ -21,11 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,33 +30,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import add_db_args, database, percentile, raw_commit_rate
-from lockgate.testing import free_port
+from http_bench import HELLO, Request, load, server_process
 
-Request = tuple[str, dict[str, str]]
+OK = frozenset({200})
+
 READ = "/api/v1/channels/bench/stages/prod/manifest"
-
-
-async def load(
-    base: str, make: Callable[[], Request], seconds: float, concurrency: int, ok: set[int]
-) -> tuple[int, list[float]]:
-    """Requests completed in ``seconds`` by ``concurrency`` clients, and their latencies."""
-    latencies: list[float] = []
-    deadline = time.monotonic() + seconds
-    done = 0
-
-    async def client() -> None:
-        nonlocal done
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            while time.monotonic() < deadline:
-                path, headers = make()
-                t0 = time.perf_counter()
-                r = await http.get(path, headers=headers)
-                latencies.append((time.perf_counter() - t0) * 1000)
-                assert r.status_code in ok, (r.status_code, r.text[:200])
-                done += 1
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return done, latencies
 
 
 async def push(http: httpx.AsyncClient, n: int) -> list[dict[str, Any]]:
@@ -101,29 +75,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with database(args.db, args.url) as db_url:
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                str(Path(__file__).parent / "stage_reads_server.py"),
-                "--url",
-                db_url,
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert server.stdout is not None
-            token = server.stdout.readline().strip()
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    httpx.get(base + "/bench/hello", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with server_process("stage_reads_server.py", db_url) as (base, token):
 
             async def run() -> dict[str, Any]:
                 auth = {"Authorization": f"Bearer {token}"}
@@ -132,19 +84,25 @@ def main() -> None:
                     deployments = await push(http, args.deployments)
                     etag = (await http.get(READ)).headers["etag"]
                 n, s = args.seconds, args.concurrency
+
+                def read() -> Request:
+                    return ("GET", READ, b"", {})
+
+                def cached() -> Request:
+                    return ("GET", READ, b"", {"If-None-Match": etag})
+
                 print("hello world ...", file=sys.stderr)
-                hello_n, _ = await load(base, lambda: ("/bench/hello", {}), n, s, {200})
+                hello_n, _ = await load(base, lambda: HELLO, n, s, OK)
                 print("stage reads ...", file=sys.stderr)
-                reads_n, lat = await load(base, lambda: (READ, {}), n, s, {200})
+                reads_n, lat = await load(base, read, n, s, OK)
                 print("stage read latency, one client ...", file=sys.stderr)
-                _, one_lat = await load(base, lambda: (READ, {}), n, 1, {200})
+                _, one_lat = await load(base, read, n, 1, OK)
                 print("stage reads with If-None-Match ...", file=sys.stderr)
-                same = {"If-None-Match": etag}
-                cached_n, cached_lat = await load(base, lambda: (READ, same), n, s, {304})
+                cached_n, cached_lat = await load(base, cached, n, s, frozenset({304}))
                 print("stage reads during deployments ...", file=sys.stderr)
                 async with httpx.AsyncClient(base_url=base, headers=auth, timeout=30) as http:
                     flipping = asyncio.create_task(push(http, 15))
-                    during_n, during_lat = await load(base, lambda: (READ, {}), n, s, {200})
+                    during_n, during_lat = await load(base, read, n, s, OK)
                     deployments += await flipping
                 return {
                     "reads_per_s": round(reads_n / n, 1),
@@ -163,9 +121,6 @@ def main() -> None:
                 }
 
             figures = asyncio.run(run())
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(30)
         figures = {"db": args.db, **figures, "raw_commits_per_s": round(raw_commit_rate(db_url))}
     print(json.dumps(figures))
 

@@ -4,13 +4,14 @@ server`` runs them, with one public channel of three stages and a hello-world ro
 from __future__ import annotations
 
 import argparse
-import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
-import uvicorn
+sys.path.insert(0, str(Path(__file__).parent))
 
+from http_bench import serve
 from lockgate import App, Channel, PushRequest, Settings, Stage
-from lockgate.api import create_api
 
 
 def merge(manifest: dict[str, Any], request: PushRequest) -> dict[str, Any]:
@@ -37,26 +38,8 @@ def main() -> None:
     app.migrate()
     app.channels.register(channel)
     _, token = app.tokens.create("bench", "operator")
-    api = create_api(app)
-
-    @api.get("/bench/hello")
-    def hello() -> dict[str, str]:
-        return {"hello": "world"}
-
     print(token, flush=True)
-
-    async def serve() -> None:
-        worker = app.worker()
-        await worker.start()
-        config = uvicorn.Config(
-            api, host="127.0.0.1", port=args.port, log_level="warning", lifespan="off"
-        )
-        try:
-            await uvicorn.Server(config).serve()
-        finally:
-            await worker.stop()
-
-    asyncio.run(serve())
+    serve(app, args.port)
 
 
 if __name__ == "__main__":

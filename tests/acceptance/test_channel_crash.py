@@ -3,13 +3,12 @@ on a new worker and ends consistent, every stage old or every stage new."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_crash import start_worker as start_any_worker
 from test_crash import wait_finished, wait_for_line
 
 from lockgate import App, Settings
@@ -19,19 +18,7 @@ CHANNEL = str(Path(__file__).parent / "pipelines" / "crashy_channel.py")
 
 
 def start_worker(db_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    full = {
-        **os.environ,
-        "LOCKGATE_DATABASE_URL": db_url,
-        "LOCKGATE_LEASE_SECONDS": "1",
-        "LOCKGATE_POLL_INTERVAL": "0.05",
-        **env,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "worker", "--pipelines", CHANNEL],
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return start_any_worker(db_url, env, CHANNEL)
 
 
 def check_consistent(app: App, expected_version: int) -> None:

@@ -17,7 +17,9 @@ HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")
 
 
-def start_worker(db_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_worker(
+    db_url: str, env: dict[str, str], pipelines: str = PIPELINES
+) -> subprocess.Popen[bytes]:
     full = {
         **os.environ,
         "LOCKGATE_DATABASE_URL": db_url,
@@ -26,7 +28,7 @@ def start_worker(db_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         **env,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "worker", "--pipelines", PIPELINES],
+        [sys.executable, "-m", "lockgate", "worker", "--pipelines", pipelines],
         env=full,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
