@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from lockgate.channels.model import Channel, Stage
 from lockgate.core.step import Step
 from lockgate.errors import DefinitionError
-from lockgate.specs.document import Problem, SpecError, parse, plain
-from lockgate.specs.loader import Collector, Loc, build_step
+from lockgate.specs.document import Problem, SpecError
+from lockgate.specs.loader import Loc, build_step, read_spec
 from lockgate.specs.model import Strict
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.steps.python import resolve
@@ -69,14 +69,7 @@ def load_channel_file(
     path: Path, *, secret_names: Callable[[str], bool] = lambda _: True
 ) -> Channel:
     """The channel defined in ``path``; :class:`SpecError` lists every problem."""
-    root = parse(path)
-    problems = Collector(str(path), root)
-    data = plain(root)
-    spec: ChannelSpec | None = None
-    try:
-        spec = ChannelSpec.model_validate(data)
-    except ValidationError as exc:
-        problems.pydantic((), exc)
+    problems, data, spec = read_spec(path, ChannelSpec)
     names = ["queue"]
 
     def hook(raw: Any, loc: Loc, name: str) -> Step | None:

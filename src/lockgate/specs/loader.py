@@ -11,9 +11,9 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lockgate.core.context import StepContext
 from lockgate.core.hooks import HookEvent, LifecycleHook
@@ -62,16 +62,25 @@ class Collector:
             self.add(loc, message, at_key="[key]" in err["loc"])
 
 
-def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: True) -> Pipeline:
-    """The pipeline defined in ``path``; :class:`SpecError` lists every problem."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_spec(path: Path, model: type[M]) -> tuple[Collector, dict[str, Any], M | None]:
+    """A file's problems so far, its plain data, and its top level as ``model`` (``None``
+    if that was refused: the caller goes on checking the rest, to report all at once)."""
     root = parse(path)
     problems = Collector(str(path), root)
     data = plain(root)
-    spec: PipelineSpec | None = None
     try:
-        spec = PipelineSpec.model_validate(data)
+        return problems, data, model.model_validate(data)
     except ValidationError as exc:
         problems.pydantic((), exc)
+        return problems, data, None
+
+
+def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: True) -> Pipeline:
+    """The pipeline defined in ``path``; :class:`SpecError` lists every problem."""
+    problems, data, spec = read_spec(path, PipelineSpec)
     # Go on with the steps even if the top level is wrong: report everything at once.
     raw_params = data.get("params")
     params = list(raw_params) if isinstance(raw_params, dict) else []
