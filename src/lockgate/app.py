@@ -19,7 +19,7 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import RunStatus
 from lockgate.engine.worker import Worker
-from lockgate.errors import Forbidden, InvalidState, ParamsError, PipelineNotFound
+from lockgate.errors import Forbidden, InvalidState, NotFound, ParamsError, PipelineNotFound
 from lockgate.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
@@ -28,6 +28,7 @@ from lockgate.store.migrate import upgrade
 from lockgate.store.ops import CreateRun, Decide, Op, RegisterPipeline, RequestCancel
 from lockgate.store.records import (
     DecisionRecord,
+    DeliveryRecord,
     ErrorRecord,
     EventRecord,
     LogRecord,
@@ -365,6 +366,18 @@ class App:
                     if described.get("name") == step:
                         return dict(described.get("config") or {})
         return None
+
+    def deliveries(
+        self, trigger_id: str, limit: int = 100, before: int | None = None
+    ) -> list[DeliveryRecord]:
+        """The firings of a webhook trigger, a schedule or a poller, newest first (page with
+        ``before``, the last delivery id seen)."""
+        if not any(
+            table.find(trigger_id) is not None
+            for table in (self.webhooks.triggers, self.schedules.store, self.pollers.store)
+        ):
+            raise NotFound(f"no trigger, schedule or poller {trigger_id!r}")
+        return self.webhooks.triggers.deliveries(trigger_id, limit, before)
 
     def pipelines(self) -> list[PipelineRecord]:
         """Registered pipeline versions in the database, newest first."""

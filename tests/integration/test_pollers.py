@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lockgate import App, ParamsError, Pipeline, StepContext, step
+from lockgate import App, NotFound, ParamsError, Pipeline, StepContext, step
 
 
 @step
@@ -69,6 +69,15 @@ def test_first_poll_is_a_baseline_then_new_commits_fire(app: App, repo: Path) ->
     git(repo, "tag", "v1.0")
     git(repo, "push", "-q", "origin", "v1.0")
     assert app.pollers.poll_once(later + 10) == 1
+    # Each new commit was stored as a delivery of the poller, with its run.
+    firings = app.deliveries(poller.id)
+    assert [(d.source, d.status, len(d.run_ids)) for d in firings] == [("poller", "DONE", 1)] * 2
+    assert firings[1].key == f"refs/heads/main@{run.params['commit']}"
+    assert firings[0].event["tag"] == "v1.0"
+    app.pollers.store.delete(poller.id)
+    assert app.webhooks.triggers.deliveries(poller.id) == []
+    with pytest.raises(NotFound):
+        app.deliveries(poller.id)
 
 
 def test_a_broken_repository_is_recorded_not_raised(app: App, tmp_path: Path) -> None:

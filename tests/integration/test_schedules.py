@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lockgate import App, ParamsError, Pipeline, StepContext, step
+from lockgate import App, InvalidState, ParamsError, Pipeline, StepContext, step
 from lockgate.triggers.schedules import next_fire
 
 
@@ -75,6 +75,13 @@ def test_misfire_after_downtime(scheduled: App, misfire: str, expected: int) -> 
     later = schedule.next_fire_at + 3 * 3600 + 5
     scheduled.schedules.tick(later)
     assert len(scheduled.list_runs()) == expected
+    [delivery] = scheduled.deliveries(schedule.id)
+    assert delivery.status == ("REJECTED" if misfire == "skip" else "DONE")
+    assert len(delivery.run_ids) == expected
+    if misfire == "skip":
+        assert delivery.error == "missed tick skipped (misfire policy: skip)"
+    with pytest.raises(InvalidState, match="only webhook deliveries"):
+        scheduled.webhooks.redeliver(delivery.id)
     following = scheduled.schedules.store.get(schedule.id).next_fire_at
     assert later < following <= later + 60
 
@@ -110,5 +117,13 @@ def test_a_simulated_day_of_a_minute_cron_fires_1440_times(scheduled: App) -> No
         keys = {r.idempotency_key for r in runs}
         assert len(runs) == len(keys) == 1440
         assert keys == {f"schedule:{schedule.id}:{start + m * 60!r}" for m in range(1, 1441)}
+        # Every tick is stored once as a delivery, with the run it started.
+        page = scheduled.deliveries(schedule.id, limit=1000)
+        page += scheduled.deliveries(schedule.id, limit=1000, before=page[-1].id)
+        stored = {d.key: d for d in page}
+        assert len(page) == len(stored) == 1440
+        assert {d.status for d in stored.values()} == {"DONE"}
+        assert {d.source for d in stored.values()} == {"schedule"}
+        assert {r for d in stored.values() for r in d.run_ids} == {r.id for r in runs}
     finally:
         other.close()

@@ -285,15 +285,18 @@ def delete_trigger(trigger_id: str, caller: Admin, lg: Lockgate) -> dict[str, An
     return {"deleted": trigger_id}
 
 
-@router.get("/triggers/{trigger_id}/deliveries", summary="A trigger's deliveries, newest first")
+@router.get(
+    "/triggers/{trigger_id}/deliveries",
+    summary="Firings of a webhook trigger, a schedule or a poller, newest first",
+)
 def list_deliveries(
     trigger_id: str,
     caller: Viewer,
     lg: Lockgate,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="Delivery id to page from")] = None,
 ) -> list[dict[str, Any]]:
-    lg.webhooks.get(trigger_id)
-    return [d.to_dict() for d in lg.webhooks.triggers.deliveries(trigger_id, limit)]
+    return [d.to_dict() for d in lg.deliveries(trigger_id, limit, before)]
 
 
 class ScheduleBody(Strict):

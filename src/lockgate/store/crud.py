@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from sqlalchemy import Column, Table, delete, select
 
 from lockgate.errors import NotFound
+from lockgate.store import schema as s
 from lockgate.store.base import MAX_PAGE, Store
 
 R = TypeVar("R")
@@ -56,9 +57,12 @@ class RecordTable(Generic[R]):
         return [self.record_type(**r._mapping) for r in rows]
 
     def delete(self, row_id: str) -> None:
-        """Remove a row; :class:`NotFound` if there is none."""
-        done = self._store.write(
-            lambda c: c.execute(delete(self.table).where(self._id == row_id)).rowcount
-        )
+        """Remove a row and its deliveries; :class:`NotFound` if there is none."""
+
+        def remove(conn: Any) -> int:
+            conn.execute(delete(s.deliveries).where(s.deliveries.c.trigger_id == row_id))
+            return int(conn.execute(delete(self.table).where(self._id == row_id)).rowcount)
+
+        done = self._store.write(remove)
         if not done:
             raise NotFound(f"no {self.noun} {row_id!r}")

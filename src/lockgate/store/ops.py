@@ -562,7 +562,8 @@ class Decide:
 
 @dataclass
 class Deliver:
-    """One webhook delivery in one transaction: stored once per key, its run started."""
+    """One firing (a webhook delivery, a schedule tick, a poll) in one transaction: stored
+    once per key, its run started."""
 
     trigger_id: str
     key: str
@@ -571,6 +572,8 @@ class Deliver:
     create: CreateRun | None
     status: str
     error: str | None = None
+    #: ``webhook``, ``schedule`` or ``poller``.
+    source: str = "webhook"
 
     def apply(self, tx: WriteTx) -> tuple[int, str, list[str], bool, RunRecord | None]:
         """``(delivery id, status, run ids, created, run)``; a known key returns the first."""
@@ -586,6 +589,7 @@ class Deliver:
             "run_ids": [],
             "received_at": tx.now,
             "updated_at": tx.now,
+            "source": self.source,
         }
         stmt = (
             tx.insert(s.deliveries)

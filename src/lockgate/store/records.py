@@ -202,6 +202,8 @@ class DeliveryRecord(Record):
     run_ids: list[str]
     received_at: float
     updated_at: float
+    #: ``webhook``, ``schedule`` or ``poller``.
+    source: str = "webhook"
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,8 @@ deliveries = Table(
     "deliveries",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("trigger_id", String(64), ForeignKey("triggers.id", ondelete="CASCADE"), nullable=False),
+    #: The webhook trigger, schedule or poller that fired (``source`` says which).
+    Column("trigger_id", String(64), nullable=False),
     #: The provider's delivery id (or a hash of the body): one delivery per key per trigger.
     Column("key", String(200), nullable=False),
     Column("status", String(20), nullable=False),
@@ -210,6 +211,8 @@ deliveries = Table(
     Column("run_ids", JSON, nullable=False),
     Column("received_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    #: ``webhook``, ``schedule`` or ``poller``.
+    Column("source", String(10), nullable=False, server_default="webhook"),
     UniqueConstraint("trigger_id", "key", name="uq_deliveries_once"),
     Index("ix_deliveries_trigger", "trigger_id", "id"),
 )

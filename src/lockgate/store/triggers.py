@@ -83,8 +83,10 @@ class TriggerStore(RecordTable[TriggerRecord]):
             raise NotFound(f"no delivery {delivery_id}")
         return DeliveryRecord(**row._mapping)
 
-    def deliveries(self, trigger_id: str, limit: int = 100) -> list[DeliveryRecord]:
-        """A trigger's deliveries, newest first."""
+    def deliveries(
+        self, trigger_id: str, limit: int = 100, before: int | None = None
+    ) -> list[DeliveryRecord]:
+        """A trigger's deliveries, newest first (page with ``before``: the last id seen)."""
         d = s.deliveries.c
         stmt = (
             select(s.deliveries)
@@ -92,16 +94,20 @@ class TriggerStore(RecordTable[TriggerRecord]):
             .order_by(d.id.desc())
             .limit(max(1, min(limit, MAX_PAGE)))
         )
+        if before is not None:
+            stmt = stmt.where(d.id < before)
         return [
             DeliveryRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
         ]
 
     def retryable(self, now: float, stale_after: float, max_attempts: int) -> list[DeliveryRecord]:
-        """Deliveries a crash left RECEIVED or PROCESSING, and FAILED ones with attempts left
-        (waiting longer after each attempt)."""
+        """Webhook deliveries a crash left RECEIVED or PROCESSING, and FAILED ones with
+        attempts left (waiting longer after each attempt). Ticks and polls are stored with
+        their run in one transaction, so they are never left half done."""
         d = s.deliveries.c
         stmt = (
             select(s.deliveries)
+            .where(d.source == "webhook")
             .where(
                 (d.status.in_(["RECEIVED", "PROCESSING"]) & (d.updated_at < now - stale_after))
                 | (
@@ -141,7 +147,7 @@ class TriggerStore(RecordTable[TriggerRecord]):
 
         def run(conn: Any) -> int:
             removed = conn.execute(delete(s.deliveries).where(d.received_at < older_than)).rowcount
-            for (trigger_id,) in conn.execute(select(s.triggers.c.id)).all():
+            for (trigger_id,) in conn.execute(select(d.trigger_id).distinct()).all():
                 cutoff = conn.execute(
                     select(d.id)
                     .where(d.trigger_id == trigger_id)

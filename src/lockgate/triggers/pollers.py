@@ -23,6 +23,7 @@ from lockgate.errors import LockgateError, ParamsError
 from lockgate.store.pollers import PollerStore
 from lockgate.store.records import PollerRecord
 from lockgate.triggers.event import TriggerEvent, split_ref
+from lockgate.triggers.firing import fire
 
 if TYPE_CHECKING:
     from lockgate.app import App
@@ -146,19 +147,26 @@ class Pollers:
             None,
             f"{ref}@{sha}",
         )
+        refused = None
+        params: Any = None
         try:
             params = render(poller.params, {"event": event.to_dict()})
-            self._app.start_run(
-                poller.pipeline,
-                params,
+        except TemplateError as exc:
+            refused = f"params: {exc}"
+        return int(
+            fire(
+                self._app,
+                source="poller",
+                trigger_id=poller.id,
+                key=f"{ref}@{sha}",
+                event=event.to_dict(),
+                pipeline=poller.pipeline,
                 namespace=poller.namespace,
-                requested_by=f"poller:{poller.id}",
+                params=params,
                 idempotency_key=f"poll:{poller.id}:{ref}:{sha}",
+                refused=refused,
             )
-        except (LockgateError, TemplateError) as exc:
-            self.log.error("polled run refused", poller=poller.id, ref=ref, error=str(exc))
-            return 0
-        return 1
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set."""

@@ -20,9 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from croniter import croniter
 
-from lockgate.errors import LockgateError, ParamsError
+from lockgate.errors import ParamsError
 from lockgate.store.records import ScheduleRecord
 from lockgate.store.schedules import ScheduleStore
+from lockgate.triggers.firing import fire
 
 if TYPE_CHECKING:
     from lockgate.app import App
@@ -109,20 +110,22 @@ class Schedules:
         for schedule in self.store.due(now):
             tick = schedule.next_fire_at
             missed = now - tick > MISFIRE_GRACE
-            if not missed or schedule.misfire == "run_once":
-                try:
-                    self._app.start_run(
-                        schedule.pipeline,
-                        schedule.params,
-                        namespace=schedule.namespace,
-                        requested_by=f"schedule:{schedule.id}",
-                        idempotency_key=f"schedule:{schedule.id}:{tick!r}",
-                    )
-                    started += 1
-                except LockgateError as exc:
-                    self.log.error("scheduled run refused", schedule=schedule.id, error=exc.message)
-            elif missed:
+            skipped = None
+            if missed and schedule.misfire != "run_once":
+                skipped = "missed tick skipped (misfire policy: skip)"
                 self.log.warning("missed tick skipped", schedule=schedule.id, tick=tick)
+            started += fire(
+                self._app,
+                source="schedule",
+                trigger_id=schedule.id,
+                key=f"tick:{tick!r}",
+                event={"tick": tick, "due_at": tick, "fired_at": now},
+                pipeline=schedule.pipeline,
+                namespace=schedule.namespace,
+                params=schedule.params,
+                idempotency_key=f"schedule:{schedule.id}:{tick!r}",
+                refused=skipped,
+            )
             following = next_fire(
                 schedule.cron, schedule.timezone, schedule.interval_seconds, tick, max(now, tick)
             )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from lockgate.core.templates import TemplateError, check, render
-from lockgate.errors import LockgateError, ParamsError
+from lockgate.errors import InvalidState, LockgateError, ParamsError
 from lockgate.store.ops import CreateRun, Deliver
 from lockgate.store.records import TriggerRecord
 from lockgate.store.triggers import TriggerStore
@@ -287,6 +287,11 @@ class Webhooks:
     def redeliver(self, delivery_id: int) -> Answer:
         """Process a stored delivery again, on purpose: it may start a new run."""
         delivery = self.triggers.delivery(delivery_id)
+        if delivery.source != "webhook":
+            raise InvalidState(
+                f"delivery {delivery_id} is a {delivery.source} firing; only webhook deliveries "
+                "can be redelivered (start a run of the pipeline instead)"
+            )
         trigger = self.get(delivery.trigger_id)
         key = f"delivery:{trigger.id}:{delivery.id}:again:{delivery.attempts}"
         event = TriggerEvent(**delivery.event)
