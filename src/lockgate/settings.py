@@ -52,6 +52,11 @@ class Settings:
     #: Hosts or networks (CIDR) the ``api`` step may reach although they are private,
     #: loopback or link-local; everything else of that kind is refused (SSRF guard).
     api_allow: tuple[str, ...] = ()
+    #: A webhook delivery left RECEIVED or PROCESSING this long (a crash) is processed again;
+    #: a FAILED one waits this long times its attempts before the next.
+    delivery_retry_after: float = 30.0
+    #: How often the server's delivery routine looks for deliveries to retry.
+    delivery_retry_interval: float = 10.0
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
@@ -71,6 +76,12 @@ class Settings:
             poll_interval=float(env.get("LOCKGATE_POLL_INTERVAL", base.poll_interval)),
             concurrency=int(env.get("LOCKGATE_CONCURRENCY", base.concurrency)),
             sqlite_synchronous=env.get("LOCKGATE_SQLITE_SYNCHRONOUS", base.sqlite_synchronous),
+            delivery_retry_after=float(
+                env.get("LOCKGATE_DELIVERY_RETRY_AFTER", base.delivery_retry_after)
+            ),
+            delivery_retry_interval=float(
+                env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)
+            ),
             api_allow=tuple(
                 x.strip() for x in env.get("LOCKGATE_API_ALLOW", "").split(",") if x.strip()
             ),

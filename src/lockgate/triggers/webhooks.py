@@ -29,11 +29,8 @@ from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
 if TYPE_CHECKING:
     from lockgate.app import App
 
-#: A delivery still RECEIVED this long after it arrived was cut short by a crash.
-RETRY_AFTER = 30.0
 #: Attempts at processing one delivery.
 MAX_ATTEMPTS = 3
-RETRY_INTERVAL = 10.0
 PRUNE_INTERVAL = 3600.0
 #: Retention: deliveries are kept 30 days, and at most this many per trigger.
 RETENTION_SECONDS = 30 * 86400.0
@@ -276,7 +273,8 @@ class Webhooks:
         left; the number processed. Their runs keep the delivery's idempotency key."""
         now = time.time() if now is None else now
         count = 0
-        for delivery in self.triggers.retryable(now, RETRY_AFTER, MAX_ATTEMPTS):
+        after = self._app.settings.delivery_retry_after
+        for delivery in self.triggers.retryable(now, after, MAX_ATTEMPTS):
             trigger = self.triggers.find(delivery.trigger_id)
             if trigger is None or not self.triggers.claim(delivery):
                 continue
@@ -303,7 +301,7 @@ class Webhooks:
         return self.triggers.prune(now - RETENTION_SECONDS, RETENTION_COUNT)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """The delivery routines: retry every ``RETRY_INTERVAL``, prune every hour."""
+        """The delivery routines: retry every ``delivery_retry_interval``, prune hourly."""
         last_prune = 0.0
         while not stop.is_set():
             try:
@@ -314,7 +312,7 @@ class Webhooks:
             except Exception:
                 structlog.get_logger("lockgate.webhooks").exception("delivery routine failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RETRY_INTERVAL)
+                await asyncio.wait_for(stop.wait(), self._app.settings.delivery_retry_interval)
 
     def delete(self, trigger_id: str) -> None:
         """Remove a trigger."""
