@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 from api_support import Served, wait_done
 
+from lockgate import App
+
 #: Real payloads, byte for byte (see SOURCES.md there for origin and licences).
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 SECRET = "s3cret-for-webhooks-123"
@@ -327,3 +329,22 @@ async def test_retention_prunes_old_and_excess_deliveries(served: Served) -> Non
     import time
 
     assert triggers.prune(older_than=time.time() + 1, keep=100) == 3
+
+
+async def test_a_trigger_deleted_elsewhere_stops_at_once(served: Served) -> None:
+    """The server keeps triggers briefly in memory; a trigger deleted by another process is
+    refused all the same (the delivery's write checks it), with nothing stored."""
+    trigger = await make_trigger(served, provider="github")
+    body = raw("github/push.json")
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        r = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
+        assert r.status_code == 202  # now in this server's memory
+        elsewhere = App(served.app.settings)
+        try:
+            elsewhere.webhooks.delete(trigger)
+        finally:
+            elsewhere.close()
+        r = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert served.app.webhooks.triggers.deliveries(trigger) == []
+    assert len(served.app.list_runs()) == 1

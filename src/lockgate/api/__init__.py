@@ -16,7 +16,7 @@ from lockgate.api.auth import Caller, require
 from lockgate.api.channels import router as channel_router
 from lockgate.api.routes import router
 from lockgate.app import App
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, NotFound
 from lockgate.tokens import Role
 from lockgate.triggers.webhooks import Answer
 
@@ -83,6 +83,8 @@ def create_api(app: App) -> FastAPI:
                 # Through the group committer when a worker runs here: concurrent deliveries
                 # share transactions the way step checkpoints do.
                 answer = app.webhooks.answer(checked, await app.write(checked))
+            except NotFound:  # deleted or disabled since the check
+                answer = Answer(404, {"error": NotFound("no such trigger").to_dict()})
             except LockgateError as exc:
                 answer = Answer(503, {"error": exc.to_dict()})
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)

@@ -576,8 +576,17 @@ class Deliver:
     source: str = "webhook"
 
     def apply(self, tx: WriteTx) -> tuple[int, str, list[str], bool, RunRecord | None]:
-        """``(delivery id, status, run ids, created, run)``; a known key returns the first."""
+        """``(delivery id, status, run ids, created, run)``; a known key returns the first.
+
+        A webhook's trigger must still exist and be enabled (the caller checked it from a
+        cache): :class:`NotFound` otherwise, with nothing written.
+        """
         d = s.deliveries.c
+        if self.source == "webhook":
+            t = s.triggers.c
+            enabled = tx.conn.execute(select(t.enabled).where(t.id == self.trigger_id)).scalar()
+            if not enabled:
+                raise NotFound("no such trigger")
         row = {
             "trigger_id": self.trigger_id,
             "key": self.key,

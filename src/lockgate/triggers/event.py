@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -22,10 +22,18 @@ class TriggerEvent:
     payload: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The event without the raw payload."""
-        data = asdict(self)
-        data.pop("payload")
-        return data
+        """The event without the raw payload (shallow: every field is a string or None)."""
+        return {
+            "provider": self.provider,
+            "event": self.event,
+            "repo": self.repo,
+            "ref": self.ref,
+            "branch": self.branch,
+            "tag": self.tag,
+            "commit": self.commit,
+            "actor": self.actor,
+            "delivery_id": self.delivery_id,
+        }
 
 
 def split_ref(ref: str | None) -> tuple[str | None, str | None]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from lockgate.core.templates import TemplateError, check, render
-from lockgate.errors import InvalidState, LockgateError, ParamsError
+from lockgate.errors import InvalidState, LockgateError, NotFound, ParamsError
 from lockgate.store.ops import CreateRun, Deliver
 from lockgate.store.records import TriggerRecord
 from lockgate.store.triggers import TriggerStore
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 #: Attempts at processing one delivery.
 MAX_ATTEMPTS = 3
+#: How long a server trusts its copy of a trigger (the write re-checks it exists).
+TRIGGER_CACHE_SECONDS = 5.0
+TRIGGER_CACHE_SIZE = 10_000
 PRUNE_INTERVAL = 3600.0
 #: Retention: deliveries are kept 30 days, and at most this many per trigger.
 RETENTION_SECONDS = 30 * 86400.0
@@ -76,6 +79,24 @@ class Webhooks:
         self.rate = (RATE_PER_SECOND, RATE_BURST)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+        #: Trigger id -> (expiry, record): the lookup every delivery makes, kept briefly.
+        #: Safe because a trigger never changes after it is made (only deleted), and the
+        #: delivery's write checks in its own transaction that the trigger still exists.
+        self._known: dict[str, tuple[float, TriggerRecord]] = {}
+
+    def _find(self, trigger_id: str) -> TriggerRecord | None:
+        now = time.monotonic()
+        cached = self._known.get(trigger_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = self.triggers.find(trigger_id)
+        if found is None:
+            self._known.pop(trigger_id, None)
+        else:
+            if len(self._known) > TRIGGER_CACHE_SIZE:
+                self._known.clear()
+            self._known[trigger_id] = (now + TRIGGER_CACHE_SECONDS, found)
+        return found
 
     def _admit(self, trigger_id: str) -> float:
         """0 if a delivery may proceed now, else the seconds until it may (token bucket)."""
@@ -154,6 +175,8 @@ class Webhooks:
             return step
         try:
             return self.answer(step, self._app.store.apply(step))
+        except NotFound:  # deleted or disabled since the check
+            return _error(404, "not_found", "no such trigger")
         except LockgateError as exc:
             return _error(503, exc.code, exc.message)
 
@@ -161,7 +184,7 @@ class Webhooks:
         self, trigger_id: str, headers: Mapping[str, str], body: bytes, client_ip: str | None = None
     ) -> Answer | Deliver:
         """Everything before the write: the refusal to answer, or the write to make."""
-        trigger = self.triggers.find(trigger_id)
+        trigger = self._find(trigger_id)
         provider = PROVIDERS.get(trigger.provider) if trigger is not None else None
         # A wrong id and a disabled trigger look the same as no trigger at all.
         if trigger is None or provider is None or not trigger.enabled:
@@ -315,7 +338,8 @@ class Webhooks:
                 await asyncio.wait_for(stop.wait(), self._app.settings.delivery_retry_interval)
 
     def delete(self, trigger_id: str) -> None:
-        """Remove a trigger."""
+        """Remove a trigger (and its deliveries)."""
+        self._known.pop(trigger_id, None)
         self.triggers.delete(trigger_id)
 
     def get(self, trigger_id: str) -> TriggerRecord:
