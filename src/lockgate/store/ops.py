@@ -66,6 +66,17 @@ class WriteTx:
             self.execute_many(sql, rows)
         self.deferred.clear()
 
+    def fetch_value(self, sql: str, params: dict[str, Any]) -> Any:
+        """Run ``sql`` once on the driver's cursor; the first column of its first row (or
+        ``None``). For the hot writes, like :meth:`execute_many`."""
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.driver_sql(sql), params)
+            row = cursor.fetchone()
+            return None if row is None else row[0]
+        finally:
+            cursor.close()
+
     def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> int:
         """Run ``sql`` once per row on the driver's cursor; the total rows affected.
 
@@ -112,17 +123,15 @@ def _typed(sql: str, table: Table) -> TextualSelect:
     return text(sql).columns(*[column(c.name, c.type) for c in table.columns])
 
 
-_INSERT_RUN = text(
-    """INSERT INTO runs (id, namespace, pipeline, version, status, params, context, noop,
-                         requested_by, idempotency_key, cancel_requested, lease_owner,
-                         lease_token, lease_expires_at, wake_at, created_at, updated_at)
-       VALUES (:id, :namespace, :pipeline, :version, :status, :params, :context, :noop,
-               :requested_by, :idempotency_key, :cancel, :lease_owner, :lease_token,
-               :lease_expires_at, :now, :now, :now)
-       ON CONFLICT (idempotency_key) DO NOTHING
-       RETURNING id"""
-).bindparams(bindparam("params", type_=JSON), bindparam("context", type_=JSON))
-_INSERT_STEP = text(
+_INSERT_RUN = """INSERT INTO runs (id, namespace, pipeline, version, status, params, context,
+                     noop, requested_by, idempotency_key, cancel_requested, lease_owner,
+                     lease_token, lease_expires_at, wake_at, created_at, updated_at)
+   VALUES (:id, :namespace, :pipeline, :version, :status, :params, :context, :noop,
+           :requested_by, :idempotency_key, :cancel, :lease_owner, :lease_token,
+           :lease_expires_at, :now, :now, :now)
+   ON CONFLICT (idempotency_key) DO NOTHING
+   RETURNING id"""
+_INSERT_STEP = (
     "INSERT INTO steps (run_id, name, position, status, attempt) "
     "VALUES (:run_id, :name, :position, :status, 0)"
 )
@@ -178,13 +187,28 @@ class CreateRun:
             updated_at=tx.now,
             finished_at=None,
         )
-        inserted = tx.conn.execute(
-            _INSERT_RUN, {**record.to_dict(), "cancel": False, "now": tx.now}
-        ).scalar()
-        if inserted is None:  # the key was used before (maybe by another process)
+        values = {
+            "id": record.id,
+            "namespace": record.namespace,
+            "pipeline": record.pipeline,
+            "version": record.version,
+            "status": record.status,
+            "params": _json(record.params),
+            "context": "{}",
+            "noop": record.noop,
+            "requested_by": record.requested_by,
+            "idempotency_key": record.idempotency_key,
+            "cancel": False,
+            "lease_owner": record.lease_owner,
+            "lease_token": record.lease_token,
+            "lease_expires_at": record.lease_expires_at,
+            "now": tx.now,
+        }
+        # Driver-level statements: run creation is on the hot path of every trigger.
+        if tx.fetch_value(_INSERT_RUN, values) is None:  # the key was used before
             row = tx.conn.execute(_RUN_BY_KEY, {"key": self.idempotency_key}).one()
             return run_record(row), False
-        tx.conn.execute(
+        tx.execute_many(
             _INSERT_STEP,
             [
                 {
@@ -311,12 +335,14 @@ _JSON_COLUMNS = {
 }
 
 
+def _json(value: Any) -> str | None:
+    """A JSON column's value as the drivers take it (``None`` stays SQL NULL)."""
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
 def _db_values(table: Table, values: dict[str, Any]) -> dict[str, Any]:
     json_cols = _JSON_COLUMNS[table.name]
-    return {
-        k: (json.dumps(v, separators=(",", ":")) if k in json_cols and v is not None else v)
-        for k, v in values.items()
-    }
+    return {k: (_json(v) if k in json_cols else v) for k, v in values.items()}
 
 
 def _update_sql(table: Table, columns: tuple[str, ...], where: str) -> str:
@@ -560,6 +586,15 @@ class Decide:
         return DecisionRecord(id=int(new_id), **row)
 
 
+_TRIGGER_ENABLED = "SELECT enabled FROM triggers WHERE id = :id"
+_INSERT_DELIVERY = """INSERT INTO deliveries (trigger_id, key, status, attempts, error, event,
+                        payload, run_ids, received_at, updated_at, source)
+   VALUES (:trigger_id, :key, :status, 1, :error, :event, :payload, :run_ids, :now, :now,
+           :source)
+   ON CONFLICT (trigger_id, key) DO NOTHING
+   RETURNING id"""
+
+
 @dataclass
 class Deliver:
     """One firing (a webhook delivery, a schedule tick, a poll) in one transaction: stored
@@ -581,33 +616,27 @@ class Deliver:
         A webhook's trigger must still exist and be enabled (the caller checked it from a
         cache): :class:`NotFound` otherwise, with nothing written.
         """
-        d = s.deliveries.c
-        if self.source == "webhook":
-            t = s.triggers.c
-            enabled = tx.conn.execute(select(t.enabled).where(t.id == self.trigger_id)).scalar()
-            if not enabled:
-                raise NotFound("no such trigger")
-        row = {
-            "trigger_id": self.trigger_id,
-            "key": self.key,
-            "status": "RECEIVED",
-            "attempts": 0,
-            "error": None,
-            "event": self.event,
-            "payload": self.payload,
-            "run_ids": [],
-            "received_at": tx.now,
-            "updated_at": tx.now,
-            "source": self.source,
-        }
-        stmt = (
-            tx.insert(s.deliveries)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=["trigger_id", "key"])
-            .returning(d.id)
+        if self.source == "webhook" and not tx.fetch_value(
+            _TRIGGER_ENABLED, {"id": self.trigger_id}
+        ):
+            raise NotFound("no such trigger")
+        planned = [self.create.run_id] if self.create is not None else []
+        new_id = tx.fetch_value(
+            _INSERT_DELIVERY,
+            {
+                "trigger_id": self.trigger_id,
+                "key": self.key,
+                "status": self.status,
+                "error": self.error,
+                "event": _json(self.event),
+                "payload": _json(self.payload),
+                "run_ids": _json(planned),
+                "now": tx.now,
+                "source": self.source,
+            },
         )
-        new_id = tx.conn.execute(stmt).scalar()
         if new_id is None:
+            d = s.deliveries.c
             found = tx.conn.execute(
                 select(d.id, d.status, d.run_ids).where(
                     d.trigger_id == self.trigger_id, d.key == self.key
@@ -617,12 +646,12 @@ class Deliver:
         run = None
         if self.create is not None:
             run, _ = self.create.apply(tx)
+            if run.id != self.create.run_id:  # its idempotency key had started a run before
+                tx.execute_many(
+                    "UPDATE deliveries SET run_ids = :run_ids WHERE id = :id",
+                    [{"run_ids": _json([run.id]), "id": new_id}],
+                )
         run_ids = [run.id] if run is not None else []
-        tx.conn.execute(
-            update(s.deliveries)
-            .where(d.id == new_id)
-            .values(status=self.status, run_ids=run_ids, error=self.error, attempts=1)
-        )
         return int(new_id), self.status, run_ids, True, run
 
 
