@@ -16,6 +16,7 @@ import uvicorn
 
 from lockgate import App
 from lockgate.api import create_api
+from lockgate.cli.main import SWITCH_INTERVAL
 from lockgate.testing import free_port
 
 #: ``(method, path, body, headers)`` of one request.
@@ -79,6 +80,7 @@ def server_process(script: str, db_url: str) -> Iterator[tuple[str, str]]:
 def serve(app: App, port: int) -> None:
     """The real API and a worker on one loop, as ``lockgate server`` runs them (writes go
     through the worker's group committer), plus the hello-world route."""
+    sys.setswitchinterval(SWITCH_INTERVAL)  # as `lockgate server` sets it
     api = create_api(app)
 
     @api.get(HELLO[1])

@@ -131,10 +131,6 @@ _INSERT_RUN = """INSERT INTO runs (id, namespace, pipeline, version, status, par
            :lease_expires_at, :now, :now, :now)
    ON CONFLICT (idempotency_key) DO NOTHING
    RETURNING id"""
-_INSERT_STEP = (
-    "INSERT INTO steps (run_id, name, position, status, attempt) "
-    "VALUES (:run_id, :name, :position, :status, 0)"
-)
 _RUN_BY_KEY = _typed(
     f"SELECT {_RUN_COLUMNS} FROM runs WHERE idempotency_key = :key",  # noqa: S608
     s.runs,
@@ -208,14 +204,17 @@ class CreateRun:
         if tx.fetch_value(_INSERT_RUN, values) is None:  # the key was used before
             row = tx.conn.execute(_RUN_BY_KEY, {"key": self.idempotency_key}).one()
             return run_record(row), False
-        tx.execute_many(
-            _INSERT_STEP,
+        # The steps go in with the rest of the batch's rows, in one statement at its end:
+        # nothing in the same transaction reads the steps of a run it has just created.
+        tx.defer(
+            s.steps,
             [
                 {
                     "run_id": self.run_id,
                     "name": name,
                     "position": i,
                     "status": StepStatus.NOT_STARTED.value,
+                    "attempt": 0,
                 }
                 for i, name in enumerate(self.step_names)
             ],
