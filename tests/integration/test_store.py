@@ -9,10 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from lockgate import App, Pipeline, RunStatus, Settings, StepContext, step
+from lockgate import App, NotFound, Pipeline, RunStatus, Settings, StepContext, step
 from lockgate.store import open_store
 from lockgate.store.migrate import _config, current, upgrade
-from lockgate.store.ops import CreateRun
+from lockgate.store.ops import CreateRun, Deliver
 from lockgate.store.schema import metadata
 
 
@@ -166,3 +166,45 @@ async def test_postgres_notify_wakes_a_worker_in_another_process(pg_server: obje
         await w.stop()
         here.close()
         elsewhere.close()
+
+
+def test_deliveries_in_one_batch(app: App) -> None:
+    """Many deliveries share one transaction and a few statements: each stored once, a key
+    repeated within the batch answered as a duplicate, a deleted trigger's refused with
+    nothing written, and a run key used before pointing at the run it started."""
+
+    @step
+    def noop(ctx: StepContext) -> None:
+        return None
+
+    app.register(Pipeline("p", [noop]))
+    live = app.webhooks.create("generic", "p", secret="s" * 32)
+    gone = app.webhooks.create("generic", "p", secret="s" * 32)
+    app.webhooks.delete(gone.id)
+    earlier = app.start_run("p", idempotency_key="delivery:reused")
+
+    def deliver(trigger: str, key: str, run_key: str | None = None) -> Deliver:
+        create = app.prepare_run("p", idempotency_key=run_key or f"delivery:{trigger}:{key}")
+        return Deliver(trigger, key, {"n": key}, {"body": key}, create, "DONE")
+
+    ops = [
+        deliver(live.id, "a"),
+        deliver(gone.id, "x"),
+        deliver(live.id, "b"),
+        deliver(live.id, "a"),  # the same key again, in the same batch
+        deliver(live.id, "c", run_key="delivery:reused"),
+    ]
+    a, x, b, again, c = app.store.apply_batch(ops)
+    assert isinstance(x, NotFound)
+    assert a[3] and b[3] and c[3] and not again[3]
+    assert again[0] == a[0] and again[2] == a[2] and len(a[2]) == 1
+    assert c[2] == [earlier.id]  # the run key had started a run before
+    stored = {d.key: d for d in app.deliveries(live.id)}
+    assert set(stored) == {"a", "b", "c"} and stored["c"].run_ids == [earlier.id]
+    assert stored["a"].payload == {"body": "a"} and stored["a"].attempts == 1
+    assert app.webhooks.triggers.deliveries(gone.id) == []
+    runs = app.list_runs()
+    assert len(runs) == 3 and all(len(app.get_run(r.id).steps) == 1 for r in runs)
+    # The same deliveries again, each in a batch of its own: all duplicates now.
+    for op, first in zip([ops[0], ops[2]], [a, b], strict=True):
+        assert app.store.apply(op)[:3] == (first[0], "DONE", first[2])

@@ -18,9 +18,11 @@ from lockgate.store import schema as s
 from lockgate.store.ops import (
     RUN_BY_ID,
     Checkpoint,
+    Deliver,
     Op,
     WriteTx,
     apply_checkpoints,
+    deliver_all,
     run_record,
     step_record,
 )
@@ -139,19 +141,34 @@ class Store(ABC):
         )
         results: list[Any] = []
         checkpoints: list[Checkpoint] = []
-        for op in ops:
+        # Deliveries depend on nothing else in the batch: they all go in together, where
+        # the first one stands, with a few statements for all of them.
+        deliveries = [i for i, op in enumerate(ops) if isinstance(op, Deliver)]
+        delivered: dict[int, Any] = {}
+        pending: list[int] = []  # result slots of the checkpoints not yet applied
+        for i, op in enumerate(ops):
             if isinstance(op, Checkpoint):
                 checkpoints.append(op)
+                pending.append(len(results))
+                results.append(None)
+                continue
+            if isinstance(op, Deliver):  # needs no ordering against checkpoints
+                if not delivered:
+                    outcomes = deliver_all(tx, [o for o in ops if isinstance(o, Deliver)])
+                    delivered = dict(zip(deliveries, outcomes, strict=True))
+                results.append(delivered[i])
                 continue
             if checkpoints:  # keep order: earlier checkpoints land before this op
-                results.extend(apply_checkpoints(tx, checkpoints))
-                checkpoints = []
+                for slot, outcome in zip(pending, apply_checkpoints(tx, checkpoints), strict=True):
+                    results[slot] = outcome
+                checkpoints, pending = [], []
             try:
                 results.append(op.apply(tx))
             except LockgateError as exc:
                 results.append(exc)
         if checkpoints:
-            results.extend(apply_checkpoints(tx, checkpoints))
+            for slot, outcome in zip(pending, apply_checkpoints(tx, checkpoints), strict=True):
+                results[slot] = outcome
         tx.flush()
         if notified[0]:
             self._notify_peers(conn)

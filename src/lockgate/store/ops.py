@@ -30,7 +30,14 @@ from sqlalchemy import (
 from sqlalchemy.sql.selectable import TextualSelect
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES, RunStatus, StepStatus
-from lockgate.errors import Conflict, InvalidState, NotFound, RunNotFound, StaleLease
+from lockgate.errors import (
+    Conflict,
+    InvalidState,
+    LockgateError,
+    NotFound,
+    RunNotFound,
+    StaleLease,
+)
 from lockgate.store import schema as s
 from lockgate.store.records import Claimed, DecisionRecord, RunRecord, StepRecord
 
@@ -74,6 +81,15 @@ class WriteTx:
             cursor.execute(self.driver_sql(sql), params)
             row = cursor.fetchone()
             return None if row is None else row[0]
+        finally:
+            cursor.close()
+
+    def fetch_rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run ``sql`` once on the driver's cursor; every row it returns."""
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.driver_sql(sql), params)
+            return list(cursor.fetchall())
         finally:
             cursor.close()
 
@@ -123,14 +139,6 @@ def _typed(sql: str, table: Table) -> TextualSelect:
     return text(sql).columns(*[column(c.name, c.type) for c in table.columns])
 
 
-_INSERT_RUN = """INSERT INTO runs (id, namespace, pipeline, version, status, params, context,
-                     noop, requested_by, idempotency_key, cancel_requested, lease_owner,
-                     lease_token, lease_expires_at, wake_at, created_at, updated_at)
-   VALUES (:id, :namespace, :pipeline, :version, :status, :params, :context, :noop,
-           :requested_by, :idempotency_key, :cancel, :lease_owner, :lease_token,
-           :lease_expires_at, :now, :now, :now)
-   ON CONFLICT (idempotency_key) DO NOTHING
-   RETURNING id"""
 _RUN_BY_KEY = _typed(
     f"SELECT {_RUN_COLUMNS} FROM runs WHERE idempotency_key = :key",  # noqa: S608
     s.runs,
@@ -160,7 +168,11 @@ class CreateRun:
 
     def apply(self, tx: WriteTx) -> tuple[RunRecord, bool]:
         """Returns ``(run, created)``; an existing key returns the original run."""
-        record = RunRecord(
+        return create_runs(tx, [self])[0]
+
+    def record(self, now: float) -> RunRecord:
+        """The run as this op inserts it."""
+        return RunRecord(
             id=self.run_id,
             namespace=self.namespace,
             pipeline=self.pipeline,
@@ -177,52 +189,88 @@ class CreateRun:
             flag=None,
             lease_owner=self.claim_for,
             lease_token=0 if self.claim_for is None else 1,
-            lease_expires_at=None if self.claim_for is None else tx.now + self.lease_seconds,
-            wake_at=tx.now,
-            created_at=tx.now,
-            updated_at=tx.now,
+            lease_expires_at=None if self.claim_for is None else now + self.lease_seconds,
+            wake_at=now,
+            created_at=now,
+            updated_at=now,
             finished_at=None,
         )
-        values = {
-            "id": record.id,
-            "namespace": record.namespace,
-            "pipeline": record.pipeline,
-            "version": record.version,
-            "status": record.status,
-            "params": _json(record.params),
-            "context": "{}",
-            "noop": record.noop,
-            "requested_by": record.requested_by,
-            "idempotency_key": record.idempotency_key,
-            "cancel": False,
-            "lease_owner": record.lease_owner,
-            "lease_token": record.lease_token,
-            "lease_expires_at": record.lease_expires_at,
-            "now": tx.now,
-        }
-        # Driver-level statements: run creation is on the hot path of every trigger.
-        if tx.fetch_value(_INSERT_RUN, values) is None:  # the key was used before
-            row = tx.conn.execute(_RUN_BY_KEY, {"key": self.idempotency_key}).one()
-            return run_record(row), False
+
+
+_RUN_INSERT_COLUMNS = (
+    "id, namespace, pipeline, version, status, params, context, noop, requested_by, "
+    "idempotency_key, cancel_requested, lease_owner, lease_token, lease_expires_at, wake_at, "
+    "created_at, updated_at"
+)
+_RUN_ROW = (
+    "(:id{n}, :namespace{n}, :pipeline{n}, :version{n}, :status{n}, :params{n}, :context{n}, "
+    ":noop{n}, :requested_by{n}, :idempotency_key{n}, :cancel{n}, :lease_owner{n}, "
+    ":lease_token{n}, :lease_expires_at{n}, :now, :now, :now)"
+)
+#: Rows per multi-row INSERT (well under SQLite's limit on bound variables).
+ROWS_PER_INSERT = 200
+
+
+def create_runs(tx: WriteTx, creates: Sequence[CreateRun]) -> list[tuple[RunRecord, bool]]:
+    """Insert runs (one multi-row statement per 200) with their NOT_STARTED steps;
+    ``(run, created)`` each, an idempotency key used before giving the original run."""
+    records = [c.record(tx.now) for c in creates]
+    inserted: set[str] = set()
+    for start in range(0, len(creates), ROWS_PER_INSERT):
+        chunk = records[start : start + ROWS_PER_INSERT]
+        params: dict[str, Any] = {"now": tx.now}
+        for n, r in enumerate(chunk):
+            params.update(
+                {
+                    f"id{n}": r.id,
+                    f"namespace{n}": r.namespace,
+                    f"pipeline{n}": r.pipeline,
+                    f"version{n}": r.version,
+                    f"status{n}": r.status,
+                    f"params{n}": _json(r.params),
+                    f"context{n}": "{}",
+                    f"noop{n}": r.noop,
+                    f"requested_by{n}": r.requested_by,
+                    f"idempotency_key{n}": r.idempotency_key,
+                    f"cancel{n}": False,
+                    f"lease_owner{n}": r.lease_owner,
+                    f"lease_token{n}": r.lease_token,
+                    f"lease_expires_at{n}": r.lease_expires_at,
+                }
+            )
+        rows = ", ".join(_RUN_ROW.format(n=n) for n in range(len(chunk)))
+        sql = (
+            f"INSERT INTO runs ({_RUN_INSERT_COLUMNS}) VALUES {rows} "  # noqa: S608 - ours
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+        )
+        # Driver-level: run creation is on the hot path of every trigger.
+        inserted.update(row[0] for row in tx.fetch_rows(sql, params))
+    results: list[tuple[RunRecord, bool]] = []
+    for create, record in zip(creates, records, strict=True):
+        if record.id not in inserted:  # its key was used before (maybe by another process)
+            row = tx.conn.execute(_RUN_BY_KEY, {"key": create.idempotency_key}).one()
+            results.append((run_record(row), False))
+            continue
         # The steps go in with the rest of the batch's rows, in one statement at its end:
         # nothing in the same transaction reads the steps of a run it has just created.
         tx.defer(
             s.steps,
             [
                 {
-                    "run_id": self.run_id,
+                    "run_id": record.id,
                     "name": name,
                     "position": i,
                     "status": StepStatus.NOT_STARTED.value,
                     "attempt": 0,
                 }
-                for i, name in enumerate(self.step_names)
+                for i, name in enumerate(create.step_names)
             ],
         )
-        tx.defer(s.events, [_event(self.run_id, None, RunStatus.PENDING, None, None, tx.now)])
-        if self.claim_for is None:
+        tx.defer(s.events, [_event(record.id, None, RunStatus.PENDING, None, None, tx.now)])
+        if create.claim_for is None:
             tx.notify()
-        return record, True
+        results.append((record, True))
+    return results
 
 
 def _event(
@@ -585,15 +633,6 @@ class Decide:
         return DecisionRecord(id=int(new_id), **row)
 
 
-_TRIGGER_ENABLED = "SELECT enabled FROM triggers WHERE id = :id"
-_INSERT_DELIVERY = """INSERT INTO deliveries (trigger_id, key, status, attempts, error, event,
-                        payload, run_ids, received_at, updated_at, source)
-   VALUES (:trigger_id, :key, :status, 1, :error, :event, :payload, :run_ids, :now, :now,
-           :source)
-   ON CONFLICT (trigger_id, key) DO NOTHING
-   RETURNING id"""
-
-
 @dataclass
 class Deliver:
     """One firing (a webhook delivery, a schedule tick, a poll) in one transaction: stored
@@ -615,43 +654,105 @@ class Deliver:
         A webhook's trigger must still exist and be enabled (the caller checked it from a
         cache): :class:`NotFound` otherwise, with nothing written.
         """
-        if self.source == "webhook" and not tx.fetch_value(
-            _TRIGGER_ENABLED, {"id": self.trigger_id}
-        ):
-            raise NotFound("no such trigger")
-        planned = [self.create.run_id] if self.create is not None else []
-        new_id = tx.fetch_value(
-            _INSERT_DELIVERY,
-            {
-                "trigger_id": self.trigger_id,
-                "key": self.key,
-                "status": self.status,
-                "error": self.error,
-                "event": _json(self.event),
-                "payload": _json(self.payload),
-                "run_ids": _json(planned),
-                "now": tx.now,
-                "source": self.source,
-            },
+        result = deliver_all(tx, [self])[0]
+        if isinstance(result, LockgateError):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+
+_INSERT_DELIVERIES = (
+    "INSERT INTO deliveries (trigger_id, key, status, attempts, error, event, payload, "
+    "run_ids, received_at, updated_at, source)"
+)
+_ON_DELIVERY_CONFLICT = "ON CONFLICT (trigger_id, key) DO NOTHING RETURNING id, trigger_id, key"
+_DELIVERY_ROW = (
+    "(:trigger_id{n}, :key{n}, :status{n}, 1, :error{n}, :event{n}, :payload{n}, "
+    ":run_ids{n}, :now, :now, :source{n})"
+)
+
+
+def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
+    """Apply many deliveries with a few statements in all (group commit for intake): the
+    triggers checked in one query, the deliveries inserted in one, their runs in one.
+
+    Each slot holds the op's result, or :class:`NotFound` for a webhook whose trigger is
+    gone or disabled (that op writes nothing).
+    """
+    results: list[Any] = [None] * len(ops)
+    webhooks = sorted({op.trigger_id for op in ops if op.source == "webhook"})
+    live: set[str] = set()
+    for start in range(0, len(webhooks), ROWS_PER_INSERT):
+        ids = webhooks[start : start + ROWS_PER_INSERT]
+        marks = ", ".join(f":t{n}" for n in range(len(ids)))
+        rows = tx.fetch_rows(
+            f"SELECT id FROM triggers WHERE enabled AND id IN ({marks})",  # noqa: S608
+            {f"t{n}": tid for n, tid in enumerate(ids)},
         )
-        if new_id is None:
-            d = s.deliveries.c
+        live.update(row[0] for row in rows)
+    todo = []
+    for i, op in enumerate(ops):
+        if op.source == "webhook" and op.trigger_id not in live:
+            results[i] = NotFound("no such trigger")
+        else:
+            todo.append(i)
+    stored: dict[tuple[str, str], int] = {}
+    for start in range(0, len(todo), ROWS_PER_INSERT):
+        chunk = [ops[i] for i in todo[start : start + ROWS_PER_INSERT]]
+        params: dict[str, Any] = {"now": tx.now}
+        for n, op in enumerate(chunk):
+            params.update(
+                {
+                    f"trigger_id{n}": op.trigger_id,
+                    f"key{n}": op.key,
+                    f"status{n}": op.status,
+                    f"error{n}": op.error,
+                    f"event{n}": _json(op.event),
+                    f"payload{n}": _json(op.payload),
+                    f"run_ids{n}": _json([op.create.run_id] if op.create is not None else []),
+                    f"source{n}": op.source,
+                }
+            )
+        values = ", ".join(_DELIVERY_ROW.format(n=n) for n in range(len(chunk)))
+        sql = f"{_INSERT_DELIVERIES} VALUES {values} {_ON_DELIVERY_CONFLICT}"
+        stored.update(((row[1], row[2]), int(row[0])) for row in tx.fetch_rows(sql, params))
+    # A key stored by this batch belongs to its first op; later ones are duplicates.
+    owners: dict[tuple[str, str], int] = {}
+    creating = []
+    for i in todo:
+        op = ops[i]
+        where = (op.trigger_id, op.key)
+        if where in stored and where not in owners:
+            owners[where] = i
+            if op.create is not None:
+                creating.append(i)
+    creates = [c for c in (ops[i].create for i in creating) if c is not None]
+    runs = dict(zip(creating, create_runs(tx, creates), strict=True))
+    d = s.deliveries.c
+    for i in todo:
+        op = ops[i]
+        where = (op.trigger_id, op.key)
+        if owners.get(where) != i:
+            if where in owners:  # the same key twice in this batch
+                first = ops[owners[where]]
+                ids = [runs[owners[where]][0].id] if owners[where] in runs else []
+                results[i] = (stored[where], first.status, ids, False, None)
+                continue
             found = tx.conn.execute(
                 select(d.id, d.status, d.run_ids).where(
-                    d.trigger_id == self.trigger_id, d.key == self.key
+                    d.trigger_id == op.trigger_id, d.key == op.key
                 )
             ).one()
-            return int(found.id), str(found.status), list(found.run_ids or []), False, None
-        run = None
-        if self.create is not None:
-            run, _ = self.create.apply(tx)
-            if run.id != self.create.run_id:  # its idempotency key had started a run before
-                tx.execute_many(
-                    "UPDATE deliveries SET run_ids = :run_ids WHERE id = :id",
-                    [{"run_ids": _json([run.id]), "id": new_id}],
-                )
-        run_ids = [run.id] if run is not None else []
-        return int(new_id), self.status, run_ids, True, run
+            results[i] = (int(found.id), str(found.status), list(found.run_ids or []), False, None)
+            continue
+        run = runs[i][0] if i in runs else None
+        if run is not None and op.create is not None and run.id != op.create.run_id:
+            # Its idempotency key had started a run before: point at that one.
+            tx.execute_many(
+                "UPDATE deliveries SET run_ids = :run_ids WHERE id = :id",
+                [{"run_ids": _json([run.id]), "id": stored[where]}],
+            )
+        results[i] = (stored[where], op.status, [run.id] if run else [], True, run)
+    return results
 
 
 @dataclass
