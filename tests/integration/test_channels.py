@@ -292,3 +292,39 @@ async def wait_step(app: App, run_id: str, step: str, status: str, timeout: floa
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"step {step} of run {run_id} never became {status}")
+
+
+async def test_cancelling_a_deployment_flips_its_stages_back(app: App, worker: Worker) -> None:
+    """Cancelled while prod waits for approval: beta and gamma go back, the deployment is
+    FAILED with the reason, and the channel goes on with the next push."""
+    app.channels.register(
+        flags_channel(
+            stages=[Stage("beta"), Stage("gamma"), Stage("prod", approval={"required": 1})]
+        )
+    )
+    first = push(app, "acme", "first")
+    await wait_step(app, first, "prod.approval", "WAITING")
+    app.decide(first, "approve", by="alice")
+    assert await wait_done(app, [first]) == ["SUCCEEDED"]
+    second = push(app, "acme", "second")
+    third = push(app, "globex", "third")
+    await wait_step(app, second, "prod.approval", "WAITING")
+    assert {st.stage: st.version for st in app.channels.stages("flags")} == {
+        "beta": 2,
+        "gamma": 2,
+        "prod": 1,
+    }
+    app.cancel_run(second, by="ops")
+    assert await wait_done(app, [second]) == ["CANCELLED"]
+    cancelled = app.channels.deployment(app.channels.deployments("flags")[1].id)
+    assert cancelled.run_id == second and cancelled.state == "FAILED"
+    assert "cancel" in (cancelled.error or "")
+    await wait_step(app, third, "prod.approval", "WAITING")
+    assert {st.stage: st.version for st in app.channels.stages("flags")} == {
+        "beta": 3,
+        "gamma": 3,
+        "prod": 1,
+    }
+    assert app.channels.manifest("flags", 3).parent == 1
+    app.decide(third, "approve", by="alice")
+    assert await wait_done(app, [third]) == ["SUCCEEDED"]
