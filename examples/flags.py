@@ -5,7 +5,9 @@ approval before prod.
 Push from a shell while ``lockgate server --examples`` runs::
 
     lockgate channels push flags --tenant acme --content '{"values": ["dark-mode"]}'
-    lockgate channels stages flags
+    lockgate channels stages flags          # beta and gamma flipped; prod waits
+    lockgate approvals list
+    lockgate approve <run id> --role approver --as alice
     lockgate channels manifest flags prod
 """
 

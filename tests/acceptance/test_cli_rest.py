@@ -5,25 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from servers import lockgate_server
 
 HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,8 +36,7 @@ def server(db_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @contextlib.contextmanager
 def serving(db_url: str, tmp_path: Path, pipelines: str) -> Iterator[dict[str, str]]:
-    """``lockgate server --pipelines PIPELINES`` on a free port, stopped with SIGTERM."""
-    port = free_port()
+    """``lockgate server --pipelines PIPELINES`` and the environment a remote CLI needs."""
     base = {
         "LOCKGATE_DATABASE_URL": db_url,
         "LOCKGATE_LEDGER": str(tmp_path / "ledger"),
@@ -55,32 +45,13 @@ def serving(db_url: str, tmp_path: Path, pipelines: str) -> Iterator[dict[str, s
     }
     made = cli(base, "tokens", "create", "--name", "ci", "--role", "operator", "-o", "json")
     token = json.loads(made.stdout)["token"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "server", "--pipelines", pipelines, "--port", str(port)],
-        env={**os.environ, **base},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
-    try:
+    with lockgate_server(base, "--pipelines", pipelines) as (url, _):
         # No database for the remote CLI: everything must go through the server.
         yield {
             "LOCKGATE_URL": url,
             "LOCKGATE_TOKEN": token,
             "LOCKGATE_DATABASE_URL": "sqlite:////nonexistent/never.db",
         }
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
 
 
 def test_cli_commands_over_rest(server: dict[str, str]) -> None:

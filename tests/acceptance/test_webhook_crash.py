@@ -6,55 +6,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from servers import lockgate_server
 
 from lockgate import App, Settings
-from lockgate.testing import free_port
 
 HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")
 PUSH = (HERE.parent / "fixtures" / "webhooks" / "github" / "push.json").read_bytes()
 SECRET = "crash-test-secret-0123456789"
 SIGNATURE = "sha256=" + hmac.new(SECRET.encode(), PUSH, hashlib.sha256).hexdigest()
-
-
-@contextmanager
-def server(
-    db_url: str, env: dict[str, str], *args: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lockgate", "server", "--port", str(port), *args],
-        env={**os.environ, "LOCKGATE_DATABASE_URL": db_url, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
-    try:
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
 
 
 async def deliver(
@@ -88,6 +54,7 @@ def test_a_killed_servers_deliveries_are_finished_by_the_next(db_url: str, tmp_p
     app.migrate()
     trigger = app.webhooks.create("github", "crashy", secret=SECRET)
     env = {
+        "LOCKGATE_DATABASE_URL": db_url,
         "LOCKGATE_LEDGER": str(tmp_path / "ledger"),
         "LOCKGATE_SLOW_SECONDS": "0",
         "LOCKGATE_POLL_INTERVAL": "0.05",
@@ -96,7 +63,8 @@ def test_a_killed_servers_deliveries_are_finished_by_the_next(db_url: str, tmp_p
     try:
         # The first server lacks the pipeline: its deliveries are stored FAILED, to be
         # retried; it is killed while a second wave is still coming in.
-        with server(db_url, {**env, "LOCKGATE_DELIVERY_RETRY_INTERVAL": "600"}) as (url, first):
+        first_env = {**env, "LOCKGATE_DELIVERY_RETRY_INTERVAL": "600"}
+        with lockgate_server(first_env) as (url, first):
             answers = asyncio.run(deliver(url, trigger.id, sent[:20]))
             assert set(answers.values()) == {202}
 
@@ -114,7 +82,7 @@ def test_a_killed_servers_deliveries_are_finished_by_the_next(db_url: str, tmp_p
         assert all(answers[k] == 202 for k in stored if k in sent[:20])
 
         retry = {"LOCKGATE_DELIVERY_RETRY_AFTER": "0.1", "LOCKGATE_DELIVERY_RETRY_INTERVAL": "0.1"}
-        with server(db_url, {**env, **retry}, "--pipelines", PIPELINES) as (url, _):
+        with lockgate_server({**env, **retry}, "--pipelines", PIPELINES) as (url, _):
             # The provider sends again what got no answer; a delivery the dead server had
             # stored is answered as a duplicate, and the retry routine finishes it.
             lost = [d for d, status in answers.items() if status != 202]
