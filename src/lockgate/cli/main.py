@@ -137,6 +137,13 @@ def _serve(
     for ch in channels:
         stages = ", ".join(st.name for st in ch.stages) or "no stages"
         console.print(f"loaded channel [bold]{ch.name}[/bold] ({stages})")
+    if channels:
+        console.print(
+            f"push to a channel: lockgate channels push {channels[0].name} --tenant acme "
+            "--content '{...}'   (lockgate channels --help)",
+            highlight=False,
+            markup=False,
+        )
     if pipelines:
         console.print(
             f"start a run from another shell: lockgate run {pipelines[0].name} -p key=value "
