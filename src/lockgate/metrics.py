@@ -10,10 +10,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from lockgate.store import Store
+from lockgate.store.channels import ChannelStore
+from lockgate.store.triggers import TriggerStore
 
 
 class _QueueCollector(Collector):
-    """Read at scrape time: how much work is due, how late, and how much is running here."""
+    """Read at scrape time: how much work is due, how late, how much is running here; the
+    stored deliveries; what each channel stage serves."""
 
     def __init__(self, store: Store, active: Callable[[], int]) -> None:
         self._store = store
@@ -32,6 +35,32 @@ class _QueueCollector(Collector):
         yield GaugeMetricFamily(
             "lockgate_active_runs", "Runs this process's workers are driving.", value=self._active()
         )
+        deliveries = GaugeMetricFamily(
+            "lockgate_deliveries",
+            "Stored deliveries (webhook, schedule, poller firings), by source and status.",
+            labels=["source", "status"],
+        )
+        for source, status, count in TriggerStore(self._store).counts():
+            deliveries.add_metric([source, status], count)
+        yield deliveries
+        stage_versions, states = ChannelStore(self._store).overview()
+        versions = GaugeMetricFamily(
+            "lockgate_channel_stage_version",
+            "The manifest version each channel stage serves (absent before its first flip).",
+            labels=["channel", "stage"],
+        )
+        for channel, stage, version in stage_versions:
+            if version is not None:
+                versions.add_metric([channel, stage], version)
+        yield versions
+        deployments = GaugeMetricFamily(
+            "lockgate_channel_deployments",
+            "Channel deployments, by channel and state.",
+            labels=["channel", "state"],
+        )
+        for channel, state, count in states:
+            deployments.add_metric([channel, state], count)
+        yield deployments
 
 
 class Metrics:
@@ -54,6 +83,12 @@ class Metrics:
             ["status"],
             registry=self.registry,
             buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600),
+        )
+        self.webhook_answers = Counter(
+            "lockgate_webhook_answers",
+            "Webhook requests answered, by HTTP status (401s are bad signatures).",
+            ["code"],
+            registry=self.registry,
         )
         self.registry.register(_QueueCollector(store, active))
 

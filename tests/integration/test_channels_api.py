@@ -56,6 +56,9 @@ async def test_push_deploy_approve_and_read_over_rest(served: Served) -> None:
         assert decided.status_code == 201, decided.text
         done = await wait_deployment(op, d)
         assert done["run"]["status"] == "SUCCEEDED" and done["state"] == "SUCCEEDED"
+        metrics = (await op.get("/metrics")).text
+        assert 'lockgate_channel_stage_version{channel="flags",stage="prod"} 1.0' in metrics
+        assert 'lockgate_channel_deployments{channel="flags",state="SUCCEEDED"} 1.0' in metrics
         assert [s["name"] for s in done["run"]["steps"]][:3] == [
             "queue",
             "validate_request",

@@ -275,6 +275,13 @@ async def test_a_hundred_concurrent_deliveries(served: Served) -> None:
     deliveries = served.app.webhooks.triggers.deliveries(trigger, limit=1000)
     assert len(deliveries) == 85 and {d.status for d in deliveries} == {"DONE"}
     assert len(served.app.list_runs(limit=1000)) == 85
+    async with served.client("viewer") as viewer:
+        metrics = (await viewer.get("/metrics")).text
+    assert 'lockgate_deliveries{source="webhook",status="DONE"} 85.0' in metrics
+    assert 'lockgate_webhook_answers_total{code="401"} 5.0' in metrics
+    accepted = sum(1 for a in answers if a.status_code in (200, 202))
+    answered = metrics.count('lockgate_webhook_answers_total{code="20')
+    assert accepted == 95 and answered == 2  # 202 for the first, 200 for the repeats
 
 
 async def test_rate_limit_answers_429_with_retry_after(served: Served) -> None:

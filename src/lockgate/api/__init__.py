@@ -87,6 +87,7 @@ def create_api(app: App) -> FastAPI:
                 answer = Answer(404, {"error": NotFound("no such trigger").to_dict()})
             except LockgateError as exc:
                 answer = Answer(503, {"error": exc.to_dict()})
+        app.metrics.webhook_answers.labels(str(answer.status)).inc()
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     for method in ("POST", "PUT", "GET", "DELETE"):

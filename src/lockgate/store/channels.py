@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, select, text, update
+from sqlalchemy import and_, delete, func, select, text, update
 
 from lockgate.core.statuses import TERMINAL_RUN_STATUSES
 from lockgate.errors import ChannelNotFound, Conflict, InvalidState
@@ -636,6 +636,22 @@ class ChannelStore:
         stmt = stmt.order_by(f.id.desc()).limit(min(limit, MAX_PAGE))
         rows = self._store.read(lambda c: c.execute(stmt).all())
         return [FlipRecord(**row._mapping) for row in rows]
+
+    def overview(self) -> tuple[list[tuple[str, str, int | None]], list[tuple[str, str, int]]]:
+        """For /metrics: ``(channel, stage, version)`` of every stage, and ``(channel,
+        state, how many)`` of the deployments."""
+        st, dd = s.channel_stages.c, s.channel_deployments.c
+        stages = select(st.channel, st.stage, st.version)
+        states = select(dd.channel, dd.state, func.count()).group_by(dd.channel, dd.state)
+
+        def read(c: Any) -> Any:
+            return c.execute(stages).all(), c.execute(states).all()
+
+        found, counted = self._store.read(read)
+        return (
+            [(str(r[0]), str(r[1]), r[2]) for r in found],
+            [(str(r[0]), str(r[1]), int(r[2])) for r in counted],
+        )
 
     def set_push_token(self, channel: str, token_hash: str | None) -> None:
         """Store (or clear) the hash of the channel's push token."""

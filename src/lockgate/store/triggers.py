@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from lockgate.errors import NotFound
 from lockgate.store import schema as s
@@ -99,6 +99,13 @@ class TriggerStore(RecordTable[TriggerRecord]):
         return [
             DeliveryRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
         ]
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        """``(source, status, how many)`` of the stored deliveries (for /metrics)."""
+        d = s.deliveries.c
+        stmt = select(d.source, d.status, func.count()).group_by(d.source, d.status)
+        rows = self._store.read(lambda c: c.execute(stmt).all())
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     def retryable(self, now: float, stale_after: float, max_attempts: int) -> list[DeliveryRecord]:
         """Webhook deliveries a crash left RECEIVED or PROCESSING, and FAILED ones with
