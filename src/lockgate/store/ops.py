@@ -42,6 +42,8 @@ from lockgate.store import schema as s
 from lockgate.store.records import Claimed, DecisionRecord, RunRecord, StepRecord
 
 InsertFn = Callable[[Table], Any]
+#: Rows per multi-row INSERT (well under SQLite's limit on bound variables).
+ROWS_PER_INSERT = 200
 
 
 @dataclass
@@ -92,6 +94,27 @@ class WriteTx:
             return list(cursor.fetchall())
         finally:
             cursor.close()
+
+    def insert_rows(
+        self, table: Table, rows: Sequence[dict[str, Any]], conflict: str, returning: str
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (same keys each) with multi-row statements of at most
+        ``ROWS_PER_INSERT`` rows, skipping those that hit the unique ``conflict`` columns;
+        what ``returning`` names, for the rows inserted."""
+        found: list[tuple[Any, ...]] = []
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start : start + ROWS_PER_INSERT]
+            columns = list(chunk[0])
+            params = {f"{c}_{n}": row[c] for n, row in enumerate(chunk) for c in columns}
+            values = ", ".join(
+                "(" + ", ".join(f":{c}_{n}" for c in columns) + ")" for n in range(len(chunk))
+            )
+            sql = (
+                f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {values} "  # noqa: S608
+                f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
+            )
+            found.extend(self.fetch_rows(sql, params))
+        return found
 
     def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> int:
         """Run ``sql`` once per row on the driver's cursor; the total rows affected.
@@ -197,54 +220,34 @@ class CreateRun:
         )
 
 
-_RUN_INSERT_COLUMNS = (
-    "id, namespace, pipeline, version, status, params, context, noop, requested_by, "
-    "idempotency_key, cancel_requested, lease_owner, lease_token, lease_expires_at, wake_at, "
-    "created_at, updated_at"
-)
-_RUN_ROW = (
-    "(:id{n}, :namespace{n}, :pipeline{n}, :version{n}, :status{n}, :params{n}, :context{n}, "
-    ":noop{n}, :requested_by{n}, :idempotency_key{n}, :cancel{n}, :lease_owner{n}, "
-    ":lease_token{n}, :lease_expires_at{n}, :now, :now, :now)"
-)
-#: Rows per multi-row INSERT (well under SQLite's limit on bound variables).
-ROWS_PER_INSERT = 200
-
-
 def create_runs(tx: WriteTx, creates: Sequence[CreateRun]) -> list[tuple[RunRecord, bool]]:
-    """Insert runs (one multi-row statement per 200) with their NOT_STARTED steps;
-    ``(run, created)`` each, an idempotency key used before giving the original run."""
+    """Insert runs (multi-row statements, straight on the driver: run creation is on the hot
+    path of every trigger) with their NOT_STARTED steps; ``(run, created)`` each, an
+    idempotency key used before giving the original run."""
     records = [c.record(tx.now) for c in creates]
-    inserted: set[str] = set()
-    for start in range(0, len(creates), ROWS_PER_INSERT):
-        chunk = records[start : start + ROWS_PER_INSERT]
-        params: dict[str, Any] = {"now": tx.now}
-        for n, r in enumerate(chunk):
-            params.update(
-                {
-                    f"id{n}": r.id,
-                    f"namespace{n}": r.namespace,
-                    f"pipeline{n}": r.pipeline,
-                    f"version{n}": r.version,
-                    f"status{n}": r.status,
-                    f"params{n}": _json(r.params),
-                    f"context{n}": "{}",
-                    f"noop{n}": r.noop,
-                    f"requested_by{n}": r.requested_by,
-                    f"idempotency_key{n}": r.idempotency_key,
-                    f"cancel{n}": False,
-                    f"lease_owner{n}": r.lease_owner,
-                    f"lease_token{n}": r.lease_token,
-                    f"lease_expires_at{n}": r.lease_expires_at,
-                }
-            )
-        rows = ", ".join(_RUN_ROW.format(n=n) for n in range(len(chunk)))
-        sql = (
-            f"INSERT INTO runs ({_RUN_INSERT_COLUMNS}) VALUES {rows} "  # noqa: S608 - ours
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-        )
-        # Driver-level: run creation is on the hot path of every trigger.
-        inserted.update(row[0] for row in tx.fetch_rows(sql, params))
+    rows = [
+        {
+            "id": r.id,
+            "namespace": r.namespace,
+            "pipeline": r.pipeline,
+            "version": r.version,
+            "status": r.status,
+            "params": _json(r.params),
+            "context": "{}",
+            "noop": r.noop,
+            "requested_by": r.requested_by,
+            "idempotency_key": r.idempotency_key,
+            "cancel_requested": False,
+            "lease_owner": r.lease_owner,
+            "lease_token": r.lease_token,
+            "lease_expires_at": r.lease_expires_at,
+            "wake_at": tx.now,
+            "created_at": tx.now,
+            "updated_at": tx.now,
+        }
+        for r in records
+    ]
+    inserted = {row[0] for row in tx.insert_rows(s.runs, rows, "idempotency_key", "id")}
     results: list[tuple[RunRecord, bool]] = []
     for create, record in zip(creates, records, strict=True):
         if record.id not in inserted:  # its key was used before (maybe by another process)
@@ -660,17 +663,6 @@ class Deliver:
         return result  # type: ignore[no-any-return]
 
 
-_INSERT_DELIVERIES = (
-    "INSERT INTO deliveries (trigger_id, key, status, attempts, error, event, payload, "
-    "run_ids, received_at, updated_at, source)"
-)
-_ON_DELIVERY_CONFLICT = "ON CONFLICT (trigger_id, key) DO NOTHING RETURNING id, trigger_id, key"
-_DELIVERY_ROW = (
-    "(:trigger_id{n}, :key{n}, :status{n}, 1, :error{n}, :event{n}, :payload{n}, "
-    ":run_ids{n}, :now, :now, :source{n})"
-)
-
-
 def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
     """Apply many deliveries with a few statements in all (group commit for intake): the
     triggers checked in one query, the deliveries inserted in one, their runs in one.
@@ -695,26 +687,24 @@ def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
             results[i] = NotFound("no such trigger")
         else:
             todo.append(i)
-    stored: dict[tuple[str, str], int] = {}
-    for start in range(0, len(todo), ROWS_PER_INSERT):
-        chunk = [ops[i] for i in todo[start : start + ROWS_PER_INSERT]]
-        params: dict[str, Any] = {"now": tx.now}
-        for n, op in enumerate(chunk):
-            params.update(
-                {
-                    f"trigger_id{n}": op.trigger_id,
-                    f"key{n}": op.key,
-                    f"status{n}": op.status,
-                    f"error{n}": op.error,
-                    f"event{n}": _json(op.event),
-                    f"payload{n}": _json(op.payload),
-                    f"run_ids{n}": _json([op.create.run_id] if op.create is not None else []),
-                    f"source{n}": op.source,
-                }
-            )
-        values = ", ".join(_DELIVERY_ROW.format(n=n) for n in range(len(chunk)))
-        sql = f"{_INSERT_DELIVERIES} VALUES {values} {_ON_DELIVERY_CONFLICT}"
-        stored.update(((row[1], row[2]), int(row[0])) for row in tx.fetch_rows(sql, params))
+    new_rows = [
+        {
+            "trigger_id": ops[i].trigger_id,
+            "key": ops[i].key,
+            "status": ops[i].status,
+            "attempts": 1,
+            "error": ops[i].error,
+            "event": _json(ops[i].event),
+            "payload": _json(ops[i].payload),
+            "run_ids": _json([c.run_id] if (c := ops[i].create) is not None else []),
+            "received_at": tx.now,
+            "updated_at": tx.now,
+            "source": ops[i].source,
+        }
+        for i in todo
+    ]
+    returned = tx.insert_rows(s.deliveries, new_rows, "trigger_id, key", "id, trigger_id, key")
+    stored = {(row[1], row[2]): int(row[0]) for row in returned}
     # A key stored by this batch belongs to its first op; later ones are duplicates.
     owners: dict[tuple[str, str], int] = {}
     creating = []
