@@ -213,7 +213,7 @@ class Webhooks:
         except (AttributeError, TypeError, KeyError) as exc:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
         key = (event.delivery_id or hashlib.sha256(body).hexdigest())[:200]
-        create, status, error = self._plan(trigger, key, event, data)
+        create, status, error = self._plan(trigger, f"delivery:{trigger.id}:{key}", event, data)
         return Deliver(trigger.id, key, event.to_dict(), data, create, status, error)
 
     def answer(self, op: Deliver, outcome: Any) -> Answer:
@@ -229,15 +229,12 @@ class Webhooks:
             return Answer(200, duplicate)
         if op.create is not None and run is not None:
             self._app.adopt_created(op.create, run, True)
-        result: dict[str, Any] = {"delivery_id": delivery_id, "status": status, "run_ids": run_ids}
-        if op.error:
-            result["reason" if status == "REJECTED" else "error"] = op.error
-        return Answer(202, result)
+        return Answer(202, _outcome(delivery_id, status, run_ids, op.error))
 
     def _plan(
-        self, trigger: TriggerRecord, key: str, event: TriggerEvent, data: Any
+        self, trigger: TriggerRecord, run_key: str, event: TriggerEvent, data: Any
     ) -> tuple[CreateRun | None, str, str | None]:
-        """(the run to start, the delivery's status, why not) for a new delivery."""
+        """(the run to start under ``run_key``, the delivery's status, why not)."""
         if not _matches(event.event, trigger.events) or not _matches(
             event.branch or event.tag, trigger.branches
         ):
@@ -249,7 +246,7 @@ class Webhooks:
                 params,
                 namespace=trigger.namespace,
                 requested_by=f"{event.provider}:{event.actor or 'unknown'}",
-                idempotency_key=f"delivery:{trigger.id}:{key}",
+                idempotency_key=run_key,
             )
         except (LockgateError, TemplateError) as exc:
             return None, "FAILED", exc.message if isinstance(exc, LockgateError) else str(exc)
@@ -263,33 +260,20 @@ class Webhooks:
         data: Any,
         run_key: str | None = None,
     ) -> Answer:
-        if not _matches(event.event, trigger.events) or not _matches(
-            event.branch or event.tag, trigger.branches
-        ):
-            note = f"filtered out: event {event.event!r}, ref {event.ref!r}"
-            self.triggers.finish(delivery_id, "REJECTED", [], note)
-            return Answer(
-                202,
-                {"delivery_id": delivery_id, "status": "REJECTED", "reason": note, "run_ids": []},
-            )
-        try:
-            params = render(trigger.params, {"event": event.to_dict(), "payload": data})
-            run = self._app.start_run(
-                trigger.pipeline,
-                params,
-                namespace=trigger.namespace,
-                requested_by=f"{event.provider}:{event.actor or 'unknown'}",
-                idempotency_key=run_key or f"delivery:{trigger.id}:{delivery_id}",
-            )
-        except (LockgateError, TemplateError) as exc:
-            message = exc.message if isinstance(exc, LockgateError) else str(exc)
-            self.triggers.finish(delivery_id, "FAILED", [], message)
-            return Answer(
-                202,
-                {"delivery_id": delivery_id, "status": "FAILED", "error": message, "run_ids": []},
-            )
-        self.triggers.finish(delivery_id, "DONE", [run.id], None)
-        return Answer(202, {"delivery_id": delivery_id, "status": "DONE", "run_ids": [run.id]})
+        """Process a stored delivery again (retry or redeliver) and record the outcome."""
+        key = run_key or f"delivery:{trigger.id}:{delivery_id}"
+        create, status, error = self._plan(trigger, key, event, data)
+        run_ids: list[str] = []
+        if create is not None:
+            try:
+                run, created = self._app.store.apply(create)
+            except LockgateError as exc:
+                status, error = "FAILED", exc.message
+            else:
+                self._app.adopt_created(create, run, created)
+                run_ids = [run.id]
+        self.triggers.finish(delivery_id, status, run_ids, error)
+        return Answer(202, _outcome(delivery_id, status, run_ids, error))
 
     def retry_pending(self, now: float | None = None) -> int:
         """Process again deliveries a crash left unprocessed, and failed ones with attempts
@@ -355,6 +339,16 @@ def _allowed(client_ip: str | None, networks: Sequence[str]) -> bool:
     except ValueError:
         return False
     return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def _outcome(
+    delivery_id: int, status: str, run_ids: list[str], error: str | None
+) -> dict[str, Any]:
+    """The body of a 202: the delivery, what became of it, and why if it started nothing."""
+    result: dict[str, Any] = {"delivery_id": delivery_id, "status": status, "run_ids": run_ids}
+    if error:
+        result["reason" if status == "REJECTED" else "error"] = error
+    return result
 
 
 def _error(status: int, code: str, message: str) -> Answer:
