@@ -11,6 +11,7 @@ import httpx
 
 from lockgate import errors
 from lockgate.app import PendingApproval
+from lockgate.channels.pipeline import canonical
 from lockgate.channels.service import StageManifest
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.store.channels import DeploymentRecord, ManifestRecord, StageRecord
@@ -242,7 +243,7 @@ class RestChannels:
     def manifest(self, channel: str, version: int) -> ManifestRecord:
         """One manifest by version."""
         found = self._rest._call("GET", f"/channels/{channel}/manifests/{version}")
-        body = json.dumps(found.pop("manifest"), sort_keys=True, separators=(",", ":"))
+        body, _ = canonical(found.pop("manifest"))  # the text as stored, byte for byte
         return ManifestRecord(**found, body=body)
 
     def history(

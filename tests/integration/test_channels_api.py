@@ -56,6 +56,10 @@ async def test_push_deploy_approve_and_read_over_rest(served: Served) -> None:
         assert decided.status_code == 201, decided.text
         done = await wait_deployment(op, d)
         assert done["run"]["status"] == "SUCCEEDED" and done["state"] == "SUCCEEDED"
+        [listed] = (await op.get("/api/v1/channels")).json()
+        assert listed["name"] == "flags" and listed["head_version"] == 1
+        assert listed["defined_here"] and listed["active_deployment"] is None
+        assert "push_token_hash" not in listed and listed["has_push_token"] is False
         metrics = (await op.get("/metrics")).text
         assert 'lockgate_channel_stage_version{channel="flags",stage="prod"} 1.0' in metrics
         assert 'lockgate_channel_deployments{channel="flags",state="SUCCEEDED"} 1.0' in metrics

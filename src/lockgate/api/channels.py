@@ -70,7 +70,7 @@ class PushBody(Strict):
 
 def _channel(app: App, name: str) -> dict[str, Any]:
     record = app.channels.record(name)
-    return {**record.to_dict(), "active": name in {c.name for c in app.channels.defined()}}
+    return {**record.to_dict(), "defined_here": app.channels.defines(name)}
 
 
 @router.get("", summary="Channels defined on this server")

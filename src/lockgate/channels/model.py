@@ -17,7 +17,8 @@ from lockgate.errors import DefinitionError
 from lockgate.steps.approval import ApprovalConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
+#: What a tenant may be called.
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 #: Names a stage cannot take: they are the channel's own steps.
 _RESERVED = frozenset({"queue", "validate_request", "merge", "validate_manifest", "generate"})
 
@@ -45,10 +46,12 @@ class Deployment:
     command: str
     content: Any
     ctx: StepContext
-    #: The merged manifest (JSON), its version and its parent; ``None`` before the merge.
+    #: The merged manifest (JSON), its version, its parent and its SHA-256 (the ETag
+    #: readers see); ``None`` before the merge.
     manifest: Any = None
     version: int | None = None
     parent: int | None = None
+    hash: str | None = None
     #: The stage being prepared or tested.
     stage: str | None = None
 

@@ -108,6 +108,7 @@ class _Builder:
                 self.reads.manifest, self.channel.name, record.manifest_version
             )
             found.manifest, found.version, found.parent = json.loads(m.body), m.version, m.parent
+            found.hash = m.hash
         return found
 
     # -- the channel's own steps -------------------------------------------------------
@@ -140,8 +141,8 @@ class _Builder:
             ctx.log.info(
                 "manifest version %d (parent %s) from %s's push", m.version, parent, d.tenant
             )
-            d.version, d.parent, d.manifest = m.version, m.parent, merged
-        return {"version": d.version, "parent": d.parent, "hash": canonical(d.manifest)[1]}
+            d.version, d.parent, d.manifest, d.hash = m.version, m.parent, merged, m.hash
+        return {"version": d.version, "parent": d.parent, "hash": d.hash}
 
     def flip(self, stage: str) -> Step:
         async def flip(ctx: StepContext, value: Any) -> None:

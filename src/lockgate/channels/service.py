@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lockgate.channels.model import Channel
+from lockgate.channels.model import TENANT, Channel
 from lockgate.channels.pipeline import NAMESPACE, channel_pipeline
 from lockgate.core.ids import new_run_id
 from lockgate.errors import ChannelNotFound, ParamsError, TooLarge, Unauthorized
@@ -28,7 +27,6 @@ from lockgate.store.ops import RegisterPipeline
 if TYPE_CHECKING:
     from lockgate.app import App
 
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
 PUSH_TOKEN_PREFIX = "lgp_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -89,6 +87,10 @@ class Channels:
                 + (f" (defined: {', '.join(sorted(self._defined))})" if self._defined else "")
             ) from None
 
+    def defines(self, name: str) -> bool:
+        """Whether channel ``name`` is defined (pushable) in this process."""
+        return name in self._defined
+
     def defined(self) -> list[Channel]:
         """Every channel defined here, by name."""
         return [self._defined[n] for n in sorted(self._defined)]
@@ -115,7 +117,7 @@ class Channels:
                 details={"size": size, "limit": ch.max_content_bytes},
             )
         problems = []
-        if not isinstance(tenant, str) or not _TENANT.match(tenant):
+        if not isinstance(tenant, str) or not TENANT.match(tenant):
             problems.append(
                 "tenant: 1 to 200 letters, digits or '_.:@-', starting with a letter or digit"
             )
@@ -156,8 +158,8 @@ class Channels:
             requested_by=requested_by,
             idempotency_key=idempotency_key,
         )
-        record, created = self._app.store.apply(op)
-        self._app.adopt_created(op.create, self._app.store.get_run(record.run_id), created)
+        record, run, created = self._app.store.apply(op)
+        self._app.adopt_created(op.create, run, created)
         return record  # type: ignore[no-any-return]
 
     # -- push tokens -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from lockgate.errors import ChannelNotFound, Conflict, InvalidState
 from lockgate.store import schema as s
 from lockgate.store.base import MAX_PAGE, Store
 from lockgate.store.ops import CreateRun, WriteTx
-from lockgate.store.records import Record
+from lockgate.store.records import Record, RunRecord
 
 #: Deployment states; a deployment's run carries the detail (steps, events, logs).
 QUEUED, ACTIVE, SUCCEEDED, FAILED = "QUEUED", "ACTIVE", "SUCCEEDED", "FAILED"
@@ -175,15 +175,16 @@ class Push:
     requested_by: str | None
     create: CreateRun
 
-    def apply(self, tx: WriteTx) -> tuple[DeploymentRecord, bool]:
-        """``(deployment, created)``; a reused idempotency key returns the first push."""
+    def apply(self, tx: WriteTx) -> tuple[DeploymentRecord, RunRecord, bool]:
+        """``(deployment, its run, created)``; a reused idempotency key returns the first
+        push."""
         run, created = self.create.apply(tx)
         if not created:
             found = _deployment_by_run(tx.conn, run.id)
             if found is None:
                 key = self.create.idempotency_key
                 raise Conflict(f"idempotency key {key!r} is used by run {run.id}, not a push")
-            return found, False
+            return found, run, False
         c = s.channels.c
         seq = tx.conn.execute(
             update(s.channels)
@@ -208,7 +209,7 @@ class Push:
             "finished_at": None,
         }
         tx.conn.execute(s.channel_deployments.insert().values(row))
-        return DeploymentRecord(**row, run_status=run.status), True
+        return DeploymentRecord(**row, run_status=run.status), run, True
 
 
 _EARLIER_OPEN = text(
@@ -240,7 +241,7 @@ class TakeTurn:
         if d.state not in _OPEN:
             raise InvalidState(f"deployment {d.id} is {d.state}")
         c = s.channels.c
-        holder = tx.conn.execute(select(c.active_deployment).where(c.name == d.channel)).scalar()
+        holder = _holder(tx.conn, d.channel)
         if holder == d.id:
             return None
         earlier = tx.conn.execute(_EARLIER_OPEN, {"channel": d.channel, "seq": d.seq}).scalar()
@@ -330,10 +331,7 @@ class Flip:
         d = _deployment(tx.conn, self.deployment_id)
         if d.manifest_version is None:
             raise InvalidState(f"deployment {d.id} has no manifest to flip to")
-        holder = tx.conn.execute(
-            select(s.channels.c.active_deployment).where(s.channels.c.name == d.channel)
-        ).scalar()
-        if holder != d.id:
+        if _holder(tx.conn, d.channel) != d.id:
             raise Conflict(f"deployment {d.id} does not hold channel {d.channel!r}")
         st = s.channel_stages.c
         current = tx.conn.execute(
@@ -419,7 +417,7 @@ class FinishDeployment:
         """Mark the deployment, move the head, release the turn, wake the next run."""
         d = _deployment(tx.conn, self.deployment_id)
         c, dd = s.channels.c, s.channel_deployments.c
-        holder = tx.conn.execute(select(c.active_deployment).where(c.name == d.channel)).scalar()
+        holder = _holder(tx.conn, d.channel)
         if self.succeeded:
             if holder != d.id:
                 raise Conflict(f"deployment {d.id} does not hold channel {d.channel!r}")
@@ -486,6 +484,13 @@ def _record_flip(
         s.channel_flips.insert().values(row).returning(s.channel_flips.c.id)
     ).scalar_one()
     return FlipRecord(id=int(new_id), **row)
+
+
+def _holder(conn: Any, channel: str) -> str | None:
+    """The deployment holding the channel's turn."""
+    c = s.channels.c
+    found = conn.execute(select(c.active_deployment).where(c.name == channel)).scalar()
+    return None if found is None else str(found)
 
 
 def _deployment(conn: Any, deployment_id: str) -> DeploymentRecord:
