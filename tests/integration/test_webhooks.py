@@ -15,6 +15,7 @@ import httpx
 from api_support import Served, wait_done
 
 from lockgate import App
+from lockgate.store.ops import Deliver
 
 #: Real payloads, byte for byte (see SOURCES.md there for origin and licences).
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
@@ -314,7 +315,10 @@ async def test_deliveries_left_by_a_crash_are_retried_and_redelivered(served: Se
         "actor": "me",
         "delivery_id": "x1",
     }
-    stuck, _ = hooks.triggers.receive(trigger, "x1", event, {"ref": "refs/heads/main"})
+    # As a server leaves a delivery it was processing again when it is killed.
+    payload = {"ref": "refs/heads/main"}
+    stuck_id = served.app.store.apply(Deliver(trigger, "x1", event, payload, None, "PROCESSING"))[0]
+    stuck = hooks.triggers.delivery(stuck_id)
     assert hooks.retry_pending(now=stuck.received_at + 1) == 0  # not stale yet
     assert hooks.retry_pending(now=stuck.received_at + 60) == 1
     done = hooks.triggers.delivery(stuck.id)
@@ -330,7 +334,7 @@ async def test_retention_prunes_old_and_excess_deliveries(served: Served) -> Non
     trigger = await make_trigger(served, provider="github")
     triggers = served.app.webhooks.triggers
     for i in range(5):
-        triggers.receive(trigger, f"k{i}", None)
+        served.app.store.apply(Deliver(trigger, f"k{i}", None, None, None, "DONE"))
     assert triggers.prune(older_than=0.0, keep=3) == 2
     assert len(triggers.deliveries(trigger)) == 3
     import time

@@ -21,43 +21,6 @@ class TriggerStore(RecordTable[TriggerRecord]):
     record_type = TriggerRecord
     noun = "trigger"
 
-    def receive(
-        self, trigger_id: str, key: str, event: Any, payload: Any = None
-    ) -> tuple[DeliveryRecord, bool]:
-        """Record a delivery once per key: ``(delivery, created)``; a repeat returns the first."""
-        now = time.time()
-        row = {
-            "trigger_id": trigger_id,
-            "key": key,
-            "status": "RECEIVED",
-            "attempts": 0,
-            "error": None,
-            "event": event,
-            "payload": payload,
-            "run_ids": [],
-            "received_at": now,
-            "updated_at": now,
-        }
-
-        def insert(conn: Any) -> tuple[Any, bool]:
-            d = s.deliveries.c
-            stmt = (
-                self._store.insert(s.deliveries)
-                .values(row)
-                .on_conflict_do_nothing(index_elements=["trigger_id", "key"])
-                .returning(d.id)
-            )
-            new_id = conn.execute(stmt).scalar()
-            if new_id is not None:
-                return new_id, True
-            existing = conn.execute(
-                select(d.id).where(d.trigger_id == trigger_id, d.key == key)
-            ).scalar_one()
-            return existing, False
-
-        delivery_id, created = self._store.write(insert)
-        return self.delivery(int(delivery_id)), created
-
     def finish(self, delivery_id: int, status: str, run_ids: list[str], error: str | None) -> None:
         """Record how a delivery ended."""
         d = s.deliveries.c
