@@ -16,7 +16,7 @@ from lockgate.api.auth import Caller, require
 from lockgate.api.channels import router as channel_router
 from lockgate.api.routes import router
 from lockgate.app import App
-from lockgate.errors import LockgateError, NotFound
+from lockgate.errors import LockgateError
 from lockgate.tokens import Role
 from lockgate.triggers.webhooks import Answer
 
@@ -79,14 +79,14 @@ def create_api(app: App) -> FastAPI:
         if isinstance(checked, Answer):
             answer = checked
         else:
+            outcome: Any
             try:
                 # Through the group committer when a worker runs here: concurrent deliveries
                 # share transactions the way step checkpoints do.
-                answer = app.webhooks.answer(checked, await app.write(checked))
-            except NotFound:  # deleted or disabled since the check
-                answer = Answer(404, {"error": NotFound("no such trigger").to_dict()})
+                outcome = await app.write(checked)
             except LockgateError as exc:
-                answer = Answer(503, {"error": exc.to_dict()})
+                outcome = exc
+            answer = app.webhooks.answer(checked, outcome)
         app.metrics.webhook_answers.labels(str(answer.status)).inc()
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 

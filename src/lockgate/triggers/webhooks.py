@@ -173,12 +173,7 @@ class Webhooks:
         step = self.check(trigger_id, headers, body, client_ip)
         if isinstance(step, Answer):
             return step
-        try:
-            return self.answer(step, self._app.store.apply(step))
-        except NotFound:  # deleted or disabled since the check
-            return _error(404, "not_found", "no such trigger")
-        except LockgateError as exc:
-            return _error(503, exc.code, exc.message)
+        return self.answer(step, self._app.store.apply_batch([step])[0])
 
     def check(
         self, trigger_id: str, headers: Mapping[str, str], body: bytes, client_ip: str | None = None
@@ -217,7 +212,12 @@ class Webhooks:
         return Deliver(trigger.id, key, event.to_dict(), data, create, status, error)
 
     def answer(self, op: Deliver, outcome: Any) -> Answer:
-        """The answer to a delivery once its write committed (``Deliver.apply``'s result)."""
+        """The answer to a delivery once its write is done: ``Deliver.apply``'s result, or
+        the error it raised (a trigger deleted since the check looks like no trigger)."""
+        if isinstance(outcome, NotFound):
+            return _error(404, "not_found", "no such trigger")
+        if isinstance(outcome, LockgateError):
+            return _error(503, outcome.code, outcome.message)
         delivery_id, status, run_ids, created, run = outcome
         if not created:
             duplicate = {
