@@ -15,7 +15,7 @@ from lockgate.loader import load_definitions
 from lockgate.specs import SpecError
 from lockgate.store import open_store
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
+EXAMPLES = Path(__file__).parents[2] / "src" / "lockgate" / "examples"
 
 
 def merge(manifest: Any, request: Any) -> Any:
