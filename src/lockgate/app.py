@@ -24,10 +24,13 @@ from lockgate.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store, open_store
+from lockgate.store.approvals import Decide, settled_conflict
 from lockgate.store.migrate import upgrade
-from lockgate.store.ops import CreateRun, Decide, Op, RegisterPipeline, RequestCancel
+from lockgate.store.ops import CreateRun, Op, RegisterPipeline, RequestCancel
 from lockgate.store.records import (
+    ApprovalRecord,
     DecisionRecord,
+    DecisionResult,
     DeliveryRecord,
     ErrorRecord,
     EventRecord,
@@ -38,6 +41,7 @@ from lockgate.store.records import (
 )
 from lockgate.tokens import Tokens
 from lockgate.triggers.pollers import Pollers
+from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import Webhooks
 
@@ -56,31 +60,56 @@ class RunView:
 
 @dataclass(frozen=True)
 class PendingApproval:
-    """An approval step waiting for decisions."""
+    """An approval step waiting for decisions: its request as rendered, and who decided."""
 
     run: RunRecord
-    step: StepRecord
-    policy: ApprovalConfig
+    approval: ApprovalRecord
     decisions: list[DecisionRecord]
+
+    @property
+    def policy(self) -> ApprovalConfig:
+        """The stored request as the approval step's config."""
+        return policy_of(self.approval)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
+        policy = self.policy
         return {
             "run_id": self.run.id,
             "pipeline": f"{self.run.namespace}/{self.run.pipeline}",
-            "step": self.step.name,
-            "requested_by": self.run.requested_by,
-            "message": self.policy.message,
-            "required": self.policy.required,
-            "approvers": self.policy.approvers.model_dump(),
-            "allow_self_approval": self.policy.allow_self_approval,
-            "expires_at": self.step.wait_until,
+            "step": self.approval.step,
+            "requested_by": self.approval.requested_by,
+            "message": policy.message,
+            "required": policy.required,
+            "approvals": sum(1 for d in self.decisions if d.decision == "approve"),
+            "approvers": policy.approvers.model_dump(),
+            "allow_self_approval": policy.allow_self_approval,
+            "opened_at": self.approval.opened_at,
+            "expires_at": self.approval.expires_at,
+            "on_timeout": policy.on_timeout,
+            "request": self.approval.request,
+            "outcome": self.approval.outcome,
             "decisions": [d.to_dict() for d in self.decisions],
         }
 
 
+def policy_of(approval: ApprovalRecord) -> ApprovalConfig:
+    """An approval's stored (rendered) request as the step kind's config."""
+    fields = ApprovalConfig.model_fields
+    return ApprovalConfig.model_validate({k: v for k, v in approval.request.items() if k in fields})
+
+
+def requesters(requested_by: str | None) -> set[str]:
+    """The identities that started a run: its subject, and for a run a webhook started
+    (``github:octocat``) the person who pushed, by their name at the provider."""
+    if not requested_by:
+        return set()
+    source, sep, person = requested_by.partition(":")
+    return {requested_by, person} if sep and person and source in PROVIDERS else {requested_by}
+
+
 def _authorise(
-    policy: ApprovalConfig, run: RunRecord, decision: str, by: str, roles: set[str]
+    policy: ApprovalConfig, approval: ApprovalRecord, decision: str, by: str, roles: set[str]
 ) -> None:
     allowed = policy.approvers
     if (
@@ -90,8 +119,12 @@ def _authorise(
     ):
         who = ", ".join([*allowed.users, *(f"role {r}" for r in allowed.roles)])
         raise Forbidden(f"{by} may not decide on this step (allowed: {who})")
-    if decision == "approve" and not policy.allow_self_approval and by == run.requested_by:
-        raise Forbidden(f"{by} requested run {run.id} and may not approve it")
+    if (
+        decision == "approve"
+        and not policy.allow_self_approval
+        and by in requesters(approval.requested_by)
+    ):
+        raise Forbidden(f"{by} requested run {approval.run_id} and may not approve it")
 
 
 def _problems_from_pydantic(exc: ValidationError) -> list[str]:
@@ -296,28 +329,30 @@ class App:
         step: str | None = None,
         comment: str | None = None,
         input: Mapping[str, Any] | None = None,
-    ) -> DecisionRecord:
-        """Approve or reject a waiting approval step, as ``by`` holding ``roles``.
+    ) -> DecisionResult:
+        """Approve or reject a waiting approval step, as the subject ``by`` holding ``roles``.
 
-        Refused with a clear error when the run or step is not waiting, when ``by`` may not
-        decide (or approve their own run), when ``by`` already decided, or when the input
-        does not fit what the step asks for (every problem listed).
+        The answer says whether this decision settled the step. Refused with a clear error
+        when the step is not waiting or already settled (with the outcome and who settled
+        it), when ``by`` may not decide (or approve their own run), when ``by`` already
+        decided, or when the input does not fit what the step asks for (every problem).
         """
         if decision not in ("approve", "reject"):
             raise ParamsError([f"decision must be approve or reject, not {decision!r}"])
         run = self.store.get_run(run_id)
-        name = step or run.current_step
-        config = self._step_config(run, name)
-        if name is None or config is None or config.get("kind") != "approval":
+        # Without a step: the run's latest approval (the waiting one, or the last settled).
+        approval = self.store.get_approval(run_id, step)
+        name = approval.step if approval is not None else step or run.current_step
+        if name is None or approval is None:
             raise InvalidState(
                 f"run {run_id} is {run.status}; it is not waiting for a decision"
-                + (f" (step {name!r} is not an approval)" if name else ""),
+                + (f" (step {name!r} asked for none)" if name else ""),
                 details={"status": run.status},
             )
-        policy = ApprovalConfig.model_validate(
-            {k: v for k, v in config.items() if k in ApprovalConfig.model_fields}
-        )
-        _authorise(policy, run, decision, by, set(roles))
+        if approval.outcome is not None:
+            raise settled_conflict(approval)
+        policy = policy_of(approval)
+        _authorise(policy, approval, decision, by, set(roles))
         data: dict[str, Any] | None = None
         if decision == "approve" and policy.input:
             model = params_model(f"{name}_input", policy.input)
@@ -333,39 +368,21 @@ class App:
                 else ("this step takes no input")
             )
             raise ParamsError([problem])
-        record: DecisionRecord = self.store.apply(Decide(run_id, name, decision, by, comment, data))
-        return record
+        result: DecisionResult = self.store.apply(Decide(run_id, name, decision, by, comment, data))
+        return result
 
-    def approvals(self) -> list[PendingApproval]:
-        """Approval steps waiting for decisions, with who may decide."""
+    def approvals(
+        self, *, limit: int = 100, before: tuple[float, str, str] | None = None
+    ) -> list[PendingApproval]:
+        """Approval steps waiting for decisions, oldest first, each with its request as
+        rendered and the decisions so far; page with ``before`` (see
+        :meth:`Store.open_approvals`)."""
         pending = []
-        for run, rec in self.store.waiting_steps():
-            config = self._step_config(run, rec.name)
-            if config is None or config.get("kind") != "approval":
-                continue
-            policy = ApprovalConfig.model_validate(
-                {k: v for k, v in config.items() if k in ApprovalConfig.model_fields}
-            )
-            decided = self.store.get_decisions(run.id, rec.name)
-            pending.append(PendingApproval(run, rec, policy, decided))
+        for approval in self.store.open_approvals(before, limit):
+            run = self.store.get_run(approval.run_id)
+            decided = self.store.get_decisions(approval.run_id, approval.step)
+            pending.append(PendingApproval(run, approval, decided))
         return pending
-
-    def _step_config(self, run: RunRecord, step: str | None) -> dict[str, Any] | None:
-        """A run's step configuration, from the local registry or the stored definition."""
-        if step is None:
-            return None
-        pipeline = self.registry.version(run.version)
-        if pipeline is not None:
-            try:
-                return dict(pipeline.step(step).config)
-            except KeyError:
-                return None
-        for rec in self.store.pipeline_versions(run.pipeline):
-            if rec.version == run.version:
-                for described in rec.definition.get("steps", []):
-                    if described.get("name") == step:
-                        return dict(described.get("config") or {})
-        return None
 
     def deliveries(
         self, trigger_id: str, limit: int = 100, before: int | None = None

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from lockgate.channels.service import StageManifest
 from lockgate.store.channels import DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.records import (
-    DecisionRecord,
+    DecisionResult,
     EventRecord,
     LogRecord,
     PipelineRecord,
@@ -62,11 +62,13 @@ class Client(Protocol):
         step: str | None = None,
         comment: str | None = None,
         input: Mapping[str, Any] | None = None,
-    ) -> DecisionRecord:
-        """Approve or reject a waiting approval step."""
+    ) -> DecisionResult:
+        """Approve or reject a waiting approval step; says whether it settled the step."""
 
-    def approvals(self) -> list[Any]:
-        """Approval steps waiting for decisions."""
+    def approvals(
+        self, *, limit: int = 100, before: tuple[float, str, str] | None = None
+    ) -> list[Any]:
+        """Approval steps waiting for decisions, oldest first."""
 
     @property
     def channels(self) -> ChannelsClient:

@@ -13,10 +13,12 @@ from lockgate import errors
 from lockgate.app import PendingApproval
 from lockgate.channels.pipeline import canonical
 from lockgate.channels.service import StageManifest
-from lockgate.steps.approval import ApprovalConfig
+from lockgate.core.cursor import encode_cursor
 from lockgate.store.channels import DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.records import (
+    ApprovalRecord,
     DecisionRecord,
+    DecisionResult,
     EventRecord,
     LogRecord,
     PipelineRecord,
@@ -171,7 +173,7 @@ class RestClient:
         step: str | None = None,
         comment: str | None = None,
         input: Mapping[str, Any] | None = None,
-    ) -> DecisionRecord:
+    ) -> DecisionResult:
         """Decide as the token's identity and role (``by`` and ``roles`` are ignored)."""
         body = {
             "decision": decision,
@@ -179,19 +181,33 @@ class RestClient:
             "comment": comment,
             "input": dict(input) if input else None,
         }
-        return DecisionRecord(**self._call("POST", f"/runs/{run_id}/decisions", json=body))
+        data = self._call("POST", f"/runs/{run_id}/decisions", json=body)
+        settled, outcome = data.pop("settled"), data.pop("outcome")
+        return DecisionResult(DecisionRecord(**data), settled, outcome)
 
-    def approvals(self) -> list[PendingApproval]:
-        """Approval steps waiting for decisions."""
+    def approvals(
+        self, *, limit: int = 100, before: tuple[float, str, str] | None = None
+    ) -> list[PendingApproval]:
+        """Approval steps waiting for decisions, oldest first."""
+        query: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            query["cursor"] = encode_cursor(*before)
         pending = []
-        for item in self._call("GET", "/approvals"):
-            view = self.get_run(item["run_id"])
-            step = next(s for s in view.steps if s.name == item["step"])
-            policy = ApprovalConfig.model_validate(
-                {k: item[k] for k in ("message", "required", "approvers", "allow_self_approval")}
+        for item in self._call("GET", "/approvals", params=query)["approvals"]:
+            run = self.get_run(item["run_id"]).run
+            approval = ApprovalRecord(
+                run_id=item["run_id"],
+                step=item["step"],
+                request=item["request"],
+                requested_by=item["requested_by"],
+                opened_at=item["opened_at"],
+                expires_at=item["expires_at"],
+                outcome=item["outcome"],
+                settled_by=None,
+                settled_at=None,
             )
             decisions = [DecisionRecord(**d) for d in item["decisions"]]
-            pending.append(PendingApproval(view.run, step, policy, decisions))
+            pending.append(PendingApproval(run, approval, decisions))
         return pending
 
     @property

@@ -47,11 +47,17 @@ class Tokens:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def create(self, name: str, role: str, *, actor: str = "local") -> tuple[TokenRecord, str]:
-        """A new token for ``name``; the plaintext is returned once and never stored."""
+    def create(
+        self, name: str, role: str, *, subject: str | None = None, actor: str = "local"
+    ) -> tuple[TokenRecord, str]:
+        """A new token named ``name`` acting for ``subject`` (default: ``name``); the
+        plaintext is returned once and never stored. Tokens of one subject are one
+        identity: their decisions count once."""
         problems = []
         if not name or len(name) > 200:
             problems.append("name: 1 to 200 characters")
+        if subject is not None and not 0 < len(subject) <= 200:
+            problems.append("subject: 1 to 200 characters")
         if role not in Role.__members__:
             problems.append(f"role: one of {', '.join(Role)}")
         if problems:
@@ -63,12 +69,14 @@ class Tokens:
             "name": name,
             "role": role,
             "hash": _digest(plaintext),
+            "subject": subject or name,
             "created_at": time.time(),
             "last_used_at": None,
             "revoked_at": None,
         }
         self._store.write(lambda c: c.execute(s.tokens.insert().values(row)))
-        self._store.audit(actor, "token.create", token_id, {"name": name, "role": role})
+        details = {"name": name, "role": role, "subject": row["subject"]}
+        self._store.audit(actor, "token.create", token_id, details)
         return TokenRecord(**row), plaintext
 
     def authenticate(self, plaintext: str | None) -> TokenRecord:

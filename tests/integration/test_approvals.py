@@ -61,7 +61,7 @@ async def test_two_of_three_approvals_with_typed_input(
     await wait_status(app, run.id, RunStatus.WAITING)
     assert worker.active == 0
     [pending] = app.approvals()
-    assert pending.step.name == "sign-off" and pending.policy.required == 2
+    assert pending.approval.step == "sign-off" and pending.policy.required == 2
     with pytest.raises(ParamsError) as info:
         app.decide(run.id, "approve", by="alice", input={"ticket": "nope", "extra": 1})
     assert info.value.problems == [
@@ -69,12 +69,14 @@ async def test_two_of_three_approvals_with_typed_input(
         "extra: Extra inputs are not permitted",
     ]
     first = app.decide(run.id, "approve", by="alice", comment="lgtm", input={"ticket": "CHG-1"})
-    assert first.by == "alice" and first.comment == "lgtm" and first.at > 0
+    assert first.decision.by == "alice" and first.decision.comment == "lgtm"
+    assert first.decision.at > 0 and not first.settled and first.outcome is None
     await asyncio.sleep(0.3)
     assert app.get_run(run.id).run.status == RunStatus.WAITING
     with pytest.raises(Conflict, match="alice already decided"):
         app.decide(run.id, "approve", by="alice", input={"ticket": "CHG-1"})
-    app.decide(run.id, "approve", by="bob", input={"ticket": "CHG-2", "window": 10})
+    second = app.decide(run.id, "approve", by="bob", input={"ticket": "CHG-2", "window": 10})
+    assert second.settled and second.outcome == "approved"
     done = await app.wait(run.id, timeout=10)
     assert done.status == RunStatus.SUCCEEDED
     output = app.get_run(run.id).steps[0].output
@@ -82,7 +84,7 @@ async def test_two_of_three_approvals_with_typed_input(
     assert output["input"] == {"ticket": "CHG-2", "window": 10}
     assert output["comments"] == ["lgtm"]
     decisions = [e.message for e in app.events(run.id) if e.status == "DECISION"]
-    assert decisions == ["approve by alice: lgtm", "approve by bob"]
+    assert decisions == ["approve by alice: lgtm", "approve by bob (settles the step: approved)"]
 
 
 async def test_who_may_decide(app: App, worker: Worker, tmp_path: Path) -> None:
@@ -124,8 +126,9 @@ async def test_reject_rolls_back(app: App, worker: Worker, tmp_path: Path) -> No
     assert done.status == RunStatus.ROLLED_BACK
     assert "rejected by bob: not today" in (done.error or "")
     assert marker.exists()
-    with pytest.raises(InvalidState, match="not waiting for a decision"):
+    with pytest.raises(Conflict, match="already settled: rejected by bob") as info:
         app.decide(run.id, "approve", by="carol")
+    assert info.value.details["outcome"] == "rejected"
 
 
 @pytest.mark.parametrize(
@@ -169,7 +172,7 @@ async def test_decisions_on_runs_that_are_not_waiting_are_refused(
     await wait_status(app, run.id, RunStatus.WAITING)
     with pytest.raises(ParamsError, match="approve or reject"):
         app.decide(run.id, "maybe", by="ops")
-    with pytest.raises(InvalidState, match="'after' is not an approval"):
+    with pytest.raises(InvalidState, match="'after' asked for none"):
         app.decide(run.id, "approve", by="ops", step="after")
     app.cancel_run(run.id)
     with pytest.raises(InvalidState, match=r"being cancelled|CANCELLED"):

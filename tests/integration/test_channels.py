@@ -195,7 +195,7 @@ async def test_approval_gates_the_flip_of_prod(app: App, worker: Worker) -> None
         "prod": None,
     }
     [pending] = app.approvals()
-    assert pending.step.name == "prod.approval"
+    assert pending.approval.step == "prod.approval"
     app.decide(run_id, "approve", by="alice", roles=["approver"])
     assert await wait_done(app, [run_id]) == ["SUCCEEDED"]
     assert app.channels.stage_manifest("flags", "prod").version == 1

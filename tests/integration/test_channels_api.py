@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 from api_support import Served
-from lockgate.examples.flags import FlagPush, flags, merge
 
 from lockgate import Channel, Deployment, Stage
+from lockgate.examples.flags import FlagPush, flags, merge
 
 
 async def wait_deployment(client: httpx.AsyncClient, d: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +39,7 @@ async def test_push_deploy_approve_and_read_over_rest(served: Served) -> None:
         assert d["state"] == "QUEUED" and d["seq"] == 1
         run_id = d["run_id"]
         for _ in range(500):
-            pending = (await approver.get("/api/v1/approvals")).json()
+            pending = (await approver.get("/api/v1/approvals")).json()["approvals"]
             if pending:
                 break
             await asyncio.sleep(0.02)

@@ -64,7 +64,7 @@ async def test_flags_channel_examples(app: App) -> None:
                 break
             await asyncio.sleep(0.02)
         [pending] = app.approvals()
-        assert pending.step.name == "prod.approval"
+        assert pending.approval.step == "prod.approval"
         app.decide(full.run_id, "approve", by="alice", roles=["approver"])
         assert (await app.wait(full.run_id, timeout=30)).status == RunStatus.SUCCEEDED
         prod = app.channels.stage_manifest("flags", "prod").data()

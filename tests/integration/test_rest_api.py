@@ -125,7 +125,7 @@ async def test_approvals_and_cancel_through_the_api(served: Served, tmp_path: An
         mine = (await approver.post("/api/v1/runs", json={"pipeline": "gate"})).json()["id"]
         other = (await op.post("/api/v1/runs", json={"pipeline": "gate"}, headers=extra)).json()
         for _ in range(200):
-            pending = (await op.get("/api/v1/approvals")).json()
+            pending = (await op.get("/api/v1/approvals")).json()["approvals"]
             if len(pending) == 2:
                 break
             await asyncio.sleep(0.02)
@@ -209,7 +209,7 @@ async def test_the_audit_log_records_who_did_what(served: Served, tmp_path: Any)
     async with served.client("operator") as op, served.client("approver") as approver:
         run_id = (await op.post("/api/v1/runs", json={"pipeline": "audited"})).json()["id"]
         for _ in range(200):
-            if (await op.get("/api/v1/approvals")).json():
+            if (await op.get("/api/v1/approvals")).json()["approvals"]:
                 break
             await asyncio.sleep(0.02)
         r = await approver.post(f"/api/v1/runs/{run_id}/decisions", json={"decision": "approve"})

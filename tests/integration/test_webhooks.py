@@ -65,7 +65,9 @@ async def test_github_push_starts_a_run_once_per_delivery(served: Served) -> Non
         run = await wait_done(viewer, run_id)
         assert run["params"] == {"env": "master", "replicas": 1}
         assert run["requested_by"] == "github:Codertocat"
-        deliveries = (await viewer.get(f"/api/v1/triggers/{trigger}/deliveries")).json()
+        deliveries = (await viewer.get(f"/api/v1/triggers/{trigger}/deliveries")).json()[
+            "deliveries"
+        ]
         assert len(deliveries) == 1 and deliveries[0]["event"]["commit"] == (
             "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
         )
@@ -217,14 +219,16 @@ async def test_bitbucket_cloud_and_server(served: Served) -> None:
         bad = await client.post(f"/hooks/{server}", content=refs, headers={"X-Hub-Signature": "x"})
         assert bad.status_code == 401
     async with served.client("viewer") as viewer:
-        deliveries = (await viewer.get(f"/api/v1/triggers/{cloud}/deliveries")).json()
+        deliveries = (await viewer.get(f"/api/v1/triggers/{cloud}/deliveries")).json()["deliveries"]
         event = deliveries[0]["event"]
         assert (event["branch"], event["repo"], event["actor"]) == (
             "name-of-branch",
             "team_name/repo_name",
             "emmap1",
         )
-        event = (await viewer.get(f"/api/v1/triggers/{server}/deliveries")).json()[0]["event"]
+        event = (await viewer.get(f"/api/v1/triggers/{server}/deliveries")).json()["deliveries"][0][
+            "event"
+        ]
         assert (event["event"], event["branch"], event["repo"]) == (
             "push.delete",
             "feature/wip",
@@ -251,7 +255,7 @@ async def test_gerrit_uses_the_url_and_an_address_allowlist(served: Served) -> N
         assert r.status_code == 404
     async with served.client("viewer") as viewer:
         path = f"/api/v1/triggers/{local.json()['id']}/deliveries"
-        [run_id] = (await viewer.get(path)).json()[0]["run_ids"]
+        [run_id] = (await viewer.get(path)).json()["deliveries"][0]["run_ids"]
         run = await wait_done(viewer, run_id)
         assert run["params"]["env"] == "branch-name"
 

@@ -190,3 +190,22 @@ hooks:
         in found
     )
     assert any(p.startswith("11:3: hooks.nowhere: Input should be 'run_started'") for p in found)
+
+
+def test_an_unknown_placeholder_in_an_approval_step_is_refused_at_load(tmp_path: Path) -> None:
+    """Approval steps are checked like every other kind: file, line and what is wrong."""
+    path = tmp_path / "gate.yaml"
+    path.write_text(
+        "name: gate\n"
+        "params:\n"
+        "  reviewer: {type: string}\n"
+        "steps:\n"
+        "  - name: sign-off\n"
+        "    kind: approval\n"
+        '    approvers: {users: ["${reviewr}"]}\n'
+    )
+    with pytest.raises(SpecError) as info:
+        load_file(path)
+    [problem] = info.value.problems
+    assert str(problem).startswith(f"{path}:7:")
+    assert "reviewr" in str(problem)

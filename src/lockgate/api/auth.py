@@ -14,7 +14,7 @@ from lockgate.tokens import Role
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the token's name and role."""
+    """Who is calling: the token's subject (the person or machine it acts for) and role."""
 
     name: str
     role: Role
@@ -41,7 +41,7 @@ def require(role: Role) -> Callable[[Request], Caller]:
             raise Unauthorized("send Authorization: Bearer <token>")
         tokens = lockgate(request).tokens
         record = tokens.authenticate(token.strip())
-        caller = Caller(record.name, Role(record.role))
+        caller = Caller(record.identity, Role(record.role))
         if not caller.role.includes(role):
             raise Forbidden(f"this needs the {role.value} role; the token has {record.role}")
         tokens.touch(record, f"{request.method} {request.url.path}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.api.auth import Caller, lockgate, require
 from lockgate.app import App
+from lockgate.core.cursor import decode_cursor, encode_cursor
 from lockgate.core.statuses import RunStatus
 from lockgate.errors import NotFound, ParamsError
 from lockgate.tokens import Role
@@ -60,18 +60,9 @@ class TokenBody(Strict):
 
     name: str = Field(min_length=1, max_length=200)
     role: Role
-
-
-def _cursor(created_at: float, run_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at!r}|{run_id}".encode()).decode()
-
-
-def _uncursor(cursor: str) -> tuple[float, str]:
-    try:
-        at, _, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return float(at), run_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParamsError(["cursor: not a cursor this API returned"]) from exc
+    subject: str | None = Field(
+        None, min_length=1, max_length=200, description="The person or machine (default: name)."
+    )
 
 
 @router.get("/pipelines", summary="Registered pipelines (newest version of each)")
@@ -121,10 +112,10 @@ def list_runs(
     runs = lg.list_runs(
         status=status.value if status else None,
         pipeline=pipeline,
-        before=_uncursor(cursor) if cursor else None,
+        before=_position(cursor, 2),
         limit=limit,
     )
-    following = _cursor(runs[-1].created_at, runs[-1].id) if len(runs) == limit else None
+    following = encode_cursor(runs[-1].created_at, runs[-1].id) if len(runs) == limit else None
     return {"runs": [r.to_dict() for r in runs], "next": following}
 
 
@@ -199,9 +190,21 @@ def cancel_run(run_id: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
     return run.to_dict()
 
 
-@router.get("/approvals", summary="Approval steps waiting for decisions")
-def pending_approvals(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
-    return [p.to_dict() for p in lg.approvals()]
+@router.get("/approvals", summary="Approval steps waiting for decisions, oldest first")
+def pending_approvals(
+    caller: Viewer,
+    lg: Lockgate,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    pending = lg.approvals(limit=limit, before=_position(cursor, 3))
+    last = pending[-1].approval if pending else None
+    following = (
+        encode_cursor(last.opened_at, last.run_id, last.step)
+        if last is not None and len(pending) == limit
+        else None
+    )
+    return {"approvals": [p.to_dict() for p in pending], "next": following}
 
 
 @router.post("/runs/{run_id}/decisions", status_code=201, summary="Approve or reject")
@@ -225,7 +228,9 @@ def list_tokens(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
 
 @router.post("/tokens", status_code=201, summary="Create a token; its secret is shown once")
 def create_token(body: TokenBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    record, secret = lg.tokens.create(body.name, body.role.value, actor=caller.name)
+    record, secret = lg.tokens.create(
+        body.name, body.role.value, subject=body.subject, actor=caller.name
+    )
     return {**record.to_dict(), "token": secret}
 
 
@@ -294,9 +299,23 @@ def list_deliveries(
     caller: Viewer,
     lg: Lockgate,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Delivery id to page from")] = None,
-) -> list[dict[str, Any]]:
-    return [d.to_dict() for d in lg.deliveries(trigger_id, limit, before)]
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    before = _position(cursor, 1)
+    found = lg.deliveries(trigger_id, limit, int(before[0]) if before else None)
+    following = encode_cursor(found[-1].id) if len(found) == limit else None
+    return {"deliveries": [d.to_dict() for d in found], "next": following}
+
+
+def _position(cursor: str | None, parts: int) -> tuple[Any, ...] | None:
+    """The keyset position in a cursor a list returned (``None`` for the first page)."""
+    if not cursor:
+        return None
+    position = decode_cursor(cursor, parts)
+    try:
+        return (float(position[0]), *position[1:]) if parts > 1 else (int(position[0]),)
+    except (TypeError, ValueError) as exc:
+        raise ParamsError(["cursor: not a cursor this API returned"]) from exc
 
 
 class ScheduleBody(Strict):

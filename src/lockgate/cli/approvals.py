@@ -38,7 +38,7 @@ def _decide(
     from lockgate.cli.main import parse_params
 
     state: CliState = ctx.obj
-    record = state.client().decide(
+    result = state.client().decide(
         run_id,
         decision,
         by=person or whoami(),
@@ -48,12 +48,14 @@ def _decide(
         input=parse_params(pairs or [], None) or None,
     )
     if output is Output.json:
-        print_json(record.to_dict())
-    else:
-        verb = "approved" if decision == "approve" else "rejected"
-        console.print(
-            f"{verb} step {escape(record.step)} of run {record.run_id} as {escape(record.by)}"
-        )
+        print_json(result.to_dict())
+        return
+    record = result.decision
+    verb = "approved" if decision == "approve" else "rejected"
+    settled = f"; the step is {result.outcome}" if result.settled else "; more approvals needed"
+    console.print(
+        f"{verb} step {escape(record.step)} of run {record.run_id} as {escape(record.by)}" + settled
+    )
 
 
 def approve(
@@ -87,27 +89,30 @@ def reject(
 
 @approvals_app.command("list")
 def list_pending(
-    ctx: typer.Context, output: Annotated[Output, typer.Option("--output", "-o")] = Output.table
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 100,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
-    """Approval steps waiting for decisions, with who may decide."""
+    """Approval steps waiting for decisions, oldest first, with who may decide."""
     state: CliState = ctx.obj
-    pending = state.client().approvals()
+    pending = state.client().approvals(limit=limit)
     if output is Output.json:
         print_json([p.to_dict() for p in pending])
         return
     rows = []
     for p in pending:
-        who = [*p.policy.approvers.users, *(f"role:{r}" for r in p.policy.approvers.roles)]
+        policy = p.policy
+        who = [*policy.approvers.users, *(f"role:{r}" for r in policy.approvers.roles)]
         got = sum(1 for d in p.decisions if d.decision == "approve")
         rows.append(
             (
                 p.run.id,
-                f"{p.run.pipeline}/{p.step.name}",
-                p.policy.message,
+                f"{p.run.pipeline}/{p.approval.step}",
+                policy.message,
                 ", ".join(who) or "anyone",
-                f"{got}/{p.policy.required}",
-                p.run.requested_by or "-",
-                when(p.step.wait_until),
+                f"{got}/{policy.required}",
+                p.approval.requested_by or "-",
+                when(p.approval.expires_at),
             )
         )
     table(

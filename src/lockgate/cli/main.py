@@ -255,10 +255,18 @@ def tokens_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option(help="Who or what uses the token.")],
     role: Annotated[str, typer.Option(help="viewer, operator, approver or admin.")] = "viewer",
+    subject: Annotated[
+        str | None,
+        typer.Option(
+            help="The person or machine the token acts for (default: --name). Tokens of "
+            "one subject are one identity: their approvals count once."
+        ),
+    ] = None,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Create a token; it is printed once and only its hash is stored."""
-    record, secret = _state(ctx).app(migrate=True).tokens.create(name, role, actor=whoami())
+    tokens = _state(ctx).app(migrate=True).tokens
+    record, secret = tokens.create(name, role, subject=subject, actor=whoami())
     if output is Output.json:
         print_json({**record.to_dict(), "token": secret})
         return
@@ -281,6 +289,7 @@ def tokens_list(
         (
             t.id,
             t.name,
+            t.identity,
             t.role,
             when(t.created_at),
             when(t.last_used_at),
@@ -288,7 +297,7 @@ def tokens_list(
         )
         for t in found
     ]
-    table(None, ["ID", "NAME", "ROLE", "CREATED", "LAST USED", "STATE"], rows)
+    table(None, ["ID", "NAME", "SUBJECT", "ROLE", "CREATED", "LAST USED", "STATE"], rows)
 
 
 @tokens_app.command("revoke")

@@ -4,16 +4,51 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from lockgate.errors import Parked, StepCancelled
+from lockgate.errors import Parked, StepCancelled, StepError
 from lockgate.settings import Settings
 
 
-async def _no_decisions() -> list[Any]:
-    return []
+@dataclass(frozen=True)
+class ApprovalState:
+    """An approval step's stored request, its decisions, and how it was settled."""
+
+    request: Mapping[str, Any]
+    expires_at: float | None
+    #: ``approved``, ``rejected`` or ``timed_out``; ``None`` while open.
+    outcome: str | None
+    settled_by: str | None
+    #: The recorded decisions (each with ``decision``, ``by``, ``comment``, ``input``).
+    decisions: Sequence[Any] = ()
+
+
+class ApprovalDesk(Protocol):
+    """How an approval step asks for decisions and reads them (the engine provides it)."""
+
+    async def state(self) -> ApprovalState | None:
+        """The step's request and decisions; ``None`` before it asked."""
+
+    def ask(self, request: Mapping[str, Any], expires_at: float | None) -> None:
+        """Store ``request`` (rendered) with the checkpoint that parks the step."""
+
+    async def expire(self, outcome: str) -> ApprovalState:
+        """Settle by the timeout policy, unless a decision settled the step first."""
+
+
+class _NoDesk:
+    """Outside a run's steps (lifecycle hooks) there is nobody to ask."""
+
+    async def state(self) -> ApprovalState | None:
+        raise StepError("an approval can only be asked for by a step of a run")
+
+    def ask(self, request: Mapping[str, Any], expires_at: float | None) -> None:
+        raise StepError("an approval can only be asked for by a step of a run")
+
+    async def expire(self, outcome: str) -> ApprovalState:
+        raise StepError("an approval can only be asked for by a step of a run")
 
 
 #: Receives ``(level, message)`` for each log line.
@@ -77,8 +112,10 @@ class StepContext:
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: The worker's settings (step kinds read their options here).
     settings: Settings = field(default_factory=Settings)
-    #: Reads the decisions recorded for this step (approval steps).
-    fetch_decisions: Callable[[], Awaitable[list[Any]]] = field(default=_no_decisions)
+    #: Where an approval step asks for decisions and reads them.
+    approvals: ApprovalDesk = field(default_factory=_NoDesk)
+    #: The error that made the run roll back (rollbacks and on-error handlers).
+    error: BaseException | None = None
 
     @property
     def idempotency_key(self) -> str:

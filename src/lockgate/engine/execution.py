@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time
 import traceback
@@ -13,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lockgate.core.codec import decode, encode, type_name
-from lockgate.core.context import StepContext, StepLogger
+from lockgate.core.context import ApprovalState, StepContext, StepLogger
 from lockgate.core.functions import arity, call
 from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
 from lockgate.core.pipeline import Pipeline
@@ -29,8 +28,9 @@ from lockgate.errors import (
     StepInterrupted,
     StepTimeout,
 )
+from lockgate.store.approvals import ExpireApproval
 from lockgate.store.ops import Checkpoint
-from lockgate.store.records import Claimed, StepRecord
+from lockgate.store.records import ApprovalRecord, Claimed, StepRecord
 
 if TYPE_CHECKING:
     from lockgate.engine.worker import Worker
@@ -98,6 +98,8 @@ class RunExecution:
         self._in_step = False
         self._carry: list[EventRow] = []
         self._params: Any = None
+        #: Approval requests to store with the checkpoint that parks their step.
+        self.asking: dict[str, dict[str, Any]] = {}
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -383,6 +385,7 @@ class RunExecution:
         cp = self._checkpoint(step.name)
         running.close_into(cp)
         cp.events.append((step.name, StepStatus.WAITING, running.attempt, why))
+        cp.approval = self.asking.pop(step.name, None)
         cp.step_values = {
             "status": StepStatus.WAITING.value,
             "attempt": running.attempt,
@@ -566,9 +569,7 @@ class RunExecution:
             raw_params=self.run.params,
             secrets=self.worker.settings.secrets,
             settings=self.worker.settings,
-            fetch_decisions=functools.partial(
-                asyncio.to_thread, self.worker.store.get_decisions, self.run.id, step.name
-            ),
+            approvals=_Desk(self, step.name),
             # A step with a timeout gets its own event, so that its timing out does not
             # mark the whole run cancelled.
             cancel_event=self.cancel_event if step.timeout is None else threading.Event(),
@@ -621,6 +622,45 @@ class RunExecution:
 
     def _where(self, step: Step) -> str:
         return f"run {self.run.id} step {step.name!r}"
+
+
+class _Desk:
+    """Where one approval step of this run asks for decisions and reads them."""
+
+    def __init__(self, execution: RunExecution, step: str) -> None:
+        self._execution = execution
+        self._step = step
+
+    async def state(self) -> ApprovalState | None:
+        """The stored request with its decisions; ``None`` before the step asked."""
+        store, run_id = self._execution.worker.store, self._execution.run.id
+        record = await asyncio.to_thread(store.get_approval, run_id, self._step)
+        return None if record is None else await self._state(record)
+
+    def ask(self, request: Mapping[str, Any], expires_at: float | None) -> None:
+        """Keep ``request`` for the checkpoint that parks the step (stored once)."""
+        self._execution.asking[self._step] = {
+            "request": dict(request),
+            "requested_by": self._execution.run.requested_by,
+            "expires_at": expires_at,
+        }
+
+    async def expire(self, outcome: str) -> ApprovalState:
+        """Settle by the timeout policy unless a decision came first; the state either way."""
+        op = ExpireApproval(self._execution.run.id, self._step, outcome)
+        record: ApprovalRecord = await self._execution.worker.committer.apply(op)
+        return await self._state(record)
+
+    async def _state(self, record: ApprovalRecord) -> ApprovalState:
+        store = self._execution.worker.store
+        decisions = await asyncio.to_thread(store.get_decisions, record.run_id, self._step)
+        return ApprovalState(
+            request=record.request,
+            expires_at=record.expires_at,
+            outcome=record.outcome,
+            settled_by=record.settled_by,
+            decisions=decisions,
+        )
 
 
 class _Outputs(Mapping[str, Any]):

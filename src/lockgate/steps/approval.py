@@ -12,10 +12,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from lockgate.core.context import StepContext
+from lockgate.core.context import ApprovalState, StepContext
 from lockgate.core.params import ParamSpec
 from lockgate.errors import StepError
 from lockgate.steps.base import KindConfig, StepKind
+
+#: How a settled approval step ended.
+APPROVED, REJECTED, TIMED_OUT = "approved", "rejected", "timed_out"
 
 
 class Approvers(KindConfig):
@@ -46,36 +49,49 @@ class ApprovalKind(StepKind):
     config = ApprovalConfig
 
     async def execute(self, ctx: StepContext, config: ApprovalConfig, value: Any) -> Any:
-        """Go on once enough approvals are in; fail on a reject or (by policy) a timeout."""
-        decisions = await ctx.fetch_decisions()
-        for d in decisions:
-            if d.decision == "reject":
-                raise StepError(f"rejected by {d.by}: {d.comment or 'no comment'}")
-        approvals = [d for d in decisions if d.decision == "approve"]
-        if len(approvals) >= config.required:
-            merged: dict[str, Any] = {}
-            for d in approvals:
-                merged.update(d.input or {})
-            ctx.log.info("approved by %s", ", ".join(d.by for d in approvals))
-            return {
-                "approved_by": [d.by for d in approvals],
-                "comments": [d.comment for d in approvals if d.comment],
-                "input": merged,
-            }
+        """Ask once (the request is stored as rendered now), then act on the settled outcome:
+        go on when approved, fail on a reject or (by policy) a timeout."""
         if ctx.noop:
             ctx.log.info("would wait for %d approval(s): %s", config.required, config.message)
             return {"approved_by": [], "comments": [], "input": {}, "noop": True}
-        deadline = ctx.wait_until
-        if deadline is None and config.expires_after is not None:
-            deadline = time.time() + config.expires_after
-        if deadline is not None and time.time() >= deadline:
-            if config.on_timeout == "fail":
-                raise StepError(f"no decision within {config.expires_after:g}s")
-            if config.on_timeout == "approve":
-                ctx.log.warning("no decision in time: approved by the timeout policy")
-                return {"approved_by": [], "comments": [], "input": {}, "timed_out": True}
-            deadline = None  # wait as long as it takes
-        missing = config.required - len(approvals)
-        ctx.log.info("waiting for %d more approval(s) %s", missing, config.message)
-        ctx.park(deadline)
-        return value  # not reached: park raises
+        state = await ctx.approvals.state()
+        if state is None:
+            expires = None
+            if config.expires_after is not None and config.on_timeout != "wait":
+                expires = time.time() + config.expires_after
+            ctx.approvals.ask(config.model_dump(mode="json"), expires)
+            note = f": {config.message}" if config.message else ""
+            ctx.log.info("waiting for %d approval(s)%s", config.required, note)
+            ctx.park(expires)
+            raise AssertionError("park raises")  # pragma: no cover
+        expired = state.expires_at is not None and time.time() >= state.expires_at
+        if state.outcome is None and expired:
+            on_timeout = state.request.get("on_timeout", "fail")
+            state = await ctx.approvals.expire(APPROVED if on_timeout == "approve" else TIMED_OUT)
+        if state.outcome is None:
+            ctx.park(state.expires_at)  # woken before it was settled: wait on
+        return _result(ctx, state)
+
+
+def _result(ctx: StepContext, state: ApprovalState) -> dict[str, Any]:
+    """The step's output for a settled approval, or the error of a refused one."""
+    if state.outcome == REJECTED:
+        rejects = [d for d in state.decisions if d.decision == "reject"]
+        comment = rejects[0].comment if rejects else None
+        raise StepError(f"rejected by {state.settled_by}: {comment or 'no comment'}")
+    if state.outcome == TIMED_OUT:
+        after = state.request.get("expires_after")
+        raise StepError(f"no decision within {after:g}s" if after else "no decision in time")
+    if state.settled_by == "timeout":
+        ctx.log.warning("no decision in time: approved by the timeout policy")
+        return {"approved_by": [], "comments": [], "input": {}, "timed_out": True}
+    approvals = [d for d in state.decisions if d.decision == "approve"]
+    merged: dict[str, Any] = {}
+    for d in approvals:
+        merged.update(d.input or {})
+    ctx.log.info("approved by %s", ", ".join(d.by for d in approvals))
+    return {
+        "approved_by": [d.by for d in approvals],
+        "comments": [d.comment for d in approvals if d.comment],
+        "input": merged,
+    }

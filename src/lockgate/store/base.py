@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES
 from lockgate.errors import LockgateError, RunNotFound, StoreError
 from lockgate.store import schema as s
+from lockgate.store.approvals import approval_record, open_approvals_query
 from lockgate.store.ops import (
     RUN_BY_ID,
     Checkpoint,
@@ -27,6 +28,7 @@ from lockgate.store.ops import (
     step_record,
 )
 from lockgate.store.records import (
+    ApprovalRecord,
     AuditRecord,
     DecisionRecord,
     ErrorRecord,
@@ -256,18 +258,24 @@ class Store(ABC):
             stmt = stmt.where(d.step == step)
         return [DecisionRecord(**r._mapping) for r in self.read(lambda c: c.execute(stmt).all())]
 
-    def waiting_steps(self, limit: int = 200) -> list[tuple[RunRecord, StepRecord]]:
-        """Steps parked WAITING (with their runs), oldest first."""
-        st = s.steps.c
-        stmt = (
-            select(s.steps)
-            .join(s.runs, s.runs.c.id == st.run_id)
-            .where(st.status == "WAITING", s.runs.c.status == "WAITING")
-            .order_by(st.started_at)
-            .limit(max(1, min(limit, MAX_PAGE)))
-        )
-        found = [step_record(r) for r in self.read(lambda c: c.execute(stmt).all())]
-        return [(self.get_run(rec.run_id), rec) for rec in found]
+    def get_approval(self, run_id: str, step: str | None = None) -> ApprovalRecord | None:
+        """An approval step's stored request and outcome (``None`` until it asked); without
+        ``step``, the run's latest."""
+        a = s.approvals.c
+        stmt = select(s.approvals).where(a.run_id == run_id)
+        if step is not None:
+            stmt = stmt.where(a.step == step)
+        stmt = stmt.order_by(a.opened_at.desc()).limit(1)
+        row = self.read(lambda c: c.execute(stmt).first())
+        return None if row is None else approval_record(row)
+
+    def open_approvals(
+        self, before: tuple[float, str, str] | None = None, limit: int = 100
+    ) -> list[ApprovalRecord]:
+        """Approval steps waiting for decisions, oldest first; ``before`` is the
+        ``(opened_at, run id, step)`` page cursor."""
+        stmt = open_approvals_query(before, max(1, min(limit, MAX_PAGE)))
+        return [approval_record(r) for r in self.read(lambda c: c.execute(stmt).all())]
 
     def audit(self, actor: str, action: str, target: str | None, details: Any = None) -> None:
         """Append one audit entry."""

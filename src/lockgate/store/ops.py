@@ -31,7 +31,6 @@ from sqlalchemy.sql.selectable import TextualSelect
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES, RunStatus, StepStatus
 from lockgate.errors import (
-    Conflict,
     InvalidState,
     LockgateError,
     NotFound,
@@ -39,7 +38,7 @@ from lockgate.errors import (
     StaleLease,
 )
 from lockgate.store import schema as s
-from lockgate.store.records import Claimed, DecisionRecord, RunRecord, StepRecord
+from lockgate.store.records import Claimed, RunRecord, StepRecord
 
 InsertFn = Callable[[Table], Any]
 #: Rows per multi-row INSERT (well under SQLite's limit on bound variables).
@@ -269,16 +268,17 @@ def create_runs(tx: WriteTx, creates: Sequence[CreateRun]) -> list[tuple[RunReco
                 for i, name in enumerate(create.step_names)
             ],
         )
-        tx.defer(s.events, [_event(record.id, None, RunStatus.PENDING, None, None, tx.now)])
+        tx.defer(s.events, [event_row(record.id, None, RunStatus.PENDING, None, None, tx.now)])
         if create.claim_for is None:
             tx.notify()
         results.append((record, True))
     return results
 
 
-def _event(
+def event_row(
     run_id: str, step: str | None, status: str, attempt: int | None, message: str | None, at: float
 ) -> dict[str, Any]:
+    """An ``events`` row."""
     return {
         "run_id": run_id,
         "step": step,
@@ -362,6 +362,8 @@ class Checkpoint:
     events: list[tuple[str | None, str, int | None, str | None]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    #: An approval step's rendered request, stored once as the step parks for decisions.
+    approval: dict[str, Any] | None = None
 
     def apply(self, tx: WriteTx) -> None:
         """Write it all, or raise :class:`StaleLease` having written nothing."""
@@ -373,10 +375,16 @@ class Checkpoint:
         """Queue the rows that follow a successful fenced update."""
         tx.defer(
             s.events,
-            [_event(self.run_id, st, status, a, m, tx.now) for st, status, a, m in self.events],
+            [event_row(self.run_id, st, status, a, m, tx.now) for st, status, a, m in self.events],
         )
         tx.defer(s.run_errors, [{"run_id": self.run_id, "at": tx.now, **e} for e in self.errors])
         tx.defer(s.step_logs, self.logs)
+        if self.approval is not None and self.step is not None:
+            tx.conn.execute(
+                tx.insert(s.approvals)
+                .values(run_id=self.run_id, step=self.step, opened_at=tx.now, **self.approval)
+                .on_conflict_do_nothing(index_elements=["run_id", "step"])
+            )
 
 
 _JSON_COLUMNS = {
@@ -555,85 +563,11 @@ class RequestCancel:
                 updated_at=tx.now,
             )
         )
-        tx.defer(s.events, [_event(self.run_id, None, "CANCEL_REQUESTED", None, self.by, tx.now)])
+        tx.defer(
+            s.events, [event_row(self.run_id, None, "CANCEL_REQUESTED", None, self.by, tx.now)]
+        )
         tx.notify()
         return str(status)
-
-
-@dataclass
-class Decide:
-    """Record one person's decision on a waiting step and wake its run to act on it."""
-
-    run_id: str
-    step: str
-    decision: str
-    by: str
-    comment: str | None = None
-    input: Any = None
-
-    def apply(self, tx: WriteTx) -> DecisionRecord:
-        """The recorded decision; refused unless the step is waiting and this is a first."""
-        r, st, d = s.runs.c, s.steps.c, s.decisions.c
-        run = tx.conn.execute(
-            select(r.status, r.cancel_requested).where(r.id == self.run_id)
-        ).first()
-        if run is None:
-            raise RunNotFound(f"no run {self.run_id!r}")
-        status = tx.conn.execute(
-            select(st.status).where(st.run_id == self.run_id, st.name == self.step)
-        ).scalar()
-        if status is None:
-            raise NotFound(f"run {self.run_id} has no step {self.step!r}")
-        if run.cancel_requested or RunStatus(run.status).terminal:
-            state = "being cancelled" if run.cancel_requested else run.status
-            raise InvalidState(
-                f"run {self.run_id} is {state}; it is not waiting for a decision",
-                details={"status": run.status},
-            )
-        if status != StepStatus.WAITING.value:
-            raise InvalidState(
-                f"step {self.step!r} of run {self.run_id} is {status}, not waiting for a decision",
-                details={"status": status},
-            )
-        earlier = tx.conn.execute(
-            select(d.decision).where(d.run_id == self.run_id, d.step == self.step, d.by == self.by)
-        ).scalar()
-        if earlier is not None:
-            raise Conflict(
-                f"{self.by} already decided ({earlier}) on step {self.step!r} of run {self.run_id}"
-            )
-        row = {
-            "run_id": self.run_id,
-            "step": self.step,
-            "decision": self.decision,
-            "by": self.by,
-            "comment": self.comment,
-            "input": self.input,
-            "at": tx.now,
-        }
-        new_id = tx.conn.execute(s.decisions.insert().values(row).returning(d.id)).scalar_one()
-        tx.conn.execute(
-            update(s.runs)
-            .where(r.id == self.run_id, r.status == RunStatus.WAITING.value)
-            .values(wake_at=tx.now, updated_at=tx.now)
-        )
-        note = f"{self.decision} by {self.by}" + (f": {self.comment}" if self.comment else "")
-        tx.defer(s.events, [_event(self.run_id, self.step, "DECISION", None, note, tx.now)])
-        audit = {"step": self.step, "comment": self.comment}
-        tx.defer(
-            s.audit,
-            [
-                {
-                    "at": tx.now,
-                    "actor": self.by,
-                    "action": f"decision.{self.decision}",
-                    "target": self.run_id,
-                    "details": json.dumps(audit),
-                }
-            ],
-        )
-        tx.notify()
-        return DecisionRecord(id=int(new_id), **row)
 
 
 @dataclass

@@ -134,6 +134,47 @@ class DecisionRecord(Record):
 
 
 @dataclass(frozen=True)
+class ApprovalRecord(Record):
+    """An approval step's request, rendered when the step started, and its outcome."""
+
+    run_id: str
+    step: str
+    request: dict[str, Any]
+    requested_by: str | None
+    opened_at: float
+    expires_at: float | None
+    outcome: str | None
+    settled_by: str | None
+    settled_at: float | None
+
+
+@dataclass(frozen=True)
+class DecisionResult(Record):
+    """A decision that counted, and whether it settled its step (and how)."""
+
+    decision: DecisionRecord
+    settled: bool
+    outcome: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The decision's fields plus ``settled`` and ``outcome``."""
+        return {**self.decision.to_dict(), "settled": self.settled, "outcome": self.outcome}
+
+
+@dataclass(frozen=True)
+class AttemptRecord(Record):
+    """One execution of a step: who ran it, when, and how it ended."""
+
+    step: str
+    attempt: int
+    worker: str | None
+    started_at: float
+    ended_at: float | None
+    #: completed, failed, retried, cancelled, waiting, running, or lost (with its worker).
+    outcome: str
+
+
+@dataclass(frozen=True)
 class TokenRecord(Record):
     """An API token (never its secret)."""
 
@@ -144,6 +185,13 @@ class TokenRecord(Record):
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    #: The person or machine the token acts for (its name when not set).
+    subject: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """Who acts with this token: decisions and audit entries are recorded under it."""
+        return self.subject or self.name
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data, without the hash."""

@@ -148,6 +148,26 @@ decisions = Table(
     UniqueConstraint("run_id", "step", "by", name="uq_decisions_once_per_person"),
 )
 
+#: One row per approval step that asked for decisions: the request as rendered when the
+#: step started, and how it was settled. Decisions on it are ordered by locking this row.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("step", String(200), primary_key=True),
+    #: message, approvers, required, allow_self_approval, on_timeout, input (rendered).
+    Column("request", JSON, nullable=False),
+    #: The subject that started the run (who may not approve it, unless allowed).
+    Column("requested_by", String(200), nullable=True),
+    Column("opened_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    #: ``approved``, ``rejected`` or ``timed_out`` once settled; NULL while open.
+    Column("outcome", String(20), nullable=True),
+    Column("settled_by", String(200), nullable=True),
+    Column("settled_at", Float, nullable=True),
+    Index("ix_approvals_open", "outcome", "opened_at"),
+)
+
 tokens = Table(
     "tokens",
     metadata,
@@ -156,6 +176,8 @@ tokens = Table(
     Column("role", String(20), nullable=False),
     #: SHA-256 (hex) of the whole token; the token itself is shown once and never stored.
     Column("hash", String(64), nullable=False, unique=True),
+    #: The person or machine the token acts for; two tokens of one subject are one identity.
+    Column("subject", String(200), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),
