@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lockgate.app import App, RunView
+from lockgate.app import App
 from lockgate.channels import Channel, Deployment, PushRequest, Stage
 from lockgate.core.context import StepContext, StepLogger
 from lockgate.core.hooks import HookEvent, HookPoint
@@ -29,6 +29,7 @@ from lockgate.errors import (
     StoreError,
 )
 from lockgate.settings import Settings
+from lockgate.views import RunView
 
 __version__ = "0.1.0"
 

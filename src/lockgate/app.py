@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -29,7 +28,6 @@ from lockgate.store.migrate import upgrade
 from lockgate.store.ops import CreateRun, Op, RegisterPipeline, RequestCancel
 from lockgate.store.records import (
     ApprovalRecord,
-    DecisionRecord,
     DecisionResult,
     DeliveryRecord,
     ErrorRecord,
@@ -37,66 +35,13 @@ from lockgate.store.records import (
     LogRecord,
     PipelineRecord,
     RunRecord,
-    StepRecord,
 )
 from lockgate.tokens import Tokens
 from lockgate.triggers.pollers import Pollers
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import Webhooks
-
-
-@dataclass(frozen=True)
-class RunView:
-    """A run with its steps: what ``runs show`` and the API return."""
-
-    run: RunRecord
-    steps: list[StepRecord] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data."""
-        return {**self.run.to_dict(), "steps": [s.to_dict() for s in self.steps]}
-
-
-@dataclass(frozen=True)
-class PendingApproval:
-    """An approval step waiting for decisions: its request as rendered, and who decided."""
-
-    run: RunRecord
-    approval: ApprovalRecord
-    decisions: list[DecisionRecord]
-
-    @property
-    def policy(self) -> ApprovalConfig:
-        """The stored request as the approval step's config."""
-        return policy_of(self.approval)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data."""
-        policy = self.policy
-        return {
-            "run_id": self.run.id,
-            "pipeline": f"{self.run.namespace}/{self.run.pipeline}",
-            "step": self.approval.step,
-            "requested_by": self.approval.requested_by,
-            "message": policy.message,
-            "required": policy.required,
-            "approvals": sum(1 for d in self.decisions if d.decision == "approve"),
-            "approvers": policy.approvers.model_dump(),
-            "allow_self_approval": policy.allow_self_approval,
-            "opened_at": self.approval.opened_at,
-            "expires_at": self.approval.expires_at,
-            "on_timeout": policy.on_timeout,
-            "request": self.approval.request,
-            "outcome": self.approval.outcome,
-            "decisions": [d.to_dict() for d in self.decisions],
-        }
-
-
-def policy_of(approval: ApprovalRecord) -> ApprovalConfig:
-    """An approval's stored (rendered) request as the step kind's config."""
-    fields = ApprovalConfig.model_fields
-    return ApprovalConfig.model_validate({k: v for k, v in approval.request.items() if k in fields})
+from lockgate.views import PendingApproval, RunView, policy_of
 
 
 def requesters(requested_by: str | None) -> set[str]:
@@ -292,7 +237,13 @@ class App:
 
     def get_run(self, run_id: str) -> RunView:
         """A run and its steps; :class:`RunNotFound` if unknown."""
-        return RunView(self.store.get_run(run_id), self.store.get_steps(run_id))
+        run = self.store.get_run(run_id)
+        return RunView(
+            run,
+            self.store.get_steps(run_id),
+            self.store.get_attempts(run_id),
+            self.store.get_errors(run_id),
+        )
 
     def list_runs(self, **filters: Any) -> list[RunRecord]:
         """Newest runs first; see :meth:`Store.list_runs` for the filters."""

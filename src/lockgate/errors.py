@@ -18,7 +18,8 @@ returns as ``{"error": {"code", "message", "details"}}``::
     │   ├── MissingOutput
     │   ├── StepTimeout                step_timeout
     │   ├── StepInterrupted            step_interrupted     non-idempotent step found in flight
-    │   └── StepCancelled              step_cancelled
+    │   ├── StepCancelled              step_cancelled
+    │   └── NothingToUndo              nothing_to_undo      a rollback skipped: no output
     └── StoreError                     store_error          the database failed or is unreachable
 """
 
@@ -141,6 +142,12 @@ class StepCancelled(StepError):
     """The run was cancelled while the step ran."""
 
     code = "step_cancelled"
+
+
+class NothingToUndo(StepError):
+    """A rollback needs its step's output, and the step failed before it made one."""
+
+    code = "nothing_to_undo"
 
 
 class Parked(BaseException):

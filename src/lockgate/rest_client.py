@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from lockgate import errors
-from lockgate.app import PendingApproval
 from lockgate.channels.pipeline import canonical
 from lockgate.channels.service import StageManifest
 from lockgate.core.cursor import encode_cursor
@@ -23,8 +21,8 @@ from lockgate.store.records import (
     LogRecord,
     PipelineRecord,
     RunRecord,
-    StepRecord,
 )
+from lockgate.views import PendingApproval, RunView
 
 _ERRORS: dict[str, type[errors.LockgateError]] = {
     "invalid_definition": errors.DefinitionError,
@@ -37,18 +35,6 @@ _ERRORS: dict[str, type[errors.LockgateError]] = {
     "store_error": errors.StoreError,
     "too_large": errors.TooLarge,
 }
-
-
-@dataclass(frozen=True)
-class RemoteRunView:
-    """A run with its steps, as the API returned it."""
-
-    run: RunRecord
-    steps: list[StepRecord] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data."""
-        return {**self.run.to_dict(), "steps": [s.to_dict() for s in self.steps]}
 
 
 def _raise(response: httpx.Response) -> None:
@@ -99,11 +85,9 @@ class RestClient:
         body = {"pipeline": name, "params": params or {}, "namespace": namespace, "dry_run": noop}
         return RunRecord(**self._call("POST", "/runs", json=body, headers=headers))
 
-    def get_run(self, run_id: str) -> RemoteRunView:
-        """A run with its steps."""
-        data = self._call("GET", f"/runs/{run_id}")
-        steps = [StepRecord(**s) for s in data.pop("steps")]
-        return RemoteRunView(RunRecord(**data), steps)
+    def get_run(self, run_id: str) -> RunView:
+        """A run with its steps, their attempts, and its errors."""
+        return RunView.from_dict(self._call("GET", f"/runs/{run_id}"))
 
     def list_runs(
         self,

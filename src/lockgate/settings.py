@@ -57,6 +57,9 @@ class Settings:
     delivery_retry_after: float = 30.0
     #: How often the server's delivery routine looks for deliveries to retry.
     delivery_retry_interval: float = 10.0
+    #: This worker's stable identity (default: the host and a hash of the database URL).
+    #: A restarted worker with the same identity takes its earlier runs back at once.
+    worker_name: str | None = None
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed."""
@@ -82,6 +85,7 @@ class Settings:
             delivery_retry_interval=float(
                 env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)
             ),
+            worker_name=env.get("LOCKGATE_WORKER_NAME") or None,
             api_allow=tuple(
                 x.strip() for x in env.get("LOCKGATE_API_ALLOW", "").split(",") if x.strip()
             ),

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lockgate import App, RunStatus, Settings
+from lockgate import App, Pipeline, RunStatus, Settings, StepContext, step
 from lockgate.specs import load_file
 
 
@@ -351,3 +351,67 @@ hooks:
     assert paths[0][0] == "/failed" and paths[0][1]["step"] == "work"
     assert "exited with status 1" in paths[0][1]["error"]
     assert paths[1] == ("/finished", {"run": failed.id, "status": "FAILED"})
+
+
+async def test_a_failed_release_skips_the_rollback_that_needs_its_output(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """The README's example when the release call fails: the failed step's own rollback
+    needs the release id it never got, so it is skipped (nothing to undo), the run ends
+    FAILED rather than ROLLBACK_FAILED, and its error leads with the cause."""
+    base, rec = server
+    rec.answers.append((503, {"error": "unavailable"}, {}))
+    done = await run_yaml(
+        allowed,
+        tmp_path,
+        f"""
+name: release
+steps:
+  - name: release
+    kind: api
+    method: POST
+    url: "{base}/releases"
+    capture: {{release_id: id}}
+    rollback:
+      kind: api
+      method: DELETE
+      url: "{base}/releases/${{steps.release.release_id}}"
+""",
+    )
+    assert done.status == "FAILED"
+    assert (done.error or "").startswith("step 'release' failed:") and "503" in done.error
+    assert [r["method"] for r in rec.requests] == ["POST"]  # no DELETE was sent
+    events = [(e.step, e.status) for e in allowed.events(done.id)]
+    assert ("release", "ROLLBACK_SKIPPED") in events
+    [cause] = allowed.errors(done.id)
+    assert cause.step == "release" and "503" in cause.message
+
+
+async def test_rollbacks_see_the_cause_and_their_errors_follow_it(app: App) -> None:
+    """Rollbacks get the causing error as ``ctx.error``; a rollback that fails is recorded
+    after the cause, and the run's error still leads with the cause."""
+    seen: list[str] = []
+
+    @step
+    def reserve(ctx: StepContext) -> None:
+        ctx.save({"slot": 7})
+
+    @reserve.rollback
+    def release_slot(ctx: StepContext) -> None:
+        seen.append(f"reserve saw {ctx.error!r}")
+        raise RuntimeError("slot service down")
+
+    @step
+    def deploy(ctx: StepContext) -> None:
+        raise RuntimeError("image not found")
+
+    app.register(Pipeline("failing", [reserve, deploy]))
+    done = await app.execute_async("failing", timeout=30)
+    assert done.status == "ROLLBACK_FAILED"
+    assert seen == ["reserve saw RuntimeError('image not found')"]
+    assert (done.error or "").startswith("step 'deploy' failed: RuntimeError: image not found")
+    errors = [(e.step, e.message) for e in app.errors(done.id)]
+    assert errors == [
+        ("deploy", "RuntimeError: image not found"),
+        ("reserve", "RuntimeError: slot service down"),
+    ]

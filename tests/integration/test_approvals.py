@@ -126,7 +126,7 @@ async def test_reject_rolls_back(app: App, worker: Worker, tmp_path: Path) -> No
     assert done.status == RunStatus.ROLLED_BACK
     assert "rejected by bob: not today" in (done.error or "")
     assert marker.exists()
-    with pytest.raises(Conflict, match="already settled: rejected by bob") as info:
+    with pytest.raises(Conflict, match=r"settled already \(rejected by bob\)") as info:
         app.decide(run.id, "approve", by="carol")
     assert info.value.details["outcome"] == "rejected"
 

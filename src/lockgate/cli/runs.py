@@ -97,9 +97,13 @@ def render_run(view: Any) -> Table:
 def show(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    tracebacks: Annotated[
+        bool, typer.Option("--tracebacks", help="Print each recorded error's traceback.")
+    ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Show a run, its steps and its events."""
+    """Show a run: its steps, every attempt of each, its errors (the cause first) and its
+    events."""
     app = _state(ctx).client()
     view = app.get_run(run_id)
     events = app.events(run_id)
@@ -111,8 +115,36 @@ def show(
         console.print(f"[red]error:[/red] {escape(view.run.error)}", highlight=False)
     if view.run.flag:
         console.print(f"[yellow]flag:[/yellow] {escape(view.run.flag)}", highlight=False)
+    attempts = [
+        (
+            a.step,
+            str(a.attempt),
+            a.outcome,
+            a.worker or "-",
+            when(a.started_at),
+            duration(a.started_at, a.ended_at),
+        )
+        for a in view.attempts
+    ]
+    table("attempts", ["STEP", "ATTEMPT", "ENDED", "WORKER", "STARTED", "TOOK"], attempts)
+    _print_errors(view.errors, tracebacks)
     rows = [(when(e.at), e.step or "(run)", status_text(e.status), e.message or "") for e in events]
     table("events", ["AT", "STEP", "STATUS", "MESSAGE"], rows)
+
+
+def _print_errors(errors: list[Any], tracebacks: bool) -> None:
+    """The run's recorded errors, oldest (the cause) first."""
+    if not errors:
+        return
+    rows = [
+        (when(e.at), e.step or "(run)", str(e.attempt or "-"), e.kind.rpartition(".")[2], e.message)
+        for e in errors
+    ]
+    table("errors", ["AT", "STEP", "ATTEMPT", "KIND", "MESSAGE"], rows)
+    if tracebacks:
+        for e in errors:
+            console.print(f"[bold]{escape(e.step or '(run)')}[/bold] {escape(e.kind)}")
+            console.print(escape(e.traceback or "(no traceback)"), highlight=False, markup=False)
 
 
 @runs_app.command("logs")

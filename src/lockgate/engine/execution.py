@@ -21,6 +21,7 @@ from lockgate.core.step import Step
 from lockgate.engine.logs import LogBuffer
 from lockgate.errors import (
     MissingOutput,
+    NothingToUndo,
     Parked,
     StaleLease,
     StepCancelled,
@@ -29,6 +30,7 @@ from lockgate.errors import (
     StepTimeout,
 )
 from lockgate.store.approvals import ExpireApproval
+from lockgate.store.attempts import started_on
 from lockgate.store.ops import Checkpoint
 from lockgate.store.records import ApprovalRecord, Claimed, StepRecord
 
@@ -100,6 +102,10 @@ class RunExecution:
         self._params: Any = None
         #: Approval requests to store with the checkpoint that parks their step.
         self.asking: dict[str, dict[str, Any]] = {}
+        #: The error that made the run roll back, for rollbacks and ``rolling_back`` hooks.
+        self.cause: BaseException | None = None
+        #: Steps whose next attempt's start is already recorded, with its number.
+        self.started: dict[str, int] = dict([claimed.started]) if claimed.started else {}
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -152,8 +158,10 @@ class RunExecution:
                 await self._start_rollback(None, f"run_started hook failed: {failure}")
                 return
         if self.status is not RunStatus.RUNNING:
+            # A PENDING run's RUNNING event came with its first step's recorded start.
+            if not (self.status is RunStatus.PENDING and self.started):
+                self._carry.append((None, RunStatus.RUNNING, None, None))
             self.status = RunStatus.RUNNING
-            self._carry.append((None, RunStatus.RUNNING, None, None))
         await self._forward()
 
     # -- forward ---------------------------------------------------------------------------
@@ -178,25 +186,36 @@ class RunExecution:
                 )
                 await self._fail_step(step, rec.attempt, error, None, rec.saved)
                 return
-            # A parked step wakes up as the same attempt; anything else starts a new one.
-            attempt = rec.attempt if status is StepStatus.WAITING else rec.attempt + 1
-            outcome = await self._run_step(step, attempt, data, step.name == last)
+            # A parked step wakes up as the same attempt; anything else starts a new one,
+            # whose start is recorded before it runs (by the claim or the last checkpoint).
+            recorded = step.name in self.started
+            if recorded:
+                attempt = self.started.pop(step.name)
+            elif status is StepStatus.WAITING:
+                attempt, recorded = rec.attempt, True
+            else:
+                attempt = rec.attempt + 1
+            outcome = await self._run_step(step, attempt, data, step.name == last, recorded)
             if outcome is None:
                 return  # parked for a retry, or failed and rolled back
             data = outcome[0]
 
-    async def _run_step(self, step: Step, attempt: int, data: Any, last: bool) -> tuple[Any] | None:
+    async def _run_step(
+        self, step: Step, attempt: int, data: Any, last: bool, recorded: bool
+    ) -> tuple[Any] | None:
         ctx = self._context(step, attempt)
         self.ctx = ctx
         rec = self.steps[step.name]
         # A step waking from a durable sleep keeps the time it first started.
         resumed = rec.status == StepStatus.WAITING and rec.started_at is not None
         started = rec.started_at if resumed and rec.started_at else time.time()
-        running = self.running = _RunningWrite(self, step.name, attempt, data, started)
+        running = self.running = _RunningWrite(self, step.name, attempt, data, started, recorded)
         self._in_step = True
         try:
             value = decode(step.input_type, data, f"{self._where(step)} input")
-            if not step.idempotent:
+            # Non-idempotent steps show as RUNNING before they act; so does any step whose
+            # start nothing recorded yet (found in flight after a crash).
+            if not step.idempotent or not recorded:
                 await running.now()
             failure = await self._fire(HookPoint.STEP_STARTED, step=step.name)
             if failure is not None:
@@ -292,6 +311,8 @@ class RunExecution:
         cp = self._checkpoint(step.name)
         running.close_into(cp)
         cp.events.append((step.name, StepStatus.COMPLETED, running.attempt, None))
+        if not last:
+            self._record_next_start(step, cp)
         cp.step_values = {
             "status": StepStatus.COMPLETED.value,
             "attempt": running.attempt,
@@ -311,6 +332,17 @@ class RunExecution:
         self._remember(step.name, cp.step_values)
         self._measure(StepStatus.COMPLETED, running.started)
         return (output,)
+
+    def _record_next_start(self, step: Step, cp: Checkpoint) -> None:
+        """Record the next step's start with this checkpoint: if the worker dies before the
+        next one commits, recovery knows that attempt started (and counts a new one)."""
+        names = [s.name for s in self.pipeline.steps]
+        following = self.steps[names[names.index(step.name) + 1]]
+        if following.status not in (StepStatus.NOT_STARTED, StepStatus.RETRYING):
+            return
+        attempt = following.attempt + 1
+        cp.events.append((following.name, StepStatus.RUNNING, attempt, started_on(self.worker.id)))
+        self.started[following.name] = attempt
 
     async def _step_error(
         self,
@@ -426,6 +458,7 @@ class RunExecution:
         status: StepStatus = StepStatus.FAILED,
     ) -> None:
         message = self.worker.mask(_describe(exc))
+        self.cause = exc
         self.logs.add(step.name, "error", message)
         await self._fire(HookPoint.STEP_FAILED, step=step.name, error=message)
         values: dict[str, Any] = {"status": status.value, "attempt": attempt, "error": message}
@@ -452,13 +485,16 @@ class RunExecution:
         self.status = RunStatus.ROLLING_BACK
         cp.events.append((None, RunStatus.ROLLING_BACK, None, reason))
         cp.run.update(status=RunStatus.ROLLING_BACK.value, error=self.worker.mask(reason))
+        if self.cause is None:
+            self.cause = StepError(reason)
         await self._commit(cp)
         if cp.step is not None and cp.step_values:
             self._remember(cp.step, cp.step_values)
         await self._rollback()
 
     async def _rollback(self) -> None:
-        await self._fire(HookPoint.ROLLING_BACK)
+        cause = self._cause()
+        await self._fire(HookPoint.ROLLING_BACK, error=_describe(cause) if cause else None)
         for step in reversed(self.pipeline.steps):
             rec = self.steps[step.name]
             if StepStatus(rec.status) not in _TO_UNDO or step.rollback_fn is None:
@@ -485,22 +521,35 @@ class RunExecution:
         assert step.rollback_fn is not None
         ctx = self._context(step, rec.attempt)
         ctx.saved = rec.saved
+        ctx.error = self._cause()
         cp = self._checkpoint(step.name)
         cp.events.append((step.name, StepStatus.ROLLING_BACK, rec.attempt, None))
         try:
             value = decode(step.input_type, rec.input, self._where(step))
             await _invoke(step.rollback_fn, ctx, value)
+        except NothingToUndo as exc:
+            # The failed step's own rollback needs the output it never made: skipped.
+            self.logs.add(step.name, "info", f"rollback skipped: {exc.message}")
+            cp.events.append((step.name, "ROLLBACK_SKIPPED", rec.attempt, exc.message))
         except Exception as exc:
             message = _describe(exc)
             self.logs.add(step.name, "error", f"rollback failed: {message}")
             cp.errors.append(self._error_row(step.name, rec.attempt, exc))
-            cp.step_values = {"status": StepStatus.ROLLBACK_FAILED.value, "error": message}
+            # The step's own error (a failed step's cause) stays first.
+            error = f"{rec.error}; rollback failed: {message}" if rec.error else message
+            cp.step_values = {"status": StepStatus.ROLLBACK_FAILED.value, "error": error}
             cp.events.append((step.name, StepStatus.ROLLBACK_FAILED, rec.attempt, message))
         else:
             cp.step_values = {"status": StepStatus.ROLLED_BACK.value}
             cp.events.append((step.name, StepStatus.ROLLED_BACK, rec.attempt, None))
         await self._commit(cp)
         self._remember(step.name, cp.step_values)
+
+    def _cause(self) -> BaseException | None:
+        """The error that made the run roll back (as recorded, after a resume)."""
+        if self.cause is None and self.run.error:
+            self.cause = StepError(self.run.error)
+        return self.cause
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -700,13 +749,21 @@ class _RunningWrite:
     """
 
     def __init__(
-        self, execution: RunExecution, step: str, attempt: int, encoded_input: Any, started: float
+        self,
+        execution: RunExecution,
+        step: str,
+        attempt: int,
+        encoded_input: Any,
+        started: float,
+        recorded: bool = False,
     ) -> None:
         self.execution = execution
         self.step = step
         self.attempt = attempt
         self.encoded_input = encoded_input
         self.started = started
+        #: Whether the attempt's RUNNING event is already stored (its start was recorded).
+        self.recorded = recorded
         self.extra: list[EventRow] = []
         self.errors: list[Row] = []
         self._written: asyncio.Future[Any] | None = None
@@ -722,7 +779,11 @@ class _RunningWrite:
         self._closed = True
         ex = self.execution
         cp = ex._checkpoint(self.step)
-        cp.events.append((self.step, StepStatus.RUNNING, self.attempt, None))
+        if not self.recorded:
+            cp.events.append(
+                (self.step, StepStatus.RUNNING, self.attempt, started_on(ex.worker.id))
+            )
+            self.recorded = True
         cp.step_values = {
             "status": StepStatus.RUNNING.value,
             "attempt": self.attempt,
@@ -746,8 +807,11 @@ class _RunningWrite:
 
     def close_into(self, cp: Checkpoint) -> None:
         """Add what the step's closing checkpoint must carry (RUNNING, if never written)."""
-        if self._written is None:
-            cp.events.append((self.step, StepStatus.RUNNING.value, self.attempt, None))
+        if self._written is None and not self.recorded:
+            worker = self.execution.worker.id
+            cp.events.append(
+                (self.step, StepStatus.RUNNING.value, self.attempt, started_on(worker))
+            )
         cp.events.extend(self.extra)
         cp.errors.extend(self.errors)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
-import secrets
 import socket
 import time
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -17,26 +18,35 @@ from lockgate.core.registry import Registry
 from lockgate.core.statuses import StepStatus
 from lockgate.engine.committer import Committer
 from lockgate.engine.execution import RUNNING_WRITE_DELAY, RunExecution
+from lockgate.errors import LockgateError
 from lockgate.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.store import Store
-from lockgate.store.ops import (
-    AppendLogs,
-    Claim,
-    FlagUnrunnable,
-    Heartbeat,
-    RegisterWorker,
-    Release,
-)
+from lockgate.store.ops import AppendLogs, Claim, FlagUnrunnable, Heartbeat, Release
 from lockgate.store.records import Claimed, RunRecord, StepRecord
+from lockgate.store.workers import StopWorker, TakeIdentity, WorkerRecord
 
 #: How often buffered log lines of running steps are flushed for live viewers.
 LOG_FLUSH_INTERVAL = 0.2
 
 
-def new_worker_id() -> str:
-    """``host-pid-random``: unique per worker process start."""
-    return f"{socket.gethostname()[:60]}-{os.getpid()}-{secrets.token_hex(3)}"
+def default_worker_name(database_url: str) -> str:
+    """``host-dbhash``: stable across restarts of a worker on this host and database, so
+    that a restarted worker takes its runs back at once (see :meth:`Worker.start`)."""
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]  # never the password
+    url = parts._replace(netloc=host).geturl()
+    return f"{socket.gethostname()[:60]}-{hashlib.sha256(url.encode()).hexdigest()[:6]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Worker:
@@ -57,7 +67,10 @@ class Worker:
         self.settings = settings
         self.mask = mask or Masker()
         self.metrics = metrics
-        self.id = worker_id or new_worker_id()
+        #: The identity this worker asks for; :meth:`start` may add ``-2``, ``-3``... when a
+        #: live process holds it.
+        self.name = worker_id or settings.worker_name or default_worker_name(settings.database_url)
+        self.id = self.name
         self.log = structlog.get_logger("lockgate.worker").bind(worker=self.id)
         self.committer = Committer(store)
         self._active: dict[str, tuple[RunExecution, asyncio.Task[None]]] = {}
@@ -82,7 +95,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.committer.start()
-        await self.committer.apply(RegisterWorker(self.id, socket.gethostname(), os.getpid()))
+        await self._take_identity()
         names = [(p.namespace, p.name) for p in self.registry]
         flagged = await self.committer.apply(FlagUnrunnable(names, self.registry.versions()))
         if flagged:
@@ -99,6 +112,37 @@ class Worker:
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"worker-{name}"))
         self.log.info("worker started", pipelines=len(self.registry))
+
+    async def _take_identity(self) -> None:
+        """Take the first free identity of ``name``, ``name-2``, ...: one whose holder
+        stopped, missed its heartbeats, or was a process on this host that is gone. The
+        runs an earlier incarnation held are taken back at once, with new fencing tokens;
+        runs of other live workers wait for their leases to expire."""
+        host, pid = socket.gethostname(), os.getpid()
+        for n in range(1, 1000):
+            candidate = self.name if n == 1 else f"{self.name}-{n}"
+            held = await asyncio.to_thread(self.store.get_worker, candidate)
+            if held is not None and self._in_use(held, host, pid):
+                continue
+            seen = None if held is None else (held.pid, held.started_at)
+            taken = await self.committer.apply(TakeIdentity(candidate, host, pid, seen))
+            if taken is None:
+                continue  # another process took it between the read and the write
+            self.id = candidate
+            self.log = self.log.bind(worker=self.id)
+            if taken:
+                self.log.info("runs of this worker's last incarnation taken back", count=taken)
+            return
+        raise LockgateError(f"no free worker identity for {self.name!r}")
+
+    def _in_use(self, held: WorkerRecord, host: str, pid: int) -> bool:
+        if held.stopped_at is not None:
+            return False
+        if time.time() - held.heartbeat_at > self.settings.lease_seconds:
+            return False  # its leases have expired anyway
+        if held.hostname != host:
+            return True  # a live worker elsewhere, as far as anyone here can tell
+        return held.pid == pid or _alive(held.pid)
 
     async def stop(self) -> None:
         """Stop claiming; let in-flight runs finish for a grace period, release the rest."""
@@ -120,7 +164,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         with contextlib.suppress(Exception):
-            await self.committer.apply(RegisterWorker(self.id, "", 0, stopped=True))
+            await self.committer.apply(StopWorker(self.id, os.getpid()))
         await self.committer.stop()
         self.log.info("worker stopped")
 
@@ -176,7 +220,8 @@ class Worker:
             )
             for i, name in enumerate(step_names)
         )
-        claimed = Claimed(run=run, steps=steps)
+        # CreateRun recorded the first step's start (attempt 1) with the run.
+        claimed = Claimed(run=run, steps=steps, started=(step_names[0], 1) if steps else None)
         loop = self._loop
         if loop is None or loop.is_closed():
             return  # the lease expires and any worker takes the run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.retry import Retry
 from lockgate.core.step import Step
 from lockgate.core.templates import TemplateError, check
-from lockgate.errors import DefinitionError, StepError
+from lockgate.errors import DefinitionError, NothingToUndo, StepError
 from lockgate.specs.document import Problem, SpecError, locate, parse, plain
 from lockgate.specs.model import (
     HookCommon,
@@ -165,7 +166,7 @@ def build_step(
         return None
     return Step(
         name=name,
-        execute=_executor(kind, raw_config, name),
+        execute=_executor(kind, raw_config, name, parent),
         rollback_fn=rollback.execute if rollback is not None else None,
         on_error="ignore" if common.on_error == "ignore" else None,
         retry=common.retry.policy() if common.retry else Retry(),
@@ -293,8 +294,20 @@ def scope(ctx: StepContext) -> dict[str, Any]:
     }
 
 
-def _executor(kind: StepKind, raw_config: dict[str, Any], name: str) -> Callable[..., Any]:
+def _executor(
+    kind: StepKind, raw_config: dict[str, Any], name: str, parent: str | None = None
+) -> Callable[..., Any]:
+    """The step's execute function; for the rollback of step ``parent``, one that is
+    skipped (:class:`NothingToUndo`) when it needs ``parent``'s output and there is none."""
+    mention = re.compile(rf"steps\.{re.escape(parent)}[.}}]") if parent is not None else None
+    needs_output = mention is not None and mention.search(json.dumps(raw_config)) is not None
+
     async def execute(ctx: StepContext, value: Any, extra: Mapping[str, Any] | None = None) -> Any:
+        if needs_output and parent not in ctx.outputs:
+            raise NothingToUndo(
+                f"step {parent!r} failed before it produced an output, and its rollback "
+                "needs that output: there is nothing to undo"
+            )
         values = {**scope(ctx), **(extra or {})}
         try:
             rendered = {key: kind.render(key, value, values) for key, value in raw_config.items()}

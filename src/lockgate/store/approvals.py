@@ -34,8 +34,8 @@ def approval_record(row: Any) -> ApprovalRecord:
 def settled_conflict(record: ApprovalRecord) -> InvalidState:
     """The refusal of a decision on a step that is already settled."""
     return InvalidState(
-        f"step {record.step!r} of run {record.run_id} was already settled: "
-        f"{record.outcome} by {record.settled_by}",
+        f"step {record.step!r} of run {record.run_id} is not waiting for a decision: "
+        f"it was settled already ({record.outcome} by {record.settled_by})",
         details={
             "outcome": record.outcome,
             "settled_by": record.settled_by,

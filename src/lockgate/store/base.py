@@ -16,6 +16,7 @@ from lockgate.core.statuses import ACTIVE_RUN_STATUSES
 from lockgate.errors import LockgateError, RunNotFound, StoreError
 from lockgate.store import schema as s
 from lockgate.store.approvals import approval_record, open_approvals_query
+from lockgate.store.attempts import ATTEMPT_EVENTS, attempts_from
 from lockgate.store.ops import (
     RUN_BY_ID,
     Checkpoint,
@@ -29,6 +30,7 @@ from lockgate.store.ops import (
 )
 from lockgate.store.records import (
     ApprovalRecord,
+    AttemptRecord,
     AuditRecord,
     DecisionRecord,
     ErrorRecord,
@@ -38,6 +40,7 @@ from lockgate.store.records import (
     RunRecord,
     StepRecord,
 )
+from lockgate.store.workers import WorkerRecord, get_worker_query, worker_record
 
 T = TypeVar("T")
 
@@ -307,6 +310,24 @@ class Store(ABC):
         )
         rows = self.read(lambda c: c.execute(stmt).all())
         return [EventRecord(**r._mapping) for r in rows]
+
+    def get_worker(self, worker_id: str) -> WorkerRecord | None:
+        """A worker identity and the process that last held it."""
+        row = self.read(lambda c: c.execute(get_worker_query(worker_id)).first())
+        return None if row is None else worker_record(row)
+
+    def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every execution of the run's steps, with its worker and how it ended."""
+        e = s.events.c
+        stmt = (
+            select(s.events)
+            .where(e.run_id == run_id, e.attempt.is_not(None), e.status.in_(ATTEMPT_EVENTS))
+            .order_by(e.id)
+        )
+        events = [EventRecord(**r._mapping) for r in self.read(lambda c: c.execute(stmt).all())]
+        run = self.get_run(run_id)
+        statuses = {st.name: st.status for st in self.get_steps(run_id)}
+        return attempts_from(events, run.status, statuses)
 
     def get_errors(self, run_id: str) -> list[ErrorRecord]:
         """Errors raised in a run, in order."""

@@ -38,6 +38,7 @@ from lockgate.errors import (
     StaleLease,
 )
 from lockgate.store import schema as s
+from lockgate.store.attempts import started_on
 from lockgate.store.records import Claimed, RunRecord, StepRecord
 
 InsertFn = Callable[[Table], Any]
@@ -271,8 +272,18 @@ def create_runs(tx: WriteTx, creates: Sequence[CreateRun]) -> list[tuple[RunReco
         tx.defer(s.events, [event_row(record.id, None, RunStatus.PENDING, None, None, tx.now)])
         if create.claim_for is None:
             tx.notify()
+        elif create.step_names:  # its first step starts in this process: record the start
+            start = started_event(record.id, create.step_names[0], 1, create.claim_for, tx.now)
+            running = event_row(record.id, None, RunStatus.RUNNING, None, None, tx.now)
+            tx.defer(s.events, [running, start])
         results.append((record, True))
     return results
+
+
+def started_event(run_id: str, step: str, attempt: int, worker: str, at: float) -> dict[str, Any]:
+    """The RUNNING event that records an attempt's start, before it runs: recovery then
+    knows the attempt started, and counts the next execution as a new attempt."""
+    return event_row(run_id, step, StepStatus.RUNNING, attempt, started_on(worker), at)
 
 
 def event_row(
@@ -347,7 +358,47 @@ class Claim:
         for row in tx.conn.execute(_CLAIMED_STEPS, {"ids": [c.id for c in claimed]}):
             rec = step_record(row)
             by_run[rec.run_id].append(rec)
-        return [Claimed(run=c, steps=tuple(by_run[c.id])) for c in claimed]
+        starts = self._starts(tx, claimed, by_run)
+        return [Claimed(c, tuple(by_run[c.id]), starts.get(c.id)) for c in claimed]
+
+    def _starts(
+        self, tx: WriteTx, claimed: Sequence[RunRecord], by_run: dict[str, list[StepRecord]]
+    ) -> dict[str, tuple[str, int]]:
+        """Record the start of each claimed run's next step (and of a PENDING run), numbered
+        past every attempt started before: some may have been lost with their worker."""
+        nexts: dict[str, StepRecord] = {}
+        pending = {run.id: run.status == RunStatus.PENDING.value for run in claimed}
+        for run in claimed:
+            if run.status == RunStatus.ROLLING_BACK.value or run.cancel_requested:
+                continue
+            rec = next((st for st in by_run[run.id] if st.status not in _DONE), None)
+            if rec is not None and rec.status in _STARTABLE:
+                nexts[run.id] = rec
+        if not nexts:
+            return {}
+        seen = tx.conn.execute(
+            _LAST_STARTED, {"ids": list(nexts), "running": StepStatus.RUNNING.value}
+        ).all()
+        last = {(row[0], row[1]): int(row[2] or 0) for row in seen}
+        starts: dict[str, tuple[str, int]] = {}
+        for run_id, rec in nexts.items():
+            attempt = max(rec.attempt, last.get((run_id, rec.name), 0)) + 1
+            if pending[run_id]:  # the run starts with it
+                tx.defer(s.events, [event_row(run_id, None, RunStatus.RUNNING, None, None, tx.now)])
+            tx.defer(s.events, [started_event(run_id, rec.name, attempt, self.worker_id, tx.now)])
+            starts[run_id] = (rec.name, attempt)
+        return starts
+
+
+#: Step statuses a run has finished with, going forward.
+_DONE = {StepStatus.COMPLETED.value, StepStatus.SKIPPED.value}
+#: Statuses of a next step that starts a new attempt when claimed (a WAITING step goes on
+#: as the same attempt; a RUNNING one was lost in flight, and the engine decides).
+_STARTABLE = {StepStatus.NOT_STARTED.value, StepStatus.RETRYING.value}
+_LAST_STARTED = text(
+    "SELECT run_id, step, MAX(attempt) FROM events "
+    "WHERE run_id IN :ids AND status = :running GROUP BY run_id, step"
+).bindparams(bindparam("ids", expanding=True))
 
 
 @dataclass
@@ -728,32 +779,3 @@ class RegisterPipeline:
             .on_conflict_do_nothing(index_elements=["version"])
         )
         return bool(tx.conn.execute(stmt).rowcount)
-
-
-@dataclass
-class RegisterWorker:
-    """Record a worker process."""
-
-    worker_id: str
-    hostname: str
-    pid: int
-    stopped: bool = False
-
-    def apply(self, tx: WriteTx) -> None:
-        """Insert the worker, or mark it stopped."""
-        if self.stopped:
-            tx.conn.execute(
-                update(s.workers)
-                .where(s.workers.c.id == self.worker_id)
-                .values(stopped_at=tx.now, heartbeat_at=tx.now)
-            )
-            return
-        tx.conn.execute(
-            s.workers.insert().values(
-                id=self.worker_id,
-                hostname=self.hostname,
-                pid=self.pid,
-                started_at=tx.now,
-                heartbeat_at=tx.now,
-            )
-        )

@@ -106,6 +106,8 @@ class Claimed(Record):
 
     run: RunRecord
     steps: tuple[StepRecord, ...]
+    #: ``(step, attempt)`` whose start the claiming transaction recorded.
+    started: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Every execute appends ``run step attempt`` to the ledger file named by LOCKGATE_
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -48,7 +49,25 @@ def refund(ctx: StepContext) -> None:
     ledger(ctx, ".rollback")
 
 
+@step
+async def hog(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
+    """Blocks its worker's loop: nothing else (a RUNNING write) happens until it ends."""
+    ledger(ctx)
+    time.sleep(float(os.environ.get("LOCKGATE_SLOW_SECONDS", "1.5")))
+    return {**v, "hog": 1}
+
+
+@step
+async def nap(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
+    """Like ``slow``, without holding a thread: many can be in flight at once."""
+    ledger(ctx)
+    await asyncio.sleep(float(os.environ.get("LOCKGATE_SLOW_SECONDS", "1.5")))
+    return {**v, "nap": 1}
+
+
 crashy = Pipeline("crashy", [prepare, slow, finish])
+napping = Pipeline("napping", [prepare, nap, finish])
+hogging = Pipeline("hogging", [prepare, hog, finish])
 once = Pipeline("once", [prepare, charge, finish])
 
 
