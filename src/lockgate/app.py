@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jsonschema
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lockgate.channels.service import Channels
 from lockgate.core.ids import new_run_id
@@ -72,9 +72,27 @@ def _authorise(
         raise Forbidden(f"{by} requested run {approval.run_id} and may not approve it")
 
 
-def _problems_from_pydantic(exc: ValidationError) -> list[str]:
+def _unknown_params(params_type: Any, params: Any) -> list[str]:
+    """Params a pydantic model would silently drop (``-p enviroment=production``)."""
+    if not (isinstance(params_type, type) and issubclass(params_type, BaseModel)):
+        return []
+    if params_type.model_config.get("extra") == "allow" or not isinstance(params, Mapping):
+        return []  # kept on purpose
+    known = [f.alias or name for name, f in params_type.model_fields.items()]
+    return _unknown(params, [*known, *params_type.model_fields])
+
+
+def _unknown(params: Mapping[str, Any], known: Iterable[str]) -> list[str]:
+    names = sorted(set(known))
+    listed = ", ".join(names) or "none"
+    return [f"{key}: unknown param (known: {listed})" for key in params if key not in names]
+
+
+def _problems_from_pydantic(exc: ValidationError, skip: set[str] | None = None) -> list[str]:
     out = []
     for err in exc.errors():
+        if skip and err["type"] in skip:
+            continue
         loc = ".".join(str(x) for x in err["loc"]) or "(params)"
         out.append(f"{loc}: {err['msg']}")
     return out
@@ -83,10 +101,20 @@ def _problems_from_pydantic(exc: ValidationError) -> list[str]:
 class App:
     """One lockgate installation: a database, the pipelines known here, and workers."""
 
-    def __init__(self, settings: Settings | None = None, *, pipelines: Iterable[Pipeline] = ()):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        pipelines: Iterable[Pipeline] = (),
+        create_database: bool = True,
+    ):
+        """``create_database=False``: a SQLite file that does not exist is an error
+        (:class:`DatabaseMissing`) rather than a new, empty database."""
         self.settings = settings or Settings()
         self.store: Store = open_store(
-            self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
+            self.settings.database_url,
+            sqlite_synchronous=self.settings.sqlite_synchronous,
+            create=create_database,
         )
         self.registry = Registry()
         self.mask = Masker(self.settings.secrets.values())
@@ -208,11 +236,15 @@ class App:
             return self._resolve_stored(name, namespace, params)
         data = params
         if pipeline.params_type is not None:
+            unknown = _unknown_params(pipeline.params_type, params)
             adapter: TypeAdapter[Any] = TypeAdapter(pipeline.params_type)
             try:
                 data = adapter.dump_python(adapter.validate_python(params), mode="json")
             except ValidationError as exc:
-                raise ParamsError(_problems_from_pydantic(exc)) from exc
+                others = _problems_from_pydantic(exc, skip={"extra_forbidden"})
+                raise ParamsError(unknown + others) from exc
+            if unknown:
+                raise ParamsError(unknown)
         return pipeline.version, [s.name for s in pipeline.steps], data
 
     def _resolve_stored(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
@@ -220,19 +252,27 @@ class App:
         found = [p for p in self.store.pipeline_versions(short) if p.namespace == ns]
         if not found:
             raise PipelineNotFound(
-                f"no pipeline {ns}/{short!r} is registered; start a server or worker with it, "
-                "or pass --pipelines"
+                f"database {self.store.display_url} has no pipeline {ns}/{short}: start a "
+                "server or worker with it there, or pass --pipelines"
             )
         latest = found[0]
         schema = latest.definition.get("params")
         if schema:
+            problems = []
+            known = schema.get("properties")
+            open_ended = schema.get("additionalProperties") is True
+            if isinstance(params, Mapping) and known is not None and not open_ended:
+                problems += _unknown(params, known)
             errors = sorted(
                 jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: e.path
             )
-            if errors:
-                raise ParamsError(
-                    [f"{'.'.join(map(str, e.path)) or '(params)'}: {e.message}" for e in errors]
-                )
+            problems += [
+                f"{'.'.join(map(str, e.path)) or '(params)'}: {e.message}"
+                for e in errors
+                if e.validator != "additionalProperties"  # said above, one per param
+            ]
+            if problems:
+                raise ParamsError(problems)
         return latest.version, [s["name"] for s in latest.definition["steps"]], params
 
     def get_run(self, run_id: str) -> RunView:

@@ -21,6 +21,8 @@ returns as ``{"error": {"code", "message", "details"}}``::
     │   ├── StepCancelled              step_cancelled
     │   └── NothingToUndo              nothing_to_undo      a rollback skipped: no output
     └── StoreError                     store_error          the database failed or is unreachable
+        ├── SchemaMissing              schema_missing       not migrated: lockgate db upgrade
+        └── DatabaseMissing            no_database          no database file where it points
 """
 
 from __future__ import annotations
@@ -166,3 +168,15 @@ class StoreError(LockgateError):
     """The database refused or failed an operation."""
 
     code = "store_error"
+
+
+class SchemaMissing(StoreError):
+    """The database has no lockgate schema, or an older one: ``lockgate db upgrade``."""
+
+    code = "schema_missing"
+
+
+class DatabaseMissing(StoreError):
+    """There is no database where the settings point (a SQLite file that does not exist)."""
+
+    code = "no_database"

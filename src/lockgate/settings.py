@@ -10,6 +10,18 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "sqlite:///lockgate.db"
 
 
+def absolute_database_url(url: str, cwd: Path) -> str:
+    """``url`` with a relative SQLite path made absolute against ``cwd``, so that every
+    message names the file in use (and a command run elsewhere cannot mistake it)."""
+    prefix, sep, rest = url.partition(":///")
+    if not sep or not prefix.startswith("sqlite"):
+        return url
+    path, q, query = rest.partition("?")
+    if not path or path.startswith("/") or path == ":memory:":
+        return url
+    return f"{prefix}:///{(cwd / path).resolve()}{q}{query}"
+
+
 SECRET_PREFIX = "LOCKGATE_SECRET_"  # noqa: S105 - a variable name prefix, not a secret
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lockgate import App, Pipeline, RunStatus, Settings, StepContext, step
-from lockgate.specs import load_file
+from lockgate.specs import SpecError, load_file
 
 
 class Recorder:
@@ -415,3 +415,37 @@ async def test_rollbacks_see_the_cause_and_their_errors_follow_it(app: App) -> N
         ("deploy", "RuntimeError: image not found"),
         ("reserve", "RuntimeError: slot service down"),
     ]
+
+
+async def test_a_url_param_can_be_the_whole_url_and_query_joins_its_own(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """``url: "${target}"`` works for a param declared ``format: url``, and ``query:``
+    is added to the URL's own query instead of replacing it."""
+    base, rec = server
+    text = """
+name: whole
+params:
+  target: {type: string, format: url, required: true}
+steps:
+  - name: c
+    kind: api
+    url: "${target}"
+    query: {page: 2}
+"""
+    done = await run_yaml(allowed, tmp_path, text, {"target": f"{base}/items?sort=name"})
+    assert done.status == RunStatus.SUCCEEDED
+    assert rec.requests[0]["path"] == "/items?sort=name&page=2"
+
+
+def test_a_param_that_opens_a_url_must_be_declared_as_one(tmp_path: Path) -> None:
+    """Otherwise any string would become the base URL: refused at load, at file:line."""
+    path = tmp_path / "loose.yaml"
+    path.write_text(
+        "name: loose\nparams:\n  target: {type: string}\nsteps:\n"
+        "  - name: c\n    kind: api\n    url: '${target}/x'\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_file(path)
+    [problem] = info.value.problems
+    assert str(problem).startswith(f"{path}:7:") and "format: url" in str(problem)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from lockgate import App, HookEvent, Pipeline, Retry, RunStatus, StepContext, step
 from lockgate.engine.worker import Worker
+from lockgate.errors import ParamsError
 
 
 class Params(BaseModel):
@@ -581,3 +582,21 @@ async def test_sleep_in_a_non_idempotent_step_is_refused(app: App, worker: Worke
     done = await app.wait(record.id, timeout=10)
     assert done.status == RunStatus.FAILED
     assert "marked idempotent=False" in (app.get_run(record.id).steps[0].error or "")
+
+
+async def test_a_misspelt_param_is_refused_not_ignored(app: App) -> None:
+    """``-p enviroment=production`` must not deploy to the default (staging): an unknown
+    param is refused, naming it and the known ones, for Python pipelines too."""
+
+    class Target(BaseModel):
+        environment: str = "staging"
+
+    @step
+    def ship(ctx: StepContext, t: Target) -> None:
+        ctx.log.info("shipping to %s", t.environment)
+
+    app.register(Pipeline("ship", [ship], params=Target))
+    with pytest.raises(ParamsError) as info:
+        app.start_run("ship", {"enviroment": "production"})
+    assert info.value.problems == ["enviroment: unknown param (known: environment)"]
+    assert app.list_runs() == []

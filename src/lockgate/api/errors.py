@@ -21,6 +21,9 @@ STATUS = {
     "invalid_state": 409,
     "stale_lease": 409,
     "store_error": 503,
+    "schema_missing": 503,
+    "no_database": 503,
+    "nothing_to_undo": 409,
     "too_large": 413,
 }
 

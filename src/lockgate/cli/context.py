@@ -53,7 +53,9 @@ class CliState:
     def app(self, *, migrate: bool = False) -> App:
         """The App on the configured database (upgrading its schema when asked)."""
         if self._app is None:
-            self._app = App(self.settings)
+            # Only commands that set a database up may create one: elsewhere a missing
+            # SQLite file is an error that names it, not a new empty database.
+            self._app = App(self.settings, create_database=migrate)
         if migrate:
             self._app.migrate()
         return self._app

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -13,11 +15,11 @@ from typing import Annotated, Any
 import structlog
 import typer
 from rich.markup import escape
-from sqlalchemy.engine import make_url
 
 from lockgate import __version__
 from lockgate.app import App
 from lockgate.cli.approvals import approvals_app, approve, reject
+from lockgate.cli.banner import banner_lines
 from lockgate.cli.channels import channels_app
 from lockgate.cli.context import (
     BackgroundWorker,
@@ -31,12 +33,16 @@ from lockgate.cli.context import (
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
 from lockgate.cli.runs import follow_run, runs_app
 from lockgate.errors import LockgateError, ParamsError
-from lockgate.settings import Settings
+from lockgate.settings import DEFAULT_DATABASE_URL, Settings, absolute_database_url
+from lockgate.store.base import redacted
 from lockgate.store.migrate import current
 
 app = typer.Typer(
     help="lockgate runs deployment pipelines durably: steps with rollback, retries and "
     "approvals that survive crashes, on SQLite (default) or PostgreSQL.",
+    epilog="Exit codes: 0 ok; 1 run failed or other error; 2 invalid params or definition; "
+    "3 not found; 4 state conflict; 5 unauthorised or forbidden. Errors are one line: "
+    "error (CODE): message.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -66,6 +72,12 @@ EXIT_CODES = {
 SWITCH_INTERVAL = 0.0005
 
 
+def _shown_database() -> str:
+    """The database commands run here would use (for ``--help``), without a password."""
+    url = os.environ.get("LOCKGATE_DATABASE_URL") or DEFAULT_DATABASE_URL
+    return redacted(absolute_database_url(url, Path.cwd()))
+
+
 def _state(ctx: typer.Context) -> CliState:
     state: CliState = ctx.obj
     return state
@@ -79,7 +91,8 @@ def root(
         typer.Option(
             "--db",
             envvar="LOCKGATE_DATABASE_URL",
-            help="sqlite:///path.db (default sqlite:///lockgate.db) or postgresql://...",
+            help="sqlite:///path.db or postgresql://user@host/db; here that is "
+            f"{_shown_database()}",
         ),
     ] = None,
     log_dir: Annotated[
@@ -100,8 +113,8 @@ def root(
 ) -> None:
     """Global options."""
     settings = Settings.from_env()
-    if database_url:
-        settings = settings.with_(database_url=database_url)
+    database = absolute_database_url(database_url or settings.database_url, Path.cwd())
+    settings = settings.with_(database_url=database)
     if log_dir:
         settings = settings.with_(log_dir=log_dir)
     ctx.obj = CliState(settings, url=url, token=token)
@@ -121,6 +134,7 @@ def _serve(
     concurrency: int | None,
     listen: tuple[str, int] | None = None,
 ) -> None:
+    configure_logging(logging.INFO)
     state = _state(ctx)
     if concurrency is not None:
         state.settings = state.settings.with_(concurrency=concurrency)
@@ -137,30 +151,14 @@ def _serve(
     for ch in channels:
         stages = ", ".join(st.name for st in ch.stages) or "no stages"
         console.print(f"loaded channel [bold]{ch.name}[/bold] ({stages})")
-    if channels:
-        console.print(
-            f"push to a channel: lockgate channels push {channels[0].name} --tenant acme "
-            "--content '{...}'   (lockgate channels --help)",
-            highlight=False,
-            markup=False,
-        )
-    if pipelines:
-        console.print(
-            f"start a run from another shell: lockgate run {pipelines[0].name} -p key=value "
-            "--wait   (lockgate run --help)",
-            highlight=False,
-        )
-    shown = make_url(state.settings.database_url).render_as_string(hide_password=True)
-    console.print(f"database {escape(shown)}; press Ctrl-C to stop", highlight=False)
+    for line in banner_lines(state.settings.database_url, pipelines, channels, listen):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    console.print("press Ctrl-C to stop", highlight=False)
 
     # The committer thread and the event loop hand the GIL back and forth on every
     # checkpoint; a shorter switch interval cut the sequential p50 by a fifth (see
     # docs/performance.md). This process is ours, so the setting is too.
     sys.setswitchinterval(SWITCH_INTERVAL)
-
-    if listen is not None:
-        host, port = listen
-        console.print(f"API on http://{host}:{port}/api/v1 (OpenAPI: http://{host}:{port}/docs)")
 
     async def body() -> None:
         worker = lg.worker()
@@ -270,8 +268,11 @@ def tokens_create(
     if output is Output.json:
         print_json({**record.to_dict(), "token": secret})
         return
-    console.print(
-        f"token {record.id} for {escape(name)} ({role}); store it now, it is not shown again:"
+    # The secret alone on stdout (TOKEN=$(lockgate tokens create ...)); the note on stderr.
+    err_console.print(
+        f"token {record.id} for {escape(record.identity)} ({role}); store it now, it is not "
+        "shown again:",
+        highlight=False,
     )
     sys.stdout.write(secret + "\n")
 
@@ -375,8 +376,8 @@ def run(
     if local:
         lg = state.app(migrate=True)
         lg.register(*local)
-    else:
-        lg = state.client() if state.url else state.app(migrate=True)
+    else:  # the pipeline must be registered in the database (by a server or worker)
+        lg = state.client() if state.url else state.app()
     record = lg.start_run(
         name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by=whoami()
     )
@@ -469,9 +470,10 @@ def pipelines_show(
         console.print_json(json.dumps(rec.definition["params"]))
 
 
-def main() -> None:
-    """Console entry point: one-line errors and meaningful exit codes."""
+def configure_logging(level: int) -> None:
+    """lockgate's own log lines on stderr, from ``level`` up."""
     structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         processors=[
             structlog.processors.add_log_level,
@@ -479,6 +481,12 @@ def main() -> None:
             structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
         ],
     )
+
+
+def main() -> None:
+    """Console entry point: one-line errors and meaningful exit codes."""
+    # Commands show their own output; a worker's inner workings are the server's to log.
+    configure_logging(logging.WARNING)
     try:
         app()
     except ParamsError as exc:

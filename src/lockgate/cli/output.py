@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-console = Console()
+#: Piped or redirected, tables keep every character: no terminal width to fit.
+console = Console() if sys.stdout.isatty() else Console(width=100_000)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
@@ -62,8 +63,14 @@ def duration(start: float | None, end: float | None) -> str:
 
 
 def print_json(data: Any) -> None:
-    """Pretty JSON on stdout."""
+    """One JSON document on stdout (indented)."""
     sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=True) + "\n")
+
+
+def print_json_line(data: Any) -> None:
+    """One JSON document on one line: a stream's item (JSON lines)."""
+    sys.stdout.write(json.dumps(data, default=str, sort_keys=True) + "\n")
+    sys.stdout.flush()
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

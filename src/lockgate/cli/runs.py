@@ -18,6 +18,7 @@ from lockgate.cli.output import (
     console,
     duration,
     print_json,
+    print_json_line,
     status_text,
     table,
     when,
@@ -157,11 +158,12 @@ def logs(
     ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Print a run's step logs (``-f`` follows them live; over REST as server-sent events)."""
+    """Print a run's step logs (``-f`` follows them live; over REST as server-sent events).
+    ``--output json`` prints JSON lines: one object per log line."""
     client = _state(ctx).client()
     for line in _lines(client, run_id, step, follow):
         if output is Output.json:
-            print_json(line.to_dict())
+            print_json_line(line.to_dict())
         else:
             console.print(
                 f"[dim]{when(line.at)}[/dim] [bold]{escape(line.step)}[/bold] "

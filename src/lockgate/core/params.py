@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 
 class ParamSpec(BaseModel):
@@ -17,10 +18,26 @@ class ParamSpec(BaseModel):
     default: Any = None
     enum: list[Any] | None = Field(None, min_length=1)
     pattern: str | None = Field(None, description="Regular expression a string must match.")
+    format: Literal["url"] | None = Field(
+        None, description="``url``: an http(s) URL (it may then open an api step's url)."
+    )
     minimum: float | None = None
     maximum: float | None = None
     description: str = ""
+    example: Any = Field(None, description="A value to show people (help, banners, forms).")
 
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials (use a secret in a header)")
+    return value
+
+
+#: A param declared ``format: url``: kept as written, checked to be an http(s) URL.
+HttpUrlText = Annotated[str, AfterValidator(_http_url)]
 
 _TYPES: dict[str, Any] = {
     "string": str,
@@ -37,11 +54,15 @@ def params_model(name: str, specs: dict[str, ParamSpec]) -> type[BaseModel] | No
     if not specs:
         return None
     fields: dict[str, Any] = {}
-    for name, spec in specs.items():
+    for field_name, spec in specs.items():
         tp: Any = _TYPES[spec.type]
+        if spec.format == "url":
+            tp = HttpUrlText
         if spec.enum:
             tp = Literal[tuple(spec.enum)]
         constraints: dict[str, Any] = {"description": spec.description or None}
+        if spec.example is not None:
+            constraints["examples"] = [spec.example]
         if spec.pattern is not None:
             constraints["pattern"] = spec.pattern
         if spec.minimum is not None:
@@ -49,9 +70,9 @@ def params_model(name: str, specs: dict[str, ParamSpec]) -> type[BaseModel] | No
         if spec.maximum is not None:
             constraints["le"] = spec.maximum
         if spec.required:
-            fields[name] = (tp, Field(..., **constraints))
+            fields[field_name] = (tp, Field(..., **constraints))
         else:
-            fields[name] = (tp | None, Field(spec.default, **constraints))
+            fields[field_name] = (tp | None, Field(spec.default, **constraints))
     model: type[BaseModel] = create_model(
         f"{name.replace('-', '_').replace('.', '_')}_params",
         __config__=ConfigDict(extra="forbid"),

@@ -21,8 +21,12 @@ from lockgate import HookEvent, Pipeline, Retry, StepContext, step
 class ReleaseParams(BaseModel):
     """What a person asks for."""
 
-    service: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}$", description="Service to release.")
-    version: str = Field(pattern=r"^\d+\.\d+\.\d+$", description="Semantic version.")
+    service: str = Field(
+        pattern=r"^[a-z][a-z0-9-]{1,40}$", description="Service to release.", examples=["billing"]
+    )
+    version: str = Field(
+        pattern=r"^\d+\.\d+\.\d+$", description="Semantic version.", examples=["1.4.2"]
+    )
     environment: Literal["staging", "production"] = "staging"
     fail_at: str | None = Field(default=None, description="Make this step fail (demo).")
 

@@ -84,12 +84,13 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
     problems, data, spec = read_spec(path, PipelineSpec)
     # Go on with the steps even if the top level is wrong: report everything at once.
     raw_params = data.get("params")
-    params = list(raw_params) if isinstance(raw_params, dict) else []
+    declared = raw_params if isinstance(raw_params, dict) else {}
+    params = list(declared)
     raw_steps = data.get("steps")
     names: list[str] = []
     steps: list[Step] = []
     for i, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
-        built = build_step(raw, ("steps", i), params, names, problems, secret_names)
+        built = build_step(raw, ("steps", i), declared, names, problems, secret_names)
         if built is not None:
             steps.append(built)
     hooks: list[tuple[str, LifecycleHook]] = []
@@ -117,13 +118,15 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
 def build_step(
     raw: Any,
     loc: Loc,
-    params: list[str],
+    params: list[str] | Mapping[str, Any],
     names: list[str],
     problems: Collector,
     secret_names: Callable[[str], bool],
     parent: str | None = None,
 ) -> Step | None:
     model = StepCommon if parent is None else RollbackCommon
+    param_specs = params if isinstance(params, Mapping) else {}
+    params = list(params)
     if not isinstance(raw, dict):
         problems.add(loc, "a step must be a mapping")
         return None
@@ -151,6 +154,8 @@ def build_step(
     for key, value in raw_config.items():
         for problem in check(value, params=params, earlier_steps=earlier, secrets=secret_names):
             problems.add((*loc, key), problem)
+    for key, problem in kind.check_placeholders(raw_config, param_specs):
+        problems.add((*loc, key), problem)
     rollback = None
     if common.rollback is not None:
         rollback = build_step(
@@ -241,8 +246,12 @@ def _hook(
 
 def _check_config(kind: StepKind, raw_config: dict[str, Any], loc: Loc, problems: Collector) -> Any:
     """The kind's config as written, checked as far as it can be before substitution."""
+    # A lone placeholder in a text field is text already; elsewhere its type is unknown
+    # until run time, so it is left out of the check.
+    text_fields = {n for n, f in kind.config.model_fields.items() if f.annotation in (str, "str")}
+    kept = {k: v for k, v in raw_config.items() if k in text_fields and _lone(v)}
     try:
-        config = kind.config.model_validate(_placeholders_as_plain(raw_config))
+        config = kind.config.model_validate({**_placeholders_as_plain(raw_config), **kept})
     except ValidationError as exc:
         problems.pydantic(loc, exc)
         return None

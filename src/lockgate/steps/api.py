@@ -69,6 +69,26 @@ class ApiKind(StepKind):
     name = "api"
     config = ApiConfig
 
+    def check_placeholders(
+        self, raw_config: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> list[tuple[str, str]]:
+        """A param that opens the URL is its base, so it must be declared as a URL."""
+        url = raw_config.get("url")
+        base = _LEADING.match(url) if isinstance(url, str) else None
+        if base is None:
+            return []
+        name = base.group(0)[2:-1].strip()
+        spec = params.get(name)
+        if "." in name or not isinstance(spec, Mapping) or spec.get("format") == "url":
+            return []  # a step output or a secret, or a declared URL
+        return [
+            (
+                "url",
+                f"${{{name}}} opens the URL, so it is its base: declare param {name!r} "
+                "with format: url",
+            )
+        ]
+
     def render(self, field: str, template: Any, scope: Mapping[str, Any]) -> Any:
         """In ``url``, a placeholder that opens the URL is its base and stays as it is;
         every other placeholder is percent-encoded as one path or query component."""
@@ -111,7 +131,8 @@ class ApiKind(StepKind):
 
 
 async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, bytes]:
-    url: str | httpx.URL = config.url
+    # The step's query joins the URL's own (httpx would replace it).
+    url: str | httpx.URL = httpx.URL(config.url).copy_merge_params(config.query)
     method = config.method
     async with httpx.AsyncClient(timeout=config.timeout, trust_env=False) as client:
         for _hop in range(MAX_REDIRECTS + 1):
@@ -125,7 +146,6 @@ async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, by
             request = client.build_request(
                 method,
                 target.pinned,
-                params=config.query or None,
                 json=config.body if config.body is not None and method != "GET" else None,
                 headers=headers,
                 extensions=extensions,

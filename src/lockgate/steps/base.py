@@ -42,6 +42,13 @@ class StepKind(ABC):
     def check(self, config: Any) -> None:  # noqa: B027 - optional for a kind
         """Load-time checks beyond the config's types; raise ``ValueError`` to refuse."""
 
+    def check_placeholders(
+        self, raw_config: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Load-time checks of where placeholders stand, knowing the declared params
+        (name -> spec as written); ``(field, problem)`` pairs."""
+        return []
+
     @abstractmethod
     async def execute(self, ctx: StepContext, config: Any, value: Any) -> Any:
         """Do the step's work."""

@@ -6,13 +6,15 @@ from lockgate.errors import StoreError
 from lockgate.store.base import Store
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL") -> Store:
-    """The store for ``url``: ``sqlite:///path`` or ``postgresql://...``."""
+def open_store(url: str, *, sqlite_synchronous: str = "FULL", create: bool = True) -> Store:
+    """The store for ``url``: ``sqlite:///path`` or ``postgresql://...``. With ``create``
+    false a SQLite file that does not exist is an error (:class:`DatabaseMissing`)
+    instead of a new empty database."""
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme == "sqlite":
         from lockgate.store.sqlite import SqliteStore
 
-        return SqliteStore(url, synchronous=sqlite_synchronous)
+        return SqliteStore(url, synchronous=sqlite_synchronous, create=create)
     if scheme in ("postgresql", "postgres"):
         from lockgate.store.postgres import PostgresStore
 

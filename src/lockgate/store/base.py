@@ -10,10 +10,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, and_, func, select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES
-from lockgate.errors import LockgateError, RunNotFound, StoreError
+from lockgate.errors import LockgateError, RunNotFound, SchemaMissing, StoreError
 from lockgate.store import schema as s
 from lockgate.store.approvals import approval_record, open_approvals_query
 from lockgate.store.attempts import ATTEMPT_EVENTS, attempts_from
@@ -46,6 +47,18 @@ T = TypeVar("T")
 
 #: Upper bound of rows any list read returns.
 MAX_PAGE = 1000
+
+#: PostgreSQL's undefined table / column; SQLite says it in words.
+_NO_SCHEMA = {"42P01", "42703"}
+_NO_TABLE = ("no such table", "no such column")
+
+
+def redacted(url: str) -> str:
+    """``url`` without a password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.partition("://")[0] + "://..."
 
 
 class Store(ABC):
@@ -100,9 +113,9 @@ class Store(ABC):
             except DBAPIError as exc:
                 if exc.connection_invalidated:
                     self._writer = None
-                raise StoreError(f"database write failed: {exc.orig}") from exc
+                raise self._translate("write", exc) from exc
             except SQLAlchemyError as exc:
-                raise StoreError(f"database write failed: {exc}") from exc
+                raise self._translate("write", exc) from exc
             self.commits += 1
             return result
 
@@ -192,7 +205,25 @@ class Store(ABC):
             with self._reader_engine.connect() as conn, conn.begin():
                 return fn(conn)
         except SQLAlchemyError as exc:
-            raise StoreError(f"database read failed: {exc}") from exc
+            raise self._translate("read", exc) from exc
+
+    @property
+    def display_url(self) -> str:
+        """The database URL without its password, for messages."""
+        return redacted(self.url)
+
+    def _translate(self, what: str, exc: SQLAlchemyError) -> StoreError:
+        """A one-line error: the schema missing (with the command that fixes it), or the
+        driver's first line; never SQL text or bound values."""
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig)
+        if getattr(orig, "sqlstate", None) in _NO_SCHEMA or any(s in text for s in _NO_TABLE):
+            return SchemaMissing(
+                f"database {self.display_url} has no lockgate schema or an older one: "
+                "run `lockgate db upgrade`"
+            )
+        first = text.strip().splitlines()[0] if text.strip() else orig.__class__.__name__
+        return StoreError(f"database {what} failed: {first}")
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run ``run_id``; :class:`RunNotFound` if there is none."""

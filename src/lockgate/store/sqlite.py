@@ -9,7 +9,7 @@ from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
-from lockgate.errors import StoreError
+from lockgate.errors import DatabaseMissing, StoreError
 from lockgate.store.base import Store
 
 _SYNC_LEVELS = {"OFF", "NORMAL", "FULL", "EXTRA"}
@@ -20,7 +20,21 @@ class SqliteStore(Store):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        url: str,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        create: bool = True,
+    ) -> None:
+        database = make_url(url).database
+        if not create and database not in (None, "", ":memory:"):
+            path = Path(database).expanduser()
+            if not path.exists():
+                raise DatabaseMissing(
+                    f"no lockgate database at {path.resolve()}: start `lockgate server` (or run "
+                    "`lockgate db upgrade`) there, or point --db / LOCKGATE_DATABASE_URL at yours"
+                )
         level = synchronous.upper()
         if level not in _SYNC_LEVELS:
             raise StoreError(f"sqlite synchronous must be one of {sorted(_SYNC_LEVELS)}")
