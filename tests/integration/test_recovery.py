@@ -243,3 +243,56 @@ async def test_a_parked_run_outlives_its_worker(fast_lease: Settings) -> None:
         assert done.finished_at is not None and done.finished_at >= record.created_at + 0.8
     finally:
         app.close()
+
+
+async def test_worker_identities_are_stable_and_never_shared(app: App) -> None:
+    """A worker's identity is stable (the host and the database by default); a second live
+    worker takes ``-2``; a stopped worker's identity is free for its next incarnation."""
+    first, second = app.worker(), app.worker()
+    await first.start()
+    await second.start()
+    try:
+        assert second.id == f"{first.id}-2"
+        assert first.id == first.name
+    finally:
+        await second.stop()
+    again = app.worker()
+    await again.start()
+    try:
+        assert again.id == second.id
+    finally:
+        await again.stop()
+        await first.stop()
+
+
+async def test_a_worker_takes_back_its_own_runs_at_once(app: App) -> None:
+    """Runs leased to this identity by an earlier incarnation (its heartbeat stale or its
+    process gone) are taken back with a new fencing token, not left to their leases."""
+    gate = asyncio.Event()
+
+    @step
+    async def hold(ctx: StepContext) -> None:
+        if ctx.attempt == 1:
+            await gate.wait()
+
+    app.register(Pipeline("held", [hold]))
+    dead = app.worker(lease_seconds=600.0, worker_name="host-a")
+    await dead.start()
+    run = app.start_run("held")
+    while app.get_run(run.id).run.lease_owner != "host-a":
+        await asyncio.sleep(0.01)
+    token = app.get_run(run.id).run.lease_token
+    await dead.kill()  # as if the process died: its 600 s lease stays
+    app.store.write(
+        lambda c: c.exec_driver_sql("UPDATE workers SET heartbeat_at = 0 WHERE id = 'host-a'")
+    )
+    reborn = app.worker(lease_seconds=600.0, worker_name="host-a")
+    await reborn.start()
+    try:
+        assert reborn.id == "host-a"
+        done = await app.wait(run.id, timeout=10)
+        assert done.status == RunStatus.SUCCEEDED and done.lease_token > token
+        attempts = [(a.attempt, a.outcome) for a in app.get_run(run.id).attempts]
+        assert attempts == [(1, "lost"), (2, "completed")]
+    finally:
+        await reborn.stop()
