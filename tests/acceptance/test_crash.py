@@ -54,6 +54,23 @@ def wait_finished(app: App, run_id: str, timeout: float = 30) -> str:
     raise AssertionError(f"run {run_id} did not finish")
 
 
+def crash_and_resume(
+    app: App, db_url: str, env: dict[str, str], run_id: str, line: str, after: dict[str, str]
+) -> str:
+    """Start a worker, SIGKILL it once ``line`` is in the ledger, start another (with
+    ``after`` added to ``env``) and return the run's final status."""
+    first = start_worker(db_url, env)
+    wait_for_line(Path(env["LOCKGATE_LEDGER"]), line)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    second = start_worker(db_url, {**env, **after})
+    try:
+        return wait_finished(app, run_id)
+    finally:
+        second.terminate()
+        second.wait(20)
+
+
 def make_app(db_url: str) -> App:
     app = App(Settings(database_url=db_url))
     app.migrate()
@@ -70,16 +87,9 @@ def test_sigkill_mid_step_resumes_without_rerunning_completed_steps(
     app = make_app(db_url)
     try:
         run_id = app.start_run("crashy").id
-        first = start_worker(db_url, env)
-        wait_for_line(ledger, f"{run_id} slow 1")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        second = start_worker(db_url, {**env, "LOCKGATE_SLOW_SECONDS": "0"})
-        try:
-            assert wait_finished(app, run_id) == RunStatus.SUCCEEDED
-        finally:
-            second.terminate()
-            second.wait(20)
+        fast = {"LOCKGATE_SLOW_SECONDS": "0"}
+        status = crash_and_resume(app, db_url, env, run_id, f"{run_id} slow 1", fast)
+        assert status == RunStatus.SUCCEEDED
         counts = Counter(line.split()[1] for line in ledger.read_text().splitlines())
         assert counts == {"prepare": 1, "slow": 2, "finish": 1}
         final = app.get_run(run_id).steps[-1].output
@@ -95,16 +105,8 @@ def test_sigkill_during_non_idempotent_step_rolls_back_instead(db_url: str, tmp_
     app = make_app(db_url)
     try:
         run_id = app.start_run("once").id
-        first = start_worker(db_url, env)
-        wait_for_line(ledger, f"{run_id} charge 1")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        second = start_worker(db_url, env)
-        try:
-            assert wait_finished(app, run_id) == RunStatus.ROLLED_BACK
-        finally:
-            second.terminate()
-            second.wait(20)
+        status = crash_and_resume(app, db_url, env, run_id, f"{run_id} charge 1", {})
+        assert status == RunStatus.ROLLED_BACK
         steps = [line.split()[1] for line in ledger.read_text().splitlines()]
         assert steps == ["prepare", "charge", "charge.rollback"]
     finally:

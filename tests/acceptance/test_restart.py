@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 from servers import lockgate_server
-from test_crash import PIPELINES, make_app, start_worker, wait_finished, wait_for_line
+from test_crash import PIPELINES, crash_and_resume, make_app, wait_finished
 
 from lockgate import RunStatus
 
@@ -80,16 +80,9 @@ def test_every_execution_of_a_step_gets_its_own_attempt(db_url: str, tmp_path: P
     app = make_app(db_url)
     try:
         run_id = app.start_run("hogging").id
-        first = start_worker(db_url, env)
-        wait_for_line(ledger, f"{run_id} hog 1")
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        second = start_worker(db_url, {**env, "LOCKGATE_SLOW_SECONDS": "0"})
-        try:
-            assert wait_finished(app, run_id) == RunStatus.SUCCEEDED
-        finally:
-            second.terminate()
-            second.wait(20)
+        fast = {"LOCKGATE_SLOW_SECONDS": "0"}
+        status = crash_and_resume(app, db_url, env, run_id, f"{run_id} hog 1", fast)
+        assert status == RunStatus.SUCCEEDED
         hogs = [line for line in ledger.read_text().splitlines() if " hog " in line]
         assert hogs == [f"{run_id} hog 1", f"{run_id} hog 2"]
         shown = subprocess.run(
