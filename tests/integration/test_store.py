@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -208,3 +210,35 @@ def test_deliveries_in_one_batch(app: App) -> None:
     # The same deliveries again, each in a batch of its own: all duplicates now.
     for op, first in zip([ops[0], ops[2]], [a, b], strict=True):
         assert app.store.apply(op)[:3] == (first[0], "DONE", first[2])
+
+
+def test_upgrading_wakes_runs_parked_for_decisions(
+    db_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A run parked at an approval before approvals stored their requests (revision 0010)
+    is woken by the upgrade, so that its step asks again and stores its request."""
+    if db_url.startswith("sqlite"):  # the fixture's database is at head: make an older one
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        url = request.getfixturevalue("pg_server").create_database()
+    for step_ in ("0010", "insert", "head"):
+        store = open_store(url)  # one store each: the writer connection is not shared
+        try:
+            if step_ == "insert":
+                store.write(
+                    lambda c: c.exec_driver_sql(
+                        "INSERT INTO runs (id, namespace, pipeline, version, status, params, "
+                        "context, noop, cancel_requested, lease_token, created_at, updated_at) "
+                        "VALUES ('parked', 'default', 'p', 'v', 'WAITING', '{}', '{}', false, "
+                        "false, 0, 1, 1)"
+                    )
+                )
+            else:
+                upgrade(store, step_)
+        finally:
+            store.close()
+    store = open_store(url)
+    try:
+        assert store.get_run("parked").wake_at is not None
+    finally:
+        store.close()

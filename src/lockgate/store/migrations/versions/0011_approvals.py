@@ -3,12 +3,15 @@
 ``approvals`` holds each approval step's rendered request and its outcome, so that the
 decision that settles a step and every later one are ordered by one row's lock.
 ``tokens.subject`` names the person or machine a token acts for (its name until set).
+Runs parked for decisions are woken, so that their approval steps store their requests.
 
 Revision ID: 0011
 Revises: 0010
 """
 
 from __future__ import annotations
+
+import time
 
 import sqlalchemy as sa
 from alembic import op
@@ -38,6 +41,13 @@ def upgrade() -> None:
     with op.batch_alter_table("tokens") as batch:
         batch.add_column(sa.Column("subject", sa.String(length=200), nullable=True))
     op.execute("UPDATE tokens SET subject = name")
+    # Runs parked until woken wait for decisions on an approval step that stored no request
+    # (it did not exist before): wake them, so that the step asks again and stores it.
+    op.execute(
+        sa.text(
+            "UPDATE runs SET wake_at = :now WHERE status = 'WAITING' AND wake_at IS NULL"
+        ).bindparams(now=time.time())
+    )
 
 
 def downgrade() -> None:
