@@ -8,39 +8,17 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lockgate import __version__
 from lockgate.api import errors
 from lockgate.api.auth import Caller, require
 from lockgate.api.channels import router as channel_router
+from lockgate.api.guard import BodyTooLarge, Guard
 from lockgate.api.routes import router
 from lockgate.app import App
 from lockgate.errors import LockgateError
 from lockgate.tokens import Role
 from lockgate.triggers.webhooks import Answer
-
-#: Request bodies larger than this are refused with 413 before they are read.
-MAX_BODY_BYTES = 1024 * 1024
-
-
-class BodyLimit:
-    """Refuse oversized requests from their Content-Length, before reading them."""
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.limit):
-                response = errors.error(
-                    413, "too_large", f"request bodies are limited to {self.limit} bytes"
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def create_api(app: App) -> FastAPI:
@@ -66,12 +44,12 @@ def create_api(app: App) -> FastAPI:
 
     async def webhook(trigger_id: str, request: Request) -> JSONResponse:
         body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > MAX_BODY_BYTES:  # a chunked body without Content-Length
-                return errors.error(
-                    413, "too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
-                )
+        try:
+            async for chunk in request.stream():
+                body.extend(chunk)
+        except BodyTooLarge as exc:  # counted as it streamed, with or without Content-Length
+            app.metrics.webhook_answers.labels("413").inc()
+            return errors.error(413, "too_large", str(exc.detail))
         client = request.client.host if request.client else None
         checked = await asyncio.to_thread(
             app.webhooks.check, trigger_id, dict(request.headers), bytes(body), client
@@ -99,5 +77,5 @@ def create_api(app: App) -> FastAPI:
             summary="Webhook delivery (signed by the trigger's secret; no bearer token)",
         )
 
-    api.add_middleware(BodyLimit)
+    api.add_middleware(Guard, lockgate=app)
     return api

@@ -41,10 +41,40 @@ class Target:
         return self.url.copy_with(host=host)
 
 
+#: IPv6 prefixes that carry an IPv4 address in their low 32 bits (NAT64, well-known and
+#: local-use), judged by that address.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+#: IPv4-compatible addresses (deprecated ``::a.b.c.d``).
+_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, 6to4, Teredo, NAT64)."""
+    if ip.version == 4:
+        return None
+    assert isinstance(ip, ipaddress.IPv6Address)
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]  # the client's (server, client): the one traffic reaches
+    low = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if any(ip in net for net in _NAT64):
+        return low
+    if ip in _COMPATIBLE and int(ip) > 1:  # not :: or ::1, judged as themselves
+        return low
+    return None
+
+
 def _forbidden(ip: IPAddress) -> str | None:
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        ip = mapped
+    """Why ``ip`` may not be called, or ``None`` for a global unicast address."""
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        reason = _forbidden(inner)
+        if reason is not None:
+            return reason  # the address it carries is what traffic reaches
+        return None  # mapped, 6to4, Teredo and NAT64 reach the global IPv4 address
     for label, flag in (
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
@@ -55,9 +85,17 @@ def _forbidden(ip: IPAddress) -> str | None:
     ):
         if flag:
             return label
-    if ip.version == 6 and ip in ipaddress.ip_network("fc00::/7"):
-        return "unique-local"
+    if ip.version == 6 and (ip in _UNIQUE_LOCAL or ip in _SITE_LOCAL):
+        return "unique-local" if ip in _UNIQUE_LOCAL else "site-local"
+    if not ip.is_global or any(ip in net for net in _NOT_GLOBAL):
+        return "non-global"  # carrier-grade NAT, benchmarking, documentation, ...
     return None
+
+
+#: Special-purpose ranges Python's ``is_global`` lets through (IETF protocol assignments).
+_NOT_GLOBAL = (ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("2001::/23"))
+_UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 
 
 def _allowed(host: str, ip: IPAddress, allow: Sequence[str]) -> bool:
