@@ -12,13 +12,20 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lockgate.channels.service import Channels
 from lockgate.core.ids import new_run_id
-from lockgate.core.masking import Masker
+from lockgate.core.masking import MIN_SECRET_LENGTH, Masker
 from lockgate.core.params import params_model
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import RunStatus
 from lockgate.engine.worker import Worker
-from lockgate.errors import Forbidden, InvalidState, NotFound, ParamsError, PipelineNotFound
+from lockgate.errors import (
+    Forbidden,
+    InvalidState,
+    NotFound,
+    ParamsError,
+    PipelineNotFound,
+    SettingsError,
+)
 from lockgate.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
@@ -117,6 +124,13 @@ class App:
             create=create_database,
         )
         self.registry = Registry()
+        short = sorted(n for n, v in self.settings.secrets.items() if len(v) < MIN_SECRET_LENGTH)
+        if short:
+            self.store.close()
+            raise SettingsError(
+                f"secret(s) {', '.join(short)} shorter than {MIN_SECRET_LENGTH} characters: "
+                "too short to be masked in logs without mangling them; use longer values"
+            )
         self.mask = Masker(self.settings.secrets.values())
         self.tokens = Tokens(self.store)
         self.webhooks = Webhooks(self)

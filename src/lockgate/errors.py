@@ -5,6 +5,7 @@ returns as ``{"error": {"code", "message", "details"}}``::
 
     LockgateError                      internal
     ├── DefinitionError                invalid_definition   a pipeline or step is malformed
+    ├── SettingsError                  invalid_settings     a setting cannot be used as given
     ├── ParamsError                    invalid_params       run params refused (all problems)
     ├── NotFound                       not_found
     │   ├── PipelineNotFound
@@ -50,6 +51,12 @@ class DefinitionError(LockgateError):
     """A pipeline or step definition is invalid."""
 
     code = "invalid_definition"
+
+
+class SettingsError(LockgateError):
+    """A setting is unusable (a secret too short to mask, ...)."""
+
+    code = "invalid_settings"
 
 
 class ParamsError(LockgateError):

@@ -29,6 +29,16 @@ class Recorder:
 @pytest.fixture
 def server() -> Iterator[tuple[str, Recorder]]:
     """A real HTTP server on a free 127.0.0.1 port."""
+    yield from serve()
+
+
+@pytest.fixture
+def other_server() -> Iterator[tuple[str, Recorder]]:
+    """A second server: another origin (another port)."""
+    yield from serve()
+
+
+def serve() -> Iterator[tuple[str, Recorder]]:
     rec = Recorder()
 
     class Handler(BaseHTTPRequestHandler):
@@ -449,3 +459,68 @@ def test_a_param_that_opens_a_url_must_be_declared_as_one(tmp_path: Path) -> Non
         load_file(path)
     [problem] = info.value.problems
     assert str(problem).startswith(f"{path}:7:") and "format: url" in str(problem)
+
+
+async def test_a_secret_in_the_url_is_masked_however_it_was_encoded(
+    settings: Settings, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """Threat: a secret in a query string leaking through the logged URL once httpx has
+    normalised its encoding."""
+    base, _ = server
+    secret = "k3y w1th/odd+chars&=é"
+    app = App(settings.with_(api_allow=("127.0.0.1/32",), secrets={"KEY": secret}))
+    try:
+        text = f"""
+name: keyed
+steps:
+  - name: c
+    kind: api
+    url: "{base}/items?key=${{secrets.KEY}}"
+    query: {{other: "${{secrets.KEY}}"}}
+"""
+        done = await run_yaml(app, tmp_path, text)
+        assert done.status == RunStatus.SUCCEEDED
+        logged = "\n".join(line.message for line in app.logs(done.id))
+        assert "k3y" not in logged and "w1th" not in logged and "***" in logged
+    finally:
+        app.close()
+
+
+async def test_credentials_stay_behind_on_a_redirect_to_another_origin(
+    settings: Settings,
+    tmp_path: Path,
+    server: tuple[str, Recorder],
+    other_server: tuple[str, Recorder],
+) -> None:
+    """Threat: a redirect handing the step's credentials to another host. Same origin:
+    they go along; another origin: Authorization and secret-bearing headers are dropped."""
+    base, rec = server
+    other, other_rec = other_server
+    rec.answers += [
+        (302, {}, {"Location": f"{base}/same"}),
+        (302, {}, {"Location": f"{other}/elsewhere"}),
+    ]
+    app = App(settings.with_(api_allow=("127.0.0.1/32",), secrets={"KEY": "k-123456789"}))
+    try:
+        text = f"""
+name: hops
+steps:
+  - name: c
+    kind: api
+    url: "{base}/start"
+    follow_redirects: true
+    headers:
+      Authorization: "Bearer ${{secrets.KEY}}"
+      X-Api-Key: "${{secrets.KEY}}"
+      X-Trace: plain
+"""
+        done = await run_yaml(app, tmp_path, text)
+        assert done.status == RunStatus.SUCCEEDED
+    finally:
+        app.close()
+    same = rec.requests[1]["headers"]
+    assert same["Authorization"] == "Bearer k-123456789" and same["X-Api-Key"] == "k-123456789"
+    [elsewhere] = other_rec.requests
+    assert "Authorization" not in elsewhere["headers"]
+    assert "X-Api-Key" not in elsewhere["headers"]
+    assert elsewhere["headers"]["X-Trace"] == "plain"

@@ -10,10 +10,11 @@ from urllib.parse import quote
 import pytest
 
 import lockgate
+from lockgate import App, Settings
 from lockgate.core.codec import decode, encode
 from lockgate.core.masking import Masker
 from lockgate.engine.logs import log_path, safe_name
-from lockgate.errors import StepError
+from lockgate.errors import SettingsError, StepError
 
 
 def test_public_api_is_sorted_and_importable() -> None:
@@ -68,3 +69,50 @@ def test_codec_round_trips_and_refuses_wrong_values() -> None:
         encode(list[int], ["x"], "here")
     with pytest.raises(StepError, match="does not decode as"):
         decode(list[int], {"a": 1}, "here")
+
+
+SECRET = "s3cr3t/Value+42=="
+
+
+@pytest.mark.parametrize(
+    ("form", "text"),
+    [
+        ("raw", SECRET),
+        ("URL-encoded", "s3cr3t%2FValue%2B42%3D%3D"),
+        ("URL-encoded, lower-case hex", "s3cr3t%2fvalue%2b42%3d%3d"),
+        ("URL-encoded, path-safe", "s3cr3t/Value%2B42%3D%3D"),
+        ("base64", base64.b64encode(SECRET.encode()).decode()),
+        ("base64, URL-safe", base64.urlsafe_b64encode(SECRET.encode()).decode()),
+        ("base64, unpadded", base64.b64encode(SECRET.encode()).decode().rstrip("=")),
+        ("hex", SECRET.encode().hex()),
+        ("hex, upper-case", SECRET.encode().hex().upper()),
+        ("basic auth", "Basic " + base64.b64encode(f"deployer:{SECRET}".encode()).decode()),
+        ("basic auth, other user", base64.b64encode(f"ab:{SECRET}".encode()).decode()),
+    ],
+)
+def test_every_common_encoding_of_a_secret_is_masked(form: str, text: str) -> None:
+    """Threat: a secret leaking through logs in an encoded form."""
+    masked = Masker([SECRET])(f"before {text} after")
+    assert "***" in masked, form
+    leftover = masked.replace("***", "")
+    for piece in ("s3cr3t", "czNjcjN0", "733363723374", "Value"):
+        assert piece not in leftover, (form, masked)
+
+
+def test_a_multi_line_secret_is_masked_line_by_line() -> None:
+    """Threat: a PEM key printed by a command one line at a time."""
+    key = (
+        "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n"
+        "-----END KEY-----"
+    )
+    mask = Masker([key])
+    for line in key.splitlines()[1:3]:
+        assert mask(f"out: {line}") == "out: ***"
+
+
+def test_a_secret_too_short_to_mask_is_refused(tmp_path: Path) -> None:
+    """A 3-character secret was silently never masked: now configuring it is an error."""
+    with pytest.raises(ValueError, match="too short"):
+        Masker(["abc"])
+    with pytest.raises(SettingsError, match="PIN"):
+        App(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", secrets={"PIN": "123"}))

@@ -63,6 +63,7 @@ EXIT_CODES = {
     "unauthorized": 5,
     "invalid_params": 2,
     "invalid_definition": 2,
+    "invalid_settings": 2,
     "not_found": 3,
     "conflict": 4,
     "invalid_state": 4,

@@ -10,25 +10,66 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
+#: A secret shorter than this cannot be masked without mangling ordinary text: refused.
+MIN_SECRET_LENGTH = 4
+#: A form found only inside longer encoded text (base64 at an offset) must be at least this
+#: long to be masked, or ordinary text would match it by chance.
+MIN_INNER_FORM = 8
+#: Characters left unencoded in URLs by common encoders (httpx among them).
+_SUB_DELIMS = "!$&'()*+,;="
+_URL_SAFE_SETS = ("", "/", _SUB_DELIMS + ":@/", _SUB_DELIMS + ":/?[]@")
+
+
+def _b64_inner(raw: bytes) -> set[str]:
+    """The base64 text of ``raw`` wherever it starts inside a longer value (``user:secret``
+    in basic auth): the characters that depend on the secret alone, at each alignment."""
+    found = set()
+    for offset in range(3):
+        data = b"\0" * offset + raw
+        first = -(-8 * offset // 6)  # the first character with no prefix bits
+        last = 8 * len(data) // 6  # past the last character with no bits after the secret
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            inner = encode(data).decode()[first:last]
+            if len(inner) >= MIN_INNER_FORM:
+                found.add(inner)
+    return found
 
 
 def _forms(secret: str) -> set[str]:
     raw = secret.encode()
-    return {
+    forms = {
         secret,
-        quote(secret, safe=""),
         quote_plus(secret),
         json.dumps(secret)[1:-1],
-        base64.b64encode(raw).decode(),
-        base64.urlsafe_b64encode(raw).decode(),
+        raw.hex(),
+        raw.hex().upper(),
+        *(quote(secret, safe=safe) for safe in _URL_SAFE_SETS),
+        *(quote(secret, safe=safe).lower() for safe in _URL_SAFE_SETS),
     }
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        text = encode(raw).decode()
+        forms |= {text, text.rstrip("=")}
+    forms |= _b64_inner(raw)
+    # A multi-line secret (a PEM key) can reach a log line by line.
+    lines = [line.strip() for line in secret.splitlines()]
+    if len(lines) > 1:
+        forms |= {line for line in lines if len(line) >= MIN_INNER_FORM}
+    return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
 class Masker:
     """Replaces every known secret, and its encoded forms, with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        forms = {form for s in secrets if len(s) >= 4 for form in _forms(s)}
+        """Refuses (:class:`ValueError`) a secret too short to be masked."""
+        values = list(secrets)
+        short = [s for s in values if len(s) < MIN_SECRET_LENGTH]
+        if short:
+            raise ValueError(
+                f"{len(short)} secret(s) shorter than {MIN_SECRET_LENGTH} characters: too "
+                "short to be masked in logs without mangling them; use longer secrets"
+            )
+        forms = {form for s in values for form in _forms(s)}
         ordered = sorted(forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -130,17 +130,43 @@ class ApiKind(StepKind):
         return output
 
 
+#: Headers that carry credentials whatever their value.
+_CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+
+
+def _without_credentials(headers: dict[str, str], secrets: Iterable[str]) -> dict[str, str]:
+    """``headers`` less credentials: the usual ones, and any that holds a secret's value."""
+    values = [s for s in secrets if s]
+    return {
+        name: value
+        for name, value in headers.items()
+        if name.lower() not in _CREDENTIAL_HEADERS and not any(s in value for s in values)
+    }
+
+
 async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, bytes]:
     # The step's query joins the URL's own (httpx would replace it).
     url: str | httpx.URL = httpx.URL(config.url).copy_merge_params(config.query)
     method = config.method
+    origin: tuple[str, str, int | None] | None = None
+    sent = dict(config.headers)
     async with httpx.AsyncClient(timeout=config.timeout, trust_env=False) as client:
         for _hop in range(MAX_REDIRECTS + 1):
             target = await ssrf.check(url, ctx.settings.api_allow)
+            here = (target.url.scheme, target.host.lower(), target.url.port)
+            if origin is None:
+                origin = here
+            elif sent and (here[1:] != origin[1:] or (origin[0], here[0]) == ("https", "http")):
+                # Another origin, or https -> http: credentials stay behind, as browsers do.
+                kept = _without_credentials(sent, ctx.secrets.values())
+                if kept != sent:
+                    dropped = ", ".join(sorted(set(sent) - set(kept)))
+                    ctx.log.warning("redirected to another origin: not sending %s", dropped)
+                sent = kept
             headers = {
                 "Host": target.url.netloc.decode(),
                 "Idempotency-Key": ctx.idempotency_key,
-                **config.headers,
+                **sent,
             }
             extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
             request = client.build_request(
