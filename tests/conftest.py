@@ -44,10 +44,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(db_url: str) -> Settings:
+def settings(db_url: str, tmp_path: Path) -> Settings:
     """Settings tuned for fast tests: short polls and leases."""
     return Settings(
         database_url=db_url,
+        workspace_dir=tmp_path / "work",
         poll_interval=0.02,
         cancel_poll_interval=0.02,
         lease_seconds=3.0,

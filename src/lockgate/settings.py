@@ -69,6 +69,9 @@ class Settings:
     delivery_retry_after: float = 30.0
     #: How often the server's delivery routine looks for deliveries to retry.
     delivery_retry_interval: float = 10.0
+    #: Where each run gets a directory of its own (``${run.workspace}``); a templated
+    #: ``cwd`` of a shell step must stay inside it.
+    workspace_dir: Path = Path("lockgate-work")
     #: This worker's stable identity (default: the host and a hash of the database URL).
     #: A restarted worker with the same identity takes its earlier runs back at once.
     worker_name: str | None = None
@@ -98,6 +101,7 @@ class Settings:
                 env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)
             ),
             worker_name=env.get("LOCKGATE_WORKER_NAME") or None,
+            workspace_dir=Path(env.get("LOCKGATE_WORKSPACE_DIR", str(base.workspace_dir))),
             api_allow=tuple(
                 x.strip() for x in env.get("LOCKGATE_API_ALLOW", "").split(",") if x.strip()
             ),

@@ -524,3 +524,21 @@ steps:
     assert "Authorization" not in elsewhere["headers"]
     assert "X-Api-Key" not in elsewhere["headers"]
     assert elsewhere["headers"]["X-Trace"] == "plain"
+
+
+async def test_a_path_placeholder_cannot_climb_the_url(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """Threat: ``..`` in a path placeholder turning /services/../releases into /releases."""
+    base, rec = server
+    text = f"""
+name: climb
+params: {{name: {{type: string}}}}
+steps:
+  - name: c
+    kind: api
+    url: "{base}/services/${{name}}/releases"
+"""
+    done = await run_yaml(allowed, tmp_path, text, {"name": ".."})
+    assert done.status == RunStatus.SUCCEEDED
+    assert rec.requests[0]["path"] == "/services/%2E%2E/releases"

@@ -45,6 +45,7 @@ steps:
   - name: echo
     kind: shell
     argv: {json.dumps([*ECHO_ARGS, "${payload}", "x${payload}x"])}
+    allow_option_values: true
 """,
     )
     done = await run_file(app, path, {"payload": payload})
@@ -52,6 +53,74 @@ steps:
     output = app.get_run(done.id).steps[0].output
     assert json.loads(output["stdout"]) == [payload, f"x{payload}x"]
     assert output["exit_code"] == 0
+
+
+async def test_an_outside_value_cannot_become_an_option(app: App, tmp_path: Path) -> None:
+    """Threat: argument injection (``--upload-pack=...``). A param that opens an argv element
+    with ``-`` is refused unless the step allows it; inside an element it is harmless."""
+    path = pipeline_file(
+        tmp_path,
+        f"""
+name: fetch
+params: {{ref: {{type: string, required: true}}}}
+steps:
+  - name: fetch
+    kind: shell
+    argv: {json.dumps([*ECHO_ARGS, "${ref}"])}
+""",
+    )
+    done = await run_file(app, path, {"ref": "--upload-pack=touch /tmp/owned"})
+    assert done.status == RunStatus.FAILED
+    error = app.get_run(done.id).steps[0].error or ""
+    assert "could be read as an option" in error
+    ok = await run_file(app, path, {"ref": "main"})
+    assert ok.status == RunStatus.SUCCEEDED
+
+
+async def test_a_templated_cwd_stays_in_the_run_workspace(
+    app: App, tmp_path: Path, settings: Settings
+) -> None:
+    """Threat: path traversal. A cwd with placeholders is resolved from the run's
+    workspace; ``..`` out of it is refused."""
+    path = pipeline_file(
+        tmp_path,
+        """
+name: inside
+params: {dir: {type: string, required: true}}
+steps:
+  - name: where
+    kind: shell
+    argv: [pwd]
+    cwd: "${dir}"
+""",
+    )
+    done = await run_file(app, path, {"dir": "build/out"})
+    assert done.status == RunStatus.SUCCEEDED
+    workspace = (settings.workspace_dir / done.id).resolve()
+    assert app.get_run(done.id).steps[0].output["stdout"] == str(workspace / "build" / "out")
+    escaped = await run_file(app, path, {"dir": "../../etc"})
+    assert escaped.status == RunStatus.FAILED
+    assert "leaves the run's workspace" in (app.get_run(escaped.id).steps[0].error or "")
+
+
+async def test_a_line_longer_than_64_kib_is_cut_not_fatal(app: App, tmp_path: Path) -> None:
+    """A command printing one huge line does not fail its step; the log line is cut."""
+    path = pipeline_file(
+        tmp_path,
+        f"""
+name: huge
+steps:
+  - name: print
+    kind: shell
+    argv: {json.dumps([sys.executable, "-c", "print('y' * 200000); print('after')"])}
+""",
+    )
+    done = await run_file(app, path)
+    assert done.status == RunStatus.SUCCEEDED
+    lines = [line.message for line in app.logs(done.id, "print")]
+    huge = next(line for line in lines if line.startswith("yyy"))
+    assert huge.endswith("[line cut at 65536 bytes]") and len(huge) < 66000
+    assert "after" in lines
 
 
 async def test_numbers_and_booleans_become_argv_text(app: App, tmp_path: Path) -> None:

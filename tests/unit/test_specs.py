@@ -103,7 +103,8 @@ steps:
         "9:11: steps.1.argv: ${nope}: no param is called 'nope' (params: env)",
         "9:11: steps.1.argv: ${steps.three.x}: no earlier step is called 'three'",
         "9:11: steps.1.argv: bad placeholder ${__import__('os')}: use ${param}, "
-        "${steps.STEP.FIELD}, ${run.id}, ${run.requested_by}, ${run.pipeline} or ${secrets.NAME}",
+        "${steps.STEP.FIELD}, ${run.id}, ${run.requested_by}, ${run.pipeline}, "
+        "${run.workspace} or ${secrets.NAME}",
         "11:11: steps.2.name: step name 'two' is used twice",
         "14:5: steps.3.name: missing field",
         "16:5: steps.4.argv: missing field",

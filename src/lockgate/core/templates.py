@@ -1,7 +1,8 @@
 """``${...}`` placeholders: substitution only, never evaluation.
 
 Grammar: ``${name}`` (a run param), ``${steps.<step>.<field>...}`` (an earlier step's
-output), ``${run.id}``, ``${run.requested_by}``, ``${run.pipeline}``, ``${secrets.NAME}``;
+output), ``${run.id}``, ``${run.requested_by}``, ``${run.pipeline}``, ``${run.workspace}``,
+``${secrets.NAME}``;
 ``$${`` writes a literal ``${``. A value that is exactly one placeholder keeps the type of
 what it refers to; inside a longer string the value is written as text (JSON for lists and
 objects). Substituted values are never scanned again, so a param holding ``${secrets.X}``
@@ -18,7 +19,7 @@ from typing import Any
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
-RUN_FIELDS = ("id", "requested_by", "pipeline")
+RUN_FIELDS = ("id", "requested_by", "pipeline", "workspace")
 
 
 class TemplateError(ValueError):
@@ -49,7 +50,8 @@ def refs(value: str) -> Iterator[Ref]:
         if not _PATH.match(path):
             raise TemplateError(
                 f"bad placeholder ${{{inner}}}: use ${{param}}, ${{steps.STEP.FIELD}}, "
-                "${run.id}, ${run.requested_by}, ${run.pipeline} or ${secrets.NAME}"
+                "${run.id}, ${run.requested_by}, ${run.pipeline}, ${run.workspace} or "
+                "${secrets.NAME}"
             )
         yield Ref(tuple(path.split(".")))
 

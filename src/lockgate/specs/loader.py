@@ -32,6 +32,7 @@ from lockgate.specs.model import (
     params_model,
 )
 from lockgate.steps import KINDS, StepKind
+from lockgate.steps.shell import run_workspace
 
 Loc = tuple[int | str, ...]
 COMMON_FIELDS = frozenset(StepCommon.model_fields)
@@ -298,7 +299,12 @@ def scope(ctx: StepContext) -> dict[str, Any]:
     return {
         **params,
         "steps": ctx.outputs,
-        "run": {"id": ctx.run_id, "requested_by": ctx.requested_by, "pipeline": ctx.pipeline},
+        "run": {
+            "id": ctx.run_id,
+            "requested_by": ctx.requested_by,
+            "pipeline": ctx.pipeline,
+            "workspace": str(run_workspace(ctx.settings.workspace_dir, ctx.run_id)),
+        },
         "secrets": ctx.secrets,
     }
 
@@ -319,7 +325,7 @@ def _executor(
             )
         values = {**scope(ctx), **(extra or {})}
         try:
-            rendered = {key: kind.render(key, value, values) for key, value in raw_config.items()}
+            rendered = kind.render_config(raw_config, values)
         except TemplateError as exc:
             raise StepError(f"step {name!r}: {exc}") from exc
         try:

@@ -60,6 +60,8 @@ class ApiConfig(KindConfig):
 def url_component(value: Any) -> str:
     """How a value lands inside a URL: percent-encoded, nothing left special."""
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if text and set(text) == {"."}:  # "." and ".." would climb the path once resolved
+        return "%2E" * len(text)
     return quote(text, safe="")
 
 

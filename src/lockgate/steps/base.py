@@ -34,6 +34,13 @@ class StepKind(ABC):
     #: Whether running it twice is harmless (for re-runs after a crash).
     idempotent: ClassVar[bool] = True
 
+    def render_config(
+        self, raw_config: Mapping[str, Any], scope: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The config with its placeholders substituted, field by field (override to judge
+        a rendered value against the rest of the config, as the ``shell`` kind does)."""
+        return {key: self.render(key, value, scope) for key, value in raw_config.items()}
+
     def render(self, field: str, template: Any, scope: Mapping[str, Any]) -> Any:
         """Substitute the placeholders of one config field (override to encode values for
         where they land, as the ``api`` kind does for URLs)."""

@@ -12,11 +12,14 @@ import contextlib
 import json
 import os
 import signal
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from lockgate.core.context import StepContext
+from lockgate.core.templates import TemplateError
 from lockgate.errors import StepError
 from lockgate.steps.base import KindConfig, StepKind
 
@@ -24,6 +27,8 @@ from lockgate.steps.base import KindConfig, StepKind
 TAIL_BYTES = 64 * 1024
 #: Variables passed through from the worker; everything else comes from ``env``.
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+#: A longer output line is cut here (with a marker) in the step's log.
+MAX_LINE_BYTES = 64 * 1024
 #: Seconds between SIGTERM and SIGKILL when a command is stopped.
 KILL_GRACE = 2.0
 
@@ -33,7 +38,16 @@ class ShellConfig(KindConfig):
 
     argv: list[str] = Field(min_length=1, description="The program and its arguments.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
-    cwd: str | None = Field(default=None, description="Working directory.")
+    cwd: str | None = Field(
+        default=None,
+        description="Working directory; one with placeholders must stay inside the run's "
+        "workspace (${run.workspace}, relative paths start there).",
+    )
+    allow_option_values: bool = Field(
+        default=False,
+        description="Let a param or payload value that starts with '-' open an argv element "
+        "(it could be read as an option).",
+    )
 
     @field_validator("argv", mode="before")
     @classmethod
@@ -53,11 +67,49 @@ def _text(value: Any) -> Any:
     return value
 
 
+def run_workspace(root: Path, run_id: str) -> Path:
+    """The directory of one run's files, under ``root``."""
+    return (root / run_id).resolve()
+
+
+#: Placeholder roots whose values the pipeline's author wrote or computed: trusted.
+_TRUSTED_ROOTS = ("steps.", "secrets.", "run.")
+
+
+def _untrusted_head(template: Any) -> bool:
+    """Whether ``template`` opens with a placeholder of an outside value (a param, a
+    webhook's payload or event, a channel's content)."""
+    if not isinstance(template, str) or not template.startswith("${"):
+        return False
+    name = template[2:].lstrip()
+    return not name.startswith(_TRUSTED_ROOTS)
+
+
 class ShellKind(StepKind):
     """Run a local command."""
 
     name = "shell"
     config = ShellConfig
+
+    def render_config(
+        self, raw_config: Mapping[str, Any], scope: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Render, then refuse what could be injected: an outside value opening an argv
+        element with ``-`` (an option), a templated ``cwd`` outside the run's workspace."""
+        rendered = super().render_config(raw_config, scope)
+        argv = raw_config.get("argv")
+        if isinstance(argv, list) and not raw_config.get("allow_option_values"):
+            for i, (template, value) in enumerate(zip(argv, rendered["argv"], strict=True)):
+                if _untrusted_head(template) and str(value).startswith("-"):
+                    raise TemplateError(
+                        f"argv[{i}] {template!r} starts with '-' ({str(value)[:40]!r}): it "
+                        "could be read as an option; refused (allow_option_values: true "
+                        "allows it)"
+                    )
+        cwd = raw_config.get("cwd")
+        if isinstance(cwd, str) and "${" in cwd:
+            rendered["cwd"] = str(_confined(Path(scope["run"]["workspace"]), rendered["cwd"]))
+        return rendered
 
     async def execute(self, ctx: StepContext, config: ShellConfig, value: Any) -> Any:
         """Run the command; its exit code and the tails of its output are the step's output."""
@@ -95,16 +147,48 @@ class ShellKind(StepKind):
         return {"exit_code": code, **out}
 
 
+def _confined(workspace: Path, cwd: Any) -> Path:
+    """``cwd`` resolved from the run's workspace, which it may not leave."""
+    target = (workspace / str(cwd)).resolve()
+    if not target.is_relative_to(workspace):
+        raise TemplateError(f"cwd {str(cwd)!r} leaves the run's workspace {workspace}")
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 async def _pump(
     stream: asyncio.StreamReader | None, level: str, tail: bytearray, ctx: StepContext
 ) -> None:
+    """Log ``stream`` line by line; a line longer than ``MAX_LINE_BYTES`` is cut there,
+    with a marker (a command printing a huge line does not fail its step)."""
     if stream is None:
         return
-    while line := await stream.readline():
-        ctx.log.log(level, line.decode(errors="replace").rstrip("\r\n"))
-        tail.extend(line)
+    line = bytearray()
+    cut = False
+    while chunk := await stream.read(65536):
+        tail.extend(chunk)
         if len(tail) > TAIL_BYTES:
             del tail[: len(tail) - TAIL_BYTES]
+        *complete, rest = chunk.split(b"\n")
+        for piece in complete:
+            if not cut:
+                line.extend(piece)
+            _emit(ctx, level, line, cut)
+            line, cut = bytearray(), False
+        if not cut:
+            line.extend(rest)
+            if len(line) > MAX_LINE_BYTES:
+                del line[MAX_LINE_BYTES:]
+                cut = True
+    if line or cut:
+        _emit(ctx, level, line, cut)
+
+
+def _emit(ctx: StepContext, level: str, line: bytearray, cut: bool) -> None:
+    text = bytes(line[:MAX_LINE_BYTES]).decode(errors="replace").rstrip("\r")
+    if cut or len(line) > MAX_LINE_BYTES:
+        text += f" [line cut at {MAX_LINE_BYTES} bytes]"
+    ctx.log.log(level, text)
 
 
 async def _stop_group(proc: asyncio.subprocess.Process) -> None:
