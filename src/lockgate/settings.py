@@ -22,6 +22,11 @@ def absolute_database_url(url: str, cwd: Path) -> str:
     return f"{prefix}:///{(cwd / path).resolve()}{q}{query}"
 
 
+def _listed(text: str) -> tuple[str, ...]:
+    """A comma-separated setting as its items."""
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
 SECRET_PREFIX = "LOCKGATE_SECRET_"  # noqa: S105 - a variable name prefix, not a secret
 
 
@@ -72,6 +77,18 @@ class Settings:
     #: Where each run gets a directory of its own (``${run.workspace}``); a templated
     #: ``cwd`` of a shell step must stay inside it.
     workspace_dir: Path = Path("lockgate-work")
+    #: Good webhook deliveries per second per trigger, and the burst above it.
+    webhook_rate: float = 20.0
+    webhook_burst: int = 100
+    #: Failed webhook attempts (unknown trigger, bad signature) per second per sending
+    #: address, and the burst: counted apart from good deliveries.
+    webhook_failure_rate: float = 1.0
+    webhook_failure_burst: int = 30
+    #: Proxies whose X-Forwarded-For / -Proto headers are believed (addresses or
+    #: networks); by default none, so a client cannot claim another address.
+    forwarded_allow_ips: tuple[str, ...] = ()
+    #: Serve the OpenAPI document and its pages (``/openapi.json``, ``/docs``) to anyone.
+    api_docs: bool = True
     #: This worker's stable identity (default: the host and a hash of the database URL).
     #: A restarted worker with the same identity takes its earlier runs back at once.
     worker_name: str | None = None
@@ -101,8 +118,16 @@ class Settings:
                 env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)
             ),
             worker_name=env.get("LOCKGATE_WORKER_NAME") or None,
-            workspace_dir=Path(env.get("LOCKGATE_WORKSPACE_DIR", str(base.workspace_dir))),
-            api_allow=tuple(
-                x.strip() for x in env.get("LOCKGATE_API_ALLOW", "").split(",") if x.strip()
+            webhook_rate=float(env.get("LOCKGATE_WEBHOOK_RATE", base.webhook_rate)),
+            webhook_burst=int(env.get("LOCKGATE_WEBHOOK_BURST", base.webhook_burst)),
+            webhook_failure_rate=float(
+                env.get("LOCKGATE_WEBHOOK_FAILURE_RATE", base.webhook_failure_rate)
             ),
+            webhook_failure_burst=int(
+                env.get("LOCKGATE_WEBHOOK_FAILURE_BURST", base.webhook_failure_burst)
+            ),
+            forwarded_allow_ips=_listed(env.get("LOCKGATE_FORWARDED_ALLOW_IPS", "")),
+            api_docs=env.get("LOCKGATE_API_DOCS", "true").lower() not in ("0", "false", "no"),
+            workspace_dir=Path(env.get("LOCKGATE_WORKSPACE_DIR", str(base.workspace_dir))),
+            api_allow=_listed(env.get("LOCKGATE_API_ALLOW", "")),
         )

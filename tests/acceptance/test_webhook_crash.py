@@ -52,7 +52,7 @@ async def deliver(
 def test_a_killed_servers_deliveries_are_finished_by_the_next(db_url: str, tmp_path: Path) -> None:
     app = App(Settings(database_url=db_url))
     app.migrate()
-    trigger = app.webhooks.create("github", "crashy", secret=SECRET)
+    trigger, _ = app.webhooks.create("github", "crashy", secret=SECRET)
     env = {
         "LOCKGATE_DATABASE_URL": db_url,
         "LOCKGATE_LEDGER": str(tmp_path / "ledger"),

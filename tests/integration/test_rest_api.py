@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
+import httpx
 from api_support import Served, wait_done
 
-from lockgate import Pipeline, StepContext, step
+from lockgate import App, Pipeline, Settings, StepContext, step
+from lockgate.api import create_api
 from lockgate.store import schema
 
 
@@ -309,3 +312,30 @@ async def test_every_route_checks_the_role(served: Served) -> None:
             allowed = ROLES.index(role) >= ROLES.index(needed)
             assert (status != 403) == allowed, (method, path, role, status)
             assert status != 401 and status < 500, (method, path, role, status)
+
+
+async def test_deeply_nested_bodies_are_refused_not_a_server_error(served: Served) -> None:
+    """Threat: a crash (and a traceback) on hostile input anywhere in the API."""
+    text = '{"pipeline": "deploy", "params": ' + '{"a":' * 1000 + "1" + "}" * 1000 + "}"
+    async with served.client("operator") as op:
+        r = await op.post(
+            "/api/v1/runs", content=text, headers={"Content-Type": "application/json"}
+        )
+        assert 400 <= r.status_code < 500, r.text
+        assert "Traceback" not in r.text
+
+
+async def test_database_errors_reach_clients_as_a_code_and_a_reference(tmp_path: Path) -> None:
+    """Threat: SQL text and bound values leaking to an unauthenticated client. /healthz on
+    a database without its schema answers 503 with a code and a reference, nothing more."""
+    app = App(Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}"))
+    try:
+        transport = httpx.ASGITransport(app=create_api(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            r = await client.get("/healthz")
+        assert r.status_code == 503
+        error = r.json()["error"]
+        assert error["code"] == "schema_missing" and error["details"]["ref"] in error["message"]
+        assert "SELECT" not in r.text and "runs" not in r.text
+    finally:
+        app.close()

@@ -180,8 +180,8 @@ def test_deliveries_in_one_batch(app: App) -> None:
         return None
 
     app.register(Pipeline("p", [noop]))
-    live = app.webhooks.create("generic", "p", secret="s" * 32)
-    gone = app.webhooks.create("generic", "p", secret="s" * 32)
+    live, _ = app.webhooks.create("generic", "p", secret="s" * 32)
+    gone, _ = app.webhooks.create("generic", "p", secret="s" * 32)
     app.webhooks.delete(gone.id)
     earlier = app.start_run("p", idempotency_key="delivery:reused")
 

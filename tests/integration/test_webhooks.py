@@ -16,6 +16,7 @@ from api_support import Served, wait_done
 
 from lockgate import App
 from lockgate.store.ops import Deliver
+from lockgate.triggers.webhooks import Buckets
 
 #: Real payloads, byte for byte (see SOURCES.md there for origin and licences).
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
@@ -148,6 +149,9 @@ async def test_gitlab_token_and_signed_webhooks(served: Served) -> None:
             await client.post(f"/hooks/{trigger}", content=body, headers=bad)
         ).status_code == 401
 
+        # Another delivery (the same body again would be a replay: a duplicate).
+        body = body + b"\n"
+
         def signed(stamp: int, msg_id: str) -> dict[str, str]:
             mac = hmac.new(SECRET.encode(), f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256)
             return {
@@ -236,8 +240,9 @@ async def test_bitbucket_cloud_and_server(served: Served) -> None:
         )
 
 
-async def test_gerrit_uses_the_url_and_an_address_allowlist(served: Served) -> None:
-    """Gerrit signs nothing: no secret (one is refused); the allowlist is enforced."""
+async def test_gerrit_uses_a_url_token_and_an_address_allowlist(served: Served) -> None:
+    """Gerrit signs nothing: no secret (one is refused); its URL carries a token of its own
+    (the trigger id alone is no credential: viewers may know it); the allowlist holds."""
     async with served.client("admin") as admin:
         refused = await admin.post(
             "/api/v1/triggers",
@@ -248,10 +253,14 @@ async def test_gerrit_uses_the_url_and_an_address_allowlist(served: Served) -> N
         local = await admin.post("/api/v1/triggers", json={**base, "allow_ips": ["127.0.0.1"]})
         remote = await admin.post("/api/v1/triggers", json={**base, "allow_ips": ["10.0.0.0/8"]})
     patchset = raw("gerrit/patchset-created.json")
+    url = local.json()["url"]
+    assert url.startswith(f"/hooks/{local.json()['id']}?token=")
     async with httpx.AsyncClient(base_url=served.base) as client:
-        r = await client.post(f"/hooks/{local.json()['id']}", content=patchset)
+        for wrong in (f"/hooks/{local.json()['id']}", f"/hooks/{local.json()['id']}?token=x"):
+            assert (await client.post(wrong, content=patchset)).status_code == 404
+        r = await client.post(url, content=patchset)
         assert r.status_code == 202 and r.json()["status"] == "DONE"
-        r = await client.post(f"/hooks/{remote.json()['id']}", content=patchset)
+        r = await client.post(remote.json()["url"], content=patchset)
         assert r.status_code == 404
     async with served.client("viewer") as viewer:
         path = f"/api/v1/triggers/{local.json()['id']}/deliveries"
@@ -261,17 +270,20 @@ async def test_gerrit_uses_the_url_and_an_address_allowlist(served: Served) -> N
 
 
 async def test_a_hundred_concurrent_deliveries(served: Served) -> None:
-    """100 at once: 10 reuse a delivery id and 5 are badly signed -> exactly 85 runs."""
+    """105 at once: 85 deliveries, 10 reusing a delivery id, 5 replaying a signed body
+    under a new delivery id (threat: replay), 5 badly signed -> exactly 85 runs."""
     import asyncio
 
     trigger = await make_trigger(served, provider="github")
     body = raw("github/push.json")
-    requests = [github_headers(body, delivery=f"d-{i}") for i in range(85)]
-    requests += [github_headers(body, delivery=f"d-{i}") for i in range(10)]
-    requests += [{**github_headers(body), "X-Hub-Signature-256": "sha256=00"} for _ in range(5)]
+    bodies = [body + b"\n" * i for i in range(85)]  # 85 distinct signed bodies
+    sends = [(b, github_headers(b, delivery=f"d-{i}")) for i, b in enumerate(bodies)]
+    sends += [(bodies[i], github_headers(bodies[i], delivery=f"d-{i}")) for i in range(10)]
+    sends += [(bodies[i], github_headers(bodies[i], delivery=f"new-{i}")) for i in range(5)]
+    sends += [(body, {**github_headers(body), "X-Hub-Signature-256": "sha256=00"})] * 5
     async with httpx.AsyncClient(base_url=served.base, timeout=30) as client:
         answers = await asyncio.gather(
-            *(client.post(f"/hooks/{trigger}", content=body, headers=h) for h in requests)
+            *(client.post(f"/hooks/{trigger}", content=b, headers=h) for b, h in sends)
         )
     codes = sorted(a.status_code for a in answers)
     assert 500 not in codes and codes.count(401) == 5
@@ -286,18 +298,18 @@ async def test_a_hundred_concurrent_deliveries(served: Served) -> None:
     assert 'lockgate_webhook_answers_total{code="401"} 5.0' in metrics
     accepted = sum(1 for a in answers if a.status_code in (200, 202))
     answered = metrics.count('lockgate_webhook_answers_total{code="20')
-    assert accepted == 95 and answered == 2  # 202 for the first, 200 for the repeats
+    assert accepted == 100 and answered == 2  # 202 for the first, 200 for the repeats
 
 
 async def test_rate_limit_answers_429_with_retry_after(served: Served) -> None:
     """Past a trigger's burst, deliveries are refused with 429 and Retry-After."""
     trigger = await make_trigger(served, provider="github")
-    served.app.webhooks.rate = (0.5, 3)
-    body = raw("github/push.json")
+    served.app.webhooks.delivery_budget = Buckets(0.5, 3)
+    bodies = [raw("github/push.json") + b" " * i for i in range(5)]
     async with httpx.AsyncClient(base_url=served.base) as client:
         answers = [
-            await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
-            for _ in range(5)
+            await client.post(f"/hooks/{trigger}", content=b, headers=github_headers(b))
+            for b in bodies
         ]
     assert [a.status_code for a in answers] == [202, 202, 202, 429, 429]
     assert int(answers[-1].headers["Retry-After"]) >= 1
@@ -365,3 +377,34 @@ async def test_a_trigger_deleted_elsewhere_stops_at_once(served: Served) -> None
     assert in_process.status == 404 and in_process.body["error"]["code"] == "not_found"
     assert served.app.webhooks.triggers.deliveries(trigger) == []
     assert len(served.app.list_runs()) == 1
+
+
+async def test_forged_requests_do_not_use_up_a_triggers_budget(served: Served) -> None:
+    """Threat: denial of service by forged deliveries. Failed attempts spend their sending
+    address's budget, not the trigger's: after 100 forged requests a correctly signed
+    delivery is still accepted; the forger hears 429 once its own budget is gone."""
+    trigger = await make_trigger(served, provider="github")
+    body = raw("github/push.json")
+    forged = {**github_headers(body), "X-Hub-Signature-256": "sha256=" + "0" * 64}
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        codes = [
+            (await client.post(f"/hooks/{trigger}", content=body, headers=forged)).status_code
+            for _ in range(100)
+        ]
+        good = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
+        unknown = await client.post("/hooks/not-a-trigger", content=body)
+    assert set(codes[:30]) == {401} and set(codes[40:]) == {429}
+    assert good.status_code == 202
+    assert unknown.status_code == 429  # the same address: its failures are limited
+
+
+async def test_deep_nesting_is_a_bad_request_not_a_server_error(served: Served) -> None:
+    """Threat: a crash on hostile input. A signed body nested 1,000 levels deep is a 400."""
+    trigger = await make_trigger(served, provider="github")
+    body = b'{"a":' * 1000 + b"1" + b"}" * 1000
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        r = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_payload"
+    async with served.client("viewer") as viewer:
+        metrics = (await viewer.get("/metrics")).text
+    assert 'lockgate_webhook_answers_total{code="400"} 1.0' in metrics

@@ -23,10 +23,14 @@ from lockgate.triggers.webhooks import Answer
 
 def create_api(app: App) -> FastAPI:
     """The ASGI application serving ``app``."""
+    docs = app.settings.api_docs
     api = FastAPI(
         title="lockgate",
         version=__version__,
         description="Durable deployment pipelines. Authenticate with `Authorization: Bearer`.",
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     api.state.lockgate = app
     errors.install(api)
@@ -34,8 +38,11 @@ def create_api(app: App) -> FastAPI:
     api.include_router(channel_router)
 
     @api.get("/healthz", summary="Liveness and database reachability")
-    def healthz() -> dict[str, Any]:
-        app.store.count_active()
+    def healthz() -> Any:
+        try:
+            app.store.count_active()
+        except LockgateError as exc:  # no token here: the detail stays in the log
+            return errors.referenced(503, exc.code, exc.message)
         return {"status": "ok", "version": __version__}
 
     @api.get("/metrics", summary="Prometheus metrics (viewer token)", response_class=Response)
@@ -51,8 +58,9 @@ def create_api(app: App) -> FastAPI:
             app.metrics.webhook_answers.labels("413").inc()
             return errors.error(413, "too_large", str(exc.detail))
         client = request.client.host if request.client else None
+        token = request.query_params.get("token")
         checked = await asyncio.to_thread(
-            app.webhooks.check, trigger_id, dict(request.headers), bytes(body), client
+            app.webhooks.check, trigger_id, dict(request.headers), bytes(body), client, token
         )
         if isinstance(checked, Answer):
             answer = checked

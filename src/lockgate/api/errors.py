@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
+import traceback
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from lockgate.errors import LockgateError
+
+_log = structlog.get_logger("lockgate.api")
 
 STATUS = {
     "invalid_params": 422,
@@ -28,6 +33,19 @@ STATUS = {
 }
 
 
+#: Codes whose message stays in the server log: clients get the code and a reference.
+_PRIVATE = {"store_error", "schema_missing", "no_database", "internal"}
+
+
+def referenced(status: int, code: str, detail: str) -> JSONResponse:
+    """An error whose detail (SQL, driver text, a traceback) is for the server log only:
+    the client gets its code and a reference to quote."""
+    ref = secrets.token_hex(6)
+    _log.error("request failed", code=code, ref=ref, detail=detail)
+    what = "the database is unavailable" if status == 503 else "internal error"
+    return error(status, code, f"{what}; reference {ref} in the server log", {"ref": ref})
+
+
 def error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     """The one error shape."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -40,7 +58,10 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(LockgateError)
     async def lockgate_error(request: Request, exc: LockgateError) -> JSONResponse:
-        return error(STATUS.get(exc.code, 500), exc.code, exc.message, exc.details)
+        status = STATUS.get(exc.code, 500)
+        if exc.code in _PRIVATE or status >= 500:
+            return referenced(status, exc.code, exc.message)
+        return error(status, exc.code, exc.message, exc.details)
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -58,4 +79,4 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return error(500, "internal", "internal error; see the server log")
+        return referenced(500, "internal", "".join(traceback.format_exception(exc)))

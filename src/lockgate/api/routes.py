@@ -264,7 +264,7 @@ class TriggerBody(Strict):
 
 @router.post("/triggers", status_code=201, summary="Create a webhook trigger")
 def create_trigger(body: TriggerBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    trigger = lg.webhooks.create(
+    trigger, url_token = lg.webhooks.create(
         body.provider,
         body.pipeline,
         secret=body.secret,
@@ -275,7 +275,9 @@ def create_trigger(body: TriggerBody, caller: Admin, lg: Lockgate) -> dict[str, 
         allow_ips=body.allow_ips,
     )
     lg.store.audit(caller.name, "trigger.create", trigger.id, {"pipeline": body.pipeline})
-    return {**trigger.to_dict(), "url": f"/hooks/{trigger.id}"}
+    url = f"/hooks/{trigger.id}" + (f"?token={url_token}" if url_token else "")
+    # An unsigned provider's URL token is in this answer only; it is stored hashed.
+    return {**trigger.to_dict(), "url": url}
 
 
 @router.get("/triggers", summary="Triggers (secrets masked)")

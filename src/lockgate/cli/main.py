@@ -215,8 +215,16 @@ def _api_server(lg: App, listen: tuple[str, int]) -> Any:
             # the workers stop; lockgate handles the signals itself and exits 0.
             yield
 
+    proxies = list(lg.settings.forwarded_allow_ips)
     config = uvicorn.Config(
-        create_api(lg), host=listen[0], port=listen[1], log_level="warning", lifespan="off"
+        create_api(lg),
+        host=listen[0],
+        port=listen[1],
+        log_level="warning",
+        lifespan="off",
+        # Forwarded headers only from the proxies named in settings (none by default).
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
     )
     return Server(config)
 
@@ -229,8 +237,20 @@ def server(
     host: Annotated[str, typer.Option(help="Address the API listens on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the API.")] = 8080,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Runs executed at once.")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOCKGATE_FORWARDED_ALLOW_IPS",
+            help="Comma-separated proxy addresses whose X-Forwarded-For is believed "
+            "(default: none; a client's own headers are ignored).",
+        ),
+    ] = None,
 ) -> None:
     """Run lockgate: the REST API and workers; upgrades the database; stops on Ctrl-C."""
+    if forwarded_allow_ips is not None:
+        state = _state(ctx)
+        proxies = tuple(x.strip() for x in forwarded_allow_ips.split(",") if x.strip())
+        state.settings = state.settings.with_(forwarded_allow_ips=proxies)
     _serve(ctx, pipelines or [], examples, concurrency, (host, port))
 
 

@@ -635,6 +635,8 @@ class Deliver:
     error: str | None = None
     #: ``webhook``, ``schedule`` or ``poller``.
     source: str = "webhook"
+    #: SHA-256 (hex) of a webhook's signed body: a body seen before is a duplicate.
+    body: str | None = None
 
     def apply(self, tx: WriteTx) -> tuple[int, str, list[str], bool, RunRecord | None]:
         """``(delivery id, status, run ids, created, run)``; a known key returns the first.
@@ -672,6 +674,7 @@ def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
             results[i] = NotFound("no such trigger")
         else:
             todo.append(i)
+    todo, repeats = _replays(tx, ops, todo, results)
     new_rows = [
         {
             "trigger_id": ops[i].trigger_id,
@@ -685,6 +688,7 @@ def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
             "received_at": tx.now,
             "updated_at": tx.now,
             "source": ops[i].source,
+            "body_sha256": ops[i].body,
         }
         for i in todo
     ]
@@ -727,7 +731,49 @@ def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
                 [{"run_ids": _json([run.id]), "id": stored[where]}],
             )
         results[i] = (stored[where], op.status, [run.id] if run else [], True, run)
+    for i, origin in repeats.items():  # the same signed body twice in this batch
+        found = results[origin]
+        if isinstance(found, tuple):
+            results[i] = (found[0], found[1], found[2], False, None)
+        else:
+            results[i] = found
     return results
+
+
+def _replays(
+    tx: WriteTx, ops: Sequence[Deliver], todo: list[int], results: list[Any]
+) -> tuple[list[int], dict[int, int]]:
+    """Fill in the results of deliveries whose signed body was stored before; the slots
+    left to insert, and those repeating a body earlier in this batch (-> that slot)."""
+    bodies = sorted({b for i in todo if (b := ops[i].body) is not None})
+    seen: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
+    for start in range(0, len(bodies), ROWS_PER_INSERT):
+        chunk = bodies[start : start + ROWS_PER_INSERT]
+        marks = ", ".join(f":b{n}" for n in range(len(chunk)))
+        rows = tx.fetch_rows(
+            "SELECT trigger_id, body_sha256, id, status, run_ids FROM deliveries "  # noqa: S608
+            f"WHERE body_sha256 IN ({marks})",
+            {f"b{n}": b for n, b in enumerate(chunk)},
+        )
+        for trigger_id, body, delivery_id, status, run_ids in rows:
+            ids = json.loads(run_ids) if isinstance(run_ids, str) else list(run_ids or [])
+            seen.setdefault((trigger_id, body), (int(delivery_id), str(status), ids))
+    left: list[int] = []
+    firsts: dict[tuple[str, str], int] = {}
+    repeats: dict[int, int] = {}
+    for i in todo:
+        op = ops[i]
+        where = (op.trigger_id, op.body or "")
+        if op.body is not None and where in seen:
+            delivery_id, status, ids = seen[where]
+            results[i] = (delivery_id, status, ids, False, None)
+        elif op.body is not None and where in firsts:
+            repeats[i] = firsts[where]
+        else:
+            if op.body is not None:
+                firsts[where] = i
+            left.append(i)
+    return left, repeats
 
 
 @dataclass

@@ -254,6 +254,8 @@ class DeliveryRecord(Record):
     updated_at: float
     #: ``webhook``, ``schedule`` or ``poller``.
     source: str = "webhook"
+    #: SHA-256 of a webhook's signed body (deduplication).
+    body_sha256: str | None = None
 
 
 @dataclass(frozen=True)

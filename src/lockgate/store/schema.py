@@ -235,8 +235,12 @@ deliveries = Table(
     Column("updated_at", Float, nullable=False),
     #: ``webhook``, ``schedule`` or ``poller``.
     Column("source", String(10), nullable=False, server_default="webhook"),
+    #: SHA-256 of a webhook's signed body: the same body is one delivery, whatever its
+    #: (unsigned) delivery-id header says.
+    Column("body_sha256", String(64), nullable=True),
     UniqueConstraint("trigger_id", "key", name="uq_deliveries_once"),
     Index("ix_deliveries_trigger", "trigger_id", "id"),
+    Index("ix_deliveries_body", "trigger_id", "body_sha256"),
 )
 
 schedules = Table(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fnmatch
 import hashlib
+import hmac
 import ipaddress
 import json
 import math
@@ -29,6 +30,8 @@ from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
 if TYPE_CHECKING:
     from lockgate.app import App
 
+_log = structlog.get_logger("lockgate.webhooks")
+
 #: Attempts at processing one delivery.
 MAX_ATTEMPTS = 3
 #: How long a server trusts its copy of a trigger (the write re-checks it exists).
@@ -38,9 +41,8 @@ PRUNE_INTERVAL = 3600.0
 #: Retention: deliveries are kept 30 days, and at most this many per trigger.
 RETENTION_SECONDS = 30 * 86400.0
 RETENTION_COUNT = 1000
-#: Deliveries per second per trigger, and the burst allowed above it.
-RATE_PER_SECOND = 20.0
-RATE_BURST = 100
+#: JSON bodies nested deeper than this are refused (400), as are deeper run params.
+MAX_DEPTH = 64
 
 #: ``${event.*}`` fields a trigger's params may use (``${payload.*}`` reaches the raw body).
 EVENT_FIELDS = (
@@ -54,6 +56,53 @@ EVENT_FIELDS = (
     "actor",
     "delivery_id",
 )
+
+
+class Buckets:
+    """Token buckets by key: ``rate`` per second, up to ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._state: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 when ``key`` had a token (now spent), else the seconds until it will have."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._state.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            if len(self._state) > 100_000:  # forget idle keys rather than grow forever
+                self._state.clear()
+            if tokens >= 1:
+                self._state[key] = (tokens - 1, now)
+                return 0.0
+            self._state[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (iteratively: deep input must not exhaust the stack)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            todo.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _token_matches(stored: str | None, given: str | None) -> bool:
+    return bool(stored and given) and hmac.compare_digest(
+        stored or "", url_token_digest(given or "")
+    )
+
+
+def _limited(message: str, wait: float) -> Answer:
+    answer = _error(429, "rate_limited", message)
+    return Answer(429, answer.body, {"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 @dataclass(frozen=True)
@@ -75,10 +124,11 @@ class Webhooks:
     def __init__(self, app: App) -> None:
         self._app = app
         self.triggers = TriggerStore(app.store)
-        #: Per trigger: (deliveries per second, burst). In memory, per server process.
-        self.rate = (RATE_PER_SECOND, RATE_BURST)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        settings = app.settings
+        #: Good deliveries per trigger, and failed attempts per sending address (in memory,
+        #: per server process).
+        self.delivery_budget = Buckets(settings.webhook_rate, settings.webhook_burst)
+        self.failure_budget = Buckets(settings.webhook_failure_rate, settings.webhook_failure_burst)
         #: Trigger id -> (expiry, record): the lookup every delivery makes, kept briefly.
         #: Safe because a trigger never changes after it is made (only deleted), and the
         #: delivery's write checks in its own transaction that the trigger still exists.
@@ -98,19 +148,6 @@ class Webhooks:
             self._known[trigger_id] = (now + TRIGGER_CACHE_SECONDS, found)
         return found
 
-    def _admit(self, trigger_id: str) -> float:
-        """0 if a delivery may proceed now, else the seconds until it may (token bucket)."""
-        rate, burst = self.rate
-        now = time.monotonic()
-        with self._lock:
-            tokens, at = self._buckets.get(trigger_id, (float(burst), now))
-            tokens = min(float(burst), tokens + (now - at) * rate)
-            if tokens >= 1:
-                self._buckets[trigger_id] = (tokens - 1, now)
-                return 0.0
-            self._buckets[trigger_id] = (tokens, now)
-            return (1 - tokens) / rate
-
     def create(
         self,
         provider: str,
@@ -122,8 +159,10 @@ class Webhooks:
         branches: Sequence[str] = (),
         params: Mapping[str, Any] | None = None,
         allow_ips: Sequence[str] = (),
-    ) -> TriggerRecord:
-        """A webhook trigger; refused without a secret (fail closed), problems all listed."""
+    ) -> tuple[TriggerRecord, str | None]:
+        """A webhook trigger, and for a provider that signs nothing the token its URL must
+        carry (shown once; only its hash is kept). Refused without a secret (fail closed),
+        every problem listed."""
         problems = []
         known = PROVIDERS.get(provider)
         if known is None:
@@ -133,7 +172,9 @@ class Webhooks:
                 "secret: required, at least 16 characters (unsigned webhooks are refused)"
             )
         elif not known.signed and secret:
-            problems.append(f"secret: {provider} signs nothing; its trigger URL is the secret")
+            problems.append(
+                f"secret: {provider} signs nothing; the trigger gets a URL token of its own"
+            )
         for entry in allow_ips:
             try:
                 ipaddress.ip_network(entry, strict=False)
@@ -151,13 +192,16 @@ class Webhooks:
         ]
         if problems:
             raise ParamsError(problems)
-        return self.triggers.create(
+        assert known is not None
+        url_token = None if known.signed else secrets.token_urlsafe(32)
+        record = self.triggers.create(
             {
                 "id": secrets.token_hex(20),
                 "provider": provider,
                 "namespace": namespace,
                 "pipeline": pipeline,
-                "secret": secret,
+                # A signing secret, or only the hash of an unsigned provider's URL token.
+                "secret": secret if url_token is None else url_token_digest(url_token),
                 "events": list(events),
                 "branches": list(branches),
                 "params": dict(params or {}),
@@ -165,51 +209,83 @@ class Webhooks:
                 "enabled": True,
             }
         )
+        return record, url_token
 
     def handle(
-        self, trigger_id: str, headers: Mapping[str, str], body: bytes, client_ip: str | None = None
+        self,
+        trigger_id: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        client_ip: str | None = None,
+        url_token: str | None = None,
     ) -> Answer:
         """One delivery. Never raises: every outcome is an answer (202, 400, 401, 404)."""
-        step = self.check(trigger_id, headers, body, client_ip)
+        step = self.check(trigger_id, headers, body, client_ip, url_token)
         if isinstance(step, Answer):
             return step
         return self.answer(step, self._app.store.apply_batch([step])[0])
 
     def check(
-        self, trigger_id: str, headers: Mapping[str, str], body: bytes, client_ip: str | None = None
+        self,
+        trigger_id: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        client_ip: str | None = None,
+        url_token: str | None = None,
     ) -> Answer | Deliver:
-        """Everything before the write: the refusal to answer, or the write to make."""
+        """Everything before the write: the refusal to answer, or the write to make.
+
+        Failed attempts (unknown triggers, bad signatures or URL tokens) spend a budget of
+        the sending address, apart from the trigger's own budget of good deliveries: a
+        flood of forged requests cannot crowd out the real sender.
+        """
+        source = client_ip or "unknown"
         trigger = self._find(trigger_id)
         provider = PROVIDERS.get(trigger.provider) if trigger is not None else None
-        # A wrong id and a disabled trigger look the same as no trigger at all.
-        if trigger is None or provider is None or not trigger.enabled:
-            return _error(404, "not_found", "no such trigger")
-        if trigger.allow_ips and not _allowed(client_ip, trigger.allow_ips):
-            return _error(404, "not_found", "no such trigger")
-        wait = self._admit(trigger.id)
-        if wait:
-            answer = _error(429, "rate_limited", "too many deliveries for this trigger")
-            return Answer(429, answer.body, {"Retry-After": str(max(1, math.ceil(wait)))})
+        # A wrong id, a disabled trigger, a wrong URL token or address look the same.
+        if (
+            trigger is None
+            or provider is None
+            or not trigger.enabled
+            or (trigger.allow_ips and not _allowed(client_ip, trigger.allow_ips))
+            or (not provider.signed and not _token_matches(trigger.secret, url_token))
+        ):
+            return self._failed(source, _error(404, "not_found", "no such trigger"))
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
             if provider.signed:
                 if not trigger.secret:
                     return _error(404, "not_found", "no such trigger")
                 provider.verify(lowered, body, trigger.secret)
+        except BadSignature as exc:
+            return self._failed(source, _error(401, "bad_signature", exc.message))
+        wait = self.delivery_budget.take(trigger.id)
+        if wait:
+            return _limited("too many deliveries for this trigger", wait)
+        try:
             try:
                 data = json.loads(body) if body else {}
+            except RecursionError as exc:
+                raise BadPayload("body is nested too deeply") from exc
             except ValueError as exc:
                 raise BadPayload(f"body is not JSON: {exc}") from exc
+            if _depth(data) > MAX_DEPTH:
+                raise BadPayload(f"body is nested deeper than {MAX_DEPTH} levels")
             event = provider.parse(lowered, data)
-        except BadSignature as exc:
-            return _error(401, "bad_signature", exc.message)
         except BadPayload as exc:
             return _error(400, "bad_payload", exc.message)
-        except (AttributeError, TypeError, KeyError) as exc:
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
         key = (event.delivery_id or hashlib.sha256(body).hexdigest())[:200]
-        create, status, error = self._plan(trigger, f"delivery:{trigger.id}:{key}", event, data)
-        return Deliver(trigger.id, key, event.to_dict(), data, create, status, error)
+        create, status, error = self._plan(trigger, run_key(trigger.id, key), event, data)
+        digest = hashlib.sha256(body).hexdigest()
+        return Deliver(trigger.id, key, event.to_dict(), data, create, status, error, body=digest)
+
+    def _failed(self, source: str, answer: Answer) -> Answer:
+        """A failed attempt spends its address's budget, never the trigger's; past it the
+        address only hears 429 (no more telling a right guess from a wrong one)."""
+        wait = self.failure_budget.take(source)
+        return _limited("too many failed attempts from this address", wait) if wait else answer
 
     def answer(self, op: Deliver, outcome: Any) -> Answer:
         """The answer to a delivery once its write is done: ``Deliver.apply``'s result, or
@@ -217,7 +293,17 @@ class Webhooks:
         if isinstance(outcome, NotFound):
             return _error(404, "not_found", "no such trigger")
         if isinstance(outcome, LockgateError):
-            return _error(503, outcome.code, outcome.message)
+            ref = secrets.token_hex(6)
+            _log.error("delivery not stored", code=outcome.code, ref=ref, detail=outcome.message)
+            body = {
+                "error": {
+                    "code": outcome.code,
+                    "message": f"the delivery could not be stored; reference {ref} in the "
+                    "server log",
+                    "details": {"ref": ref},
+                }
+            }
+            return Answer(503, body)
         delivery_id, status, run_ids, created, run = outcome
         if not created:
             duplicate = {
@@ -261,7 +347,7 @@ class Webhooks:
         run_key: str | None = None,
     ) -> Answer:
         """Process a stored delivery again (retry or redeliver) and record the outcome."""
-        key = run_key or f"delivery:{trigger.id}:{delivery_id}"
+        key = run_key or _hashed_key(trigger.id, str(delivery_id))
         create, status, error = self._plan(trigger, key, event, data)
         run_ids: list[str] = []
         if create is not None:
@@ -298,7 +384,7 @@ class Webhooks:
                 "can be redelivered (start a run of the pipeline instead)"
             )
         trigger = self.get(delivery.trigger_id)
-        key = f"delivery:{trigger.id}:{delivery.id}:again:{delivery.attempts}"
+        key = _hashed_key(trigger.id, f"{delivery.id}:again:{delivery.attempts}")
         event = TriggerEvent(**delivery.event)
         return self._process(trigger, delivery.id, event, delivery.payload, key)
 
@@ -329,6 +415,21 @@ class Webhooks:
     def get(self, trigger_id: str) -> TriggerRecord:
         """A trigger; :class:`NotFound` if unknown."""
         return self.triggers.get(trigger_id)
+
+
+def run_key(trigger_id: str, key: str) -> str:
+    """The idempotency key of the run a delivery starts: hashed, because a trigger id is
+    not for viewers to read (who can read run keys) and the key must not reveal it."""
+    return _hashed_key(trigger_id, key)
+
+
+def _hashed_key(trigger_id: str, key: str) -> str:
+    return "delivery:" + hashlib.sha256(f"{trigger_id}:{key}".encode()).hexdigest()[:40]
+
+
+def url_token_digest(token: str) -> str:
+    """How an unsigned provider's URL token is stored (only its hash)."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def _allowed(client_ip: str | None, networks: Sequence[str]) -> bool:
