@@ -59,7 +59,7 @@ async def test_push_deploy_approve_and_read_over_rest(served: Served) -> None:
         [listed] = (await op.get("/api/v1/channels")).json()
         assert listed["name"] == "flags" and listed["head_version"] == 1
         assert listed["defined_here"] and listed["active_deployment"] is None
-        assert "push_token_hash" not in listed and listed["has_push_token"] is False
+        assert "push_token_hash" not in listed
         metrics = (await op.get("/metrics")).text
         assert 'lockgate_channel_stage_version{channel="flags",stage="prod"} 1.0' in metrics
         assert 'lockgate_channel_deployments{channel="flags",state="SUCCEEDED"} 1.0' in metrics
@@ -141,14 +141,20 @@ async def test_bad_pushes_get_clear_errors_and_create_nothing(served: Served) ->
 
 
 async def test_push_tokens_idempotency_and_private_reads(served: Served) -> None:
+    """Threat: one tenant pushing over another's content. A push token is bound to a channel
+    and a tenant: it pushes that tenant's content only, its idempotency keys are that
+    tenant's, it reads nothing, and a bogus one names no channel."""
     served.app.channels.register(Channel("private", request=FlagPush, merge=merge))
     async with served.client("admin") as admin:
-        made = await admin.post("/api/v1/channels/private/push-token")
-        assert made.status_code == 201
+        made = await admin.post("/api/v1/channels/private/push-token", json={"tenant": "acme"})
+        assert made.status_code == 201, made.text
         token = made.json()["token"]
-    stored = served.app.channels.record("private")
-    assert stored.push_token_hash == hashlib.sha256(token.encode()).hexdigest()
-    body = {"tenant": "acme", "content": {"values": ["a"]}}
+        other = await admin.post("/api/v1/channels/private/push-token", json={"tenant": "globex"})
+        assert other.status_code == 201
+    assert served.app.channels.store.push_token_holder(
+        hashlib.sha256(token.encode()).hexdigest()
+    ) == ("private", "acme")
+    body = {"content": {"values": ["a"]}}
     async with httpx.AsyncClient(
         base_url=served.base, headers={"Authorization": f"Bearer {token}"}
     ) as pusher:
@@ -156,25 +162,50 @@ async def test_push_tokens_idempotency_and_private_reads(served: Served) -> None
             "/api/v1/channels/private/push", json=body, headers={"Idempotency-Key": "k1"}
         )
         again = await pusher.post(
-            "/api/v1/channels/private/push", json=body, headers={"Idempotency-Key": "k1"}
+            "/api/v1/channels/private/push",
+            json={**body, "tenant": "acme"},
+            headers={"Idempotency-Key": "k1"},
         )
-        assert first.status_code == again.status_code == 202
+        assert first.status_code == again.status_code == 202, first.text
         assert first.json()["id"] == again.json()["id"]
-        assert first.json()["requested_by"] == "push-token:private"
+        assert first.json()["tenant"] == "acme"
+        assert first.json()["requested_by"] == "push-token:private/acme"
+        over = await pusher.post("/api/v1/channels/private/push", json={**body, "tenant": "globex"})
+        assert over.status_code == 403
         # A push token pushes; it does not read.
         assert (await pusher.get("/api/v1/channels/private/stages")).status_code == 401
-    bad = httpx.AsyncClient(base_url=served.base, headers={"Authorization": "Bearer lgp_private_x"})
-    async with bad:
-        assert (await bad.post("/api/v1/channels/private/push", json=body)).status_code == 401
+    async with httpx.AsyncClient(
+        base_url=served.base, headers={"Authorization": f"Bearer {other.json()['token']}"}
+    ) as globex:
+        theirs = await globex.post(
+            "/api/v1/channels/private/push", json=body, headers={"Idempotency-Key": "k1"}
+        )
+        assert theirs.status_code == 202 and theirs.json()["id"] != first.json()["id"]
+    for bogus in ("lgp_private_x", "lgp_x"):
+        headers = {"Authorization": f"Bearer {bogus}"}
+        async with httpx.AsyncClient(base_url=served.base, headers=headers) as bad:
+            for channel in ("private", "no-such-channel"):
+                r = await bad.post(f"/api/v1/channels/{channel}/push", json=body)
+                assert r.status_code == 401 and channel not in r.text
     async with served.client(None) as anon:
         assert (await anon.get("/api/v1/channels/private/stages")).status_code == 401
     async with served.client("admin") as admin:
-        assert (await admin.delete("/api/v1/channels/private/push-token")).status_code == 204
+        gone = await admin.delete("/api/v1/channels/private/push-token?tenant=acme")
+        assert gone.status_code == 204
     async with httpx.AsyncClient(
         base_url=served.base, headers={"Authorization": f"Bearer {token}"}
     ) as pusher:
         assert (await pusher.post("/api/v1/channels/private/push", json=body)).status_code == 401
-    assert len(served.app.channels.deployments("private")) == 1
+    assert len(served.app.channels.deployments("private")) == 2
+    async with served.client("operator") as op:
+        newline = await op.post("/api/v1/channels/private/push", json={**body, "tenant": "acme\n"})
+        assert newline.status_code == 422
+        internal = await op.post("/api/v1/runs", json={"pipeline": "channel/private"})
+        assert internal.status_code == 403
+        internal = await op.post(
+            "/api/v1/runs", json={"pipeline": "private", "namespace": "channel"}
+        )
+        assert internal.status_code == 403
 
 
 async def test_a_reader_during_flips_only_ever_sees_complete_manifests(served: Served) -> None:

@@ -339,3 +339,38 @@ async def test_database_errors_reach_clients_as_a_code_and_a_reference(tmp_path:
         assert "SELECT" not in r.text and "runs" not in r.text
     finally:
         app.close()
+
+
+async def test_viewers_read_no_credentials(served: Served, tmp_path: Path) -> None:
+    """Threat: a viewer reading a credential. A poller's repository URL shows no password,
+    and a secret a step put in the run's context bag is masked like the logs."""
+    async with served.client("admin") as admin:
+        r = await admin.post(
+            "/api/v1/pollers",
+            json={
+                "pipeline": "deploy",
+                "repository": "https://deployer:hunter2-token@git.example.com/app.git",
+                "refs": ["refs/heads/main"],
+                "interval_seconds": 3600,
+            },
+        )
+        assert r.status_code == 201, r.text
+    async with served.client("viewer") as viewer:
+        listed = (await viewer.get("/api/v1/pollers")).text
+    assert "hunter2" not in listed and "deployer:***@git.example.com" in listed
+
+    app = App(served.app.settings.with_(secrets={"TOKEN": "bag-secret-123"}))
+    try:
+
+        @step
+        def remember(ctx: StepContext) -> None:
+            ctx.bag["auth"] = "Bearer bag-secret-123"
+
+        app.register(Pipeline("bag", [remember]))
+        done = await app.execute_async("bag", timeout=30)
+        assert done.status == "SUCCEEDED"
+    finally:
+        app.close()
+    async with served.client("viewer") as viewer:
+        shown = (await viewer.get(f"/api/v1/runs/{done.id}")).json()
+    assert shown["context"] == {"auth": "Bearer ***"}

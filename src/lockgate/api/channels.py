@@ -1,6 +1,7 @@
 """Channel routes under ``/api/v1/channels``: push, deployments, stages and manifests.
 
-Pushing needs an operator token or the channel's push token. Reading what a stage serves
+Pushing needs an operator token or a tenant's push token for the channel (which pushes that
+tenant's content only). Reading what a stage serves
 needs a viewer token, unless the channel is defined with ``public_read``.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -17,7 +19,7 @@ from lockgate.api.auth import lockgate, require
 from lockgate.api.routes import Admin, Lockgate, Strict, Viewer
 from lockgate.app import App
 from lockgate.channels.service import PUSH_TOKEN_PREFIX
-from lockgate.errors import ChannelNotFound
+from lockgate.errors import ChannelNotFound, Forbidden, ParamsError
 from lockgate.tokens import Role
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
@@ -31,14 +33,22 @@ def _bearer(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def _pusher(channel: str, request: Request) -> str:
-    """Who pushes: an operator token, or the channel's own push token."""
+@dataclass(frozen=True)
+class Pushing:
+    """Who pushes, and for a push token the one tenant it may push for."""
+
+    identity: str
+    tenant: str | None = None
+
+
+def _pusher(channel: str, request: Request) -> Pushing:
+    """Who pushes: an operator token, or a tenant's push token for this channel."""
     app = lockgate(request)
     token = _bearer(request)
     if token.startswith(PUSH_TOKEN_PREFIX):
-        app.channels.check_push_token(channel, token)
-        return f"push-token:{channel}"
-    return _operator(request).name
+        tenant = app.channels.check_push_token(channel, token)
+        return Pushing(f"push-token:{channel}/{tenant}", tenant)
+    return Pushing(_operator(request).name)
 
 
 async def _stage_reader(channel: str, request: Request) -> str | None:
@@ -56,14 +66,16 @@ async def _stage_reader(channel: str, request: Request) -> str | None:
     return caller.name
 
 
-Pusher = Annotated[str, Depends(_pusher)]
+Pusher = Annotated[Pushing, Depends(_pusher)]
 StageReader = Annotated[str | None, Depends(_stage_reader)]
 
 
 class PushBody(Strict):
     """One tenant's content for a channel."""
 
-    tenant: str = Field(min_length=1, max_length=200)
+    tenant: str | None = Field(
+        None, min_length=1, max_length=200, description="Implied by a tenant's push token."
+    )
     content: Any = None
     command: str | None = Field(None, max_length=50)
 
@@ -95,15 +107,21 @@ def push(
     lg: Lockgate,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
+    tenant = pusher.tenant or body.tenant
+    if pusher.tenant is not None and body.tenant not in (None, pusher.tenant):
+        raise Forbidden(f"this push token pushes for tenant {pusher.tenant!r} only")
+    if tenant is None:
+        raise ParamsError(["tenant: required with an operator token"])
     deployment = lg.channels.push(
         channel,
-        body.tenant,
+        tenant,
         body.content,
         command=body.command,
-        requested_by=pusher,
-        idempotency_key=f"push:{channel}:{idempotency_key}" if idempotency_key else None,
+        requested_by=pusher.identity,
+        # Keys are the tenant's own: another tenant cannot take them first.
+        idempotency_key=f"push:{channel}:{tenant}:{idempotency_key}" if idempotency_key else None,
     )
-    lg.store.audit(pusher, "channel.push", deployment.id, {"channel": channel})
+    lg.store.audit(pusher.identity, "channel.push", deployment.id, {"channel": channel})
     return deployment.to_dict()
 
 
@@ -201,21 +219,34 @@ def manifest(
     return {**data, "manifest": json.loads(m.body)}
 
 
+class PushTokenBody(Strict):
+    """The tenant a push token pushes for."""
+
+    tenant: str = Field(min_length=1, max_length=200)
+
+
 @router.post(
     "/{channel}/push-token",
     status_code=201,
-    summary="Make the channel's push token (replaces the old one); shown once (admin)",
+    summary="Make a tenant's push token (replaces its old one); shown once (admin)",
 )
-def create_push_token(channel: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    token = lg.channels.create_push_token(channel)
-    lg.store.audit(caller.name, "channel.push_token.create", channel)
-    return {"channel": channel, "token": token}
+def create_push_token(
+    channel: str, body: PushTokenBody, caller: Admin, lg: Lockgate
+) -> dict[str, Any]:
+    token = lg.channels.create_push_token(channel, body.tenant)
+    lg.store.audit(caller.name, "channel.push_token.create", channel, {"tenant": body.tenant})
+    return {"channel": channel, "tenant": body.tenant, "token": token}
 
 
 @router.delete(
-    "/{channel}/push-token", status_code=204, summary="Revoke the channel's push token (admin)"
+    "/{channel}/push-token", status_code=204, summary="Revoke a tenant's push token (admin)"
 )
-def revoke_push_token(channel: str, caller: Admin, lg: Lockgate) -> Response:
-    lg.channels.revoke_push_token(channel)
-    lg.store.audit(caller.name, "channel.push_token.revoke", channel)
+def revoke_push_token(
+    channel: str,
+    caller: Admin,
+    lg: Lockgate,
+    tenant: Annotated[str, Query(min_length=1, max_length=200)],
+) -> Response:
+    lg.channels.revoke_push_token(channel, tenant)
+    lg.store.audit(caller.name, "channel.push_token.revoke", channel, {"tenant": tenant})
     return Response(status_code=204)

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.api.auth import Caller, lockgate, require
 from lockgate.app import App
+from lockgate.channels.pipeline import NAMESPACE as CHANNEL_NAMESPACE
 from lockgate.core.cursor import decode_cursor, encode_cursor
 from lockgate.core.statuses import RunStatus
-from lockgate.errors import NotFound, ParamsError
+from lockgate.errors import Forbidden, NotFound, ParamsError
 from lockgate.tokens import Role
 
 router = APIRouter(prefix="/api/v1")
@@ -88,6 +89,9 @@ def start_run(
     lg: Lockgate,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
+    if body.namespace == CHANNEL_NAMESPACE or body.pipeline.startswith(f"{CHANNEL_NAMESPACE}/"):
+        # A channel's deployments start by pushing, through the channel's rules and turn.
+        raise Forbidden("channel pipelines are started by pushing to the channel, not here")
     run = lg.start_run(
         body.pipeline,
         body.params,

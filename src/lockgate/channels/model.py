@@ -71,7 +71,7 @@ class Stage:
     approval: ApprovalConfig | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise DefinitionError(
                 f"stage name {self.name!r} is invalid: use letters, digits, '_', '-' "
                 "(at most 100 characters)"
@@ -121,7 +121,7 @@ class Channel:
         queue_poll: float = 2.0,
         description: str = "",
     ) -> None:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise DefinitionError(
                 f"channel name {name!r} is invalid: use letters, digits, '_', '-' "
                 "(at most 100 characters)"

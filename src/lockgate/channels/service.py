@@ -27,6 +27,7 @@ from lockgate.store.ops import RegisterPipeline
 if TYPE_CHECKING:
     from lockgate.app import App
 
+_TENANT_RULE = "tenant: 1 to 200 letters, digits or '_.:@-', starting with a letter or digit"
 PUSH_TOKEN_PREFIX = "lgp_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -117,10 +118,8 @@ class Channels:
                 details={"size": size, "limit": ch.max_content_bytes},
             )
         problems = []
-        if not isinstance(tenant, str) or not TENANT.match(tenant):
-            problems.append(
-                "tenant: 1 to 200 letters, digits or '_.:@-', starting with a letter or digit"
-            )
+        if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
+            problems.append(_TENANT_RULE)
         command = command or ch.commands[0]
         if command not in ch.commands:
             problems.append(f"command: {command!r} is not one of {', '.join(ch.commands)}")
@@ -164,26 +163,26 @@ class Channels:
 
     # -- push tokens -------------------------------------------------------------------
 
-    def create_push_token(self, channel: str) -> str:
-        """A new push token for ``channel`` (replacing any earlier one); shown once."""
-        self.store.channel(channel)
-        token = f"{PUSH_TOKEN_PREFIX}{channel}_{secrets.token_urlsafe(32)}"
-        self.store.set_push_token(channel, _digest(token))
+    def create_push_token(self, channel: str, tenant: str) -> str:
+        """A new push token for ``tenant`` on ``channel`` (replacing the tenant's earlier
+        one); shown once, stored hashed. It pushes that tenant's content, nothing else."""
+        if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
+            raise ParamsError([_TENANT_RULE])
+        token = f"{PUSH_TOKEN_PREFIX}{secrets.token_urlsafe(32)}"
+        self.store.set_push_token(channel, tenant, _digest(token))
         return token
 
-    def revoke_push_token(self, channel: str) -> None:
-        """Make the channel's push token stop working."""
-        self.store.set_push_token(channel, None)
+    def revoke_push_token(self, channel: str, tenant: str) -> None:
+        """Make a tenant's push token on ``channel`` stop working."""
+        self.store.set_push_token(channel, tenant, None)
 
-    def check_push_token(self, channel: str, token: str | None) -> None:
-        """Pass for the channel's push token; :class:`Unauthorized` otherwise."""
+    def check_push_token(self, channel: str, token: str | None) -> str:
+        """The tenant a push token of ``channel`` pushes for; :class:`Unauthorized` for any
+        other token (one of another channel, or none), naming no channel."""
         if token and token.startswith(PUSH_TOKEN_PREFIX):
-            try:
-                stored = self.store.channel(channel).push_token_hash
-            except ChannelNotFound:
-                stored = None  # the same answer as a wrong token: channels stay unnamed
-            if stored is not None and hmac.compare_digest(stored, _digest(token)):
-                return
+            holder = self.store.push_token_holder(_digest(token))
+            if holder is not None and hmac.compare_digest(holder[0], channel):
+                return holder[1]
         raise Unauthorized("a valid bearer token is required")
 
     # -- reading -----------------------------------------------------------------------

@@ -43,7 +43,7 @@ class Pipeline:
         hooks: Iterable[tuple[HookPoint | str, LifecycleHook]] = (),
     ) -> None:
         for label, value in (("pipeline name", name), ("namespace", namespace)):
-            if not isinstance(value, str) or not _NAME.match(value):
+            if not isinstance(value, str) or not _NAME.fullmatch(value):
                 raise DefinitionError(
                     f"{label} {value!r} is invalid: use letters, digits, '_', '.', '-' "
                     "(at most 200 characters)"

@@ -47,7 +47,7 @@ def refs(value: str) -> Iterator[Ref]:
         if inner is None:
             raise TemplateError(f"unclosed placeholder in {value!r}: add '}}' or write $${{")
         path = inner.strip()
-        if not _PATH.match(path):
+        if not _PATH.fullmatch(path):
             raise TemplateError(
                 f"bad placeholder ${{{inner}}}: use ${{param}}, ${{steps.STEP.FIELD}}, "
                 "${run.id}, ${run.requested_by}, ${run.pipeline}, ${run.workspace} or "

@@ -586,6 +586,8 @@ class RunExecution:
             for values in (cp.run, cp.step_values):
                 if values.get("error"):
                     values["error"] = mask(values["error"])
+            if cp.run.get("context"):  # viewers read the bag: masked like the logs
+                cp.run["context"] = mask.data(cp.run["context"])
         await self.worker.committer.submit(cp)
 
     def _remember(self, step: str, values: dict[str, Any]) -> None:

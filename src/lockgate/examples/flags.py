@@ -55,7 +55,7 @@ def validate_request(d: Deployment) -> list[str]:
     return [
         f"flag {v!r} is not a lower-case-dashed name"
         for v in d.content.values
-        if not re.match(FLAG, v)
+        if not re.fullmatch(FLAG, v)
     ]
 
 

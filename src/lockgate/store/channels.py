@@ -8,6 +8,7 @@ stage pointer by compare-and-set and records the flip in the same transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,17 +38,9 @@ class ChannelRecord(Record):
     last_seq: int
     last_version: int
     active_deployment: str | None
-    push_token_hash: str | None
     public_read: bool
     created_at: float
     updated_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data (the token hash stays in the store)."""
-        out = super().to_dict()
-        out.pop("push_token_hash")
-        out["has_push_token"] = self.push_token_hash is not None
-        return out
 
 
 @dataclass(frozen=True)
@@ -133,7 +126,6 @@ class RegisterChannel:
                 last_seq=0,
                 last_version=0,
                 active_deployment=None,
-                push_token_hash=None,
                 public_read=self.public_read,
                 created_at=tx.now,
                 updated_at=tx.now,
@@ -658,16 +650,29 @@ class ChannelStore:
             [(str(r[0]), str(r[1]), int(r[2])) for r in counted],
         )
 
-    def set_push_token(self, channel: str, token_hash: str | None) -> None:
-        """Store (or clear) the hash of the channel's push token."""
-        c = s.channels.c
+    def set_push_token(self, channel: str, tenant: str, token_hash: str | None) -> None:
+        """Store (replacing) or, for ``None``, drop the hash of a tenant's push token."""
+        pt = s.push_tokens.c
 
-        def run(conn: Any) -> int:
-            return int(
+        def run(conn: Any) -> None:
+            if conn.execute(select(s.channels.c.name).where(s.channels.c.name == channel)).first():
                 conn.execute(
-                    update(s.channels).where(c.name == channel).values(push_token_hash=token_hash)
-                ).rowcount
-            )
-
-        if not self._store.write(run):
+                    delete(s.push_tokens).where(pt.channel == channel, pt.tenant == tenant)
+                )
+                if token_hash is not None:
+                    conn.execute(
+                        s.push_tokens.insert().values(
+                            channel=channel, tenant=tenant, hash=token_hash, created_at=time.time()
+                        )
+                    )
+                return
             raise ChannelNotFound(f"no channel {channel!r}")
+
+        self._store.write(run)
+
+    def push_token_holder(self, token_hash: str) -> tuple[str, str] | None:
+        """``(channel, tenant)`` of the push token with this hash."""
+        pt = s.push_tokens.c
+        stmt = select(pt.channel, pt.tenant).where(pt.hash == token_hash)
+        row = self._store.read(lambda c: c.execute(stmt).first())
+        return None if row is None else (str(row[0]), str(row[1]))

@@ -6,6 +6,16 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 
+def masked_url(url: str) -> str:
+    """``url`` with the password (or token) of its user part replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or "/" in userinfo:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}:***@{host}" if colon else f"{scheme}://***@{host}"
+
+
 class Record:
     """Shared by the records: a shallow ``to_dict`` (``asdict`` deep-copies, slowly)."""
 
@@ -291,3 +301,9 @@ class PollerRecord(Record):
     last_error: str | None
     enabled: bool
     created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data; credentials in the repository URL are masked."""
+        data = super().to_dict()
+        data["repository"] = masked_url(self.repository)
+        return data

@@ -306,11 +306,24 @@ channels = Table(
     Column("last_version", Integer, nullable=False),
     #: The deployment holding the channel's turn (one at a time).
     Column("active_deployment", String(32), nullable=True),
-    #: SHA-256 of the channel's push token, if one was made.
-    Column("push_token_hash", String(64), nullable=True),
     Column("public_read", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+#: Push tokens: each bound to one channel and one tenant, stored as a SHA-256 hash.
+push_tokens = Table(
+    "push_tokens",
+    metadata,
+    Column(
+        "channel",
+        String(200),
+        ForeignKey("channels.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tenant", String(200), primary_key=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
 )
 
 channel_stages = Table(
