@@ -61,3 +61,23 @@ def test_unbounded_chunked_bodies_cannot_grow_the_server(db_url: str) -> None:
         assert hook.status_code == 413
         assert rss_kib(proc.pid) - before < 20 * 1024
         assert os.path.exists(f"/proc/{proc.pid}")
+
+
+def test_forwarded_headers_are_believed_only_from_configured_proxies(db_url: str) -> None:
+    """Threat: spoofing a Gerrit trigger's address allowlist with X-Forwarded-For. By
+    default a client's forwarded headers are ignored; with --forwarded-allow-ips they are
+    believed from those proxies only."""
+    app = App(Settings(database_url=db_url))
+    app.migrate()
+    trigger, token = app.webhooks.create("gerrit", "deploy", secret=None, allow_ips=["10.0.0.0/8"])
+    app.close()
+    body = (
+        Path(__file__).parents[1] / "fixtures/webhooks/gerrit/patchset-created.json"
+    ).read_bytes()
+    spoofed = {"X-Forwarded-For": "10.1.2.3"}
+    path = f"/hooks/{trigger.id}?token={token}"
+    env = {"LOCKGATE_DATABASE_URL": db_url}
+    with lockgate_server(env) as (url, _):
+        assert httpx.post(url + path, content=body, headers=spoofed).status_code == 404
+    with lockgate_server(env, "--forwarded-allow-ips", "127.0.0.1") as (url, _):
+        assert httpx.post(url + path, content=body, headers=spoofed).status_code == 202
