@@ -77,6 +77,9 @@ class Settings:
     #: Where each run gets a directory of its own (``${run.workspace}``); a templated
     #: ``cwd`` of a shell step must stay inside it.
     workspace_dir: Path = Path("lockgate-work")
+    #: What one step may log per execution (lines, bytes); past it, a marker, then nothing.
+    log_max_lines: int = 100_000
+    log_max_bytes: int = 16 * 1024 * 1024
     #: Good webhook deliveries per second per trigger, and the burst above it.
     webhook_rate: float = 20.0
     webhook_burst: int = 100
@@ -118,6 +121,8 @@ class Settings:
                 env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)
             ),
             worker_name=env.get("LOCKGATE_WORKER_NAME") or None,
+            log_max_lines=int(env.get("LOCKGATE_LOG_MAX_LINES", base.log_max_lines)),
+            log_max_bytes=int(env.get("LOCKGATE_LOG_MAX_BYTES", base.log_max_bytes)),
             webhook_rate=float(env.get("LOCKGATE_WEBHOOK_RATE", base.webhook_rate)),
             webhook_burst=int(env.get("LOCKGATE_WEBHOOK_BURST", base.webhook_burst)),
             webhook_failure_rate=float(

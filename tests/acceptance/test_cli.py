@@ -99,3 +99,18 @@ def test_help_describes_every_command() -> None:
     )
     for command in ("server", "worker", "run", "runs", "db", "pipelines"):
         assert command in out.stdout
+
+
+def test_logs_reach_the_terminal_without_escape_sequences(db_url: str, tmp_path: Path) -> None:
+    """Threat: a command's output driving the operator's terminal (colours, titles, cursor
+    moves): ``runs logs`` strips escape sequences and control characters."""
+    pipeline = tmp_path / "esc.yaml"
+    argv = [sys.executable, "-c", r"print('\x1b]0;owned\x07\x1b[2Jplain\x1b[31mred')"]
+    pipeline.write_text(
+        "name: esc\nsteps:\n  - name: say\n    kind: shell\n    argv: " + json.dumps(argv) + "\n"
+    )
+    done = lockgate(db_url, "run", "esc", "--pipelines", str(pipeline), "--wait", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["id"]
+    shown = lockgate(db_url, "runs", "logs", run_id)
+    assert "plainred" in shown.stdout and "\x1b" not in shown.stdout and "\x07" not in shown.stdout

@@ -344,3 +344,29 @@ steps:
     ]
     ok = app.start_run("typed-params", {"service": "web", "replicas": "3"})
     assert ok.params == {"service": "web", "env": None, "replicas": 3}
+
+
+async def test_a_step_past_its_log_budget_is_cut_with_a_marker(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Threat: a step filling the store with logs. Past the per-step budget (a setting) one
+    marker line is written and the rest dropped; the step itself goes on."""
+    app = App(settings.with_(log_max_lines=5))
+    try:
+        path = pipeline_file(
+            tmp_path,
+            f"""
+name: chatty
+steps:
+  - name: talk
+    kind: shell
+    argv: {json.dumps([sys.executable, "-c", "for i in range(50): print(f'line {i}')"])}
+""",
+        )
+        done = await run_file(app, path)
+        assert done.status == RunStatus.SUCCEEDED
+        lines = [line.message for line in app.logs(done.id, "talk")]
+        assert lines[1:5] == ["line 0", "line 1", "line 2", "line 3"]
+        assert len(lines) == 6 and lines[-1].startswith("log truncated")
+    finally:
+        app.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
@@ -41,6 +42,18 @@ STATUS_STYLE = {
     "ROLLBACK_FAILED": "bold red",
     "CANCELLED": "red",
 }
+
+
+#: Terminal control sequences (colours, cursor moves, title changes) and other controls.
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f\x9b]"
+)
+
+
+def printable(text: str) -> str:
+    """``text`` without escape sequences or control characters: what a command printed
+    must not drive the terminal it is shown in."""
+    return _CONTROL.sub("", text)
 
 
 def status_text(status: str) -> Text:

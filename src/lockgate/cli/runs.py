@@ -19,6 +19,7 @@ from lockgate.cli.output import (
     duration,
     print_json,
     print_json_line,
+    printable,
     status_text,
     table,
     when,
@@ -166,8 +167,8 @@ def logs(
             print_json_line(line.to_dict())
         else:
             console.print(
-                f"[dim]{when(line.at)}[/dim] [bold]{escape(line.step)}[/bold] "
-                f"{line.level.upper():7} {escape(line.message)}",
+                f"[dim]{when(line.at)}[/dim] [bold]{escape(printable(line.step))}[/bold] "
+                f"{line.level.upper():7} {escape(printable(line.message))}",
                 highlight=False,
             )
 

@@ -18,7 +18,7 @@ from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.core.step import Step
-from lockgate.engine.logs import LogBuffer
+from lockgate.engine.logs import LogBudget, LogBuffer
 from lockgate.errors import (
     MissingOutput,
     NothingToUndo,
@@ -87,7 +87,9 @@ class RunExecution:
         self.outputs = _Outputs(self.steps)
         self.bag: dict[str, Any] = dict(claimed.run.context or {})
         self.status = RunStatus(claimed.run.status)
-        self.logs = LogBuffer(self.run.id, worker.mask, worker.settings.log_dir)
+        settings = worker.settings
+        budget = LogBudget(settings.log_max_lines, settings.log_max_bytes)
+        self.logs = LogBuffer(self.run.id, worker.mask, settings.log_dir, budget)
         self.cancel_requested = claimed.run.cancel_requested
         self.ctx: StepContext | None = None
         #: Set on cancel; shared by every step context of this run.

@@ -6,6 +6,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,34 @@ def log_path(log_dir: Path, run_id: str, step: str) -> Path:
     return path
 
 
+#: One log line is cut at this many characters, with a marker.
+MAX_MESSAGE_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class LogBudget:
+    """How much one step may log (per execution); past it, one marker, then nothing."""
+
+    lines: int = 100_000
+    bytes: int = 16 * 1024 * 1024
+
+
 class LogBuffer:
     """Collects a run's log lines until the next checkpoint or flush takes them."""
 
     def __init__(
-        self, run_id: str, mask: Callable[[str], str], log_dir: Path | None = None
+        self,
+        run_id: str,
+        mask: Callable[[str], str],
+        log_dir: Path | None = None,
+        budget: LogBudget | None = None,
     ) -> None:
         self.run_id = run_id
         self._mask = mask
         self._log_dir = log_dir
+        self._budget = budget or LogBudget()
+        #: Per step: (lines, bytes) logged so far, or None once over budget.
+        self._spent: dict[str, tuple[int, int] | None] = {}
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
@@ -46,15 +66,35 @@ class LogBuffer:
         return StepLogger(lambda level, message: self.add(step, level, message))
 
     def add(self, step: str, level: str, message: str) -> None:
-        """Record one line (callable from any thread)."""
-        row = {
-            "run_id": self.run_id,
-            "step": step,
-            "level": level,
-            "message": self._mask(str(message)),
-            "at": time.time(),
-        }
+        """Record one line (callable from any thread); a step over its budget gets one
+        marker line, then its lines are dropped."""
+        text = str(message)
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[:MAX_MESSAGE_CHARS] + f" [line cut at {MAX_MESSAGE_CHARS} characters]"
+        text = self._mask(text)
         with self._lock:
+            spent = self._spent.get(step, (0, 0))
+            if spent is None:
+                return
+            lines, size = spent[0] + 1, spent[1] + len(text)
+            if lines > self._budget.lines or size > self._budget.bytes:
+                self._spent[step] = None
+                level, text = (
+                    "warning",
+                    (
+                        f"log truncated: this step logged more than {self._budget.lines} lines "
+                        f"or {self._budget.bytes} bytes; later lines are dropped"
+                    ),
+                )
+            else:
+                self._spent[step] = (lines, size)
+            row = {
+                "run_id": self.run_id,
+                "step": step,
+                "level": level,
+                "message": text,
+                "at": time.time(),
+            }
             self._rows.append(row)
         if self._log_dir is not None:
             path = log_path(self._log_dir, self.run_id, step)
