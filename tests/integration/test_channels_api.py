@@ -260,3 +260,27 @@ async def test_a_reader_during_flips_only_ever_sees_complete_manifests(served: S
     assert len(versions) > 1
     final = served.app.channels.stage_manifest("hammered", "three")
     assert final.data()["count"] == 8  # the eight that passed; failed content never merged
+
+
+async def test_a_stalled_stage_read_does_not_stall_the_server(served: Served) -> None:
+    """Threat: one slow read freezing every request. While PostgreSQL makes a stage read
+    wait (a lock held elsewhere), the server goes on answering; the read then completes.
+    (A SQLite read in WAL mode never waits, so there the point is moot.)"""
+    if not served.app.settings.database_url.startswith("postgresql"):
+        return
+    import psycopg
+
+    served.app.channels.register(Channel("slow", request=FlagPush, merge=merge, public_read=True))
+    dsn = served.app.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("LOCK TABLE channel_stages IN ACCESS EXCLUSIVE MODE")
+        async with httpx.AsyncClient(base_url=served.base, timeout=30) as client:
+            read = asyncio.create_task(client.get("/api/v1/channels/slow/stages/live/manifest"))
+            await asyncio.sleep(0.3)
+            assert not read.done()
+            started = time.monotonic()
+            assert (await client.get("/healthz")).status_code == 200
+            assert time.monotonic() - started < 1.0
+            blocker.rollback()  # let go of the lock
+            answer = await read
+    assert answer.status_code in (404, 200)

@@ -169,8 +169,10 @@ async def stage_manifest(
     lg: Lockgate,
     if_none_match: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    # One indexed read by primary key, done on the loop: it costs less than a thread hop.
-    current = lg.channels.stage_manifest(channel, stage)
+    # One indexed read that never blocks the loop: on PostgreSQL an async connection (a
+    # slow database stalls no other request); a SQLite read in WAL mode never waits for
+    # writers and costs less in place than a hop to a thread.
+    current = await lg.channels.stage_manifest_async(channel, stage)
     headers = {
         "ETag": current.etag,
         "X-Manifest-Version": str(current.version),

@@ -193,11 +193,11 @@ class Channels:
 
     def stage_manifest(self, channel: str, stage: str) -> StageManifest:
         """The manifest a stage serves now (one indexed read)."""
-        found = self.store.stage_manifest(channel, stage)
-        if found is None:
-            raise ChannelNotFound(f"stage {stage!r} of channel {channel!r} has no manifest yet")
-        version, digest, body = found
-        return StageManifest(channel, stage, version, digest, body)
+        return _served(channel, stage, self.store.stage_manifest(channel, stage))
+
+    async def stage_manifest_async(self, channel: str, stage: str) -> StageManifest:
+        """:meth:`stage_manifest` without blocking the event loop."""
+        return _served(channel, stage, await self.store.stage_manifest_async(channel, stage))
 
     def stages(self, channel: str) -> list[StageRecord]:
         """Every stage's pointer, in order (one query)."""
@@ -239,3 +239,10 @@ class Channels:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _served(channel: str, stage: str, found: tuple[int, str, str] | None) -> StageManifest:
+    if found is None:
+        raise ChannelNotFound(f"stage {stage!r} of channel {channel!r} has no manifest yet")
+    version, digest, body = found
+    return StageManifest(channel, stage, version, digest, body)

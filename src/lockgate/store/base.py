@@ -3,13 +3,14 @@ databases do (engine set-up, conflict-tolerant inserts, claiming, wake-up hints)
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, and_, func, select
+from sqlalchemy import Connection, Engine, Table, and_, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
@@ -70,6 +71,9 @@ class Store(ABC):
 
     dialect = "sql"
     skip_locked = False
+    #: Whether a point read is a local file read that never waits on writers (SQLite in
+    #: WAL mode): cheaper on the event loop than a hop to a thread.
+    local_reads = False
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -224,6 +228,17 @@ class Store(ABC):
             )
         first = text.strip().splitlines()[0] if text.strip() else orig.__class__.__name__
         return StoreError(f"database {what} failed: {first}")
+
+    async def fetch_one_async(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a read, without blocking the event loop: here, in a thread
+        (dialects with an async driver do better; a local one may read in place)."""
+        if self.local_reads:
+            return self._fetch_one(sql, params)
+        return await asyncio.to_thread(self._fetch_one, sql, params)
+
+    def _fetch_one(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        row = self.read(lambda c: c.execute(text(sql), params).first())
+        return None if row is None else tuple(row)
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run ``run_id``; :class:`RunNotFound` if there is none."""

@@ -536,6 +536,18 @@ class ChannelStore:
             return None
         return int(row.version), str(row.hash), str(row.body)
 
+    async def stage_manifest_async(self, channel: str, stage: str) -> tuple[int, str, str] | None:
+        """:meth:`stage_manifest`, without blocking the event loop (the hot public read)."""
+        row = await self._store.fetch_one_async(
+            _STAGE_MANIFEST.text, {"channel": channel, "stage": stage}
+        )
+        if row is None:
+            raise ChannelNotFound(f"channel {channel!r} has no stage {stage!r}")
+        version, digest, body = row
+        if version is None:
+            return None
+        return int(version), str(digest), str(body)
+
     def stages(self, channel: str) -> list[StageRecord]:
         """Every stage's pointer, in stage order, in one query."""
         st, m = s.channel_stages.c, s.channel_manifests.c

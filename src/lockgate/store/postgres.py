@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 
+from lockgate.errors import StoreError
 from lockgate.store.base import Store
 
 CHANNEL = "lockgate_work"
@@ -36,6 +38,13 @@ class PostgresStore(Store):
         super().__init__(normalise_url(url))
         self._listener: threading.Thread | None = None
         self._stop_listening = threading.Event()
+        self._dsn = (
+            make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        #: Per event loop: one async connection for hot reads, and its lock.
+        self._async: dict[
+            asyncio.AbstractEventLoop, tuple[asyncio.Lock, list[psycopg.AsyncConnection[Any]]]
+        ] = {}
 
     def _make_engines(self, url: str) -> tuple[Engine, Engine]:
         writer = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
@@ -57,7 +66,7 @@ class PostgresStore(Store):
         """Call ``on_notify`` (from a thread) whenever any process signals new work."""
         if self._listener is not None:
             return
-        dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        dsn = self._dsn
 
         def loop() -> None:
             while not self._stop_listening.is_set():
@@ -73,6 +82,27 @@ class PostgresStore(Store):
 
         self._listener = threading.Thread(target=loop, name="lockgate-listen", daemon=True)
         self._listener.start()
+
+    async def fetch_one_async(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a read on an asynchronous connection of this event loop: the
+        loop goes on serving while PostgreSQL answers, with no hop to a thread."""
+        loop = asyncio.get_running_loop()
+        held = self._async.get(loop)
+        if held is None:
+            held = self._async[loop] = (asyncio.Lock(), [])
+        lock, conns = held
+        async with lock:
+            for attempt in (1, 2):
+                if not conns or conns[0].closed:
+                    conns[:] = [await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)]
+                try:
+                    cursor = await conns[0].execute(self.driver_sql(sql).encode(), params)
+                    return await cursor.fetchone()
+                except psycopg.OperationalError as exc:
+                    await conns[0].close()
+                    if attempt == 2:
+                        raise StoreError(f"database read failed: {exc}") from exc
+        return None  # not reached
 
     def close(self) -> None:
         """Stop listening and close every connection."""

@@ -19,6 +19,7 @@ class SqliteStore(Store):
     """The embedded default: one file, nothing to set up."""
 
     dialect = "sqlite"
+    local_reads = True
 
     def __init__(
         self,
