@@ -31,6 +31,7 @@ from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store, open_store
 from lockgate.store.approvals import Decide, settled_conflict
+from lockgate.store.audit import Audited, AuditEntry
 from lockgate.store.migrate import upgrade
 from lockgate.store.ops import CreateRun, Op, RegisterPipeline, RequestCancel
 from lockgate.store.records import (
@@ -171,10 +172,12 @@ class App:
         requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
+        actor: str | None = None,
     ) -> RunRecord:
         """Start a run of the current version of ``name``; refused with every param problem.
 
-        With ``idempotency_key``, starting twice returns the first run.
+        With ``idempotency_key``, starting twice returns the first run. With ``actor`` the
+        start is audited in the same transaction.
         """
         op = self.prepare_run(
             name,
@@ -184,7 +187,13 @@ class App:
             noop=noop,
             idempotency_key=idempotency_key,
         )
-        record, created = self.store.apply(op)
+        write: Op = op
+        if actor is not None:
+            entry = AuditEntry(
+                actor, "run.start", None, {"pipeline": f"{op.namespace}/{op.pipeline}"}
+            )
+            write = Audited(op, entry, lambda result: str(result[0].id))
+        record, created = self.store.apply(write)
         self.adopt_created(op, record, created)
         return record  # type: ignore[no-any-return]
 
@@ -318,8 +327,12 @@ class App:
         return self.store.get_logs(run_id, step, after)
 
     def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
-        """Ask a run to stop its current step and roll back."""
-        self.store.apply(RequestCancel(run_id, by))
+        """Ask a run to stop its current step and roll back (audited as ``by``, in the same
+        transaction)."""
+        op: Op = RequestCancel(run_id, by)
+        if by is not None:
+            op = Audited(op, AuditEntry(by, "run.cancel", run_id))
+        self.store.apply(op)
         return self.store.get_run(run_id)
 
     # -- approvals -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ class Client(Protocol):
         requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
+        actor: str | None = None,
     ) -> RunRecord:
         """Start a run."""
 
@@ -87,6 +88,7 @@ class ChannelsClient(Protocol):
         command: str | None = None,
         requested_by: str | None = None,
         idempotency_key: str | None = None,
+        actor: str | None = None,
     ) -> DeploymentRecord:
         """Queue a deployment of a tenant's content."""
 

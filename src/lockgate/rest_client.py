@@ -79,8 +79,10 @@ class RestClient:
         requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
+        actor: str | None = None,
     ) -> RunRecord:
-        """Start a run (``requested_by`` is the token's name, whatever is passed)."""
+        """Start a run (``requested_by`` and ``actor`` are the token's subject, whatever is
+        passed: the server audits it)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"pipeline": name, "params": params or {}, "namespace": namespace, "dry_run": noop}
         return RunRecord(**self._call("POST", "/runs", json=body, headers=headers))
@@ -219,6 +221,7 @@ class RestChannels:
         command: str | None = None,
         requested_by: str | None = None,
         idempotency_key: str | None = None,
+        actor: str | None = None,
     ) -> DeploymentRecord:
         """Queue a deployment (the server records the token's name as the pusher)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from enum import StrEnum
 from typing import Any
@@ -14,9 +15,12 @@ from sqlalchemy import select, update
 from lockgate.errors import NotFound, ParamsError, Unauthorized
 from lockgate.store import Store
 from lockgate.store import schema as s
+from lockgate.store.audit import AuditEntry
 from lockgate.store.records import TokenRecord
 
 PREFIX = "lg_"
+#: A refused request is audited at most this often per address, route and actor.
+DENIED_EVERY = 60.0
 
 
 class Role(StrEnum):
@@ -46,6 +50,8 @@ class Tokens:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._denied: dict[tuple[str, str, str], float] = {}
+        self._lock = threading.Lock()
 
     def create(
         self, name: str, role: str, *, subject: str | None = None, actor: str = "local"
@@ -74,9 +80,14 @@ class Tokens:
             "last_used_at": None,
             "revoked_at": None,
         }
-        self._store.write(lambda c: c.execute(s.tokens.insert().values(row)))
         details = {"name": name, "role": role, "subject": row["subject"]}
-        self._store.audit(actor, "token.create", token_id, details)
+        audit = AuditEntry(actor, "token.create", token_id, details)
+
+        def insert(conn: Any) -> None:
+            conn.execute(s.tokens.insert().values(row))
+            audit.insert(conn, row["created_at"])
+
+        self._store.write(insert)
         return TokenRecord(**row), plaintext
 
     def authenticate(self, plaintext: str | None) -> TokenRecord:
@@ -103,7 +114,21 @@ class Tokens:
                 update(s.tokens).where(s.tokens.c.id == token.id).values(last_used_at=now)
             )
         )
-        self._store.audit(token.name, "token.use", token.id, {"route": route})
+        self._store.audit(token.identity, "token.use", token.id, {"route": route})
+
+    def denied(self, actor: str, route: str, client: str | None, reason: str) -> None:
+        """Record a refused request (401/403), at most once a minute per address, route
+        and actor: probing is visible in the audit log without flooding it."""
+        key = (client or "?", route, actor)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._denied.get(key, -DENIED_EVERY) < DENIED_EVERY:
+                return
+            if len(self._denied) > 10_000:
+                self._denied.clear()
+            self._denied[key] = now
+        details = {"route": route, "client": client, "reason": reason}
+        self._store.audit(actor, "auth.denied", None, details)
 
     def list(self) -> list[TokenRecord]:
         """Every token, newest first."""
@@ -114,15 +139,19 @@ class Tokens:
 
     def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
         """Revoke a token; it stops working at once (revoking twice changes nothing)."""
-        self._store.write(
-            lambda c: c.execute(
+
+        def revoke(conn: Any) -> None:
+            found = conn.execute(select(s.tokens.c.name).where(s.tokens.c.id == token_id)).first()
+            if found is None:
+                raise NotFound(f"no token {token_id!r}")
+            conn.execute(
                 update(s.tokens)
                 .where(s.tokens.c.id == token_id, s.tokens.c.revoked_at.is_(None))
                 .values(revoked_at=time.time())
             )
-        )
-        for token in self.list():
-            if token.id == token_id:
-                self._store.audit(actor, "token.revoke", token_id, {"name": token.name})
-                return token
-        raise NotFound(f"no token {token_id!r}")
+            AuditEntry(actor, "token.revoke", token_id, {"name": found.name}).insert(
+                conn, time.time()
+            )
+
+        self._store.write(revoke)
+        return next(token for token in self.list() if token.id == token_id)

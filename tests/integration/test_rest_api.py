@@ -374,3 +374,35 @@ async def test_viewers_read_no_credentials(served: Served, tmp_path: Path) -> No
     async with served.client("viewer") as viewer:
         shown = (await viewer.get(f"/api/v1/runs/{done.id}")).json()
     assert shown["context"] == {"auth": "Bearer ***"}
+
+
+async def test_refused_requests_are_audited_once_a_minute(served: Served) -> None:
+    """Threat: probing unseen. A 401 and a 403 are recorded (with the address, the route
+    and the subject when known), at most once a minute per address, route and actor; a
+    refused action leaves no audit row of the action (it shares its transaction)."""
+    app = served.app
+    async with httpx.AsyncClient(
+        base_url=served.base, headers={"Authorization": "Bearer lg_wrong"}
+    ) as stranger:
+        for _ in range(5):
+            assert (await stranger.get("/api/v1/runs")).status_code == 401
+            r = await stranger.post("/api/v1/runs", json={"pipeline": "deploy"})
+            assert r.status_code == 401
+    token = app.tokens.create("viewer-laptop", "viewer", subject="vera")[1]
+    async with httpx.AsyncClient(
+        base_url=served.base, headers={"Authorization": f"Bearer {token}"}
+    ) as vera:
+        for _ in range(3):
+            r = await vera.post("/api/v1/runs/nope/cancel")
+            assert r.status_code == 403
+    async with served.client("operator") as op:
+        assert (await op.post("/api/v1/runs/nope/cancel")).status_code == 404
+    denied = [
+        (e.actor, e.details["route"]) for e in app.store.get_audit() if e.action == "auth.denied"
+    ]
+    assert sorted(denied) == [
+        ("anonymous", "GET /api/v1/runs"),
+        ("anonymous", "POST /api/v1/runs"),
+        ("vera", "POST /api/v1/runs/nope/cancel"),
+    ]
+    assert not [e for e in app.store.get_audit() if e.action == "run.cancel"]

@@ -35,13 +35,14 @@ def require(role: Role) -> Callable[[Request], Caller]:
     """A dependency that admits callers whose token grants ``role``."""
 
     def check(request: Request) -> Caller:
+        tokens = lockgate(request).tokens
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("send Authorization: Bearer <token>")
-        tokens = lockgate(request).tokens
         record = tokens.authenticate(token.strip())
         caller = Caller(record.identity, Role(record.role))
+        request.state.caller = caller  # who to name if the request is refused later
         if not caller.role.includes(role):
             raise Forbidden(f"this needs the {role.value} role; the token has {record.role}")
         tokens.touch(record, f"{request.method} {request.url.path}")

@@ -120,8 +120,8 @@ def push(
         requested_by=pusher.identity,
         # Keys are the tenant's own: another tenant cannot take them first.
         idempotency_key=f"push:{channel}:{tenant}:{idempotency_key}" if idempotency_key else None,
+        actor=pusher.identity,
     )
-    lg.store.audit(pusher.identity, "channel.push", deployment.id, {"channel": channel})
     return deployment.to_dict()
 
 
@@ -235,8 +235,7 @@ class PushTokenBody(Strict):
 def create_push_token(
     channel: str, body: PushTokenBody, caller: Admin, lg: Lockgate
 ) -> dict[str, Any]:
-    token = lg.channels.create_push_token(channel, body.tenant)
-    lg.store.audit(caller.name, "channel.push_token.create", channel, {"tenant": body.tenant})
+    token = lg.channels.create_push_token(channel, body.tenant, actor=caller.name)
     return {"channel": channel, "tenant": body.tenant, "token": token}
 
 
@@ -249,6 +248,5 @@ def revoke_push_token(
     lg: Lockgate,
     tenant: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> Response:
-    lg.channels.revoke_push_token(channel, tenant)
-    lg.store.audit(caller.name, "channel.push_token.revoke", channel, {"tenant": tenant})
+    lg.channels.revoke_push_token(channel, tenant, actor=caller.name)
     return Response(status_code=204)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import traceback
 from typing import Any
@@ -46,6 +47,13 @@ def referenced(status: int, code: str, detail: str) -> JSONResponse:
     return error(status, code, f"{what}; reference {ref} in the server log", {"ref": ref})
 
 
+def denied(request: Request, actor: str, reason: str) -> None:
+    """Audit a refused request (rate-limited by the token service)."""
+    client = request.client.host if request.client else None
+    route = f"{request.method} {request.url.path}"
+    request.app.state.lockgate.tokens.denied(actor, route, client, reason)
+
+
 def error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     """The one error shape."""
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -59,6 +67,10 @@ def install(api: FastAPI) -> None:
     @api.exception_handler(LockgateError)
     async def lockgate_error(request: Request, exc: LockgateError) -> JSONResponse:
         status = STATUS.get(exc.code, 500)
+        if status in (401, 403):
+            caller = getattr(request.state, "caller", None)
+            actor = caller.name if caller is not None else "anonymous"
+            await asyncio.to_thread(denied, request, actor, exc.message)
         if exc.code in _PRIVATE or status >= 500:
             return referenced(status, exc.code, exc.message)
         return error(status, exc.code, exc.message, exc.details)

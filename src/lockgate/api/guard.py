@@ -55,6 +55,15 @@ class Guard:
         if path.startswith("/api/") and scope["method"] in _WITH_BODY:
             problem = await asyncio.to_thread(self._authenticate, path, headers)
             if problem is not None:
+                client = scope.get("client")
+                route = f"{scope['method']} {path}"
+                await asyncio.to_thread(
+                    self.lockgate.tokens.denied,
+                    "anonymous",
+                    route,
+                    client[0] if client else None,
+                    problem,
+                )
                 await self._refuse(scope, receive, send, 401, "unauthorized", problem)
                 return
         await self.app(scope, self._counting(receive), send)

@@ -99,8 +99,8 @@ def start_run(
         requested_by=caller.name,
         noop=body.dry_run,
         idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
+        actor=caller.name,
     )
-    lg.store.audit(caller.name, "run.start", run.id, {"pipeline": run.pipeline})
     return run.to_dict()
 
 
@@ -189,9 +189,7 @@ def stream_logs(
 
 @router.post("/runs/{run_id}/cancel", summary="Stop the run's step and roll it back")
 def cancel_run(run_id: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
-    run = lg.cancel_run(run_id, by=caller.name)
-    lg.store.audit(caller.name, "run.cancel", run_id, None)
-    return run.to_dict()
+    return lg.cancel_run(run_id, by=caller.name).to_dict()
 
 
 @router.get("/approvals", summary="Approval steps waiting for decisions, oldest first")
@@ -277,8 +275,8 @@ def create_trigger(body: TriggerBody, caller: Admin, lg: Lockgate) -> dict[str, 
         branches=body.branches,
         params=body.params,
         allow_ips=body.allow_ips,
+        actor=caller.name,
     )
-    lg.store.audit(caller.name, "trigger.create", trigger.id, {"pipeline": body.pipeline})
     url = f"/hooks/{trigger.id}" + (f"?token={url_token}" if url_token else "")
     # An unsigned provider's URL token is in this answer only; it is stored hashed.
     return {**trigger.to_dict(), "url": url}
@@ -291,8 +289,7 @@ def list_triggers(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
 
 @router.delete("/triggers/{trigger_id}", summary="Delete a trigger and its deliveries")
 def delete_trigger(trigger_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    lg.webhooks.delete(trigger_id)
-    lg.store.audit(caller.name, "trigger.delete", trigger_id, None)
+    lg.webhooks.delete(trigger_id, actor=caller.name)
     return {"deleted": trigger_id}
 
 
@@ -346,8 +343,8 @@ def create_schedule(body: ScheduleBody, caller: Admin, lg: Lockgate) -> dict[str
         misfire=body.misfire,
         namespace=body.namespace,
         params=body.params,
+        actor=caller.name,
     )
-    lg.store.audit(caller.name, "schedule.create", schedule.id, {"pipeline": body.pipeline})
     return schedule.to_dict()
 
 
@@ -358,8 +355,7 @@ def list_schedules(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
 
 @router.delete("/schedules/{schedule_id}", summary="Delete a schedule")
 def delete_schedule(schedule_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    lg.schedules.store.delete(schedule_id)
-    lg.store.audit(caller.name, "schedule.delete", schedule_id, None)
+    lg.schedules.delete(schedule_id, actor=caller.name)
     return {"deleted": schedule_id}
 
 
@@ -383,8 +379,8 @@ def create_poller(body: PollerBody, caller: Admin, lg: Lockgate) -> dict[str, An
         interval_seconds=body.interval_seconds,
         namespace=body.namespace,
         params=body.params,
+        actor=caller.name,
     )
-    lg.store.audit(caller.name, "poller.create", poller.id, {"repository": body.repository})
     return poller.to_dict()
 
 
@@ -395,13 +391,10 @@ def list_pollers(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
 
 @router.delete("/pollers/{poller_id}", summary="Delete a poller")
 def delete_poller(poller_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    lg.pollers.store.delete(poller_id)
-    lg.store.audit(caller.name, "poller.delete", poller_id, None)
+    lg.pollers.delete(poller_id, actor=caller.name)
     return {"deleted": poller_id}
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", summary="Process a delivery again")
 def redeliver(delivery_id: int, caller: Admin, lg: Lockgate) -> dict[str, Any]:
-    answer = lg.webhooks.redeliver(delivery_id)
-    lg.store.audit(caller.name, "delivery.redeliver", str(delivery_id), answer.body)
-    return answer.body
+    return lg.webhooks.redeliver(delivery_id, actor=caller.name).body

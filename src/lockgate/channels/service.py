@@ -13,6 +13,7 @@ from lockgate.channels.model import TENANT, Channel
 from lockgate.channels.pipeline import NAMESPACE, channel_pipeline
 from lockgate.core.ids import new_run_id
 from lockgate.errors import ChannelNotFound, ParamsError, TooLarge, Unauthorized
+from lockgate.store.audit import Audited, AuditEntry
 from lockgate.store.channels import (
     ChannelRecord,
     ChannelStore,
@@ -146,9 +147,11 @@ class Channels:
         command: str | None = None,
         requested_by: str | None = None,
         idempotency_key: str | None = None,
+        actor: str | None = None,
     ) -> DeploymentRecord:
         """Queue a deployment of ``tenant``'s ``content``; deployments of a channel run one
-        at a time, in push order. With ``idempotency_key``, pushing twice returns the first."""
+        at a time, in push order. With ``idempotency_key``, pushing twice returns the first.
+        With ``actor``, audited in the same transaction."""
         op = self.prepare_push(
             channel,
             tenant,
@@ -157,24 +160,30 @@ class Channels:
             requested_by=requested_by,
             idempotency_key=idempotency_key,
         )
-        record, run, created = self._app.store.apply(op)
+        write: Any = op
+        if actor is not None:
+            entry = AuditEntry(actor, "channel.push", None, {"channel": channel, "tenant": tenant})
+            write = Audited(op, entry, lambda result: str(result[0].id))
+        record, run, created = self._app.store.apply(write)
         self._app.adopt_created(op.create, run, created)
         return record  # type: ignore[no-any-return]
 
     # -- push tokens -------------------------------------------------------------------
 
-    def create_push_token(self, channel: str, tenant: str) -> str:
+    def create_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> str:
         """A new push token for ``tenant`` on ``channel`` (replacing the tenant's earlier
         one); shown once, stored hashed. It pushes that tenant's content, nothing else."""
         if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
             raise ParamsError([_TENANT_RULE])
         token = f"{PUSH_TOKEN_PREFIX}{secrets.token_urlsafe(32)}"
-        self.store.set_push_token(channel, tenant, _digest(token))
+        audit = _audit(actor, "channel.push_token.create", channel, {"tenant": tenant})
+        self.store.set_push_token(channel, tenant, _digest(token), audit)
         return token
 
-    def revoke_push_token(self, channel: str, tenant: str) -> None:
-        """Make a tenant's push token on ``channel`` stop working."""
-        self.store.set_push_token(channel, tenant, None)
+    def revoke_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> None:
+        """Make a tenant's push token on ``channel`` stop working (audited with ``actor``)."""
+        audit = _audit(actor, "channel.push_token.revoke", channel, {"tenant": tenant})
+        self.store.set_push_token(channel, tenant, None, audit)
 
     def check_push_token(self, channel: str, token: str | None) -> str:
         """The tenant a push token of ``channel`` pushes for; :class:`Unauthorized` for any
@@ -246,3 +255,7 @@ def _served(channel: str, stage: str, found: tuple[int, str, str] | None) -> Sta
         raise ChannelNotFound(f"stage {stage!r} of channel {channel!r} has no manifest yet")
     version, digest, body = found
     return StageManifest(channel, stage, version, digest, body)
+
+
+def _audit(actor: str | None, action: str, target: str, details: Any) -> AuditEntry | None:
+    return AuditEntry(actor, action, target, details) if actor is not None else None

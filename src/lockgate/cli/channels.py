@@ -96,6 +96,7 @@ def push(
             command=command,
             requested_by=whoami(),
             idempotency_key=idempotency_key,
+            actor=whoami(),
         )
     except ChannelNotFound as exc:
         if state.url or local[1]:

@@ -399,8 +399,9 @@ def run(
         lg.register(*local)
     else:  # the pipeline must be registered in the database (by a server or worker)
         lg = state.client() if state.url else state.app()
+    me = whoami()
     record = lg.start_run(
-        name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by=whoami()
+        name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by=me, actor=me
     )
     if not wait and not local:
         if output is Output.json:

@@ -30,8 +30,9 @@ def log_path(log_dir: Path, run_id: str, step: str) -> Path:
     return path
 
 
-#: One log line is cut at this many characters, with a marker.
-MAX_MESSAGE_CHARS = 64 * 1024
+#: One log line is cut at this many characters, with a marker (a shell step cuts its output
+#: lines shorter, at 64 KiB).
+MAX_MESSAGE_CHARS = 128 * 1024
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from sqlalchemy import and_, delete, func, select, text, update
 from lockgate.core.statuses import TERMINAL_RUN_STATUSES
 from lockgate.errors import ChannelNotFound, Conflict, InvalidState
 from lockgate.store import schema as s
+from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE, Store
 from lockgate.store.ops import CreateRun, WriteTx
 from lockgate.store.records import Record, RunRecord
@@ -662,7 +663,9 @@ class ChannelStore:
             [(str(r[0]), str(r[1]), int(r[2])) for r in counted],
         )
 
-    def set_push_token(self, channel: str, tenant: str, token_hash: str | None) -> None:
+    def set_push_token(
+        self, channel: str, tenant: str, token_hash: str | None, audit: AuditEntry | None = None
+    ) -> None:
         """Store (replacing) or, for ``None``, drop the hash of a tenant's push token."""
         pt = s.push_tokens.c
 
@@ -677,6 +680,8 @@ class ChannelStore:
                             channel=channel, tenant=tenant, hash=token_hash, created_at=time.time()
                         )
                     )
+                if audit is not None:
+                    audit.insert(conn, time.time())
                 return
             raise ChannelNotFound(f"no channel {channel!r}")
 

@@ -9,6 +9,7 @@ from sqlalchemy import Column, Table, delete, select
 
 from lockgate.errors import NotFound
 from lockgate.store import schema as s
+from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE, Store
 
 R = TypeVar("R")
@@ -31,10 +32,16 @@ class RecordTable(Generic[R]):
     def _id(self) -> Column[Any]:
         return self.table.c.id
 
-    def create(self, row: dict[str, Any]) -> R:
-        """Insert a row (``created_at`` is set here)."""
+    def create(self, row: dict[str, Any], audit: AuditEntry | None = None) -> R:
+        """Insert a row (``created_at`` is set here), with its audit entry if any."""
         row = {**row, "created_at": time.time()}
-        self._store.write(lambda c: c.execute(self.table.insert().values(row)))
+
+        def insert(conn: Any) -> None:
+            conn.execute(self.table.insert().values(row))
+            if audit is not None:
+                audit.insert(conn, row["created_at"], str(row["id"]))
+
+        self._store.write(insert)
         return self.record_type(**row)  # type: ignore[no-any-return]
 
     def find(self, row_id: str) -> R | None:
@@ -56,12 +63,16 @@ class RecordTable(Generic[R]):
         rows = self._store.read(lambda c: c.execute(stmt).all())
         return [self.record_type(**r._mapping) for r in rows]
 
-    def delete(self, row_id: str) -> None:
-        """Remove a row and its deliveries; :class:`NotFound` if there is none."""
+    def delete(self, row_id: str, audit: AuditEntry | None = None) -> None:
+        """Remove a row and its deliveries, with its audit entry if any; :class:`NotFound`
+        if there is none."""
 
         def remove(conn: Any) -> int:
             conn.execute(delete(s.deliveries).where(s.deliveries.c.trigger_id == row_id))
-            return int(conn.execute(delete(self.table).where(self._id == row_id)).rowcount)
+            done = int(conn.execute(delete(self.table).where(self._id == row_id)).rowcount)
+            if done and audit is not None:
+                audit.insert(conn, time.time(), row_id)
+            return done
 
         done = self._store.write(remove)
         if not done:

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select, update
 
 from lockgate.errors import NotFound
 from lockgate.store import schema as s
+from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE
 from lockgate.store.crud import RecordTable
 from lockgate.store.records import DeliveryRecord, TriggerRecord
@@ -21,11 +22,19 @@ class TriggerStore(RecordTable[TriggerRecord]):
     record_type = TriggerRecord
     noun = "trigger"
 
-    def finish(self, delivery_id: int, status: str, run_ids: list[str], error: str | None) -> None:
-        """Record how a delivery ended."""
+    def finish(
+        self,
+        delivery_id: int,
+        status: str,
+        run_ids: list[str],
+        error: str | None,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Record how a delivery ended (and, for a redelivery, who asked)."""
         d = s.deliveries.c
-        self._store.write(
-            lambda c: c.execute(
+
+        def write(conn: Any) -> None:
+            conn.execute(
                 update(s.deliveries)
                 .where(d.id == delivery_id)
                 .values(
@@ -36,7 +45,10 @@ class TriggerStore(RecordTable[TriggerRecord]):
                     updated_at=time.time(),
                 )
             )
-        )
+            if audit is not None:
+                audit.insert(conn, time.time(), str(delivery_id))
+
+        self._store.write(write)
 
     def delivery(self, delivery_id: int) -> DeliveryRecord:
         """One delivery."""

@@ -20,8 +20,9 @@ import structlog
 
 from lockgate.core.templates import TemplateError, render
 from lockgate.errors import LockgateError, ParamsError
+from lockgate.store.audit import AuditEntry
 from lockgate.store.pollers import PollerStore
-from lockgate.store.records import PollerRecord
+from lockgate.store.records import PollerRecord, masked_url
 from lockgate.triggers.event import TriggerEvent, split_ref
 from lockgate.triggers.firing import fire
 
@@ -82,8 +83,10 @@ class Pollers:
         interval_seconds: float = 60.0,
         namespace: str = "default",
         params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
     ) -> PollerRecord:
-        """A poller; refused with every problem listed."""
+        """A poller; refused with every problem listed. With ``actor``, audited in the same
+        transaction (the repository URL without its password)."""
         problems = []
         if not repository or repository.startswith("-") or any(c in repository for c in "\n\0"):
             problems.append("repository: a git URL or path (not starting with '-')")
@@ -108,8 +111,15 @@ class Pollers:
                 "next_poll_at": time.time(),
                 "last_error": None,
                 "enabled": True,
-            }
+            },
+            AuditEntry(actor, "poller.create", None, {"repository": masked_url(repository)})
+            if actor
+            else None,
         )
+
+    def delete(self, poller_id: str, *, actor: str | None = None) -> None:
+        """Remove a poller and its firings (audited with ``actor``)."""
+        self.store.delete(poller_id, AuditEntry(actor, "poller.delete") if actor else None)
 
     def poll_once(self, now: float | None = None) -> int:
         """Poll every due poller; the number of runs started."""

@@ -21,6 +21,7 @@ import structlog
 from croniter import croniter
 
 from lockgate.errors import ParamsError
+from lockgate.store.audit import AuditEntry
 from lockgate.store.records import ScheduleRecord
 from lockgate.store.schedules import ScheduleStore
 from lockgate.triggers.firing import fire
@@ -67,8 +68,10 @@ class Schedules:
         misfire: str = "skip",
         namespace: str = "default",
         params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
     ) -> ScheduleRecord:
-        """A schedule; refused with every problem listed."""
+        """A schedule; refused with every problem listed. With ``actor``, audited in the
+        same transaction."""
         problems = []
         if (cron is None) == (interval_seconds is None):
             problems.append("give exactly one of cron or interval_seconds")
@@ -101,7 +104,15 @@ class Schedules:
             "enabled": True,
         }
         row["next_fire_at"] = next_fire(cron, timezone, interval_seconds, now, now)
-        return self.store.create(row)
+        audit = (
+            AuditEntry(actor, "schedule.create", None, {"pipeline": pipeline}) if actor else None
+        )
+        return self.store.create(row, audit)
+
+    def delete(self, schedule_id: str, *, actor: str | None = None) -> None:
+        """Remove a schedule and its firings (audited with ``actor``)."""
+        audit = AuditEntry(actor, "schedule.delete") if actor else None
+        self.store.delete(schedule_id, audit)
 
     def tick(self, now: float | None = None) -> int:
         """Fire every due schedule once; the number of runs started."""

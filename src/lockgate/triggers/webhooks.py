@@ -21,6 +21,7 @@ import structlog
 
 from lockgate.core.templates import TemplateError, check, render
 from lockgate.errors import InvalidState, LockgateError, NotFound, ParamsError
+from lockgate.store.audit import AuditEntry
 from lockgate.store.ops import CreateRun, Deliver
 from lockgate.store.records import TriggerRecord
 from lockgate.store.triggers import TriggerStore
@@ -159,6 +160,7 @@ class Webhooks:
         branches: Sequence[str] = (),
         params: Mapping[str, Any] | None = None,
         allow_ips: Sequence[str] = (),
+        actor: str | None = None,
     ) -> tuple[TriggerRecord, str | None]:
         """A webhook trigger, and for a provider that signs nothing the token its URL must
         carry (shown once; only its hash is kept). Refused without a secret (fail closed),
@@ -207,7 +209,8 @@ class Webhooks:
                 "params": dict(params or {}),
                 "allow_ips": list(allow_ips),
                 "enabled": True,
-            }
+            },
+            AuditEntry(actor, "trigger.create", None, {"pipeline": pipeline}) if actor else None,
         )
         return record, url_token
 
@@ -345,6 +348,7 @@ class Webhooks:
         event: TriggerEvent,
         data: Any,
         run_key: str | None = None,
+        audit: AuditEntry | None = None,
     ) -> Answer:
         """Process a stored delivery again (retry or redeliver) and record the outcome."""
         key = run_key or _hashed_key(trigger.id, str(delivery_id))
@@ -358,7 +362,7 @@ class Webhooks:
             else:
                 self._app.adopt_created(create, run, created)
                 run_ids = [run.id]
-        self.triggers.finish(delivery_id, status, run_ids, error)
+        self.triggers.finish(delivery_id, status, run_ids, error, audit)
         return Answer(202, _outcome(delivery_id, status, run_ids, error))
 
     def retry_pending(self, now: float | None = None) -> int:
@@ -375,8 +379,9 @@ class Webhooks:
             count += 1
         return count
 
-    def redeliver(self, delivery_id: int) -> Answer:
-        """Process a stored delivery again, on purpose: it may start a new run."""
+    def redeliver(self, delivery_id: int, *, actor: str | None = None) -> Answer:
+        """Process a stored delivery again, on purpose: it may start a new run (audited
+        with ``actor``)."""
         delivery = self.triggers.delivery(delivery_id)
         if delivery.source != "webhook":
             raise InvalidState(
@@ -386,7 +391,8 @@ class Webhooks:
         trigger = self.get(delivery.trigger_id)
         key = _hashed_key(trigger.id, f"{delivery.id}:again:{delivery.attempts}")
         event = TriggerEvent(**delivery.event)
-        return self._process(trigger, delivery.id, event, delivery.payload, key)
+        audit = AuditEntry(actor, "delivery.redeliver") if actor else None
+        return self._process(trigger, delivery.id, event, delivery.payload, key, audit)
 
     def prune(self, now: float | None = None) -> int:
         """Apply retention to stored deliveries; the number removed."""
@@ -407,10 +413,10 @@ class Webhooks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._app.settings.delivery_retry_interval)
 
-    def delete(self, trigger_id: str) -> None:
-        """Remove a trigger (and its deliveries)."""
+    def delete(self, trigger_id: str, *, actor: str | None = None) -> None:
+        """Remove a trigger (and its deliveries), audited with ``actor``."""
         self._known.pop(trigger_id, None)
-        self.triggers.delete(trigger_id)
+        self.triggers.delete(trigger_id, AuditEntry(actor, "trigger.delete") if actor else None)
 
     def get(self, trigger_id: str) -> TriggerRecord:
         """A trigger; :class:`NotFound` if unknown."""
