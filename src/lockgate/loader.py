@@ -30,7 +30,9 @@ def _module_from_file(path: Path) -> ModuleType:
     sys.modules[name] = module
     parent = str(path.parent.resolve())
     if parent not in sys.path:
-        sys.path.insert(0, parent)  # let the file import its neighbours
+        # Let the file import its neighbours, after everything else: a file there named
+        # like a standard or installed module cannot shadow it.
+        sys.path.append(parent)
     try:
         spec.loader.exec_module(module)
     except DefinitionError as exc:

@@ -74,6 +74,8 @@ class Settings:
     delivery_retry_after: float = 30.0
     #: How often the server's delivery routine looks for deliveries to retry.
     delivery_retry_interval: float = 10.0
+    #: Module prefixes ``python`` steps may call besides the pipeline's own modules.
+    python_allow: tuple[str, ...] = ()
     #: Where each run gets a directory of its own (``${run.workspace}``); a templated
     #: ``cwd`` of a shell step must stay inside it.
     workspace_dir: Path = Path("lockgate-work")
@@ -121,6 +123,7 @@ class Settings:
                 env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)
             ),
             worker_name=env.get("LOCKGATE_WORKER_NAME") or None,
+            python_allow=_listed(env.get("LOCKGATE_PYTHON_ALLOW", "")),
             log_max_lines=int(env.get("LOCKGATE_LOG_MAX_LINES", base.log_max_lines)),
             log_max_bytes=int(env.get("LOCKGATE_LOG_MAX_BYTES", base.log_max_bytes)),
             webhook_rate=float(env.get("LOCKGATE_WEBHOOK_RATE", base.webhook_rate)),

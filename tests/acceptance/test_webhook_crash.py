@@ -20,7 +20,11 @@ HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")
 PUSH = (HERE.parent / "fixtures" / "webhooks" / "github" / "push.json").read_bytes()
 SECRET = "crash-test-secret-0123456789"
-SIGNATURE = "sha256=" + hmac.new(SECRET.encode(), PUSH, hashlib.sha256).hexdigest()
+
+
+def body_of(delivery_id: str) -> bytes:
+    """A distinct push per delivery (the same signed body twice is a replay)."""
+    return PUSH.rstrip()[:-1] + f', "lockgate_test_delivery": "{delivery_id}"}}'.encode()
 
 
 async def deliver(
@@ -30,14 +34,16 @@ async def deliver(
     answers: dict[str, int | None] = {}
 
     async def one(http: httpx.AsyncClient, delivery_id: str) -> None:
+        body = body_of(delivery_id)
         headers = {
             "X-GitHub-Event": "push",
             "X-GitHub-Delivery": delivery_id,
-            "X-Hub-Signature-256": SIGNATURE,
+            "X-Hub-Signature-256": "sha256="
+            + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
             "Content-Type": "application/json",
         }
         try:
-            r = await http.post(f"{url}/hooks/{trigger_id}", content=PUSH, headers=headers)
+            r = await http.post(f"{url}/hooks/{trigger_id}", content=body, headers=headers)
             answers[delivery_id] = r.status_code
             if answered is not None and len(answers) >= 10:
                 answered.set()

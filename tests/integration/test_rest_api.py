@@ -406,3 +406,27 @@ async def test_refused_requests_are_audited_once_a_minute(served: Served) -> Non
         ("vera", "POST /api/v1/runs/nope/cancel"),
     ]
     assert not [e for e in app.store.get_audit() if e.action == "run.cancel"]
+
+
+async def test_a_live_log_stream_ends_when_its_token_is_revoked(
+    served: Served, tmp_path: Path
+) -> None:
+    """Threat: a revoked token still reading. A stream open on a waiting run ends within
+    seconds of the revocation."""
+    from lockgate.specs import load_file
+
+    path = tmp_path / "waits.yaml"
+    path.write_text("name: waits\nsteps:\n  - name: gate\n    kind: approval\n")
+    served.app.register(load_file(path))
+    run = served.app.start_run("waits")
+    record, token = served.app.tokens.create("watcher", "viewer")
+    headers = {"Authorization": f"Bearer {token}"}
+    client = httpx.AsyncClient(base_url=served.base, headers=headers, timeout=30)
+    async with client, client.stream("GET", f"/api/v1/runs/{run.id}/logs/stream") as stream:
+        served.app.tokens.revoke(record.id)
+        started = asyncio.get_running_loop().time()
+        text = ""
+        async for chunk in stream.aiter_text():
+            text += chunk
+    assert "event: end" in text and "token revoked" in text
+    assert asyncio.get_running_loop().time() - started < 10

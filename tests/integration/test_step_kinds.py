@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +215,8 @@ async def test_python_and_sleep_steps_with_outputs_and_placeholders(
     app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A python step gets its rendered input; a sleep parks; later steps read outputs."""
-    module = tmp_path / "kind_helpers.py"
+    name = f"kind_helpers_{uuid.uuid4().hex[:8]}"  # one per test: modules are cached
+    module = tmp_path / f"{name}.py"
     module.write_text(
         "def build(ctx, value):\n"
         "    ctx.log.info('building %s', value['service'])\n"
@@ -231,7 +233,7 @@ params:
 steps:
   - name: build
     kind: python
-    function: kind_helpers:build
+    function: {name}:build
     input: {{service: "${{service}}", n: "${{n}}"}}
   - name: pause
     kind: sleep
@@ -243,7 +245,7 @@ steps:
     )
     started = time.monotonic()
     done = await run_file(app, path, {"service": "web"}, requested_by="alice")
-    assert done.status == RunStatus.SUCCEEDED
+    assert done.status == RunStatus.SUCCEEDED, app.get_run(done.id).steps[0].error
     assert time.monotonic() - started >= 0.3
     steps = app.get_run(done.id).steps
     assert steps[0].output == {"image": "web:7"}
@@ -370,3 +372,38 @@ steps:
         assert len(lines) == 6 and lines[-1].startswith("log truncated")
     finally:
         app.close()
+
+
+async def test_a_python_step_calls_only_the_pipelines_own_functions(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threat: a pipeline file calling any library function (``subprocess:getoutput``).
+    A python step may call the pipeline's own modules (under its file's directory), or
+    modules allowed in settings (``LOCKGATE_PYTHON_ALLOW``); nothing else."""
+    lib, pipes = tmp_path / "lib", tmp_path / "pipes"
+    lib.mkdir()
+    pipes.mkdir()
+    name = f"shared_{uuid.uuid4().hex[:8]}"
+    (lib / f"{name}.py").write_text("def greet(ctx, value):\n    return {'hi': value}\n")
+    monkeypatch.syspath_prepend(str(lib))
+    for function in ("json:loads", f"{name}:greet"):
+        path = pipeline_file(
+            pipes,
+            f"name: borrowed\nsteps:\n  - name: call\n    kind: python\n"
+            f"    function: {function}\n    input: x\n",
+        )
+        app = App(settings)
+        try:
+            done = await run_file(app, path)
+            assert done.status == RunStatus.FAILED
+            error = app.get_run(done.id).steps[0].error or ""
+            assert "not in the pipeline's own modules" in error
+        finally:
+            app.close()
+    allowed = App(settings.with_(python_allow=(name,)))
+    try:
+        done = await run_file(allowed, path)
+        assert done.status == RunStatus.SUCCEEDED, allowed.get_run(done.id).steps[0].error
+        assert allowed.get_run(done.id).steps[0].output == {"hi": "x"}
+    finally:
+        allowed.close()

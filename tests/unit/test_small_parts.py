@@ -116,3 +116,28 @@ def test_a_secret_too_short_to_mask_is_refused(tmp_path: Path) -> None:
         Masker(["abc"])
     with pytest.raises(SettingsError, match="PIN"):
         App(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", secrets={"PIN": "123"}))
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Threat: other local users reading runs, logs and token hashes from the file."""
+    app = App(Settings(database_url=f"sqlite:///{tmp_path / 'private.db'}"))
+    try:
+        app.migrate()
+        assert (tmp_path / "private.db").stat().st_mode & 0o777 == 0o600
+        wal = tmp_path / "private.db-wal"
+        assert not wal.exists() or wal.stat().st_mode & 0o077 == 0
+    finally:
+        app.close()
+
+
+def test_a_pipelines_folder_cannot_shadow_a_standard_module(tmp_path: Path) -> None:
+    """Threat: a file named ``json.py`` among the pipelines replacing the real module."""
+    import sys
+
+    from lockgate.loader import load_definitions
+
+    (tmp_path / "json.py").write_text("SHADOW = True\n")
+    (tmp_path / "pipes.py").write_text("import json\nSHADOWED = hasattr(json, 'SHADOW')\n")
+    load_definitions([str(tmp_path / "pipes.py")])
+    loaded = next(m for m in list(sys.modules.values()) if getattr(m, "SHADOWED", None) is not None)
+    assert loaded.SHADOWED is False

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,7 +17,7 @@ from lockgate.app import App
 from lockgate.channels.pipeline import NAMESPACE as CHANNEL_NAMESPACE
 from lockgate.core.cursor import decode_cursor, encode_cursor
 from lockgate.core.statuses import RunStatus
-from lockgate.errors import Forbidden, NotFound, ParamsError
+from lockgate.errors import Forbidden, LockgateError, NotFound, ParamsError
 from lockgate.tokens import Role
 
 router = APIRouter(prefix="/api/v1")
@@ -24,6 +25,8 @@ router = APIRouter(prefix="/api/v1")
 #: How often a log stream looks for new lines, and sends a comment to keep proxies open.
 STREAM_POLL = 0.25
 KEEPALIVE = 15.0
+#: How often a live stream checks that its token still works.
+RECHECK_TOKEN = 2.0
 
 Viewer = Annotated[Caller, Depends(require(Role.viewer))]
 Operator = Annotated[Caller, Depends(require(Role.operator))]
@@ -155,14 +158,23 @@ def stream_logs(
     run_id: str,
     caller: Viewer,
     lg: Lockgate,
+    request: Request,
     step: str | None = None,
     last_event_id: Annotated[int, Header(ge=0)] = 0,
 ) -> StreamingResponse:
     lg.get_run(run_id)  # 404 before the stream starts
+    token = request.headers.get("Authorization", "").partition(" ")[2].strip()
 
     async def events() -> AsyncIterator[str]:
-        after, idle = last_event_id, 0.0
+        after, idle, checked = last_event_id, 0.0, time.monotonic()
         while True:
+            if time.monotonic() - checked >= RECHECK_TOKEN:
+                checked = time.monotonic()
+                try:  # a token revoked mid-stream ends the stream
+                    await asyncio.to_thread(lg.tokens.authenticate, token)
+                except LockgateError:
+                    yield f"event: end\ndata: {json.dumps({'reason': 'token revoked'})}\n\n"
+                    return
             lines = await asyncio.to_thread(lg.logs, run_id, step, after)
             for line in lines:
                 after = line.id

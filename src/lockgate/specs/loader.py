@@ -32,6 +32,7 @@ from lockgate.specs.model import (
     params_model,
 )
 from lockgate.steps import KINDS, StepKind
+from lockgate.steps.python import origin_problem
 from lockgate.steps.shell import run_workspace
 
 Loc = tuple[int | str, ...]
@@ -172,7 +173,7 @@ def build_step(
         return None
     return Step(
         name=name,
-        execute=_executor(kind, raw_config, name, parent),
+        execute=_executor(kind, raw_config, name, parent, Path(problems.file).parent),
         rollback_fn=rollback.execute if rollback is not None else None,
         on_error="ignore" if common.on_error == "ignore" else None,
         retry=common.retry.policy() if common.retry else Retry(),
@@ -310,10 +311,16 @@ def scope(ctx: StepContext) -> dict[str, Any]:
 
 
 def _executor(
-    kind: StepKind, raw_config: dict[str, Any], name: str, parent: str | None = None
+    kind: StepKind,
+    raw_config: dict[str, Any],
+    name: str,
+    parent: str | None = None,
+    home: Path | None = None,
 ) -> Callable[..., Any]:
     """The step's execute function; for the rollback of step ``parent``, one that is
-    skipped (:class:`NothingToUndo`) when it needs ``parent``'s output and there is none."""
+    skipped (:class:`NothingToUndo`) when it needs ``parent``'s output and there is none.
+    A ``python`` step calls only functions of the pipeline's own modules (under ``home``)
+    or of modules allowed in settings."""
     mention = re.compile(rf"steps\.{re.escape(parent)}[.}}]") if parent is not None else None
     needs_output = mention is not None and mention.search(json.dumps(raw_config)) is not None
 
@@ -323,6 +330,11 @@ def _executor(
                 f"step {parent!r} failed before it produced an output, and its rollback "
                 "needs that output: there is nothing to undo"
             )
+        function = raw_config.get("function")
+        if kind.name == "python" and isinstance(function, str):
+            problem = origin_problem(function, home, ctx.settings.python_allow)
+            if problem is not None:
+                raise StepError(f"step {name!r}: {problem}")
         values = {**scope(ctx), **(extra or {})}
         try:
             rendered = kind.render_config(raw_config, values)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -38,6 +41,30 @@ def resolve(path: str) -> Callable[..., Any]:
     if fn is None or not callable(fn):
         raise ValueError(f"module {module_name!r} has no callable {attr!r}")
     return fn  # type: ignore[no-any-return]
+
+
+def origin_problem(function: str, home: Path | None, allow: Sequence[str]) -> str | None:
+    """Why ``function`` may not be called, or ``None``: it must live in the pipeline's own
+    modules (files under ``home``, the pipeline file's directory) or in a module allowed
+    by prefix (``LOCKGATE_PYTHON_ALLOW``) — never an arbitrary library function."""
+    module_name = function.partition(":")[0] if ":" in function else function.rpartition(".")[0]
+    if any(module_name == a or module_name.startswith(f"{a}.") for a in allow):
+        return None
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None) if module is not None else _locate(module_name)
+    if home is not None and file and Path(file).resolve().is_relative_to(home.resolve()):
+        return None
+    where = f"the pipeline's own modules (under {home})" if home else "the pipeline's own modules"
+    return f"function {function!r} is not in {where} nor in a module LOCKGATE_PYTHON_ALLOW allows"
+
+
+def _locate(module_name: str) -> str | None:
+    """Where a module not imported yet would load from (without running it)."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None else None
 
 
 class PythonKind(StepKind):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,11 @@ class SqliteStore(Store):
         parsed = make_url(url)
         if parsed.database in (None, "", ":memory:"):
             raise StoreError("lockgate needs a SQLite file, not an in-memory database")
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # Owner-only from the start; SQLite gives its WAL and shm files the same mode.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         args = {"check_same_thread": False, "timeout": self._busy_timeout_ms / 1000}
         writer = create_engine(url, connect_args=args, pool_size=1, max_overflow=0)
         reader = create_engine(url, connect_args=args, pool_size=8, max_overflow=8)
