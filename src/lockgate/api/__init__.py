@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import traceback
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -57,24 +58,30 @@ def create_api(app: App) -> FastAPI:
         except BodyTooLarge as exc:  # counted as it streamed, with or without Content-Length
             app.metrics.webhook_answers.labels("413").inc()
             return errors.error(413, "too_large", str(exc.detail))
+        try:
+            answer = await deliver(trigger_id, request, bytes(body))
+        except Exception as exc:  # never expected; counted and answered like any other
+            app.metrics.webhook_answers.labels("500").inc()
+            return errors.referenced(500, "internal", "".join(traceback.format_exception(exc)))
+        app.metrics.webhook_answers.labels(str(answer.status)).inc()
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+    async def deliver(trigger_id: str, request: Request, body: bytes) -> Answer:
         client = request.client.host if request.client else None
         token = request.query_params.get("token")
         checked = await asyncio.to_thread(
-            app.webhooks.check, trigger_id, dict(request.headers), bytes(body), client, token
+            app.webhooks.check, trigger_id, dict(request.headers), body, client, token
         )
         if isinstance(checked, Answer):
-            answer = checked
-        else:
-            outcome: Any
-            try:
-                # Through the group committer when a worker runs here: concurrent deliveries
-                # share transactions the way step checkpoints do.
-                outcome = await app.write(checked)
-            except LockgateError as exc:
-                outcome = exc
-            answer = app.webhooks.answer(checked, outcome)
-        app.metrics.webhook_answers.labels(str(answer.status)).inc()
-        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+            return checked
+        outcome: Any
+        try:
+            # Through the group committer when a worker runs here: concurrent deliveries
+            # share transactions the way step checkpoints do.
+            outcome = await app.write(checked)
+        except LockgateError as exc:
+            outcome = exc
+        return app.webhooks.answer(checked, outcome)
 
     for method in ("POST", "PUT", "GET", "DELETE"):
         api.add_api_route(
