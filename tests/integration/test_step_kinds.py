@@ -25,6 +25,13 @@ def pipeline_file(tmp_path: Path, body: str, name: str = "p.yaml") -> Path:
     return path
 
 
+def python_command(tmp_path: Path, pipeline: str, step: str, code: str) -> Path:
+    """A pipeline of one shell step that runs ``code`` with this Python."""
+    argv = json.dumps([sys.executable, "-c", code])
+    body = f"name: {pipeline}\nsteps:\n  - name: {step}\n    kind: shell\n    argv: {argv}\n"
+    return pipeline_file(tmp_path, body)
+
+
 async def run_file(app: App, path: Path, params: Any = None, **kw: Any) -> Any:
     pipeline = load_file(path, secret_names=app.settings.secrets.__contains__)
     app.register(pipeline)
@@ -106,16 +113,7 @@ steps:
 
 async def test_a_line_longer_than_64_kib_is_cut_not_fatal(app: App, tmp_path: Path) -> None:
     """A command printing one huge line does not fail its step; the log line is cut."""
-    path = pipeline_file(
-        tmp_path,
-        f"""
-name: huge
-steps:
-  - name: print
-    kind: shell
-    argv: {json.dumps([sys.executable, "-c", "print('y' * 200000); print('after')"])}
-""",
-    )
+    path = python_command(tmp_path, "huge", "print", "print('y' * 200000); print('after')")
     done = await run_file(app, path)
     assert done.status == RunStatus.SUCCEEDED
     lines = [line.message for line in app.logs(done.id, "print")]
@@ -355,16 +353,7 @@ async def test_a_step_past_its_log_budget_is_cut_with_a_marker(
     marker line is written and the rest dropped; the step itself goes on."""
     app = App(settings.with_(log_max_lines=5))
     try:
-        path = pipeline_file(
-            tmp_path,
-            f"""
-name: chatty
-steps:
-  - name: talk
-    kind: shell
-    argv: {json.dumps([sys.executable, "-c", "for i in range(50): print(f'line {i}')"])}
-""",
-        )
+        path = python_command(tmp_path, "chatty", "talk", "for i in range(50): print(f'line {i}')")
         done = await run_file(app, path)
         assert done.status == RunStatus.SUCCEEDED
         lines = [line.message for line in app.logs(done.id, "talk")]
