@@ -1,7 +1,8 @@
 """lockgate's exception tree.
 
 Every error users see carries a stable ``code`` that the CLI prints and the REST API
-returns as ``{"error": {"code", "message", "details"}}``::
+returns as ``{"error": {"code", "message", "details"}}``, and its HTTP status and exit code
+as class attributes (``http_status``, ``exit_code``)::
 
     LockgateError                      internal
     ├── DefinitionError                invalid_definition   a pipeline or step is malformed
@@ -29,13 +30,25 @@ returns as ``{"error": {"code", "message", "details"}}``::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 
 class LockgateError(Exception):
-    """Base of every error lockgate raises on purpose."""
+    """Base of every error lockgate raises on purpose.
+
+    Each class carries its stable ``code``, the HTTP status the API answers with and the
+    exit code of the CLI: the one table every face reads.
+    """
 
     code = "internal"
+    http_status = 500
+    exit_code = 1
+    #: Every error class by its code (a REST client raises the class the server named).
+    by_code: ClassVar[dict[str, type[LockgateError]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        LockgateError.by_code.setdefault(cls.code, cls)
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
@@ -51,18 +64,24 @@ class DefinitionError(LockgateError):
     """A pipeline or step definition is invalid."""
 
     code = "invalid_definition"
+    http_status = 422
+    exit_code = 2
 
 
 class SettingsError(LockgateError):
     """A setting is unusable (a secret too short to mask, ...)."""
 
     code = "invalid_settings"
+    http_status = 422
+    exit_code = 2
 
 
 class ParamsError(LockgateError):
     """Run parameters were refused; ``problems`` lists every one of them."""
 
     code = "invalid_params"
+    http_status = 422
+    exit_code = 2
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
@@ -75,6 +94,8 @@ class NotFound(LockgateError):
     """An id or name does not exist."""
 
     code = "not_found"
+    http_status = 404
+    exit_code = 3
 
 
 class PipelineNotFound(NotFound):
@@ -93,24 +114,32 @@ class TooLarge(LockgateError):
     """A request or its content is over the size limit."""
 
     code = "too_large"
+    http_status = 413
+    exit_code = 1
 
 
 class Unauthorized(LockgateError):
     """No credentials, or credentials that are not valid."""
 
     code = "unauthorized"
+    http_status = 401
+    exit_code = 5
 
 
 class Forbidden(LockgateError):
     """The caller may not do this (not an approver, self-approval, missing role)."""
 
     code = "forbidden"
+    http_status = 403
+    exit_code = 5
 
 
 class Conflict(LockgateError):
     """The operation conflicts with the current state."""
 
     code = "conflict"
+    http_status = 409
+    exit_code = 4
 
 
 class InvalidState(Conflict):
@@ -157,6 +186,8 @@ class NothingToUndo(StepError):
     """A rollback needs its step's output, and the step failed before it made one."""
 
     code = "nothing_to_undo"
+    http_status = 409
+    exit_code = 1
 
 
 class Parked(BaseException):
@@ -175,6 +206,8 @@ class StoreError(LockgateError):
     """The database refused or failed an operation."""
 
     code = "store_error"
+    http_status = 503
+    exit_code = 1
 
 
 class SchemaMissing(StoreError):

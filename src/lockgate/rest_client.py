@@ -24,18 +24,6 @@ from lockgate.store.records import (
 )
 from lockgate.views import PendingApproval, RunView
 
-_ERRORS: dict[str, type[errors.LockgateError]] = {
-    "invalid_definition": errors.DefinitionError,
-    "not_found": errors.NotFound,
-    "unauthorized": errors.Unauthorized,
-    "forbidden": errors.Forbidden,
-    "conflict": errors.Conflict,
-    "invalid_state": errors.InvalidState,
-    "stale_lease": errors.StaleLease,
-    "store_error": errors.StoreError,
-    "too_large": errors.TooLarge,
-}
-
 
 def _raise(response: httpx.Response) -> None:
     if response.is_success:
@@ -49,7 +37,7 @@ def _raise(response: httpx.Response) -> None:
     code, message, details = err.get("code"), err.get("message", ""), err.get("details")
     if code == "invalid_params":
         raise errors.ParamsError((details or {}).get("problems") or [message])
-    cls = _ERRORS.get(code, errors.LockgateError)
+    cls = errors.LockgateError.by_code.get(code or "", errors.LockgateError)
     raised = cls(message, details=details)
     raised.code = code or raised.code
     raise raised

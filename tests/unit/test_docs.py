@@ -39,3 +39,19 @@ def test_every_channel_file_field_is_documented(model: type[BaseModel]) -> None:
     text = (DOCS / "channels.md").read_text()
     missing = [name for name in model.model_fields if f"`{name}:`" not in text]
     assert missing == []
+
+
+def test_the_readme_exit_code_table_is_the_error_classes() -> None:
+    """README's exit codes come from the one error table (the classes' ``exit_code``)."""
+    from lockgate import errors
+
+    readme = (DOCS.parent / "README.md").read_text()
+    rows = {
+        int(cells[1]): cells[3]
+        for line in readme.splitlines()
+        if (cells := [c.strip() for c in line.split("|")]) and len(cells) > 3
+        if cells[1].isdigit()
+    }
+    for code, cls in errors.LockgateError.by_code.items():
+        if cls.exit_code in (2, 3, 4, 5):
+            assert f"`{code}`" in rows[cls.exit_code], (code, cls.exit_code)

@@ -17,22 +17,6 @@ from lockgate.errors import LockgateError
 
 _log = structlog.get_logger("lockgate.api")
 
-STATUS = {
-    "invalid_params": 422,
-    "invalid_definition": 422,
-    "not_found": 404,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "conflict": 409,
-    "invalid_state": 409,
-    "stale_lease": 409,
-    "store_error": 503,
-    "schema_missing": 503,
-    "no_database": 503,
-    "nothing_to_undo": 409,
-    "too_large": 413,
-}
-
 
 #: Codes whose message stays in the server log: clients get the code and a reference.
 _PRIVATE = {"store_error", "schema_missing", "no_database", "internal"}
@@ -66,7 +50,7 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(LockgateError)
     async def lockgate_error(request: Request, exc: LockgateError) -> JSONResponse:
-        status = STATUS.get(exc.code, 500)
+        status = exc.http_status
         if status in (401, 403):
             caller = getattr(request.state, "caller", None)
             actor = caller.name if caller is not None else "anonymous"

@@ -57,17 +57,6 @@ app.add_typer(channels_app, name="channels")
 app.command()(approve)
 app.command()(reject)
 
-#: Exit codes by error code; anything else exits 1.
-EXIT_CODES = {
-    "forbidden": 5,
-    "unauthorized": 5,
-    "invalid_params": 2,
-    "invalid_definition": 2,
-    "invalid_settings": 2,
-    "not_found": 3,
-    "conflict": 4,
-    "invalid_state": 4,
-}
 
 #: GIL switch interval for server and worker processes (CPython's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
@@ -515,9 +504,9 @@ def main() -> None:
         err_console.print(f"[red]error[/red] ({exc.code}): params refused:", highlight=False)
         for problem in exc.problems:
             err_console.print(f"  - {escape(problem)}", highlight=False)
-        sys.exit(EXIT_CODES[exc.code])
+        sys.exit(exc.exit_code)
     except LockgateError as exc:
         err_console.print(f"[red]error[/red] ({exc.code}): {escape(exc.message)}", highlight=False)
-        sys.exit(EXIT_CODES.get(exc.code, 1))
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

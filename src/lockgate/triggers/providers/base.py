@@ -18,12 +18,14 @@ class BadSignature(LockgateError):
     """The request is not signed by the trigger's secret (answered 401)."""
 
     code = "bad_signature"
+    http_status = 401
 
 
 class BadPayload(LockgateError):
     """The body is not what the provider sends (answered 400)."""
 
     code = "bad_payload"
+    http_status = 400
 
 
 def hmac_hex(secret: str, body: bytes, algorithm: str = "sha256") -> str:
