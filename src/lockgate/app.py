@@ -33,7 +33,7 @@ from lockgate.store import Store, open_store
 from lockgate.store.approvals import Decide, settled_conflict
 from lockgate.store.audit import Audited, AuditEntry
 from lockgate.store.migrate import upgrade
-from lockgate.store.ops import CreateRun, Op, RegisterPipeline, RequestCancel
+from lockgate.store.ops import Op
 from lockgate.store.records import (
     ApprovalRecord,
     DecisionResult,
@@ -44,6 +44,7 @@ from lockgate.store.records import (
     PipelineRecord,
     RunRecord,
 )
+from lockgate.store.runs import CreateRun, RegisterPipeline, RequestCancel
 from lockgate.tokens import Tokens
 from lockgate.triggers.pollers import Pollers
 from lockgate.triggers.providers import PROVIDERS

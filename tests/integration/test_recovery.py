@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from lockgate import App, Pipeline, RunStatus, Settings, StaleLease, StepContext, step
-from lockgate.store.ops import Checkpoint, Claim
+from lockgate.store.checkpoints import Checkpoint
+from lockgate.store.leases import Claim
 
 
 class Build(BaseModel):

@@ -13,8 +13,9 @@ from alembic.script import ScriptDirectory
 
 from lockgate import App, NotFound, Pipeline, RunStatus, Settings, StepContext, step
 from lockgate.store import open_store
+from lockgate.store.deliveries import Deliver
 from lockgate.store.migrate import _config, current, upgrade
-from lockgate.store.ops import CreateRun, Deliver
+from lockgate.store.runs import CreateRun
 from lockgate.store.schema import metadata
 
 

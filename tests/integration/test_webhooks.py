@@ -15,7 +15,7 @@ import httpx
 from api_support import Served, wait_done
 
 from lockgate import App
-from lockgate.store.ops import Deliver
+from lockgate.store.deliveries import Deliver
 from lockgate.triggers.webhooks import Buckets
 
 #: Real payloads, byte for byte (see SOURCES.md there for origin and licences).

@@ -23,7 +23,7 @@ from lockgate.store.channels import (
     RegisterChannel,
     StageRecord,
 )
-from lockgate.store.ops import RegisterPipeline
+from lockgate.store.runs import RegisterPipeline
 
 if TYPE_CHECKING:
     from lockgate.app import App

@@ -31,7 +31,7 @@ from lockgate.errors import (
 )
 from lockgate.store.approvals import ExpireApproval
 from lockgate.store.attempts import started_on
-from lockgate.store.ops import Checkpoint
+from lockgate.store.checkpoints import Checkpoint
 from lockgate.store.records import ApprovalRecord, Claimed, StepRecord
 
 if TYPE_CHECKING:

@@ -22,8 +22,10 @@ from lockgate.errors import LockgateError
 from lockgate.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.store import Store
-from lockgate.store.ops import AppendLogs, Claim, FlagUnrunnable, Heartbeat, Release
+from lockgate.store.checkpoints import AppendLogs
+from lockgate.store.leases import Claim, Heartbeat, Release
 from lockgate.store.records import Claimed, RunRecord, StepRecord
+from lockgate.store.runs import FlagUnrunnable
 from lockgate.store.workers import StopWorker, TakeIdentity, WorkerRecord
 
 #: How often buffered log lines of running steps are flushed for live viewers.

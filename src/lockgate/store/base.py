@@ -19,17 +19,9 @@ from lockgate.errors import LockgateError, RunNotFound, SchemaMissing, StoreErro
 from lockgate.store import schema as s
 from lockgate.store.approvals import approval_record, open_approvals_query
 from lockgate.store.attempts import ATTEMPT_EVENTS, attempts_from
-from lockgate.store.ops import (
-    RUN_BY_ID,
-    Checkpoint,
-    Deliver,
-    Op,
-    WriteTx,
-    apply_checkpoints,
-    deliver_all,
-    run_record,
-    step_record,
-)
+from lockgate.store.checkpoints import Checkpoint, apply_checkpoints
+from lockgate.store.deliveries import Deliver, deliver_all
+from lockgate.store.ops import RUN_BY_ID, Op, WriteTx, run_record, step_record
 from lockgate.store.records import (
     ApprovalRecord,
     AttemptRecord,

@@ -20,8 +20,9 @@ from lockgate.errors import ChannelNotFound, Conflict, InvalidState
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE, Store
-from lockgate.store.ops import CreateRun, WriteTx
+from lockgate.store.ops import WriteTx
 from lockgate.store.records import Record, RunRecord
+from lockgate.store.runs import CreateRun
 
 #: Deployment states; a deployment's run carries the detail (steps, events, logs).
 QUEUED, ACTIVE, SUCCEEDED, FAILED = "QUEUED", "ACTIVE", "SUCCEEDED", "FAILED"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import LockgateError
-from lockgate.store.ops import CreateRun, Deliver
+from lockgate.store.deliveries import Deliver
+from lockgate.store.runs import CreateRun
 
 if TYPE_CHECKING:
     from lockgate.app import App
