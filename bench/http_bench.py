@@ -16,7 +16,7 @@ import uvicorn
 
 from lockgate import App
 from lockgate.api import create_api
-from lockgate.cli.main import SWITCH_INTERVAL
+from lockgate.cli.server import SWITCH_INTERVAL
 from lockgate.testing import free_port
 
 #: ``(method, path, body, headers)`` of one request.

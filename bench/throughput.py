@@ -26,7 +26,7 @@ from sqlalchemy import text
 from bench_pipeline import FINISHED, bench
 from common import add_db_args, database, percentile, raw_commit_rate
 from lockgate import App, RunStatus, Settings
-from lockgate.cli.main import SWITCH_INTERVAL
+from lockgate.cli.server import SWITCH_INTERVAL
 
 PIPELINE_FILE = str(Path(__file__).parent / "bench_pipeline.py")
 

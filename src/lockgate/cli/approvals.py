@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from lockgate.cli.context import CliState, whoami
+from lockgate.cli.context import CliState, parse_params, whoami
 from lockgate.cli.output import Output, console, print_json, table, when
 
 approvals_app = typer.Typer(help="Approval steps waiting for decisions.", no_args_is_help=True)
@@ -35,8 +35,6 @@ def _decide(
     pairs: list[str] | None,
     output: Output,
 ) -> None:
-    from lockgate.cli.main import parse_params
-
     state: CliState = ctx.obj
     result = state.client().decide(
         run_id,

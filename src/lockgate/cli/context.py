@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import threading
 from dataclasses import dataclass, field
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -14,6 +16,7 @@ from lockgate.app import App
 from lockgate.channels.model import Channel
 from lockgate.client import Client
 from lockgate.core.pipeline import Pipeline
+from lockgate.errors import ParamsError
 from lockgate.loader import load_definitions
 from lockgate.rest_client import RestClient
 from lockgate.settings import Settings
@@ -124,3 +127,29 @@ class BackgroundWorker:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=60)
+
+
+def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON when they are JSON) over a JSON file."""
+    params: dict[str, Any] = {}
+    problems: list[str] = []
+    if params_file is not None:
+        try:
+            loaded = json.loads(params_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ParamsError([f"{params_file}: {exc}"]) from exc
+        if not isinstance(loaded, dict):
+            raise ParamsError([f"{params_file}: must hold a JSON object"])
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            problems.append(f"{pair!r}: expected key=value")
+            continue
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    if problems:
+        raise ParamsError(problems)
+    return params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +13,15 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from lockgate.cli.context import CliState, whoami
+from lockgate.cli.context import (
+    BackgroundWorker,
+    CliState,
+    ExamplesOpt,
+    PipelinesOpt,
+    parse_params,
+    pipelines_from,
+    whoami,
+)
 from lockgate.cli.output import (
     Output,
     console,
@@ -233,3 +242,49 @@ def follow_run(app: Any, run_id: str, output: Output, timeout: float | None) -> 
 def _check_deadline(deadline: float | None, run_id: str) -> None:
     if deadline is not None and time.monotonic() > deadline:
         raise LockgateError(f"run {run_id} did not finish in time; it continues in the background")
+
+
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Pipeline name, or namespace/name.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="key=value; the value is parsed as JSON if it is JSON."),
+    ] = None,
+    params_file: Annotated[Path | None, typer.Option(help="JSON object of params.")] = None,
+    wait: Annotated[bool, typer.Option(help="Show progress until the run ends.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Plan only: steps see ctx.noop.")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(help="Start at most once per key.")] = None,
+    pipelines: PipelinesOpt = None,
+    examples: ExamplesOpt = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds.")
+    ] = None,
+    output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
+) -> None:
+    """Start a run. With --pipelines/--examples it also runs it here; else a server does."""
+    state = _state(ctx)
+    params = parse_params(param or [], params_file)
+    local = pipelines_from(pipelines or [], examples, state.settings)
+    lg: Any
+    if local:
+        lg = state.app(migrate=True)
+        lg.register(*local)
+    else:  # the pipeline must be registered in the database (by a server or worker)
+        lg = state.client() if state.url else state.app()
+    me = whoami()
+    record = lg.start_run(
+        name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by=me, actor=me
+    )
+    if not wait and not local:
+        if output is Output.json:
+            print_json(record.to_dict())
+        else:
+            console.print(f"started run {record.id} of {record.namespace}/{record.pipeline}")
+        return
+    if local:
+        with BackgroundWorker(lg):
+            status = follow_run(lg, record.id, output, timeout)
+    else:
+        status = follow_run(lg, record.id, output, timeout)
+    raise typer.Exit(0 if status == "SUCCEEDED" else 1)

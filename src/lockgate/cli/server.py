@@ -1,0 +1,179 @@
+"""``lockgate server`` and ``lockgate worker``: the API, the workers and the trigger routines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import structlog
+import typer
+
+from lockgate.app import App
+from lockgate.cli.banner import banner_lines
+from lockgate.cli.context import (
+    CliState,
+    ExamplesOpt,
+    PipelinesOpt,
+    definitions_from,
+)
+from lockgate.cli.output import console, err_console
+
+#: GIL switch interval for server and worker processes (CPython's default is 5 ms).
+SWITCH_INTERVAL = 0.0005
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state: CliState = ctx.obj
+    return state
+
+
+def configure_logging(level: int) -> None:
+    """lockgate's own log lines on stderr, from ``level`` up."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
+    )
+
+
+def _serve(
+    ctx: typer.Context,
+    paths: list[str],
+    examples: bool,
+    concurrency: int | None,
+    listen: tuple[str, int] | None = None,
+) -> None:
+    configure_logging(logging.INFO)
+    state = _state(ctx)
+    if concurrency is not None:
+        state.settings = state.settings.with_(concurrency=concurrency)
+    pipelines, channels = definitions_from(paths, examples, state.settings)
+    lg = state.app(migrate=True)
+    lg.register(*pipelines)
+    lg.channels.register(*channels)
+    if not pipelines and not channels:
+        err_console.print(
+            "[yellow]warning:[/yellow] no pipelines loaded; use --pipelines or --examples"
+        )
+    for p in pipelines:
+        console.print(f"loaded [bold]{p.key}[/bold] version {p.version} ({len(p.steps)} steps)")
+    for ch in channels:
+        stages = ", ".join(st.name for st in ch.stages) or "no stages"
+        console.print(f"loaded channel [bold]{ch.name}[/bold] ({stages})")
+    for line in banner_lines(state.settings.database_url, pipelines, channels, listen):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    console.print("press Ctrl-C to stop", highlight=False)
+
+    # The committer thread and the event loop hand the GIL back and forth on every
+    # checkpoint; a shorter switch interval cut the sequential p50 by a fifth (see
+    # docs/performance.md). This process is ours, so the setting is too.
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+    async def body() -> None:
+        worker = lg.worker()
+        await worker.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        server = _api_server(lg, listen) if listen is not None else None
+
+        def on_signal() -> None:
+            stop.set()
+            if server is not None:
+                server.should_exit = True  # stop accepting, finish in-flight requests
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        # The API server also fires schedules and polls repositories; several servers still
+        # start each tick's and each new commit's run once.
+        triggers = (
+            [
+                asyncio.create_task(lg.schedules.run(stop)),
+                asyncio.create_task(lg.pollers.run(stop)),
+                asyncio.create_task(lg.webhooks.run(stop)),
+            ]
+            if server is not None
+            else []
+        )
+        try:
+            if server is not None:
+                await server.serve()
+            else:
+                await stop.wait()
+        finally:
+            stop.set()
+            for task in triggers:
+                await task
+            await worker.stop()
+
+    asyncio.run(body())
+
+
+def _api_server(lg: App, listen: tuple[str, int]) -> Any:
+    """A uvicorn server for the API that leaves signal handling (and exit codes) to us."""
+    import contextlib
+
+    import uvicorn
+
+    from lockgate.api import create_api
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn would re-raise SIGTERM after its shutdown and kill the process before
+            # the workers stop; lockgate handles the signals itself and exits 0.
+            yield
+
+    proxies = list(lg.settings.forwarded_allow_ips)
+    config = uvicorn.Config(
+        create_api(lg),
+        host=listen[0],
+        port=listen[1],
+        log_level="warning",
+        lifespan="off",
+        # Forwarded headers only from the proxies named in settings (none by default).
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
+    )
+    return Server(config)
+
+
+def server(
+    ctx: typer.Context,
+    pipelines: PipelinesOpt = None,
+    examples: ExamplesOpt = False,
+    host: Annotated[str, typer.Option(help="Address the API listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the API.")] = 8080,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Runs executed at once.")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LOCKGATE_FORWARDED_ALLOW_IPS",
+            help="Comma-separated proxy addresses whose X-Forwarded-For is believed "
+            "(default: none; a client's own headers are ignored).",
+        ),
+    ] = None,
+) -> None:
+    """Run lockgate: the REST API and workers; upgrades the database; stops on Ctrl-C."""
+    if forwarded_allow_ips is not None:
+        state = _state(ctx)
+        proxies = tuple(x.strip() for x in forwarded_allow_ips.split(",") if x.strip())
+        state.settings = state.settings.with_(forwarded_allow_ips=proxies)
+    _serve(ctx, pipelines or [], examples, concurrency, (host, port))
+
+
+def worker(
+    ctx: typer.Context,
+    pipelines: PipelinesOpt = None,
+    examples: ExamplesOpt = False,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Runs executed at once.")] = None,
+) -> None:
+    """Run a worker only: claim and execute runs of the given pipelines until stopped."""
+    _serve(ctx, pipelines or [], examples, concurrency)
