@@ -6,22 +6,23 @@ import asyncio
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lockgate.core.codec import decode, encode, type_name
-from lockgate.core.context import ApprovalState, StepContext, StepLogger
-from lockgate.core.functions import arity, call
+from lockgate.core.context import StepContext, StepLogger
+from lockgate.core.functions import call
 from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.core.step import Step
+from lockgate.engine import parking, rollback
+from lockgate.engine.calls import EventRow, Row, describe, invoke
 from lockgate.engine.logs import LogBudget, LogBuffer
+from lockgate.engine.running import RunningWrite
+from lockgate.engine.stepview import Outputs, step_context
 from lockgate.errors import (
     MissingOutput,
-    NothingToUndo,
     Parked,
     StaleLease,
     StepCancelled,
@@ -29,50 +30,16 @@ from lockgate.errors import (
     StepInterrupted,
     StepTimeout,
 )
-from lockgate.store.approvals import ExpireApproval
 from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
-from lockgate.store.records import ApprovalRecord, Claimed, StepRecord
+from lockgate.store.records import Claimed, StepRecord
 
 if TYPE_CHECKING:
     from lockgate.engine.worker import Worker
 
-Row = dict[str, Any]
-EventRow = tuple[str | None, str, int | None, str | None]
-
-#: A step still running after this long gets its RUNNING state written on its own.
-RUNNING_WRITE_DELAY = 0.05
 
 #: How long a run that hit an engine fault waits before a worker tries it again.
 ENGINE_ERROR_BACKOFF = 60.0
-
-#: Step statuses whose effects a rollback must undo.
-_TO_UNDO = {
-    StepStatus.COMPLETED,
-    StepStatus.WAITING,
-    StepStatus.FAILED,
-    StepStatus.CANCELLED,
-    StepStatus.RUNNING,
-    StepStatus.RETRYING,
-    StepStatus.ROLLING_BACK,
-}
-
-
-async def _invoke(fn: Callable[..., Any], ctx: StepContext, value: Any) -> Any:
-    if arity(fn, "function") == 1:
-        return await call(fn, ctx)
-    return await call(fn, ctx, value)
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    text = str(exc) or exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {text}" if not isinstance(exc, StepError) else text
 
 
 class RunExecution:
@@ -84,7 +51,7 @@ class RunExecution:
         self.token = claimed.run.lease_token
         self.pipeline = pipeline
         self.steps: dict[str, StepRecord] = {s.name: s for s in claimed.steps}
-        self.outputs = _Outputs(self.steps)
+        self.outputs = Outputs(self.steps)
         self.bag: dict[str, Any] = dict(claimed.run.context or {})
         self.status = RunStatus(claimed.run.status)
         settings = worker.settings
@@ -98,7 +65,7 @@ class RunExecution:
         #: The task driving this run (set by the worker); cancelled to stop a step body.
         self.task: asyncio.Task[None] | None = None
         #: The current step's pending RUNNING write (the worker's sweeper may flush it).
-        self.running: _RunningWrite | None = None
+        self.running: RunningWrite | None = None
         self._in_step = False
         self._carry: list[EventRow] = []
         self._params: Any = None
@@ -122,7 +89,7 @@ class RunExecution:
             self.worker.log.exception("run could not advance", run_id=self.run.id)
             cp = Checkpoint(run_id=self.run.id, token=self.token)
             cp.run = {
-                "flag": self.worker.mask(f"engine error, retried later: {_describe(exc)}"),
+                "flag": self.worker.mask(f"engine error, retried later: {describe(exc)}"),
                 "wake_at": time.time() + ENGINE_ERROR_BACKOFF,
                 "lease_owner": None,
                 "lease_expires_at": None,
@@ -211,7 +178,7 @@ class RunExecution:
         # A step waking from a durable sleep keeps the time it first started.
         resumed = rec.status == StepStatus.WAITING and rec.started_at is not None
         started = rec.started_at if resumed and rec.started_at else time.time()
-        running = self.running = _RunningWrite(self, step.name, attempt, data, started, recorded)
+        running = self.running = RunningWrite(self, step.name, attempt, data, started, recorded)
         self._in_step = True
         try:
             value = decode(step.input_type, data, f"{self._where(step)} input")
@@ -232,7 +199,7 @@ class RunExecution:
                     "its body would run again on wake-up; put the wait in a step of its own"
                 )
                 return await self._step_error(step, ctx, data, error, running)
-            await self._park(step, ctx, data, running, parked.until)
+            await parking.park(self, step, ctx, data, running, parked.until)
             return None
         except asyncio.CancelledError:
             running.cancel()
@@ -260,11 +227,11 @@ class RunExecution:
         async def body() -> Any:
             current = value
             for hook in step.pre_hooks:
-                changed = await _invoke(hook, ctx, current)
+                changed = await invoke(hook, ctx, current)
                 current = current if changed is None else changed
-            out = await _invoke(step.execute, ctx, current)
+            out = await invoke(step.execute, ctx, current)
             for hook in step.post_hooks:
-                changed = await _invoke(hook, ctx, out)
+                changed = await invoke(hook, ctx, out)
                 out = out if changed is None else changed
             if step.output_type is not None and out is None:
                 raise MissingOutput(
@@ -293,7 +260,7 @@ class RunExecution:
         result: Any,
         passthrough: bool,
         last: bool,
-        running: _RunningWrite,
+        running: RunningWrite,
     ) -> tuple[Any] | None:
         where = self._where(step)
         try:
@@ -352,19 +319,19 @@ class RunExecution:
         ctx: StepContext,
         data: Any,
         exc: BaseException,
-        running: _RunningWrite,
+        running: RunningWrite,
     ) -> tuple[Any] | None:
         if step.on_error is not None and not isinstance(exc, StepInterrupted):
             recovered = await self._handle(step, ctx, data, exc)
             if recovered is not None:
-                self.logs.add(step.name, "warning", f"error handled: {_describe(exc)}")
-                running.extra.append((step.name, "ERROR_HANDLED", running.attempt, _describe(exc)))
+                self.logs.add(step.name, "warning", f"error handled: {describe(exc)}")
+                running.extra.append((step.name, "ERROR_HANDLED", running.attempt, describe(exc)))
                 running.errors.append(self._error_row(step.name, running.attempt, exc))
                 result, passthrough = recovered
                 last = step.name == self.pipeline.steps[-1].name
                 return await self._complete(step, ctx, data, result, passthrough, last, running)
         if step.retry.should_retry(running.attempt, exc):
-            await self._park_retry(step, ctx, exc, running)
+            await parking.park_retry(self, step, ctx, exc, running)
             return None
         await self._fail_step(step, running.attempt, exc, running, ctx.saved)
         return None
@@ -381,70 +348,10 @@ class RunExecution:
             value = decode(step.input_type, data, "input")
             return await call(handler, ctx, value, exc), False
         except Exception as again:
-            self.logs.add(step.name, "error", f"error handler raised: {_describe(again)}")
+            self.logs.add(step.name, "error", f"error handler raised: {describe(again)}")
             return None
 
-    async def _park_retry(
-        self, step: Step, ctx: StepContext, exc: BaseException, running: _RunningWrite
-    ) -> None:
-        attempt = running.attempt
-        delay = step.retry.delay(attempt)
-        message = f"{_describe(exc)}; retrying in {delay:.2f}s"
-        self.logs.add(step.name, "warning", f"attempt {attempt} failed: {message}")
-        wake = time.time() + delay
-        cp = self._checkpoint(step.name)
-        running.close_into(cp)
-        cp.events.append((step.name, StepStatus.RETRYING, attempt, message))
-        cp.step_values = {
-            "status": StepStatus.RETRYING.value,
-            "attempt": attempt,
-            "error": self.worker.mask(_describe(exc)),
-            "saved": encode(None, ctx.saved, "saved data"),
-        }
-        cp.errors.append(self._error_row(step.name, attempt, exc))
-        await running.settled()
-        await self._release_until(cp, wake, f"retry of {step.name} at {_when(wake)}")
-
-    async def _park(
-        self,
-        step: Step,
-        ctx: StepContext,
-        data: Any,
-        running: _RunningWrite,
-        until: float | None,
-    ) -> None:
-        """Park the run until ``until`` (or until woken, for ``None``): no worker holds it."""
-        why = f"until {_when(until)}" if until is not None else "until woken (a decision)"
-        self.logs.add(step.name, "info", f"waiting {why}")
-        cp = self._checkpoint(step.name)
-        running.close_into(cp)
-        cp.events.append((step.name, StepStatus.WAITING, running.attempt, why))
-        cp.approval = self.asking.pop(step.name, None)
-        cp.step_values = {
-            "status": StepStatus.WAITING.value,
-            "attempt": running.attempt,
-            "input": data,
-            "saved": encode(None, ctx.saved, "saved data"),
-            "started_at": running.started,
-            "wait_until": until,
-        }
-        await running.settled()
-        await self._release_until(cp, until, f"{step.name} waits {why}")
-
-    async def _release_until(self, cp: Checkpoint, until: float | None, why: str) -> None:
-        """Commit ``cp`` with the run WAITING until ``until`` and its lease given up."""
-        self.status = RunStatus.WAITING
-        cp.events.append((None, RunStatus.WAITING, None, why))
-        cp.run.update(
-            status=RunStatus.WAITING.value, wake_at=until, lease_owner=None, lease_expires_at=None
-        )
-        await self._commit(cp)
-        if cp.step is not None:
-            self._remember(cp.step, cp.step_values)
-        if until is not None:
-            self.worker.wake_at(until)
-
-    async def _record_cancel(self, step: Step, ctx: StepContext, running: _RunningWrite) -> None:
+    async def _record_cancel(self, step: Step, ctx: StepContext, running: RunningWrite) -> None:
         error = StepCancelled(f"step {step.name!r} stopped: the run was cancelled")
         await self._fail_step(
             step, running.attempt, error, running, ctx.saved, StepStatus.CANCELLED
@@ -455,11 +362,11 @@ class RunExecution:
         step: Step,
         attempt: int,
         exc: BaseException,
-        running: _RunningWrite | None,
+        running: RunningWrite | None,
         saved: Any = None,
         status: StepStatus = StepStatus.FAILED,
     ) -> None:
-        message = self.worker.mask(_describe(exc))
+        message = self.worker.mask(describe(exc))
         self.cause = exc
         self.logs.add(step.name, "error", message)
         await self._fire(HookPoint.STEP_FAILED, step=step.name, error=message)
@@ -480,78 +387,13 @@ class RunExecution:
             self._measure(status, running.started)
         await self._start_rollback(cp, f"step {step.name!r} failed: {message}")
 
-    # -- rollback --------------------------------------------------------------------------
+    # -- rollback (engine/rollback.py) ---------------------------------------------------
 
     async def _start_rollback(self, cp: Checkpoint | None, reason: str) -> None:
-        cp = cp if cp is not None else self._checkpoint(None)
-        self.status = RunStatus.ROLLING_BACK
-        cp.events.append((None, RunStatus.ROLLING_BACK, None, reason))
-        cp.run.update(status=RunStatus.ROLLING_BACK.value, error=self.worker.mask(reason))
-        if self.cause is None:
-            self.cause = StepError(reason)
-        await self._commit(cp)
-        if cp.step is not None and cp.step_values:
-            self._remember(cp.step, cp.step_values)
-        await self._rollback()
+        await rollback.start_rollback(self, cp, reason)
 
     async def _rollback(self) -> None:
-        cause = self._cause()
-        await self._fire(HookPoint.ROLLING_BACK, error=_describe(cause) if cause else None)
-        for step in reversed(self.pipeline.steps):
-            rec = self.steps[step.name]
-            if StepStatus(rec.status) not in _TO_UNDO or step.rollback_fn is None:
-                continue
-            await self._roll_back_step(step, rec)
-        statuses = {StepStatus(r.status) for r in self.steps.values()}
-        if StepStatus.ROLLBACK_FAILED in statuses:
-            final = RunStatus.ROLLBACK_FAILED
-        elif self.cancel_requested:
-            final = RunStatus.CANCELLED
-        elif StepStatus.ROLLED_BACK in statuses:
-            final = RunStatus.ROLLED_BACK
-        else:
-            final = RunStatus.FAILED
-        self.status = final
-        await self._fire(HookPoint.RUN_FINISHED, status=final)
-        cp = self._checkpoint(None)
-        self._finish(cp)
-        await self._commit(cp)
-        if self.worker.metrics:
-            self.worker.metrics.runs_finished.labels(final.value).inc()
-
-    async def _roll_back_step(self, step: Step, rec: StepRecord) -> None:
-        assert step.rollback_fn is not None
-        ctx = self._context(step, rec.attempt)
-        ctx.saved = rec.saved
-        ctx.error = self._cause()
-        cp = self._checkpoint(step.name)
-        cp.events.append((step.name, StepStatus.ROLLING_BACK, rec.attempt, None))
-        try:
-            value = decode(step.input_type, rec.input, self._where(step))
-            await _invoke(step.rollback_fn, ctx, value)
-        except NothingToUndo as exc:
-            # The failed step's own rollback needs the output it never made: skipped.
-            self.logs.add(step.name, "info", f"rollback skipped: {exc.message}")
-            cp.events.append((step.name, "ROLLBACK_SKIPPED", rec.attempt, exc.message))
-        except Exception as exc:
-            message = _describe(exc)
-            self.logs.add(step.name, "error", f"rollback failed: {message}")
-            cp.errors.append(self._error_row(step.name, rec.attempt, exc))
-            # The step's own error (a failed step's cause) stays first.
-            error = f"{rec.error}; rollback failed: {message}" if rec.error else message
-            cp.step_values = {"status": StepStatus.ROLLBACK_FAILED.value, "error": error}
-            cp.events.append((step.name, StepStatus.ROLLBACK_FAILED, rec.attempt, message))
-        else:
-            cp.step_values = {"status": StepStatus.ROLLED_BACK.value}
-            cp.events.append((step.name, StepStatus.ROLLED_BACK, rec.attempt, None))
-        await self._commit(cp)
-        self._remember(step.name, cp.step_values)
-
-    def _cause(self) -> BaseException | None:
-        """The error that made the run roll back (as recorded, after a resume)."""
-        if self.cause is None and self.run.error:
-            self.cause = StepError(self.run.error)
-        return self.cause
+        await rollback.roll_back(self)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -600,33 +442,12 @@ class RunExecution:
             "step": step,
             "attempt": attempt,
             "kind": f"{exc.__class__.__module__}.{exc.__class__.__qualname__}",
-            "message": self.worker.mask(_describe(exc)),
+            "message": self.worker.mask(describe(exc)),
             "traceback": self.worker.mask("".join(traceback.format_exception(exc))),
         }
 
     def _context(self, step: Step, attempt: int) -> StepContext:
-        rec = self.steps[step.name]
-        return StepContext(
-            run_id=self.run.id,
-            pipeline=self.pipeline.name,
-            step=step.name,
-            attempt=max(attempt, 1),
-            params=self._params,
-            bag=self.bag,
-            noop=self.run.noop,
-            log=self._logger(step.name),
-            requested_by=self.run.requested_by,
-            saved=rec.saved,
-            wait_until=rec.wait_until if rec.status == StepStatus.WAITING else None,
-            outputs=self.outputs,
-            raw_params=self.run.params,
-            secrets=self.worker.settings.secrets,
-            settings=self.worker.settings,
-            approvals=_Desk(self, step.name),
-            # A step with a timeout gets its own event, so that its timing out does not
-            # mark the whole run cancelled.
-            cancel_event=self.cancel_event if step.timeout is None else threading.Event(),
-        )
+        return step_context(self, step, attempt)
 
     def _logger(self, step: str) -> StepLogger:
         found = self._loggers.get(step)
@@ -664,7 +485,7 @@ class RunExecution:
         try:
             await self.pipeline.hooks.fire(event)
         except Exception as exc:
-            message = _describe(exc)
+            message = describe(exc)
             self.logs.add(step or "_run", "error", f"{point.value} hook failed: {message}")
             if point in BLOCKING_POINTS:
                 return message
@@ -675,151 +496,3 @@ class RunExecution:
 
     def _where(self, step: Step) -> str:
         return f"run {self.run.id} step {step.name!r}"
-
-
-class _Desk:
-    """Where one approval step of this run asks for decisions and reads them."""
-
-    def __init__(self, execution: RunExecution, step: str) -> None:
-        self._execution = execution
-        self._step = step
-
-    async def state(self) -> ApprovalState | None:
-        """The stored request with its decisions; ``None`` before the step asked."""
-        store, run_id = self._execution.worker.store, self._execution.run.id
-        record = await asyncio.to_thread(store.get_approval, run_id, self._step)
-        return None if record is None else await self._state(record)
-
-    def ask(self, request: Mapping[str, Any], expires_at: float | None) -> None:
-        """Keep ``request`` for the checkpoint that parks the step (stored once)."""
-        self._execution.asking[self._step] = {
-            "request": dict(request),
-            "requested_by": self._execution.run.requested_by,
-            "expires_at": expires_at,
-        }
-
-    async def expire(self, outcome: str) -> ApprovalState:
-        """Settle by the timeout policy unless a decision came first; the state either way."""
-        op = ExpireApproval(self._execution.run.id, self._step, outcome)
-        record: ApprovalRecord = await self._execution.worker.committer.apply(op)
-        return await self._state(record)
-
-    async def _state(self, record: ApprovalRecord) -> ApprovalState:
-        store = self._execution.worker.store
-        decisions = await asyncio.to_thread(store.get_decisions, record.run_id, self._step)
-        return ApprovalState(
-            request=record.request,
-            expires_at=record.expires_at,
-            outcome=record.outcome,
-            settled_by=record.settled_by,
-            decisions=decisions,
-        )
-
-
-class _Outputs(Mapping[str, Any]):
-    """A live, read-only view of the completed steps' outputs."""
-
-    def __init__(self, steps: dict[str, StepRecord]) -> None:
-        self._steps = steps
-
-    def __getitem__(self, name: str) -> Any:
-        rec = self._steps[name]
-        if rec.status not in _HAS_OUTPUT:
-            raise KeyError(name)
-        return rec.output
-
-    def __iter__(self) -> Iterator[str]:
-        return (n for n, r in self._steps.items() if r.status in _HAS_OUTPUT)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-#: Statuses of steps whose output is there to read (also while they are rolled back).
-_HAS_OUTPUT = {
-    StepStatus.COMPLETED,
-    StepStatus.ROLLING_BACK,
-    StepStatus.ROLLED_BACK,
-    StepStatus.ROLLBACK_FAILED,
-}
-
-
-class _RunningWrite:
-    """The RUNNING checkpoint of a step, written only if the step outlives a short delay.
-
-    Fast steps then cost one transaction (RUNNING and COMPLETED events land together);
-    slow ones show as RUNNING within ``RUNNING_WRITE_DELAY``. Non-idempotent steps call
-    :meth:`now` so that recovery can tell they were in flight.
-    """
-
-    def __init__(
-        self,
-        execution: RunExecution,
-        step: str,
-        attempt: int,
-        encoded_input: Any,
-        started: float,
-        recorded: bool = False,
-    ) -> None:
-        self.execution = execution
-        self.step = step
-        self.attempt = attempt
-        self.encoded_input = encoded_input
-        self.started = started
-        #: Whether the attempt's RUNNING event is already stored (its start was recorded).
-        self.recorded = recorded
-        self.extra: list[EventRow] = []
-        self.errors: list[Row] = []
-        self._written: asyncio.Future[Any] | None = None
-        self._t0 = time.monotonic()
-        self._closed = False
-
-    def due(self, now: float) -> bool:
-        """Whether the step has run long enough to show as RUNNING (monotonic ``now``)."""
-        return not self._closed and self._written is None and now - self._t0 >= RUNNING_WRITE_DELAY
-
-    def write(self) -> asyncio.Future[Any]:
-        """Submit the RUNNING checkpoint."""
-        self._closed = True
-        ex = self.execution
-        cp = ex._checkpoint(self.step)
-        if not self.recorded:
-            cp.events.append(
-                (self.step, StepStatus.RUNNING, self.attempt, started_on(ex.worker.id))
-            )
-            self.recorded = True
-        cp.step_values = {
-            "status": StepStatus.RUNNING.value,
-            "attempt": self.attempt,
-            "input": self.encoded_input,
-            "started_at": self.started,
-        }
-        cp.logs = ex.logs.take()
-        self._written = ex.worker.committer.submit(cp)
-        # Retrieved here too: a run abandoned mid-step never awaits this write.
-        self._written.add_done_callback(lambda f: f.cancelled() or f.exception())
-        ex._remember(self.step, {"status": StepStatus.RUNNING.value, "attempt": self.attempt})
-        return self._written
-
-    async def now(self) -> None:
-        """Write RUNNING at once and wait for it to commit."""
-        await self.write()
-
-    def cancel(self) -> None:
-        """Do not write RUNNING later (the step already ended)."""
-        self._closed = True
-
-    def close_into(self, cp: Checkpoint) -> None:
-        """Add what the step's closing checkpoint must carry (RUNNING, if never written)."""
-        if self._written is None and not self.recorded:
-            worker = self.execution.worker.id
-            cp.events.append(
-                (self.step, StepStatus.RUNNING.value, self.attempt, started_on(worker))
-            )
-        cp.events.extend(self.extra)
-        cp.errors.extend(self.errors)
-
-    async def settled(self) -> None:
-        """Wait for a RUNNING write in flight, raising its error (a stale lease)."""
-        if self._written is not None:
-            await self._written

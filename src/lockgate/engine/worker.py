@@ -17,7 +17,8 @@ from lockgate.core.masking import Masker
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import StepStatus
 from lockgate.engine.committer import Committer
-from lockgate.engine.execution import RUNNING_WRITE_DELAY, RunExecution
+from lockgate.engine.execution import RunExecution
+from lockgate.engine.running import RUNNING_WRITE_DELAY
 from lockgate.errors import LockgateError
 from lockgate.metrics import Metrics
 from lockgate.settings import Settings

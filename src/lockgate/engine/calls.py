@@ -1,0 +1,37 @@
+"""What the engine does with user code and its errors: call it, describe what it raised."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from lockgate.core.context import StepContext
+from lockgate.core.functions import arity, call
+from lockgate.errors import (
+    StepError,
+)
+
+
+async def invoke(fn: Callable[..., Any], ctx: StepContext, value: Any) -> Any:
+    if arity(fn, "function") == 1:
+        return await call(fn, ctx)
+    return await call(fn, ctx, value)
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    text = str(exc) or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}" if not isinstance(exc, StepError) else text
+
+
+#: A row for the store (an error, a log line).
+Row = dict[str, Any]
+#: An event a checkpoint records: (step, status, attempt, message).
+EventRow = tuple[str | None, str, int | None, str | None]

@@ -1,0 +1,81 @@
+"""Parking a run: a retry's durable wait, a step's sleep or approval; no worker holds it."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from lockgate.core.codec import encode
+from lockgate.core.context import StepContext
+from lockgate.core.statuses import RunStatus, StepStatus
+from lockgate.core.step import Step
+from lockgate.engine.calls import describe, when
+from lockgate.engine.running import RunningWrite
+from lockgate.store.checkpoints import Checkpoint
+
+if TYPE_CHECKING:
+    from lockgate.engine.execution import RunExecution
+
+
+async def park_retry(
+    ex: RunExecution, step: Step, ctx: StepContext, exc: BaseException, running: RunningWrite
+) -> None:
+    """Park the run until its next attempt is due (a durable wait: no worker holds it)."""
+    attempt = running.attempt
+    delay = step.retry.delay(attempt)
+    message = f"{describe(exc)}; retrying in {delay:.2f}s"
+    ex.logs.add(step.name, "warning", f"attempt {attempt} failed: {message}")
+    wake = time.time() + delay
+    cp = ex._checkpoint(step.name)
+    running.close_into(cp)
+    cp.events.append((step.name, StepStatus.RETRYING, attempt, message))
+    cp.step_values = {
+        "status": StepStatus.RETRYING.value,
+        "attempt": attempt,
+        "error": ex.worker.mask(describe(exc)),
+        "saved": encode(None, ctx.saved, "saved data"),
+    }
+    cp.errors.append(ex._error_row(step.name, attempt, exc))
+    await running.settled()
+    await release_until(ex, cp, wake, f"retry of {step.name} at {when(wake)}")
+
+
+async def park(
+    ex: RunExecution,
+    step: Step,
+    ctx: StepContext,
+    data: Any,
+    running: RunningWrite,
+    until: float | None,
+) -> None:
+    """Park the run until ``until`` (or until woken, for ``None``): no worker holds it."""
+    why = f"until {when(until)}" if until is not None else "until woken (a decision)"
+    ex.logs.add(step.name, "info", f"waiting {why}")
+    cp = ex._checkpoint(step.name)
+    running.close_into(cp)
+    cp.events.append((step.name, StepStatus.WAITING, running.attempt, why))
+    cp.approval = ex.asking.pop(step.name, None)
+    cp.step_values = {
+        "status": StepStatus.WAITING.value,
+        "attempt": running.attempt,
+        "input": data,
+        "saved": encode(None, ctx.saved, "saved data"),
+        "started_at": running.started,
+        "wait_until": until,
+    }
+    await running.settled()
+    await release_until(ex, cp, until, f"{step.name} waits {why}")
+
+
+async def release_until(ex: RunExecution, cp: Checkpoint, until: float | None, why: str) -> None:
+    """Commit ``cp`` with the run WAITING until ``until`` and its lease given up."""
+    ex.status = RunStatus.WAITING
+    cp.events.append((None, RunStatus.WAITING, None, why))
+    cp.run.update(
+        status=RunStatus.WAITING.value, wake_at=until, lease_owner=None, lease_expires_at=None
+    )
+    await ex._commit(cp)
+    if cp.step is not None:
+        ex._remember(cp.step, cp.step_values)
+    if until is not None:
+        ex.worker.wake_at(until)

@@ -1,0 +1,110 @@
+"""What a step of a run sees: its context, its approvals desk, the outputs of its peers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from lockgate.core.context import ApprovalState, StepContext
+from lockgate.core.statuses import StepStatus
+from lockgate.core.step import Step
+from lockgate.store.approvals import ExpireApproval
+from lockgate.store.records import ApprovalRecord, StepRecord
+
+if TYPE_CHECKING:
+    from lockgate.engine.execution import RunExecution
+
+
+class StoredApprovals:
+    """Where one approval step of this run asks for decisions and reads them."""
+
+    def __init__(self, execution: RunExecution, step: str) -> None:
+        self._execution = execution
+        self._step = step
+
+    async def state(self) -> ApprovalState | None:
+        """The stored request with its decisions; ``None`` before the step asked."""
+        store, run_id = self._execution.worker.store, self._execution.run.id
+        record = await asyncio.to_thread(store.get_approval, run_id, self._step)
+        return None if record is None else await self._state(record)
+
+    def ask(self, request: Mapping[str, Any], expires_at: float | None) -> None:
+        """Keep ``request`` for the checkpoint that parks the step (stored once)."""
+        self._execution.asking[self._step] = {
+            "request": dict(request),
+            "requested_by": self._execution.run.requested_by,
+            "expires_at": expires_at,
+        }
+
+    async def expire(self, outcome: str) -> ApprovalState:
+        """Settle by the timeout policy unless a decision came first; the state either way."""
+        op = ExpireApproval(self._execution.run.id, self._step, outcome)
+        record: ApprovalRecord = await self._execution.worker.committer.apply(op)
+        return await self._state(record)
+
+    async def _state(self, record: ApprovalRecord) -> ApprovalState:
+        store = self._execution.worker.store
+        decisions = await asyncio.to_thread(store.get_decisions, record.run_id, self._step)
+        return ApprovalState(
+            request=record.request,
+            expires_at=record.expires_at,
+            outcome=record.outcome,
+            settled_by=record.settled_by,
+            decisions=decisions,
+        )
+
+
+class Outputs(Mapping[str, Any]):
+    """A live, read-only view of the completed steps' outputs."""
+
+    def __init__(self, steps: dict[str, StepRecord]) -> None:
+        self._steps = steps
+
+    def __getitem__(self, name: str) -> Any:
+        rec = self._steps[name]
+        if rec.status not in HAS_OUTPUT:
+            raise KeyError(name)
+        return rec.output
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, r in self._steps.items() if r.status in HAS_OUTPUT)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+#: Statuses of steps whose output is there to read (also while they are rolled back).
+HAS_OUTPUT = {
+    StepStatus.COMPLETED,
+    StepStatus.ROLLING_BACK,
+    StepStatus.ROLLED_BACK,
+    StepStatus.ROLLBACK_FAILED,
+}
+
+
+def step_context(ex: RunExecution, step: Step, attempt: int) -> StepContext:
+    """The context one attempt of ``step`` (or its rollback) receives."""
+    rec = ex.steps[step.name]
+    return StepContext(
+        run_id=ex.run.id,
+        pipeline=ex.pipeline.name,
+        step=step.name,
+        attempt=max(attempt, 1),
+        params=ex._params,
+        bag=ex.bag,
+        noop=ex.run.noop,
+        log=ex._logger(step.name),
+        requested_by=ex.run.requested_by,
+        saved=rec.saved,
+        wait_until=rec.wait_until if rec.status == StepStatus.WAITING else None,
+        outputs=ex.outputs,
+        raw_params=ex.run.params,
+        secrets=ex.worker.settings.secrets,
+        settings=ex.worker.settings,
+        approvals=StoredApprovals(ex, step.name),
+        # A step with a timeout gets its own event, so that its timing out does not
+        # mark the whole run cancelled.
+        cancel_event=ex.cancel_event if step.timeout is None else threading.Event(),
+    )
