@@ -6,13 +6,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from lockgate.channels.service import StageManifest
-from lockgate.store.channels import DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.records import (
     DecisionResult,
+    DeploymentRecord,
     EventRecord,
     LogRecord,
+    ManifestRecord,
     PipelineRecord,
     RunRecord,
+    StageRecord,
 )
 
 

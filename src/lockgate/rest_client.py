@@ -12,15 +12,17 @@ from lockgate import errors
 from lockgate.channels.pipeline import canonical
 from lockgate.channels.service import StageManifest
 from lockgate.core.cursor import encode_cursor
-from lockgate.store.channels import DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.records import (
     ApprovalRecord,
     DecisionRecord,
     DecisionResult,
+    DeploymentRecord,
     EventRecord,
     LogRecord,
+    ManifestRecord,
     PipelineRecord,
     RunRecord,
+    StageRecord,
 )
 from lockgate.views import PendingApproval, RunView
 

@@ -34,14 +34,8 @@ from lockgate.core.step import Step
 from lockgate.errors import StepError
 from lockgate.steps.approval import ApprovalKind
 from lockgate.store.base import Store
-from lockgate.store.channels import (
-    ChannelStore,
-    FinishDeployment,
-    Flip,
-    Revert,
-    TakeTurn,
-    WriteManifest,
-)
+from lockgate.store.channel_ops import FinishDeployment, Flip, Revert, TakeTurn, WriteManifest
+from lockgate.store.channels import ChannelStore
 
 #: The namespace channel pipelines are registered under.
 NAMESPACE = "channel"

@@ -14,15 +14,9 @@ from lockgate.channels.pipeline import NAMESPACE, channel_pipeline
 from lockgate.core.ids import new_run_id
 from lockgate.errors import ChannelNotFound, ParamsError, TooLarge, Unauthorized
 from lockgate.store.audit import Audited, AuditEntry
-from lockgate.store.channels import (
-    ChannelRecord,
-    ChannelStore,
-    DeploymentRecord,
-    ManifestRecord,
-    Push,
-    RegisterChannel,
-    StageRecord,
-)
+from lockgate.store.channel_ops import Push, RegisterChannel
+from lockgate.store.channels import ChannelStore
+from lockgate.store.records import ChannelRecord, DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.runs import RegisterPipeline
 
 if TYPE_CHECKING:
