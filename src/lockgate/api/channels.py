@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import Field
 
 from lockgate.api.auth import lockgate, require
-from lockgate.api.routes import Admin, Lockgate, Strict, Viewer
+from lockgate.api.deps import Admin, Lockgate, Strict, Viewer
 from lockgate.app import App
 from lockgate.channels.service import PUSH_TOKEN_PREFIX
 from lockgate.errors import ChannelNotFound, Forbidden, ParamsError

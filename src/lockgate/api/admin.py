@@ -1,0 +1,51 @@
+"""Admin routes: tokens and the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+
+from lockgate.api.deps import Admin, Lockgate, Strict
+from lockgate.tokens import Role
+
+router = APIRouter(prefix="/api/v1")
+
+
+class TokenBody(Strict):
+    """A token to create."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+    subject: str | None = Field(
+        None, min_length=1, max_length=200, description="The person or machine (default: name)."
+    )
+
+
+@router.get("/tokens", summary="API tokens (never their secrets)")
+def list_tokens(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
+    return [t.to_dict() for t in lg.tokens.list()]
+
+
+@router.post("/tokens", status_code=201, summary="Create a token; its secret is shown once")
+def create_token(body: TokenBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    record, secret = lg.tokens.create(
+        body.name, body.role.value, subject=body.subject, actor=caller.name
+    )
+    return {**record.to_dict(), "token": secret}
+
+
+@router.delete("/tokens/{token_id}", summary="Revoke a token")
+def revoke_token(token_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    return lg.tokens.revoke(token_id, actor=caller.name).to_dict()
+
+
+@router.get("/audit", summary="Who did what: decisions, token use, runs started and cancelled")
+def audit_log(
+    caller: Admin,
+    lg: Lockgate,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    return [a.to_dict() for a in lg.store.get_audit(after, limit)]

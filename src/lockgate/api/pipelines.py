@@ -1,0 +1,28 @@
+"""Pipeline routes: what is registered, and a pipeline's definition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from lockgate.api.deps import Lockgate, Viewer
+from lockgate.errors import NotFound
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get("/pipelines", summary="Registered pipelines (newest version of each)")
+def list_pipelines(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in lg.pipelines():
+        latest.setdefault(f"{rec.namespace}/{rec.name}", rec.to_dict())
+    return list(latest.values())
+
+
+@router.get("/pipelines/{name}", summary="A pipeline with its params schema and steps")
+def show_pipeline(name: str, caller: Viewer, lg: Lockgate) -> dict[str, Any]:
+    for rec in lg.pipelines():
+        if rec.name == name:
+            return rec.to_dict()
+    raise NotFound(f"no pipeline {name!r} is registered")

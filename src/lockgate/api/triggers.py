@@ -1,0 +1,151 @@
+"""Trigger routes: webhook triggers and their deliveries, schedules, pollers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+
+from lockgate.api.deps import Admin, Lockgate, Strict, Viewer, position
+from lockgate.core.cursor import encode_cursor
+
+router = APIRouter(prefix="/api/v1")
+
+
+class TriggerBody(Strict):
+    """A webhook trigger to create."""
+
+    provider: str = Field(max_length=20)
+    pipeline: str = Field(max_length=401)
+    namespace: str = Field("default", max_length=200)
+    secret: str | None = Field(None, max_length=500)
+    events: list[str] = Field(default_factory=list, max_length=50)
+    branches: list[str] = Field(default_factory=list, max_length=50)
+    params: dict[str, Any] = Field(default_factory=dict)
+    allow_ips: list[str] = Field(default_factory=list, max_length=50)
+
+
+@router.post("/triggers", status_code=201, summary="Create a webhook trigger")
+def create_trigger(body: TriggerBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    trigger, url_token = lg.webhooks.create(
+        body.provider,
+        body.pipeline,
+        secret=body.secret,
+        namespace=body.namespace,
+        events=body.events,
+        branches=body.branches,
+        params=body.params,
+        allow_ips=body.allow_ips,
+        actor=caller.name,
+    )
+    url = f"/hooks/{trigger.id}" + (f"?token={url_token}" if url_token else "")
+    # An unsigned provider's URL token is in this answer only; it is stored hashed.
+    return {**trigger.to_dict(), "url": url}
+
+
+@router.get("/triggers", summary="Triggers (secrets masked)")
+def list_triggers(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
+    return [t.to_dict() for t in lg.webhooks.triggers.all()]
+
+
+@router.delete("/triggers/{trigger_id}", summary="Delete a trigger and its deliveries")
+def delete_trigger(trigger_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    lg.webhooks.delete(trigger_id, actor=caller.name)
+    return {"deleted": trigger_id}
+
+
+@router.get(
+    "/triggers/{trigger_id}/deliveries",
+    summary="Firings of a webhook trigger, a schedule or a poller, newest first",
+)
+def list_deliveries(
+    trigger_id: str,
+    caller: Viewer,
+    lg: Lockgate,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    before = position(cursor, 1)
+    found = lg.deliveries(trigger_id, limit, int(before[0]) if before else None)
+    following = encode_cursor(found[-1].id) if len(found) == limit else None
+    return {"deliveries": [d.to_dict() for d in found], "next": following}
+
+
+class ScheduleBody(Strict):
+    """A cron or interval schedule to create."""
+
+    pipeline: str = Field(max_length=401)
+    namespace: str = Field("default", max_length=200)
+    cron: str | None = Field(None, max_length=200)
+    interval_seconds: float | None = None
+    timezone: str = Field("UTC", max_length=64)
+    misfire: Literal["skip", "run_once"] = "skip"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/schedules", status_code=201, summary="Create a cron or interval schedule")
+def create_schedule(body: ScheduleBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    schedule = lg.schedules.create(
+        body.pipeline,
+        cron=body.cron,
+        interval_seconds=body.interval_seconds,
+        timezone=body.timezone,
+        misfire=body.misfire,
+        namespace=body.namespace,
+        params=body.params,
+        actor=caller.name,
+    )
+    return schedule.to_dict()
+
+
+@router.get("/schedules", summary="Schedules with their next fire times")
+def list_schedules(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    return [x.to_dict() for x in lg.schedules.store.all()]
+
+
+@router.delete("/schedules/{schedule_id}", summary="Delete a schedule")
+def delete_schedule(schedule_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    lg.schedules.delete(schedule_id, actor=caller.name)
+    return {"deleted": schedule_id}
+
+
+class PollerBody(Strict):
+    """A git repository to poll."""
+
+    pipeline: str = Field(max_length=401)
+    repository: str = Field(max_length=2000)
+    refs: list[str] = Field(default_factory=lambda: ["refs/heads/*"], max_length=50)
+    interval_seconds: float = 60.0
+    namespace: str = Field("default", max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@router.post("/pollers", status_code=201, summary="Poll a git repository for new commits")
+def create_poller(body: PollerBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    poller = lg.pollers.create(
+        body.pipeline,
+        body.repository,
+        refs=body.refs,
+        interval_seconds=body.interval_seconds,
+        namespace=body.namespace,
+        params=body.params,
+        actor=caller.name,
+    )
+    return poller.to_dict()
+
+
+@router.get("/pollers", summary="Pollers with their last-seen commits and errors")
+def list_pollers(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    return [p.to_dict() for p in lg.pollers.store.all()]
+
+
+@router.delete("/pollers/{poller_id}", summary="Delete a poller")
+def delete_poller(poller_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    lg.pollers.delete(poller_id, actor=caller.name)
+    return {"deleted": poller_id}
+
+
+@router.post("/deliveries/{delivery_id}/redeliver", summary="Process a delivery again")
+def redeliver(delivery_id: int, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    return lg.webhooks.redeliver(delivery_id, actor=caller.name).body
