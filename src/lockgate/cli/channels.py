@@ -11,10 +11,10 @@ from rich.markup import escape
 
 from lockgate.cli.context import (
     BackgroundWorker,
-    CliState,
     ExamplesOpt,
     PipelinesOpt,
     definitions_from,
+    state_of,
     whoami,
 )
 from lockgate.cli.output import Output, console, print_json, status_text, table, when
@@ -31,13 +31,8 @@ OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json
 ChannelArg = Annotated[str, typer.Argument(help="The channel's name.")]
 
 
-def _state(ctx: typer.Context) -> CliState:
-    state: CliState = ctx.obj
-    return state
-
-
 def _channels(ctx: typer.Context) -> ChannelsClient:
-    return _state(ctx).client().channels
+    return state_of(ctx).client().channels
 
 
 def _content(content: str | None, content_file: Path | None) -> Any:
@@ -76,7 +71,7 @@ def push(
 ) -> None:
     """Push a tenant's content: queues a deployment that merges it and promotes the new
     manifest through the channel's stages (one deployment at a time, in push order)."""
-    state = _state(ctx)
+    state = state_of(ctx)
     data = _content(content, content_file)
     local = definitions_from(pipelines or [], examples, state.settings)
     lg: Any

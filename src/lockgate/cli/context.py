@@ -72,6 +72,12 @@ class CliState:
             self._app = None
 
 
+def state_of(ctx: typer.Context) -> CliState:
+    """The CLI state the root command set up."""
+    state: CliState = ctx.obj
+    return state
+
+
 def pipelines_from(paths: list[str], examples: bool, settings: Settings) -> list[Pipeline]:
     """Pipelines from ``--pipelines`` paths and, with ``--examples``, the bundled ones."""
     return definitions_from(paths, examples, settings)[0]

@@ -7,18 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from lockgate.cli.context import (
-    CliState,
-    pipelines_from,
-)
+from lockgate.cli.context import pipelines_from, state_of
 from lockgate.cli.output import Output, console, print_json, table, when
 
 pipelines_app = typer.Typer(help="Registered pipelines.", no_args_is_help=True)
-
-
-def _state(ctx: typer.Context) -> CliState:
-    state: CliState = ctx.obj
-    return state
 
 
 @pipelines_app.command("list")
@@ -27,7 +19,7 @@ def pipelines_list(
 ) -> None:
     """Pipelines registered in the database (the newest version of each)."""
     latest: dict[str, Any] = {}
-    for rec in _state(ctx).client().pipelines():
+    for rec in state_of(ctx).client().pipelines():
         latest.setdefault(f"{rec.namespace}/{rec.name}", rec)
     if output is Output.json:
         print_json([r.to_dict() for r in latest.values()])
@@ -52,7 +44,7 @@ def pipelines_validate(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Check pipeline files (and Python pipelines): every problem, with file and line."""
-    loaded = pipelines_from(paths, False, _state(ctx).settings)
+    loaded = pipelines_from(paths, False, state_of(ctx).settings)
     if output is Output.json:
         print_json(
             [{"pipeline": p.key, "version": p.version, "steps": len(p.steps)} for p in loaded]
@@ -71,7 +63,7 @@ def pipelines_show(
     """A pipeline's steps and params schema (newest registered version)."""
     from lockgate.errors import PipelineNotFound
 
-    found = _state(ctx).client().pipeline_versions(name.split("/")[-1])
+    found = state_of(ctx).client().pipeline_versions(name.split("/")[-1])
     if not found:
         raise PipelineNotFound(f"no pipeline {name!r} is registered")
     rec = found[0]

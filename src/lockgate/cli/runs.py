@@ -15,11 +15,11 @@ from rich.text import Text
 
 from lockgate.cli.context import (
     BackgroundWorker,
-    CliState,
     ExamplesOpt,
     PipelinesOpt,
     parse_params,
     pipelines_from,
+    state_of,
     whoami,
 )
 from lockgate.cli.output import (
@@ -41,11 +41,6 @@ runs_app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
 
 
-def _state(ctx: typer.Context) -> CliState:
-    state: CliState = ctx.obj
-    return state
-
-
 @runs_app.command("list")
 def list_runs(
     ctx: typer.Context,
@@ -60,7 +55,7 @@ def list_runs(
             f"unknown status {status!r}; one of {', '.join(RunStatus)}", param_hint="--status"
         )
     runs = (
-        _state(ctx)
+        state_of(ctx)
         .client()
         .list_runs(status=status.upper() if status else None, pipeline=pipeline, limit=limit)
     )
@@ -115,7 +110,7 @@ def show(
 ) -> None:
     """Show a run: its steps, every attempt of each, its errors (the cause first) and its
     events."""
-    app = _state(ctx).client()
+    app = state_of(ctx).client()
     view = app.get_run(run_id)
     events = app.events(run_id)
     if output is Output.json:
@@ -170,7 +165,7 @@ def logs(
 ) -> None:
     """Print a run's step logs (``-f`` follows them live; over REST as server-sent events).
     ``--output json`` prints JSON lines: one object per log line."""
-    client = _state(ctx).client()
+    client = state_of(ctx).client()
     for line in _lines(client, run_id, step, follow):
         if output is Output.json:
             print_json_line(line.to_dict())
@@ -211,7 +206,7 @@ def cancel(
     output: OutputOpt = Output.table,
 ) -> None:
     """Stop a run's current step and roll it back."""
-    run = _state(ctx).client().cancel_run(run_id, by=whoami())
+    run = state_of(ctx).client().cancel_run(run_id, by=whoami())
     if output is Output.json:
         print_json(run.to_dict())
     else:
@@ -263,7 +258,7 @@ def run(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Start a run. With --pipelines/--examples it also runs it here; else a server does."""
-    state = _state(ctx)
+    state = state_of(ctx)
     params = parse_params(param or [], params_file)
     local = pipelines_from(pipelines or [], examples, state.settings)
     lg: Any

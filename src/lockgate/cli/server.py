@@ -14,21 +14,11 @@ import typer
 
 from lockgate.app import App
 from lockgate.cli.banner import banner_lines
-from lockgate.cli.context import (
-    CliState,
-    ExamplesOpt,
-    PipelinesOpt,
-    definitions_from,
-)
+from lockgate.cli.context import ExamplesOpt, PipelinesOpt, definitions_from, state_of
 from lockgate.cli.output import console, err_console
 
 #: GIL switch interval for server and worker processes (CPython's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
-
-
-def _state(ctx: typer.Context) -> CliState:
-    state: CliState = ctx.obj
-    return state
 
 
 def configure_logging(level: int) -> None:
@@ -52,7 +42,7 @@ def _serve(
     listen: tuple[str, int] | None = None,
 ) -> None:
     configure_logging(logging.INFO)
-    state = _state(ctx)
+    state = state_of(ctx)
     if concurrency is not None:
         state.settings = state.settings.with_(concurrency=concurrency)
     pipelines, channels = definitions_from(paths, examples, state.settings)
@@ -163,7 +153,7 @@ def server(
 ) -> None:
     """Run lockgate: the REST API and workers; upgrades the database; stops on Ctrl-C."""
     if forwarded_allow_ips is not None:
-        state = _state(ctx)
+        state = state_of(ctx)
         proxies = tuple(x.strip() for x in forwarded_allow_ips.split(",") if x.strip())
         state.settings = state.settings.with_(forwarded_allow_ips=proxies)
     _serve(ctx, pipelines or [], examples, concurrency, (host, port))

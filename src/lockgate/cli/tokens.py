@@ -8,17 +8,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from lockgate.cli.context import (
-    CliState,
-    whoami,
-)
+from lockgate.cli.context import state_of, whoami
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
-
-
-def _state(ctx: typer.Context) -> CliState:
-    state: CliState = ctx.obj
-    return state
-
 
 tokens_app = typer.Typer(help="API tokens (bearer tokens with a role).", no_args_is_help=True)
 
@@ -38,7 +29,7 @@ def tokens_create(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Create a token; it is printed once and only its hash is stored."""
-    tokens = _state(ctx).app(migrate=True).tokens
+    tokens = state_of(ctx).app(migrate=True).tokens
     record, secret = tokens.create(name, role, subject=subject, actor=whoami())
     if output is Output.json:
         print_json({**record.to_dict(), "token": secret})
@@ -57,7 +48,7 @@ def tokens_list(
     ctx: typer.Context, output: Annotated[Output, typer.Option("--output", "-o")] = Output.table
 ) -> None:
     """Tokens (never their secrets)."""
-    found = _state(ctx).app().tokens.list()
+    found = state_of(ctx).app().tokens.list()
     if output is Output.json:
         print_json([t.to_dict() for t in found])
         return
@@ -81,5 +72,5 @@ def tokens_revoke(
     ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="The token's id.")]
 ) -> None:
     """Revoke a token: it stops working at once."""
-    record = _state(ctx).app().tokens.revoke(token_id, actor=whoami())
+    record = state_of(ctx).app().tokens.revoke(token_id, actor=whoami())
     console.print(f"token {record.id} ({escape(record.name)}) revoked")
