@@ -27,15 +27,9 @@ from lockgate.errors import (
     SettingsError,
 )
 from lockgate.metrics import Metrics
-from lockgate.settings import Settings
-from lockgate.steps.approval import ApprovalConfig
-from lockgate.store import Store, open_store
-from lockgate.store.approvals import Decide, settled_conflict
-from lockgate.store.audit import Audited, AuditEntry
-from lockgate.store.migrate import upgrade
-from lockgate.store.ops import Op
-from lockgate.store.records import (
+from lockgate.records import (
     ApprovalRecord,
+    AuditRecord,
     DecisionResult,
     DeliveryRecord,
     ErrorRecord,
@@ -44,6 +38,13 @@ from lockgate.store.records import (
     PipelineRecord,
     RunRecord,
 )
+from lockgate.settings import Settings
+from lockgate.steps.approval import ApprovalConfig
+from lockgate.store import Store, open_store
+from lockgate.store.approvals import Decide, settled_conflict
+from lockgate.store.audit import Audited, AuditEntry
+from lockgate.store.migrate import current, upgrade
+from lockgate.store.ops import Op
 from lockgate.store.runs import CreateRun, RegisterPipeline, RequestCancel
 from lockgate.tokens import Tokens
 from lockgate.triggers.pollers import Pollers
@@ -150,6 +151,10 @@ class App:
     def migrate(self) -> None:
         """Create or upgrade the schema (idempotent; safe from many processes)."""
         upgrade(self.store)
+
+    def schema_revision(self) -> str | None:
+        """The schema revision the database is at (``None`` before the first upgrade)."""
+        return current(self.store)
 
     def register(self, *pipelines: Pipeline) -> None:
         """Make pipelines runnable here and visible to every process on the database."""
@@ -298,6 +303,18 @@ class App:
             if problems:
                 raise ParamsError(problems)
         return latest.version, [s["name"] for s in latest.definition["steps"]], params
+
+    def run_record(self, run_id: str) -> RunRecord:
+        """A run alone (no steps); :class:`RunNotFound` if unknown."""
+        return self.store.get_run(run_id)
+
+    def check_database(self) -> None:
+        """Raise the store's error if the database cannot answer (health checks)."""
+        self.store.count_active()
+
+    def audit_log(self, after: int = 0, limit: int = 100) -> list[AuditRecord]:
+        """Audit entries after id ``after``, oldest first."""
+        return self.store.get_audit(after, limit)
 
     def get_run(self, run_id: str) -> RunView:
         """A run and its steps; :class:`RunNotFound` if unknown."""

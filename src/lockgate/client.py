@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from lockgate.channels.service import StageManifest
-from lockgate.store.records import (
+from lockgate.records import (
     DecisionResult,
     DeploymentRecord,
     EventRecord,

@@ -12,7 +12,7 @@ from lockgate import errors
 from lockgate.channels.pipeline import canonical
 from lockgate.channels.service import StageManifest
 from lockgate.core.cursor import encode_cursor
-from lockgate.store.records import (
+from lockgate.records import (
     ApprovalRecord,
     DecisionRecord,
     DecisionResult,

@@ -22,6 +22,18 @@ def absolute_database_url(url: str, cwd: Path) -> str:
     return f"{prefix}:///{(cwd / path).resolve()}{q}{query}"
 
 
+def redacted(url: str) -> str:
+    """A database URL without its password, for messages and banners."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
 def _listed(text: str) -> tuple[str, ...]:
     """A comma-separated setting as its items."""
     return tuple(x.strip() for x in text.split(",") if x.strip())

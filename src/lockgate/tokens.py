@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from lockgate.errors import NotFound, ParamsError, Unauthorized
+from lockgate.records import TokenRecord
 from lockgate.store import Store
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
-from lockgate.store.records import TokenRecord
 
 PREFIX = "lg_"
 #: A refused request is audited at most this often per address, route and actor.

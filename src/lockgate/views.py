@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockgate.steps.approval import ApprovalConfig
-from lockgate.store.records import (
+from lockgate.records import (
     ApprovalRecord,
     AttemptRecord,
     DecisionRecord,
@@ -14,6 +13,7 @@ from lockgate.store.records import (
     RunRecord,
     StepRecord,
 )
+from lockgate.steps.approval import ApprovalConfig
 
 
 @dataclass(frozen=True)

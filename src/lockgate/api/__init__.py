@@ -37,7 +37,7 @@ def create_api(app: App) -> FastAPI:
     @api.get("/healthz", summary="Liveness and database reachability")
     def healthz() -> Any:
         try:
-            app.store.count_active()
+            app.check_database()
         except LockgateError as exc:  # no token here: the detail stays in the log
             return errors.referenced(503, exc.code, exc.message)
         return {"status": "ok", "version": __version__}

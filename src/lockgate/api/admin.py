@@ -48,4 +48,4 @@ def audit_log(
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return [a.to_dict() for a in lg.store.get_audit(after, limit)]
+    return [a.to_dict() for a in lg.audit_log(after, limit)]

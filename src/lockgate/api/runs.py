@@ -134,7 +134,7 @@ def stream_logs(
             if lines:
                 idle = 0.0
                 continue
-            run = await asyncio.to_thread(lg.store.get_run, run_id)
+            run = await asyncio.to_thread(lg.run_record, run_id)
             if RunStatus(run.status).terminal:
                 if not await asyncio.to_thread(lg.logs, run_id, step, after):
                     yield f"event: end\ndata: {json.dumps({'status': run.status})}\n\n"

@@ -101,7 +101,7 @@ def create_schedule(body: ScheduleBody, caller: Admin, lg: Lockgate) -> dict[str
 
 @router.get("/schedules", summary="Schedules with their next fire times")
 def list_schedules(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
-    return [x.to_dict() for x in lg.schedules.store.all()]
+    return [x.to_dict() for x in lg.schedules.list()]
 
 
 @router.delete("/schedules/{schedule_id}", summary="Delete a schedule")
@@ -137,7 +137,7 @@ def create_poller(body: PollerBody, caller: Admin, lg: Lockgate) -> dict[str, An
 
 @router.get("/pollers", summary="Pollers with their last-seen commits and errors")
 def list_pollers(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
-    return [p.to_dict() for p in lg.pollers.store.all()]
+    return [p.to_dict() for p in lg.pollers.list()]
 
 
 @router.delete("/pollers/{poller_id}", summary="Delete a poller")

@@ -13,10 +13,10 @@ from lockgate.channels.model import TENANT, Channel
 from lockgate.channels.pipeline import NAMESPACE, channel_pipeline
 from lockgate.core.ids import new_run_id
 from lockgate.errors import ChannelNotFound, ParamsError, TooLarge, Unauthorized
+from lockgate.records import ChannelRecord, DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.audit import Audited, AuditEntry
 from lockgate.store.channel_ops import Push, RegisterChannel
 from lockgate.store.channels import ChannelStore
-from lockgate.store.records import ChannelRecord, DeploymentRecord, ManifestRecord, StageRecord
 from lockgate.store.runs import RegisterPipeline
 
 if TYPE_CHECKING:

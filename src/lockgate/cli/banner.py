@@ -9,7 +9,7 @@ from typing import Any
 
 from lockgate.channels.model import Channel
 from lockgate.core.pipeline import Pipeline
-from lockgate.store.base import redacted
+from lockgate.settings import redacted
 
 
 def sample_params(pipeline: Pipeline) -> list[str] | None:

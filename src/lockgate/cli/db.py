@@ -6,7 +6,6 @@ import typer
 
 from lockgate.cli.context import state_of
 from lockgate.cli.output import console
-from lockgate.store.migrate import current
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -15,10 +14,11 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 def db_upgrade(ctx: typer.Context) -> None:
     """Create or upgrade the schema (safe to run repeatedly and concurrently)."""
     lg = state_of(ctx).app(migrate=True)
-    console.print(f"database at revision {current(lg.store)}")
+    console.print(f"database at revision {lg.schema_revision()}")
 
 
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
     """Print the schema revision the database is at."""
-    console.print(current(state_of(ctx).app().store) or "(empty: run `lockgate db upgrade`)")
+    revision = state_of(ctx).app().schema_revision()
+    console.print(revision or "(empty: run `lockgate db upgrade`)")

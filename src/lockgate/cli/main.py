@@ -22,8 +22,7 @@ from lockgate.cli.runs import run, runs_app
 from lockgate.cli.server import configure_logging, server, worker
 from lockgate.cli.tokens import tokens_app
 from lockgate.errors import LockgateError, ParamsError
-from lockgate.settings import DEFAULT_DATABASE_URL, Settings, absolute_database_url
-from lockgate.store.base import redacted
+from lockgate.settings import DEFAULT_DATABASE_URL, Settings, absolute_database_url, redacted
 
 app = typer.Typer(
     help="lockgate runs deployment pipelines durably: steps with rollback, retries and "

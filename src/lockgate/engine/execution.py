@@ -30,9 +30,9 @@ from lockgate.errors import (
     StepInterrupted,
     StepTimeout,
 )
+from lockgate.records import Claimed, StepRecord
 from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
-from lockgate.store.records import Claimed, StepRecord
 
 if TYPE_CHECKING:
     from lockgate.engine.worker import Worker

@@ -14,8 +14,8 @@ from lockgate.errors import (
     NothingToUndo,
     StepError,
 )
+from lockgate.records import StepRecord
 from lockgate.store.checkpoints import Checkpoint
-from lockgate.store.records import StepRecord
 
 if TYPE_CHECKING:
     from lockgate.engine.execution import RunExecution

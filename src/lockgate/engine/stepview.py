@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from lockgate.core.context import ApprovalState, StepContext
 from lockgate.core.statuses import StepStatus
 from lockgate.core.step import Step
+from lockgate.records import ApprovalRecord, StepRecord
 from lockgate.store.approvals import ExpireApproval
-from lockgate.store.records import ApprovalRecord, StepRecord
 
 if TYPE_CHECKING:
     from lockgate.engine.execution import RunExecution

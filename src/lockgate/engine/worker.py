@@ -21,11 +21,11 @@ from lockgate.engine.execution import RunExecution
 from lockgate.engine.running import RUNNING_WRITE_DELAY
 from lockgate.errors import LockgateError
 from lockgate.metrics import Metrics
+from lockgate.records import Claimed, RunRecord, StepRecord
 from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.checkpoints import AppendLogs
 from lockgate.store.leases import Claim, Heartbeat, Release
-from lockgate.store.records import Claimed, RunRecord, StepRecord
 from lockgate.store.runs import FlagUnrunnable
 from lockgate.store.workers import StopWorker, TakeIdentity, WorkerRecord
 

@@ -17,9 +17,9 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.errors import Conflict, InvalidState, NotFound, RunNotFound
+from lockgate.records import ApprovalRecord, DecisionRecord, DecisionResult
 from lockgate.store import schema as s
 from lockgate.store.ops import WriteTx, event_row
-from lockgate.store.records import ApprovalRecord, DecisionRecord, DecisionResult
 
 #: Outcomes of a settled approval step (the approval step kind names the same three).
 APPROVED, REJECTED = "approved", "rejected"

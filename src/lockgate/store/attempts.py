@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from lockgate.core.statuses import RunStatus, StepStatus
-from lockgate.store.records import AttemptRecord, EventRecord
+from lockgate.records import AttemptRecord, EventRecord
 
 #: The events that end an attempt, and how it ended.
 _ENDS = {

@@ -11,18 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, and_, func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES
 from lockgate.errors import LockgateError, RunNotFound, SchemaMissing, StoreError
-from lockgate.store import schema as s
-from lockgate.store.approvals import approval_record, open_approvals_query
-from lockgate.store.attempts import ATTEMPT_EVENTS, attempts_from
-from lockgate.store.checkpoints import Checkpoint, apply_checkpoints
-from lockgate.store.deliveries import Deliver, deliver_all
-from lockgate.store.ops import RUN_BY_ID, Op, WriteTx, run_record, step_record
-from lockgate.store.records import (
+from lockgate.records import (
     ApprovalRecord,
     AttemptRecord,
     AuditRecord,
@@ -34,6 +27,13 @@ from lockgate.store.records import (
     RunRecord,
     StepRecord,
 )
+from lockgate.settings import redacted
+from lockgate.store import schema as s
+from lockgate.store.approvals import approval_record, open_approvals_query
+from lockgate.store.attempts import ATTEMPT_EVENTS, attempts_from
+from lockgate.store.checkpoints import Checkpoint, apply_checkpoints
+from lockgate.store.deliveries import Deliver, deliver_all
+from lockgate.store.ops import RUN_BY_ID, Op, WriteTx, run_record, step_record
 from lockgate.store.workers import WorkerRecord, get_worker_query, worker_record
 
 T = TypeVar("T")
@@ -44,14 +44,6 @@ MAX_PAGE = 1000
 #: PostgreSQL's undefined table / column; SQLite says it in words.
 _NO_SCHEMA = {"42P01", "42703"}
 _NO_TABLE = ("no such table", "no such column")
-
-
-def redacted(url: str) -> str:
-    """``url`` without a password."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.partition("://")[0] + "://..."
 
 
 class Store(ABC):

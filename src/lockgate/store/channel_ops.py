@@ -11,14 +11,14 @@ from sqlalchemy import delete, select, text, update
 
 from lockgate.core.statuses import TERMINAL_RUN_STATUSES
 from lockgate.errors import ChannelNotFound, Conflict, InvalidState
-from lockgate.store import schema as s
-from lockgate.store.ops import WriteTx
-from lockgate.store.records import (
+from lockgate.records import (
     DeploymentRecord,
     FlipRecord,
     ManifestRecord,
     RunRecord,
 )
+from lockgate.store import schema as s
+from lockgate.store.ops import WriteTx
 from lockgate.store.runs import CreateRun
 
 #: Deployment states; a deployment's run carries the detail (steps, events, logs).

@@ -13,19 +13,19 @@ from sqlalchemy import and_, delete, func, select, text
 
 from lockgate.core.statuses import TERMINAL_RUN_STATUSES
 from lockgate.errors import ChannelNotFound
+from lockgate.records import (
+    ChannelRecord,
+    DeploymentRecord,
+    FlipRecord,
+    ManifestRecord,
+    StageRecord,
+)
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE, Store
 from lockgate.store.channel_ops import (
     ACTIVE,
     QUEUED,
-)
-from lockgate.store.records import (
-    ChannelRecord,
-    DeploymentRecord,
-    FlipRecord,
-    ManifestRecord,
-    StageRecord,
 )
 
 _OPEN = (QUEUED, ACTIVE)

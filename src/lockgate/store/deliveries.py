@@ -16,9 +16,9 @@ from lockgate.errors import (
     LockgateError,
     NotFound,
 )
+from lockgate.records import RunRecord
 from lockgate.store import schema as s
 from lockgate.store.ops import ROWS_PER_INSERT, WriteTx, json_text
-from lockgate.store.records import RunRecord
 from lockgate.store.runs import CreateRun, create_runs
 
 

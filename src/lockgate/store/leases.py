@@ -15,6 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.selectable import TextualSelect
 
 from lockgate.core.statuses import RunStatus, StepStatus
+from lockgate.records import Claimed, RunRecord, StepRecord
 from lockgate.store import schema as s
 from lockgate.store.ops import (
     ACTIVE_SQL,
@@ -27,7 +28,6 @@ from lockgate.store.ops import (
     step_record,
     typed,
 )
-from lockgate.store.records import Claimed, RunRecord, StepRecord
 
 
 def _claim_sql(skip_locked: bool) -> TextualSelect:

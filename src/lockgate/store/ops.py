@@ -24,9 +24,9 @@ from sqlalchemy import (
 from sqlalchemy.sql.selectable import TextualSelect
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES, StepStatus
+from lockgate.records import RunRecord, StepRecord
 from lockgate.store import schema as s
 from lockgate.store.attempts import started_on
-from lockgate.store.records import RunRecord, StepRecord
 
 InsertFn = Callable[[Table], Any]
 #: Rows per multi-row INSERT (well under SQLite's limit on bound variables).

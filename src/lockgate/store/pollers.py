@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from lockgate.records import PollerRecord
 from lockgate.store import schema as s
 from lockgate.store.base import MAX_PAGE
 from lockgate.store.crud import RecordTable
-from lockgate.store.records import PollerRecord
 
 
 class PollerStore(RecordTable[PollerRecord]):

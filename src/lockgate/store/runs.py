@@ -20,9 +20,9 @@ from lockgate.errors import (
     InvalidState,
     RunNotFound,
 )
+from lockgate.records import RunRecord
 from lockgate.store import schema as s
 from lockgate.store.ops import RUN_BY_KEY, WriteTx, event_row, json_text, run_record, started_event
-from lockgate.store.records import RunRecord
 
 
 @dataclass

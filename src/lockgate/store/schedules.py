@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from lockgate.records import ScheduleRecord
 from lockgate.store import schema as s
 from lockgate.store.base import MAX_PAGE
 from lockgate.store.crud import RecordTable
-from lockgate.store.records import ScheduleRecord
 
 
 class ScheduleStore(RecordTable[ScheduleRecord]):

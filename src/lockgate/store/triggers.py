@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from lockgate.errors import NotFound
+from lockgate.records import DeliveryRecord, TriggerRecord
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE
 from lockgate.store.crud import RecordTable
-from lockgate.store.records import DeliveryRecord, TriggerRecord
 
 
 class TriggerStore(RecordTable[TriggerRecord]):

@@ -20,9 +20,9 @@ import structlog
 
 from lockgate.core.templates import TemplateError, render
 from lockgate.errors import LockgateError, ParamsError
+from lockgate.records import PollerRecord, masked_url
 from lockgate.store.audit import AuditEntry
 from lockgate.store.pollers import PollerStore
-from lockgate.store.records import PollerRecord, masked_url
 from lockgate.triggers.event import TriggerEvent, split_ref
 from lockgate.triggers.firing import fire
 
@@ -116,6 +116,10 @@ class Pollers:
             if actor
             else None,
         )
+
+    def list(self) -> list[PollerRecord]:
+        """Every poller (at most a page), with its last-seen commits and error."""
+        return self.store.all()
 
     def delete(self, poller_id: str, *, actor: str | None = None) -> None:
         """Remove a poller and its firings (audited with ``actor``)."""

@@ -21,8 +21,8 @@ import structlog
 from croniter import croniter
 
 from lockgate.errors import ParamsError
+from lockgate.records import ScheduleRecord
 from lockgate.store.audit import AuditEntry
-from lockgate.store.records import ScheduleRecord
 from lockgate.store.schedules import ScheduleStore
 from lockgate.triggers.firing import fire
 
@@ -108,6 +108,10 @@ class Schedules:
             AuditEntry(actor, "schedule.create", None, {"pipeline": pipeline}) if actor else None
         )
         return self.store.create(row, audit)
+
+    def list(self) -> list[ScheduleRecord]:
+        """Every schedule (at most a page), with its next fire time."""
+        return self.store.all()
 
     def delete(self, schedule_id: str, *, actor: str | None = None) -> None:
         """Remove a schedule and its firings (audited with ``actor``)."""

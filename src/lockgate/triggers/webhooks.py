@@ -21,9 +21,9 @@ import structlog
 
 from lockgate.core.templates import TemplateError, check, render
 from lockgate.errors import InvalidState, LockgateError, NotFound, ParamsError
+from lockgate.records import TriggerRecord
 from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
-from lockgate.store.records import TriggerRecord
 from lockgate.store.runs import CreateRun
 from lockgate.store.triggers import TriggerStore
 from lockgate.triggers.event import TriggerEvent

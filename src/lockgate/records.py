@@ -1,4 +1,7 @@
-"""Plain records the store returns; the faces and the engine read these, never rows."""
+"""Plain records: what the store returns and every face shows (rows never leave the store).
+
+A neutral module: the store, the engine, the services and the faces all import it; it
+imports nothing of lockgate's but the model."""
 
 from __future__ import annotations
 
