@@ -79,7 +79,7 @@ SECRET = "s3cr3t/Value+42=="
     [
         ("raw", SECRET),
         ("URL-encoded", "s3cr3t%2FValue%2B42%3D%3D"),
-        ("URL-encoded, lower-case hex", "s3cr3t%2fvalue%2b42%3d%3d"),
+        ("URL-encoded, lower-case hex", "s3cr3t%2fValue%2b42%3d%3d"),
         ("URL-encoded, path-safe", "s3cr3t/Value%2B42%3D%3D"),
         ("base64", base64.b64encode(SECRET.encode()).decode()),
         ("base64, URL-safe", base64.urlsafe_b64encode(SECRET.encode()).decode()),
@@ -141,3 +141,11 @@ def test_a_pipelines_folder_cannot_shadow_a_standard_module(tmp_path: Path) -> N
     load_definitions([str(tmp_path / "pipes.py")])
     loaded = next(m for m in list(sys.modules.values()) if getattr(m, "SHADOWED", None) is not None)
     assert loaded.SHADOWED is False
+
+
+def test_masking_keeps_to_the_secret_and_its_encodings() -> None:
+    """A lower-cased spelling of the secret is other text: masking it would hide what the
+    log says (only the %XX escapes of an encoded form may differ in case)."""
+    mask = Masker(["Tok/EN-42"])
+    assert mask("Tok%2FEN-42 tok%2fen-42") == "*** tok%2fen-42"
+    assert mask("Tok%2fEN-42") == "***"

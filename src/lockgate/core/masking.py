@@ -20,6 +20,11 @@ _SUB_DELIMS = "!$&'()*+,;="
 _URL_SAFE_SETS = ("", "/", _SUB_DELIMS + ":@/", _SUB_DELIMS + ":/?[]@")
 
 
+def _lower_escapes(text: str) -> str:
+    """``text`` with its ``%XX`` escapes in lower case (the secret's own letters kept)."""
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
+
+
 def _b64_inner(raw: bytes) -> set[str]:
     """The base64 text of ``raw`` wherever it starts inside a longer value (``user:secret``
     in basic auth): the characters that depend on the secret alone, at each alignment."""
@@ -44,7 +49,7 @@ def _forms(secret: str) -> set[str]:
         raw.hex(),
         raw.hex().upper(),
         *(quote(secret, safe=safe) for safe in _URL_SAFE_SETS),
-        *(quote(secret, safe=safe).lower() for safe in _URL_SAFE_SETS),
+        *(_lower_escapes(quote(secret, safe=safe)) for safe in _URL_SAFE_SETS),
     }
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         text = encode(raw).decode()

@@ -281,7 +281,7 @@ class Webhooks:
         except (AttributeError, TypeError, KeyError, ValueError) as exc:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
         key = (event.delivery_id or hashlib.sha256(body).hexdigest())[:200]
-        create, status, error = self._plan(trigger, run_key(trigger.id, key), event, data)
+        create, status, error = self._plan(trigger, delivery_run_key(trigger.id, key), event, data)
         digest = hashlib.sha256(body).hexdigest()
         return Deliver(trigger.id, key, event.to_dict(), data, create, status, error, body=digest)
 
@@ -352,7 +352,7 @@ class Webhooks:
         audit: AuditEntry | None = None,
     ) -> Answer:
         """Process a stored delivery again (retry or redeliver) and record the outcome."""
-        key = run_key or _hashed_key(trigger.id, str(delivery_id))
+        key = run_key or delivery_run_key(trigger.id, str(delivery_id))
         create, status, error = self._plan(trigger, key, event, data)
         run_ids: list[str] = []
         if create is not None:
@@ -390,7 +390,7 @@ class Webhooks:
                 "can be redelivered (start a run of the pipeline instead)"
             )
         trigger = self.get(delivery.trigger_id)
-        key = _hashed_key(trigger.id, f"{delivery.id}:again:{delivery.attempts}")
+        key = delivery_run_key(trigger.id, f"{delivery.id}:again:{delivery.attempts}")
         event = TriggerEvent(**delivery.event)
         audit = AuditEntry(actor, "delivery.redeliver") if actor else None
         return self._process(trigger, delivery.id, event, delivery.payload, key, audit)
@@ -424,13 +424,9 @@ class Webhooks:
         return self.triggers.get(trigger_id)
 
 
-def run_key(trigger_id: str, key: str) -> str:
+def delivery_run_key(trigger_id: str, key: str) -> str:
     """The idempotency key of the run a delivery starts: hashed, because a trigger id is
     not for viewers to read (who can read run keys) and the key must not reveal it."""
-    return _hashed_key(trigger_id, key)
-
-
-def _hashed_key(trigger_id: str, key: str) -> str:
     return "delivery:" + hashlib.sha256(f"{trigger_id}:{key}".encode()).hexdigest()[:40]
 
 
