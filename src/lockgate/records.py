@@ -8,15 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-
-def masked_url(url: str) -> str:
-    """``url`` with the password (or token) of its user part replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.partition("@")
-    if not sep or not at or "/" in userinfo:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}:***@{host}" if colon else f"{scheme}://***@{host}"
+from lockgate.settings import redacted
 
 
 class Record:
@@ -308,7 +300,7 @@ class PollerRecord(Record):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data; credentials in the repository URL are masked."""
         data = super().to_dict()
-        data["repository"] = masked_url(self.repository)
+        data["repository"] = redacted(self.repository, user_is_secret=True)
         return data
 
 

@@ -22,16 +22,18 @@ def absolute_database_url(url: str, cwd: Path) -> str:
     return f"{prefix}:///{(cwd / path).resolve()}{q}{query}"
 
 
-def redacted(url: str) -> str:
-    """A database URL without its password, for messages and banners."""
+def redacted(url: str, *, user_is_secret: bool = False) -> str:
+    """``url`` without its password, for messages, banners and what viewers read. With
+    ``user_is_secret`` a user part without a password is taken for a token (git URLs such
+    as ``https://TOKEN@host/repo``) and hidden too."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
+    authority = rest.split("/", 1)[0]
+    userinfo, at, _ = authority.rpartition("@")
+    if not sep or not at:
         return url
-    userinfo, at, host = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon else ("***" if user_is_secret else user)
+    return f"{scheme}://{shown}@{rest[len(userinfo) + 1 :]}"
 
 
 def _listed(text: str) -> tuple[str, ...]:

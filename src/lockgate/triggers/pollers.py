@@ -20,7 +20,8 @@ import structlog
 
 from lockgate.core.templates import TemplateError, render
 from lockgate.errors import LockgateError, ParamsError
-from lockgate.records import PollerRecord, masked_url
+from lockgate.records import PollerRecord
+from lockgate.settings import redacted
 from lockgate.store.audit import AuditEntry
 from lockgate.store.pollers import PollerStore
 from lockgate.triggers.event import TriggerEvent, split_ref
@@ -98,6 +99,8 @@ class Pollers:
             problems.append("refs: at least one glob, such as refs/heads/main")
         if problems:
             raise ParamsError(problems)
+        shown = {"repository": redacted(repository, user_is_secret=True)}
+        audit = AuditEntry(actor, "poller.create", None, shown) if actor else None
         return self.store.create(
             {
                 "id": secrets.token_hex(8),
@@ -112,9 +115,7 @@ class Pollers:
                 "last_error": None,
                 "enabled": True,
             },
-            AuditEntry(actor, "poller.create", None, {"repository": masked_url(repository)})
-            if actor
-            else None,
+            audit,
         )
 
     def list(self) -> list[PollerRecord]:
