@@ -9,6 +9,7 @@ from fastapi import Request
 
 from lockgate.app import App
 from lockgate.errors import Forbidden, Unauthorized
+from lockgate.records import TokenRecord
 from lockgate.tokens import Role
 
 
@@ -31,16 +32,27 @@ def lockgate(request: Request) -> App:
     return app
 
 
+def bearer(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, or ``""``."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+#: Where the guard leaves the token it authenticated before the body (read once).
+AUTHENTICATED = "lockgate_token"
+
+
 def require(role: Role) -> Callable[[Request], Caller]:
     """A dependency that admits callers whose token grants ``role``."""
 
     def check(request: Request) -> Caller:
         tokens = lockgate(request).tokens
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("send Authorization: Bearer <token>")
-        record = tokens.authenticate(token.strip())
+        record: TokenRecord | None = request.scope.get("state", {}).get(AUTHENTICATED)
+        if record is None:
+            token = bearer(request.headers.get("Authorization", ""))
+            if not token:
+                raise Unauthorized("send Authorization: Bearer <token>")
+            record = tokens.authenticate(token)
         caller = Caller(record.identity, Role(record.role))
         request.state.caller = caller  # who to name if the request is refused later
         if not caller.role.includes(role):

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import Field
 
-from lockgate.api.auth import lockgate, require
+from lockgate.api.auth import bearer, lockgate, require
 from lockgate.api.deps import Admin, Lockgate, Strict, Viewer
 from lockgate.app import App
 from lockgate.channels.service import PUSH_TOKEN_PREFIX
@@ -26,11 +26,6 @@ router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
 
 _viewer = require(Role.viewer)
 _operator = require(Role.operator)
-
-
-def _bearer(request: Request) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 @dataclass(frozen=True)
@@ -44,7 +39,7 @@ class Pushing:
 def _pusher(channel: str, request: Request) -> Pushing:
     """Who pushes: an operator token, or a tenant's push token for this channel."""
     app = lockgate(request)
-    token = _bearer(request)
+    token = bearer(request.headers.get("Authorization", ""))
     if token.startswith(PUSH_TOKEN_PREFIX):
         tenant = app.channels.check_push_token(channel, token)
         return Pushing(f"push-token:{channel}/{tenant}", tenant)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lockgate.api import errors
+from lockgate.api.auth import AUTHENTICATED, bearer
 from lockgate.app import App
 from lockgate.errors import LockgateError
 
@@ -53,7 +54,7 @@ class Guard:
             return
         path: str = scope["path"]
         if path.startswith("/api/") and scope["method"] in _WITH_BODY:
-            problem = await asyncio.to_thread(self._authenticate, path, headers)
+            problem = await asyncio.to_thread(self._authenticate, scope, headers)
             if problem is not None:
                 client = scope.get("client")
                 route = f"{scope['method']} {path}"
@@ -86,18 +87,20 @@ class Guard:
 
         return counted
 
-    def _authenticate(self, path: str, headers: dict[bytes, bytes]) -> str | None:
-        """``None`` when the request carries a credential that authenticates."""
-        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+    def _authenticate(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+        """``None`` when the request carries a credential that authenticates; an API token
+        is left in the request's state, so that the route's role check does not look it up
+        again."""
+        token = bearer(headers.get(b"authorization", b"").decode("latin-1"))
+        if not token:
             return "send Authorization: Bearer <token>"
-        push = _PUSH.match(path)
+        push = _PUSH.match(scope["path"])
         try:
             if push is not None and token.startswith("lgp_"):
                 self.lockgate.channels.check_push_token(push.group(1), token)
             else:
-                self.lockgate.tokens.authenticate(token)
+                record = self.lockgate.tokens.authenticate(token)
+                scope.setdefault("state", {})[AUTHENTICATED] = record
         except LockgateError as exc:
             return exc.message
         return None

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
+from lockgate.api.auth import bearer
 from lockgate.api.deps import Lockgate, Operator, Strict, Viewer, position
 from lockgate.channels.pipeline import NAMESPACE as CHANNEL_NAMESPACE
 from lockgate.core.cursor import encode_cursor
@@ -115,7 +116,7 @@ def stream_logs(
     last_event_id: Annotated[int, Header(ge=0)] = 0,
 ) -> StreamingResponse:
     lg.get_run(run_id)  # 404 before the stream starts
-    token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+    token = bearer(request.headers.get("Authorization", ""))
 
     async def events() -> AsyncIterator[str]:
         after, idle, checked = last_event_id, 0.0, time.monotonic()
