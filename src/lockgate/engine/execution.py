@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import traceback
@@ -73,6 +74,8 @@ class RunExecution:
         self.asking: dict[str, dict[str, Any]] = {}
         #: The error that made the run roll back, for rollbacks and ``rolling_back`` hooks.
         self.cause: BaseException | None = None
+        #: Each step's successor (the last step has none).
+        self._after = dict(itertools.pairwise(s.name for s in pipeline.steps))
         #: Steps whose next attempt's start is already recorded, with its number.
         self.started: dict[str, int] = dict([claimed.started]) if claimed.started else {}
 
@@ -305,8 +308,7 @@ class RunExecution:
     def _record_next_start(self, step: Step, cp: Checkpoint) -> None:
         """Record the next step's start with this checkpoint: if the worker dies before the
         next one commits, recovery knows that attempt started (and counts a new one)."""
-        names = [s.name for s in self.pipeline.steps]
-        following = self.steps[names[names.index(step.name) + 1]]
+        following = self.steps[self._after[step.name]]
         if following.status not in (StepStatus.NOT_STARTED, StepStatus.RETRYING):
             return
         attempt = following.attempt + 1

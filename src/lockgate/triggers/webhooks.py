@@ -280,9 +280,9 @@ class Webhooks:
             return _error(400, "bad_payload", exc.message)
         except (AttributeError, TypeError, KeyError, ValueError) as exc:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
-        key = (event.delivery_id or hashlib.sha256(body).hexdigest())[:200]
-        create, status, error = self._plan(trigger, delivery_run_key(trigger.id, key), event, data)
         digest = hashlib.sha256(body).hexdigest()
+        key = (event.delivery_id or digest)[:200]
+        create, status, error = self._plan(trigger, delivery_run_key(trigger.id, key), event, data)
         return Deliver(trigger.id, key, event.to_dict(), data, create, status, error, body=digest)
 
     def _failed(self, source: str, answer: Answer) -> Answer:
