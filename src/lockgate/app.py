@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -52,6 +52,8 @@ from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import Webhooks
 from lockgate.views import PendingApproval, RunView, policy_of
+
+T = TypeVar("T")
 
 
 def requesters(requested_by: str | None) -> set[str]:
@@ -193,7 +195,7 @@ class App:
             noop=noop,
             idempotency_key=idempotency_key,
         )
-        write: Op = op
+        write: Op[tuple[RunRecord, bool]] = op
         if actor is not None:
             entry = AuditEntry(
                 actor, "run.start", None, {"pipeline": f"{op.namespace}/{op.pipeline}"}
@@ -201,7 +203,7 @@ class App:
             write = Audited(op, entry, lambda result: str(result[0].id))
         record, created = self.store.apply(write)
         self.adopt_created(op, record, created)
-        return record  # type: ignore[no-any-return]
+        return record
 
     def prepare_run(
         self,
@@ -231,7 +233,7 @@ class App:
             lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
         )
 
-    async def write(self, op: Op) -> Any:
+    async def write(self, op: Op[T]) -> T:
         """Apply a write: through a running worker's group committer on this loop if there is
         one (it shares transactions with other writes), else in a thread on its own."""
         loop = asyncio.get_running_loop()
@@ -347,7 +349,7 @@ class App:
     def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
         """Ask a run to stop its current step and roll back (audited as ``by``, in the same
         transaction)."""
-        op: Op = RequestCancel(run_id, by)
+        op: Op[str] = RequestCancel(run_id, by)
         if by is not None:
             op = Audited(op, AuditEntry(by, "run.cancel", run_id))
         self.store.apply(op)

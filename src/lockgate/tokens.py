@@ -10,13 +10,11 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
-
-from lockgate.errors import NotFound, ParamsError, Unauthorized
+from lockgate.errors import ParamsError, Unauthorized
 from lockgate.records import TokenRecord
 from lockgate.store import Store
-from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
+from lockgate.store.tokens import TokenStore
 
 PREFIX = "lg_"
 #: A refused request is audited at most this often per address, route and actor.
@@ -49,7 +47,7 @@ class Tokens:
     """Create, check, list and revoke API tokens."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        self._store = TokenStore(store)
         self._denied: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
 
@@ -76,32 +74,21 @@ class Tokens:
             "role": role,
             "hash": _digest(plaintext),
             "subject": subject or name,
-            "created_at": time.time(),
-            "last_used_at": None,
-            "revoked_at": None,
         }
         details = {"name": name, "role": role, "subject": row["subject"]}
         audit = AuditEntry(actor, "token.create", token_id, details)
-
-        def insert(conn: Any) -> None:
-            conn.execute(s.tokens.insert().values(row))
-            audit.insert(conn, row["created_at"])
-
-        self._store.write(insert)
-        return TokenRecord(**row), plaintext
+        return self._store.create(row, audit), plaintext
 
     def authenticate(self, plaintext: str | None) -> TokenRecord:
         """The live token for ``plaintext``; :class:`Unauthorized` otherwise."""
         if not plaintext or not plaintext.startswith(PREFIX):
             raise Unauthorized("a valid bearer token is required")
         digest = _digest(plaintext)
-        row = self._store.read(
-            lambda c: c.execute(select(s.tokens).where(s.tokens.c.hash == digest)).first()
-        )
+        token = self._store.by_hash(digest)
         # The lookup is by hash; compare again in constant time all the same.
-        if row is None or not hmac.compare_digest(row.hash, digest) or row.revoked_at:
+        if token is None or not hmac.compare_digest(token.hash, digest) or token.revoked_at:
             raise Unauthorized("a valid bearer token is required")
-        return TokenRecord(**row._mapping)
+        return token
 
     def touch(self, token: TokenRecord, route: str) -> None:
         """Record that a token was used: ``last_used_at`` and an audit entry, at most once a
@@ -109,12 +96,9 @@ class Tokens:
         now = time.time()
         if token.last_used_at is not None and now - token.last_used_at < 60:
             return
-        self._store.write(
-            lambda c: c.execute(
-                update(s.tokens).where(s.tokens.c.id == token.id).values(last_used_at=now)
-            )
+        self._store.touch(
+            token.id, AuditEntry(token.identity, "token.use", token.id, {"route": route})
         )
-        self._store.audit(token.identity, "token.use", token.id, {"route": route})
 
     def denied(self, actor: str, route: str, client: str | None, reason: str) -> None:
         """Record a refused request (401/403), at most once a minute per address, route
@@ -128,30 +112,13 @@ class Tokens:
                 self._denied.clear()
             self._denied[key] = now
         details = {"route": route, "client": client, "reason": reason}
-        self._store.audit(actor, "auth.denied", None, details)
+        self._store.audit(AuditEntry(actor, "auth.denied", None, details))
 
     def list(self) -> list[TokenRecord]:
         """Every token, newest first."""
-        stmt = select(s.tokens).order_by(s.tokens.c.created_at.desc())
-        return [
-            TokenRecord(**r._mapping) for r in self._store.read(lambda c: c.execute(stmt).all())
-        ]
+        return self._store.all()
 
     def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
         """Revoke a token; it stops working at once (revoking twice changes nothing)."""
-
-        def revoke(conn: Any) -> None:
-            found = conn.execute(select(s.tokens.c.name).where(s.tokens.c.id == token_id)).first()
-            if found is None:
-                raise NotFound(f"no token {token_id!r}")
-            conn.execute(
-                update(s.tokens)
-                .where(s.tokens.c.id == token_id, s.tokens.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
-            )
-            AuditEntry(actor, "token.revoke", token_id, {"name": found.name}).insert(
-                conn, time.time()
-            )
-
-        self._store.write(revoke)
+        self._store.revoke(token_id, actor)
         return next(token for token in self.list() if token.id == token_id)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from lockgate.store import Store
 from lockgate.store.ops import Op
 
 MAX_BATCH = 512
+T = TypeVar("T")
 
 
 class Committer:
@@ -23,7 +24,7 @@ class Committer:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Op[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-commit")
         self._task: asyncio.Task[None] | None = None
         #: (transactions, ops) committed, for the benchmarks.
@@ -35,13 +36,13 @@ class Committer:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="committer")
 
-    def submit(self, op: Op) -> asyncio.Future[Any]:
+    def submit(self, op: Op[T]) -> asyncio.Future[T]:
         """Queue ``op``; the future resolves after its transaction commits."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, fut))
         return fut
 
-    async def apply(self, op: Op) -> Any:
+    async def apply(self, op: Op[T]) -> T:
         """Queue ``op`` and wait for its result (or its error)."""
         return await self.submit(op)
 

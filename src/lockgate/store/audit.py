@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 
@@ -39,16 +39,19 @@ class AuditEntry:
         conn.execute(s.audit.insert().values(row))
 
 
+T = TypeVar("T")
+
+
 @dataclass
-class Audited:
+class Audited(Generic[T]):
     """An op and its audit entry, applied together (or not at all)."""
 
-    op: Op
+    op: Op[T]
     entry: AuditEntry
     #: The target from the op's result (a run id created by the op, say).
-    target: Callable[[Any], str | None] | None = None
+    target: Callable[[T], str | None] | None = None
 
-    def apply(self, tx: WriteTx) -> Any:
+    def apply(self, tx: WriteTx) -> T:
         """The op's result; the entry is queued in the same transaction."""
         result = self.op.apply(tx)
         target = self.target(result) if self.target is not None else None

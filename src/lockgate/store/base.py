@@ -107,14 +107,14 @@ class Store(ABC):
             self.commits += 1
             return result
 
-    def apply(self, op: Op) -> Any:
+    def apply(self, op: Op[T]) -> T:
         """Apply one op in its own transaction; raise its error."""
         result = self.apply_batch([op])[0]
         if isinstance(result, BaseException):
             raise result
-        return result
+        return result  # type: ignore[no-any-return]  # the slot holds the op's T
 
-    def apply_batch(self, ops: Sequence[Op]) -> list[Any]:
+    def apply_batch(self, ops: Sequence[Op[Any]]) -> list[Any]:
         """Apply ``ops`` in one transaction; each slot holds a result or the op's error.
 
         An op whose guard fails raises before it writes, so the rest still commit. Any
@@ -133,7 +133,9 @@ class Store(ABC):
                 fn()
         return results
 
-    def _apply_all(self, conn: Connection, ops: Sequence[Op], notified: list[bool]) -> list[Any]:
+    def _apply_all(
+        self, conn: Connection, ops: Sequence[Op[Any]], notified: list[bool]
+    ) -> list[Any]:
         def notify() -> None:
             notified[0] = True
 
@@ -309,17 +311,6 @@ class Store(ABC):
         ``(opened_at, run id, step)`` page cursor."""
         stmt = open_approvals_query(before, max(1, min(limit, MAX_PAGE)))
         return [approval_record(r) for r in self.read(lambda c: c.execute(stmt).all())]
-
-    def audit(self, actor: str, action: str, target: str | None, details: Any = None) -> None:
-        """Append one audit entry."""
-        row = {
-            "at": time.time(),
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "details": details,
-        }
-        self.write(lambda c: c.execute(s.audit.insert().values(row)))
 
     def get_audit(self, after: int = 0, limit: int = MAX_PAGE) -> list[AuditRecord]:
         """Audit entries after id ``after``, oldest first."""

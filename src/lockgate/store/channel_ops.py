@@ -18,6 +18,7 @@ from lockgate.records import (
     RunRecord,
 )
 from lockgate.store import schema as s
+from lockgate.store.audit import AuditEntry
 from lockgate.store.ops import WriteTx
 from lockgate.store.runs import CreateRun
 
@@ -424,3 +425,35 @@ def _deployment_by_run(conn: Any, run_id: str) -> DeploymentRecord | None:
 
 
 # -- reads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetPushToken:
+    """Replace (or, with ``None``, drop) the hash of a tenant's push token on a channel;
+    :class:`ChannelNotFound` for an unknown channel."""
+
+    channel: str
+    tenant: str
+    token_hash: str | None
+    audit: AuditEntry | None = None
+
+    def apply(self, tx: WriteTx) -> None:
+        pt, conn = s.push_tokens.c, tx.conn
+        if not conn.execute(
+            select(s.channels.c.name).where(s.channels.c.name == self.channel)
+        ).first():
+            raise ChannelNotFound(f"no channel {self.channel!r}")
+        conn.execute(
+            delete(s.push_tokens).where(pt.channel == self.channel, pt.tenant == self.tenant)
+        )
+        if self.token_hash is not None:
+            conn.execute(
+                s.push_tokens.insert().values(
+                    channel=self.channel,
+                    tenant=self.tenant,
+                    hash=self.token_hash,
+                    created_at=tx.now,
+                )
+            )
+        if self.audit is not None:
+            self.audit.insert(conn, tx.now)

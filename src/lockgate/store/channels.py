@@ -5,11 +5,10 @@ The writes are ops in ``store/channel_ops.py``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, text
+from sqlalchemy import and_, func, select, text
 
 from lockgate.core.statuses import TERMINAL_RUN_STATUSES
 from lockgate.errors import ChannelNotFound
@@ -23,10 +22,7 @@ from lockgate.records import (
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE, Store
-from lockgate.store.channel_ops import (
-    ACTIVE,
-    QUEUED,
-)
+from lockgate.store.channel_ops import ACTIVE, QUEUED, SetPushToken
 
 _OPEN = (QUEUED, ACTIVE)
 _TERMINAL = tuple(sorted(st.value for st in TERMINAL_RUN_STATUSES))
@@ -196,25 +192,7 @@ class ChannelStore:
         self, channel: str, tenant: str, token_hash: str | None, audit: AuditEntry | None = None
     ) -> None:
         """Store (replacing) or, for ``None``, drop the hash of a tenant's push token."""
-        pt = s.push_tokens.c
-
-        def run(conn: Any) -> None:
-            if conn.execute(select(s.channels.c.name).where(s.channels.c.name == channel)).first():
-                conn.execute(
-                    delete(s.push_tokens).where(pt.channel == channel, pt.tenant == tenant)
-                )
-                if token_hash is not None:
-                    conn.execute(
-                        s.push_tokens.insert().values(
-                            channel=channel, tenant=tenant, hash=token_hash, created_at=time.time()
-                        )
-                    )
-                if audit is not None:
-                    audit.insert(conn, time.time())
-                return
-            raise ChannelNotFound(f"no channel {channel!r}")
-
-        self._store.write(run)
+        self._store.apply(SetPushToken(channel, tenant, token_hash, audit))
 
     def push_token_holder(self, token_hash: str) -> tuple[str, str] | None:
         """``(channel, tenant)`` of the push token with this hash."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Column, Table, delete, select
@@ -11,8 +12,42 @@ from lockgate.errors import NotFound
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE, Store
+from lockgate.store.ops import WriteTx
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class InsertRow:
+    """Insert one row, with its audit entry (target: the row's id)."""
+
+    table: Table
+    row: dict[str, Any]
+    audit: AuditEntry | None = None
+
+    def apply(self, tx: WriteTx) -> None:
+        tx.conn.execute(self.table.insert().values(self.row))
+        if self.audit is not None:
+            self.audit.insert(tx.conn, tx.now, str(self.row["id"]))
+
+
+@dataclass(frozen=True)
+class DeleteRow:
+    """Remove the row ``row_id`` of a trigger table with its deliveries; the rows removed
+    (0: there was none, and nothing is audited)."""
+
+    table: Table
+    row_id: str
+    audit: AuditEntry | None = None
+
+    def apply(self, tx: WriteTx) -> int:
+        tx.conn.execute(delete(s.deliveries).where(s.deliveries.c.trigger_id == self.row_id))
+        done = int(
+            tx.conn.execute(delete(self.table).where(self.table.c.id == self.row_id)).rowcount
+        )
+        if done and self.audit is not None:
+            self.audit.insert(tx.conn, tx.now, self.row_id)
+        return done
 
 
 class RecordTable(Generic[R]):
@@ -35,13 +70,7 @@ class RecordTable(Generic[R]):
     def create(self, row: dict[str, Any], audit: AuditEntry | None = None) -> R:
         """Insert a row (``created_at`` is set here), with its audit entry if any."""
         row = {**row, "created_at": time.time()}
-
-        def insert(conn: Any) -> None:
-            conn.execute(self.table.insert().values(row))
-            if audit is not None:
-                audit.insert(conn, row["created_at"], str(row["id"]))
-
-        self._store.write(insert)
+        self._store.apply(InsertRow(self.table, row, audit))
         return self.record_type(**row)  # type: ignore[no-any-return]
 
     def find(self, row_id: str) -> R | None:
@@ -66,14 +95,5 @@ class RecordTable(Generic[R]):
     def delete(self, row_id: str, audit: AuditEntry | None = None) -> None:
         """Remove a row and its deliveries, with its audit entry if any; :class:`NotFound`
         if there is none."""
-
-        def remove(conn: Any) -> int:
-            conn.execute(delete(s.deliveries).where(s.deliveries.c.trigger_id == row_id))
-            done = int(conn.execute(delete(self.table).where(self._id == row_id)).rowcount)
-            if done and audit is not None:
-                audit.insert(conn, time.time(), row_id)
-            return done
-
-        done = self._store.write(remove)
-        if not done:
+        if not self._store.apply(DeleteRow(self.table, row_id, audit)):
             raise NotFound(f"no {self.noun} {row_id!r}")

@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -120,10 +120,17 @@ class WriteTx:
             cursor.close()
 
 
-class Op(Protocol):
-    """A write that can share a transaction with others."""
+T_co = TypeVar("T_co", covariant=True)
 
-    def apply(self, tx: WriteTx) -> Any:
+
+class Op(Protocol[T_co]):
+    """A write that can share a transaction with others; applying it gives a ``T_co``.
+
+    Every write of the store is an op: the one way in, whether it is applied alone, in a
+    worker's group commit, or wrapped with its audit entry (:class:`~lockgate.store.audit.Audited`).
+    """
+
+    def apply(self, tx: WriteTx) -> T_co:
         """Perform the write; raise before writing if a guard fails."""
 
 

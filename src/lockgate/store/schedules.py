@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select, update
 
 from lockgate.records import ScheduleRecord
 from lockgate.store import schema as s
 from lockgate.store.base import MAX_PAGE
 from lockgate.store.crud import RecordTable
+from lockgate.store.ops import WriteTx
+
+
+@dataclass(frozen=True)
+class AdvanceSchedule:
+    """Move a schedule from ``tick`` to ``following`` by compare-and-set; False if another
+    scheduler did first."""
+
+    schedule_id: str
+    tick: float
+    following: float
+
+    def apply(self, tx: WriteTx) -> bool:
+        c = s.schedules.c
+        moved = tx.conn.execute(
+            update(s.schedules)
+            .where(c.id == self.schedule_id, c.next_fire_at == self.tick)
+            .values(next_fire_at=self.following)
+        ).rowcount
+        return bool(moved)
 
 
 class ScheduleStore(RecordTable[ScheduleRecord]):
@@ -28,14 +50,4 @@ class ScheduleStore(RecordTable[ScheduleRecord]):
 
     def advance(self, schedule_id: str, tick: float, following: float) -> bool:
         """Move the schedule from ``tick`` to ``following``; False if another scheduler did."""
-        c = s.schedules.c
-        done = self._store.write(
-            lambda x: (
-                x.execute(
-                    update(s.schedules)
-                    .where(c.id == schedule_id, c.next_fire_at == tick)
-                    .values(next_fire_at=following)
-                ).rowcount
-            )
-        )
-        return bool(done)
+        return self._store.apply(AdvanceSchedule(schedule_id, tick, following))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
 
@@ -13,6 +12,81 @@ from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE
 from lockgate.store.crud import RecordTable
+from lockgate.store.ops import WriteTx
+
+
+@dataclass(frozen=True)
+class FinishDelivery:
+    """Record how a delivery's processing ended (and, for a redelivery, who asked)."""
+
+    delivery_id: int
+    status: str
+    run_ids: list[str]
+    error: str | None
+    audit: AuditEntry | None = None
+
+    def apply(self, tx: WriteTx) -> None:
+        d = s.deliveries.c
+        tx.conn.execute(
+            update(s.deliveries)
+            .where(d.id == self.delivery_id)
+            .values(
+                status=self.status,
+                run_ids=self.run_ids,
+                error=self.error,
+                attempts=d.attempts + 1,
+                updated_at=tx.now,
+            )
+        )
+        if self.audit is not None:
+            self.audit.insert(tx.conn, tx.now, str(self.delivery_id))
+
+
+@dataclass(frozen=True)
+class ClaimDelivery:
+    """Take a delivery for processing: compare-and-set on its status and time; whether
+    this call won it."""
+
+    delivery: DeliveryRecord
+
+    def apply(self, tx: WriteTx) -> bool:
+        d = s.deliveries.c
+        won = tx.conn.execute(
+            update(s.deliveries)
+            .where(
+                d.id == self.delivery.id,
+                d.status == self.delivery.status,
+                d.updated_at == self.delivery.updated_at,
+            )
+            .values(status="PROCESSING", updated_at=tx.now)
+        ).rowcount
+        return bool(won)
+
+
+@dataclass(frozen=True)
+class PruneDeliveries:
+    """Retention: drop deliveries older than ``older_than`` and all but the newest ``keep``
+    of each trigger; how many went."""
+
+    older_than: float
+    keep: int
+
+    def apply(self, tx: WriteTx) -> int:
+        d, conn = s.deliveries.c, tx.conn
+        removed = conn.execute(delete(s.deliveries).where(d.received_at < self.older_than)).rowcount
+        for (trigger_id,) in conn.execute(select(d.trigger_id).distinct()).all():
+            cutoff = conn.execute(
+                select(d.id)
+                .where(d.trigger_id == trigger_id)
+                .order_by(d.id.desc())
+                .offset(self.keep)
+                .limit(1)
+            ).scalar()
+            if cutoff is not None:
+                removed += conn.execute(
+                    delete(s.deliveries).where(d.trigger_id == trigger_id, d.id <= cutoff)
+                ).rowcount
+        return int(removed)
 
 
 class TriggerStore(RecordTable[TriggerRecord]):
@@ -31,24 +105,7 @@ class TriggerStore(RecordTable[TriggerRecord]):
         audit: AuditEntry | None = None,
     ) -> None:
         """Record how a delivery ended (and, for a redelivery, who asked)."""
-        d = s.deliveries.c
-
-        def write(conn: Any) -> None:
-            conn.execute(
-                update(s.deliveries)
-                .where(d.id == delivery_id)
-                .values(
-                    status=status,
-                    run_ids=run_ids,
-                    error=error,
-                    attempts=d.attempts + 1,
-                    updated_at=time.time(),
-                )
-            )
-            if audit is not None:
-                audit.insert(conn, time.time(), str(delivery_id))
-
-        self._store.write(write)
+        self._store.apply(FinishDelivery(delivery_id, status, run_ids, error, audit))
 
     def delivery(self, delivery_id: int) -> DeliveryRecord:
         """One delivery."""
@@ -107,40 +164,8 @@ class TriggerStore(RecordTable[TriggerRecord]):
 
     def claim(self, delivery: DeliveryRecord) -> bool:
         """Take a delivery for processing (compare-and-set on its status and time)."""
-        d = s.deliveries.c
-        done = self._store.write(
-            lambda c: (
-                c.execute(
-                    update(s.deliveries)
-                    .where(
-                        d.id == delivery.id,
-                        d.status == delivery.status,
-                        d.updated_at == delivery.updated_at,
-                    )
-                    .values(status="PROCESSING", updated_at=time.time())
-                ).rowcount
-            )
-        )
-        return bool(done)
+        return self._store.apply(ClaimDelivery(delivery))
 
     def prune(self, older_than: float, keep: int) -> int:
         """Retention: drop deliveries older than ``older_than`` and all but ``keep`` per trigger."""
-        d = s.deliveries.c
-
-        def run(conn: Any) -> int:
-            removed = conn.execute(delete(s.deliveries).where(d.received_at < older_than)).rowcount
-            for (trigger_id,) in conn.execute(select(d.trigger_id).distinct()).all():
-                cutoff = conn.execute(
-                    select(d.id)
-                    .where(d.trigger_id == trigger_id)
-                    .order_by(d.id.desc())
-                    .offset(keep)
-                    .limit(1)
-                ).scalar()
-                if cutoff is not None:
-                    removed += conn.execute(
-                        delete(s.deliveries).where(d.trigger_id == trigger_id, d.id <= cutoff)
-                    ).rowcount
-            return int(removed)
-
-        return int(self._store.write(run))
+        return self._store.apply(PruneDeliveries(older_than, keep))
