@@ -7,23 +7,21 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-import jsonschema
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from lockgate.channels.service import Channels
-from lockgate.core.ids import new_run_id
 from lockgate.core.masking import MIN_SECRET_LENGTH, Masker
-from lockgate.core.params import params_model
+from lockgate.core.params import params_model, pydantic_problems
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import RunStatus
+from lockgate.engine.launcher import Launcher
 from lockgate.engine.worker import Worker
 from lockgate.errors import (
     Forbidden,
     InvalidState,
     NotFound,
     ParamsError,
-    PipelineNotFound,
     SettingsError,
 )
 from lockgate.metrics import Metrics
@@ -84,32 +82,6 @@ def _authorise(
         raise Forbidden(f"{by} requested run {approval.run_id} and may not approve it")
 
 
-def _unknown_params(params_type: Any, params: Any) -> list[str]:
-    """Params a pydantic model would silently drop (``-p enviroment=production``)."""
-    if not (isinstance(params_type, type) and issubclass(params_type, BaseModel)):
-        return []
-    if params_type.model_config.get("extra") == "allow" or not isinstance(params, Mapping):
-        return []  # kept on purpose
-    known = [f.alias or name for name, f in params_type.model_fields.items()]
-    return _unknown(params, [*known, *params_type.model_fields])
-
-
-def _unknown(params: Mapping[str, Any], known: Iterable[str]) -> list[str]:
-    names = sorted(set(known))
-    listed = ", ".join(names) or "none"
-    return [f"{key}: unknown param (known: {listed})" for key in params if key not in names]
-
-
-def _problems_from_pydantic(exc: ValidationError, skip: set[str] | None = None) -> list[str]:
-    out = []
-    for err in exc.errors():
-        if skip and err["type"] in skip:
-            continue
-        loc = ".".join(str(x) for x in err["loc"]) or "(params)"
-        out.append(f"{loc}: {err['msg']}")
-    return out
-
-
 class App:
     """One lockgate installation: a database, the pipelines known here, and workers."""
 
@@ -138,13 +110,13 @@ class App:
             )
         self.mask = Masker(self.settings.secrets.values())
         self.tokens = Tokens(self.store)
-        self.webhooks = Webhooks(self)
-        self.schedules = Schedules(self)
-        self.pollers = Pollers(self)
-        self.channels = Channels(self)
-        self.metrics = Metrics(self.store, lambda: sum(w.active for w in self._workers))
-        #: Workers made by this App; runs started here go straight to one with room.
-        self._workers: list[Worker] = []
+        #: Starts runs for people, triggers and channels alike (and knows the local workers).
+        self.launcher = Launcher(self.store, self.registry)
+        self.webhooks = Webhooks(self.store, self.launcher, self.settings)
+        self.schedules = Schedules(self.store, self.launcher)
+        self.pollers = Pollers(self.store, self.launcher)
+        self.channels = Channels(self.store, self.registry, self.launcher)
+        self.metrics = Metrics(self.store, lambda: sum(w.active for w in self.launcher.workers))
         for p in pipelines:
             self.registry.add(p)
 
@@ -202,7 +174,7 @@ class App:
             )
             write = Audited(op, entry, lambda result: str(result[0].id))
         record, created = self.store.apply(write)
-        self.adopt_created(op, record, created)
+        self.launcher.adopt_created(op, record, created)
         return record
 
     def prepare_run(
@@ -216,95 +188,19 @@ class App:
         idempotency_key: str | None = None,
     ) -> CreateRun:
         """The checked write that starts a run, to apply alone or inside another write."""
-        version, steps, data = self._resolve(name, namespace, params)
-        ns, pipeline_name = self._split(name, namespace)
-        local = next((w for w in self._workers if w.can_adopt(version)), None)
-        return CreateRun(
-            run_id=new_run_id(),
-            namespace=ns,
-            pipeline=pipeline_name,
-            version=version,
-            step_names=steps,
-            params=data,
-            noop=noop,
+        return self.launcher.prepare_run(
+            name,
+            params,
+            namespace=namespace,
             requested_by=requested_by,
+            noop=noop,
             idempotency_key=idempotency_key,
-            claim_for=local.id if local is not None else None,
-            lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
         )
 
     async def write(self, op: Op[T]) -> T:
         """Apply a write: through a running worker's group committer on this loop if there is
         one (it shares transactions with other writes), else in a thread on its own."""
-        loop = asyncio.get_running_loop()
-        for worker in self._workers:
-            if worker.committing_on(loop):
-                return await worker.committer.apply(op)
-        return await asyncio.to_thread(self.store.apply, op)
-
-    def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
-        """Hand a run created leased to a local worker over to that worker."""
-        if not created or op.claim_for is None:
-            return
-        for worker in self._workers:
-            if worker.id == op.claim_for:
-                worker.adopt(record, op.step_names)
-
-    @staticmethod
-    def _split(name: str, namespace: str) -> tuple[str, str]:
-        """(namespace, name) of ``name`` or ``namespace/name``."""
-        if "/" in name:
-            ns, _, short = name.partition("/")
-            return ns, short
-        return namespace, name
-
-    def _resolve(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
-        """(version, step names, JSON params) of the pipeline's current version."""
-        params = {} if params is None else params
-        try:
-            pipeline = self.registry.get(name, namespace)
-        except PipelineNotFound:
-            return self._resolve_stored(name, namespace, params)
-        data = params
-        if pipeline.params_type is not None:
-            unknown = _unknown_params(pipeline.params_type, params)
-            adapter: TypeAdapter[Any] = TypeAdapter(pipeline.params_type)
-            try:
-                data = adapter.dump_python(adapter.validate_python(params), mode="json")
-            except ValidationError as exc:
-                others = _problems_from_pydantic(exc, skip={"extra_forbidden"})
-                raise ParamsError(unknown + others) from exc
-            if unknown:
-                raise ParamsError(unknown)
-        return pipeline.version, [s.name for s in pipeline.steps], data
-
-    def _resolve_stored(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
-        ns, short = self._split(name, namespace)
-        found = [p for p in self.store.pipeline_versions(short) if p.namespace == ns]
-        if not found:
-            raise PipelineNotFound(
-                f"database {self.store.display_url} has no pipeline {ns}/{short}: start a "
-                "server or worker with it there, or pass --pipelines"
-            )
-        latest = found[0]
-        schema = latest.definition.get("params")
-        if schema:
-            problems = []
-            known = schema.get("properties")
-            open_ended = schema.get("additionalProperties") is True
-            if isinstance(params, Mapping) and known is not None and not open_ended:
-                problems += _unknown(params, known)
-            errors = sorted(
-                jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: e.path
-            )
-            problems += [
-                f"{'.'.join(map(str, e.path)) or '(params)'}: {e.message}"
-                for e in errors
-                if e.validator != "additionalProperties"  # said above, one per param
-            ]
-            if problems:
-                raise ParamsError(problems)
-        return latest.version, [s["name"] for s in latest.definition["steps"]], params
+        return await self.launcher.write(op)
 
     def run_record(self, run_id: str) -> RunRecord:
         """A run alone (no steps); :class:`RunNotFound` if unknown."""
@@ -398,7 +294,7 @@ class App:
             try:
                 data = model.model_validate(dict(input or {})).model_dump(mode="json")
             except ValidationError as exc:
-                raise ParamsError(_problems_from_pydantic(exc)) from exc
+                raise ParamsError(pydantic_problems(exc)) from exc
         elif input:
             problem = (
                 "input goes with an approval, not a reject"
@@ -448,7 +344,7 @@ class App:
         """A worker for the pipelines registered here."""
         settings = self.settings.with_(**overrides) if overrides else self.settings
         worker = Worker(self.store, self.registry, settings, mask=self.mask, metrics=self.metrics)
-        self._workers.append(worker)
+        self.launcher.workers.append(worker)
         return worker
 
     async def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.01) -> RunRecord:

@@ -97,3 +97,22 @@ def test_bad_pollers_are_refused(app: App) -> None:
     ]
     with pytest.raises(ParamsError, match="transport helpers"):
         app.pollers.create("build", "ext::sh -c touch% /tmp/pwned")
+
+
+def test_a_params_template_that_cannot_render_fails_the_firing_like_a_webhooks(
+    app: App, repo: Path
+) -> None:
+    """Pollers, schedules and webhooks share one firing path: a template that does not
+    render stores the firing FAILED with the reason, and starts nothing."""
+    app.register(Pipeline("build", [build]))
+    poller = app.pollers.create(
+        "build", origin(repo), refs=["refs/heads/main"], params={"pr": "${event.nope}"}
+    )
+    assert app.pollers.poll_once() == 0  # baseline
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    git(repo, "push", "-q", "origin", "HEAD:main")
+    assert app.pollers.poll_once(app.pollers.store.get(poller.id).next_poll_at) == 0
+    [firing] = app.deliveries(poller.id)
+    assert (firing.status, firing.run_ids) == ("FAILED", [])
+    assert firing.error is not None and firing.error.startswith("params: ${event.nope}")
+    assert app.list_runs() == []

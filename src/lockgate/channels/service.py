@@ -7,20 +7,27 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lockgate.channels.model import TENANT, Channel
 from lockgate.channels.pipeline import NAMESPACE, channel_pipeline
 from lockgate.core.ids import new_run_id
+from lockgate.core.registry import Registry
+from lockgate.engine.launcher import RunStarter
 from lockgate.errors import ChannelNotFound, ParamsError, TooLarge, Unauthorized
-from lockgate.records import ChannelRecord, DeploymentRecord, ManifestRecord, StageRecord
+from lockgate.records import (
+    ChannelRecord,
+    DeploymentRecord,
+    ManifestRecord,
+    RunRecord,
+    StageRecord,
+)
+from lockgate.store import Store
 from lockgate.store.audit import Audited, AuditEntry
 from lockgate.store.channel_ops import Push, RegisterChannel
 from lockgate.store.channels import ChannelStore
+from lockgate.store.ops import Op
 from lockgate.store.runs import RegisterPipeline
-
-if TYPE_CHECKING:
-    from lockgate.app import App
 
 _TENANT_RULE = "tenant: 1 to 200 letters, digits or '_.:@-', starting with a letter or digit"
 PUSH_TOKEN_PREFIX = "lgp_"  # noqa: S105 - a prefix, not a secret
@@ -49,9 +56,11 @@ class StageManifest:
 class Channels:
     """The channels defined here, and their state in the store."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self.store = ChannelStore(app.store)
+    def __init__(self, store: Store, registry: Registry, starter: RunStarter) -> None:
+        self._store = store
+        self._registry = registry
+        self._starter = starter
+        self.store = ChannelStore(store)
         self._defined: dict[str, Channel] = {}
 
     # -- definitions -------------------------------------------------------------------
@@ -59,14 +68,14 @@ class Channels:
     def register(self, *channels: Channel) -> None:
         """Make channels pushable here; their pipelines run on every worker that has them."""
         for ch in channels:
-            pipeline = channel_pipeline(ch, self._app.store)
-            self._app.registry.add(pipeline)
-            self._app.store.apply(
+            pipeline = channel_pipeline(ch, self._store)
+            self._registry.add(pipeline)
+            self._store.apply(
                 RegisterPipeline(
                     pipeline.version, pipeline.namespace, pipeline.name, pipeline.describe()
                 )
             )
-            self._app.store.apply(
+            self._store.apply(
                 RegisterChannel(
                     ch.name, ch.describe(), [st.name for st in ch.stages], ch.public_read
                 )
@@ -123,7 +132,7 @@ class Channels:
         if problems:
             raise ParamsError(problems)
         deployment_id = new_run_id()
-        create = self._app.prepare_run(
+        create = self._starter.prepare_run(
             channel,
             {"deployment": deployment_id, "tenant": tenant, "command": command, "content": content},
             namespace=NAMESPACE,
@@ -154,13 +163,13 @@ class Channels:
             requested_by=requested_by,
             idempotency_key=idempotency_key,
         )
-        write: Any = op
+        write: Op[tuple[DeploymentRecord, RunRecord, bool]] = op
         if actor is not None:
             entry = AuditEntry(actor, "channel.push", None, {"channel": channel, "tenant": tenant})
             write = Audited(op, entry, lambda result: str(result[0].id))
-        record, run, created = self._app.store.apply(write)
-        self._app.adopt_created(op.create, run, created)
-        return record  # type: ignore[no-any-return]
+        record, run, created = self._store.apply(write)
+        self._starter.adopt_created(op.create, run, created)
+        return record
 
     # -- push tokens -------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 
 class ParamSpec(BaseModel):
@@ -79,3 +79,14 @@ def params_model(name: str, specs: dict[str, ParamSpec]) -> type[BaseModel] | No
         **fields,
     )
     return model
+
+
+def pydantic_problems(exc: ValidationError, skip: set[str] | None = None) -> list[str]:
+    """Every problem pydantic found, as ``path: message`` lines (``skip``: error types)."""
+    out = []
+    for err in exc.errors():
+        if skip and err["type"] in skip:
+            continue
+        loc = ".".join(str(x) for x in err["loc"]) or "(params)"
+        out.append(f"{loc}: {err['msg']}")
+    return out

@@ -8,7 +8,7 @@ import threading
 import time
 import traceback
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lockgate.core.codec import decode, encode, type_name
 from lockgate.core.context import StepContext, StepLogger
@@ -19,6 +19,7 @@ from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.core.step import Step
 from lockgate.engine import parking, rollback
 from lockgate.engine.calls import EventRow, Row, describe, invoke
+from lockgate.engine.environment import Environment
 from lockgate.engine.logs import LogBudget, LogBuffer
 from lockgate.engine.running import RunningWrite
 from lockgate.engine.stepview import Outputs, step_context
@@ -35,10 +36,6 @@ from lockgate.records import Claimed, StepRecord
 from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
 
-if TYPE_CHECKING:
-    from lockgate.engine.worker import Worker
-
-
 #: How long a run that hit an engine fault waits before a worker tries it again.
 ENGINE_ERROR_BACKOFF = 60.0
 
@@ -46,8 +43,8 @@ ENGINE_ERROR_BACKOFF = 60.0
 class RunExecution:
     """Drives one run while its worker holds the lease; every write carries the lease token."""
 
-    def __init__(self, worker: Worker, claimed: Claimed, pipeline: Pipeline) -> None:
-        self.worker = worker
+    def __init__(self, env: Environment, claimed: Claimed, pipeline: Pipeline) -> None:
+        self.env = env
         self.run = claimed.run
         self.token = claimed.run.lease_token
         self.pipeline = pipeline
@@ -55,9 +52,9 @@ class RunExecution:
         self.outputs = Outputs(self.steps)
         self.bag: dict[str, Any] = dict(claimed.run.context or {})
         self.status = RunStatus(claimed.run.status)
-        settings = worker.settings
+        settings = env.settings
         budget = LogBudget(settings.log_max_lines, settings.log_max_bytes)
-        self.logs = LogBuffer(self.run.id, worker.mask, settings.log_dir, budget)
+        self.logs = LogBuffer(self.run.id, env.mask, settings.log_dir, budget)
         self.cancel_requested = claimed.run.cancel_requested
         self.ctx: StepContext | None = None
         #: Set on cancel; shared by every step context of this run.
@@ -86,19 +83,19 @@ class RunExecution:
         try:
             await self._execute()
         except StaleLease as exc:
-            self.worker.log.warning("lease lost", run_id=self.run.id, error=str(exc))
+            self.env.log.warning("lease lost", run_id=self.run.id, error=str(exc))
         except Exception as exc:
             # A fault outside user code: park the run, flagged, instead of looping on it.
-            self.worker.log.exception("run could not advance", run_id=self.run.id)
+            self.env.log.exception("run could not advance", run_id=self.run.id)
             cp = Checkpoint(run_id=self.run.id, token=self.token)
             cp.run = {
-                "flag": self.worker.mask(f"engine error, retried later: {describe(exc)}"),
+                "flag": self.env.mask(f"engine error, retried later: {describe(exc)}"),
                 "wake_at": time.time() + ENGINE_ERROR_BACKOFF,
                 "lease_owner": None,
                 "lease_expires_at": None,
             }
             cp.errors.append(self._error_row(None, None, exc))
-            await self.worker.committer.submit(cp)
+            await self.env.committer.submit(cp)
 
     def cancel(self) -> None:
         """The run was cancelled: stop the running step; the rollback follows."""
@@ -123,8 +120,8 @@ class RunExecution:
             await self._start_rollback(None, "cancelled")
             return
         if self.status is RunStatus.PENDING:
-            if self.worker.metrics:
-                self.worker.metrics.runs_started.inc()
+            if self.env.metrics:
+                self.env.metrics.runs_started.inc()
             failure = await self._fire(HookPoint.RUN_STARTED)
             if failure is not None:
                 await self._start_rollback(None, f"run_started hook failed: {failure}")
@@ -272,8 +269,8 @@ class RunExecution:
             else:
                 output = encode(step.output_type, result, f"{where} output")
             saved = encode(None, ctx.saved, f"{where} saved data")
-            if self.worker.mask.active:  # secrets never reach the store, outputs included
-                output, saved = self.worker.mask.data(output), self.worker.mask.data(saved)
+            if self.env.mask.active:  # secrets never reach the store, outputs included
+                output, saved = self.env.mask.data(output), self.env.mask.data(saved)
         except StepError as exc:
             return await self._step_error(step, ctx, data, exc, running)
         failure = await self._fire(HookPoint.STEP_COMPLETED, step=step.name)
@@ -312,7 +309,9 @@ class RunExecution:
         if following.status not in (StepStatus.NOT_STARTED, StepStatus.RETRYING):
             return
         attempt = following.attempt + 1
-        cp.events.append((following.name, StepStatus.RUNNING, attempt, started_on(self.worker.id)))
+        cp.events.append(
+            (following.name, StepStatus.RUNNING, attempt, started_on(self.env.worker_id))
+        )
         self.started[following.name] = attempt
 
     async def _step_error(
@@ -368,7 +367,7 @@ class RunExecution:
         saved: Any = None,
         status: StepStatus = StepStatus.FAILED,
     ) -> None:
-        message = self.worker.mask(describe(exc))
+        message = self.env.mask(describe(exc))
         self.cause = exc
         self.logs.add(step.name, "error", message)
         await self._fire(HookPoint.STEP_FAILED, step=step.name, error=message)
@@ -400,7 +399,7 @@ class RunExecution:
     # -- helpers ---------------------------------------------------------------------------
 
     def _measure(self, step_status: StepStatus, started: float) -> None:
-        metrics = self.worker.metrics
+        metrics = self.env.metrics
         if metrics is None:
             return
         metrics.step_duration.labels(step_status.value).observe(time.time() - started)
@@ -426,7 +425,7 @@ class RunExecution:
 
     async def _commit(self, cp: Checkpoint) -> None:
         cp.logs = self.logs.take()
-        mask = self.worker.mask
+        mask = self.env.mask
         if mask.active:  # one place where every text bound for the store is masked
             cp.events = [(st, status, a, m and mask(m)) for st, status, a, m in cp.events]
             for values in (cp.run, cp.step_values):
@@ -434,7 +433,7 @@ class RunExecution:
                     values["error"] = mask(values["error"])
             if cp.run.get("context"):  # viewers read the bag: masked like the logs
                 cp.run["context"] = mask.data(cp.run["context"])
-        await self.worker.committer.submit(cp)
+        await self.env.committer.submit(cp)
 
     def _remember(self, step: str, values: dict[str, Any]) -> None:
         self.steps[step] = replace(self.steps[step], **values)
@@ -444,8 +443,8 @@ class RunExecution:
             "step": step,
             "attempt": attempt,
             "kind": f"{exc.__class__.__module__}.{exc.__class__.__qualname__}",
-            "message": self.worker.mask(describe(exc)),
-            "traceback": self.worker.mask("".join(traceback.format_exception(exc))),
+            "message": self.env.mask(describe(exc)),
+            "traceback": self.env.mask("".join(traceback.format_exception(exc))),
         }
 
     def _context(self, step: Step, attempt: int) -> StepContext:
@@ -481,8 +480,8 @@ class RunExecution:
             requested_by=self.run.requested_by,
             raw_params=self.run.params,
             outputs=self.outputs,
-            secrets=self.worker.settings.secrets,
-            settings=self.worker.settings,
+            secrets=self.env.settings.secrets,
+            settings=self.env.settings,
         )
         try:
             await self.pipeline.hooks.fire(event)

@@ -32,7 +32,7 @@ async def park_retry(
     cp.step_values = {
         "status": StepStatus.RETRYING.value,
         "attempt": attempt,
-        "error": ex.worker.mask(describe(exc)),
+        "error": ex.env.mask(describe(exc)),
         "saved": encode(None, ctx.saved, "saved data"),
     }
     cp.errors.append(ex._error_row(step.name, attempt, exc))
@@ -78,4 +78,4 @@ async def release_until(ex: RunExecution, cp: Checkpoint, until: float | None, w
     if cp.step is not None:
         ex._remember(cp.step, cp.step_values)
     if until is not None:
-        ex.worker.wake_at(until)
+        ex.env.wake_at(until)

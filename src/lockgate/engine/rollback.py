@@ -37,7 +37,7 @@ async def start_rollback(ex: RunExecution, cp: Checkpoint | None, reason: str) -
     cp = cp if cp is not None else ex._checkpoint(None)
     ex.status = RunStatus.ROLLING_BACK
     cp.events.append((None, RunStatus.ROLLING_BACK, None, reason))
-    cp.run.update(status=RunStatus.ROLLING_BACK.value, error=ex.worker.mask(reason))
+    cp.run.update(status=RunStatus.ROLLING_BACK.value, error=ex.env.mask(reason))
     if ex.cause is None:
         ex.cause = StepError(reason)
     await ex._commit(cp)
@@ -69,8 +69,8 @@ async def roll_back(ex: RunExecution) -> None:
     cp = ex._checkpoint(None)
     ex._finish(cp)
     await ex._commit(cp)
-    if ex.worker.metrics:
-        ex.worker.metrics.runs_finished.labels(final.value).inc()
+    if ex.env.metrics:
+        ex.env.metrics.runs_finished.labels(final.value).inc()
 
 
 async def roll_back_step(ex: RunExecution, step: Step, rec: StepRecord) -> None:

@@ -59,7 +59,7 @@ class RunningWrite:
         cp = ex._checkpoint(self.step)
         if not self.recorded:
             cp.events.append(
-                (self.step, StepStatus.RUNNING, self.attempt, started_on(ex.worker.id))
+                (self.step, StepStatus.RUNNING, self.attempt, started_on(ex.env.worker_id))
             )
             self.recorded = True
         cp.step_values = {
@@ -69,7 +69,7 @@ class RunningWrite:
             "started_at": self.started,
         }
         cp.logs = ex.logs.take()
-        self._written = ex.worker.committer.submit(cp)
+        self._written = ex.env.committer.submit(cp)
         # Retrieved here too: a run abandoned mid-step never awaits this write.
         self._written.add_done_callback(lambda f: f.cancelled() or f.exception())
         ex._remember(self.step, {"status": StepStatus.RUNNING.value, "attempt": self.attempt})
@@ -86,7 +86,7 @@ class RunningWrite:
     def close_into(self, cp: Checkpoint) -> None:
         """Add what the step's closing checkpoint must carry (RUNNING, if never written)."""
         if self._written is None and not self.recorded:
-            worker = self.execution.worker.id
+            worker = self.execution.env.worker_id
             cp.events.append(
                 (self.step, StepStatus.RUNNING.value, self.attempt, started_on(worker))
             )

@@ -26,7 +26,7 @@ class StoredApprovals:
 
     async def state(self) -> ApprovalState | None:
         """The stored request with its decisions; ``None`` before the step asked."""
-        store, run_id = self._execution.worker.store, self._execution.run.id
+        store, run_id = self._execution.env.store, self._execution.run.id
         record = await asyncio.to_thread(store.get_approval, run_id, self._step)
         return None if record is None else await self._state(record)
 
@@ -41,11 +41,11 @@ class StoredApprovals:
     async def expire(self, outcome: str) -> ApprovalState:
         """Settle by the timeout policy unless a decision came first; the state either way."""
         op = ExpireApproval(self._execution.run.id, self._step, outcome)
-        record: ApprovalRecord = await self._execution.worker.committer.apply(op)
+        record: ApprovalRecord = await self._execution.env.committer.apply(op)
         return await self._state(record)
 
     async def _state(self, record: ApprovalRecord) -> ApprovalState:
-        store = self._execution.worker.store
+        store = self._execution.env.store
         decisions = await asyncio.to_thread(store.get_decisions, record.run_id, self._step)
         return ApprovalState(
             request=record.request,
@@ -101,8 +101,8 @@ def step_context(ex: RunExecution, step: Step, attempt: int) -> StepContext:
         wait_until=rec.wait_until if rec.status == StepStatus.WAITING else None,
         outputs=ex.outputs,
         raw_params=ex.run.params,
-        secrets=ex.worker.settings.secrets,
-        settings=ex.worker.settings,
+        secrets=ex.env.settings.secrets,
+        settings=ex.env.settings,
         approvals=StoredApprovals(ex, step.name),
         # A step with a timeout gets its own event, so that its timing out does not
         # mark the whole run cancelled.

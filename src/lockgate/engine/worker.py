@@ -17,6 +17,7 @@ from lockgate.core.masking import Masker
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import StepStatus
 from lockgate.engine.committer import Committer
+from lockgate.engine.environment import Environment
 from lockgate.engine.execution import RunExecution
 from lockgate.engine.running import RUNNING_WRITE_DELAY
 from lockgate.errors import LockgateError
@@ -197,6 +198,19 @@ class Worker:
         else:
             loop.call_soon_threadsafe(event.set)
 
+    def environment(self) -> Environment:
+        """What an execution of this worker sees of it (its identity as of now)."""
+        return Environment(
+            self.id,
+            self.store,
+            self.committer,
+            self.settings,
+            self.mask,
+            self.metrics,
+            self.log,
+            self.wake_at,
+        )
+
     def wake_at(self, when: float) -> None:
         """Look for due work at UNIX time ``when`` (a local retry or sleep ends)."""
         if self._loop is not None:
@@ -274,7 +288,7 @@ class Worker:
             # A registry change or a shutdown raced us: give the run back.
             self.committer.submit(Release(claimed.run.id, claimed.run.lease_token))
             return
-        execution = RunExecution(self, claimed, pipeline)
+        execution = RunExecution(self.environment(), claimed, pipeline)
         task = asyncio.create_task(execution.execute(), name=f"run-{claimed.run.id}")
         execution.task = task
         self._active[claimed.run.id] = (execution, task)

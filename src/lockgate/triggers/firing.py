@@ -1,51 +1,87 @@
-"""A schedule tick or a poller's new commit, stored as a delivery with the run it starts."""
+"""The one path from a trigger's event to a stored delivery and the run it starts.
+
+Webhooks, schedules and pollers (and any source to come) all plan their run with
+:func:`plan_run` and store it with :class:`~lockgate.store.deliveries.Deliver`: the delivery
+row and its run commit together, once per ``(trigger, key)``. So a bad params template or a
+refused run ends the same way whatever fired it: the delivery is FAILED with the reason.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import structlog
+
+from lockgate.core.templates import TemplateError, render
+from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError
+from lockgate.records import RunRecord
+from lockgate.store import Store
 from lockgate.store.deliveries import Deliver
 from lockgate.store.runs import CreateRun
 
-if TYPE_CHECKING:
-    from lockgate.app import App
+#: (the run to start, the delivery's status, why it starts none)
+Plan = tuple[CreateRun | None, str, str | None]
 
 
-def fire(
-    app: App,
+def plan_run(
+    starter: RunStarter,
     *,
-    source: str,
-    trigger_id: str,
-    key: str,
-    event: Any,
     pipeline: str,
     namespace: str,
     params: Any,
+    context: Mapping[str, Any],
+    requested_by: str,
     idempotency_key: str,
-    refused: str | None = None,
-) -> bool:
-    """Store the firing once per ``(trigger_id, key)`` and start its run in the same
-    transaction. A firing whose run is refused (bad params, unknown pipeline) is stored
-    FAILED with the reason; ``refused`` stores it REJECTED without trying (a skipped tick).
-    True when this call started a run."""
-    create: CreateRun | None = None
-    status, error = "DONE", refused
-    if refused is not None:
-        status = "REJECTED"
-    else:
-        try:
-            create = app.prepare_run(
-                pipeline,
-                params,
-                namespace=namespace,
-                requested_by=f"{source}:{trigger_id}",
-                idempotency_key=idempotency_key,
-            )
-        except LockgateError as exc:
-            status, error = "FAILED", exc.message
-    op = Deliver(trigger_id, key, event, None, create, status, error, source)
-    _, _, _, created, run = app.store.apply(op)
-    if create is not None and run is not None:
-        app.adopt_created(create, run, created)
+) -> Plan:
+    """Render a trigger's params template with ``context`` (``event``, ``payload``...) and
+    check the run it starts. A template that does not render, or a run that is refused
+    (bad params, unknown pipeline), plans a FAILED delivery with the reason."""
+    try:
+        rendered = render(params, dict(context))
+        create = starter.prepare_run(
+            pipeline,
+            rendered,
+            namespace=namespace,
+            requested_by=requested_by,
+            idempotency_key=idempotency_key,
+        )
+    except TemplateError as exc:
+        return None, "FAILED", f"params: {exc}"
+    except LockgateError as exc:
+        return None, "FAILED", exc.message
+    return create, "DONE", None
+
+
+def adopt(starter: RunStarter, op: Deliver, outcome: Any) -> None:
+    """After a delivery's write committed: hand the run it created to a local worker."""
+    if isinstance(outcome, BaseException):
+        return
+    created, run = outcome[3], outcome[4]
+    if op.create is not None and isinstance(run, RunRecord):
+        starter.adopt_created(op.create, run, created)
+
+
+def fire(store: Store, starter: RunStarter, op: Deliver) -> bool:
+    """Store a firing and the run it starts in one transaction; True when this call started
+    a run (False for a duplicate, a refusal, or a firing stored before)."""
+    outcome = store.apply(op)
+    adopt(starter, op, outcome)
+    _, _, _, created, run = outcome
     return bool(created and run is not None)
+
+
+async def every(stop: asyncio.Event, interval: float, work: Callable[[], Any], what: str) -> None:
+    """Run ``work`` in a thread every ``interval`` seconds until ``stop`` is set; a failed
+    pass is logged and the next one comes on time (a trigger's background loop)."""
+    log = structlog.get_logger("lockgate.triggers")
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(work)
+        except Exception:
+            log.exception(f"{what} failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

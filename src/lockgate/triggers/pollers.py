@@ -7,28 +7,26 @@ once (idempotency key ``poll:<id>:<ref>:<commit>``), whichever server polls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import os
 import secrets
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from lockgate.core.templates import TemplateError, render
+from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.records import PollerRecord
 from lockgate.settings import redacted
+from lockgate.store import Store
 from lockgate.store.audit import AuditEntry
+from lockgate.store.deliveries import Deliver
 from lockgate.store.pollers import PollerStore
 from lockgate.triggers.event import TriggerEvent, split_ref
-from lockgate.triggers.firing import fire
-
-if TYPE_CHECKING:
-    from lockgate.app import App
+from lockgate.triggers.firing import every, fire, plan_run
 
 LS_REMOTE_TIMEOUT = 30.0
 CHECK_INTERVAL = 1.0
@@ -70,9 +68,10 @@ def ls_remote(repository: str, timeout: float = LS_REMOTE_TIMEOUT) -> dict[str, 
 class Pollers:
     """Creates pollers and runs their polls."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self.store = PollerStore(app.store)
+    def __init__(self, store: Store, starter: RunStarter) -> None:
+        self._store = store
+        self._starter = starter
+        self.store = PollerStore(store)
         self.log = structlog.get_logger("lockgate.poller")
 
     def create(
@@ -162,33 +161,18 @@ class Pollers:
             None,
             f"{ref}@{sha}",
         )
-        refused = None
-        params: Any = None
-        try:
-            params = render(poller.params, {"event": event.to_dict()})
-        except TemplateError as exc:
-            refused = f"params: {exc}"
-        return int(
-            fire(
-                self._app,
-                source="poller",
-                trigger_id=poller.id,
-                key=f"{ref}@{sha}",
-                event=event.to_dict(),
-                pipeline=poller.pipeline,
-                namespace=poller.namespace,
-                params=params,
-                idempotency_key=f"poll:{poller.id}:{ref}:{sha}",
-                refused=refused,
-            )
+        plan = plan_run(
+            self._starter,
+            pipeline=poller.pipeline,
+            namespace=poller.namespace,
+            params=poller.params,
+            context={"event": event.to_dict()},
+            requested_by=f"poller:{poller.id}",
+            idempotency_key=f"poll:{poller.id}:{ref}:{sha}",
         )
+        op = Deliver(poller.id, f"{ref}@{sha}", event.to_dict(), None, *plan, source="poller")
+        return int(fire(self._store, self._starter, op))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.poll_once)
-            except Exception:
-                self.log.exception("poll pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), CHECK_INTERVAL)
+        await every(stop, CHECK_INTERVAL, self.poll_once, "poll pass")

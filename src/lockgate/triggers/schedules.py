@@ -8,26 +8,25 @@ the two leaves the tick due, and the next one starts nothing new and advances it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import secrets
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from croniter import croniter
 
+from lockgate.engine.launcher import RunStarter
 from lockgate.errors import ParamsError
 from lockgate.records import ScheduleRecord
+from lockgate.store import Store
 from lockgate.store.audit import AuditEntry
+from lockgate.store.deliveries import Deliver
 from lockgate.store.schedules import ScheduleStore
-from lockgate.triggers.firing import fire
-
-if TYPE_CHECKING:
-    from lockgate.app import App
+from lockgate.triggers.firing import Plan, every, fire, plan_run
 
 #: A tick handled later than this after its time counts as missed (downtime).
 MISFIRE_GRACE = 60.0
@@ -53,9 +52,10 @@ def next_fire(
 class Schedules:
     """Creates schedules and fires their ticks."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self.store = ScheduleStore(app.store)
+    def __init__(self, store: Store, starter: RunStarter) -> None:
+        self._store = store
+        self._starter = starter
+        self.store = ScheduleStore(store)
         self.log = structlog.get_logger("lockgate.scheduler")
 
     def create(
@@ -125,22 +125,22 @@ class Schedules:
         for schedule in self.store.due(now):
             tick = schedule.next_fire_at
             missed = now - tick > MISFIRE_GRACE
-            skipped = None
+            event = {"tick": tick, "due_at": tick, "fired_at": now}
             if missed and schedule.misfire != "run_once":
-                skipped = "missed tick skipped (misfire policy: skip)"
                 self.log.warning("missed tick skipped", schedule=schedule.id, tick=tick)
-            started += fire(
-                self._app,
-                source="schedule",
-                trigger_id=schedule.id,
-                key=f"tick:{tick!r}",
-                event={"tick": tick, "due_at": tick, "fired_at": now},
-                pipeline=schedule.pipeline,
-                namespace=schedule.namespace,
-                params=schedule.params,
-                idempotency_key=f"schedule:{schedule.id}:{tick!r}",
-                refused=skipped,
-            )
+                plan: Plan = (None, "REJECTED", "missed tick skipped (misfire policy: skip)")
+            else:
+                plan = plan_run(
+                    self._starter,
+                    pipeline=schedule.pipeline,
+                    namespace=schedule.namespace,
+                    params=schedule.params,
+                    context={"event": event},
+                    requested_by=f"schedule:{schedule.id}",
+                    idempotency_key=f"schedule:{schedule.id}:{tick!r}",
+                )
+            op = Deliver(schedule.id, f"tick:{tick!r}", event, None, *plan, source="schedule")
+            started += fire(self._store, self._starter, op)
             following = next_fire(
                 schedule.cron, schedule.timezone, schedule.interval_seconds, tick, max(now, tick)
             )
@@ -149,10 +149,4 @@ class Schedules:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire due ticks until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.tick)
-            except Exception:
-                self.log.exception("scheduler pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), CHECK_INTERVAL)
+        await every(stop, CHECK_INTERVAL, self.tick, "scheduler pass")

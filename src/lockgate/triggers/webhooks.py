@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import hashlib
 import hmac
@@ -15,22 +14,22 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from lockgate.core.templates import TemplateError, check, render
+from lockgate.core.templates import check
+from lockgate.engine.launcher import RunStarter
 from lockgate.errors import InvalidState, LockgateError, NotFound, ParamsError
 from lockgate.records import TriggerRecord
+from lockgate.settings import Settings
+from lockgate.store import Store
 from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
-from lockgate.store.runs import CreateRun
 from lockgate.store.triggers import TriggerStore
 from lockgate.triggers.event import TriggerEvent
+from lockgate.triggers.firing import Plan, adopt, every, plan_run
 from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
-
-if TYPE_CHECKING:
-    from lockgate.app import App
 
 _log = structlog.get_logger("lockgate.webhooks")
 
@@ -123,10 +122,11 @@ def _matches(value: str | None, globs: Sequence[str]) -> bool:
 class Webhooks:
     """Creates webhook triggers and handles their deliveries."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
-        self.triggers = TriggerStore(app.store)
-        settings = app.settings
+    def __init__(self, store: Store, starter: RunStarter, settings: Settings) -> None:
+        self._store = store
+        self._starter = starter
+        self._settings = settings
+        self.triggers = TriggerStore(store)
         #: Good deliveries per trigger, and failed attempts per sending address (in memory,
         #: per server process).
         self.delivery_budget = Buckets(settings.webhook_rate, settings.webhook_burst)
@@ -227,7 +227,7 @@ class Webhooks:
         step = self.check(trigger_id, headers, body, client_ip, url_token)
         if isinstance(step, Answer):
             return step
-        return self.answer(step, self._app.store.apply_batch([step])[0])
+        return self.answer(step, self._store.apply_batch([step])[0])
 
     def check(
         self,
@@ -282,8 +282,8 @@ class Webhooks:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
         digest = hashlib.sha256(body).hexdigest()
         key = (event.delivery_id or digest)[:200]
-        create, status, error = self._plan(trigger, delivery_run_key(trigger.id, key), event, data)
-        return Deliver(trigger.id, key, event.to_dict(), data, create, status, error, body=digest)
+        plan = self._plan(trigger, delivery_run_key(trigger.id, key), event, data)
+        return Deliver(trigger.id, key, event.to_dict(), data, *plan, body=digest)
 
     def _failed(self, source: str, answer: Answer) -> Answer:
         """A failed attempt spends its address's budget, never the trigger's; past it the
@@ -308,7 +308,7 @@ class Webhooks:
                 }
             }
             return Answer(503, body)
-        delivery_id, status, run_ids, created, run = outcome
+        delivery_id, status, run_ids, created, _ = outcome
         if not created:
             duplicate = {
                 "delivery_id": delivery_id,
@@ -317,30 +317,25 @@ class Webhooks:
                 "run_ids": run_ids,
             }
             return Answer(200, duplicate)
-        if op.create is not None and run is not None:
-            self._app.adopt_created(op.create, run, True)
+        adopt(self._starter, op, outcome)
         return Answer(202, _outcome(delivery_id, status, run_ids, op.error))
 
-    def _plan(
-        self, trigger: TriggerRecord, run_key: str, event: TriggerEvent, data: Any
-    ) -> tuple[CreateRun | None, str, str | None]:
-        """(the run to start under ``run_key``, the delivery's status, why not)."""
+    def _plan(self, trigger: TriggerRecord, run_key: str, event: TriggerEvent, data: Any) -> Plan:
+        """The run a delivery starts under ``run_key``: none (REJECTED) when the trigger's
+        filters leave the event out."""
         if not _matches(event.event, trigger.events) or not _matches(
             event.branch or event.tag, trigger.branches
         ):
             return None, "REJECTED", f"filtered out: event {event.event!r}, ref {event.ref!r}"
-        try:
-            params = render(trigger.params, {"event": event.to_dict(), "payload": data})
-            create = self._app.prepare_run(
-                trigger.pipeline,
-                params,
-                namespace=trigger.namespace,
-                requested_by=f"{event.provider}:{event.actor or 'unknown'}",
-                idempotency_key=run_key,
-            )
-        except (LockgateError, TemplateError) as exc:
-            return None, "FAILED", exc.message if isinstance(exc, LockgateError) else str(exc)
-        return create, "DONE", None
+        return plan_run(
+            self._starter,
+            pipeline=trigger.pipeline,
+            namespace=trigger.namespace,
+            params=trigger.params,
+            context={"event": event.to_dict(), "payload": data},
+            requested_by=f"{event.provider}:{event.actor or 'unknown'}",
+            idempotency_key=run_key,
+        )
 
     def _process(
         self,
@@ -357,11 +352,11 @@ class Webhooks:
         run_ids: list[str] = []
         if create is not None:
             try:
-                run, created = self._app.store.apply(create)
+                run, created = self._store.apply(create)
             except LockgateError as exc:
                 status, error = "FAILED", exc.message
             else:
-                self._app.adopt_created(create, run, created)
+                self._starter.adopt_created(create, run, created)
                 run_ids = [run.id]
         self.triggers.finish(delivery_id, status, run_ids, error, audit)
         return Answer(202, _outcome(delivery_id, status, run_ids, error))
@@ -371,7 +366,7 @@ class Webhooks:
         left; the number processed. Their runs keep the delivery's idempotency key."""
         now = time.time() if now is None else now
         count = 0
-        after = self._app.settings.delivery_retry_after
+        after = self._settings.delivery_retry_after
         for delivery in self.triggers.retryable(now, after, MAX_ATTEMPTS):
             trigger = self.triggers.find(delivery.trigger_id)
             if trigger is None or not self.triggers.claim(delivery):
@@ -402,17 +397,15 @@ class Webhooks:
 
     async def run(self, stop: asyncio.Event) -> None:
         """The delivery routines: retry every ``delivery_retry_interval``, prune hourly."""
-        last_prune = 0.0
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.retry_pending)
-                if time.monotonic() - last_prune > PRUNE_INTERVAL:
-                    last_prune = time.monotonic()
-                    await asyncio.to_thread(self.prune)
-            except Exception:
-                structlog.get_logger("lockgate.webhooks").exception("delivery routine failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._app.settings.delivery_retry_interval)
+        last_prune = [0.0]
+
+        def routines() -> None:
+            self.retry_pending()
+            if time.monotonic() - last_prune[0] > PRUNE_INTERVAL:
+                last_prune[0] = time.monotonic()
+                self.prune()
+
+        await every(stop, self._settings.delivery_retry_interval, routines, "delivery routine")
 
     def delete(self, trigger_id: str, *, actor: str | None = None) -> None:
         """Remove a trigger (and its deliveries), audited with ``actor``."""

@@ -1,0 +1,175 @@
+"""Starting runs: the checked write that creates one, and the hand-over to a local worker.
+
+Everything that starts runs (App for people and REST, triggers, channels) goes through a
+:class:`RunStarter`; triggers and channels see only that protocol, never the App.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import jsonschema
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from lockgate.core.ids import new_run_id
+from lockgate.core.params import pydantic_problems
+from lockgate.core.registry import Registry
+from lockgate.engine.worker import Worker
+from lockgate.errors import ParamsError, PipelineNotFound
+from lockgate.records import RunRecord
+from lockgate.store import Store
+from lockgate.store.ops import Op
+from lockgate.store.runs import CreateRun
+
+T = TypeVar("T")
+
+
+class RunStarter(Protocol):
+    """What a trigger or a channel needs to start runs: nothing else of the installation."""
+
+    def prepare_run(
+        self,
+        name: str,
+        params: Any = None,
+        *,
+        namespace: str = "default",
+        requested_by: str | None = None,
+        noop: bool = False,
+        idempotency_key: str | None = None,
+    ) -> CreateRun:
+        """The checked write that starts a run, to apply alone or inside another write;
+        :class:`ParamsError` or :class:`PipelineNotFound` if it cannot start."""
+
+    def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
+        """After the write committed: hand the new run to the local worker it was leased to."""
+
+
+class Launcher:
+    """The :class:`RunStarter` of one installation: it checks params against the pipeline
+    defined here (or, if only another process defines it, against its stored schema) and
+    leases new runs straight to a local worker with room."""
+
+    def __init__(self, store: Store, registry: Registry) -> None:
+        self.store = store
+        self.registry = registry
+        #: Workers made in this process; a run started here goes straight to one with room.
+        self.workers: list[Worker] = []
+
+    def prepare_run(
+        self,
+        name: str,
+        params: Any = None,
+        *,
+        namespace: str = "default",
+        requested_by: str | None = None,
+        noop: bool = False,
+        idempotency_key: str | None = None,
+    ) -> CreateRun:
+        """The checked write that starts a run, to apply alone or inside another write."""
+        version, steps, data = self._resolve(name, namespace, params)
+        ns, pipeline_name = split_name(name, namespace)
+        local = next((w for w in self.workers if w.can_adopt(version)), None)
+        return CreateRun(
+            run_id=new_run_id(),
+            namespace=ns,
+            pipeline=pipeline_name,
+            version=version,
+            step_names=steps,
+            params=data,
+            noop=noop,
+            requested_by=requested_by,
+            idempotency_key=idempotency_key,
+            claim_for=local.id if local is not None else None,
+            lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
+        )
+
+    def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
+        """Hand a run created leased to a local worker over to that worker."""
+        if not created or op.claim_for is None:
+            return
+        for worker in self.workers:
+            if worker.id == op.claim_for:
+                worker.adopt(record, op.step_names)
+
+    async def write(self, op: Op[T]) -> T:
+        """Apply a write: through a running worker's group committer on this loop if there is
+        one (it shares transactions with other writes), else in a thread on its own."""
+        loop = asyncio.get_running_loop()
+        for worker in self.workers:
+            if worker.committing_on(loop):
+                return await worker.committer.apply(op)
+        return await asyncio.to_thread(self.store.apply, op)
+
+    def _resolve(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
+        """(version, step names, JSON params) of the pipeline's current version."""
+        params = {} if params is None else params
+        try:
+            pipeline = self.registry.get(name, namespace)
+        except PipelineNotFound:
+            return self._resolve_stored(name, namespace, params)
+        data = params
+        if pipeline.params_type is not None:
+            unknown = _unknown_params(pipeline.params_type, params)
+            adapter: TypeAdapter[Any] = TypeAdapter(pipeline.params_type)
+            try:
+                data = adapter.dump_python(adapter.validate_python(params), mode="json")
+            except ValidationError as exc:
+                others = pydantic_problems(exc, skip={"extra_forbidden"})
+                raise ParamsError(unknown + others) from exc
+            if unknown:
+                raise ParamsError(unknown)
+        return pipeline.version, [s.name for s in pipeline.steps], data
+
+    def _resolve_stored(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
+        ns, short = split_name(name, namespace)
+        found = [p for p in self.store.pipeline_versions(short) if p.namespace == ns]
+        if not found:
+            raise PipelineNotFound(
+                f"database {self.store.display_url} has no pipeline {ns}/{short}: start a "
+                "server or worker with it there, or pass --pipelines"
+            )
+        latest = found[0]
+        schema = latest.definition.get("params")
+        if schema:
+            problems = []
+            known = schema.get("properties")
+            open_ended = schema.get("additionalProperties") is True
+            if isinstance(params, Mapping) and known is not None and not open_ended:
+                problems += _unknown(params, known)
+            errors = sorted(
+                jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: e.path
+            )
+            problems += [
+                f"{'.'.join(map(str, e.path)) or '(params)'}: {e.message}"
+                for e in errors
+                if e.validator != "additionalProperties"  # said above, one per param
+            ]
+            if problems:
+                raise ParamsError(problems)
+        return latest.version, [s["name"] for s in latest.definition["steps"]], params
+
+
+def split_name(name: str, namespace: str) -> tuple[str, str]:
+    """(namespace, name) of ``name`` or ``namespace/name``."""
+    if "/" in name:
+        ns, _, short = name.partition("/")
+        return ns, short
+    return namespace, name
+
+
+def _unknown_params(params_type: Any, params: Any) -> list[str]:
+    """Params a pydantic model would silently drop (``-p enviroment=production``)."""
+    if not (isinstance(params_type, type) and issubclass(params_type, BaseModel)):
+        return []
+    if params_type.model_config.get("extra") == "allow" or not isinstance(params, Mapping):
+        return []  # kept on purpose
+    known = [f.alias or name for name, f in params_type.model_fields.items()]
+    return _unknown(params, [*known, *params_type.model_fields])
+
+
+def _unknown(params: Mapping[str, Any], known: Iterable[str]) -> list[str]:
+    names = sorted(set(known))
+    listed = ", ".join(names) or "none"
+    return [f"{key}: unknown param (known: {listed})" for key in params if key not in names]
