@@ -224,9 +224,20 @@ class App:
             self.store.get_errors(run_id),
         )
 
-    def list_runs(self, **filters: Any) -> list[RunRecord]:
-        """Newest runs first; see :meth:`Store.list_runs` for the filters."""
-        return self.store.list_runs(**filters)
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        pipeline: str | None = None,
+        namespace: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Newest runs first, filtered; ``before`` is the ``(created_at, id)`` of the last
+        run of the previous page."""
+        return self.store.list_runs(
+            status=status, pipeline=pipeline, namespace=namespace, before=before, limit=limit
+        )
 
     def events(self, run_id: str, after: int = 0) -> list[EventRecord]:
         """A run's events, oldest first."""

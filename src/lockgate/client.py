@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
-from lockgate.channels.service import StageManifest
 from lockgate.records import (
     DecisionResult,
+    DeliveryRecord,
     DeploymentRecord,
     EventRecord,
     LogRecord,
     ManifestRecord,
     PipelineRecord,
+    PollerRecord,
     RunRecord,
+    ScheduleRecord,
     StageRecord,
+    TokenRecord,
+    TriggerRecord,
 )
+from lockgate.views import PendingApproval, RunView, StageManifest
+
+R = TypeVar("R")
 
 
 class Client(Protocol):
@@ -34,11 +41,19 @@ class Client(Protocol):
     ) -> RunRecord:
         """Start a run."""
 
-    def get_run(self, run_id: str) -> Any:
-        """A run with its steps."""
+    def get_run(self, run_id: str) -> RunView:
+        """A run with its steps, their attempts, and its errors."""
 
-    def list_runs(self, **filters: Any) -> list[RunRecord]:
-        """Runs, newest first."""
+    def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        pipeline: str | None = None,
+        namespace: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Runs, newest first; ``before``: ``(created_at, id)`` of the previous page's last."""
 
     def events(self, run_id: str, after: int = 0) -> list[EventRecord]:
         """A run's events."""
@@ -70,12 +85,125 @@ class Client(Protocol):
 
     def approvals(
         self, *, limit: int = 100, before: tuple[float, str, str] | None = None
-    ) -> list[Any]:
+    ) -> list[PendingApproval]:
         """Approval steps waiting for decisions, oldest first."""
+
+    def deliveries(
+        self, trigger_id: str, limit: int = 100, before: int | None = None
+    ) -> list[DeliveryRecord]:
+        """Firings of a webhook trigger, a schedule or a poller, newest first."""
 
     @property
     def channels(self) -> ChannelsClient:
         """Channels: push, stages, manifests, deployments."""
+
+    @property
+    def tokens(self) -> TokensClient:
+        """API tokens."""
+
+    @property
+    def webhooks(self) -> WebhooksClient:
+        """Webhook triggers."""
+
+    @property
+    def schedules(self) -> SchedulesClient:
+        """Cron and interval schedules."""
+
+    @property
+    def pollers(self) -> PollersClient:
+        """Git pollers."""
+
+
+class TokensClient(Protocol):
+    """API tokens; ``App.tokens`` is the in-process one."""
+
+    def create(
+        self, name: str, role: str, *, subject: str | None = None, actor: str = "local"
+    ) -> tuple[TokenRecord, str]:
+        """A token and its secret (shown once; only its hash is kept)."""
+
+    def list(self) -> list[TokenRecord]:
+        """Every token, newest first (never their secrets)."""
+
+    def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
+        """Revoke a token; it stops working at once."""
+
+
+class ManagedClient(Protocol[R]):
+    """What every kind of trigger offers: read, pause, resume, delete (audited as ``actor``)."""
+
+    def list(self) -> list[R]:
+        """Every one (at most a page)."""
+
+    def get(self, row_id: str) -> R:
+        """One by id."""
+
+    def pause(self, row_id: str, *, actor: str | None = None) -> R:
+        """Stop it starting runs until resumed."""
+
+    def resume(self, row_id: str, *, actor: str | None = None) -> R:
+        """Let a paused one start runs again."""
+
+    def delete(self, row_id: str, *, actor: str | None = None) -> None:
+        """Remove it and its deliveries."""
+
+
+class WebhooksClient(ManagedClient[TriggerRecord], Protocol):
+    """Webhook triggers; ``App.webhooks`` is the in-process one."""
+
+    def create(
+        self,
+        provider: str,
+        pipeline: str,
+        *,
+        secret: str | None,
+        namespace: str = "default",
+        events: Sequence[str] = (),
+        branches: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+        allow_ips: Sequence[str] = (),
+        actor: str | None = None,
+    ) -> tuple[TriggerRecord, str | None]:
+        """A trigger, and the URL token of a provider that signs nothing (shown once)."""
+
+    def redeliver(self, delivery_id: int, *, actor: str | None = None) -> dict[str, Any]:
+        """Process a stored webhook delivery again: ``delivery_id``, ``status``, ``run_ids``
+        and the ``error`` or ``reason`` if it started no run."""
+
+
+class SchedulesClient(ManagedClient[ScheduleRecord], Protocol):
+    """Schedules; ``App.schedules`` is the in-process one."""
+
+    def create(
+        self,
+        pipeline: str,
+        *,
+        cron: str | None = None,
+        interval_seconds: float | None = None,
+        timezone: str = "UTC",
+        misfire: str = "skip",
+        namespace: str = "default",
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> ScheduleRecord:
+        """A schedule."""
+
+
+class PollersClient(ManagedClient[PollerRecord], Protocol):
+    """Git pollers; ``App.pollers`` is the in-process one."""
+
+    def create(
+        self,
+        pipeline: str,
+        repository: str,
+        *,
+        refs: Sequence[str] = ("refs/heads/*",),
+        interval_seconds: float = 60.0,
+        namespace: str = "default",
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> PollerRecord:
+        """A poller."""
 
 
 class ChannelsClient(Protocol):
@@ -115,3 +243,9 @@ class ChannelsClient(Protocol):
 
     def deployment(self, deployment_id: str) -> DeploymentRecord:
         """One deployment."""
+
+    def create_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> str:
+        """A tenant's push token (replacing its earlier one), shown once."""
+
+    def revoke_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> None:
+        """Revoke a tenant's push token."""

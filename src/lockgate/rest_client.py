@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from lockgate import errors
-from lockgate.channels.pipeline import canonical
-from lockgate.channels.service import StageManifest
 from lockgate.core.cursor import encode_cursor
 from lockgate.records import (
     ApprovalRecord,
     DecisionRecord,
     DecisionResult,
+    DeliveryRecord,
     DeploymentRecord,
     EventRecord,
     LogRecord,
     ManifestRecord,
     PipelineRecord,
+    PollerRecord,
     RunRecord,
+    ScheduleRecord,
     StageRecord,
+    TokenRecord,
+    TriggerRecord,
 )
-from lockgate.views import PendingApproval, RunView
+from lockgate.views import PendingApproval, RunView, StageManifest, canonical
+
+R = TypeVar("R")
 
 
 def _raise(response: httpx.Response) -> None:
@@ -52,13 +58,20 @@ class RestClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, f"/api/v1{path}", **kwargs)
         except httpx.HTTPError as exc:
             raise errors.StoreError(f"cannot reach the lockgate server: {exc}") from exc
         _raise(response)
-        return response.json()
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    def _call_empty(self, method: str, path: str, **kwargs: Any) -> None:
+        """A call answered with no body (204)."""
+        self._request(method, path, **kwargs)
 
     def start_run(
         self,
@@ -86,15 +99,15 @@ class RestClient:
         *,
         status: str | None = None,
         pipeline: str | None = None,
+        namespace: str | None = None,
+        before: tuple[float, str] | None = None,
         limit: int = 50,
-        **_: Any,
     ) -> list[RunRecord]:
-        """Runs, newest first."""
-        query = {
-            "limit": limit,
-            **({"status": status} if status else {}),
-            **({"pipeline": pipeline} if pipeline else {}),
-        }
+        """Runs, newest first; ``before``: ``(created_at, id)`` of the previous page's last."""
+        filters = {"status": status, "pipeline": pipeline, "namespace": namespace}
+        query: dict[str, Any] = {"limit": limit, **{k: v for k, v in filters.items() if v}}
+        if before is not None:
+            query["cursor"] = encode_cursor(*before)
         return [RunRecord(**r) for r in self._call("GET", "/runs", params=query)["runs"]]
 
     def events(self, run_id: str, after: int = 0) -> list[EventRecord]:
@@ -136,8 +149,18 @@ class RestClient:
         return [PipelineRecord(**p) for p in self._call("GET", "/pipelines")]
 
     def pipeline_versions(self, name: str) -> list[PipelineRecord]:
-        """The newest registered version of ``name``."""
-        return [PipelineRecord(**self._call("GET", f"/pipelines/{name}"))]
+        """Every registered version of ``name``, newest first."""
+        return [PipelineRecord(**p) for p in self._call("GET", f"/pipelines/{name}/versions")]
+
+    def deliveries(
+        self, trigger_id: str, limit: int = 100, before: int | None = None
+    ) -> list[DeliveryRecord]:
+        """Firings of a webhook trigger, a schedule or a poller, newest first."""
+        query: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            query["cursor"] = encode_cursor(before)
+        found = self._call("GET", f"/triggers/{trigger_id}/deliveries", params=query)
+        return [DeliveryRecord(**d) for d in found["deliveries"]]
 
     def decide(
         self,
@@ -190,6 +213,26 @@ class RestClient:
     def channels(self) -> RestChannels:
         """Channels over REST."""
         return RestChannels(self)
+
+    @property
+    def tokens(self) -> RestTokens:
+        """API tokens over REST (an admin token's work)."""
+        return RestTokens(self)
+
+    @property
+    def webhooks(self) -> RestWebhooks:
+        """Webhook triggers over REST."""
+        return RestWebhooks(self, "triggers", TriggerRecord)
+
+    @property
+    def schedules(self) -> RestSchedules:
+        """Schedules over REST."""
+        return RestSchedules(self, "schedules", ScheduleRecord)
+
+    @property
+    def pollers(self) -> RestPollers:
+        """Pollers over REST."""
+        return RestPollers(self, "pollers", PollerRecord)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -264,3 +307,160 @@ class RestChannels:
         found = self._rest._call("GET", f"/channels/-/deployments/{deployment_id}")
         found.pop("run", None)
         return DeploymentRecord(**found)
+
+    def create_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> str:
+        """A tenant's push token (replacing its earlier one), shown once."""
+        body = {"tenant": tenant}
+        made = self._rest._call("POST", f"/channels/{channel}/push-token", json=body)
+        return str(made["token"])
+
+    def revoke_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> None:
+        """Revoke a tenant's push token."""
+        self._rest._call_empty(
+            "DELETE", f"/channels/{channel}/push-token", params={"tenant": tenant}
+        )
+
+
+class RestTokens:
+    """The token routes, returning what ``App.tokens`` returns."""
+
+    def __init__(self, rest: RestClient) -> None:
+        self._rest = rest
+
+    def create(
+        self, name: str, role: str, *, subject: str | None = None, actor: str = "local"
+    ) -> tuple[TokenRecord, str]:
+        """A token and its secret (shown once)."""
+        body = {"name": name, "role": role, "subject": subject}
+        made = self._rest._call("POST", "/tokens", json=body)
+        secret = made.pop("token")
+        return TokenRecord(**made, hash=""), secret
+
+    def list(self) -> list[TokenRecord]:
+        """Every token, newest first."""
+        return [TokenRecord(**t, hash="") for t in self._rest._call("GET", "/tokens")]
+
+    def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
+        """Revoke a token."""
+        return TokenRecord(**self._rest._call("DELETE", f"/tokens/{token_id}"), hash="")
+
+
+class RestManaged(Generic[R]):
+    """Read, pause, resume and delete of one kind of trigger at ``/api/v1/<path>``."""
+
+    def __init__(self, rest: RestClient, path: str, record: type[R]) -> None:
+        self._rest, self._path, self._record = rest, path, record
+
+    def _made(self, data: dict[str, Any]) -> R:
+        return self._record(**{k: v for k, v in data.items() if k != "url"})
+
+    def list(self) -> list[R]:
+        """Every one (at most a page)."""
+        return [self._made(d) for d in self._rest._call("GET", f"/{self._path}")]
+
+    def get(self, row_id: str) -> R:
+        """One by id."""
+        return self._made(self._rest._call("GET", f"/{self._path}/{row_id}"))
+
+    def pause(self, row_id: str, *, actor: str | None = None) -> R:
+        """Pause it (as the token's subject)."""
+        return self._made(self._rest._call("POST", f"/{self._path}/{row_id}/pause"))
+
+    def resume(self, row_id: str, *, actor: str | None = None) -> R:
+        """Resume it (as the token's subject)."""
+        return self._made(self._rest._call("POST", f"/{self._path}/{row_id}/resume"))
+
+    def delete(self, row_id: str, *, actor: str | None = None) -> None:
+        """Delete it and its deliveries (as the token's subject)."""
+        self._rest._call("DELETE", f"/{self._path}/{row_id}")
+
+
+class RestWebhooks(RestManaged[TriggerRecord]):
+    """Webhook triggers over REST, returning what ``App.webhooks`` returns."""
+
+    def create(
+        self,
+        provider: str,
+        pipeline: str,
+        *,
+        secret: str | None,
+        namespace: str = "default",
+        events: Sequence[str] = (),
+        branches: Sequence[str] = (),
+        params: Mapping[str, Any] | None = None,
+        allow_ips: Sequence[str] = (),
+        actor: str | None = None,
+    ) -> tuple[TriggerRecord, str | None]:
+        """A trigger, and the URL token of a provider that signs nothing (shown once)."""
+        body = {
+            "provider": provider,
+            "pipeline": pipeline,
+            "secret": secret,
+            "namespace": namespace,
+            "events": list(events),
+            "branches": list(branches),
+            "params": dict(params or {}),
+            "allow_ips": list(allow_ips),
+        }
+        made = self._rest._call("POST", "/triggers", json=body)
+        token = parse_qs(urlsplit(made["url"]).query).get("token", [None])[0]
+        return self._made(made), token
+
+    def redeliver(self, delivery_id: int, *, actor: str | None = None) -> dict[str, Any]:
+        """Process a stored webhook delivery again; its outcome."""
+        outcome: dict[str, Any] = self._rest._call("POST", f"/deliveries/{delivery_id}/redeliver")
+        return outcome
+
+
+class RestSchedules(RestManaged[ScheduleRecord]):
+    """Schedules over REST."""
+
+    def create(
+        self,
+        pipeline: str,
+        *,
+        cron: str | None = None,
+        interval_seconds: float | None = None,
+        timezone: str = "UTC",
+        misfire: str = "skip",
+        namespace: str = "default",
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> ScheduleRecord:
+        """A schedule."""
+        body = {
+            "pipeline": pipeline,
+            "cron": cron,
+            "interval_seconds": interval_seconds,
+            "timezone": timezone,
+            "misfire": misfire,
+            "namespace": namespace,
+            "params": dict(params or {}),
+        }
+        return self._made(self._rest._call("POST", "/schedules", json=body))
+
+
+class RestPollers(RestManaged[PollerRecord]):
+    """Git pollers over REST."""
+
+    def create(
+        self,
+        pipeline: str,
+        repository: str,
+        *,
+        refs: Sequence[str] = ("refs/heads/*",),
+        interval_seconds: float = 60.0,
+        namespace: str = "default",
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> PollerRecord:
+        """A poller."""
+        body = {
+            "pipeline": pipeline,
+            "repository": repository,
+            "refs": list(refs),
+            "interval_seconds": interval_seconds,
+            "namespace": namespace,
+            "params": dict(params or {}),
+        }
+        return self._made(self._rest._call("POST", "/pollers", json=body))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,3 +93,29 @@ def policy_of(approval: ApprovalRecord) -> ApprovalConfig:
     """An approval's stored (rendered) request as the step kind's config."""
     fields = ApprovalConfig.model_fields
     return ApprovalConfig.model_validate({k: v for k, v in approval.request.items() if k in fields})
+
+
+@dataclass(frozen=True)
+class StageManifest:
+    """What a stage serves: the manifest's version, its hash (the ETag) and its JSON text."""
+
+    channel: str
+    stage: str
+    version: int
+    hash: str
+    body: str
+
+    @property
+    def etag(self) -> str:
+        """The HTTP entity tag of the manifest."""
+        return f'"{self.hash}"'
+
+    def data(self) -> Any:
+        """The manifest as data."""
+        return json.loads(self.body)
+
+
+def canonical(manifest: Any) -> tuple[str, str]:
+    """``(canonical JSON text, its SHA-256)``: equal manifests get equal hashes."""
+    body = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return body, hashlib.sha256(body.encode()).hexdigest()

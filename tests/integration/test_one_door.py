@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from api_support import Served
 
+from lockgate.client import Client
 from lockgate.examples.flags import flags
 from lockgate.rest_client import RestClient
 from lockgate.specs import load_file
+
+SECRET = "one-door-webhook-secret"
 
 
 def audited(served: Served, after: int) -> list[tuple[str, str, Any]]:
@@ -30,11 +37,51 @@ async def waiting(served: Served, run_id: str) -> None:
         await asyncio.sleep(0.02)
 
 
+async def a_delivery(served: Served) -> int:
+    """A real, signed webhook delivery of a generic trigger (for redelivering)."""
+    trigger, _ = served.app.webhooks.create("generic", "deploy", secret=SECRET)
+    body = b'{"target": "staging"}'
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    async with httpx.AsyncClient(base_url=served.base) as http:
+        answer = await http.post(
+            f"/hooks/{trigger.id}", content=body, headers={"X-Signature": signature}
+        )
+    assert answer.status_code == 202, answer.text
+    return int(answer.json()["delivery_id"])
+
+
+#: Every action a client offers that audits, in the order :func:`act` takes them.
+ACTIONS = [
+    "run.start",
+    "run.cancel",
+    "run.start",
+    "decision.approve",
+    "channel.push",
+    "channel.push_token.create",
+    "channel.push_token.revoke",
+    "token.create",
+    "token.revoke",
+    "trigger.create",
+    "trigger.pause",
+    "trigger.resume",
+    "delivery.redeliver",
+    "trigger.delete",
+    "schedule.create",
+    "schedule.pause",
+    "schedule.resume",
+    "schedule.delete",
+    "poller.create",
+    "poller.pause",
+    "poller.resume",
+    "poller.delete",
+]
+
+
 async def test_every_audited_action_records_the_same_through_both_clients(
     served: Served, tmp_path: Path
 ) -> None:
-    """Starting, cancelling, deciding and pushing, as alice in-process (the CLI's way) and
-    as alice's token over REST: the audit rows are the same."""
+    """Every audited action, as alice in-process (the CLI's way) and as alice's token over
+    REST: the audit rows are the same, action for action, all under alice."""
     app = served.app
     path = tmp_path / "gate.yaml"
     path.write_text(
@@ -42,21 +89,44 @@ async def test_every_audited_action_records_the_same_through_both_clients(
     )
     app.register(load_file(path))
     app.channels.register(flags)
-    token = app.tokens.create("alice-laptop", "approver", subject="alice")[1]
+    token = app.tokens.create("alice-laptop", "admin", subject="alice")[1]
     rest = RestClient(served.base, token)
+    delivery = await a_delivery(served)
 
-    async def act(client: Any, local: bool) -> list[tuple[str, str, Any]]:
+    async def act(client: Client, local: bool) -> list[tuple[str, str, Any]]:
         start = max((e.id for e in app.store.get_audit(0)), default=0)
-        who = {"actor": "alice"} if local else {}
-        run = await asyncio.to_thread(client.start_run, "gate", requested_by="alice", **who)
+        who: dict[str, Any] = {"actor": "alice"} if local else {}
+
+        async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+        run = await call(client.start_run, "gate", requested_by="alice", **who)
         await waiting(served, run.id)
-        await asyncio.to_thread(client.cancel_run, run.id, by="alice")
-        other = await asyncio.to_thread(client.start_run, "gate", requested_by="alice", **who)
+        await call(client.cancel_run, run.id, by="alice")
+        other = await call(client.start_run, "gate", requested_by="alice", **who)
         await waiting(served, other.id)
-        await asyncio.to_thread(client.decide, other.id, "approve", by="alice")
-        await asyncio.to_thread(
-            client.channels.push, "flags", "acme", {"values": ["dark"]}, requested_by="alice", **who
+        await call(client.decide, other.id, "approve", by="alice")
+        content = {"values": ["dark"]}
+        await call(client.channels.push, "flags", "acme", content, requested_by="alice", **who)
+        await call(client.channels.create_push_token, "flags", "acme", **who)
+        await call(client.channels.revoke_push_token, "flags", "acme", **who)
+        made, _ = await call(client.tokens.create, "bot", "viewer", **who)
+        await call(client.tokens.revoke, made.id, **who)
+        trigger, _ = await call(
+            client.webhooks.create, "github", "deploy", secret="s" * 20, branches=["main"], **who
         )
+        await call(client.webhooks.pause, trigger.id, **who)
+        await call(client.webhooks.resume, trigger.id, **who)
+        await call(client.webhooks.redeliver, delivery, **who)
+        await call(client.webhooks.delete, trigger.id, **who)
+        schedule = await call(client.schedules.create, "deploy", interval_seconds=3600, **who)
+        await call(client.schedules.pause, schedule.id, **who)
+        await call(client.schedules.resume, schedule.id, **who)
+        await call(client.schedules.delete, schedule.id, **who)
+        poller = await call(client.pollers.create, "deploy", str(tmp_path / "repo.git"), **who)
+        await call(client.pollers.pause, poller.id, **who)
+        await call(client.pollers.resume, poller.id, **who)
+        await call(client.pollers.delete, poller.id, **who)
         return audited(served, start)
 
     try:
@@ -68,12 +138,35 @@ async def test_every_audited_action_records_the_same_through_both_clients(
     def shape(rows: list[tuple[str, str, Any]]) -> list[tuple[str, str, list[str]]]:
         return [(actor, action, sorted(details or {})) for actor, action, details in rows]
 
-    assert [action for _, action, _ in local] == [
-        "run.start",
-        "run.cancel",
-        "run.start",
-        "decision.approve",
-        "channel.push",
-    ]
+    assert [action for _, action, _ in local] == ACTIONS
     assert shape(local) == shape(remote)
     assert {actor for actor, _, _ in local + remote} == {"alice"}
+
+
+async def test_pause_and_resume_through_rest_stop_and_restart_a_webhook(served: Served) -> None:
+    """A paused trigger answers 404 like an unknown one, at once on this server; resumed,
+    it starts runs again. Unknown ids are 404 for every management route."""
+    trigger, _ = served.app.webhooks.create("generic", "deploy", secret=SECRET)
+    body = b'{"target": "staging"}'
+    signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    async with served.client("admin") as admin, httpx.AsyncClient(base_url=served.base) as http:
+
+        async def deliver() -> int:
+            headers = {"X-Signature": signature, "X-Request-Id": str(time.monotonic())}
+            answer = await http.post(f"/hooks/{trigger.id}", content=body, headers=headers)
+            return answer.status_code
+
+        assert await deliver() == 202
+        paused = await admin.post(f"/api/v1/triggers/{trigger.id}/pause")
+        assert paused.status_code == 200 and paused.json()["enabled"] is False
+        assert await deliver() == 404
+        resumed = await admin.post(f"/api/v1/triggers/{trigger.id}/resume")
+        assert resumed.json()["enabled"] is True
+        assert (await admin.get(f"/api/v1/triggers/{trigger.id}")).json()["secret"] == "***"
+        for kind in ("triggers", "schedules", "pollers"):
+            for method, suffix in (("GET", ""), ("POST", "/pause"), ("DELETE", "")):
+                r = await admin.request(method, f"/api/v1/{kind}/nope{suffix}")
+                assert r.status_code == 404, (kind, method, r.text)
+    async with served.client("viewer") as viewer:
+        assert (await viewer.post(f"/api/v1/triggers/{trigger.id}/pause")).status_code == 403
+        assert (await viewer.get(f"/api/v1/triggers/{trigger.id}")).status_code == 403

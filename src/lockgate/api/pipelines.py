@@ -26,3 +26,13 @@ def show_pipeline(name: str, caller: Viewer, lg: Lockgate) -> dict[str, Any]:
         if rec.name == name:
             return rec.to_dict()
     raise NotFound(f"no pipeline {name!r} is registered")
+
+
+@router.get(
+    "/pipelines/{name}/versions", summary="Every registered version of a pipeline, newest first"
+)
+def pipeline_versions(name: str, caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    found = lg.pipeline_versions(name)
+    if not found:
+        raise NotFound(f"no pipeline {name!r} is registered")
+    return [rec.to_dict() for rec in found]

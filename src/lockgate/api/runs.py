@@ -66,12 +66,14 @@ def list_runs(
     lg: Lockgate,
     status: RunStatus | None = None,
     pipeline: str | None = None,
+    namespace: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
     runs = lg.list_runs(
         status=status.value if status else None,
         pipeline=pipeline,
+        namespace=namespace,
         before=position(cursor, 2),
         limit=limit,
     )

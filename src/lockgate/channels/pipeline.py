@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from lockgate.steps.approval import ApprovalKind
 from lockgate.store.base import Store
 from lockgate.store.channel_ops import FinishDeployment, Flip, Revert, TakeTurn, WriteManifest
 from lockgate.store.channels import ChannelStore
+from lockgate.views import canonical
 
 #: The namespace channel pipelines are registered under.
 NAMESPACE = "channel"
@@ -48,12 +48,6 @@ class DeploymentParams(BaseModel):
     tenant: str
     command: str
     content: Any = None
-
-
-def canonical(manifest: Any) -> tuple[str, str]:
-    """``(canonical JSON text, its SHA-256)``: equal manifests get equal hashes."""
-    body = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return body, hashlib.sha256(body.encode()).hexdigest()
 
 
 def _verdict(result: Any, what: str) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from lockgate.channels.model import TENANT, Channel
@@ -28,29 +27,10 @@ from lockgate.store.channel_ops import Push, RegisterChannel
 from lockgate.store.channels import ChannelStore
 from lockgate.store.ops import Op
 from lockgate.store.runs import RegisterPipeline
+from lockgate.views import StageManifest
 
 _TENANT_RULE = "tenant: 1 to 200 letters, digits or '_.:@-', starting with a letter or digit"
 PUSH_TOKEN_PREFIX = "lgp_"  # noqa: S105 - a prefix, not a secret
-
-
-@dataclass(frozen=True)
-class StageManifest:
-    """What a stage serves: the manifest's version, its hash (the ETag) and its JSON text."""
-
-    channel: str
-    stage: str
-    version: int
-    hash: str
-    body: str
-
-    @property
-    def etag(self) -> str:
-        """The HTTP entity tag of the manifest."""
-        return f'"{self.hash}"'
-
-    def data(self) -> Any:
-        """The manifest as data."""
-        return json.loads(self.body)
 
 
 class Channels:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,15 @@ from lockgate.cli.context import (
     state_of,
     whoami,
 )
-from lockgate.cli.output import Output, console, print_json, status_text, table, when
+from lockgate.cli.output import (
+    Output,
+    console,
+    err_console,
+    print_json,
+    status_text,
+    table,
+    when,
+)
 from lockgate.cli.runs import follow_run
 from lockgate.client import ChannelsClient
 from lockgate.errors import ChannelNotFound, ParamsError
@@ -211,3 +220,26 @@ def deployments(
         ["#", "DEPLOYMENT", "TENANT", "COMMAND", "STATE", "MANIFEST", "PUSHED", "ERROR"],
         rows,
     )
+
+
+TenantOpt = Annotated[str, typer.Option(help="The tenant the token pushes for.")]
+
+
+@channels_app.command("push-token")
+def push_token(ctx: typer.Context, channel: ChannelArg, tenant: TenantOpt) -> None:
+    """Make a tenant's push token (it replaces the tenant's earlier one). It pushes that
+    tenant's content to this channel and nothing else; printed once, stored hashed."""
+    token = _channels(ctx).create_push_token(channel, tenant, actor=whoami())
+    err_console.print(
+        f"push token for tenant {escape(tenant)} on {escape(channel)}; store it now, it is "
+        "not shown again:",
+        highlight=False,
+    )
+    sys.stdout.write(token + "\n")
+
+
+@channels_app.command("revoke-push-token")
+def revoke_push_token(ctx: typer.Context, channel: ChannelArg, tenant: TenantOpt) -> None:
+    """Revoke a tenant's push token: it stops working at once."""
+    _channels(ctx).revoke_push_token(channel, tenant, actor=whoami())
+    console.print(f"push token of {escape(tenant)} on {escape(channel)} revoked", highlight=False)

@@ -14,7 +14,7 @@ import typer
 
 from lockgate.app import App
 from lockgate.channels.model import Channel
-from lockgate.client import Client
+from lockgate.client import Client, TokensClient
 from lockgate.core.pipeline import Pipeline
 from lockgate.errors import ParamsError
 from lockgate.loader import load_definitions
@@ -52,6 +52,13 @@ class CliState:
                 self._remote = RestClient(self.url, self.token)
             return self._remote
         return self.app()
+
+    def tokens(self, *, migrate: bool = False) -> TokensClient:
+        """The server's tokens when both ``--url`` and ``--token`` are set (an admin's
+        token); else the database's, which is how the first token is made."""
+        if self.url and self.token:
+            return self.client().tokens
+        return self.app(migrate=migrate).tokens
 
     def app(self, *, migrate: bool = False) -> App:
         """The App on the configured database (upgrading its schema when asked)."""

@@ -21,6 +21,7 @@ from lockgate.cli.pipelines import pipelines_app
 from lockgate.cli.runs import run, runs_app
 from lockgate.cli.server import configure_logging, server, worker
 from lockgate.cli.tokens import tokens_app
+from lockgate.cli.triggers import pollers_app, schedules_app, triggers_app
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.settings import DEFAULT_DATABASE_URL, Settings, absolute_database_url, redacted
 
@@ -45,6 +46,9 @@ for name, group in (
     ("approvals", approvals_app),
     ("channels", channels_app),
     ("tokens", tokens_app),
+    ("triggers", triggers_app),
+    ("schedules", schedules_app),
+    ("pollers", pollers_app),
 ):
     app.add_typer(group, name=name)
 

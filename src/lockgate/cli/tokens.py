@@ -1,4 +1,5 @@
-"""``lockgate tokens create|list|revoke``."""
+"""``lockgate tokens create|list|revoke``: on the database, or on the server when both
+``LOCKGATE_URL`` and ``LOCKGATE_TOKEN`` are set (the first token is made on the database)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def tokens_create(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Create a token; it is printed once and only its hash is stored."""
-    tokens = state_of(ctx).app(migrate=True).tokens
+    tokens = state_of(ctx).tokens(migrate=True)
     record, secret = tokens.create(name, role, subject=subject, actor=whoami())
     if output is Output.json:
         print_json({**record.to_dict(), "token": secret})
@@ -48,7 +49,7 @@ def tokens_list(
     ctx: typer.Context, output: Annotated[Output, typer.Option("--output", "-o")] = Output.table
 ) -> None:
     """Tokens (never their secrets)."""
-    found = state_of(ctx).app().tokens.list()
+    found = state_of(ctx).tokens().list()
     if output is Output.json:
         print_json([t.to_dict() for t in found])
         return
@@ -72,5 +73,5 @@ def tokens_revoke(
     ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="The token's id.")]
 ) -> None:
     """Revoke a token: it stops working at once."""
-    record = state_of(ctx).app().tokens.revoke(token_id, actor=whoami())
+    record = state_of(ctx).tokens().revoke(token_id, actor=whoami())
     console.print(f"token {record.id} ({escape(record.name)}) revoked")

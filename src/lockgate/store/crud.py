@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Column, Table, delete, select
+from sqlalchemy import Column, Table, delete, select, update
 
 from lockgate.errors import NotFound
 from lockgate.store import schema as s
@@ -48,6 +48,25 @@ class DeleteRow:
         if done and self.audit is not None:
             self.audit.insert(tx.conn, tx.now, self.row_id)
         return done
+
+
+@dataclass(frozen=True)
+class SetEnabled:
+    """Pause (``enabled=False``) or resume the row ``row_id``; the rows changed (0: there
+    was none, and nothing is audited)."""
+
+    table: Table
+    row_id: str
+    enabled: bool
+    audit: AuditEntry | None = None
+
+    def apply(self, tx: WriteTx) -> int:
+        changed = tx.conn.execute(
+            update(self.table).where(self.table.c.id == self.row_id).values(enabled=self.enabled)
+        )
+        if changed.rowcount and self.audit is not None:
+            self.audit.insert(tx.conn, tx.now, self.row_id)
+        return int(changed.rowcount)
 
 
 class RecordTable(Generic[R]):
@@ -97,3 +116,10 @@ class RecordTable(Generic[R]):
         if there is none."""
         if not self._store.apply(DeleteRow(self.table, row_id, audit)):
             raise NotFound(f"no {self.noun} {row_id!r}")
+
+    def set_enabled(self, row_id: str, enabled: bool, audit: AuditEntry | None = None) -> R:
+        """Pause or resume a row, with its audit entry if any; the row as it is now.
+        :class:`NotFound` if there is none."""
+        if not self._store.apply(SetEnabled(self.table, row_id, enabled, audit)):
+            raise NotFound(f"no {self.noun} {row_id!r}")
+        return self.get(row_id)

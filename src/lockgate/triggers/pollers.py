@@ -27,6 +27,7 @@ from lockgate.store.deliveries import Deliver
 from lockgate.store.pollers import PollerStore
 from lockgate.triggers.event import TriggerEvent, split_ref
 from lockgate.triggers.firing import every, fire, plan_run
+from lockgate.triggers.managed import Managed
 
 LS_REMOTE_TIMEOUT = 30.0
 CHECK_INTERVAL = 1.0
@@ -65,13 +66,15 @@ def ls_remote(repository: str, timeout: float = LS_REMOTE_TIMEOUT) -> dict[str, 
     return refs
 
 
-class Pollers:
+class Pollers(Managed[PollerRecord]):
     """Creates pollers and runs their polls."""
+
+    kind = "poller"
 
     def __init__(self, store: Store, starter: RunStarter) -> None:
         self._store = store
         self._starter = starter
-        self.store = PollerStore(store)
+        self.store = self.rows = PollerStore(store)
         self.log = structlog.get_logger("lockgate.poller")
 
     def create(
@@ -116,14 +119,6 @@ class Pollers:
             },
             audit,
         )
-
-    def list(self) -> list[PollerRecord]:
-        """Every poller (at most a page), with its last-seen commits and error."""
-        return self.store.all()
-
-    def delete(self, poller_id: str, *, actor: str | None = None) -> None:
-        """Remove a poller and its firings (audited with ``actor``)."""
-        self.store.delete(poller_id, AuditEntry(actor, "poller.delete") if actor else None)
 
     def poll_once(self, now: float | None = None) -> int:
         """Poll every due poller; the number of runs started."""

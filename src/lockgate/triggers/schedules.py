@@ -27,6 +27,7 @@ from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
 from lockgate.store.schedules import ScheduleStore
 from lockgate.triggers.firing import Plan, every, fire, plan_run
+from lockgate.triggers.managed import Managed
 
 #: A tick handled later than this after its time counts as missed (downtime).
 MISFIRE_GRACE = 60.0
@@ -49,13 +50,15 @@ def next_fire(
     return anchor + (math.floor((after - anchor) / interval) + 1) * interval
 
 
-class Schedules:
+class Schedules(Managed[ScheduleRecord]):
     """Creates schedules and fires their ticks."""
+
+    kind = "schedule"
 
     def __init__(self, store: Store, starter: RunStarter) -> None:
         self._store = store
         self._starter = starter
-        self.store = ScheduleStore(store)
+        self.store = self.rows = ScheduleStore(store)
         self.log = structlog.get_logger("lockgate.scheduler")
 
     def create(
@@ -108,15 +111,6 @@ class Schedules:
             AuditEntry(actor, "schedule.create", None, {"pipeline": pipeline}) if actor else None
         )
         return self.store.create(row, audit)
-
-    def list(self) -> list[ScheduleRecord]:
-        """Every schedule (at most a page), with its next fire time."""
-        return self.store.all()
-
-    def delete(self, schedule_id: str, *, actor: str | None = None) -> None:
-        """Remove a schedule and its firings (audited with ``actor``)."""
-        audit = AuditEntry(actor, "schedule.delete") if actor else None
-        self.store.delete(schedule_id, audit)
 
     def tick(self, now: float | None = None) -> int:
         """Fire every due schedule once; the number of runs started."""

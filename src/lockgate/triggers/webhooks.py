@@ -29,6 +29,7 @@ from lockgate.store.deliveries import Deliver
 from lockgate.store.triggers import TriggerStore
 from lockgate.triggers.event import TriggerEvent
 from lockgate.triggers.firing import Plan, adopt, every, plan_run
+from lockgate.triggers.managed import Managed
 from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
 
 _log = structlog.get_logger("lockgate.webhooks")
@@ -119,21 +120,23 @@ def _matches(value: str | None, globs: Sequence[str]) -> bool:
     return not globs or (value is not None and any(fnmatch.fnmatchcase(value, g) for g in globs))
 
 
-class Webhooks:
+class Webhooks(Managed[TriggerRecord]):
     """Creates webhook triggers and handles their deliveries."""
+
+    kind = "trigger"
 
     def __init__(self, store: Store, starter: RunStarter, settings: Settings) -> None:
         self._store = store
         self._starter = starter
         self._settings = settings
-        self.triggers = TriggerStore(store)
+        self.triggers = self.rows = TriggerStore(store)
         #: Good deliveries per trigger, and failed attempts per sending address (in memory,
         #: per server process).
         self.delivery_budget = Buckets(settings.webhook_rate, settings.webhook_burst)
         self.failure_budget = Buckets(settings.webhook_failure_rate, settings.webhook_failure_burst)
         #: Trigger id -> (expiry, record): the lookup every delivery makes, kept briefly.
-        #: Safe because a trigger never changes after it is made (only deleted), and the
-        #: delivery's write checks in its own transaction that the trigger still exists.
+        #: Safe because only ``enabled`` changes after a trigger is made, and the delivery's
+        #: write checks in its own transaction that the trigger still exists and is enabled.
         self._known: dict[str, tuple[float, TriggerRecord]] = {}
 
     def _find(self, trigger_id: str) -> TriggerRecord | None:
@@ -375,9 +378,10 @@ class Webhooks:
             count += 1
         return count
 
-    def redeliver(self, delivery_id: int, *, actor: str | None = None) -> Answer:
+    def redeliver(self, delivery_id: int, *, actor: str | None = None) -> dict[str, Any]:
         """Process a stored delivery again, on purpose: it may start a new run (audited
-        with ``actor``)."""
+        with ``actor``). The outcome: ``delivery_id``, ``status``, ``run_ids`` and the
+        ``error`` or ``reason`` if it started none."""
         delivery = self.triggers.delivery(delivery_id)
         if delivery.source != "webhook":
             raise InvalidState(
@@ -388,7 +392,7 @@ class Webhooks:
         key = delivery_run_key(trigger.id, f"{delivery.id}:again:{delivery.attempts}")
         event = TriggerEvent(**delivery.event)
         audit = AuditEntry(actor, "delivery.redeliver") if actor else None
-        return self._process(trigger, delivery.id, event, delivery.payload, key, audit)
+        return self._process(trigger, delivery.id, event, delivery.payload, key, audit).body
 
     def prune(self, now: float | None = None) -> int:
         """Apply retention to stored deliveries; the number removed."""
@@ -407,14 +411,9 @@ class Webhooks:
 
         await every(stop, self._settings.delivery_retry_interval, routines, "delivery routine")
 
-    def delete(self, trigger_id: str, *, actor: str | None = None) -> None:
-        """Remove a trigger (and its deliveries), audited with ``actor``."""
-        self._known.pop(trigger_id, None)
-        self.triggers.delete(trigger_id, AuditEntry(actor, "trigger.delete") if actor else None)
-
-    def get(self, trigger_id: str) -> TriggerRecord:
-        """A trigger; :class:`NotFound` if unknown."""
-        return self.triggers.get(trigger_id)
+    def forget(self, row_id: str) -> None:
+        """Drop this process's cached copy of a trigger (it changed or went)."""
+        self._known.pop(row_id, None)
 
 
 def delivery_run_key(trigger_id: str, key: str) -> str:

@@ -1,0 +1,365 @@
+"""``lockgate triggers|schedules|pollers``: what starts runs without a person.
+
+Each group has its own ``create``; ``list``, ``show``, ``pause``, ``resume``, ``delete`` and
+``deliveries`` are the same for all three and are made once, by :func:`_manage`. No
+``from __future__ import annotations``: the commands :func:`_manage` makes take their
+argument's help from a local, which Typer must see evaluated.
+"""
+
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from lockgate.cli.context import parse_params, state_of, whoami
+from lockgate.cli.output import Output, console, print_json, status_text, table, when
+from lockgate.client import ManagedClient
+from lockgate.errors import ParamsError
+from lockgate.records import DeliveryRecord, PollerRecord, ScheduleRecord, TriggerRecord
+from lockgate.triggers.providers import PROVIDERS
+
+triggers_app = typer.Typer(
+    help="Webhook triggers: a git provider's events start runs.", no_args_is_help=True
+)
+schedules_app = typer.Typer(
+    help="Schedules: a cron expression or an interval starts runs.", no_args_is_help=True
+)
+pollers_app = typer.Typer(
+    help="Pollers: a new commit in a polled git repository starts a run.", no_args_is_help=True
+)
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        help="key=value for the run; values may use ${event.commit}, ${event.branch}... "
+        "(repeatable).",
+    ),
+]
+ParamsFileOpt = Annotated[
+    Path | None, typer.Option(help="A JSON file of params (-p values win over it).")
+]
+NamespaceOpt = Annotated[str, typer.Option(help="The pipeline's namespace.")]
+
+
+def _enabled(enabled: bool) -> str:
+    return "yes" if enabled else "[yellow]paused[/yellow]"
+
+
+def _trigger_row(t: TriggerRecord) -> Sequence[Any]:
+    return (
+        t.id,
+        t.provider,
+        f"{t.namespace}/{t.pipeline}",
+        ",".join(t.events) or "*",
+        ",".join(t.branches) or "*",
+        _enabled(t.enabled),
+        when(t.created_at),
+    )
+
+
+def _schedule_row(s: ScheduleRecord) -> Sequence[Any]:
+    every = s.cron if s.cron else f"every {s.interval_seconds:g}s"
+    return (
+        s.id,
+        f"{s.namespace}/{s.pipeline}",
+        escape(every),
+        s.timezone,
+        s.misfire,
+        when(s.next_fire_at) if s.enabled else "-",
+        _enabled(s.enabled),
+    )
+
+
+def _poller_row(p: PollerRecord) -> Sequence[Any]:
+    data = p.to_dict()  # the repository without its password
+    return (
+        p.id,
+        f"{p.namespace}/{p.pipeline}",
+        escape(str(data["repository"])),
+        ",".join(p.refs),
+        f"{p.interval_seconds:g}s",
+        escape((p.last_error or "")[:60]),
+        _enabled(p.enabled),
+    )
+
+
+def _manage(
+    group: typer.Typer,
+    noun: str,
+    client: Callable[[typer.Context], ManagedClient[Any]],
+    columns: Sequence[str],
+    row: Callable[[Any], Sequence[Any]],
+) -> None:
+    """Register ``list``, ``show``, ``pause``, ``resume``, ``delete`` and ``deliveries``."""
+    plural = f"{noun}s"
+
+    def shown(record: Any, output: Output, title: str | None = None) -> None:
+        if output is Output.json:
+            print_json(record.to_dict())
+        else:
+            table(title, columns, [row(record)])
+
+    @group.command("list")
+    def list_(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
+        found = client(ctx).list()
+        if output is Output.json:
+            print_json([r.to_dict() for r in found])
+            return
+        table(plural.capitalize(), columns, [row(r) for r in found])
+
+    list_.__doc__ = f"Every {noun}, paused or not."
+
+    IdArg = Annotated[str, typer.Argument(help=f"The {noun}'s id (see '{plural} list').")]
+
+    @group.command("show")
+    def show(ctx: typer.Context, row_id: IdArg, output: OutputOpt = Output.table) -> None:
+        shown(client(ctx).get(row_id), output)
+
+    show.__doc__ = f"One {noun}."
+
+    @group.command("pause")
+    def pause(ctx: typer.Context, row_id: IdArg, output: OutputOpt = Output.table) -> None:
+        shown(client(ctx).pause(row_id, actor=whoami()), output, f"paused {noun} {row_id}")
+
+    pause.__doc__ = f"Stop a {noun} starting runs until it is resumed (its history stays)."
+
+    @group.command("resume")
+    def resume(ctx: typer.Context, row_id: IdArg, output: OutputOpt = Output.table) -> None:
+        shown(client(ctx).resume(row_id, actor=whoami()), output, f"resumed {noun} {row_id}")
+
+    resume.__doc__ = f"Let a paused {noun} start runs again."
+
+    @group.command("delete")
+    def delete(ctx: typer.Context, row_id: IdArg) -> None:
+        client(ctx).delete(row_id, actor=whoami())
+        console.print(f"deleted {noun} {row_id} and its deliveries", highlight=False)
+
+    delete.__doc__ = f"Delete a {noun} and the record of what it fired."
+
+    @group.command("deliveries")
+    def deliveries(
+        ctx: typer.Context,
+        row_id: IdArg,
+        limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+        output: OutputOpt = Output.table,
+    ) -> None:
+        found = state_of(ctx).client().deliveries(row_id, limit)
+        if output is Output.json:
+            print_json([d.to_dict() for d in found])
+            return
+        table(f"{noun} {row_id}", _DELIVERY_COLUMNS, [_delivery_row(d) for d in found])
+
+    deliveries.__doc__ = f"What a {noun} fired, newest first: its outcome and its runs."
+
+
+_DELIVERY_COLUMNS = ["ID", "KEY", "STATUS", "RUNS", "ATTEMPTS", "RECEIVED", "WHY NOT"]
+
+
+def _delivery_row(d: DeliveryRecord) -> Sequence[Any]:
+    return (
+        str(d.id),
+        escape(d.key[:40]),
+        status_text(d.status),
+        ",".join(d.run_ids) or "-",
+        str(d.attempts),
+        when(d.received_at),
+        escape((d.error or "")[:80]),
+    )
+
+
+_manage(
+    triggers_app,
+    "trigger",
+    lambda ctx: state_of(ctx).client().webhooks,
+    ["ID", "PROVIDER", "PIPELINE", "EVENTS", "BRANCHES", "ENABLED", "CREATED"],
+    _trigger_row,
+)
+_manage(
+    schedules_app,
+    "schedule",
+    lambda ctx: state_of(ctx).client().schedules,
+    ["ID", "PIPELINE", "WHEN", "TIMEZONE", "MISFIRE", "NEXT", "ENABLED"],
+    _schedule_row,
+)
+_manage(
+    pollers_app,
+    "poller",
+    lambda ctx: state_of(ctx).client().pollers,
+    ["ID", "PIPELINE", "REPOSITORY", "REFS", "EVERY", "LAST ERROR", "ENABLED"],
+    _poller_row,
+)
+
+
+@triggers_app.command("create")
+def create_trigger(
+    ctx: typer.Context,
+    provider: Annotated[
+        str,
+        typer.Argument(
+            help="github, gitlab, bitbucket-cloud, bitbucket-server, gerrit or generic."
+        ),
+    ],
+    pipeline: Annotated[str, typer.Argument(help="The pipeline its events start.")],
+    secret_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Read the signing secret from this environment variable (not from the "
+            "command line, where other users can see it). Without it a secret is made and "
+            "printed once."
+        ),
+    ] = None,
+    event: Annotated[
+        list[str] | None, typer.Option(help="Only these events, e.g. push, tag (repeatable).")
+    ] = None,
+    branch: Annotated[
+        list[str] | None, typer.Option(help="Only these branches or tags, globs (repeatable).")
+    ] = None,
+    allow_ip: Annotated[
+        list[str] | None, typer.Option(help="Only from these addresses or networks (repeatable).")
+    ] = None,
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    namespace: NamespaceOpt = "default",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Create a webhook trigger; prints the URL (and secret) to give the provider."""
+    known = PROVIDERS.get(provider)
+    made_secret = None
+    secret: str | None = None
+    if secret_env:
+        secret = os.environ.get(secret_env)
+        if not secret:
+            raise ParamsError([f"--secret-env: environment variable {secret_env} is not set"])
+    elif known is not None and known.signed:
+        secret = made_secret = secrets.token_urlsafe(32)
+    trigger, url_token = (
+        state_of(ctx)
+        .client()
+        .webhooks.create(
+            provider,
+            pipeline,
+            secret=secret,
+            namespace=namespace,
+            events=event or [],
+            branches=branch or [],
+            params=parse_params(param or [], params_file),
+            allow_ips=allow_ip or [],
+            actor=whoami(),
+        )
+    )
+    path = f"/hooks/{trigger.id}" + (f"?token={url_token}" if url_token else "")
+    if output is Output.json:
+        shown = {**trigger.to_dict(), "path": path}
+        if made_secret:
+            shown["secret"] = made_secret
+        print_json(shown)
+        return
+    console.print(f"created trigger {trigger.id} for {namespace}/{pipeline}", highlight=False)
+    console.print(f"  URL:    <server>{path}", highlight=False, markup=False)
+    if made_secret:
+        console.print(f"  secret: {made_secret}", highlight=False, markup=False)
+    if made_secret or url_token:
+        console.print("  (shown once: only its hash or the provider's copy is kept)")
+
+
+@triggers_app.command("redeliver")
+def redeliver(
+    ctx: typer.Context,
+    delivery_id: Annotated[int, typer.Argument(help="The delivery's id (see 'deliveries').")],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Process a stored webhook delivery again; it may start a new run."""
+    outcome = state_of(ctx).client().webhooks.redeliver(delivery_id, actor=whoami())
+    if output is Output.json:
+        print_json(outcome)
+        return
+    why = outcome.get("error") or outcome.get("reason")
+    runs = ", ".join(outcome.get("run_ids") or []) or "no run"
+    console.print(
+        f"delivery {delivery_id}: {outcome['status']}; {runs}" + (f" ({why})" if why else ""),
+        highlight=False,
+        markup=False,
+    )
+
+
+@schedules_app.command("create")
+def create_schedule(
+    ctx: typer.Context,
+    pipeline: Annotated[str, typer.Argument(help="The pipeline each tick starts.")],
+    cron: Annotated[
+        str | None, typer.Option(help="A 5-field cron expression (6 fields: seconds first).")
+    ] = None,
+    every: Annotated[float | None, typer.Option(min=1, help="Or: every this many seconds.")] = None,
+    timezone: Annotated[str, typer.Option(help="The IANA time zone of --cron.")] = "UTC",
+    misfire: Annotated[
+        str, typer.Option(help="A tick missed while down: skip, or run_once.")
+    ] = "skip",
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    namespace: NamespaceOpt = "default",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Create a schedule: each tick starts one run, however many servers run."""
+    made = (
+        state_of(ctx)
+        .client()
+        .schedules.create(
+            pipeline,
+            cron=cron,
+            interval_seconds=every,
+            timezone=timezone,
+            misfire=misfire,
+            namespace=namespace,
+            params=parse_params(param or [], params_file),
+            actor=whoami(),
+        )
+    )
+    if output is Output.json:
+        print_json(made.to_dict())
+        return
+    console.print(
+        f"created schedule {made.id}; first tick {when(made.next_fire_at)}", highlight=False
+    )
+
+
+@pollers_app.command("create")
+def create_poller(
+    ctx: typer.Context,
+    pipeline: Annotated[str, typer.Argument(help="The pipeline a new commit starts.")],
+    repository: Annotated[str, typer.Argument(help="A git URL or path to poll.")],
+    ref: Annotated[
+        list[str] | None,
+        typer.Option(help="Refs to track, globs (repeatable; default refs/heads/*)."),
+    ] = None,
+    every: Annotated[float, typer.Option(min=5, help="Poll every this many seconds.")] = 60.0,
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    namespace: NamespaceOpt = "default",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Create a poller: the first poll records what is there; each new commit then starts
+    one run."""
+    made = (
+        state_of(ctx)
+        .client()
+        .pollers.create(
+            pipeline,
+            repository,
+            refs=ref or ["refs/heads/*"],
+            interval_seconds=every,
+            namespace=namespace,
+            params=parse_params(param or [], params_file),
+            actor=whoami(),
+        )
+    )
+    if output is Output.json:
+        print_json(made.to_dict())
+        return
+    console.print(f"created poller {made.id}", highlight=False)
