@@ -136,11 +136,6 @@ class App:
             self.registry.add(p)
             self.store.apply(RegisterPipeline(p.version, p.namespace, p.name, p.describe()))
 
-    def publish(self) -> None:
-        """Record every locally registered pipeline version in the database."""
-        for p in self.registry:
-            self.store.apply(RegisterPipeline(p.version, p.namespace, p.name, p.describe()))
-
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(
@@ -359,7 +354,8 @@ class App:
         return worker
 
     async def wait(self, run_id: str, timeout: float = 60.0, poll: float = 0.01) -> RunRecord:
-        """Wait until the run is finished (or parked waiting, if it cannot go on)."""
+        """Wait until the run has finished; :class:`TimeoutError` after ``timeout`` seconds
+        (a run parked at an approval or a long sleep is not finished: it times out)."""
         deadline = time.monotonic() + timeout
         while True:
             run = await asyncio.to_thread(self.store.get_run, run_id)

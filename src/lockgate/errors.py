@@ -10,7 +10,9 @@ as class attributes (``http_status``, ``exit_code``)::
     ├── ParamsError                    invalid_params       run params refused (all problems)
     ├── NotFound                       not_found
     │   ├── PipelineNotFound
-    │   └── RunNotFound
+    │   ├── RunNotFound
+    │   └── ChannelNotFound            (a channel, stage or manifest)
+    ├── TooLarge                       too_large            a body or content over its limit
     ├── Unauthorized                   unauthorized         no valid token
     ├── Forbidden                      forbidden            not allowed for this person
     ├── Conflict                       conflict
@@ -25,6 +27,8 @@ as class attributes (``http_status``, ``exit_code``)::
     └── StoreError                     store_error          the database failed or is unreachable
         ├── SchemaMissing              schema_missing       not migrated: lockgate db upgrade
         └── DatabaseMissing            no_database          no database file where it points
+
+``Parked`` is not an error: a ``BaseException`` the engine catches when a step sleeps.
 """
 
 from __future__ import annotations

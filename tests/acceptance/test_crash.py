@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from lockgate import App, RunStatus, Settings
-from lockgate.loader import load_pipelines
+from lockgate.discover import load_pipelines
 
 HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from lockgate import App, RunStatus
-from lockgate.loader import load_definitions, load_pipelines
+from lockgate.discover import load_definitions, load_pipelines
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from lockgate import Channel, DefinitionError, Stage
 from lockgate.channels.pipeline import channel_pipeline
 from lockgate.channels.spec import load_channel_file
-from lockgate.loader import load_definitions
+from lockgate.discover import load_definitions
 from lockgate.specs import SpecError
 from lockgate.store import open_store
 

@@ -16,8 +16,8 @@ from lockgate.app import App
 from lockgate.channels.model import Channel
 from lockgate.client import Client, TokensClient
 from lockgate.core.pipeline import Pipeline
+from lockgate.discover import load_definitions
 from lockgate.errors import ParamsError
-from lockgate.loader import load_definitions
 from lockgate.rest_client import RestClient
 from lockgate.settings import Settings
 

@@ -50,3 +50,35 @@ class StepStatus(StrEnum):
     ROLLING_BACK = "ROLLING_BACK"
     ROLLED_BACK = "ROLLED_BACK"
     ROLLBACK_FAILED = "ROLLBACK_FAILED"
+
+
+class DeliveryStatus(StrEnum):
+    """What became of a trigger's firing (a webhook delivery, a schedule tick, a poll)."""
+
+    #: Stored; its processing had not finished (a crash leaves it for the retry routine).
+    RECEIVED = "RECEIVED"
+    #: Taken for processing again by the retry routine or a redelivery.
+    PROCESSING = "PROCESSING"
+    #: Its run was started (``run_ids``).
+    DONE = "DONE"
+    #: Its run could not start: bad params, a template that does not render, no pipeline.
+    FAILED = "FAILED"
+    #: Left out on purpose: a trigger's filters, or a tick skipped by its misfire policy.
+    REJECTED = "REJECTED"
+
+
+#: Deliveries the retry routine may take again (with attempts left, for FAILED).
+RETRYABLE_DELIVERIES = (DeliveryStatus.RECEIVED, DeliveryStatus.PROCESSING)
+
+
+class DeploymentState(StrEnum):
+    """Where a channel's deployment is: they run one at a time per channel, in push order."""
+
+    QUEUED = "QUEUED"
+    ACTIVE = "ACTIVE"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+#: Deployments that still hold or wait for their channel's turn.
+OPEN_DEPLOYMENTS = (DeploymentState.QUEUED, DeploymentState.ACTIVE)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, text, update
 
-from lockgate.core.statuses import TERMINAL_RUN_STATUSES
+from lockgate.core.statuses import OPEN_DEPLOYMENTS, TERMINAL_RUN_STATUSES, DeploymentState
 from lockgate.errors import ChannelNotFound, Conflict, InvalidState
 from lockgate.records import (
     DeploymentRecord,
@@ -23,9 +23,10 @@ from lockgate.store.ops import WriteTx
 from lockgate.store.runs import CreateRun
 
 #: Deployment states; a deployment's run carries the detail (steps, events, logs).
-QUEUED, ACTIVE, SUCCEEDED, FAILED = "QUEUED", "ACTIVE", "SUCCEEDED", "FAILED"
+QUEUED, ACTIVE = DeploymentState.QUEUED.value, DeploymentState.ACTIVE.value
+SUCCEEDED, FAILED = DeploymentState.SUCCEEDED.value, DeploymentState.FAILED.value
 
-_OPEN = (QUEUED, ACTIVE)
+_OPEN = tuple(s.value for s in OPEN_DEPLOYMENTS)
 _TERMINAL = tuple(sorted(st.value for st in TERMINAL_RUN_STATUSES))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import and_, func, select, text
 
-from lockgate.core.statuses import TERMINAL_RUN_STATUSES
+from lockgate.core.statuses import OPEN_DEPLOYMENTS, TERMINAL_RUN_STATUSES
 from lockgate.errors import ChannelNotFound
 from lockgate.records import (
     ChannelRecord,
@@ -22,9 +22,9 @@ from lockgate.records import (
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE, Store
-from lockgate.store.channel_ops import ACTIVE, QUEUED, SetPushToken
+from lockgate.store.channel_ops import SetPushToken
 
-_OPEN = (QUEUED, ACTIVE)
+_OPEN = tuple(s.value for s in OPEN_DEPLOYMENTS)
 _TERMINAL = tuple(sorted(st.value for st in TERMINAL_RUN_STATUSES))
 
 

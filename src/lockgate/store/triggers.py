@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, update
 
+from lockgate.core.statuses import RETRYABLE_DELIVERIES, DeliveryStatus
 from lockgate.errors import NotFound
 from lockgate.records import DeliveryRecord, TriggerRecord
 from lockgate.store import schema as s
@@ -58,7 +59,7 @@ class ClaimDelivery:
                 d.status == self.delivery.status,
                 d.updated_at == self.delivery.updated_at,
             )
-            .values(status="PROCESSING", updated_at=tx.now)
+            .values(status=DeliveryStatus.PROCESSING.value, updated_at=tx.now)
         ).rowcount
         return bool(won)
 
@@ -148,9 +149,10 @@ class TriggerStore(RecordTable[TriggerRecord]):
             select(s.deliveries)
             .where(d.source == "webhook")
             .where(
-                (d.status.in_(["RECEIVED", "PROCESSING"]) & (d.updated_at < now - stale_after))
+                (d.status.in_([s.value for s in RETRYABLE_DELIVERIES]))
+                & (d.updated_at < now - stale_after)
                 | (
-                    (d.status == "FAILED")
+                    (d.status == DeliveryStatus.FAILED.value)
                     & (d.attempts < max_attempts)
                     & (d.updated_at < now - stale_after * d.attempts)
                 )

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from lockgate.core.statuses import DeliveryStatus
 from lockgate.core.templates import TemplateError, render
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError
@@ -24,7 +25,7 @@ from lockgate.store.deliveries import Deliver
 from lockgate.store.runs import CreateRun
 
 #: (the run to start, the delivery's status, why it starts none)
-Plan = tuple[CreateRun | None, str, str | None]
+Plan = tuple[CreateRun | None, DeliveryStatus, str | None]
 
 
 def plan_run(
@@ -50,10 +51,10 @@ def plan_run(
             idempotency_key=idempotency_key,
         )
     except TemplateError as exc:
-        return None, "FAILED", f"params: {exc}"
+        return None, DeliveryStatus.FAILED, f"params: {exc}"
     except LockgateError as exc:
-        return None, "FAILED", exc.message
-    return create, "DONE", None
+        return None, DeliveryStatus.FAILED, exc.message
+    return create, DeliveryStatus.DONE, None
 
 
 def adopt(starter: RunStarter, op: Deliver, outcome: Any) -> None:

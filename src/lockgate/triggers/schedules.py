@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from croniter import croniter
 
+from lockgate.core.statuses import DeliveryStatus
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import ParamsError
 from lockgate.records import ScheduleRecord
@@ -122,7 +123,11 @@ class Schedules(Managed[ScheduleRecord]):
             event = {"tick": tick, "due_at": tick, "fired_at": now}
             if missed and schedule.misfire != "run_once":
                 self.log.warning("missed tick skipped", schedule=schedule.id, tick=tick)
-                plan: Plan = (None, "REJECTED", "missed tick skipped (misfire policy: skip)")
+                plan: Plan = (
+                    None,
+                    DeliveryStatus.REJECTED,
+                    "missed tick skipped (misfire policy: skip)",
+                )
             else:
                 plan = plan_run(
                     self._starter,

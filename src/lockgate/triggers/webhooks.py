@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from lockgate.core.statuses import DeliveryStatus
 from lockgate.core.templates import check
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import InvalidState, LockgateError, NotFound, ParamsError
@@ -329,7 +330,11 @@ class Webhooks(Managed[TriggerRecord]):
         if not _matches(event.event, trigger.events) or not _matches(
             event.branch or event.tag, trigger.branches
         ):
-            return None, "REJECTED", f"filtered out: event {event.event!r}, ref {event.ref!r}"
+            return (
+                None,
+                DeliveryStatus.REJECTED,
+                f"filtered out: event {event.event!r}, ref {event.ref!r}",
+            )
         return plan_run(
             self._starter,
             pipeline=trigger.pipeline,
@@ -357,7 +362,7 @@ class Webhooks(Managed[TriggerRecord]):
             try:
                 run, created = self._store.apply(create)
             except LockgateError as exc:
-                status, error = "FAILED", exc.message
+                status, error = DeliveryStatus.FAILED, exc.message
             else:
                 self._starter.adopt_created(create, run, created)
                 run_ids = [run.id]
@@ -443,7 +448,7 @@ def _outcome(
     """The body of a 202: the delivery, what became of it, and why if it started nothing."""
     result: dict[str, Any] = {"delivery_id": delivery_id, "status": status, "run_ids": run_ids}
     if error:
-        result["reason" if status == "REJECTED" else "error"] = error
+        result["reason" if status == DeliveryStatus.REJECTED else "error"] = error
     return result
 
 

@@ -1,5 +1,5 @@
-"""Find the pipelines in Python files, packages, directories, dotted modules, and pipeline
-files (YAML or JSON)."""
+"""Discovering definitions: the pipelines and channels in Python files, packages, directories,
+dotted modules, and pipeline or channel files (YAML or JSON)."""
 
 from __future__ import annotations
 
