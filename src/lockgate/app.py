@@ -36,6 +36,7 @@ from lockgate.records import (
     PipelineRecord,
     RunRecord,
 )
+from lockgate.sessions import Sessions
 from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store, open_store
@@ -110,6 +111,7 @@ class App:
             )
         self.mask = Masker(self.settings.secrets.values())
         self.tokens = Tokens(self.store)
+        self.sessions = Sessions(self.store, self.tokens, self.settings)
         #: Starts runs for people, triggers and channels alike (and knows the local workers).
         self.launcher = Launcher(self.store, self.registry)
         self.webhooks = Webhooks(self.store, self.launcher, self.settings)
@@ -225,13 +227,21 @@ class App:
         status: str | None = None,
         pipeline: str | None = None,
         namespace: str | None = None,
+        requested_by: str | None = None,
+        since: float | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
         """Newest runs first, filtered; ``before`` is the ``(created_at, id)`` of the last
         run of the previous page."""
         return self.store.list_runs(
-            status=status, pipeline=pipeline, namespace=namespace, before=before, limit=limit
+            status=status,
+            pipeline=pipeline,
+            namespace=namespace,
+            requested_by=requested_by,
+            since=since,
+            before=before,
+            limit=limit,
         )
 
     def events(self, run_id: str, after: int = 0) -> list[EventRecord]:
@@ -323,6 +333,26 @@ class App:
             decided = self.store.get_decisions(approval.run_id, approval.step)
             pending.append(PendingApproval(run, approval, decided))
         return pending
+
+    def approval(self, run_id: str, step: str | None = None) -> PendingApproval | None:
+        """A run's latest approval request (or ``step``'s), with the decisions so far."""
+        run = self.store.get_run(run_id)
+        found = self.store.get_approval(run_id, step)
+        if found is None:
+            return None
+        return PendingApproval(run, found, self.store.get_decisions(run_id, found.step))
+
+    def may_decide(self, pending: PendingApproval, by: str, roles: Iterable[str]) -> bool:
+        """Whether ``by`` (holding ``roles``) may approve the step now: named as an approver
+        (or anyone, when none are named), not its requester unless self-approval is on,
+        and not having decided it already."""
+        if any(d.by == by for d in pending.decisions):
+            return False
+        try:
+            _authorise(pending.policy, pending.approval, "approve", by, set(roles))
+        except Forbidden:
+            return False
+        return True
 
     def deliveries(
         self, trigger_id: str, limit: int = 100, before: int | None = None

@@ -50,6 +50,8 @@ class Client(Protocol):
         status: str | None = None,
         pipeline: str | None = None,
         namespace: str | None = None,
+        requested_by: str | None = None,
+        since: float | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:

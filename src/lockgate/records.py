@@ -243,6 +243,20 @@ class TriggerRecord(Record):
 
 
 @dataclass(frozen=True)
+class SessionRecord(Record):
+    """A signed-in web console session (the cookie itself is never stored)."""
+
+    id: str
+    subject: str
+    role: str
+    token_id: str | None
+    csrf: str
+    created_at: float
+    expires_at: float
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
 class DeliveryRecord(Record):
     """One firing of a trigger."""
 

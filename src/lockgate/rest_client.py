@@ -100,12 +100,23 @@ class RestClient:
         status: str | None = None,
         pipeline: str | None = None,
         namespace: str | None = None,
+        requested_by: str | None = None,
+        since: float | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
         """Runs, newest first; ``before``: ``(created_at, id)`` of the previous page's last."""
-        filters = {"status": status, "pipeline": pipeline, "namespace": namespace}
-        query: dict[str, Any] = {"limit": limit, **{k: v for k, v in filters.items() if v}}
+        filters = {
+            "status": status,
+            "pipeline": pipeline,
+            "namespace": namespace,
+            "requested_by": requested_by,
+            "since": since,
+        }
+        query: dict[str, Any] = {
+            "limit": limit,
+            **{k: v for k, v in filters.items() if v is not None and v != ""},
+        }
         if before is not None:
             query["cursor"] = encode_cursor(*before)
         return [RunRecord(**r) for r in self._call("GET", "/runs", params=query)["runs"]]

@@ -108,6 +108,10 @@ class Settings:
     forwarded_allow_ips: tuple[str, ...] = ()
     #: Serve the OpenAPI document and its pages (``/openapi.json``, ``/docs``) to anyone.
     api_docs: bool = True
+    #: How long a web console sign-in lasts.
+    console_session_seconds: float = 12 * 3600.0
+    #: How long a one-time sign-in link (``lockgate console-link``) can be used.
+    console_link_seconds: float = 15 * 60.0
     #: This worker's stable identity (default: the host and a hash of the database URL).
     #: A restarted worker with the same identity takes its earlier runs back at once.
     worker_name: str | None = None
@@ -150,6 +154,12 @@ class Settings:
             ),
             forwarded_allow_ips=_listed(env.get("LOCKGATE_FORWARDED_ALLOW_IPS", "")),
             api_docs=env.get("LOCKGATE_API_DOCS", "true").lower() not in ("0", "false", "no"),
+            console_session_seconds=float(
+                env.get("LOCKGATE_CONSOLE_SESSION_SECONDS", base.console_session_seconds)
+            ),
+            console_link_seconds=float(
+                env.get("LOCKGATE_CONSOLE_LINK_SECONDS", base.console_link_seconds)
+            ),
             workspace_dir=Path(env.get("LOCKGATE_WORKSPACE_DIR", str(base.workspace_dir))),
             api_allow=_listed(env.get("LOCKGATE_API_ALLOW", "")),
         )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from lockgate import __version__
+from lockgate import __version__, console
 from lockgate.api import admin, approvals, errors, pipelines, runs, triggers, webhooks
 from lockgate.api.auth import Caller, require
 from lockgate.api.channels import router as channel_router
@@ -47,5 +47,6 @@ def create_api(app: App) -> FastAPI:
         return Response(app.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     webhooks.install(api, app)
+    console.install(api)
     api.add_middleware(Guard, lockgate=app)
     return api

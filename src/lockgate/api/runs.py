@@ -67,6 +67,10 @@ def list_runs(
     status: RunStatus | None = None,
     pipeline: str | None = None,
     namespace: str | None = None,
+    requested_by: Annotated[
+        str | None, Query(max_length=200, description="A prefix: schedule:, github:, a name")
+    ] = None,
+    since: Annotated[float | None, Query(description="Created at or after (UNIX time)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
@@ -74,6 +78,8 @@ def list_runs(
         status=status.value if status else None,
         pipeline=pipeline,
         namespace=namespace,
+        requested_by=requested_by,
+        since=since,
         before=position(cursor, 2),
         limit=limit,
     )

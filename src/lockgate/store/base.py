@@ -244,10 +244,14 @@ class Store(ABC):
         status: str | None = None,
         pipeline: str | None = None,
         namespace: str | None = None,
+        requested_by: str | None = None,
+        since: float | None = None,
         before: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[RunRecord]:
-        """Newest runs first, filtered; ``before`` is the (created_at, id) page cursor."""
+        """Newest runs first, filtered (``requested_by``: a prefix of who or what started
+        the run; ``since``: created at or after); ``before`` is the (created_at, id) page
+        cursor."""
         r = s.runs.c
         stmt = select(s.runs).order_by(r.created_at.desc(), r.id.desc())
         if status:
@@ -256,6 +260,11 @@ class Store(ABC):
             stmt = stmt.where(r.pipeline == pipeline)
         if namespace:
             stmt = stmt.where(r.namespace == namespace)
+        if requested_by:
+            # What started it: "schedule:", "github:", a trigger's id, a person (a prefix).
+            stmt = stmt.where(r.requested_by.startswith(requested_by, autoescape=True))
+        if since is not None:
+            stmt = stmt.where(r.created_at >= since)
         if before is not None:
             at, rid = before
             stmt = stmt.where((r.created_at < at) | and_(r.created_at == at, r.id < rid))

@@ -183,6 +183,38 @@ tokens = Table(
     Column("revoked_at", Float, nullable=True),
 )
 
+#: Signed-in web console sessions. Only the hash of the cookie is kept; a session made with
+#: an API token ends when that token is revoked.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    #: SHA-256 (hex) of the cookie's value.
+    Column("id", String(64), primary_key=True),
+    Column("subject", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    #: The API token it was made with (``None``: a one-time link).
+    Column("token_id", String(32), nullable=True, index=True),
+    #: The secret every form of the session carries (CSRF).
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+)
+
+#: One-time sign-in links (``lockgate console-link``): used once, before they expire.
+console_links = Table(
+    "console_links",
+    metadata,
+    #: SHA-256 (hex) of the link's secret.
+    Column("id", String(64), primary_key=True),
+    Column("subject", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+)
+
 audit = Table(
     "audit",
     metadata,

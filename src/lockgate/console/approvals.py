@@ -1,0 +1,71 @@
+"""The approvals inbox: what the signed-in person may decide, and the decision forms."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from lockgate.app import App
+from lockgate.console.core import (
+    Acting,
+    ConsoleRoute,
+    Person,
+    acting,
+    back,
+    lockgate,
+    page,
+    safe_next,
+    viewing,
+)
+from lockgate.tokens import Role
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
+Approver = Annotated[Acting, Depends(acting(Role.approver))]
+Lockgate = Annotated[App, Depends(lockgate)]
+
+#: Waiting approvals read for the inbox (oldest first).
+INBOX = 200
+
+
+@router.get("/approvals", response_class=HTMLResponse)
+def inbox(request: Request, who: Viewer, lg: Lockgate) -> Response:
+    pending = lg.approvals(limit=INBOX)
+    mine = [p for p in pending if who.can("approver") and lg.may_decide(p, who.subject, who.roles)]
+    others = [p for p in pending if p not in mine]
+    return page(
+        request,
+        "approvals.html",
+        title="Approvals",
+        mine=mine,
+        others=others,
+        now=time.time(),
+    )
+
+
+@router.post("/runs/{run_id}/decisions")
+def decide(run_id: str, act: Approver, lg: Lockgate) -> Response:
+    form = act.form
+    decision = form.get("decision", "")
+    inputs: dict[str, Any] = {
+        key.removeprefix("input."): value
+        for key, value in form.items()
+        if key.startswith("input.") and value != ""
+    }
+    result = lg.decide(
+        run_id,
+        decision,
+        by=act.person.subject,
+        roles=act.person.roles,
+        step=form.get("step") or None,
+        comment=form.get("comment") or None,
+        input=inputs or None,
+    )
+    if result.settled:
+        note = f"{decision}d: the step is settled ({result.outcome})"
+    else:
+        note = f"{decision}d: more approvals are needed"
+    return back(safe_next(form.get("back") or f"/runs/{run_id}"), note)

@@ -1,0 +1,254 @@
+"""Runs: the list (filters, keyset pages, live statuses) and a run's page (timeline,
+attempts, params, live logs, events, errors, approval, cancel)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+
+from lockgate.app import App
+from lockgate.console.ansi import ansi_html, plain
+from lockgate.console.core import (
+    COOKIE,
+    Acting,
+    ConsoleRoute,
+    Person,
+    acting,
+    back,
+    lockgate,
+    page,
+    viewing,
+)
+from lockgate.core.cursor import decode_cursor, encode_cursor
+from lockgate.core.statuses import RunStatus
+from lockgate.errors import ParamsError
+from lockgate.records import LogRecord
+from lockgate.tokens import Role
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
+Operator = Annotated[Acting, Depends(acting(Role.operator))]
+Lockgate = Annotated[App, Depends(lockgate)]
+
+PAGE = 50
+LIVE_POLL = 0.25
+KEEPALIVE = 15.0
+#: How often a live stream checks that its session still holds.
+RECHECK_SESSION = 5.0
+
+
+def _since(value: str) -> float | None:
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ParamsError([f"since: {value!r} is not a date (YYYY-MM-DD or an ISO time)"]) from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def runs(
+    request: Request,
+    who: Viewer,
+    lg: Lockgate,
+    pipeline: Annotated[str, Query(max_length=401)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
+    namespace: Annotated[str, Query(max_length=200)] = "",
+    trigger: Annotated[str, Query(max_length=200)] = "",
+    since: Annotated[str, Query(max_length=40)] = "",
+    cursor: Annotated[str, Query(max_length=200)] = "",
+    fragment: str = "",
+) -> Response:
+    if status and status not in RunStatus.__members__:
+        raise ParamsError([f"status: one of {', '.join(RunStatus)}"])
+    before = None
+    if cursor:
+        at, run_id = decode_cursor(cursor, 2)
+        before = (float(at), str(run_id))
+    found = lg.list_runs(
+        status=status or None,
+        pipeline=pipeline or None,
+        namespace=namespace or None,
+        requested_by=trigger or None,
+        since=_since(since),
+        before=before,
+        limit=PAGE,
+    )
+    following = encode_cursor(found[-1].created_at, found[-1].id) if len(found) == PAGE else None
+    filters = {
+        "pipeline": pipeline,
+        "status": status,
+        "namespace": namespace,
+        "trigger": trigger,
+        "since": since,
+    }
+    template = "runs_rows.html" if fragment == "rows" else "runs.html"
+    return page(
+        request,
+        template,
+        title="Runs",
+        runs=found,
+        filters=filters,
+        statuses=list(RunStatus),
+        following=following,
+        first=not cursor,
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> Response:
+    view = lg.get_run(run_id)
+    approval = lg.approval(run_id)
+    waiting = approval is not None and approval.approval.outcome is None
+    return page(
+        request,
+        "run.html",
+        title=f"Run {run_id}",
+        view=view,
+        params=lg.mask.data(view.run.params),
+        events=lg.events(run_id),
+        approval=approval,
+        may_decide=waiting and lg.may_decide(approval, who.subject, who.roles),  # type: ignore[arg-type]
+        active=not RunStatus(view.run.status).terminal,
+        origin=_origin(view.run.requested_by),
+    )
+
+
+def _origin(requested_by: str | None) -> tuple[str, str] | None:
+    """(label, link) of the schedule or poller that started a run."""
+    if not requested_by:
+        return None
+    kind, _, ident = requested_by.partition(":")
+    if kind in ("schedule", "poller") and ident:
+        return f"{kind} {ident}", f"/triggers/{kind}s/{ident}"
+    return None
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel(run_id: str, act: Operator, lg: Lockgate) -> Response:
+    lg.cancel_run(run_id, by=act.person.subject)
+    return back(f"/runs/{run_id}", "cancel requested: the step stops and the run rolls back")
+
+
+@router.get("/runs/{run_id}/logs", response_class=HTMLResponse)
+def logs_page(
+    request: Request,
+    run_id: str,
+    who: Viewer,
+    lg: Lockgate,
+    step: Annotated[str, Query(max_length=200)] = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    lines = _all_logs(lg, run_id, step or None)
+    if q:
+        lines = [line for line in lines if q.lower() in plain(line.message).lower()]
+    return page(
+        request,
+        "logs.html",
+        title=f"Logs of {run_id}",
+        run_id=run_id,
+        step=step,
+        q=q,
+        lines=lines,
+    )
+
+
+@router.get("/runs/{run_id}/logs.txt", response_class=PlainTextResponse)
+def download_logs(
+    run_id: str,
+    who: Viewer,
+    lg: Lockgate,
+    step: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    lines = _all_logs(lg, run_id, step or None)
+    text = "".join(
+        f"{dt.datetime.fromtimestamp(line.at, dt.UTC).isoformat()} {line.step} "
+        f"{line.level.upper()} {plain(line.message)}\n"
+        for line in lines
+    )
+    name = f"{run_id}-{step}.log" if step else f"{run_id}.log"
+    return PlainTextResponse(
+        text, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+def _all_logs(lg: App, run_id: str, step: str | None) -> list[LogRecord]:
+    lg.run_record(run_id)  # unknown runs are 404, not an empty page
+    lines: list[LogRecord] = []
+    after = 0
+    while True:
+        chunk = lg.logs(run_id, step, after)
+        if not chunk:
+            return lines
+        lines.extend(chunk)
+        after = chunk[-1].id
+
+
+@router.get("/runs/{run_id}/live")
+def live(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> StreamingResponse:
+    """Server-sent events for a run's page: ``log`` (each new line, rendered), ``status``
+    (the run and its steps, when they change), then ``end``. Resumes after Last-Event-ID."""
+    lg.run_record(run_id)
+    start = request.headers.get("last-event-id", "0")
+    after = int(start) if start.isdigit() else 0
+
+    async def events() -> AsyncIterator[str]:
+        nonlocal after
+        shown, idle, checked = "", 0.0, time.monotonic()
+        cookie = request.cookies.get(COOKIE)
+        while True:
+            if await request.is_disconnected():
+                return
+            if time.monotonic() - checked >= RECHECK_SESSION:
+                checked = time.monotonic()  # a sign-out or a revoked token ends the stream
+                if await asyncio.to_thread(lg.sessions.find, cookie) is None:
+                    yield _sse("end", {"reason": "signed out"})
+                    return
+            lines = await asyncio.to_thread(lg.logs, run_id, None, after)
+            for line in lines:
+                after = line.id
+                data = {
+                    "id": line.id,
+                    "step": line.step,
+                    "level": line.level,
+                    "at": line.at,
+                    "html": str(ansi_html(line.message)),
+                }
+                yield f"id: {line.id}\n" + _sse("log", data)
+            view = await asyncio.to_thread(lg.get_run, run_id)
+            status = {
+                "status": view.run.status,
+                "steps": {s.name: {"status": s.status, "attempt": s.attempt} for s in view.steps},
+            }
+            if json.dumps(status) != shown:
+                shown = json.dumps(status)
+                yield _sse("status", status)
+            if RunStatus(view.run.status).terminal and not lines:
+                yield _sse("end", {"status": view.run.status})
+                return
+            if lines:
+                idle = 0.0
+                continue
+            await asyncio.sleep(LIVE_POLL)
+            idle += LIVE_POLL
+            if idle >= KEEPALIVE:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"

@@ -1,0 +1,93 @@
+"""Web console sign-in: sessions made from an API token or a one-time link.
+
+The browser holds a random cookie; the store keeps only its hash, with the session's subject,
+role, expiry and CSRF secret. Signing out ends the session in the store, and a session made
+with a token ends when that token is revoked (checked on every request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+from lockgate.errors import ParamsError, Unauthorized
+from lockgate.records import SessionRecord
+from lockgate.settings import Settings
+from lockgate.store import Store
+from lockgate.store.audit import AuditEntry
+from lockgate.store.sessions import SessionStore
+from lockgate.tokens import Role, Tokens
+
+#: One-time link secrets start with this, so a pasted token is told apart.
+LINK_PREFIX = "lgl_"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Sessions:
+    """Signs people in and out of the web console."""
+
+    def __init__(self, store: Store, tokens: Tokens, settings: Settings) -> None:
+        self._rows = SessionStore(store)
+        self._tokens = tokens
+        self._settings = settings
+
+    def _new(self) -> tuple[str, dict[str, object]]:
+        cookie = secrets.token_urlsafe(32)
+        row: dict[str, object] = {
+            "id": _digest(cookie),
+            "csrf": secrets.token_urlsafe(32),
+            "expires_at": time.time() + self._settings.console_session_seconds,
+        }
+        return cookie, row
+
+    def sign_in(self, token: str) -> tuple[str, SessionRecord]:
+        """A session for the holder of API token ``token``: the cookie to set, and the
+        session. :class:`Unauthorized` for a token that does not authenticate."""
+        record = self._tokens.authenticate(token.strip())
+        cookie, row = self._new()
+        row.update(subject=record.identity, role=record.role, token_id=record.id)
+        entry = AuditEntry(record.identity, "console.sign_in", None, {"with": "token"})
+        return cookie, self._rows.open(row, entry)
+
+    def make_link(self, role: str, subject: str, *, actor: str) -> str:
+        """A one-time sign-in link's secret for ``subject`` with ``role`` (shown once, kept
+        hashed; it works once, for ``console_link_seconds``)."""
+        problems = []
+        if role not in Role.__members__:
+            problems.append(f"role: one of {', '.join(Role)}")
+        if not 0 < len(subject) <= 200:
+            problems.append("subject: 1 to 200 characters")
+        if problems:
+            raise ParamsError(problems)
+        secret = LINK_PREFIX + secrets.token_urlsafe(32)
+        row = {
+            "id": _digest(secret),
+            "subject": subject,
+            "role": role,
+            "created_by": actor,
+            "expires_at": time.time() + self._settings.console_link_seconds,
+        }
+        details = {"subject": subject, "role": role}
+        self._rows.create_link(row, AuditEntry(actor, "console.link", None, details))
+        return secret
+
+    def redeem(self, secret: str) -> tuple[str, SessionRecord]:
+        """Use a one-time link: the cookie to set, and the session it opens."""
+        if not secret.startswith(LINK_PREFIX):
+            raise Unauthorized("this sign-in link was used, has expired, or does not exist")
+        cookie, row = self._new()
+        return cookie, self._rows.redeem(_digest(secret), row)
+
+    def find(self, cookie: str | None) -> SessionRecord | None:
+        """The live session of a cookie (not ended, not expired, its token not revoked)."""
+        if not cookie:
+            return None
+        return self._rows.live(_digest(cookie), time.time())
+
+    def sign_out(self, session: SessionRecord) -> None:
+        """End the session now, in the store: the cookie stops working everywhere."""
+        self._rows.end(session.id, AuditEntry(session.subject, "console.sign_out"))
