@@ -17,6 +17,7 @@ from lockgate.errors import ChannelNotFound, ParamsError, TooLarge, Unauthorized
 from lockgate.records import (
     ChannelRecord,
     DeploymentRecord,
+    FlipRecord,
     ManifestRecord,
     RunRecord,
     StageRecord,
@@ -223,6 +224,11 @@ class Channels:
         """A channel's deployments, newest first."""
         self.store.channel(channel)
         return self.store.deployments(channel, before=before, limit=limit)
+
+    def flips(self, channel: str, stage: str | None = None, limit: int = 100) -> list[FlipRecord]:
+        """Moves of a channel's stage pointers (flips and flip-backs), newest first."""
+        self.store.channel(channel)  # unknown channels are ChannelNotFound
+        return self.store.flips(channel, stage, limit)
 
     def deployment(self, deployment_id: str) -> DeploymentRecord:
         """One deployment with its run's status."""

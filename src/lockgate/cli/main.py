@@ -14,6 +14,7 @@ from rich.markup import escape
 from lockgate import __version__
 from lockgate.cli.approvals import approvals_app, approve, reject
 from lockgate.cli.channels import channels_app
+from lockgate.cli.console import console_link
 from lockgate.cli.context import CliState
 from lockgate.cli.db import db_app
 from lockgate.cli.output import console, err_console
@@ -39,6 +40,7 @@ app = typer.Typer(
 # One file per resource; each command is registered here once.
 for command in (server, worker, run, approve, reject):
     app.command()(command)
+app.command("console-link")(console_link)
 for name, group in (
     ("runs", runs_app),
     ("db", db_app),

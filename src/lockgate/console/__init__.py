@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lockgate.console import approvals, pipelines, runs, signin
+from lockgate.console import admin, approvals, channels, pipelines, runs, signin, triggers
 from lockgate.console.core import SECURITY_HEADERS
 
 STATIC = Path(__file__).parent / "static"
@@ -39,9 +39,13 @@ class SecurityHeaders:
         await self.app(scope, receive, sending)
 
 
+#: Every page's router, one per resource.
+ROUTERS = tuple(m.router for m in (signin, runs, approvals, pipelines, triggers, channels, admin))
+
+
 def install(api: FastAPI) -> None:
     """Serve the console's pages and static files from ``api``."""
-    for module in (signin, runs, approvals, pipelines):
-        api.include_router(module.router)
+    for router in ROUTERS:
+        api.include_router(router)
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
     api.add_middleware(SecurityHeaders)

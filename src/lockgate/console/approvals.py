@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -15,11 +15,13 @@ from lockgate.console.core import (
     Person,
     acting,
     back,
+    input_fields,
     lockgate,
     page,
     safe_next,
     viewing,
 )
+from lockgate.console.forms import values_from
 from lockgate.tokens import Role
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -50,11 +52,10 @@ def inbox(request: Request, who: Viewer, lg: Lockgate) -> Response:
 def decide(run_id: str, act: Approver, lg: Lockgate) -> Response:
     form = act.form
     decision = form.get("decision", "")
-    inputs: dict[str, Any] = {
-        key.removeprefix("input."): value
-        for key, value in form.items()
-        if key.startswith("input.") and value != ""
-    }
+    # The input goes with an approval only (a reject's form may carry empty fields).
+    pending = lg.approval(run_id, form.get("step") or None)
+    fields = input_fields(pending) if pending is not None and decision == "approve" else []
+    inputs = values_from(fields, form, "input.")
     result = lg.decide(
         run_id,
         decision,

@@ -22,7 +22,7 @@ from lockgate.core.statuses import DeliveryStatus
 from lockgate.core.templates import check
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import InvalidState, LockgateError, NotFound, ParamsError
-from lockgate.records import TriggerRecord
+from lockgate.records import DeliveryRecord, TriggerRecord
 from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.audit import AuditEntry
@@ -382,6 +382,10 @@ class Webhooks(Managed[TriggerRecord]):
             self._process(trigger, delivery.id, TriggerEvent(**delivery.event), delivery.payload)
             count += 1
         return count
+
+    def delivery(self, delivery_id: int) -> DeliveryRecord:
+        """One stored delivery of any trigger; :class:`NotFound` if unknown."""
+        return self.triggers.delivery(delivery_id)
 
     def redeliver(self, delivery_id: int, *, actor: str | None = None) -> dict[str, Any]:
         """Process a stored delivery again, on purpose: it may start a new run (audited

@@ -1,0 +1,62 @@
+"""Channels: each stage and the manifest it serves since when, manifests with a diff between
+versions, deployments with their run, and the flip history."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from lockgate.app import App
+from lockgate.console.core import ConsoleRoute, Person, lockgate, page, viewing
+from lockgate.tokens import Role
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
+Lockgate = Annotated[App, Depends(lockgate)]
+
+
+@router.get("/channels", response_class=HTMLResponse)
+def channels(request: Request, who: Viewer, lg: Lockgate) -> Response:
+    found = [(ch.name, lg.channels.stages(ch.name)) for ch in lg.channels.defined()]
+    return page(request, "channels.html", title="Channels", channels=found)
+
+
+@router.get("/channels/{name}", response_class=HTMLResponse)
+def channel(request: Request, name: str, who: Viewer, lg: Lockgate) -> Response:
+    return page(
+        request,
+        "channel.html",
+        title=f"Channel {name}",
+        name=name,
+        record=lg.channels.record(name),
+        stages=lg.channels.stages(name),
+        deployments=lg.channels.deployments(name, limit=30),
+        manifests=lg.channels.history(name, limit=30),
+        flips=lg.channels.flips(name, limit=30),
+    )
+
+
+def _lines(body: str) -> list[str]:
+    return json.dumps(json.loads(body), indent=2, sort_keys=True).splitlines()
+
+
+@router.get("/channels/{name}/diff", response_class=HTMLResponse)
+def diff(
+    request: Request,
+    name: str,
+    who: Viewer,
+    lg: Lockgate,
+    a: Annotated[int, Query(ge=1)],
+    b: Annotated[int, Query(ge=1)],
+) -> Response:
+    older, newer = lg.channels.manifest(name, a), lg.channels.manifest(name, b)
+    lines = list(
+        difflib.unified_diff(
+            _lines(older.body), _lines(newer.body), f"version {a}", f"version {b}", lineterm=""
+        )
+    )
+    return page(request, "diff.html", title=f"{name}: {a} → {b}", name=name, a=a, b=b, lines=lines)
