@@ -56,6 +56,7 @@ def banner_lines(
             host = "127.0.0.1"
         base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
         lines.append(f"API on {base}/api/v1 (OpenAPI: {base}/docs)")
+        lines.append(f"Console on {base}/ (sign in with a token, or a link from the command below)")
     lines += ["", "In another shell:"]
     if shown == database_url:
         lines.append(f"  export LOCKGATE_DATABASE_URL={shlex.quote(database_url)}")
@@ -65,6 +66,7 @@ def banner_lines(
         lines += [
             f"  export LOCKGATE_URL={base}",
             '  export LOCKGATE_TOKEN=$(lockgate tokens create --name "${USER:-me}" --role admin)',
+            "  lockgate console-link --role admin    # a one-time sign-in link for your browser",
         ]
     found = _runnable(pipelines)
     if found is not None:
