@@ -326,13 +326,11 @@ class App:
     ) -> list[PendingApproval]:
         """Approval steps waiting for decisions, oldest first, each with its request as
         rendered and the decisions so far; page with ``before`` (see
-        :meth:`Store.open_approvals`)."""
-        pending = []
-        for approval in self.store.open_approvals(before, limit):
-            run = self.store.get_run(approval.run_id)
-            decided = self.store.get_decisions(approval.run_id, approval.step)
-            pending.append(PendingApproval(run, approval, decided))
-        return pending
+        :meth:`Store.pending_approvals`)."""
+        return [
+            PendingApproval(run, approval, decided)
+            for run, approval, decided in self.store.pending_approvals(before, limit)
+        ]
 
     def approval(self, run_id: str, step: str | None = None) -> PendingApproval | None:
         """A run's latest approval request (or ``step``'s), with the decisions so far."""

@@ -40,6 +40,8 @@ Lockgate = Annotated[App, Depends(lockgate)]
 PAGE = 50
 LIVE_POLL = 0.25
 KEEPALIVE = 15.0
+#: Log lines on one page of a run's logs (the download has them all).
+LOG_PAGE = 1000
 #: How often a live stream checks that its session still holds.
 RECHECK_SESSION = 5.0
 
@@ -148,10 +150,23 @@ def logs_page(
     lg: Lockgate,
     step: Annotated[str, Query(max_length=200)] = "",
     q: Annotated[str, Query(max_length=200)] = "",
+    after: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    lines = _all_logs(lg, run_id, step or None)
-    if q:
-        lines = [line for line in lines if q.lower() in plain(line.message).lower()]
+    """A page of log lines (``LOG_PAGE`` at most, from line id ``after``), or the lines
+    that match ``q``; the download has them all."""
+    lg.run_record(run_id)  # unknown runs are 404, not an empty page
+    lines: list[LogRecord] = []
+    cursor = after
+    while len(lines) < LOG_PAGE:
+        chunk = lg.logs(run_id, step or None, cursor)
+        if not chunk:
+            break
+        cursor = chunk[-1].id
+        if q:
+            chunk = [line for line in chunk if q.lower() in plain(line.message).lower()]
+        lines.extend(chunk)
+    shown = lines[:LOG_PAGE]
+    following = shown[-1].id if len(shown) == LOG_PAGE else None
     return page(
         request,
         "logs.html",
@@ -159,7 +174,9 @@ def logs_page(
         run_id=run_id,
         step=step,
         q=q,
-        lines=lines,
+        lines=shown,
+        following=following,
+        after=after,
     )
 
 

@@ -22,6 +22,7 @@ from lockgate.console.core import (
 from lockgate.errors import NotFound
 from lockgate.tokens import Role
 from lockgate.triggers.providers import PROVIDERS
+from lockgate.triggers.schedules import next_fire
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
@@ -65,6 +66,12 @@ def trigger(request: Request, kind: str, row_id: str, who: Viewer, lg: Lockgate)
         viewing(Role.admin)(request)  # refused as over REST
     row = _service(lg, kind).get(row_id)
     shown = row.to_dict()
+    upcoming: list[float] = []
+    if kind == "schedules" and row.enabled:
+        tick = row.next_fire_at
+        for _ in range(5):
+            upcoming.append(tick)
+            tick = next_fire(row.cron, row.timezone, row.interval_seconds, tick, tick)
     return page(
         request,
         "trigger.html",
@@ -75,6 +82,7 @@ def trigger(request: Request, kind: str, row_id: str, who: Viewer, lg: Lockgate)
         header=HEADERS.get(shown.get("provider", ""), "") if kind == "webhooks" else None,
         signed=PROVIDERS[shown["provider"]].signed if kind == "webhooks" else None,
         deliveries=lg.deliveries(row_id, 50),
+        upcoming=upcoming,
     )
 
 

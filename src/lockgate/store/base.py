@@ -313,13 +313,36 @@ class Store(ABC):
         row = self.read(lambda c: c.execute(stmt).first())
         return None if row is None else approval_record(row)
 
-    def open_approvals(
+    def pending_approvals(
         self, before: tuple[float, str, str] | None = None, limit: int = 100
-    ) -> list[ApprovalRecord]:
-        """Approval steps waiting for decisions, oldest first; ``before`` is the
-        ``(opened_at, run id, step)`` page cursor."""
+    ) -> list[tuple[RunRecord, ApprovalRecord, list[DecisionRecord]]]:
+        """Open approval steps with their runs and the decisions so far, oldest first
+        (``before``: the ``(opened_at, run id, step)`` page cursor). Two queries however
+        many there are: the inbox reads hundreds at once."""
         stmt = open_approvals_query(before, max(1, min(limit, MAX_PAGE)))
-        return [approval_record(r) for r in self.read(lambda c: c.execute(stmt).all())]
+        stmt = stmt.add_columns(*[c.label(f"r__{c.name}") for c in s.runs.columns])
+
+        def read(conn: Connection) -> tuple[list[Any], list[Any]]:
+            rows = list(conn.execute(stmt).all())
+            ids = sorted({row.run_id for row in rows})
+            d = s.decisions.c
+            decided = (
+                list(conn.execute(select(s.decisions).where(d.run_id.in_(ids)).order_by(d.id)))
+                if ids
+                else []
+            )
+            return rows, decided
+
+        rows, decided = self.read(read)
+        by_step: dict[tuple[str, str], list[DecisionRecord]] = {}
+        for row in decided:
+            by_step.setdefault((row.run_id, row.step), []).append(DecisionRecord(**row._mapping))
+        found = []
+        for row in rows:
+            m = row._mapping
+            run = RunRecord(**{c.name: m[f"r__{c.name}"] for c in s.runs.columns})
+            found.append((run, approval_record(row), by_step.get((row.run_id, row.step), [])))
+        return found
 
     def get_audit(self, after: int = 0, limit: int = MAX_PAGE) -> list[AuditRecord]:
         """Audit entries after id ``after``, oldest first."""

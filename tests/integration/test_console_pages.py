@@ -1,0 +1,96 @@
+"""Console pages over real HTTP, on SQLite and PostgreSQL: forms, pages of logs, schedules."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from api_support import Served, wait_done
+
+from lockgate import Pipeline, StepContext, step
+from lockgate.console.core import COOKIE
+from lockgate.console.runs import LOG_PAGE
+
+
+@step
+def noisy(ctx: StepContext) -> None:
+    for n in range(LOG_PAGE + 500):
+        ctx.log.info("line %d%s", n, " needle" if n % 700 == 0 else "")
+
+
+def browser(served: Served, role: str) -> tuple[httpx.AsyncClient, str]:
+    """A client holding a console session of ``role``, and the session's CSRF token."""
+    cookie, session = served.app.sessions.sign_in(served.tokens[role])
+    client = served.client(None)
+    client.cookies.set(COOKIE, cookie)
+    return client, session.csrf
+
+
+async def test_a_start_form_refuses_bad_values_listing_each(served: Served) -> None:
+    """Values that are not of their field's type, and params the pipeline refuses, come back
+    as a page listing every problem; nothing starts. Good values start the run."""
+    http, csrf = browser(served, "operator")
+    async with http:
+        form = await http.get("/pipelines/default/deploy")
+        assert form.status_code == 200 and 'name="param.replicas"' in form.text
+        bad = await http.post(
+            "/pipelines/default/deploy/start",
+            data={"csrf": csrf, "param.env": "", "param.replicas": "three"},
+        )
+        assert bad.status_code == 422
+        assert "replicas: &#39;three&#39; is not a whole number" in bad.text
+        assert served.app.list_runs() == []
+        missing = await http.post(
+            "/pipelines/default/deploy/start", data={"csrf": csrf, "param.replicas": "2"}
+        )
+        assert missing.status_code == 422 and "env" in missing.text
+        started = await http.post(
+            "/pipelines/default/deploy/start",
+            data={"csrf": csrf, "param.env": "prod", "param.replicas": "2"},
+        )
+        assert started.status_code == 303
+        run_id = started.headers["location"].split("/runs/")[1].split("?")[0]
+        async with served.client("viewer") as api:
+            done = await wait_done(api, run_id)
+        assert done["params"] == {"env": "prod", "replicas": 2}
+        assert done["requested_by"] == "operator-bot"
+
+
+async def test_logs_come_in_pages_can_be_searched_and_downloaded_whole(served: Served) -> None:
+    """A run's logs page shows LOG_PAGE lines and a link to the next page; a search finds
+    lines on every page; the download has every line, without escape sequences."""
+    served.app.register(Pipeline("noisy", [noisy]))
+    run = served.app.start_run("noisy")
+    async with served.client("viewer") as api:
+        await wait_done(api, run.id)
+    http, _ = browser(served, "viewer")
+    async with http:
+        first = await http.get(f"/runs/{run.id}/logs")
+        assert first.text.count('class="line ') == LOG_PAGE
+        later = re.search(r'href="\?([^"]*after=\d+)"', first.text)
+        assert later is not None
+        second = await http.get(f"/runs/{run.id}/logs?{later.group(1).replace('&amp;', '&')}")
+        assert second.text.count('class="line ') == 500
+        found = await http.get(f"/runs/{run.id}/logs", params={"q": "needle"})
+        assert found.text.count('class="line ') == 3  # lines 0, 700 and 1400
+        whole = await http.get(f"/runs/{run.id}/logs.txt")
+        assert whole.headers["content-disposition"].startswith("attachment")
+        assert len(whole.text.splitlines()) == LOG_PAGE + 500
+        missing = await http.get("/runs/nope/logs")
+        assert missing.status_code == 404
+
+
+async def test_a_schedule_page_shows_its_next_ticks_and_pauses(served: Served) -> None:
+    """A schedule's page lists its next five ticks; an admin pauses it from the page."""
+    schedule = served.app.schedules.create("deploy", cron="0 3 * * *", params={"env": "x"})
+    http, csrf = browser(served, "admin")
+    async with http:
+        page = await http.get(f"/triggers/schedules/{schedule.id}")
+        assert page.status_code == 200
+        ticks = re.findall(r"<li><time datetime=", page.text)
+        assert len(ticks) == 5 and "03:00:00 UTC" in page.text
+        paused = await http.post(f"/triggers/schedules/{schedule.id}/pause", data={"csrf": csrf})
+        assert paused.status_code == 303
+        assert served.app.schedules.get(schedule.id).enabled is False
+        unknown = await http.get("/triggers/nope/x")
+        assert unknown.status_code == 404
