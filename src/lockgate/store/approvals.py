@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, func, select, tuple_, update
 
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.errors import Conflict, InvalidState, NotFound, RunNotFound
@@ -203,12 +203,5 @@ def open_approvals_query(before: tuple[float, str, str] | None, limit: int) -> A
         .limit(limit)
     )
     if before is not None:
-        at, run_id, step = before
-        stmt = stmt.where(
-            or_(
-                a.opened_at > at,
-                and_(a.opened_at == at, a.run_id > run_id),
-                and_(a.opened_at == at, a.run_id == run_id, a.step > step),
-            )
-        )
+        stmt = stmt.where(tuple_(a.opened_at, a.run_id, a.step) > tuple_(*before))
     return stmt
