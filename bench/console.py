@@ -37,6 +37,11 @@ BASE_TIME = 1_700_000_000.0
 PIPELINE_VERSION = "b" * 64
 
 
+def repr_json(value: object) -> str:
+    """``value`` as a SQL string literal of its JSON text."""
+    return "'" + json.dumps(value).replace("'", "''") + "'"
+
+
 def fill(app: App, runs: int, log_lines: int, approvals: int) -> None:
     """Rows straight into the tables, in a few INSERT ... SELECT statements per table."""
     postgres = app.store.dialect == "postgresql"
@@ -47,14 +52,18 @@ def fill(app: App, runs: int, log_lines: int, approvals: int) -> None:
         " SELECT i FROM n)"
     )
     run_id = "lpad(i::text, 32, '0')" if postgres else "printf('%032d', i)"
-    false, json_ = ("false", "::json") if postgres else ("0", "")
+    false = "false" if postgres else "0"
+
+    def as_json(sql: str) -> str:
+        return f"CAST({sql} AS JSON)" if postgres else sql
+
     definition = json.dumps({"name": "bench", "namespace": "default", "steps": []})
 
     def write(conn: Any) -> None:
         conn.execute(
             text(
                 "INSERT INTO pipelines (version, namespace, name, definition, registered_at) "
-                f"VALUES (:v, 'default', 'bench', :d{json_}, :t)"
+                f"VALUES (:v, 'default', 'bench', {as_json(':d')}, :t)"
             ),
             {"v": PIPELINE_VERSION, "d": definition, "t": BASE_TIME},
         )
@@ -65,7 +74,8 @@ def fill(app: App, runs: int, log_lines: int, approvals: int) -> None:
                 "noop, requested_by, lease_token, cancel_requested, created_at, updated_at, "
                 f"finished_at) SELECT {run_id}, 'default', 'bench', :v, "
                 f"CASE WHEN i >= :finished THEN 'WAITING' ELSE 'SUCCEEDED' END, "
-                f"'{{\"n\": 1}}'{json_}, '{{}}'{json_}, {false}, 'bench', 0, {false}, "
+                f"{as_json(repr_json({'n': 1}))}, {as_json(repr_json({}))}, {false}, 'bench', "
+                f"0, {false}, "
                 ":t + i * 0.01, :t + i * 0.01, "
                 f"CASE WHEN i >= :finished THEN NULL ELSE :t + i * 0.01 + 0.5 END FROM {numbers}"
             ),
@@ -99,7 +109,7 @@ def fill(app: App, runs: int, log_lines: int, approvals: int) -> None:
         conn.execute(
             text(
                 "INSERT INTO approvals (run_id, step, request, requested_by, opened_at) "
-                f"SELECT id, 'build', :request{json_}, 'bench', created_at FROM runs "
+                f"SELECT id, 'build', {as_json(':request')}, 'bench', created_at FROM runs "
                 "WHERE status = 'WAITING'"
             ),
             {"request": request},

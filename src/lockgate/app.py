@@ -213,13 +213,7 @@ class App:
 
     def get_run(self, run_id: str) -> RunView:
         """A run and its steps; :class:`RunNotFound` if unknown."""
-        run = self.store.get_run(run_id)
-        return RunView(
-            run,
-            self.store.get_steps(run_id),
-            self.store.get_attempts(run_id),
-            self.store.get_errors(run_id),
-        )
+        return RunView(*self.store.run_view(run_id))
 
     def list_runs(
         self,

@@ -373,16 +373,41 @@ class Store(ABC):
 
     def get_attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every execution of the run's steps, with its worker and how it ended."""
-        e = s.events.c
-        stmt = (
+        return self.run_view(run_id)[2]
+
+    def run_view(
+        self, run_id: str
+    ) -> tuple[RunRecord, list[StepRecord], list[AttemptRecord], list[ErrorRecord]]:
+        """A run, its steps, their attempts and its errors, read in one snapshot (one
+        connection, four statements); :class:`RunNotFound` if there is no such run."""
+        e, x = s.events.c, s.run_errors.c
+        steps = select(s.steps).where(s.steps.c.run_id == run_id).order_by(s.steps.c.position)
+        started = (
             select(s.events)
             .where(e.run_id == run_id, e.attempt.is_not(None), e.status.in_(ATTEMPT_EVENTS))
             .order_by(e.id)
         )
-        events = [EventRecord(**r._mapping) for r in self.read(lambda c: c.execute(stmt).all())]
-        run = self.get_run(run_id)
-        statuses = {st.name: st.status for st in self.get_steps(run_id)}
-        return attempts_from(events, run.status, statuses)
+        errors = select(s.run_errors).where(x.run_id == run_id).order_by(x.id).limit(MAX_PAGE)
+
+        def read(c: Connection) -> tuple[Any, ...] | None:
+            row = c.execute(RUN_BY_ID, {"id": run_id}).first()
+            if row is None:
+                return None
+            return row, c.execute(steps).all(), c.execute(started).all(), c.execute(errors).all()
+
+        found = self.read(read)
+        if found is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        run = run_record(found[0])
+        step_records = [step_record(r) for r in found[1]]
+        events = [EventRecord(**r._mapping) for r in found[2]]
+        statuses = {st.name: st.status for st in step_records}
+        return (
+            run,
+            step_records,
+            attempts_from(events, run.status, statuses),
+            [ErrorRecord(**r._mapping) for r in found[3]],
+        )
 
     def get_errors(self, run_id: str) -> list[ErrorRecord]:
         """Errors raised in a run, in order."""
