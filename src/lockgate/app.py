@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from lockgate.channels.pipeline import NAMESPACE as CHANNEL_NAMESPACE
 from lockgate.channels.service import Channels
 from lockgate.core.masking import MIN_SECRET_LENGTH, Masker
 from lockgate.core.params import params_model, pydantic_problems
@@ -251,6 +252,43 @@ class App:
         """Log lines of a run, or one step of it."""
         self.store.get_run(run_id)
         return self.store.get_logs(run_id, step, after)
+
+    def rerun(
+        self,
+        run_id: str,
+        *,
+        latest: bool = False,
+        requested_by: str | None = None,
+        actor: str | None = None,
+    ) -> RunRecord:
+        """Start a new run with the params of finished run ``run_id``: on the same pipeline
+        version (the default: the same steps as before), or with ``latest`` on the newest
+        one. The new run records what it re-runs (``rerun_of``); with ``actor``, audited in
+        the same transaction. :class:`InvalidState` for a run that has not finished."""
+        old = self.store.get_run(run_id)
+        if not RunStatus(old.status).terminal:
+            raise InvalidState(
+                f"run {run_id} is {old.status}; only a finished run can be run again",
+                details={"status": old.status},
+            )
+        if old.namespace == CHANNEL_NAMESPACE:
+            raise InvalidState(f"run {run_id} is a channel's deployment: push again instead")
+        op = self.launcher.prepare_run(
+            old.pipeline,
+            old.params,
+            namespace=old.namespace,
+            requested_by=requested_by,
+            version=None if latest else old.version,
+            rerun_of=old.id,
+        )
+        write: Op[tuple[RunRecord, bool]] = op
+        if actor is not None:
+            details = {"of": old.id, "version": "latest" if latest else "same"}
+            entry = AuditEntry(actor, "run.rerun", None, details)
+            write = Audited(op, entry, lambda result: str(result[0].id))
+        record, created = self.store.apply(write)
+        self.launcher.adopt_created(op, record, created)
+        return record
 
     def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
         """Ask a run to stop its current step and roll back (audited as ``by``, in the same

@@ -66,6 +66,16 @@ class Client(Protocol):
     def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
         """Cancel a run."""
 
+    def rerun(
+        self,
+        run_id: str,
+        *,
+        latest: bool = False,
+        requested_by: str | None = None,
+        actor: str | None = None,
+    ) -> RunRecord:
+        """Start a new run with a finished run's params (same version unless ``latest``)."""
+
     def pipelines(self) -> list[PipelineRecord]:
         """Registered pipeline versions."""
 

@@ -46,6 +46,8 @@ class RunRecord(Record):
     created_at: float
     updated_at: float
     finished_at: float | None
+    #: The run this one runs again, if it is a re-run.
+    rerun_of: str | None = None
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,17 @@ class RestClient:
         """Cancel a run (as the token's name)."""
         return RunRecord(**self._call("POST", f"/runs/{run_id}/cancel"))
 
+    def rerun(
+        self,
+        run_id: str,
+        *,
+        latest: bool = False,
+        requested_by: str | None = None,
+        actor: str | None = None,
+    ) -> RunRecord:
+        """Run a finished run again (as the token's subject)."""
+        return RunRecord(**self._call("POST", f"/runs/{run_id}/rerun", json={"latest": latest}))
+
     def pipelines(self) -> list[PipelineRecord]:
         """Registered pipelines."""
         return [PipelineRecord(**p) for p in self._call("GET", "/pipelines")]

@@ -405,6 +405,10 @@ def test_csrf_and_roles_guard_every_action(browser: Browser, console: Console) -
     expect(olga.locator("[data-run-status]")).to_contain_text(
         re.compile("CANCELLED|ROLLED_BACK"), timeout=15_000
     )
+    olga.reload()
+    olga.click("button:has-text('Re-run')")
+    expect(olga.locator(".note")).to_contain_text(f"a re-run of {run_id} started")
+    expect(olga.locator(".facts")).to_contain_text(run_id)  # "Re-run of" links back
     made.close()
 
 

@@ -20,6 +20,7 @@ REQUIRED = {
     ("GET", "/runs"): "viewer",
     ("GET", "/runs/{run_id}"): "viewer",
     ("POST", "/runs/{run_id}/cancel"): "operator",
+    ("POST", "/runs/{run_id}/rerun"): "operator",
     ("GET", "/runs/{run_id}/logs"): "viewer",
     ("GET", "/runs/{run_id}/logs.txt"): "viewer",
     ("GET", "/runs/{run_id}/live"): "viewer",

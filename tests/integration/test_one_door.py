@@ -37,6 +37,13 @@ async def waiting(served: Served, run_id: str) -> None:
         await asyncio.sleep(0.02)
 
 
+async def finished(served: Served, run_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while served.app.run_record(run_id).finished_at is None:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+
+
 async def a_delivery(served: Served) -> int:
     """A real, signed webhook delivery of a generic trigger (for redelivering)."""
     trigger, _ = served.app.webhooks.create("generic", "deploy", secret=SECRET)
@@ -54,6 +61,7 @@ async def a_delivery(served: Served) -> int:
 ACTIONS = [
     "run.start",
     "run.cancel",
+    "run.rerun",
     "run.start",
     "decision.approve",
     "channel.push",
@@ -103,6 +111,8 @@ async def test_every_audited_action_records_the_same_through_both_clients(
         run = await call(client.start_run, "gate", requested_by="alice", **who)
         await waiting(served, run.id)
         await call(client.cancel_run, run.id, by="alice")
+        await finished(served, run.id)
+        await call(client.rerun, run.id, requested_by="alice", **who)
         other = await call(client.start_run, "gate", requested_by="alice", **who)
         await waiting(served, other.id)
         await call(client.decide, other.id, "approve", by="alice")

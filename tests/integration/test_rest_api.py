@@ -244,6 +244,7 @@ REQUIRED = {
     ("GET", "/api/v1/runs/{run_id}/logs"): "viewer",
     ("GET", "/api/v1/runs/{run_id}/logs/stream"): "viewer",
     ("POST", "/api/v1/runs/{run_id}/cancel"): "operator",
+    ("POST", "/api/v1/runs/{run_id}/rerun"): "operator",
     ("GET", "/api/v1/approvals"): "viewer",
     ("POST", "/api/v1/runs/{run_id}/decisions"): "approver",
     ("GET", "/api/v1/tokens"): "admin",

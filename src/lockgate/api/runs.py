@@ -160,6 +160,26 @@ def stream_logs(
     )
 
 
+class RerunBody(Strict):
+    """How to run a finished run again."""
+
+    latest: bool = Field(
+        False, description="Run the pipeline's newest version (default: the same version)."
+    )
+
+
+@router.post(
+    "/runs/{run_id}/rerun",
+    status_code=201,
+    summary="Start a new run with a finished run's params (same version unless latest)",
+)
+def rerun(
+    run_id: str, caller: Operator, lg: Lockgate, body: RerunBody | None = None
+) -> dict[str, Any]:
+    latest = body.latest if body is not None else False
+    return lg.rerun(run_id, latest=latest, requested_by=caller.name, actor=caller.name).to_dict()
+
+
 @router.post("/runs/{run_id}/cancel", summary="Stop the run's step and roll it back")
 def cancel_run(run_id: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
     return lg.cancel_run(run_id, by=caller.name).to_dict()

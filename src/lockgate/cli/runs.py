@@ -213,6 +213,24 @@ def cancel(
         console.print(f"cancel requested for run {run.id} (was {run.status})")
 
 
+@runs_app.command("rerun")
+def rerun(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The finished run to run again.")],
+    latest: Annotated[
+        bool,
+        typer.Option(help="Run the pipeline's newest version (default: the version it ran)."),
+    ] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Start a new run with a finished run's params; the new run records what it re-runs."""
+    run = state_of(ctx).client().rerun(run_id, latest=latest, requested_by=whoami(), actor=whoami())
+    if output is Output.json:
+        print_json(run.to_dict())
+    else:
+        console.print(f"started run {run.id}, a re-run of {run_id}", highlight=False)
+
+
 def follow_run(app: Any, run_id: str, output: Output, timeout: float | None) -> str:
     """Show a run's progress until it finishes; returns its final status."""
     deadline = None if timeout is None else time.monotonic() + timeout

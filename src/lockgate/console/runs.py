@@ -136,6 +136,13 @@ def _origin(requested_by: str | None) -> tuple[str, str] | None:
     return None
 
 
+@router.post("/runs/{run_id}/rerun")
+def rerun(run_id: str, act: Operator, lg: Lockgate) -> Response:
+    who = act.person.subject
+    run = lg.rerun(run_id, latest="latest" in act.form, requested_by=who, actor=who)
+    return back(f"/runs/{run.id}", f"a re-run of {run_id} started")
+
+
 @router.post("/runs/{run_id}/cancel")
 def cancel(run_id: str, act: Operator, lg: Lockgate) -> Response:
     lg.cancel_run(run_id, by=act.person.subject)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lockgate.core.ids import new_run_id
 from lockgate.core.params import pydantic_problems
+from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
 from lockgate.engine.worker import Worker
 from lockgate.errors import ParamsError, PipelineNotFound
@@ -66,9 +67,15 @@ class Launcher:
         requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
+        version: str | None = None,
+        rerun_of: str | None = None,
     ) -> CreateRun:
-        """The checked write that starts a run, to apply alone or inside another write."""
-        version, steps, data = self._resolve(name, namespace, params)
+        """The checked write that starts a run, to apply alone or inside another write: of
+        the pipeline's current version, or of ``version`` (a re-run of an older run)."""
+        if version is not None:
+            version, steps, data = self._resolve_version(name, namespace, version, params)
+        else:
+            version, steps, data = self._resolve(name, namespace, params)
         ns, pipeline_name = split_name(name, namespace)
         local = next((w for w in self.workers if w.can_adopt(version)), None)
         return CreateRun(
@@ -83,6 +90,7 @@ class Launcher:
             idempotency_key=idempotency_key,
             claim_for=local.id if local is not None else None,
             lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
+            rerun_of=rerun_of,
         )
 
     def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
@@ -109,6 +117,12 @@ class Launcher:
             pipeline = self.registry.get(name, namespace)
         except PipelineNotFound:
             return self._resolve_stored(name, namespace, params)
+        return self._checked(pipeline, params)
+
+    @staticmethod
+    def _checked(pipeline: Pipeline, params: Any) -> tuple[str, list[str], Any]:
+        """(version, step names, JSON params) of ``pipeline``, its params checked."""
+        params = {} if params is None else params
         data = params
         if pipeline.params_type is not None:
             unknown = _unknown_params(pipeline.params_type, params)
@@ -122,13 +136,28 @@ class Launcher:
                 raise ParamsError(unknown)
         return pipeline.version, [s.name for s in pipeline.steps], data
 
-    def _resolve_stored(self, name: str, namespace: str, params: Any) -> tuple[str, list[str], Any]:
+    def _resolve_version(
+        self, name: str, namespace: str, version: str, params: Any
+    ) -> tuple[str, list[str], Any]:
+        """Like :meth:`_resolve`, for one recorded version of the pipeline."""
+        params = {} if params is None else params
+        here = self.registry.version(version)
+        if here is not None:
+            return self._checked(here, params)
+        return self._resolve_stored(name, namespace, params, version)
+
+    def _resolve_stored(
+        self, name: str, namespace: str, params: Any, version: str | None = None
+    ) -> tuple[str, list[str], Any]:
         ns, short = split_name(name, namespace)
         found = [p for p in self.store.pipeline_versions(short) if p.namespace == ns]
+        if version is not None:
+            found = [p for p in found if p.version == version]
         if not found:
+            which = f"version {version[:12]} of " if version else ""
             raise PipelineNotFound(
-                f"database {self.store.display_url} has no pipeline {ns}/{short}: start a "
-                "server or worker with it there, or pass --pipelines"
+                f"database {self.store.display_url} has no {which}pipeline {ns}/{short}: start "
+                "a server or worker with it there, or pass --pipelines"
             )
         latest = found[0]
         schema = latest.definition.get("params")

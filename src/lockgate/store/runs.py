@@ -44,6 +44,8 @@ class CreateRun:
     idempotency_key: str | None
     claim_for: str | None = None
     lease_seconds: float = 30.0
+    #: The run this one runs again.
+    rerun_of: str | None = None
 
     def apply(self, tx: WriteTx) -> tuple[RunRecord, bool]:
         """Returns ``(run, created)``; an existing key returns the original run."""
@@ -73,6 +75,7 @@ class CreateRun:
             created_at=now,
             updated_at=now,
             finished_at=None,
+            rerun_of=self.rerun_of,
         )
 
 
@@ -100,6 +103,7 @@ def create_runs(tx: WriteTx, creates: Sequence[CreateRun]) -> list[tuple[RunReco
             "wake_at": tx.now,
             "created_at": tx.now,
             "updated_at": tx.now,
+            "rerun_of": r.rerun_of,
         }
         for r in records
     ]

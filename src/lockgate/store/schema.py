@@ -64,6 +64,8 @@ runs = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("finished_at", Float, nullable=True),
+    #: The run this one runs again (``lockgate runs rerun``), if it is a re-run.
+    Column("rerun_of", String(32), nullable=True),
     Index(
         "ix_runs_due",
         "wake_at",
