@@ -90,10 +90,11 @@ class SignInRequired(Exception):
 
 def person_of(request: Request) -> Person | None:
     """The signed-in person of this request (looked up once per request)."""
-    if "person" not in request.state._state:
+    try:
+        found: Person | None = request.state.person
+    except AttributeError:
         session = lockgate(request).sessions.find(request.cookies.get(COOKIE))
-        request.state.person = Person(session) if session is not None else None
-    found: Person | None = request.state.person
+        found = request.state.person = Person(session) if session is not None else None
     return found
 
 

@@ -228,7 +228,7 @@ def live(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> StreamingR
 
     async def events() -> AsyncIterator[str]:
         nonlocal after
-        shown, idle, checked = "", 0.0, time.monotonic()
+        shown, idle, checked, seen = "", 0.0, time.monotonic(), -1.0
         cookie = request.cookies.get(COOKIE)
         while True:
             if await request.is_disconnected():
@@ -249,16 +249,21 @@ def live(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> StreamingR
                     "html": str(ansi_html(line.message)),
                 }
                 yield f"id: {line.id}\n" + _sse("log", data)
-            view = await asyncio.to_thread(lg.get_run, run_id)
-            status = {
-                "status": view.run.status,
-                "steps": {s.name: {"status": s.status, "attempt": s.attempt} for s in view.steps},
-            }
-            if json.dumps(status) != shown:
-                shown = json.dumps(status)
-                yield _sse("status", status)
-            if RunStatus(view.run.status).terminal and not lines:
-                yield _sse("end", {"status": view.run.status})
+            run = await asyncio.to_thread(lg.run_record, run_id)
+            if run.updated_at != seen:  # the steps are read again only when the run moved
+                seen = run.updated_at
+                view = await asyncio.to_thread(lg.get_run, run_id)
+                status = {
+                    "status": view.run.status,
+                    "steps": {
+                        s.name: {"status": s.status, "attempt": s.attempt} for s in view.steps
+                    },
+                }
+                if json.dumps(status) != shown:
+                    shown = json.dumps(status)
+                    yield _sse("status", status)
+            if RunStatus(run.status).terminal and not lines:
+                yield _sse("end", {"status": run.status})
                 return
             if lines:
                 idle = 0.0
