@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,17 @@ def test_the_readme_exit_code_table_is_the_error_classes() -> None:
     for code, cls in errors.LockgateError.by_code.items():
         if cls.exit_code in (2, 3, 4, 5):
             assert f"`{code}`" in rows[cls.exit_code], (code, cls.exit_code)
+
+
+def test_the_readme_mixed_kinds_example_builds() -> None:
+    """The README's pipeline mixing built-in kinds and @step functions is a valid pipeline
+    (its placeholders checked against its params and steps)."""
+    readme = (DOCS.parent / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "lockgate.kinds" in b
+    )
+    scope: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    ship = scope["ship"]
+    assert [s.name for s in ship.steps] == ["build", "sign-off", "deploy", "announce"]  # type: ignore[attr-defined]
+    assert ship.steps[2].config["rollback"]["kind"] == "api"  # type: ignore[attr-defined]

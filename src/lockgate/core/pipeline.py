@@ -94,6 +94,16 @@ class Pipeline:
                 )
             seen.add(s.name)
         check_serialisable(self.params_type, f"{where} params")
+        schema = self.params_schema() or {}
+        params = list((schema.get("properties") or {}) if isinstance(schema, dict) else {})
+        problems = [
+            f"step {s.name!r}: {problem}"
+            for i, s in enumerate(self.steps)
+            if s.checks is not None
+            for problem in s.checks(params, [e.name for e in self.steps[:i]])
+        ]
+        if problems:
+            raise DefinitionError(f"{where}: " + "; ".join(problems))
         flowing, source = self.params_type, "the params"
         for s in self.steps:
             if not _compatible(flowing, s.input_type):

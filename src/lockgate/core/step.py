@@ -38,6 +38,9 @@ class Step:
     output_type: Any = None
     #: Extra configuration of declarative step kinds; part of the version hash.
     config: Mapping[str, Any] = field(default_factory=dict)
+    #: Checks that need the pipeline around the step: ``(param names, names of the steps
+    #: before it)`` -> problems (a built-in kind's placeholders, when made in Python).
+    checks: Callable[[Sequence[str], Sequence[str]], list[str]] | None = None
 
     def __post_init__(self) -> None:
         where = f"step {self.name!r}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,7 +125,10 @@ def build_step(
     problems: Collector,
     secret_names: Callable[[str], bool],
     parent: str | None = None,
+    deferred: bool = False,
 ) -> Step | None:
+    """One step of a pipeline file (or made in Python: ``deferred`` leaves the checks of
+    its placeholders' names to the pipeline it joins, through ``Step.checks``)."""
     model = StepCommon if parent is None else RollbackCommon
     param_specs = params if isinstance(params, Mapping) else {}
     params = list(params)
@@ -153,11 +156,18 @@ def build_step(
         return None
     raw_config = {k: v for k, v in raw.items() if k not in COMMON_FIELDS}
     config = _check_config(kind, raw_config, loc, problems)
-    for key, value in raw_config.items():
-        for problem in check(value, params=params, earlier_steps=earlier, secrets=secret_names):
+
+    def named(params: Sequence[str], earlier: Sequence[str]) -> list[tuple[str, str]]:
+        found = [
+            (key, problem)
+            for key, value in raw_config.items()
+            for problem in check(value, params=params, earlier_steps=earlier, secrets=secret_names)
+        ]
+        return found + list(kind.check_placeholders(raw_config, param_specs))
+
+    if not deferred:
+        for key, problem in named(params, earlier):
             problems.add((*loc, key), problem)
-    for key, problem in kind.check_placeholders(raw_config, param_specs):
-        problems.add((*loc, key), problem)
     rollback = None
     if common.rollback is not None:
         rollback = build_step(
@@ -168,9 +178,20 @@ def build_step(
             problems,
             secret_names,
             parent=common.name,
+            deferred=deferred,
         )
     if config is None:
         return None
+    checks = None
+    if deferred:
+
+        def checks(params: Sequence[str], earlier: Sequence[str]) -> list[str]:
+            mine = [f"{key}: {problem}" for key, problem in named(params, earlier)]
+            inner = rollback.checks if rollback is not None else None
+            return mine + (
+                [f"rollback: {p}" for p in inner(params, [*earlier, name])] if inner else []
+            )
+
     return Step(
         name=name,
         execute=_executor(kind, raw_config, name, parent, Path(problems.file).parent),
@@ -186,6 +207,7 @@ def build_step(
             "rollback": common.rollback,
             "description": common.description,
         },
+        checks=checks,
     )
 
 
