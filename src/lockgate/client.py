@@ -178,6 +178,30 @@ class WebhooksClient(ManagedClient[TriggerRecord], Protocol):
     ) -> tuple[TriggerRecord, str | None]:
         """A trigger, and the URL token of a provider that signs nothing (shown once)."""
 
+    def update(
+        self,
+        trigger_id: str,
+        *,
+        pipeline: str | None = None,
+        namespace: str | None = None,
+        events: Sequence[str] | None = None,
+        branches: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        allow_ips: Sequence[str] | None = None,
+        actor: str | None = None,
+    ) -> TriggerRecord:
+        """Change a trigger (``None``: unchanged)."""
+
+    def rotate_secret(
+        self,
+        trigger_id: str,
+        *,
+        secret: str | None = None,
+        overlap_seconds: float = 3600.0,
+        actor: str | None = None,
+    ) -> tuple[TriggerRecord, str]:
+        """A new secret (or URL token), shown once; the old one verifies for a while."""
+
     def redeliver(self, delivery_id: int, *, actor: str | None = None) -> dict[str, Any]:
         """Process a stored webhook delivery again: ``delivery_id``, ``status``, ``run_ids``
         and the ``error`` or ``reason`` if it started no run."""
@@ -200,6 +224,21 @@ class SchedulesClient(ManagedClient[ScheduleRecord], Protocol):
     ) -> ScheduleRecord:
         """A schedule."""
 
+    def update(
+        self,
+        schedule_id: str,
+        *,
+        pipeline: str | None = None,
+        cron: str | None = None,
+        interval_seconds: float | None = None,
+        timezone: str | None = None,
+        misfire: str | None = None,
+        namespace: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> ScheduleRecord:
+        """Change a schedule (``None``: unchanged)."""
+
 
 class PollersClient(ManagedClient[PollerRecord], Protocol):
     """Git pollers; ``App.pollers`` is the in-process one."""
@@ -216,6 +255,20 @@ class PollersClient(ManagedClient[PollerRecord], Protocol):
         actor: str | None = None,
     ) -> PollerRecord:
         """A poller."""
+
+    def update(
+        self,
+        poller_id: str,
+        *,
+        pipeline: str | None = None,
+        repository: str | None = None,
+        refs: Sequence[str] | None = None,
+        interval_seconds: float | None = None,
+        namespace: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> PollerRecord:
+        """Change a poller (``None``: unchanged)."""
 
 
 class ChannelsClient(Protocol):

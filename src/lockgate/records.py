@@ -236,11 +236,15 @@ class TriggerRecord(Record):
     allow_ips: list[str]
     enabled: bool
     created_at: float
+    #: The secret before the last rotation, still accepted until ``previous_until``.
+    previous_secret: str | None = None
+    previous_until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data, without the secret."""
+        """JSON-ready data, without the secrets."""
         data = super().to_dict()
         data["secret"] = "***" if self.secret else None
+        data["previous_secret"] = "***" if self.previous_secret else None
         return data
 
 

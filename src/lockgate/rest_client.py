@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
@@ -28,6 +27,7 @@ from lockgate.records import (
     TokenRecord,
     TriggerRecord,
 )
+from lockgate.rest_triggers import RestPollers, RestSchedules, RestWebhooks
 from lockgate.views import PendingApproval, RunView, StageManifest, canonical
 
 R = TypeVar("R")
@@ -365,124 +365,3 @@ class RestTokens:
     def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
         """Revoke a token."""
         return TokenRecord(**self._rest._call("DELETE", f"/tokens/{token_id}"), hash="")
-
-
-class RestManaged(Generic[R]):
-    """Read, pause, resume and delete of one kind of trigger at ``/api/v1/<path>``."""
-
-    def __init__(self, rest: RestClient, path: str, record: type[R]) -> None:
-        self._rest, self._path, self._record = rest, path, record
-
-    def _made(self, data: dict[str, Any]) -> R:
-        return self._record(**{k: v for k, v in data.items() if k != "url"})
-
-    def list(self) -> list[R]:
-        """Every one (at most a page)."""
-        return [self._made(d) for d in self._rest._call("GET", f"/{self._path}")]
-
-    def get(self, row_id: str) -> R:
-        """One by id."""
-        return self._made(self._rest._call("GET", f"/{self._path}/{row_id}"))
-
-    def pause(self, row_id: str, *, actor: str | None = None) -> R:
-        """Pause it (as the token's subject)."""
-        return self._made(self._rest._call("POST", f"/{self._path}/{row_id}/pause"))
-
-    def resume(self, row_id: str, *, actor: str | None = None) -> R:
-        """Resume it (as the token's subject)."""
-        return self._made(self._rest._call("POST", f"/{self._path}/{row_id}/resume"))
-
-    def delete(self, row_id: str, *, actor: str | None = None) -> None:
-        """Delete it and its deliveries (as the token's subject)."""
-        self._rest._call("DELETE", f"/{self._path}/{row_id}")
-
-
-class RestWebhooks(RestManaged[TriggerRecord]):
-    """Webhook triggers over REST, returning what ``App.webhooks`` returns."""
-
-    def create(
-        self,
-        provider: str,
-        pipeline: str,
-        *,
-        secret: str | None,
-        namespace: str = "default",
-        events: Sequence[str] = (),
-        branches: Sequence[str] = (),
-        params: Mapping[str, Any] | None = None,
-        allow_ips: Sequence[str] = (),
-        actor: str | None = None,
-    ) -> tuple[TriggerRecord, str | None]:
-        """A trigger, and the URL token of a provider that signs nothing (shown once)."""
-        body = {
-            "provider": provider,
-            "pipeline": pipeline,
-            "secret": secret,
-            "namespace": namespace,
-            "events": list(events),
-            "branches": list(branches),
-            "params": dict(params or {}),
-            "allow_ips": list(allow_ips),
-        }
-        made = self._rest._call("POST", "/triggers", json=body)
-        token = parse_qs(urlsplit(made["url"]).query).get("token", [None])[0]
-        return self._made(made), token
-
-    def redeliver(self, delivery_id: int, *, actor: str | None = None) -> dict[str, Any]:
-        """Process a stored webhook delivery again; its outcome."""
-        outcome: dict[str, Any] = self._rest._call("POST", f"/deliveries/{delivery_id}/redeliver")
-        return outcome
-
-
-class RestSchedules(RestManaged[ScheduleRecord]):
-    """Schedules over REST."""
-
-    def create(
-        self,
-        pipeline: str,
-        *,
-        cron: str | None = None,
-        interval_seconds: float | None = None,
-        timezone: str = "UTC",
-        misfire: str = "skip",
-        namespace: str = "default",
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> ScheduleRecord:
-        """A schedule."""
-        body = {
-            "pipeline": pipeline,
-            "cron": cron,
-            "interval_seconds": interval_seconds,
-            "timezone": timezone,
-            "misfire": misfire,
-            "namespace": namespace,
-            "params": dict(params or {}),
-        }
-        return self._made(self._rest._call("POST", "/schedules", json=body))
-
-
-class RestPollers(RestManaged[PollerRecord]):
-    """Git pollers over REST."""
-
-    def create(
-        self,
-        pipeline: str,
-        repository: str,
-        *,
-        refs: Sequence[str] = ("refs/heads/*",),
-        interval_seconds: float = 60.0,
-        namespace: str = "default",
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> PollerRecord:
-        """A poller."""
-        body = {
-            "pipeline": pipeline,
-            "repository": repository,
-            "refs": list(refs),
-            "interval_seconds": interval_seconds,
-            "namespace": namespace,
-            "params": dict(params or {}),
-        }
-        return self._made(self._rest._call("POST", "/pollers", json=body))

@@ -157,6 +157,11 @@ def trigger_commands(env: dict[str, str], repo: str) -> dict[str, object]:
     )
     poller = ok("pollers", "create", "crashy", repo, "--ref", "refs/heads/main", "--every", "30")
     assert ok("pollers", "deliveries", str(poller["id"])) == []  # type: ignore[index]
+    changed = ok("triggers", "update", str(trigger["id"]), "--event", "push", "--branch", "main")
+    assert changed["events"] == ["push"] and changed["branches"] == ["main"]  # type: ignore[index]
+    rotated = ok("triggers", "rotate-secret", str(trigger["id"]), "--overlap", "0")
+    assert len(str(rotated["new_secret"])) >= 32  # type: ignore[index]
+    assert rotated["previous_secret"] is None  # type: ignore[index]
     for group, made in (("triggers", trigger), ("schedules", schedule), ("pollers", poller)):
         assert isinstance(made, dict)
         row_id = str(made["id"])

@@ -32,6 +32,7 @@ REQUIRED = {
     ("GET", "/triggers"): "viewer",
     ("GET", "/triggers/{kind}/{row_id}"): "viewer",
     ("POST", "/triggers/{kind}/{row_id}/{action}"): "admin",
+    ("POST", "/triggers/webhooks/{row_id}/rotate-secret"): "admin",
     ("POST", "/deliveries/{delivery_id}/redeliver"): "admin",
     ("GET", "/channels"): "viewer",
     ("GET", "/channels/{name}"): "viewer",

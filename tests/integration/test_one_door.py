@@ -70,15 +70,19 @@ ACTIONS = [
     "token.create",
     "token.revoke",
     "trigger.create",
+    "trigger.update",
+    "trigger.rotate_secret",
     "trigger.pause",
     "trigger.resume",
     "delivery.redeliver",
     "trigger.delete",
     "schedule.create",
+    "schedule.update",
     "schedule.pause",
     "schedule.resume",
     "schedule.delete",
     "poller.create",
+    "poller.update",
     "poller.pause",
     "poller.resume",
     "poller.delete",
@@ -125,15 +129,19 @@ async def test_every_audited_action_records_the_same_through_both_clients(
         trigger, _ = await call(
             client.webhooks.create, "github", "deploy", secret="s" * 20, branches=["main"], **who
         )
+        await call(client.webhooks.update, trigger.id, events=["push"], **who)
+        await call(client.webhooks.rotate_secret, trigger.id, overlap_seconds=60, **who)
         await call(client.webhooks.pause, trigger.id, **who)
         await call(client.webhooks.resume, trigger.id, **who)
         await call(client.webhooks.redeliver, delivery, **who)
         await call(client.webhooks.delete, trigger.id, **who)
         schedule = await call(client.schedules.create, "deploy", interval_seconds=3600, **who)
+        await call(client.schedules.update, schedule.id, cron="0 3 * * *", **who)
         await call(client.schedules.pause, schedule.id, **who)
         await call(client.schedules.resume, schedule.id, **who)
         await call(client.schedules.delete, schedule.id, **who)
         poller = await call(client.pollers.create, "deploy", str(tmp_path / "repo.git"), **who)
+        await call(client.pollers.update, poller.id, refs=["refs/heads/main"], **who)
         await call(client.pollers.pause, poller.id, **who)
         await call(client.pollers.resume, poller.id, **who)
         await call(client.pollers.delete, poller.id, **who)

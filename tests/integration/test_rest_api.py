@@ -254,6 +254,8 @@ REQUIRED = {
     ("POST", "/api/v1/triggers"): "admin",
     ("GET", "/api/v1/triggers"): "admin",
     ("GET", "/api/v1/triggers/{row_id}"): "admin",
+    ("PATCH", "/api/v1/triggers/{row_id}"): "admin",
+    ("POST", "/api/v1/triggers/{row_id}/rotate-secret"): "admin",
     ("POST", "/api/v1/triggers/{row_id}/pause"): "admin",
     ("POST", "/api/v1/triggers/{row_id}/resume"): "admin",
     ("DELETE", "/api/v1/triggers/{row_id}"): "admin",
@@ -262,12 +264,14 @@ REQUIRED = {
     ("POST", "/api/v1/schedules"): "admin",
     ("GET", "/api/v1/schedules"): "viewer",
     ("GET", "/api/v1/schedules/{row_id}"): "viewer",
+    ("PATCH", "/api/v1/schedules/{row_id}"): "admin",
     ("POST", "/api/v1/schedules/{row_id}/pause"): "admin",
     ("POST", "/api/v1/schedules/{row_id}/resume"): "admin",
     ("DELETE", "/api/v1/schedules/{row_id}"): "admin",
     ("POST", "/api/v1/pollers"): "admin",
     ("GET", "/api/v1/pollers"): "viewer",
     ("GET", "/api/v1/pollers/{row_id}"): "viewer",
+    ("PATCH", "/api/v1/pollers/{row_id}"): "admin",
     ("POST", "/api/v1/pollers/{row_id}/pause"): "admin",
     ("POST", "/api/v1/pollers/{row_id}/resume"): "admin",
     ("DELETE", "/api/v1/pollers/{row_id}"): "admin",
@@ -319,7 +323,7 @@ async def test_every_route_checks_the_role(served: Served) -> None:
             assert (await anon.request(method, url)).status_code == 401, (method, path)
         for role in ROLES:
             async with served.client(role) as client:
-                kwargs = {"json": {}} if method == "POST" else {}
+                kwargs = {"json": {}} if method in ("POST", "PATCH") else {}
                 status = (await client.request(method, url, **kwargs)).status_code
             allowed = ROLES.index(role) >= ROLES.index(needed)
             assert (status != 403) == allowed, (method, path, role, status)

@@ -14,6 +14,7 @@ from pydantic import Field
 from lockgate.api.deps import Admin, Lockgate, Strict, Viewer, position
 from lockgate.app import App
 from lockgate.core.cursor import encode_cursor
+from lockgate.triggers.providers import PROVIDERS
 
 router = APIRouter(prefix="/api/v1")
 
@@ -73,6 +74,51 @@ def create_trigger(body: TriggerBody, caller: Admin, lg: Lockgate) -> dict[str, 
     return {**trigger.to_dict(), "url": url}
 
 
+class TriggerChange(Strict):
+    """What to change of a webhook trigger (fields left out stay as they are)."""
+
+    pipeline: str | None = Field(None, max_length=401)
+    namespace: str | None = Field(None, max_length=200)
+    events: list[str] | None = Field(None, max_length=50)
+    branches: list[str] | None = Field(None, max_length=50)
+    params: dict[str, Any] | None = None
+    allow_ips: list[str] | None = Field(None, max_length=50)
+
+
+@router.patch("/triggers/{row_id}", summary="Change a webhook trigger (not its secret)")
+def update_trigger(row_id: str, body: TriggerChange, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    return lg.webhooks.update(row_id, **changes, actor=caller.name).to_dict()
+
+
+class Rotation(Strict):
+    """A new secret, and how long the old one still verifies."""
+
+    secret: str | None = Field(
+        None, max_length=500, description="The new secret (default: a new random one)."
+    )
+    overlap_seconds: float = Field(
+        3600.0, description="How long the old secret still verifies (0: it stops at once)."
+    )
+
+
+@router.post(
+    "/triggers/{row_id}/rotate-secret",
+    summary="Give a webhook trigger a new secret; the old one verifies for a while",
+)
+def rotate_secret(
+    row_id: str, caller: Admin, lg: Lockgate, body: Rotation | None = None
+) -> dict[str, Any]:
+    body = body or Rotation.model_validate({})
+    trigger, new = lg.webhooks.rotate_secret(
+        row_id, secret=body.secret, overlap_seconds=body.overlap_seconds, actor=caller.name
+    )
+    if PROVIDERS[trigger.provider].signed:
+        # The new secret is in this answer only, unless the caller chose it.
+        return {**trigger.to_dict(), "url": f"/hooks/{trigger.id}", "new_secret": new}
+    return {**trigger.to_dict(), "url": f"/hooks/{trigger.id}?token={new}"}
+
+
 @router.get("/triggers", summary="Triggers (secrets masked)")
 def list_triggers(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
     return [t.to_dict() for t in lg.webhooks.list()]
@@ -122,6 +168,26 @@ def create_schedule(body: ScheduleBody, caller: Admin, lg: Lockgate) -> dict[str
     return schedule.to_dict()
 
 
+class ScheduleChange(Strict):
+    """What to change of a schedule (fields left out stay as they are)."""
+
+    pipeline: str | None = Field(None, max_length=401)
+    namespace: str | None = Field(None, max_length=200)
+    cron: str | None = Field(None, max_length=200)
+    interval_seconds: float | None = None
+    timezone: str | None = Field(None, max_length=64)
+    misfire: Literal["skip", "run_once"] | None = None
+    params: dict[str, Any] | None = None
+
+
+@router.patch("/schedules/{row_id}", summary="Change a schedule (a new timing starts now)")
+def update_schedule(
+    row_id: str, body: ScheduleChange, caller: Admin, lg: Lockgate
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    return lg.schedules.update(row_id, **changes, actor=caller.name).to_dict()
+
+
 @router.get("/schedules", summary="Schedules with their next fire times")
 def list_schedules(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
     return [x.to_dict() for x in lg.schedules.list()]
@@ -150,6 +216,23 @@ def create_poller(body: PollerBody, caller: Admin, lg: Lockgate) -> dict[str, An
         actor=caller.name,
     )
     return poller.to_dict()
+
+
+class PollerChange(Strict):
+    """What to change of a poller (fields left out stay as they are)."""
+
+    pipeline: str | None = Field(None, max_length=401)
+    namespace: str | None = Field(None, max_length=200)
+    repository: str | None = Field(None, max_length=2000)
+    refs: list[str] | None = Field(None, max_length=50)
+    interval_seconds: float | None = None
+    params: dict[str, Any] | None = None
+
+
+@router.patch("/pollers/{row_id}", summary="Change a poller (a new repository starts over)")
+def update_poller(row_id: str, body: PollerChange, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    return lg.pollers.update(row_id, **changes, actor=caller.name).to_dict()
 
 
 @router.get("/pollers", summary="Pollers with their last-seen commits and errors")

@@ -20,9 +20,10 @@ from lockgate.cli.db import db_app
 from lockgate.cli.output import console, err_console
 from lockgate.cli.pipelines import pipelines_app
 from lockgate.cli.runs import run, runs_app
+from lockgate.cli.schedules import pollers_app, schedules_app
 from lockgate.cli.server import configure_logging, server, worker
 from lockgate.cli.tokens import tokens_app
-from lockgate.cli.triggers import pollers_app, schedules_app, triggers_app
+from lockgate.cli.triggers import triggers_app
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.settings import DEFAULT_DATABASE_URL, Settings, absolute_database_url, redacted
 

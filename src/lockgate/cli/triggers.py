@@ -25,12 +25,6 @@ from lockgate.triggers.providers import PROVIDERS
 triggers_app = typer.Typer(
     help="Webhook triggers: a git provider's events start runs.", no_args_is_help=True
 )
-schedules_app = typer.Typer(
-    help="Schedules: a cron expression or an interval starts runs.", no_args_is_help=True
-)
-pollers_app = typer.Typer(
-    help="Pollers: a new commit in a polled git repository starts a run.", no_args_is_help=True
-)
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
 ParamOpt = Annotated[
@@ -52,7 +46,7 @@ def _enabled(enabled: bool) -> str:
     return "yes" if enabled else "[yellow]paused[/yellow]"
 
 
-def _trigger_row(t: TriggerRecord) -> Sequence[Any]:
+def trigger_row(t: TriggerRecord) -> Sequence[Any]:
     return (
         t.id,
         t.provider,
@@ -64,7 +58,7 @@ def _trigger_row(t: TriggerRecord) -> Sequence[Any]:
     )
 
 
-def _schedule_row(s: ScheduleRecord) -> Sequence[Any]:
+def schedule_row(s: ScheduleRecord) -> Sequence[Any]:
     every = s.cron if s.cron else f"every {s.interval_seconds:g}s"
     return (
         s.id,
@@ -77,7 +71,7 @@ def _schedule_row(s: ScheduleRecord) -> Sequence[Any]:
     )
 
 
-def _poller_row(p: PollerRecord) -> Sequence[Any]:
+def poller_row(p: PollerRecord) -> Sequence[Any]:
     data = p.to_dict()  # the repository without its password
     return (
         p.id,
@@ -90,7 +84,7 @@ def _poller_row(p: PollerRecord) -> Sequence[Any]:
     )
 
 
-def _manage(
+def manage(
     group: typer.Typer,
     noun: str,
     client: Callable[[typer.Context], ManagedClient[Any]],
@@ -174,26 +168,15 @@ def _delivery_row(d: DeliveryRecord) -> Sequence[Any]:
     )
 
 
-_manage(
+TRIGGER_COLUMNS = ["ID", "PROVIDER", "PIPELINE", "EVENTS", "BRANCHES", "ENABLED", "CREATED"]
+SCHEDULE_COLUMNS = ["ID", "PIPELINE", "WHEN", "TIMEZONE", "MISFIRE", "NEXT", "ENABLED"]
+POLLER_COLUMNS = ["ID", "PIPELINE", "REPOSITORY", "REFS", "EVERY", "LAST ERROR", "ENABLED"]
+manage(
     triggers_app,
     "trigger",
     lambda ctx: state_of(ctx).client().webhooks,
-    ["ID", "PROVIDER", "PIPELINE", "EVENTS", "BRANCHES", "ENABLED", "CREATED"],
-    _trigger_row,
-)
-_manage(
-    schedules_app,
-    "schedule",
-    lambda ctx: state_of(ctx).client().schedules,
-    ["ID", "PIPELINE", "WHEN", "TIMEZONE", "MISFIRE", "NEXT", "ENABLED"],
-    _schedule_row,
-)
-_manage(
-    pollers_app,
-    "poller",
-    lambda ctx: state_of(ctx).client().pollers,
-    ["ID", "PIPELINE", "REPOSITORY", "REFS", "EVERY", "LAST ERROR", "ENABLED"],
-    _poller_row,
+    TRIGGER_COLUMNS,
+    trigger_row,
 )
 
 
@@ -269,6 +252,100 @@ def create_trigger(
         console.print("  (shown once: only its hash or the provider's copy is kept)")
 
 
+def params_or_none(param: list[str] | None, params_file: Path | None) -> dict[str, Any] | None:
+    return parse_params(param or [], params_file) if (param or params_file) else None
+
+
+def shown(record: Any, output: Output, title: str, row: Any, columns: Sequence[str]) -> None:
+    if output is Output.json:
+        print_json(record.to_dict())
+    else:
+        table(title, columns, [row(record)])
+
+
+@triggers_app.command("update")
+def update_trigger(
+    ctx: typer.Context,
+    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
+    pipeline: Annotated[str | None, typer.Option(help="Start this pipeline instead.")] = None,
+    event: Annotated[
+        list[str] | None, typer.Option(help="Only these events from now (repeatable).")
+    ] = None,
+    branch: Annotated[
+        list[str] | None, typer.Option(help="Only these branches or tags (repeatable).")
+    ] = None,
+    allow_ip: Annotated[
+        list[str] | None, typer.Option(help="Only from these addresses (repeatable).")
+    ] = None,
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Change a webhook trigger: what it starts and which events it takes (options left
+    out stay as they are; the secret changes with rotate-secret)."""
+    made = (
+        state_of(ctx)
+        .client()
+        .webhooks.update(
+            trigger_id,
+            pipeline=pipeline,
+            events=event,
+            branches=branch,
+            allow_ips=allow_ip,
+            params=params_or_none(param, params_file),
+            actor=whoami(),
+        )
+    )
+    shown(made, output, f"updated trigger {trigger_id}", trigger_row, TRIGGER_COLUMNS)
+
+
+@triggers_app.command("rotate-secret")
+def rotate_secret(
+    ctx: typer.Context,
+    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
+    secret_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Read the new secret from this environment variable (default: make one)."
+        ),
+    ] = None,
+    overlap: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds the old secret still verifies (0: it stops now)."),
+    ] = 3600.0,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Give a webhook trigger a new secret, printed once; the old one still verifies for
+    --overlap seconds, while the provider is switched over."""
+    secret = None
+    if secret_env:
+        secret = os.environ.get(secret_env)
+        if not secret:
+            raise ParamsError([f"--secret-env: environment variable {secret_env} is not set"])
+    trigger, new = (
+        state_of(ctx)
+        .client()
+        .webhooks.rotate_secret(trigger_id, secret=secret, overlap_seconds=overlap, actor=whoami())
+    )
+    signed = PROVIDERS[trigger.provider].signed
+    if output is Output.json:
+        shown = trigger.to_dict()
+        shown["new_secret" if signed else "path"] = (
+            new if signed else f"/hooks/{trigger.id}?token={new}"
+        )
+        print_json(shown)
+        return
+    console.print(f"rotated the secret of trigger {trigger.id}", highlight=False)
+    if signed and not secret_env:
+        console.print(f"  new secret: {new}", highlight=False, markup=False)
+    elif not signed:
+        console.print(
+            f"  URL:    <server>/hooks/{trigger.id}?token={new}", highlight=False, markup=False
+        )
+    until = "stops now" if overlap == 0 else f"verifies until {when(trigger.previous_until)}"
+    console.print(f"  the old one {until}", highlight=False)
+
+
 @triggers_app.command("redeliver")
 def redeliver(
     ctx: typer.Context,
@@ -287,79 +364,3 @@ def redeliver(
         highlight=False,
         markup=False,
     )
-
-
-@schedules_app.command("create")
-def create_schedule(
-    ctx: typer.Context,
-    pipeline: Annotated[str, typer.Argument(help="The pipeline each tick starts.")],
-    cron: Annotated[
-        str | None, typer.Option(help="A 5-field cron expression (6 fields: seconds first).")
-    ] = None,
-    every: Annotated[float | None, typer.Option(min=1, help="Or: every this many seconds.")] = None,
-    timezone: Annotated[str, typer.Option(help="The IANA time zone of --cron.")] = "UTC",
-    misfire: Annotated[
-        str, typer.Option(help="A tick missed while down: skip, or run_once.")
-    ] = "skip",
-    param: ParamOpt = None,
-    params_file: ParamsFileOpt = None,
-    namespace: NamespaceOpt = "default",
-    output: OutputOpt = Output.table,
-) -> None:
-    """Create a schedule: each tick starts one run, however many servers run."""
-    made = (
-        state_of(ctx)
-        .client()
-        .schedules.create(
-            pipeline,
-            cron=cron,
-            interval_seconds=every,
-            timezone=timezone,
-            misfire=misfire,
-            namespace=namespace,
-            params=parse_params(param or [], params_file),
-            actor=whoami(),
-        )
-    )
-    if output is Output.json:
-        print_json(made.to_dict())
-        return
-    console.print(
-        f"created schedule {made.id}; first tick {when(made.next_fire_at)}", highlight=False
-    )
-
-
-@pollers_app.command("create")
-def create_poller(
-    ctx: typer.Context,
-    pipeline: Annotated[str, typer.Argument(help="The pipeline a new commit starts.")],
-    repository: Annotated[str, typer.Argument(help="A git URL or path to poll.")],
-    ref: Annotated[
-        list[str] | None,
-        typer.Option(help="Refs to track, globs (repeatable; default refs/heads/*)."),
-    ] = None,
-    every: Annotated[float, typer.Option(min=5, help="Poll every this many seconds.")] = 60.0,
-    param: ParamOpt = None,
-    params_file: ParamsFileOpt = None,
-    namespace: NamespaceOpt = "default",
-    output: OutputOpt = Output.table,
-) -> None:
-    """Create a poller: the first poll records what is there; each new commit then starts
-    one run."""
-    made = (
-        state_of(ctx)
-        .client()
-        .pollers.create(
-            pipeline,
-            repository,
-            refs=ref or ["refs/heads/*"],
-            interval_seconds=every,
-            namespace=namespace,
-            params=parse_params(param or [], params_file),
-            actor=whoami(),
-        )
-    )
-    if output is Output.json:
-        print_json(made.to_dict())
-        return
-    console.print(f"created poller {made.id}", highlight=False)

@@ -86,6 +86,25 @@ def trigger(request: Request, kind: str, row_id: str, who: Viewer, lg: Lockgate)
     )
 
 
+@router.post("/triggers/webhooks/{row_id}/rotate-secret", response_class=HTMLResponse)
+def rotate(request: Request, row_id: str, act: Admin, lg: Lockgate) -> Response:
+    overlap = float(act.form.get("overlap") or 3600)
+    trigger, new = lg.webhooks.rotate_secret(
+        row_id, overlap_seconds=overlap, actor=act.person.subject
+    )
+    # The new secret is in this answer only (not a redirect: it must not land in a URL).
+    return page(
+        request,
+        "rotated.html",
+        201,
+        title=f"New secret for trigger {row_id}",
+        trigger=trigger,
+        signed=PROVIDERS[trigger.provider].signed,
+        secret=new,
+        url=f"{request.base_url}hooks/{row_id}",
+    )
+
+
 @router.post("/triggers/{kind}/{row_id}/{action}")
 def act(kind: str, row_id: str, action: str, act: Admin, lg: Lockgate) -> Response:
     service = _service(lg, kind)

@@ -69,6 +69,25 @@ class SetEnabled:
         return int(changed.rowcount)
 
 
+@dataclass(frozen=True)
+class UpdateRow:
+    """Set ``values`` on the row ``row_id``; the rows changed (0: there was none, and
+    nothing is audited)."""
+
+    table: Table
+    row_id: str
+    values: dict[str, Any]
+    audit: AuditEntry | None = None
+
+    def apply(self, tx: WriteTx) -> int:
+        changed = tx.conn.execute(
+            update(self.table).where(self.table.c.id == self.row_id).values(**self.values)
+        )
+        if changed.rowcount and self.audit is not None:
+            self.audit.insert(tx.conn, tx.now, self.row_id)
+        return int(changed.rowcount)
+
+
 class RecordTable(Generic[R]):
     """Rows of ``table`` (primary key ``id``) as records of ``record_type``."""
 
@@ -116,6 +135,13 @@ class RecordTable(Generic[R]):
         if there is none."""
         if not self._store.apply(DeleteRow(self.table, row_id, audit)):
             raise NotFound(f"no {self.noun} {row_id!r}")
+
+    def update(self, row_id: str, values: dict[str, Any], audit: AuditEntry | None = None) -> R:
+        """Change a row's ``values``, with its audit entry if any; the row as it is now.
+        :class:`NotFound` if there is none."""
+        if not self._store.apply(UpdateRow(self.table, row_id, values, audit)):
+            raise NotFound(f"no {self.noun} {row_id!r}")
+        return self.get(row_id)
 
     def set_enabled(self, row_id: str, enabled: bool, audit: AuditEntry | None = None) -> R:
         """Pause or resume a row, with its audit entry if any; the row as it is now.

@@ -248,6 +248,10 @@ triggers = Table(
     Column("allow_ips", JSON, nullable=False),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
+    #: The secret (or URL token hash) before the last rotation, accepted until
+    #: ``previous_until`` so that a provider can be switched over without lost deliveries.
+    Column("previous_secret", Text, nullable=True),
+    Column("previous_until", Float, nullable=True),
 )
 
 deliveries = Table(

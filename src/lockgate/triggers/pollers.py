@@ -66,6 +66,21 @@ def ls_remote(repository: str, timeout: float = LS_REMOTE_TIMEOUT) -> dict[str, 
     return refs
 
 
+def _check(repository: str, refs: Sequence[str], interval_seconds: float) -> None:
+    """Refuse a poller's settings with every problem listed."""
+    problems = []
+    if not repository or repository.startswith("-") or any(c in repository for c in "\n\0"):
+        problems.append("repository: a git URL or path (not starting with '-')")
+    if "::" in repository.split("/")[0]:
+        problems.append("repository: transport helpers (x::...) are not allowed")
+    if interval_seconds < 5:
+        problems.append("interval_seconds: at least 5")
+    if not refs:
+        problems.append("refs: at least one glob, such as refs/heads/main")
+    if problems:
+        raise ParamsError(problems)
+
+
 class Pollers(Managed[PollerRecord]):
     """Creates pollers and runs their polls."""
 
@@ -90,17 +105,7 @@ class Pollers(Managed[PollerRecord]):
     ) -> PollerRecord:
         """A poller; refused with every problem listed. With ``actor``, audited in the same
         transaction (the repository URL without its password)."""
-        problems = []
-        if not repository or repository.startswith("-") or any(c in repository for c in "\n\0"):
-            problems.append("repository: a git URL or path (not starting with '-')")
-        if "::" in repository.split("/")[0]:
-            problems.append("repository: transport helpers (x::...) are not allowed")
-        if interval_seconds < 5:
-            problems.append("interval_seconds: at least 5")
-        if not refs:
-            problems.append("refs: at least one glob, such as refs/heads/main")
-        if problems:
-            raise ParamsError(problems)
+        _check(repository, refs, interval_seconds)
         shown = {"repository": redacted(repository, user_is_secret=True)}
         audit = AuditEntry(actor, "poller.create", None, shown) if actor else None
         return self.store.create(
@@ -119,6 +124,45 @@ class Pollers(Managed[PollerRecord]):
             },
             audit,
         )
+
+    def update(
+        self,
+        poller_id: str,
+        *,
+        pipeline: str | None = None,
+        repository: str | None = None,
+        refs: Sequence[str] | None = None,
+        interval_seconds: float | None = None,
+        namespace: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> PollerRecord:
+        """Change a poller (``None``: unchanged); every problem listed. A new repository
+        starts over with a baseline poll (its commits start nothing)."""
+        old = self.get(poller_id)
+        _check(
+            old.repository if repository is None else repository,
+            old.refs if refs is None else refs,
+            old.interval_seconds if interval_seconds is None else interval_seconds,
+        )
+        given = {
+            "pipeline": pipeline,
+            "namespace": namespace,
+            "repository": repository,
+            "refs": None if refs is None else list(refs),
+            "interval_seconds": interval_seconds,
+            "params": None if params is None else dict(params),
+        }
+        values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if repository is not None and repository != old.repository:
+            values.update(seen=None, last_error=None, next_poll_at=time.time())
+        if not values:
+            return old
+        details = {
+            "fields": sorted(given_key for given_key in given if given[given_key] is not None)
+        }
+        audit = AuditEntry(actor, "poller.update", None, details) if actor else None
+        return self.store.update(poller_id, values, audit)
 
     def poll_once(self, now: float | None = None) -> int:
         """Poll every due poller; the number of runs started."""

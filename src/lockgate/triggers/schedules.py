@@ -51,6 +51,28 @@ def next_fire(
     return anchor + (math.floor((after - anchor) / interval) + 1) * interval
 
 
+def _check(cron: str | None, interval: float | None, timezone: str, misfire: str) -> None:
+    """Refuse a schedule's timing with every problem listed."""
+    problems = []
+    if (cron is None) == (interval is None):
+        problems.append("give exactly one of cron or interval_seconds")
+    if cron is not None and (
+        len(cron.split()) not in (5, 6)
+        or not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6)
+    ):
+        problems.append(f"cron: {cron!r} is not a 5- or 6-field cron expression")
+    if interval is not None and interval < 1:
+        problems.append("interval_seconds: at least 1")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"timezone: {timezone!r} is not an IANA time zone")
+    if misfire not in ("skip", "run_once"):
+        problems.append("misfire: skip or run_once")
+    if problems:
+        raise ParamsError(problems)
+
+
 class Schedules(Managed[ScheduleRecord]):
     """Creates schedules and fires their ticks."""
 
@@ -76,24 +98,7 @@ class Schedules(Managed[ScheduleRecord]):
     ) -> ScheduleRecord:
         """A schedule; refused with every problem listed. With ``actor``, audited in the
         same transaction."""
-        problems = []
-        if (cron is None) == (interval_seconds is None):
-            problems.append("give exactly one of cron or interval_seconds")
-        if cron is not None and (
-            len(cron.split()) not in (5, 6)
-            or not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6)
-        ):
-            problems.append(f"cron: {cron!r} is not a 5- or 6-field cron expression")
-        if interval_seconds is not None and interval_seconds < 1:
-            problems.append("interval_seconds: at least 1")
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(f"timezone: {timezone!r} is not an IANA time zone")
-        if misfire not in ("skip", "run_once"):
-            problems.append("misfire: skip or run_once")
-        if problems:
-            raise ParamsError(problems)
+        _check(cron, interval_seconds, timezone, misfire)
         now = time.time()
         row: dict[str, Any] = {
             "id": secrets.token_hex(8),
@@ -112,6 +117,48 @@ class Schedules(Managed[ScheduleRecord]):
             AuditEntry(actor, "schedule.create", None, {"pipeline": pipeline}) if actor else None
         )
         return self.store.create(row, audit)
+
+    def update(
+        self,
+        schedule_id: str,
+        *,
+        pipeline: str | None = None,
+        cron: str | None = None,
+        interval_seconds: float | None = None,
+        timezone: str | None = None,
+        misfire: str | None = None,
+        namespace: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> ScheduleRecord:
+        """Change a schedule (``None``: unchanged; a cron replaces an interval and back);
+        every problem listed. A new timing starts from now: the next tick is recomputed."""
+        old = self.get(schedule_id)
+        timed = cron is not None or interval_seconds is not None
+        new_cron = cron if timed else old.cron
+        new_interval = interval_seconds if timed else old.interval_seconds
+        new_zone = timezone or old.timezone
+        _check(new_cron, new_interval, new_zone, misfire or old.misfire)
+        given = {
+            "pipeline": pipeline,
+            "namespace": namespace,
+            "misfire": misfire,
+            "params": None if params is None else dict(params),
+        }
+        values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if timed or timezone is not None:
+            now = time.time()
+            values.update(
+                cron=new_cron,
+                interval_seconds=new_interval,
+                timezone=new_zone,
+                next_fire_at=next_fire(new_cron, new_zone, new_interval, now, now),
+            )
+        if not values:
+            return old
+        details = {"fields": sorted(values)}
+        audit = AuditEntry(actor, "schedule.update", None, details) if actor else None
+        return self.store.update(schedule_id, values, audit)
 
     def tick(self, now: float | None = None) -> int:
         """Fire every due schedule once; the number of runs started."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
-import hmac
 import ipaddress
 import json
 import math
@@ -19,9 +18,8 @@ from typing import Any
 import structlog
 
 from lockgate.core.statuses import DeliveryStatus
-from lockgate.core.templates import check
 from lockgate.engine.launcher import RunStarter
-from lockgate.errors import InvalidState, LockgateError, NotFound, ParamsError
+from lockgate.errors import InvalidState, LockgateError, NotFound
 from lockgate.records import DeliveryRecord, TriggerRecord
 from lockgate.settings import Settings
 from lockgate.store import Store
@@ -30,8 +28,8 @@ from lockgate.store.deliveries import Deliver
 from lockgate.store.triggers import TriggerStore
 from lockgate.triggers.event import TriggerEvent
 from lockgate.triggers.firing import Plan, adopt, every, plan_run
-from lockgate.triggers.managed import Managed
 from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
+from lockgate.triggers.webhook_config import WebhookTriggers, still_valid, token_matches
 
 _log = structlog.get_logger("lockgate.webhooks")
 
@@ -46,19 +44,6 @@ RETENTION_SECONDS = 30 * 86400.0
 RETENTION_COUNT = 1000
 #: JSON bodies nested deeper than this are refused (400), as are deeper run params.
 MAX_DEPTH = 64
-
-#: ``${event.*}`` fields a trigger's params may use (``${payload.*}`` reaches the raw body).
-EVENT_FIELDS = (
-    "provider",
-    "event",
-    "repo",
-    "ref",
-    "branch",
-    "tag",
-    "commit",
-    "actor",
-    "delivery_id",
-)
 
 
 class Buckets:
@@ -97,12 +82,6 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _token_matches(stored: str | None, given: str | None) -> bool:
-    return bool(stored and given) and hmac.compare_digest(
-        stored or "", url_token_digest(given or "")
-    )
-
-
 def _limited(message: str, wait: float) -> Answer:
     answer = _error(429, "rate_limited", message)
     return Answer(429, answer.body, {"Retry-After": str(max(1, math.ceil(wait)))})
@@ -121,10 +100,8 @@ def _matches(value: str | None, globs: Sequence[str]) -> bool:
     return not globs or (value is not None and any(fnmatch.fnmatchcase(value, g) for g in globs))
 
 
-class Webhooks(Managed[TriggerRecord]):
-    """Creates webhook triggers and handles their deliveries."""
-
-    kind = "trigger"
+class Webhooks(WebhookTriggers):
+    """Webhook triggers and their deliveries: verify, parse, filter, store, start."""
 
     def __init__(self, store: Store, starter: RunStarter, settings: Settings) -> None:
         self._store = store
@@ -135,9 +112,10 @@ class Webhooks(Managed[TriggerRecord]):
         #: per server process).
         self.delivery_budget = Buckets(settings.webhook_rate, settings.webhook_burst)
         self.failure_budget = Buckets(settings.webhook_failure_rate, settings.webhook_failure_burst)
-        #: Trigger id -> (expiry, record): the lookup every delivery makes, kept briefly.
-        #: Safe because only ``enabled`` changes after a trigger is made, and the delivery's
-        #: write checks in its own transaction that the trigger still exists and is enabled.
+        #: Trigger id -> (expiry, record): the lookup every delivery makes, kept briefly
+        #: (``TRIGGER_CACHE_SECONDS``). This process forgets a trigger it changes at once;
+        #: other processes see a change within that time, and a delivery's write checks in
+        #: its own transaction that the trigger still exists and is enabled.
         self._known: dict[str, tuple[float, TriggerRecord]] = {}
 
     def _find(self, trigger_id: str) -> TriggerRecord | None:
@@ -153,71 +131,6 @@ class Webhooks(Managed[TriggerRecord]):
                 self._known.clear()
             self._known[trigger_id] = (now + TRIGGER_CACHE_SECONDS, found)
         return found
-
-    def create(
-        self,
-        provider: str,
-        pipeline: str,
-        *,
-        secret: str | None,
-        namespace: str = "default",
-        events: Sequence[str] = (),
-        branches: Sequence[str] = (),
-        params: Mapping[str, Any] | None = None,
-        allow_ips: Sequence[str] = (),
-        actor: str | None = None,
-    ) -> tuple[TriggerRecord, str | None]:
-        """A webhook trigger, and for a provider that signs nothing the token its URL must
-        carry (shown once; only its hash is kept). Refused without a secret (fail closed),
-        every problem listed."""
-        problems = []
-        known = PROVIDERS.get(provider)
-        if known is None:
-            problems.append(f"provider: one of {', '.join(sorted(PROVIDERS))}")
-        elif known.signed and (not secret or len(secret) < 16):
-            problems.append(
-                "secret: required, at least 16 characters (unsigned webhooks are refused)"
-            )
-        elif not known.signed and secret:
-            problems.append(
-                f"secret: {provider} signs nothing; the trigger gets a URL token of its own"
-            )
-        for entry in allow_ips:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                problems.append(f"allow_ips: {entry!r} is not an address or network")
-        problems += [
-            f"params: {p}"
-            for p in check(
-                dict(params or {}),
-                params=["payload"],  # ${payload.any.path} reaches the raw body
-                earlier_steps=[],
-                secrets=lambda _: False,
-                extra={"event": list(EVENT_FIELDS)},
-            )
-        ]
-        if problems:
-            raise ParamsError(problems)
-        assert known is not None
-        url_token = None if known.signed else secrets.token_urlsafe(32)
-        record = self.triggers.create(
-            {
-                "id": secrets.token_hex(20),
-                "provider": provider,
-                "namespace": namespace,
-                "pipeline": pipeline,
-                # A signing secret, or only the hash of an unsigned provider's URL token.
-                "secret": secret if url_token is None else url_token_digest(url_token),
-                "events": list(events),
-                "branches": list(branches),
-                "params": dict(params or {}),
-                "allow_ips": list(allow_ips),
-                "enabled": True,
-            },
-            AuditEntry(actor, "trigger.create", None, {"pipeline": pipeline}) if actor else None,
-        )
-        return record, url_token
 
     def handle(
         self,
@@ -256,7 +169,11 @@ class Webhooks(Managed[TriggerRecord]):
             or provider is None
             or not trigger.enabled
             or (trigger.allow_ips and not _allowed(client_ip, trigger.allow_ips))
-            or (not provider.signed and not _token_matches(trigger.secret, url_token))
+            or (
+                not provider.signed
+                and not token_matches(trigger.secret, url_token)
+                and not token_matches(still_valid(trigger), url_token)
+            )
         ):
             return self._failed(source, _error(404, "not_found", "no such trigger"))
         lowered = {k.lower(): v for k, v in headers.items()}
@@ -264,7 +181,13 @@ class Webhooks(Managed[TriggerRecord]):
             if provider.signed:
                 if not trigger.secret:
                     return _error(404, "not_found", "no such trigger")
-                provider.verify(lowered, body, trigger.secret)
+                try:
+                    provider.verify(lowered, body, trigger.secret)
+                except BadSignature:
+                    previous = still_valid(trigger)  # rotated: the old one, for a while
+                    if previous is None:
+                        raise
+                    provider.verify(lowered, body, previous)
         except BadSignature as exc:
             return self._failed(source, _error(401, "bad_signature", exc.message))
         wait = self.delivery_budget.take(trigger.id)
@@ -429,11 +352,6 @@ def delivery_run_key(trigger_id: str, key: str) -> str:
     """The idempotency key of the run a delivery starts: hashed, because a trigger id is
     not for viewers to read (who can read run keys) and the key must not reveal it."""
     return "delivery:" + hashlib.sha256(f"{trigger_id}:{key}".encode()).hexdigest()[:40]
-
-
-def url_token_digest(token: str) -> str:
-    """How an unsigned provider's URL token is stored (only its hash)."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 def _allowed(client_ip: str | None, networks: Sequence[str]) -> bool:
