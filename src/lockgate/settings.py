@@ -88,6 +88,10 @@ class Settings:
     delivery_retry_after: float = 30.0
     #: How often the server's delivery routine looks for deliveries to retry.
     delivery_retry_interval: float = 10.0
+    #: Deliveries (webhook, tick and poll firings) are kept this many days...
+    delivery_retention_days: float = 30.0
+    #: ...and at most this many per trigger, schedule or poller.
+    delivery_retention_count: int = 1000
     #: Module prefixes ``python`` steps may call besides the pipeline's own modules.
     python_allow: tuple[str, ...] = ()
     #: Where each run gets a directory of its own (``${run.workspace}``); a templated
@@ -136,6 +140,12 @@ class Settings:
             sqlite_synchronous=env.get("LOCKGATE_SQLITE_SYNCHRONOUS", base.sqlite_synchronous),
             delivery_retry_after=float(
                 env.get("LOCKGATE_DELIVERY_RETRY_AFTER", base.delivery_retry_after)
+            ),
+            delivery_retention_days=float(
+                env.get("LOCKGATE_DELIVERY_RETENTION_DAYS", base.delivery_retention_days)
+            ),
+            delivery_retention_count=int(
+                env.get("LOCKGATE_DELIVERY_RETENTION_COUNT", base.delivery_retention_count)
             ),
             delivery_retry_interval=float(
                 env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)

@@ -121,3 +121,20 @@ async def test_updates_change_what_each_kind_does_and_refuse_bad_values(served: 
         e.action for e in app.store.get_audit(0) if e.action.endswith((".update", "_secret"))
     ]
     assert actions == ["trigger.update", "schedule.update", "poller.update"]
+
+
+def test_delivery_retention_comes_from_the_settings(app: App) -> None:
+    """The hourly prune keeps LOCKGATE_DELIVERY_RETENTION_COUNT firings per trigger and none
+    older than LOCKGATE_DELIVERY_RETENTION_DAYS."""
+    from lockgate.triggers.webhooks import Webhooks
+
+    schedule = app.schedules.create("deploy", interval_seconds=60)
+    tick = schedule.next_fire_at
+    for n in range(3):
+        app.schedules.tick(now=tick + n * 60)
+    assert len(app.deliveries(schedule.id)) == 3
+    keep_one = Webhooks(app.store, app.launcher, app.settings.with_(delivery_retention_count=1))
+    assert keep_one.prune() == 2
+    assert len(app.deliveries(schedule.id)) == 1
+    none_old = Webhooks(app.store, app.launcher, app.settings.with_(delivery_retention_days=0))
+    assert none_old.prune(now=time.time() + 1) == 1

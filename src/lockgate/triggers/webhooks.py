@@ -39,9 +39,6 @@ MAX_ATTEMPTS = 3
 TRIGGER_CACHE_SECONDS = 5.0
 TRIGGER_CACHE_SIZE = 10_000
 PRUNE_INTERVAL = 3600.0
-#: Retention: deliveries are kept 30 days, and at most this many per trigger.
-RETENTION_SECONDS = 30 * 86400.0
-RETENTION_COUNT = 1000
 #: JSON bodies nested deeper than this are refused (400), as are deeper run params.
 MAX_DEPTH = 64
 
@@ -329,7 +326,11 @@ class Webhooks(WebhookTriggers):
     def prune(self, now: float | None = None) -> int:
         """Apply retention to stored deliveries; the number removed."""
         now = time.time() if now is None else now
-        return self.triggers.prune(now - RETENTION_SECONDS, RETENTION_COUNT)
+        days, count = (
+            self._settings.delivery_retention_days,
+            self._settings.delivery_retention_count,
+        )
+        return self.triggers.prune(now - days * 86400.0, count)
 
     async def run(self, stop: asyncio.Event) -> None:
         """The delivery routines: retry every ``delivery_retry_interval``, prune hourly."""
