@@ -4,37 +4,31 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from lockgate.app import App
 from lockgate.console.core import (
-    Acting,
-    ConsoleRoute,
-    Person,
-    acting,
+    Admin,
+    AdminPage,
+    Lockgate,
     back,
-    lockgate,
+    console_router,
     page,
-    viewing,
 )
 from lockgate.tokens import Role
 
-router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Admin = Annotated[Person, Depends(viewing(Role.admin))]
-Acts = Annotated[Acting, Depends(acting(Role.admin))]
-Lockgate = Annotated[App, Depends(lockgate)]
+router = console_router()
 
 
 @router.get("/admin/tokens", response_class=HTMLResponse)
-def tokens(request: Request, who: Admin, lg: Lockgate) -> Response:
+def tokens(request: Request, who: AdminPage, lg: Lockgate) -> Response:
     return page(
         request, "tokens.html", title="Tokens", tokens=lg.tokens.list(), roles=list(Role), made=None
     )
 
 
 @router.post("/admin/tokens", response_class=HTMLResponse)
-def create_token(request: Request, act: Acts, lg: Lockgate) -> Response:
+def create_token(request: Request, act: Admin, lg: Lockgate) -> Response:
     form = act.form
     record, secret = lg.tokens.create(
         form.get("name", ""),
@@ -55,14 +49,14 @@ def create_token(request: Request, act: Acts, lg: Lockgate) -> Response:
 
 
 @router.post("/admin/tokens/{token_id}/revoke")
-def revoke(token_id: str, act: Acts, lg: Lockgate) -> Response:
+def revoke(token_id: str, act: Admin, lg: Lockgate) -> Response:
     record = lg.tokens.revoke(token_id, actor=act.person.subject)
     return back("/admin/tokens", f"token {record.name} revoked: its sessions end too")
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
 def audit(
-    request: Request, who: Admin, lg: Lockgate, after: Annotated[int, Query(ge=0)] = 0
+    request: Request, who: AdminPage, lg: Lockgate, after: Annotated[int, Query(ge=0)] = 0
 ) -> Response:
     entries = lg.audit_log(after, 200)
     return page(request, "audit.html", title="Audit log", entries=entries, after=after)

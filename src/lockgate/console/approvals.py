@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from lockgate.app import App
 from lockgate.console.core import (
-    Acting,
-    ConsoleRoute,
-    Person,
-    acting,
+    Approver,
+    Lockgate,
+    Viewer,
     back,
+    console_router,
     input_fields,
-    lockgate,
     page,
     safe_next,
-    viewing,
 )
 from lockgate.console.forms import values_from
-from lockgate.tokens import Role
 
-router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
-Approver = Annotated[Acting, Depends(acting(Role.approver))]
-Lockgate = Annotated[App, Depends(lockgate)]
+router = console_router()
 
 #: Waiting approvals read for the inbox (oldest first).
 INBOX = 200

@@ -7,16 +7,12 @@ import difflib
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from lockgate.app import App
-from lockgate.console.core import ConsoleRoute, Person, lockgate, page, viewing
-from lockgate.tokens import Role
+from lockgate.console.core import Lockgate, Viewer, console_router, page
 
-router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
-Lockgate = Annotated[App, Depends(lockgate)]
+router = console_router()
 
 
 @router.get("/channels", response_class=HTMLResponse)

@@ -12,11 +12,11 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import structlog
-from fastapi import Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
@@ -140,6 +140,21 @@ def acting(role: Role) -> Callable[[Request], Awaitable[Acting]]:
         return Acting(who, fields, lists)
 
     return check
+
+
+def console_router() -> APIRouter:
+    """A router for one resource's pages (their errors answer with pages)."""
+    return APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+
+Lockgate = Annotated[App, Depends(lockgate)]
+#: A page for viewers and up; one for admins.
+Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
+AdminPage = Annotated[Person, Depends(viewing(Role.admin))]
+#: An action (a form post with its CSRF token) for operators, approvers, admins.
+Operator = Annotated[Acting, Depends(acting(Role.operator))]
+Approver = Annotated[Acting, Depends(acting(Role.approver))]
+Admin = Annotated[Acting, Depends(acting(Role.admin))]
 
 
 def same_origin(request: Request) -> None:

@@ -4,31 +4,23 @@ generated from its params schema (with dry-run)."""
 from __future__ import annotations
 
 import io
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from ruamel.yaml import YAML
 
-from lockgate.app import App
 from lockgate.console.core import (
-    Acting,
-    ConsoleRoute,
-    Person,
-    acting,
+    Lockgate,
+    Operator,
+    Viewer,
     back,
-    lockgate,
+    console_router,
     page,
-    viewing,
 )
 from lockgate.console.forms import fields_of, values_from
 from lockgate.errors import PipelineNotFound
-from lockgate.tokens import Role
 
-router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
-Operator = Annotated[Acting, Depends(acting(Role.operator))]
-Lockgate = Annotated[App, Depends(lockgate)]
+router = console_router()
 
 
 def _yaml(data: object) -> str:

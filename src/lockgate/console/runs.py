@@ -10,32 +10,26 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 
 from lockgate.app import App
 from lockgate.console.ansi import ansi_html, plain
 from lockgate.console.core import (
     COOKIE,
-    Acting,
-    ConsoleRoute,
-    Person,
-    acting,
+    Lockgate,
+    Operator,
+    Viewer,
     back,
-    lockgate,
+    console_router,
     page,
-    viewing,
 )
 from lockgate.core.cursor import decode_cursor, encode_cursor
 from lockgate.core.statuses import RunStatus
 from lockgate.errors import ParamsError
 from lockgate.records import LogRecord
-from lockgate.tokens import Role
 
-router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
-Operator = Annotated[Acting, Depends(acting(Role.operator))]
-Lockgate = Annotated[App, Depends(lockgate)]
+router = console_router()
 
 PAGE = 50
 LIVE_POLL = 0.25

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from lockgate.app import App
 from lockgate.console.core import (
     COOKIE,
     Acting,
-    ConsoleRoute,
+    Lockgate,
     acting,
-    lockgate,
+    console_router,
     page,
     person_of,
     safe_next,
@@ -23,8 +22,7 @@ from lockgate.errors import Unauthorized
 from lockgate.records import SessionRecord
 from lockgate.tokens import Role
 
-router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Lockgate = Annotated[App, Depends(lockgate)]
+router = console_router()
 
 
 def _signed_in(request: Request, cookie: str, session: SessionRecord, to: str) -> Response:

@@ -3,19 +3,18 @@ ticks, pollers; each one's deliveries with their outcome; pause, resume, redeliv
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from lockgate.app import App
 from lockgate.console.core import (
-    Acting,
-    ConsoleRoute,
-    Person,
-    acting,
+    Admin,
+    Lockgate,
+    Viewer,
     back,
-    lockgate,
+    console_router,
     page,
     viewing,
 )
@@ -24,10 +23,7 @@ from lockgate.tokens import Role
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import next_fire
 
-router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
-Admin = Annotated[Acting, Depends(acting(Role.admin))]
-Lockgate = Annotated[App, Depends(lockgate)]
+router = console_router()
 
 #: What providers sign with, shown next to a webhook's URL.
 HEADERS = {
