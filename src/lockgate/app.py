@@ -333,6 +333,12 @@ class App:
             )
         if approval.outcome is not None:
             raise settled_conflict(approval)
+        if approval.request.get("kind") == "failure":
+            raise InvalidState(
+                f"step {name!r} of run {run_id} failed and waits to be retried, skipped or "
+                "rolled back, not approved: resolve it (lockgate runs resolve)",
+                details={"choices": approval.request.get("choices")},
+            )
         policy = policy_of(approval)
         _authorise(policy, approval, decision, by, set(roles))
         data: dict[str, Any] | None = None
@@ -351,6 +357,37 @@ class App:
             )
             raise ParamsError([problem])
         result: DecisionResult = self.store.apply(Decide(run_id, name, decision, by, comment, data))
+        return result
+
+    def resolve(
+        self,
+        run_id: str,
+        action: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        comment: str | None = None,
+    ) -> DecisionResult:
+        """Decide what becomes of a run's step that failed for good and waits (a pipeline or
+        step with ``on_failure: ask``): ``retry`` it, ``skip`` it (if it is skippable) or
+        ``rollback`` the run. The first decision settles it; any later one is refused with
+        what was decided, by whom and when (409)."""
+        run = self.store.get_run(run_id)
+        waiting = self.store.get_approval(run_id)
+        if waiting is None or waiting.request.get("kind") != "failure":
+            raise InvalidState(
+                f"run {run_id} is {run.status}; no failed step of it waits for a decision",
+                details={"status": run.status},
+            )
+        if waiting.outcome is not None:
+            raise settled_conflict(waiting)
+        choices = list(waiting.request.get("choices") or [])
+        if action not in choices:
+            raise ParamsError([f"action: one of {', '.join(choices)} (not {action!r})"])
+        _authorise(policy_of(waiting), waiting, "approve", by, set(roles))
+        result: DecisionResult = self.store.apply(
+            Decide(run_id, waiting.step, action, by, comment, None)
+        )
         return result
 
     def approvals(

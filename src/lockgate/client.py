@@ -95,6 +95,17 @@ class Client(Protocol):
     ) -> DecisionResult:
         """Approve or reject a waiting approval step; says whether it settled the step."""
 
+    def resolve(
+        self,
+        run_id: str,
+        action: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        comment: str | None = None,
+    ) -> DecisionResult:
+        """Retry, skip or roll back a run's failed step that waits for a decision."""
+
     def approvals(
         self, *, limit: int = 100, before: tuple[float, str, str] | None = None
     ) -> list[PendingApproval]:

@@ -206,6 +206,21 @@ class RestClient:
         settled, outcome = data.pop("settled"), data.pop("outcome")
         return DecisionResult(DecisionRecord(**data), settled, outcome)
 
+    def resolve(
+        self,
+        run_id: str,
+        action: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        comment: str | None = None,
+    ) -> DecisionResult:
+        """Retry, skip or roll back a failed step (as the token's subject)."""
+        body = {"action": action, "comment": comment}
+        data = self._call("POST", f"/runs/{run_id}/resolve", json=body)
+        settled, outcome = data.pop("settled"), data.pop("outcome")
+        return DecisionResult(DecisionRecord(**data), settled, outcome)
+
     def approvals(
         self, *, limit: int = 100, before: tuple[float, str, str] | None = None
     ) -> list[PendingApproval]:

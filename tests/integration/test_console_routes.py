@@ -26,6 +26,7 @@ REQUIRED = {
     ("GET", "/runs/{run_id}/live"): "viewer",
     ("GET", "/approvals"): "viewer",
     ("POST", "/runs/{run_id}/decisions"): "approver",
+    ("POST", "/runs/{run_id}/resolve"): "operator",
     ("GET", "/pipelines"): "viewer",
     ("GET", "/pipelines/{namespace}/{name}"): "viewer",
     ("POST", "/pipelines/{namespace}/{name}/start"): "operator",

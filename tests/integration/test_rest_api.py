@@ -247,6 +247,7 @@ REQUIRED = {
     ("POST", "/api/v1/runs/{run_id}/rerun"): "operator",
     ("GET", "/api/v1/approvals"): "viewer",
     ("POST", "/api/v1/runs/{run_id}/decisions"): "approver",
+    ("POST", "/api/v1/runs/{run_id}/resolve"): "operator",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",
     ("DELETE", "/api/v1/tokens/{token_id}"): "admin",

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from lockgate.api.deps import Approver, Lockgate, Strict, Viewer, position
+from lockgate.api.deps import Approver, Lockgate, Operator, Strict, Viewer, position
 from lockgate.core.cursor import encode_cursor
 
 router = APIRouter(prefix="/api/v1")
@@ -51,3 +51,21 @@ def decide(run_id: str, body: DecisionBody, caller: Approver, lg: Lockgate) -> d
         input=body.input,
     )
     return record.to_dict()
+
+
+class Resolution(Strict):
+    """What becomes of a step that failed for good and waits."""
+
+    action: Literal["retry", "skip", "rollback"]
+    comment: str | None = Field(None, max_length=2000)
+
+
+@router.post(
+    "/runs/{run_id}/resolve",
+    status_code=201,
+    summary="Retry, skip or roll back a failed step that waits for a decision (on_failure: ask)",
+)
+def resolve(run_id: str, body: Resolution, caller: Operator, lg: Lockgate) -> dict[str, Any]:
+    return lg.resolve(
+        run_id, body.action, by=caller.name, roles=caller.roles, comment=body.comment
+    ).to_dict()

@@ -213,6 +213,28 @@ def cancel(
         console.print(f"cancel requested for run {run.id} (was {run.status})")
 
 
+@runs_app.command("resolve")
+def resolve(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run whose failed step waits.")],
+    action: Annotated[str, typer.Argument(help="retry, skip (if the step allows) or rollback.")],
+    comment: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Decide what becomes of a step that failed for good and waits (on_failure: ask): run
+    it again, go on without it, or roll the run back."""
+    who = whoami()
+    result = (
+        state_of(ctx).client().resolve(run_id, action, by=who, roles=["admin"], comment=comment)
+    )
+    if output is Output.json:
+        print_json(
+            {**result.decision.to_dict(), "settled": result.settled, "outcome": result.outcome}
+        )
+    else:
+        console.print(f"run {run_id}: {action} (by {who})", highlight=False)
+
+
 @runs_app.command("rerun")
 def rerun(
     ctx: typer.Context,

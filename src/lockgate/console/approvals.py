@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from lockgate.console.core import (
     Approver,
     Lockgate,
+    Operator,
     Viewer,
     back,
     console_router,
@@ -18,6 +19,7 @@ from lockgate.console.core import (
     safe_next,
 )
 from lockgate.console.forms import values_from
+from lockgate.views import PendingApproval
 
 router = console_router()
 
@@ -28,7 +30,7 @@ INBOX = 200
 @router.get("/approvals", response_class=HTMLResponse)
 def inbox(request: Request, who: Viewer, lg: Lockgate) -> Response:
     pending = lg.approvals(limit=INBOX)
-    mine = [p for p in pending if who.can("approver") and lg.may_decide(p, who.subject, who.roles)]
+    mine = [p for p in pending if who.can(_role(p)) and lg.may_decide(p, who.subject, who.roles)]
     others = [p for p in pending if p not in mine]
     return page(
         request,
@@ -38,6 +40,19 @@ def inbox(request: Request, who: Viewer, lg: Lockgate) -> Response:
         others=others,
         now=time.time(),
     )
+
+
+def _role(pending: PendingApproval) -> str:
+    """Approvals are an approver's; a failed step's fate is an operator's."""
+    return "operator" if pending.approval.request.get("kind") == "failure" else "approver"
+
+
+@router.post("/runs/{run_id}/resolve")
+def resolve(run_id: str, act: Operator, lg: Lockgate) -> Response:
+    action = act.form.get("action", "")
+    who = act.person
+    lg.resolve(run_id, action, by=who.subject, roles=who.roles, comment=act.form.get("comment"))
+    return back(safe_next(act.form.get("back") or f"/runs/{run_id}"), f"decided: {action}")
 
 
 @router.post("/runs/{run_id}/decisions")

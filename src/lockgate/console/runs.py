@@ -106,6 +106,7 @@ def run_page(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> Respon
     view = lg.get_run(run_id)
     approval = lg.approval(run_id)
     waiting = approval is not None and approval.approval.outcome is None
+    failed = approval is not None and approval.approval.request.get("kind") == "failure"
     return page(
         request,
         "run.html",
@@ -114,7 +115,9 @@ def run_page(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> Respon
         params=lg.mask.data(view.run.params),
         events=lg.events(run_id),
         approval=approval,
-        may_decide=waiting and lg.may_decide(approval, who.subject, who.roles),  # type: ignore[arg-type]
+        may_decide=waiting
+        and who.can("operator" if failed else "approver")
+        and lg.may_decide(approval, who.subject, who.roles),  # type: ignore[arg-type]
         active=not RunStatus(view.run.status).terminal,
         origin=_origin(view.run.requested_by),
     )

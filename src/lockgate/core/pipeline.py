@@ -41,13 +41,19 @@ class Pipeline:
         namespace: str = "default",
         description: str = "",
         hooks: Iterable[tuple[HookPoint | str, LifecycleHook]] = (),
+        on_failure: str = "rollback",
     ) -> None:
+        """``on_failure``: what a step that failed for good does unless it says otherwise:
+        ``"rollback"`` the run at once, or ``"ask"`` people to retry, skip or roll back."""
         for label, value in (("pipeline name", name), ("namespace", namespace)):
             if not isinstance(value, str) or not _NAME.fullmatch(value):
                 raise DefinitionError(
                     f"{label} {value!r} is invalid: use letters, digits, '_', '.', '-' "
                     "(at most 200 characters)"
                 )
+        if on_failure not in ("rollback", "ask"):
+            raise DefinitionError(f"on_failure {on_failure!r}: rollback or ask")
+        self.on_failure = on_failure
         self.name = name
         self.namespace = namespace
         self.description = description
@@ -71,6 +77,10 @@ class Pipeline:
             return fn
 
         return register
+
+    def asks_on_failure(self, step: Step) -> bool:
+        """Whether ``step``, once failed for good, waits for people to decide."""
+        return (step.on_failure or self.on_failure) == "ask"
 
     def step(self, name: str) -> Step:
         """The step called ``name``."""
@@ -127,6 +137,7 @@ class Pipeline:
             "params": self.params_schema(),
             "steps": [s.describe() for s in self.steps],
             "hooks": [[p.value, fingerprint(h)] for p, h in self.hooks.items()],
+            **({"on_failure": self.on_failure} if self.on_failure != "rollback" else {}),
         }
 
     def _hash(self) -> str:

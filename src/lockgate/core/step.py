@@ -38,6 +38,11 @@ class Step:
     output_type: Any = None
     #: Extra configuration of declarative step kinds; part of the version hash.
     config: Mapping[str, Any] = field(default_factory=dict)
+    #: When the step has failed for good (its retries used up): ``"rollback"`` the run at
+    #: once, or ``"ask"`` people to retry it, skip it or roll back (``None``: the pipeline's).
+    on_failure: Literal["rollback", "ask"] | None = None
+    #: Whether a person may skip the step after it failed (its output is then absent).
+    skippable: bool = False
     #: Checks that need the pipeline around the step: ``(param names, names of the steps
     #: before it)`` -> problems (a built-in kind's placeholders, when made in Python).
     checks: Callable[[Sequence[str], Sequence[str]], list[str]] | None = None
@@ -109,6 +114,8 @@ class Step:
             "input": type_name(self.input_type),
             "output": type_name(self.output_type),
             "config": dict(self.config),
+            **({"on_failure": self.on_failure} if self.on_failure else {}),
+            **({"skippable": True} if self.skippable else {}),
         }
 
 
@@ -129,6 +136,8 @@ def step(
     post_hooks: Sequence[UserFn] = (),
     input: Any = ...,
     output: Any = ...,
+    on_failure: Literal["rollback", "ask"] | None = None,
+    skippable: bool = False,
 ) -> Callable[[UserFn], Step]: ...
 
 
@@ -146,6 +155,8 @@ def step(
     post_hooks: Sequence[UserFn] = (),
     input: Any = ...,
     output: Any = ...,
+    on_failure: Literal["rollback", "ask"] | None = None,
+    skippable: bool = False,
 ) -> Step | Callable[[UserFn], Step]:
     """Make a :class:`Step` from a function ``(ctx, value) -> output``.
 
@@ -167,6 +178,8 @@ def step(
             idempotent=idempotent,
             input_type=value_t if input is ... else input,
             output_type=return_t if output is ... else output,
+            on_failure=on_failure,
+            skippable=skippable,
         )
 
     return build(fn) if fn is not None else build

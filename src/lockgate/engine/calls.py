@@ -7,8 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from lockgate.core.codec import decode
 from lockgate.core.context import StepContext
 from lockgate.core.functions import arity, call
+from lockgate.core.step import Step
 from lockgate.errors import (
     StepError,
 )
@@ -35,3 +37,19 @@ def describe(exc: BaseException) -> str:
 Row = dict[str, Any]
 #: An event a checkpoint records: (step, status, attempt, message).
 EventRow = tuple[str | None, str, int | None, str | None]
+
+
+async def handle_error(
+    step: Step, ctx: StepContext, data: Any, exc: BaseException, logs: Any
+) -> tuple[Any, bool] | None:
+    """``(value, passthrough)`` when the step's error handler recovers, else ``None``."""
+    handler = step.on_error
+    if handler == "ignore":
+        return data, True
+    assert callable(handler)
+    try:
+        value = decode(step.input_type, data, "input")
+        return await call(handler, ctx, value, exc), False
+    except Exception as again:
+        logs.add(step.name, "error", f"error handler raised: {describe(again)}")
+        return None

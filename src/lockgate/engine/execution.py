@@ -12,13 +12,12 @@ from typing import Any
 
 from lockgate.core.codec import decode, encode, type_name
 from lockgate.core.context import StepContext, StepLogger
-from lockgate.core.functions import call
 from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.core.step import Step
-from lockgate.engine import parking, rollback
-from lockgate.engine.calls import EventRow, Row, describe, invoke
+from lockgate.engine import decisions, parking, rollback
+from lockgate.engine.calls import EventRow, Row, describe, handle_error, invoke
 from lockgate.engine.environment import Environment
 from lockgate.engine.logs import LogBudget, LogBuffer
 from lockgate.engine.running import RunningWrite
@@ -142,9 +141,18 @@ class RunExecution:
         for step in self.pipeline.steps:
             rec = self.steps[step.name]
             status = StepStatus(rec.status)
-            if status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+            if status is StepStatus.COMPLETED:
                 data = rec.output
                 continue
+            if status is StepStatus.SKIPPED:
+                continue  # skipped after a failure: the value flows on unchanged
+            if status is StepStatus.WAITING and rec.error is not None:
+                decided = await decisions.act_on_failure(self, step, rec)
+                if decided is None:
+                    return  # parked still, or rolling back
+                if decided == "skip":
+                    continue
+                status = StepStatus.FAILED  # retry: the next attempt starts below
             if self.cancel_requested:
                 await self._start_rollback(None, "cancelled")
                 return
@@ -323,7 +331,7 @@ class RunExecution:
         running: RunningWrite,
     ) -> tuple[Any] | None:
         if step.on_error is not None and not isinstance(exc, StepInterrupted):
-            recovered = await self._handle(step, ctx, data, exc)
+            recovered = await handle_error(step, ctx, data, exc, self.logs)
             if recovered is not None:
                 self.logs.add(step.name, "warning", f"error handled: {describe(exc)}")
                 running.extra.append((step.name, "ERROR_HANDLED", running.attempt, describe(exc)))
@@ -336,21 +344,6 @@ class RunExecution:
             return None
         await self._fail_step(step, running.attempt, exc, running, ctx.saved)
         return None
-
-    async def _handle(
-        self, step: Step, ctx: StepContext, data: Any, exc: BaseException
-    ) -> tuple[Any, bool] | None:
-        """``(value, passthrough)`` when the step's error handler recovers, else ``None``."""
-        handler = step.on_error
-        if handler == "ignore":
-            return data, True
-        assert callable(handler)
-        try:
-            value = decode(step.input_type, data, "input")
-            return await call(handler, ctx, value, exc), False
-        except Exception as again:
-            self.logs.add(step.name, "error", f"error handler raised: {describe(again)}")
-            return None
 
     async def _record_cancel(self, step: Step, ctx: StepContext, running: RunningWrite) -> None:
         error = StepCancelled(f"step {step.name!r} stopped: the run was cancelled")
@@ -386,6 +379,9 @@ class RunExecution:
         cp.errors.append(self._error_row(step.name, attempt, exc))
         if running is not None:
             self._measure(status, running.started)
+        if status is StepStatus.FAILED and self.pipeline.asks_on_failure(step):
+            await parking.ask_what_next(self, step, attempt, cp)
+            return
         await self._start_rollback(cp, f"step {step.name!r} failed: {message}")
 
     # -- rollback (engine/rollback.py) ---------------------------------------------------

@@ -67,6 +67,38 @@ async def park(
     await release_until(ex, cp, until, f"{step.name} waits {why}")
 
 
+#: What people may do with a step that failed for good (``skip`` only if it is skippable).
+FAILURE_ACTIONS = ("retry", "skip", "rollback")
+
+
+def failure_key(step: str, attempt: int) -> str:
+    """The key a failed step's request for a decision is stored under: one per failure."""
+    return f"{step}@{attempt}"
+
+
+async def ask_what_next(ex: RunExecution, step: Step, attempt: int, cp: Checkpoint) -> None:
+    """Park the run after ``step`` failed for good, asking people to retry it, skip it (if
+    it may be skipped) or roll back; ``cp`` already records the failure. No worker holds
+    the run while it waits."""
+    choices = [a for a in FAILURE_ACTIONS if a != "skip" or step.skippable]
+    error = cp.step_values.get("error") or "failed"
+    request = {
+        "kind": "failure",
+        "message": f"step {step.name!r} failed: {error}",
+        "choices": choices,
+        "required": 1,
+        "approvers": {"roles": ["operator"], "users": []},
+        "allow_self_approval": True,
+    }
+    cp.approval = {"request": request, "requested_by": ex.run.requested_by, "expires_at": None}
+    cp.approval_key = failure_key(step.name, attempt)
+    cp.step_values = {**cp.step_values, "status": StepStatus.WAITING.value, "wait_until": None}
+    why = f"waiting for a decision: {', '.join(choices)}"
+    cp.events.append((step.name, StepStatus.WAITING, attempt, why))
+    ex.logs.add(step.name, "warning", f"failed for good; {why}")
+    await release_until(ex, cp, None, f"{step.name} failed; {why}")
+
+
 async def release_until(ex: RunExecution, cp: Checkpoint, until: float | None, why: str) -> None:
     """Commit ``cp`` with the run WAITING until ``until`` and its lease given up."""
     ex.status = RunStatus.WAITING

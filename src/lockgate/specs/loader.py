@@ -112,6 +112,7 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
             namespace=spec.namespace,
             description=spec.description,
             hooks=hooks,
+            on_failure=spec.on_failure,
         )
     except DefinitionError as exc:
         raise SpecError([Problem(str(path), 1, 1, exc.message)]) from exc
@@ -197,6 +198,8 @@ def build_step(
         execute=_executor(kind, raw_config, name, parent, Path(problems.file).parent),
         rollback_fn=rollback.execute if rollback is not None else None,
         on_error="ignore" if common.on_error == "ignore" else None,
+        on_failure=common.on_failure,
+        skippable=common.skippable,
         retry=common.retry.policy() if common.retry else Retry(),
         timeout=common.timeout,
         idempotent=kind.idempotent if common.idempotent is None else common.idempotent,

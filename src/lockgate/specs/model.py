@@ -52,6 +52,11 @@ class StepCommon(BaseModel):
     timeout: float | None = Field(None, gt=0, description="Seconds before the step is stopped.")
     retry: RetrySpec | None = None
     on_error: Literal["fail", "ignore"] = "fail"
+    on_failure: Literal["rollback", "ask"] | None = Field(
+        None,
+        description="Failed for good: roll back at once, or ask to retry, skip or roll back.",
+    )
+    skippable: bool = Field(False, description="May a person skip it after it failed?")
     idempotent: bool | None = None
     rollback: dict[str, Any] | None = Field(None, description="Another step, of any kind.")
 
@@ -77,6 +82,9 @@ class PipelineSpec(Strict):
     name: str = Field(pattern=NAME)
     namespace: str = Field("default", pattern=NAME)
     description: str = ""
+    on_failure: Literal["rollback", "ask"] = Field(
+        "rollback", description="What a failed step does unless it says: rollback or ask."
+    )
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     steps: list[Any] = Field(min_length=1, max_length=MAX_STEPS)
     hooks: dict[

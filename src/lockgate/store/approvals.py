@@ -142,6 +142,8 @@ class Decide:
         return DecisionResult(DecisionRecord(id=int(new_id), **row), outcome is not None, outcome)
 
     def _outcome(self, tx: WriteTx, required: int) -> str | None:
+        if self.decision in ("retry", "skip", "rollback"):
+            return self.decision  # a failed step's fate: the first decision settles it
         if self.decision == "reject":
             return REJECTED
         d = s.decisions.c

@@ -32,6 +32,8 @@ class Checkpoint:
     logs: list[dict[str, Any]] = field(default_factory=list)
     #: An approval step's rendered request, stored once as the step parks for decisions.
     approval: dict[str, Any] | None = None
+    #: The key the request is stored under (default: the step's name).
+    approval_key: str | None = None
 
     def apply(self, tx: WriteTx) -> None:
         """Write it all, or raise :class:`StaleLease` having written nothing."""
@@ -50,7 +52,12 @@ class Checkpoint:
         if self.approval is not None and self.step is not None:
             tx.conn.execute(
                 tx.insert(s.approvals)
-                .values(run_id=self.run_id, step=self.step, opened_at=tx.now, **self.approval)
+                .values(
+                    run_id=self.run_id,
+                    step=self.approval_key or self.step,
+                    opened_at=tx.now,
+                    **self.approval,
+                )
                 .on_conflict_do_nothing(index_elements=["run_id", "step"])
             )
 

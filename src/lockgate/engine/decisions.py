@@ -1,0 +1,47 @@
+"""Guided failure: a step that failed for good waits for people to retry it, skip it or roll
+the run back; when the run wakes, this acts on what they decided."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from lockgate.core.statuses import StepStatus
+from lockgate.core.step import Step
+from lockgate.engine import parking
+from lockgate.errors import StepError
+from lockgate.records import StepRecord
+
+if TYPE_CHECKING:
+    from lockgate.engine.execution import RunExecution
+
+
+async def act_on_failure(ex: RunExecution, step: Step, rec: StepRecord) -> str | None:
+    """``"retry"`` (run the step again: a new attempt) or ``"skip"`` (go on without it;
+    recorded here), or ``None`` when the run parked again (nothing decided yet) or rolls
+    back (decided so)."""
+    key = parking.failure_key(step.name, rec.attempt)
+    request = await asyncio.to_thread(ex.env.store.get_approval, ex.run.id, key)
+    outcome = request.outcome if request is not None else None
+    who = request.settled_by if request is not None else None
+    if outcome is None:  # woken with nothing decided (a restart, say): wait on
+        cp = ex._checkpoint(step.name)
+        await parking.release_until(ex, cp, None, f"{step.name} failed; still waiting")
+        return None
+    if outcome == "rollback":
+        ex.cause = StepError(rec.error or f"step {step.name!r} failed")
+        cp = ex._checkpoint(step.name)
+        cp.step_values = {"status": StepStatus.FAILED.value}
+        cp.events.append((step.name, StepStatus.FAILED, rec.attempt, f"roll back, by {who}"))
+        await ex._start_rollback(cp, f"step {step.name!r} failed: {rec.error}")
+        return None
+    if outcome == "skip":
+        cp = ex._checkpoint(step.name)
+        cp.step_values = {"status": StepStatus.SKIPPED.value, "output": None}
+        cp.events.append((step.name, StepStatus.SKIPPED, rec.attempt, f"skipped, by {who}"))
+        ex.logs.add(step.name, "warning", f"skipped after it failed, by {who}")
+        await ex._commit(cp)
+        ex._remember(step.name, cp.step_values)
+        return "skip"
+    ex.logs.add(step.name, "info", f"retried after it failed, by {who}")
+    return "retry"

@@ -1,0 +1,182 @@
+"""Guided failure: a step that failed for good waits for people to retry it, skip it or roll
+the run back, holding no worker; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from lockgate import (
+    App,
+    InvalidState,
+    ParamsError,
+    Pipeline,
+    RunStatus,
+    StepContext,
+    step,
+)
+from lockgate.errors import Forbidden
+from lockgate.specs import load_file
+
+UNDONE: list[str] = []
+
+
+@step
+def prepare(ctx: StepContext) -> dict[str, int]:
+    return {"n": 1}
+
+
+@prepare.rollback
+def unprepare(ctx: StepContext, value: dict[str, int]) -> None:
+    UNDONE.append(ctx.run_id)
+
+
+@step(on_failure="ask", skippable=True)
+def flaky(ctx: StepContext, value: dict[str, int]) -> dict[str, int]:
+    if ctx.attempt == 1:
+        raise RuntimeError("the registry timed out")
+    return {"n": value["n"] + 1}
+
+
+@step
+def finish(ctx: StepContext, value: dict[str, int]) -> dict[str, int]:
+    return {"n": value["n"] * 10}
+
+
+@step
+def stubborn(ctx: StepContext) -> None:
+    raise RuntimeError("always")
+
+
+GUIDED = Pipeline("guided", [prepare, flaky, finish])
+ASKS = Pipeline("asks", [prepare, stubborn], on_failure="ask")
+
+
+async def waiting_for_decision(app: App, worker: object, run_id: str) -> None:
+    worker.wake()  # type: ignore[attr-defined]
+    for _ in range(300):
+        found = app.approval(run_id)
+        if found is not None and found.approval.request.get("kind") == "failure":
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"run {run_id} is {app.run_record(run_id).status}, not asking")
+
+
+async def finished(app: App, worker: object, run_id: str) -> RunStatus:
+    worker.wake()  # type: ignore[attr-defined]
+    return RunStatus((await app.wait(run_id, timeout=10)).status)
+
+
+async def test_retry_runs_the_step_again_and_the_run_goes_on(app: App, worker: object) -> None:
+    """The failed step parks the run (no lease held) asking retry, skip or rollback; a
+    retry is a new attempt, and the run succeeds."""
+    app.register(GUIDED)
+    run = app.start_run("guided")
+    await waiting_for_decision(app, worker, run.id)
+    parked = app.run_record(run.id)
+    assert (parked.status, parked.lease_owner) == ("WAITING", None)
+    pending = app.approval(run.id)
+    assert pending is not None
+    assert pending.approval.request["choices"] == ["retry", "skip", "rollback"]
+    assert "the registry timed out" in pending.approval.request["message"]
+    result = app.resolve(run.id, "retry", by="olga", roles=["operator"], comment="flake")
+    assert result.settled and result.outcome == "retry"
+    assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
+    view = app.get_run(run.id)
+    assert view.steps[-1].output == {"n": 20}
+    assert [(a.step, a.attempt, a.outcome) for a in view.attempts if a.step == "flaky"] == [
+        ("flaky", 1, "failed"),
+        ("flaky", 2, "completed"),
+    ]
+
+
+async def test_skip_goes_on_without_the_step(app: App, worker: object) -> None:
+    """A skippable step is skipped: its output is absent and the value flows on."""
+    app.register(GUIDED)
+    run = app.start_run("guided")
+    await waiting_for_decision(app, worker, run.id)
+    app.resolve(run.id, "skip", by="olga", roles=["operator"])
+    assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
+    steps = {s.name: s for s in app.get_run(run.id).steps}
+    assert steps["flaky"].status == "SKIPPED" and steps["flaky"].output is None
+    assert steps["finish"].output == {"n": 10}
+
+
+async def test_rollback_rolls_the_run_back(app: App, worker: object) -> None:
+    """Rollback: the completed steps are undone, with the failure as the cause; a step
+    that is not skippable cannot be skipped."""
+    app.register(ASKS)
+    run = app.start_run("asks")
+    await waiting_for_decision(app, worker, run.id)
+    with pytest.raises(ParamsError, match="action: one of retry, rollback"):
+        app.resolve(run.id, "skip", by="olga", roles=["operator"])
+    app.resolve(run.id, "rollback", by="olga", roles=["operator"])
+    assert await finished(app, worker, run.id) is RunStatus.ROLLED_BACK
+    assert run.id in UNDONE
+    assert "always" in (app.run_record(run.id).error or "")
+
+
+async def test_concurrent_decisions_one_wins_the_rest_are_refused(app: App, worker: object) -> None:
+    """Eight people decide at once: exactly one decision settles the step; the others are
+    refused (409) naming what was decided and by whom."""
+    app.register(GUIDED)
+    run = app.start_run("guided")
+    await waiting_for_decision(app, worker, run.id)
+    outcomes: list[object] = []
+    gate = threading.Barrier(8)
+
+    def decide(n: int) -> None:
+        gate.wait()
+        try:
+            outcomes.append(app.resolve(run.id, "retry", by=f"p{n}", roles=["operator"]))
+        except InvalidState as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=decide, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    settled = [o for o in outcomes if not isinstance(o, InvalidState)]
+    refused = [o for o in outcomes if isinstance(o, InvalidState)]
+    assert len(settled) == 1 and len(refused) == 7
+    assert all(r.details["outcome"] == "retry" for r in refused)  # type: ignore[index]
+    assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
+
+
+async def test_wrong_decisions_are_refused(app: App, worker: object) -> None:
+    """An approval decision on a failed step, a resolution of a run that asks for none, a
+    viewer's resolution: each refused with a clear error."""
+    app.register(GUIDED)
+    run = app.start_run("guided")
+    await waiting_for_decision(app, worker, run.id)
+    with pytest.raises(InvalidState, match="resolve it"):
+        app.decide(run.id, "approve", by="ann", roles=["approver"])
+    with pytest.raises(Forbidden):
+        app.resolve(run.id, "retry", by="vic", roles=["viewer"])
+    app.resolve(run.id, "retry", by="olga", roles=["operator"])
+    assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
+    with pytest.raises(InvalidState, match=r"settled already \(retry by olga\)"):
+        app.resolve(run.id, "retry", by="olga", roles=["operator"])
+    app.register(Pipeline("plain", [prepare]))
+    plain = app.start_run("plain")
+    assert await finished(app, worker, plain.id) is RunStatus.SUCCEEDED
+    with pytest.raises(InvalidState, match="no failed step of it waits"):
+        app.resolve(plain.id, "retry", by="olga", roles=["operator"])
+
+
+def test_a_pipeline_file_asks_on_failure(tmp_path: Path) -> None:
+    """``on_failure: ask`` on a pipeline and ``skippable`` on a step, in a file."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: p\non_failure: ask\nsteps:\n"
+        "  - {name: a, kind: shell, argv: ['false'], skippable: true}\n"
+        "  - {name: b, kind: shell, argv: ['true'], on_failure: rollback}\n"
+    )
+    pipeline = load_file(path)
+    assert pipeline.asks_on_failure(pipeline.steps[0])
+    assert not pipeline.asks_on_failure(pipeline.steps[1])
+    assert pipeline.steps[0].skippable
