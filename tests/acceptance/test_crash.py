@@ -127,3 +127,39 @@ def test_sigterm_finishes_in_flight_work_and_exits_zero(db_url: str, tmp_path: P
         assert app.get_run(run_id).run.status == RunStatus.SUCCEEDED
     finally:
         app.close()
+
+
+def test_sigkill_while_parked_for_a_decision_and_while_acting_on_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A failed step waits for a decision; its worker is killed while the run is parked,
+    the retry is decided with no worker up, the next worker is killed while the retried
+    attempt runs, and a third finishes the run: nothing lost, prepare and finish once."""
+    ledger_file = tmp_path / "ledger.txt"
+    env = {"LOCKGATE_LEDGER": str(ledger_file), "LOCKGATE_SLOW_SECONDS": "2"}
+    app = make_app(db_url)
+    run = app.start_run("asking")
+    first = start_worker(db_url, env)
+    deadline = time.monotonic() + 30
+    while app.approval(run.id) is None:
+        assert time.monotonic() < deadline, app.get_run(run.id).run.status
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert app.get_run(run.id).run.status == "WAITING"
+    app.resolve(run.id, "retry", by="olga", roles=["operator"])
+    second = start_worker(db_url, env)
+    wait_for_line(ledger_file, f"{run.id} wobbly 2")
+    second.send_signal(signal.SIGKILL)
+    second.wait(10)
+    third = start_worker(db_url, env)
+    try:
+        assert wait_finished(app, run.id) == "SUCCEEDED"
+    finally:
+        third.terminate()
+        third.wait(20)
+    done = Counter(line.split()[1] for line in ledger_file.read_text().splitlines())
+    assert done["prepare"] == 1 and done["finish"] == 1
+    assert done["wobbly"] == 3  # the failure, the killed retry, the one that finished
+    assert app.get_run(run.id).steps[1].output["wobbly"] == 3
+    app.close()

@@ -77,3 +77,16 @@ def broken(ctx: StepContext) -> None:
 
 
 failing = Pipeline("failing", [prepare, broken])
+
+
+@step(on_failure="ask")
+def wobbly(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
+    """Fails its first attempt (and asks what next); a later one is slow, then succeeds."""
+    ledger(ctx)
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    time.sleep(float(os.environ.get("LOCKGATE_SLOW_SECONDS", "1.5")))
+    return {**v, "wobbly": ctx.attempt}
+
+
+asking = Pipeline("asking", [prepare, wobbly, finish])
