@@ -302,6 +302,28 @@ def test_a_failed_run_shows_its_cause_and_rollback(
     shot(page, "run-rolled-back")
 
 
+def test_a_failed_step_that_asks_is_retried_from_its_page(
+    context: BrowserContext, console: Console
+) -> None:
+    """A step with on_failure: ask fails and waits; the run page offers retry, skip and
+    roll back to an operator; a retry lets the run succeed."""
+    run_id = start_run(console, "wobbly", {}, "olga")
+    page = sign_in(context, console, "olga")
+    page.goto(f"{console.base}/runs/{run_id}")
+    for _ in range(100):
+        if page.locator("#approval-h").count():
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    expect(page.locator("#approval-h")).to_have_text("Failed, waiting for a decision")
+    expect(page.locator(".approval")).to_contain_text("the registry timed out")
+    expect(page.locator("button", has_text="Skip it")).to_be_visible()
+    shot(page, "run-asks")
+    page.click("button:has-text('Retry the step')")
+    expect(page.locator(".note")).to_contain_text("decided: retry")
+    expect(page.locator("[data-run-status]")).to_contain_text("SUCCEEDED", timeout=15_000)
+
+
 def test_a_webhook_delivery_is_shown_and_redelivered(
     context: BrowserContext, console: Console
 ) -> None:

@@ -39,3 +39,13 @@ def explode(ctx: StepContext) -> None:
 
 chatty = Pipeline("chatty", [talk], params=Lines)
 breaks = Pipeline("breaks", [prepare, explode])
+
+
+@step(on_failure="ask", skippable=True)
+def wobble(ctx: StepContext) -> str:
+    if ctx.attempt == 1:
+        raise RuntimeError("the registry timed out")
+    return f"attempt {ctx.attempt} worked"
+
+
+wobbly = Pipeline("wobbly", [wobble])
