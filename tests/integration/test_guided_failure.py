@@ -11,6 +11,7 @@ import pytest
 
 from lockgate import (
     App,
+    DefinitionError,
     InvalidState,
     ParamsError,
     Pipeline,
@@ -168,11 +169,31 @@ async def test_wrong_decisions_are_refused(app: App, worker: object) -> None:
         app.resolve(plain.id, "retry", by="olga", roles=["operator"])
 
 
+async def test_an_unanswered_failure_gets_its_timeout_outcome(app: App, worker: object) -> None:
+    """No decision within decision_timeout: the configured outcome (here a retry) is done,
+    settled by the timeout."""
+    app.register(
+        Pipeline(
+            "patient",
+            [prepare, flaky, finish],
+            decision_timeout=0.5,
+            on_decision_timeout="retry",
+        )
+    )
+    run = app.start_run("patient")
+    await waiting_for_decision(app, worker, run.id)
+    assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
+    settled = app.store.get_approval(run.id, "flaky@1")
+    assert settled is not None and (settled.outcome, settled.settled_by) == ("retry", "timeout")
+    with pytest.raises(DefinitionError, match="on_decision_timeout 'later'"):
+        Pipeline("p", [prepare], on_decision_timeout="later")
+
+
 def test_a_pipeline_file_asks_on_failure(tmp_path: Path) -> None:
     """``on_failure: ask`` on a pipeline and ``skippable`` on a step, in a file."""
     path = tmp_path / "p.yaml"
     path.write_text(
-        "name: p\non_failure: ask\nsteps:\n"
+        "name: p\non_failure: ask\ndecision_timeout: 60\non_decision_timeout: retry\nsteps:\n"
         "  - {name: a, kind: shell, argv: ['false'], skippable: true}\n"
         "  - {name: b, kind: shell, argv: ['true'], on_failure: rollback}\n"
     )
@@ -180,3 +201,4 @@ def test_a_pipeline_file_asks_on_failure(tmp_path: Path) -> None:
     assert pipeline.asks_on_failure(pipeline.steps[0])
     assert not pipeline.asks_on_failure(pipeline.steps[1])
     assert pipeline.steps[0].skippable
+    assert (pipeline.decision_timeout, pipeline.on_decision_timeout) == (60, "retry")

@@ -42,9 +42,13 @@ class Pipeline:
         description: str = "",
         hooks: Iterable[tuple[HookPoint | str, LifecycleHook]] = (),
         on_failure: str = "rollback",
+        decision_timeout: float | None = None,
+        on_decision_timeout: str = "rollback",
     ) -> None:
         """``on_failure``: what a step that failed for good does unless it says otherwise:
-        ``"rollback"`` the run at once, or ``"ask"`` people to retry, skip or roll back."""
+        ``"rollback"`` the run at once, or ``"ask"`` people to retry, skip or roll back;
+        unanswered for ``decision_timeout`` seconds, ``on_decision_timeout`` is done
+        (``rollback``, ``retry`` or ``skip``; skip only for a skippable step)."""
         for label, value in (("pipeline name", name), ("namespace", namespace)):
             if not isinstance(value, str) or not _NAME.fullmatch(value):
                 raise DefinitionError(
@@ -53,7 +57,15 @@ class Pipeline:
                 )
         if on_failure not in ("rollback", "ask"):
             raise DefinitionError(f"on_failure {on_failure!r}: rollback or ask")
+        if on_decision_timeout not in ("rollback", "retry", "skip"):
+            raise DefinitionError(
+                f"on_decision_timeout {on_decision_timeout!r}: rollback, retry or skip"
+            )
+        if decision_timeout is not None and decision_timeout <= 0:
+            raise DefinitionError("decision_timeout: seconds, more than 0")
         self.on_failure = on_failure
+        self.decision_timeout = decision_timeout
+        self.on_decision_timeout = on_decision_timeout
         self.name = name
         self.namespace = namespace
         self.description = description
@@ -138,6 +150,11 @@ class Pipeline:
             "steps": [s.describe() for s in self.steps],
             "hooks": [[p.value, fingerprint(h)] for p, h in self.hooks.items()],
             **({"on_failure": self.on_failure} if self.on_failure != "rollback" else {}),
+            **(
+                {"decision_timeout": self.decision_timeout, "on_timeout": self.on_decision_timeout}
+                if self.decision_timeout is not None
+                else {}
+            ),
         }
 
     def _hash(self) -> str:

@@ -4,6 +4,7 @@ the run back; when the run wakes, this acts on what they decided."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from lockgate.core.statuses import StepStatus
@@ -11,6 +12,7 @@ from lockgate.core.step import Step
 from lockgate.engine import parking
 from lockgate.errors import StepError
 from lockgate.records import StepRecord
+from lockgate.store.approvals import ExpireApproval
 
 if TYPE_CHECKING:
     from lockgate.engine.execution import RunExecution
@@ -23,11 +25,18 @@ async def act_on_failure(ex: RunExecution, step: Step, rec: StepRecord) -> str |
     key = parking.failure_key(step.name, rec.attempt)
     request = await asyncio.to_thread(ex.env.store.get_approval, ex.run.id, key)
     outcome = request.outcome if request is not None else None
-    who = request.settled_by if request is not None else None
-    if outcome is None:  # woken with nothing decided (a restart, say): wait on
-        cp = ex._checkpoint(step.name)
-        await parking.release_until(ex, cp, None, f"{step.name} failed; still waiting")
-        return None
+    if request is not None and outcome is None:
+        expires = request.expires_at
+        if expires is None or time.time() < expires:  # woken early (a restart): wait on
+            cp = ex._checkpoint(step.name)
+            await parking.release_until(ex, cp, expires, f"{step.name} failed; still waiting")
+            return None
+        timed_out = str(request.request.get("timeout_outcome") or "rollback")
+        request = await ex.env.committer.apply(ExpireApproval(ex.run.id, key, timed_out))
+        outcome = request.outcome  # the timeout's, unless a decision came first
+    who = request.settled_by if request is not None else "lockgate"
+    if outcome is None:  # no request stored (a run from before guided failure): roll back
+        outcome = "rollback"
     if outcome == "rollback":
         ex.cause = StepError(rec.error or f"step {step.name!r} failed")
         cp = ex._checkpoint(step.name)

@@ -82,6 +82,11 @@ async def ask_what_next(ex: RunExecution, step: Step, attempt: int, cp: Checkpoi
     the run while it waits."""
     choices = [a for a in FAILURE_ACTIONS if a != "skip" or step.skippable]
     error = cp.step_values.get("error") or "failed"
+    timeout = ex.pipeline.decision_timeout
+    expires_at = time.time() + timeout if timeout is not None else None
+    on_timeout = ex.pipeline.on_decision_timeout
+    if on_timeout not in choices:
+        on_timeout = "rollback"
     request = {
         "kind": "failure",
         "message": f"step {step.name!r} failed: {error}",
@@ -89,14 +94,23 @@ async def ask_what_next(ex: RunExecution, step: Step, attempt: int, cp: Checkpoi
         "required": 1,
         "approvers": {"roles": ["operator"], "users": []},
         "allow_self_approval": True,
+        "timeout_outcome": on_timeout,
     }
-    cp.approval = {"request": request, "requested_by": ex.run.requested_by, "expires_at": None}
+    cp.approval = {
+        "request": request,
+        "requested_by": ex.run.requested_by,
+        "expires_at": expires_at,
+    }
     cp.approval_key = failure_key(step.name, attempt)
-    cp.step_values = {**cp.step_values, "status": StepStatus.WAITING.value, "wait_until": None}
+    cp.step_values = {
+        **cp.step_values,
+        "status": StepStatus.WAITING.value,
+        "wait_until": expires_at,
+    }
     why = f"waiting for a decision: {', '.join(choices)}"
     cp.events.append((step.name, StepStatus.WAITING, attempt, why))
     ex.logs.add(step.name, "warning", f"failed for good; {why}")
-    await release_until(ex, cp, None, f"{step.name} failed; {why}")
+    await release_until(ex, cp, expires_at, f"{step.name} failed; {why}")
 
 
 async def release_until(ex: RunExecution, cp: Checkpoint, until: float | None, why: str) -> None:

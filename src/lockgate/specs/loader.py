@@ -113,6 +113,8 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
             description=spec.description,
             hooks=hooks,
             on_failure=spec.on_failure,
+            decision_timeout=spec.decision_timeout,
+            on_decision_timeout=spec.on_decision_timeout,
         )
     except DefinitionError as exc:
         raise SpecError([Problem(str(path), 1, 1, exc.message)]) from exc

@@ -85,6 +85,12 @@ class PipelineSpec(Strict):
     on_failure: Literal["rollback", "ask"] = Field(
         "rollback", description="What a failed step does unless it says: rollback or ask."
     )
+    decision_timeout: float | None = Field(
+        None, gt=0, description="Seconds a failed step that asks waits for a decision."
+    )
+    on_decision_timeout: Literal["rollback", "retry", "skip"] = Field(
+        "rollback", description="What is done when no one decided in time."
+    )
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     steps: list[Any] = Field(min_length=1, max_length=MAX_STEPS)
     hooks: dict[
