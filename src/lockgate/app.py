@@ -151,19 +151,22 @@ class App:
         noop: bool = False,
         idempotency_key: str | None = None,
         actor: str | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """Start a run of the current version of ``name``; refused with every param problem.
 
         With ``idempotency_key``, starting twice returns the first run. With ``actor`` the
-        start is audited in the same transaction.
+        start is audited in the same transaction. ``context`` gives the run's context bag
+        (``ctx.context``) its first values.
         """
-        op = self.prepare_run(
+        op = self.launcher.prepare_run(
             name,
             params,
             namespace=namespace,
             requested_by=requested_by,
             noop=noop,
             idempotency_key=idempotency_key,
+            context=context,
         )
         write: Op[tuple[RunRecord, bool]] = op
         if actor is not None:

@@ -38,8 +38,9 @@ class Client(Protocol):
         noop: bool = False,
         idempotency_key: str | None = None,
         actor: str | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> RunRecord:
-        """Start a run."""
+        """Start a run (``context``: the first values of its context bag)."""
 
     def get_run(self, run_id: str) -> RunView:
         """A run with its steps, their attempts, and its errors."""

@@ -83,11 +83,14 @@ class RestClient:
         noop: bool = False,
         idempotency_key: str | None = None,
         actor: str | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """Start a run (``requested_by`` and ``actor`` are the token's subject, whatever is
         passed: the server audits it)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"pipeline": name, "params": params or {}, "namespace": namespace, "dry_run": noop}
+        if context is not None:
+            body["context"] = dict(context)
         return RunRecord(**self._call("POST", "/runs", json=body, headers=headers))
 
     def get_run(self, run_id: str) -> RunView:

@@ -35,11 +35,15 @@ def ledger(tmp_path: Path) -> dict[str, str]:
 def test_run_wait_prints_the_finished_run_as_json(db_url: str, ledger: dict[str, str]) -> None:
     """``run --wait -o json`` runs the pipeline here and prints the final run; exit 0."""
     out = lockgate(
-        db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", "-o", "json", env=ledger
+        db_url,
+        *("run", "crashy", "--pipelines", PIPELINES, "--wait", "-o", "json"),
+        *("--context", "ticket=CHG-1"),
+        env=ledger,
     )
     assert out.returncode == 0, out.stderr
     run = json.loads(out.stdout)
     assert run["status"] == "SUCCEEDED"
+    assert run["context"]["ticket"] == "CHG-1"  # --context: the bag's first values
     assert run["steps"][-1]["output"] == {"prepared": 1, "slow": 1, "finished": 1}
     listed = lockgate(db_url, "runs", "list", "-o", "json")
     assert [r["id"] for r in json.loads(listed.stdout)] == [run["id"]]

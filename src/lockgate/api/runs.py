@@ -36,6 +36,9 @@ class StartRun(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     namespace: str = Field("default", max_length=200)
     dry_run: bool = False
+    context: dict[str, Any] | None = Field(
+        None, description="The first values of the run's context bag (ctx.context)."
+    )
 
 
 @router.post("/runs", status_code=201, summary="Start a run (a service request)")
@@ -56,6 +59,7 @@ def start_run(
         noop=body.dry_run,
         idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
         actor=caller.name,
+        context=body.context,
     )
     return run.to_dict()
 

@@ -287,6 +287,10 @@ def run(
         typer.Option("--param", "-p", help="key=value; the value is parsed as JSON if it is JSON."),
     ] = None,
     params_file: Annotated[Path | None, typer.Option(help="JSON object of params.")] = None,
+    context: Annotated[
+        list[str] | None,
+        typer.Option(help="key=value: a first value of the run's context bag (repeatable)."),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Show progress until the run ends.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Plan only: steps see ctx.noop.")] = False,
     idempotency_key: Annotated[str | None, typer.Option(help="Start at most once per key.")] = None,
@@ -308,8 +312,15 @@ def run(
     else:  # the pipeline must be registered in the database (by a server or worker)
         lg = state.client() if state.url else state.app()
     me = whoami()
+    bag = parse_params(context, None) if context else None
     record = lg.start_run(
-        name, params, noop=dry_run, idempotency_key=idempotency_key, requested_by=me, actor=me
+        name,
+        params,
+        noop=dry_run,
+        idempotency_key=idempotency_key,
+        requested_by=me,
+        actor=me,
+        context=bag,
     )
     if not wait and not local:
         if output is Output.json:

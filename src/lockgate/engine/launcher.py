@@ -7,6 +7,7 @@ Everything that starts runs (App for people and REST, triggers, channels) goes t
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -69,6 +70,7 @@ class Launcher:
         idempotency_key: str | None = None,
         version: str | None = None,
         rerun_of: str | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> CreateRun:
         """The checked write that starts a run, to apply alone or inside another write: of
         the pipeline's current version, or of ``version`` (a re-run of an older run)."""
@@ -91,6 +93,7 @@ class Launcher:
             claim_for=local.id if local is not None else None,
             lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
             rerun_of=rerun_of,
+            context=_checked_context(context),
         )
 
     def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
@@ -178,6 +181,18 @@ class Launcher:
             if problems:
                 raise ParamsError(problems)
         return latest.version, [s["name"] for s in latest.definition["steps"]], params
+
+
+def _checked_context(context: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A run's first context values: a JSON object with text keys."""
+    if context is None:
+        return None
+    if not isinstance(context, Mapping) or not all(isinstance(k, str) for k in context):
+        raise ParamsError(["context: an object of named values"])
+    try:
+        return dict(json.loads(json.dumps(dict(context))))
+    except (TypeError, ValueError) as exc:
+        raise ParamsError([f"context: not JSON: {exc}"]) from exc
 
 
 def split_name(name: str, namespace: str) -> tuple[str, str]:

@@ -46,6 +46,8 @@ class CreateRun:
     lease_seconds: float = 30.0
     #: The run this one runs again.
     rerun_of: str | None = None
+    #: The first values of the run's context bag (``ctx.context``).
+    context: dict[str, Any] | None = None
 
     def apply(self, tx: WriteTx) -> tuple[RunRecord, bool]:
         """Returns ``(run, created)``; an existing key returns the original run."""
@@ -60,7 +62,7 @@ class CreateRun:
             version=self.version,
             status=RunStatus.PENDING.value,
             params=self.params,
-            context={},
+            context=dict(self.context or {}),
             noop=self.noop,
             requested_by=self.requested_by,
             idempotency_key=self.idempotency_key,
@@ -92,7 +94,7 @@ def create_runs(tx: WriteTx, creates: Sequence[CreateRun]) -> list[tuple[RunReco
             "version": r.version,
             "status": r.status,
             "params": json_text(r.params),
-            "context": "{}",
+            "context": json_text(r.context),
             "noop": r.noop,
             "requested_by": r.requested_by,
             "idempotency_key": r.idempotency_key,
