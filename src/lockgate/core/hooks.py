@@ -59,6 +59,29 @@ class HookEvent:
 LifecycleHook = Callable[[HookEvent], Any]
 
 
+#: Points that belong to one step (a hook there may be given for one named step only).
+STEP_POINTS = frozenset({HookPoint.STEP_STARTED, HookPoint.STEP_COMPLETED, HookPoint.STEP_FAILED})
+
+
+class StepHook:
+    """A lifecycle hook called only at the points of one named step."""
+
+    def __init__(self, step: str, hook: LifecycleHook) -> None:
+        from lockgate.core.functions import fingerprint
+
+        if not callable(hook):
+            raise DefinitionError(f"hook for step {step!r} must be callable")
+        self.step = step
+        self.hook = hook
+        # The version hash sees the hook's own fingerprint and the step it is for.
+        self.__qualname__ = f"{fingerprint(hook)}[step={step}]"
+
+    def __call__(self, event: HookEvent) -> Any:
+        if event.step == self.step:
+            return self.hook(event)
+        return None
+
+
 class HookChain:
     """Hooks called in registration order at each point; each sees the bag the last left."""
 

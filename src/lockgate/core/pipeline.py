@@ -10,7 +10,7 @@ from typing import Any
 
 from lockgate.core.codec import check_serialisable, json_schema, type_name
 from lockgate.core.functions import fingerprint
-from lockgate.core.hooks import HookChain, HookPoint, LifecycleHook
+from lockgate.core.hooks import STEP_POINTS, HookChain, HookPoint, LifecycleHook, StepHook
 from lockgate.core.step import Step
 from lockgate.errors import DefinitionError
 
@@ -80,15 +80,30 @@ class Pipeline:
         """``namespace/name``."""
         return f"{self.namespace}/{self.name}"
 
-    def hook(self, point: HookPoint | str) -> Callable[[LifecycleHook], LifecycleHook]:
-        """Decorator: register a lifecycle hook at ``point`` (changes the version)."""
+    def hook(
+        self, point: HookPoint | str, *, step: str | None = None
+    ) -> Callable[[LifecycleHook], LifecycleHook]:
+        """Decorator: register a lifecycle hook at ``point`` (changes the version); with
+        ``step``, it is called for that step only (``step_started``, ``step_completed``,
+        ``step_failed``)."""
 
         def register(fn: LifecycleHook) -> LifecycleHook:
-            self.hooks.add(point, fn)
+            self.hooks.add(point, self.for_step(point, step, fn) if step is not None else fn)
             self.version = self._hash()
             return fn
 
         return register
+
+    def for_step(self, point: HookPoint | str, step: str, hook: LifecycleHook) -> StepHook:
+        """``hook`` at ``point`` for step ``step`` only; refused for a run-level point or a
+        step the pipeline does not have."""
+        where = f"pipeline {self.key!r}"
+        if HookPoint(point) not in STEP_POINTS:
+            points = ", ".join(sorted(p.value for p in STEP_POINTS))
+            raise DefinitionError(f"{where}: a hook for one step goes at {points}, not {point}")
+        if step not in {s.name for s in self.steps}:
+            raise DefinitionError(f"{where}: a hook for step {step!r}, which it does not have")
+        return StepHook(step, hook)
 
     def asks_on_failure(self, step: Step) -> bool:
         """Whether ``step``, once failed for good, waits for people to decide."""

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from lockgate.core.context import StepContext
-from lockgate.core.hooks import HookEvent, LifecycleHook
+from lockgate.core.hooks import STEP_POINTS, HookEvent, LifecycleHook, StepHook
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.retry import Retry
 from lockgate.core.step import Step
@@ -101,7 +101,16 @@ def load_file(path: Path, *, secret_names: Callable[[str], bool] = lambda _: Tru
         for i, raw in enumerate(entries if isinstance(entries, list) else []):
             hook = _hook(raw, ("hooks", point, i), point, params, names, problems, secret_names)
             if hook is not None:
-                hooks.append((point, hook))
+                only = raw.get("step") if isinstance(raw, dict) else None
+                if isinstance(only, str) and only not in names:
+                    problems.add(("hooks", point, i, "step"), f"no step is called {only!r}")
+                elif isinstance(only, str) and point not in STEP_POINTS:
+                    where = ", ".join(sorted(STEP_POINTS))
+                    problems.add(
+                        ("hooks", point, i, "step"), f"a hook for one step goes at {where}"
+                    )
+                else:
+                    hooks.append((point, StepHook(only, hook) if isinstance(only, str) else hook))
     if problems.problems or spec is None:
         raise SpecError(problems.problems)
     try:

@@ -74,6 +74,9 @@ class HookCommon(BaseModel):
 
     kind: Literal["api", "python", "shell"]
     description: str = ""
+    step: str | None = Field(
+        None, description="Call it for this step only (step_started, step_completed, step_failed)."
+    )
 
 
 class PipelineSpec(Strict):
