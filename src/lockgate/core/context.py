@@ -58,11 +58,17 @@ LogSink = Callable[[str, str], None]
 class StepLogger:
     """A step's own log: lines go to the store (and the optional file mirror)."""
 
-    def __init__(self, sink: LogSink) -> None:
+    #: Levels in order; lines below the logger's ``minimum`` are dropped.
+    LEVELS = ("debug", "info", "warning", "error")
+
+    def __init__(self, sink: LogSink, minimum: str = "debug") -> None:
         self._sink = sink
+        self._floor = self.LEVELS.index(minimum) if minimum in self.LEVELS else 0
 
     def log(self, level: str, message: str, *args: object) -> None:
         """Write one line at ``level``; ``args`` are %-formatted into ``message``."""
+        if level in self.LEVELS and self.LEVELS.index(level) < self._floor:
+            return
         self._sink(level, message % args if args else message)
 
     def debug(self, message: str, *args: object) -> None:

@@ -43,6 +43,8 @@ class Step:
     on_failure: Literal["rollback", "ask"] | None = None
     #: Whether a person may skip the step after it failed (its output is then absent).
     skippable: bool = False
+    #: The lowest level of the step's log lines that are kept (``debug`` keeps them all).
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Checks that need the pipeline around the step: ``(param names, names of the steps
     #: before it)`` -> problems (a built-in kind's placeholders, when made in Python).
     checks: Callable[[Sequence[str], Sequence[str]], list[str]] | None = None
@@ -116,6 +118,7 @@ class Step:
             "config": dict(self.config),
             **({"on_failure": self.on_failure} if self.on_failure else {}),
             **({"skippable": True} if self.skippable else {}),
+            **({"log_level": self.log_level} if self.log_level != "info" else {}),
         }
 
 
@@ -138,6 +141,7 @@ def step(
     output: Any = ...,
     on_failure: Literal["rollback", "ask"] | None = None,
     skippable: bool = False,
+    log_level: Literal["debug", "info", "warning", "error"] = "info",
 ) -> Callable[[UserFn], Step]: ...
 
 
@@ -157,6 +161,7 @@ def step(
     output: Any = ...,
     on_failure: Literal["rollback", "ask"] | None = None,
     skippable: bool = False,
+    log_level: Literal["debug", "info", "warning", "error"] = "info",
 ) -> Step | Callable[[UserFn], Step]:
     """Make a :class:`Step` from a function ``(ctx, value) -> output``.
 
@@ -180,6 +185,7 @@ def step(
             output_type=return_t if output is ... else output,
             on_failure=on_failure,
             skippable=skippable,
+            log_level=log_level,
         )
 
     return build(fn) if fn is not None else build

@@ -449,7 +449,8 @@ class RunExecution:
     def _logger(self, step: str) -> StepLogger:
         found = self._loggers.get(step)
         if found is None:
-            found = self._loggers[step] = self.logs.logger(step)
+            level = next((s.log_level for s in self.pipeline.steps if s.name == step), "debug")
+            found = self._loggers[step] = self.logs.logger(step, level)
         return found
 
     async def _fire(

@@ -62,9 +62,9 @@ class LogBuffer:
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def logger(self, step: str) -> StepLogger:
-        """A logger whose lines are recorded under ``step``."""
-        return StepLogger(lambda level, message: self.add(step, level, message))
+    def logger(self, step: str, minimum: str = "debug") -> StepLogger:
+        """A logger whose lines (from ``minimum`` up) are recorded under ``step``."""
+        return StepLogger(lambda level, message: self.add(step, level, message), minimum)
 
     def add(self, step: str, level: str, message: str) -> None:
         """Record one line (callable from any thread); a step over its budget gets one

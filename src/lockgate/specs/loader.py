@@ -211,6 +211,7 @@ def build_step(
         on_error="ignore" if common.on_error == "ignore" else None,
         on_failure=common.on_failure,
         skippable=common.skippable,
+        log_level=common.log_level,
         retry=common.retry.policy() if common.retry else Retry(),
         timeout=common.timeout,
         idempotent=kind.idempotent if common.idempotent is None else common.idempotent,

@@ -57,6 +57,9 @@ class StepCommon(BaseModel):
         description="Failed for good: roll back at once, or ask to retry, skip or roll back.",
     )
     skippable: bool = Field(False, description="May a person skip it after it failed?")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="The lowest level of its log lines that are kept."
+    )
     idempotent: bool | None = None
     rollback: dict[str, Any] | None = Field(None, description="Another step, of any kind.")
 
