@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,19 @@ def test_the_readme_mixed_kinds_example_builds() -> None:
     ship = scope["ship"]
     assert [s.name for s in ship.steps] == ["build", "sign-off", "deploy", "announce"]  # type: ignore[attr-defined]
     assert ship.steps[2].config["rollback"]["kind"] == "api"  # type: ignore[attr-defined]
+
+
+def test_the_cli_reference_is_up_to_date() -> None:
+    """docs/cli.md is what Typer makes of the commands (regenerate it with the command in
+    DEVELOPERS.md when a command or option changes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")}
+    typer_docs = [sys.executable, "-m", "typer", "lockgate.cli.main", "utils", "docs"]
+    made = subprocess.run(
+        [*typer_docs, "--name", "lockgate", "--title", "Command line reference"],
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert made.stdout == (DOCS / "cli.md").read_text(), "docs/cli.md is stale"
