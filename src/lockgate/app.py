@@ -117,7 +117,7 @@ class App:
         self.launcher = Launcher(self.store, self.registry)
         self.webhooks = Webhooks(self.store, self.launcher, self.settings)
         self.schedules = Schedules(self.store, self.launcher)
-        self.pollers = Pollers(self.store, self.launcher)
+        self.pollers = Pollers(self.store, self.launcher, self.settings.secrets)
         self.channels = Channels(self.store, self.registry, self.launcher)
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self.launcher.workers))
         for p in pipelines:

@@ -265,8 +265,9 @@ class PollersClient(ManagedClient[PollerRecord], Protocol):
         namespace: str = "default",
         params: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        credentials: str | None = None,
     ) -> PollerRecord:
-        """A poller."""
+        """A poller (``credentials``: the name of a secret holding user:password)."""
 
     def update(
         self,
@@ -279,6 +280,7 @@ class PollersClient(ManagedClient[PollerRecord], Protocol):
         namespace: str | None = None,
         params: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        credentials: str | None = None,
     ) -> PollerRecord:
         """Change a poller (``None``: unchanged)."""
 

@@ -316,6 +316,8 @@ class PollerRecord(Record):
     last_error: str | None
     enabled: bool
     created_at: float
+    #: The name of the secret holding the repository's credentials (never the secret).
+    credentials: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data; credentials in the repository URL are masked."""

@@ -194,9 +194,11 @@ class RestPollers(RestManaged[PollerRecord]):
         namespace: str = "default",
         params: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        credentials: str | None = None,
     ) -> PollerRecord:
         """A poller."""
         body = {
+            "credentials": credentials,
             "pipeline": pipeline,
             "repository": repository,
             "refs": list(refs),
@@ -217,8 +219,10 @@ class RestPollers(RestManaged[PollerRecord]):
         namespace: str | None = None,
         params: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        credentials: str | None = None,
     ) -> PollerRecord:
         """Change a poller (``None``: unchanged)."""
         where = {"repository": repository, "refs": refs, "interval_seconds": interval_seconds}
         rest = {"pipeline": pipeline, "namespace": namespace, "params": params}
+        rest["credentials"] = credentials
         return self._patch(poller_id, {**where, **rest})

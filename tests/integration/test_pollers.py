@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from lockgate import App, NotFound, ParamsError, Pipeline, StepContext, step
+from lockgate import App, NotFound, ParamsError, Pipeline, Settings, StepContext, step
 
 
 @step
@@ -116,3 +119,70 @@ def test_a_params_template_that_cannot_render_fails_the_firing_like_a_webhooks(
     assert (firing.status, firing.run_ids) == ("FAILED", [])
     assert firing.error is not None and firing.error.startswith("params: ${event.nope}")
     assert app.list_runs() == []
+
+
+class _Advertiser(http.server.BaseHTTPRequestHandler):
+    """A git smart-HTTP endpoint that only advertises refs, behind basic authentication."""
+
+    expected = ""
+    refs: dict[str, str] = {}
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != f"Basic {self.expected}":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+
+        def pkt(line: bytes) -> bytes:
+            return f"{len(line) + 4:04x}".encode() + line
+
+        body = pkt(b"# service=git-upload-pack\n") + b"0000"
+        for n, (ref, sha) in enumerate(sorted(self.refs.items())):
+            caps = b"\0multi_ack side-band-64k ofs-delta" if n == 0 else b""
+            body += pkt(f"{sha} {ref}".encode() + caps + b"\n")
+        body += b"0000"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-git-upload-pack-advertisement")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_credentials_are_a_named_secret_sent_to_an_http_repository(tmp_path: Path) -> None:
+    """A poller names the secret with user:password; git sends it as basic auth to the
+    repository (a real HTTP endpoint here); without it the poll records the failure. A
+    password in the URL is refused."""
+    sha = "a" * 40
+    _Advertiser.expected = base64.b64encode(b"ci:s3cret-token-value").decode()
+    _Advertiser.refs = {"refs/heads/main": sha}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Advertiser)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/app.git"
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'p.db'}",
+        secrets={"GIT_CI": "ci:s3cret-token-value"},
+    )
+    app = App(settings)
+    app.migrate()
+    try:
+        with_secret = app.pollers.create("build", url, credentials="GIT_CI")
+        without = app.pollers.create("build", url)
+        missing = app.pollers.create("build", url, credentials="NOT_SET")
+        app.pollers.poll_once()
+        assert app.pollers.get(with_secret.id).seen == {"refs/heads/main": sha}
+        assert app.pollers.get(with_secret.id).last_error is None
+        assert "git ls-remote failed" in (app.pollers.get(without.id).last_error or "")
+        assert "no secret 'NOT_SET'" in (app.pollers.get(missing.id).last_error or "")
+        assert "s3cret" not in str(app.pollers.get(with_secret.id).to_dict())
+        with pytest.raises(ParamsError, match="no password in the URL"):
+            app.pollers.create("build", "https://ci:pw@git.example.com/app.git")
+        with pytest.raises(ParamsError, match="credentials: the name of a configured secret"):
+            app.pollers.update(without.id, credentials="not a name")
+        assert app.pollers.update(with_secret.id, credentials="").credentials is None
+    finally:
+        server.shutdown()
+        app.close()

@@ -202,6 +202,9 @@ class PollerBody(Strict):
     interval_seconds: float = 60.0
     namespace: str = Field("default", max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
+    credentials: str | None = Field(
+        None, max_length=200, description="The name of a secret holding user:password."
+    )
 
 
 @router.post("/pollers", status_code=201, summary="Poll a git repository for new commits")
@@ -214,6 +217,7 @@ def create_poller(body: PollerBody, caller: Admin, lg: Lockgate) -> dict[str, An
         namespace=body.namespace,
         params=body.params,
         actor=caller.name,
+        credentials=body.credentials,
     )
     return poller.to_dict()
 
@@ -227,6 +231,7 @@ class PollerChange(Strict):
     refs: list[str] | None = Field(None, max_length=50)
     interval_seconds: float | None = None
     params: dict[str, Any] | None = None
+    credentials: str | None = Field(None, max_length=200, description='"" drops them.')
 
 
 @router.patch("/pollers/{row_id}", summary="Change a poller (a new repository starts over)")

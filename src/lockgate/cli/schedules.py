@@ -132,6 +132,9 @@ def update_poller(
     every: Annotated[
         float | None, typer.Option(min=5, help="Poll every this many seconds.")
     ] = None,
+    credentials: Annotated[
+        str | None, typer.Option(help='The name of a secret holding user:password ("": none).')
+    ] = None,
     param: ParamOpt = None,
     params_file: ParamsFileOpt = None,
     output: OutputOpt = Output.table,
@@ -149,6 +152,7 @@ def update_poller(
             interval_seconds=every,
             params=params_or_none(param, params_file),
             actor=whoami(),
+            credentials=credentials,
         )
     )
     shown(made, output, f"updated poller {poller_id}", poller_row, POLLER_COLUMNS)
@@ -164,6 +168,10 @@ def create_poller(
         typer.Option(help="Refs to track, globs (repeatable; default refs/heads/*)."),
     ] = None,
     every: Annotated[float, typer.Option(min=5, help="Poll every this many seconds.")] = 60.0,
+    credentials: Annotated[
+        str | None,
+        typer.Option(help="The name of a secret (LOCKGATE_SECRET_<NAME>) holding user:password."),
+    ] = None,
     param: ParamOpt = None,
     params_file: ParamsFileOpt = None,
     namespace: NamespaceOpt = "default",
@@ -182,6 +190,7 @@ def create_poller(
             namespace=namespace,
             params=parse_params(param or [], params_file),
             actor=whoami(),
+            credentials=credentials,
         )
     )
     if output is Output.json:

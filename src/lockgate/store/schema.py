@@ -318,6 +318,9 @@ pollers = Table(
     Column("last_error", Text, nullable=True),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", Float, nullable=False),
+    #: The name of the secret (``user:password`` or ``user:token``) sent to an http(s)
+    #: repository; never the secret itself, never in the URL.
+    Column("credentials", String(200), nullable=True),
 )
 
 workers = Table(

@@ -7,13 +7,16 @@ once (idempotency key ``poll:<id>:<ref>:<commit>``), whichever server polls.
 from __future__ import annotations
 
 import asyncio
+import base64
 import fnmatch
 import os
+import re
 import secrets
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -30,19 +33,32 @@ from lockgate.triggers.firing import every, fire, plan_run
 from lockgate.triggers.managed import Managed
 
 LS_REMOTE_TIMEOUT = 30.0
+#: What a secret's name looks like (``LOCKGATE_SECRET_<NAME>``).
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
 CHECK_INTERVAL = 1.0
 #: Transports git may use here (no ``ext::`` commands).
 ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 
 
-def ls_remote(repository: str, timeout: float = LS_REMOTE_TIMEOUT) -> dict[str, str]:
-    """Ref -> commit of a repository, by ``git ls-remote`` (no prompts, no shell)."""
+def ls_remote(
+    repository: str, timeout: float = LS_REMOTE_TIMEOUT, credentials: str | None = None
+) -> dict[str, str]:
+    """Ref -> commit of a repository, by ``git ls-remote`` (no prompts, no shell).
+    ``credentials`` (``user:password``) go to an http(s) repository as basic authentication,
+    in git's environment (never on its command line or in a file)."""
     env = {
         **{k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ},
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS,
         "GIT_ASKPASS": "true",
     }
+    if credentials is not None:
+        basic = base64.b64encode(credentials.encode()).decode()
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="http.extraHeader",
+            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+        )
     try:
         done = subprocess.run(
             ["git", "ls-remote", "--", repository],
@@ -66,9 +82,18 @@ def ls_remote(repository: str, timeout: float = LS_REMOTE_TIMEOUT) -> dict[str, 
     return refs
 
 
-def _check(repository: str, refs: Sequence[str], interval_seconds: float) -> None:
+def _check(
+    repository: str, refs: Sequence[str], interval_seconds: float, credentials: str | None = None
+) -> None:
     """Refuse a poller's settings with every problem listed."""
     problems = []
+    if urlsplit(repository).password:
+        problems.append(
+            "repository: no password in the URL: name a secret holding user:password in "
+            "credentials instead"
+        )
+    if credentials is not None and not SECRET_NAME.fullmatch(credentials):
+        problems.append("credentials: the name of a configured secret (letters, digits, _)")
     if not repository or repository.startswith("-") or any(c in repository for c in "\n\0"):
         problems.append("repository: a git URL or path (not starting with '-')")
     if "::" in repository.split("/")[0]:
@@ -86,7 +111,11 @@ class Pollers(Managed[PollerRecord]):
 
     kind = "poller"
 
-    def __init__(self, store: Store, starter: RunStarter) -> None:
+    def __init__(
+        self, store: Store, starter: RunStarter, secrets: Mapping[str, str] | None = None
+    ) -> None:
+        #: The configured secrets a poller's ``credentials`` may name.
+        self._secrets = secrets or {}
         self._store = store
         self._starter = starter
         self.store = self.rows = PollerStore(store)
@@ -102,10 +131,11 @@ class Pollers(Managed[PollerRecord]):
         namespace: str = "default",
         params: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        credentials: str | None = None,
     ) -> PollerRecord:
         """A poller; refused with every problem listed. With ``actor``, audited in the same
-        transaction (the repository URL without its password)."""
-        _check(repository, refs, interval_seconds)
+        transaction. ``credentials`` names the secret sent to an http(s) repository."""
+        _check(repository, refs, interval_seconds, credentials)
         shown = {"repository": redacted(repository, user_is_secret=True)}
         audit = AuditEntry(actor, "poller.create", None, shown) if actor else None
         return self.store.create(
@@ -121,6 +151,7 @@ class Pollers(Managed[PollerRecord]):
                 "next_poll_at": time.time(),
                 "last_error": None,
                 "enabled": True,
+                "credentials": credentials,
             },
             audit,
         )
@@ -136,14 +167,17 @@ class Pollers(Managed[PollerRecord]):
         namespace: str | None = None,
         params: Mapping[str, Any] | None = None,
         actor: str | None = None,
+        credentials: str | None = None,
     ) -> PollerRecord:
-        """Change a poller (``None``: unchanged); every problem listed. A new repository
-        starts over with a baseline poll (its commits start nothing)."""
+        """Change a poller (``None``: unchanged; ``credentials=""`` drops them); every
+        problem listed. A new repository starts over with a baseline poll (its commits
+        start nothing)."""
         old = self.get(poller_id)
         _check(
             old.repository if repository is None else repository,
             old.refs if refs is None else refs,
             old.interval_seconds if interval_seconds is None else interval_seconds,
+            credentials or None,
         )
         given = {
             "pipeline": pipeline,
@@ -152,8 +186,11 @@ class Pollers(Managed[PollerRecord]):
             "refs": None if refs is None else list(refs),
             "interval_seconds": interval_seconds,
             "params": None if params is None else dict(params),
+            "credentials": credentials,
         }
         values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if credentials == "":
+            values["credentials"] = None
         if repository is not None and repository != old.repository:
             values.update(seen=None, last_error=None, next_poll_at=time.time())
         if not values:
@@ -170,7 +207,12 @@ class Pollers(Managed[PollerRecord]):
         started = 0
         for poller in self.store.claim_due(now):
             try:
-                current = ls_remote(poller.repository)
+                secret = None
+                if poller.credentials is not None:
+                    secret = self._secrets.get(poller.credentials)
+                    if secret is None:
+                        raise LockgateError(f"credentials: no secret {poller.credentials!r} here")
+                current = ls_remote(poller.repository, credentials=secret)
             except LockgateError as exc:
                 self.store.record(poller.id, None, exc.message)
                 self.log.warning("poll failed", poller=poller.id, error=exc.message)
