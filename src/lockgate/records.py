@@ -352,6 +352,8 @@ class StageRecord(Record):
     hash: str | None
     deployment_id: str | None
     flipped_at: float | None
+    #: Pinned: promotions stop before this stage until it is unpinned.
+    pinned: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,12 @@ Steps, in order::
 channel's turn; ``publish`` makes the manifest the channel's head and lets the next push go.
 A failure anywhere rolls back: each flipped stage is put back (``<stage>.flip``'s rollback)
 and the turn is let go (``queue``'s rollback).
+
+A stage's rollback (``Channels.rollback_stage``) is a deployment of the same pipeline whose
+command is ``ROLLBACK``: it takes an earlier manifest instead of merging, goes through the
+steps of that one stage only (its approval, flip and test), and leaves the channel's head
+where it was. A pinned stage stops a push's promotions: its steps and those of the stages
+after it are passed over.
 """
 
 from __future__ import annotations
@@ -33,12 +39,30 @@ from lockgate.core.step import Step
 from lockgate.errors import StepError
 from lockgate.steps.approval import ApprovalKind
 from lockgate.store.base import Store
-from lockgate.store.channel_ops import FinishDeployment, Flip, Revert, TakeTurn, WriteManifest
+from lockgate.store.channel_ops import (
+    FinishDeployment,
+    Flip,
+    Revert,
+    TakeTurn,
+    UseManifest,
+    WriteManifest,
+)
 from lockgate.store.channels import ChannelStore
 from lockgate.views import canonical
 
 #: The namespace channel pipelines are registered under.
 NAMESPACE = "channel"
+#: The command of a deployment that points one stage back at an earlier manifest.
+ROLLBACK = "@rollback"
+
+
+def rollback_of(ctx: StepContext) -> tuple[str, int] | None:
+    """``(stage, version)`` when this run rolls a stage back, else ``None``."""
+    params = ctx.raw_params
+    if not isinstance(params, dict) or params.get("command") != ROLLBACK:
+        return None
+    content = params.get("content") or {}
+    return str(content["stage"]), int(content["version"])
 
 
 class DeploymentParams(BaseModel):
@@ -113,7 +137,46 @@ class _Builder:
     async def let_go(self, ctx: StepContext, value: Any) -> None:
         await self._apply(FinishDeployment(ctx.raw_params["deployment"], succeeded=False))
 
+    async def passed_over(self, ctx: StepContext, stage: str) -> str | None:
+        """Why this run passes over ``stage``'s steps, or ``None`` when it goes through them:
+        a stage's rollback goes through its own stage only; a push stops at a pinned one."""
+        back = rollback_of(ctx)
+        if back is not None:
+            return None if back[0] == stage else f"this deployment rolls back {back[0]} only"
+        order = [st.name for st in self.channel.stages]
+        held = ctx.bag.get("held_at")
+        if held in order and order.index(stage) >= order.index(held):
+            return f"stage {held} is pinned: promotions stop there"
+        if await asyncio.to_thread(self.reads.pinned, self.channel.name, stage):
+            ctx.bag["held_at"] = stage
+            return f"stage {stage} is pinned: promotions stop there"
+        return None
+
+    def staged(self, step: Step, stage: str | None, on_rollback: bool = True) -> Step:
+        """``step``, passed over when this run does not go through ``stage`` (or, without
+        ``on_rollback``, when it rolls a stage back)."""
+        inner = step.execute
+
+        async def execute(ctx: StepContext, value: Any) -> Any:
+            why = None
+            if stage is not None:
+                why = await self.passed_over(ctx, stage)
+            elif not on_rollback and rollback_of(ctx) is not None:
+                why = "a stage's rollback takes a manifest made before"
+            if why is not None:
+                ctx.log.info("passed over: %s", why)
+                return value
+            return await call(inner, ctx, value)
+
+        execute.__qualname__ = f"staged:{fingerprint(inner)}:{stage}:{on_rollback}"
+        return dataclasses.replace(step, execute=execute)
+
     async def merge(self, ctx: StepContext, value: Any) -> dict[str, Any]:
+        back = rollback_of(ctx)
+        if back is not None:
+            m = await self._apply(UseManifest(ctx.raw_params["deployment"], back[1]))
+            ctx.log.info("rolling stage %s back to version %d", back[0], m.version)
+            return {"version": m.version, "parent": m.parent, "hash": m.hash}
         d = await self.deployment(ctx)
         if d.version is None:
             head = await asyncio.to_thread(self.reads.head, self.channel.name)
@@ -152,8 +215,13 @@ class _Builder:
         return Step(name=f"{stage}.flip", execute=flip, rollback_fn=revert, config={"stage": stage})
 
     async def publish(self, ctx: StepContext, value: Any) -> None:
-        await self._apply(FinishDeployment(ctx.raw_params["deployment"], succeeded=True))
-        ctx.log.info("channel %s head is now this deployment's manifest", self.channel.name)
+        back = rollback_of(ctx)
+        deployment = ctx.raw_params["deployment"]
+        await self._apply(FinishDeployment(deployment, succeeded=True, move_head=back is None))
+        if back is None:
+            ctx.log.info("channel %s head is now this deployment's manifest", self.channel.name)
+        else:
+            ctx.log.info("stage %s rolled back to version %d", *back)
 
     async def finished(self, event: HookEvent) -> None:
         """Backstop for a run that ended before its steps could let the channel go."""
@@ -201,7 +269,7 @@ def channel_pipeline(channel: Channel, store: Store) -> Pipeline:
 
     steps: list[Step] = [own("queue", b.queue, rollback_fn=b.let_go)]
     if channel.validate_request is not None:
-        steps.append(b.hook("validate_request", channel.validate_request))
+        steps.append(b.staged(b.hook("validate_request", channel.validate_request), None, False))
     steps.append(own("merge", b.merge, output_type=dict[str, Any]))
     if channel.validate_manifest is not None:
         steps.append(b.hook("validate_manifest", channel.validate_manifest))
@@ -209,12 +277,12 @@ def channel_pipeline(channel: Channel, store: Store) -> Pipeline:
         steps.append(b.hook("generate", channel.generate))
     for st in channel.stages:
         if st.prepare is not None:
-            steps.append(b.hook(f"{st.name}.prepare", st.prepare, st.name))
+            steps.append(b.staged(b.hook(f"{st.name}.prepare", st.prepare, st.name), st.name))
         if st.approval is not None:
-            steps.append(b.approval(st.name, st.approval))
-        steps.append(b.flip(st.name))
+            steps.append(b.staged(b.approval(st.name, st.approval), st.name))
+        steps.append(b.staged(b.flip(st.name), st.name))
         if st.test is not None:
-            steps.append(b.hook(f"{st.name}.test", st.test, st.name))
+            steps.append(b.staged(b.hook(f"{st.name}.test", st.test, st.name), st.name))
     steps.append(own("publish", b.publish))
     # The channel's definition (users' functions included) goes into the version hash.
     steps[0] = dataclasses.replace(

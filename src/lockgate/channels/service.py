@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from lockgate.channels.model import TENANT, Channel
-from lockgate.channels.pipeline import NAMESPACE, channel_pipeline
+from lockgate.channels.pipeline import NAMESPACE, ROLLBACK, channel_pipeline
 from lockgate.core.ids import new_run_id
 from lockgate.core.registry import Registry
 from lockgate.engine.launcher import RunStarter
@@ -24,6 +24,7 @@ from lockgate.records import (
 )
 from lockgate.store import Store
 from lockgate.store.audit import Audited, AuditEntry
+from lockgate.store.channel_admin import SetPin
 from lockgate.store.channel_ops import Push, RegisterChannel
 from lockgate.store.channels import ChannelStore
 from lockgate.store.ops import Op
@@ -151,6 +152,56 @@ class Channels:
         record, run, created = self._store.apply(write)
         self._starter.adopt_created(op.create, run, created)
         return record
+
+    # -- operating stages ---------------------------------------------------------------
+
+    def rollback_stage(
+        self,
+        channel: str,
+        stage: str,
+        version: int,
+        *,
+        requested_by: str | None = None,
+        actor: str | None = None,
+    ) -> DeploymentRecord:
+        """Queue a deployment that points ``stage`` back at manifest ``version``: in turn
+        with the channel's pushes, through the stage's approval, flip and test, flipped back
+        if they fail. The channel's head stays (later pushes merge onto it as before)."""
+        ch = self.get(channel)
+        if stage not in [st.name for st in ch.stages]:
+            stages = ", ".join(st.name for st in ch.stages)
+            raise ParamsError([f"stage: {stage!r} is not one of {stages}"])
+        self.store.manifest(channel, version)  # ChannelNotFound for an unknown version
+        deployment_id = new_run_id()
+        content = {"stage": stage, "version": version}
+        params = {"deployment": deployment_id, "tenant": "-", "command": ROLLBACK}
+        create = self._starter.prepare_run(
+            channel, {**params, "content": content}, namespace=NAMESPACE, requested_by=requested_by
+        )
+        op = Push(deployment_id, channel, "-", ROLLBACK, requested_by, create)
+        write: Op[tuple[DeploymentRecord, RunRecord, bool]] = op
+        if actor is not None:
+            details = {"channel": channel, "stage": stage, "version": version}
+            entry = AuditEntry(actor, "channel.rollback", None, details)
+            write = Audited(op, entry, lambda result: str(result[0].id))
+        record, run, created = self._store.apply(write)
+        self._starter.adopt_created(op.create, run, created)
+        return record
+
+    def pin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+        """Stop promotions before ``stage`` until it is unpinned (pushes still merge and go
+        through the stages before it)."""
+        return self._set_pin(channel, stage, True, actor)
+
+    def unpin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+        """Let promotions reach ``stage`` again (from the next push)."""
+        return self._set_pin(channel, stage, False, actor)
+
+    def _set_pin(self, channel: str, stage: str, pinned: bool, actor: str | None) -> StageRecord:
+        action = "channel.pin" if pinned else "channel.unpin"
+        audit = AuditEntry(actor, action, channel, {"stage": stage}) if actor else None
+        self._store.apply(SetPin(channel, stage, pinned, audit))
+        return next(st for st in self.stages(channel) if st.stage == stage)
 
     # -- push tokens -------------------------------------------------------------------
 

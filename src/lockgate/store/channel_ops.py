@@ -18,7 +18,6 @@ from lockgate.records import (
     RunRecord,
 )
 from lockgate.store import schema as s
-from lockgate.store.audit import AuditEntry
 from lockgate.store.ops import WriteTx
 from lockgate.store.runs import CreateRun
 
@@ -329,6 +328,8 @@ class FinishDeployment:
     deployment_id: str
     succeeded: bool
     error: str | None = None
+    #: False for a stage's rollback: the channel's head (what pushes merge onto) stays.
+    move_head: bool = True
 
     def apply(self, tx: WriteTx) -> None:
         """Mark the deployment, move the head, release the turn, wake the next run."""
@@ -357,7 +358,7 @@ class FinishDeployment:
             )
         if holder == d.id:
             values: dict[str, Any] = {"active_deployment": None, "updated_at": tx.now}
-            if self.succeeded:
+            if self.succeeded and self.move_head:
                 values["head_version"] = d.manifest_version
             tx.conn.execute(
                 update(s.channels)
@@ -428,33 +429,26 @@ def _deployment_by_run(conn: Any, run_id: str) -> DeploymentRecord | None:
 # -- reads ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SetPushToken:
-    """Replace (or, with ``None``, drop) the hash of a tenant's push token on a channel;
-    :class:`ChannelNotFound` for an unknown channel."""
+@dataclass
+class UseManifest:
+    """Make an earlier manifest the one a deployment flips to (a stage's rollback)."""
 
-    channel: str
-    tenant: str
-    token_hash: str | None
-    audit: AuditEntry | None = None
+    deployment_id: str
+    version: int
 
-    def apply(self, tx: WriteTx) -> None:
-        pt, conn = s.push_tokens.c, tx.conn
-        if not conn.execute(
-            select(s.channels.c.name).where(s.channels.c.name == self.channel)
-        ).first():
-            raise ChannelNotFound(f"no channel {self.channel!r}")
-        conn.execute(
-            delete(s.push_tokens).where(pt.channel == self.channel, pt.tenant == self.tenant)
-        )
-        if self.token_hash is not None:
-            conn.execute(
-                s.push_tokens.insert().values(
-                    channel=self.channel,
-                    tenant=self.tenant,
-                    hash=self.token_hash,
-                    created_at=tx.now,
-                )
+    def apply(self, tx: WriteTx) -> ManifestRecord:
+        """The manifest; :class:`ChannelNotFound` if the channel has no such version."""
+        d = _deployment(tx.conn, self.deployment_id)
+        m = s.channel_manifests.c
+        found = tx.conn.execute(
+            select(s.channel_manifests).where(m.channel == d.channel, m.version == self.version)
+        ).first()
+        if found is None:
+            raise ChannelNotFound(f"channel {d.channel!r} has no manifest version {self.version}")
+        if d.manifest_version != self.version:
+            tx.conn.execute(
+                update(s.channel_deployments)
+                .where(s.channel_deployments.c.id == d.id)
+                .values(manifest_version=self.version)
             )
-        if self.audit is not None:
-            self.audit.insert(conn, tx.now)
+        return ManifestRecord(**found._mapping)

@@ -22,7 +22,7 @@ from lockgate.records import (
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
 from lockgate.store.base import MAX_PAGE, Store
-from lockgate.store.channel_ops import SetPushToken
+from lockgate.store.channel_admin import SetPushToken
 
 _OPEN = tuple(s.value for s in OPEN_DEPLOYMENTS)
 _TERMINAL = tuple(sorted(st.value for st in TERMINAL_RUN_STATUSES))
@@ -86,6 +86,7 @@ class ChannelStore:
                 m.hash,
                 st.deployment_id,
                 st.flipped_at,
+                st.pinned,
             )
             .select_from(
                 s.channel_stages.outerjoin(
@@ -161,6 +162,12 @@ class ChannelStore:
             stmt = stmt.where(dd.seq < before)
         rows = self._store.read(lambda c: c.execute(stmt).all())
         return [DeploymentRecord(**row._mapping) for row in rows]
+
+    def pinned(self, channel: str, stage: str) -> bool:
+        """Whether promotions stop before ``stage``."""
+        st = s.channel_stages.c
+        stmt = select(st.pinned).where(st.channel == channel, st.stage == stage)
+        return bool(self._store.read(lambda c: c.execute(stmt).scalar()))
 
     def flips(self, channel: str, stage: str | None = None, limit: int = 100) -> list[FlipRecord]:
         """Moves of stage pointers, newest first."""

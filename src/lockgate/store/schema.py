@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -377,6 +378,8 @@ channel_stages = Table(
     Column("version", Integer, nullable=True),
     Column("deployment_id", String(32), nullable=True),
     Column("flipped_at", Float, nullable=True),
+    #: Pinned: promotions stop before this stage until it is unpinned.
+    Column("pinned", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 channel_manifests = Table(
