@@ -10,6 +10,7 @@ from lockgate.records import (
     DeliveryRecord,
     DeploymentRecord,
     EventRecord,
+    FlipRecord,
     LogRecord,
     ManifestRecord,
     PipelineRecord,
@@ -322,6 +323,26 @@ class ChannelsClient(Protocol):
 
     def deployment(self, deployment_id: str) -> DeploymentRecord:
         """One deployment."""
+
+    def rollback_stage(
+        self,
+        channel: str,
+        stage: str,
+        version: int,
+        *,
+        requested_by: str | None = None,
+        actor: str | None = None,
+    ) -> DeploymentRecord:
+        """Queue a deployment pointing ``stage`` back at manifest ``version``."""
+
+    def pin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+        """Stop promotions at ``stage``."""
+
+    def unpin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+        """Let promotions reach ``stage`` again."""
+
+    def flips(self, channel: str, stage: str | None = None, limit: int = 100) -> list[FlipRecord]:
+        """Moves of the channel's stages, newest first."""
 
     def create_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> str:
         """A tenant's push token (replacing its earlier one), shown once."""

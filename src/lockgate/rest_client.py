@@ -17,6 +17,7 @@ from lockgate.records import (
     DeliveryRecord,
     DeploymentRecord,
     EventRecord,
+    FlipRecord,
     LogRecord,
     ManifestRecord,
     PipelineRecord,
@@ -347,6 +348,34 @@ class RestChannels:
         found = self._rest._call("GET", f"/channels/-/deployments/{deployment_id}")
         found.pop("run", None)
         return DeploymentRecord(**found)
+
+    def rollback_stage(
+        self,
+        channel: str,
+        stage: str,
+        version: int,
+        *,
+        requested_by: str | None = None,
+        actor: str | None = None,
+    ) -> DeploymentRecord:
+        """Queue a stage's rollback (as the token's subject)."""
+        path = f"/channels/{channel}/stages/{stage}/rollback"
+        return DeploymentRecord(**self._rest._call("POST", path, json={"version": version}))
+
+    def pin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+        """Stop promotions at a stage."""
+        return StageRecord(**self._rest._call("POST", f"/channels/{channel}/stages/{stage}/pin"))
+
+    def unpin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+        """Let promotions reach a stage again."""
+        path = f"/channels/{channel}/stages/{stage}/unpin"
+        return StageRecord(**self._rest._call("POST", path))
+
+    def flips(self, channel: str, stage: str | None = None, limit: int = 100) -> list[FlipRecord]:
+        """Moves of the channel's stages, newest first."""
+        query: dict[str, Any] = {"limit": limit, **({"stage": stage} if stage else {})}
+        found = self._rest._call("GET", f"/channels/{channel}/flips", params=query)
+        return [FlipRecord(**f) for f in found]
 
     def create_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> str:
         """A tenant's push token (replacing its earlier one), shown once."""

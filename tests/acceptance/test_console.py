@@ -404,7 +404,27 @@ def test_a_channel_push_reaches_prod_and_shows_on_the_channel_page(
     page.click("text=diff with 1")
     expect(page.locator("pre.diff .add", has_text="new-checkout").first).to_be_visible()
     shot(page, "channel-diff")
+    expect(page.locator("button", has_text="Roll back")).to_have_count(0)  # a viewer's page
     viewer.close()
+
+    # Roll prod back to version 1: a deployment through prod's approval and test.
+    operating = browser.new_context()
+    olga = sign_in(operating, console, "olga")
+    olga.goto(f"{console.base}/channels/flags")
+    row = olga.locator("h2:has-text('Stages') + table tr", has_text="prod")
+    row.locator("select[name=version]").select_option("1")
+    row.locator("button", has_text="Roll back").click()
+    expect(olga.locator(".note")).to_contain_text("stage prod goes back to version 1")
+    rollback_run = olga.url.split("/runs/")[1].split("?")[0]
+    waiting_for_decision(console, rollback_run)
+    with console.rest("ann") as rest:
+        decided = rest.post(f"/api/v1/runs/{rollback_run}/decisions", json={"decision": "approve"})
+        assert decided.status_code == 201, decided.text
+    expect(olga.locator("[data-run-status]")).to_contain_text("SUCCEEDED", timeout=15_000)
+    olga.goto(f"{console.base}/channels/flags")
+    prod = olga.locator("h2:has-text('Stages') + table tr", has_text="prod")
+    expect(prod.locator("td").nth(1)).to_have_text("1")
+    operating.close()
 
 
 def test_csrf_and_roles_guard_every_action(browser: Browser, console: Console) -> None:

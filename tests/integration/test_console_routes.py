@@ -38,6 +38,7 @@ REQUIRED = {
     ("GET", "/channels"): "viewer",
     ("GET", "/channels/{name}"): "viewer",
     ("GET", "/channels/{name}/diff"): "viewer",
+    ("POST", "/channels/{name}/stages/{stage}/{action}"): "operator",
     ("GET", "/admin/tokens"): "admin",
     ("POST", "/admin/tokens"): "admin",
     ("POST", "/admin/tokens/{token_id}/revoke"): "admin",

@@ -65,6 +65,9 @@ ACTIONS = [
     "run.start",
     "decision.approve",
     "channel.push",
+    "channel.pin",
+    "channel.unpin",
+    "channel.rollback",
     "channel.push_token.create",
     "channel.push_token.revoke",
     "token.create",
@@ -122,6 +125,11 @@ async def test_every_audited_action_records_the_same_through_both_clients(
         await call(client.decide, other.id, "approve", by="alice")
         content = {"values": ["dark"]}
         await call(client.channels.push, "flags", "acme", content, requested_by="alice", **who)
+        await call(client.channels.pin, "flags", "gamma", **who)
+        await call(client.channels.unpin, "flags", "gamma", **who)
+        while not app.channels.history("flags"):  # the push's merge writes version 1
+            await asyncio.sleep(0.02)
+        await call(client.channels.rollback_stage, "flags", "beta", 1, requested_by="alice", **who)
         await call(client.channels.create_push_token, "flags", "acme", **who)
         await call(client.channels.revoke_push_token, "flags", "acme", **who)
         made, _ = await call(client.tokens.create, "bot", "viewer", **who)

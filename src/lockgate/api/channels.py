@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import Field
 
 from lockgate.api.auth import bearer, lockgate, require
-from lockgate.api.deps import Admin, Lockgate, Strict, Viewer
+from lockgate.api.deps import Admin, Lockgate, Operator, Strict, Viewer
 from lockgate.app import App
 from lockgate.channels.service import PUSH_TOKEN_PREFIX
 from lockgate.errors import ChannelNotFound, Forbidden, ParamsError
@@ -245,3 +245,44 @@ def revoke_push_token(
 ) -> Response:
     lg.channels.revoke_push_token(channel, tenant, actor=caller.name)
     return Response(status_code=204)
+
+
+class StageRollback(Strict):
+    """The manifest version a stage goes back to."""
+
+    version: int = Field(ge=1)
+
+
+@router.post(
+    "/{channel}/stages/{stage}/rollback",
+    status_code=202,
+    summary="Point a stage back at an earlier manifest: queues a deployment (operator)",
+)
+def rollback_stage(
+    channel: str, stage: str, body: StageRollback, caller: Operator, lg: Lockgate
+) -> dict[str, Any]:
+    found = lg.channels.rollback_stage(
+        channel, stage, body.version, requested_by=caller.name, actor=caller.name
+    )
+    return found.to_dict()
+
+
+@router.post("/{channel}/stages/{stage}/pin", summary="Stop promotions at a stage (operator)")
+def pin_stage(channel: str, stage: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
+    return lg.channels.pin(channel, stage, actor=caller.name).to_dict()
+
+
+@router.post("/{channel}/stages/{stage}/unpin", summary="Let promotions reach a stage again")
+def unpin_stage(channel: str, stage: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
+    return lg.channels.unpin(channel, stage, actor=caller.name).to_dict()
+
+
+@router.get("/{channel}/flips", summary="Moves of the channel's stages, newest first")
+def list_flips(
+    channel: str,
+    caller: Viewer,
+    lg: Lockgate,
+    stage: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    return [f.to_dict() for f in lg.channels.flips(channel, stage, limit)]

@@ -243,3 +243,68 @@ def revoke_push_token(ctx: typer.Context, channel: ChannelArg, tenant: TenantOpt
     """Revoke a tenant's push token: it stops working at once."""
     _channels(ctx).revoke_push_token(channel, tenant, actor=whoami())
     console.print(f"push token of {escape(tenant)} on {escape(channel)} revoked", highlight=False)
+
+
+StageArg = Annotated[str, typer.Argument(help="The stage's name.")]
+
+
+@channels_app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    channel: ChannelArg,
+    stage: StageArg,
+    to: Annotated[int, typer.Option("--to", min=1, help="The manifest version to serve again.")],
+    output: OutputOpt = Output.table,
+) -> None:
+    """Point a stage back at an earlier manifest: a deployment in the channel's turn, through
+    the stage's approval, flip and test (flipped back if they fail); the head stays."""
+    d = _channels(ctx).rollback_stage(channel, stage, to, requested_by=whoami(), actor=whoami())
+    if output is Output.json:
+        print_json(d.to_dict())
+        return
+    console.print(
+        f"queued deployment {d.id}: stage {stage} of {channel} back to version {to}; "
+        f"run {d.run_id}",
+        highlight=False,
+    )
+
+
+@channels_app.command("pin")
+def pin(ctx: typer.Context, channel: ChannelArg, stage: StageArg) -> None:
+    """Stop promotions at a stage: pushes go through the stages before it only."""
+    _channels(ctx).pin(channel, stage, actor=whoami())
+    console.print(f"stage {stage} of {channel} pinned", highlight=False)
+
+
+@channels_app.command("unpin")
+def unpin(ctx: typer.Context, channel: ChannelArg, stage: StageArg) -> None:
+    """Let promotions reach a pinned stage again (from the next push)."""
+    _channels(ctx).unpin(channel, stage, actor=whoami())
+    console.print(f"stage {stage} of {channel} unpinned", highlight=False)
+
+
+@channels_app.command("flips")
+def flips(
+    ctx: typer.Context,
+    channel: ChannelArg,
+    stage: Annotated[str | None, typer.Option(help="One stage's only.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+    output: OutputOpt = Output.table,
+) -> None:
+    """How the channel's stages moved, newest first: flips and flip-backs."""
+    found = _channels(ctx).flips(channel, stage, limit)
+    if output is Output.json:
+        print_json([f.to_dict() for f in found])
+        return
+    rows = [
+        (
+            when(f.at),
+            f.stage,
+            f.kind,
+            "-" if f.from_version is None else str(f.from_version),
+            "-" if f.to_version is None else str(f.to_version),
+            f.deployment_id,
+        )
+        for f in found
+    ]
+    table(channel, ["AT", "STAGE", "KIND", "FROM", "TO", "DEPLOYMENT"], rows)

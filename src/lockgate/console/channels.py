@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from lockgate.console.core import Lockgate, Viewer, console_router, page
+from lockgate.console.core import Lockgate, Operator, Viewer, back, console_router, page
+from lockgate.errors import NotFound, ParamsError
 
 router = console_router()
 
@@ -38,6 +39,24 @@ def channel(request: Request, name: str, who: Viewer, lg: Lockgate) -> Response:
 
 def _lines(body: str) -> list[str]:
     return json.dumps(json.loads(body), indent=2, sort_keys=True).splitlines()
+
+
+@router.post("/channels/{name}/stages/{stage}/{action}")
+def operate(name: str, stage: str, action: str, act: Operator, lg: Lockgate) -> Response:
+    who = act.person.subject
+    if action == "pin":
+        lg.channels.pin(name, stage, actor=who)
+        return back(f"/channels/{name}", f"stage {stage} pinned: promotions stop there")
+    if action == "unpin":
+        lg.channels.unpin(name, stage, actor=who)
+        return back(f"/channels/{name}", f"stage {stage} unpinned")
+    if action == "rollback":
+        raw = act.form.get("version", "")
+        if not raw.isdigit():
+            raise ParamsError(["version: the manifest version to go back to"])
+        d = lg.channels.rollback_stage(name, stage, int(raw), requested_by=who, actor=who)
+        return back(f"/runs/{d.run_id}", f"stage {stage} goes back to version {raw}")
+    raise NotFound(f"no action {action!r} (pin, unpin or rollback)")
 
 
 @router.get("/channels/{name}/diff", response_class=HTMLResponse)
