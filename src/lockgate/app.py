@@ -37,6 +37,7 @@ from lockgate.records import (
     PipelineRecord,
     RunRecord,
 )
+from lockgate.retention import Retention
 from lockgate.sessions import Sessions
 from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
@@ -120,6 +121,7 @@ class App:
         self.pollers = Pollers(self.store, self.launcher, self.settings.secrets)
         self.channels = Channels(self.store, self.registry, self.launcher)
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self.launcher.workers))
+        self.retention = Retention(self.store, self.settings, self.metrics)
         for p in pipelines:
             self.registry.add(p)
 

@@ -84,6 +84,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600),
         )
+        self.runs_pruned = Counter(
+            "lockgate_runs_pruned",
+            "Finished runs deleted by retention, by status.",
+            ["status"],
+            registry=self.registry,
+        )
         self.webhook_answers = Counter(
             "lockgate_webhook_answers",
             "Webhook requests answered, by HTTP status (401s are bad signatures).",

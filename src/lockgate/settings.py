@@ -88,6 +88,15 @@ class Settings:
     delivery_retry_after: float = 30.0
     #: How often the server's delivery routine looks for deliveries to retry.
     delivery_retry_interval: float = 10.0
+    #: Succeeded runs are kept this many days after they finished (0: for ever)...
+    retain_succeeded_days: float = 30.0
+    #: ...failed, rolled-back and cancelled ones this many (0: for ever)...
+    retain_failed_days: float = 90.0
+    #: ...and the newest this many runs of each pipeline always.
+    retain_last: int = 100
+    #: How often ``lockgate server`` prunes, and how many runs go per transaction.
+    prune_interval: float = 3600.0
+    prune_batch: int = 500
     #: Deliveries (webhook, tick and poll firings) are kept this many days...
     delivery_retention_days: float = 30.0
     #: ...and at most this many per trigger, schedule or poller.
@@ -141,6 +150,15 @@ class Settings:
             delivery_retry_after=float(
                 env.get("LOCKGATE_DELIVERY_RETRY_AFTER", base.delivery_retry_after)
             ),
+            retain_succeeded_days=float(
+                env.get("LOCKGATE_RETAIN_SUCCEEDED_DAYS", base.retain_succeeded_days)
+            ),
+            retain_failed_days=float(
+                env.get("LOCKGATE_RETAIN_FAILED_DAYS", base.retain_failed_days)
+            ),
+            retain_last=int(env.get("LOCKGATE_RETAIN_LAST", base.retain_last)),
+            prune_interval=float(env.get("LOCKGATE_PRUNE_INTERVAL", base.prune_interval)),
+            prune_batch=int(env.get("LOCKGATE_PRUNE_BATCH", base.prune_batch)),
             delivery_retention_days=float(
                 env.get("LOCKGATE_DELIVERY_RETENTION_DAYS", base.delivery_retention_days)
             ),

@@ -44,6 +44,8 @@ def test_run_wait_prints_the_finished_run_as_json(db_url: str, ledger: dict[str,
     run = json.loads(out.stdout)
     assert run["status"] == "SUCCEEDED"
     assert run["context"]["ticket"] == "CHG-1"  # --context: the bag's first values
+    pruned = lockgate(db_url, "db", "prune", "--dry-run", "-o", "json")
+    assert json.loads(pruned.stdout) == {"dry_run": True, "runs": {}, "total": 0}
     assert run["steps"][-1]["output"] == {"prepared": 1, "slow": 1, "finished": 1}
     listed = lockgate(db_url, "runs", "list", "-o", "json")
     assert [r["id"] for r in json.loads(listed.stdout)] == [run["id"]]

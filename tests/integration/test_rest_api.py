@@ -252,6 +252,7 @@ REQUIRED = {
     ("POST", "/api/v1/tokens"): "admin",
     ("DELETE", "/api/v1/tokens/{token_id}"): "admin",
     ("GET", "/api/v1/audit"): "admin",
+    ("POST", "/api/v1/prune"): "admin",
     ("POST", "/api/v1/triggers"): "admin",
     ("GET", "/api/v1/triggers"): "admin",
     ("GET", "/api/v1/triggers/{row_id}"): "admin",

@@ -49,3 +49,16 @@ def audit_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     return [a.to_dict() for a in lg.audit_log(after, limit)]
+
+
+class PruneBody(Strict):
+    """A retention pass now."""
+
+    dry_run: bool = False
+
+
+@router.post("/prune", summary="Delete finished runs past their keep time now (or count them)")
+def prune(caller: Admin, lg: Lockgate, body: PruneBody | None = None) -> dict[str, Any]:
+    dry_run = body.dry_run if body is not None else False
+    gone = lg.retention.prune(dry_run=dry_run, actor=caller.name)
+    return {"dry_run": dry_run, "runs": gone, "total": sum(gone.values())}

@@ -57,3 +57,13 @@ class Audited(Generic[T]):
         target = self.target(result) if self.target is not None else None
         tx.defer(s.audit, [self.entry.row(tx.now, target)])
         return result
+
+
+@dataclass(frozen=True)
+class AppendAudit:
+    """One audit entry on its own (an action that writes nothing else: a refused request)."""
+
+    entry: AuditEntry
+
+    def apply(self, tx: WriteTx) -> None:
+        self.entry.insert(tx.conn, tx.now)

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from lockgate.errors import NotFound
 from lockgate.records import TokenRecord
 from lockgate.store import schema as s
-from lockgate.store.audit import AuditEntry
+from lockgate.store.audit import AppendAudit, AuditEntry
 from lockgate.store.base import Store
 from lockgate.store.ops import WriteTx
 
@@ -62,16 +62,6 @@ class RevokeToken:
         )
         entry = AuditEntry(self.actor, "token.revoke", self.token_id, {"name": found.name})
         entry.insert(tx.conn, tx.now)
-
-
-@dataclass(frozen=True)
-class AppendAudit:
-    """One audit entry on its own (an action that writes nothing else: a refused request)."""
-
-    entry: AuditEntry
-
-    def apply(self, tx: WriteTx) -> None:
-        self.entry.insert(tx.conn, tx.now)
 
 
 class TokenStore:

@@ -1,0 +1,90 @@
+"""Retention of runs: finished runs past their keep time are pruned in small batches, in the
+background of ``lockgate server`` and on demand (``lockgate db prune``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+
+from lockgate.metrics import Metrics
+from lockgate.settings import Settings
+from lockgate.store import Store
+from lockgate.store.audit import AppendAudit, AuditEntry
+from lockgate.store.retention import Policy, RunRetention
+
+DAY = 86400.0
+
+
+class Retention:
+    """Applies the retention settings to the runs in the store."""
+
+    def __init__(self, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
+        self._store = store
+        self._runs = RunRetention(store)
+        self._settings = settings
+        self._metrics = metrics
+        self._log = structlog.get_logger("lockgate.retention")
+
+    def policy(self, now: float | None = None) -> Policy:
+        """The settings as of ``now``: a number of days of 0 keeps those runs for ever."""
+        now = time.time() if now is None else now
+        s = self._settings
+        succeeded = s.retain_succeeded_days
+        failed = s.retain_failed_days
+        return Policy(
+            succeeded_before=now - succeeded * DAY if succeeded > 0 else None,
+            failed_before=now - failed * DAY if failed > 0 else None,
+            keep_last=s.retain_last,
+        )
+
+    def prune(
+        self,
+        *,
+        dry_run: bool = False,
+        now: float | None = None,
+        pause: float = 0.0,
+        progress: Callable[[dict[str, int]], None] | None = None,
+        actor: str | None = None,
+    ) -> dict[str, int]:
+        """Delete the runs the policy lets go, ``prune_batch`` at a time (a short
+        transaction each, ``pause`` seconds apart so that workers' commits go between);
+        the number of runs of each status that went (with ``dry_run``: would go)."""
+        policy = self.policy(now)
+        floors = self._runs.newest_kept(policy.keep_last)
+        batch = max(1, self._settings.prune_batch)
+        gone: dict[str, int] = {}
+        if dry_run:
+            for _, status in self._runs.candidates(policy, 1 << 40, floors):
+                gone[status] = gone.get(status, 0) + 1
+            return gone
+        while True:
+            found = self._runs.candidates(policy, batch, floors)
+            if not found:
+                if gone and actor is not None:
+                    self._store.apply(AppendAudit(AuditEntry(actor, "runs.prune", None, gone)))
+                return gone
+            self._runs.delete([run_id for run_id, _ in found])
+            for _, status in found:
+                gone[status] = gone.get(status, 0) + 1
+                if self._metrics is not None:
+                    self._metrics.runs_pruned.labels(status).inc()
+            if progress is not None:
+                progress(gone)
+            if pause:
+                time.sleep(pause)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Prune every ``prune_interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                gone = await asyncio.to_thread(self.prune, pause=0.05)
+                if gone:
+                    self._log.info("pruned runs", **gone)
+            except Exception:
+                self._log.exception("pruning failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.prune_interval)
