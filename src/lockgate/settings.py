@@ -96,7 +96,7 @@ class Settings:
     retain_last: int = 100
     #: How often ``lockgate server`` prunes, and how many runs go per transaction.
     prune_interval: float = 3600.0
-    prune_batch: int = 500
+    prune_batch: int = 100
     #: Deliveries (webhook, tick and poll firings) are kept this many days...
     delivery_retention_days: float = 30.0
     #: ...and at most this many per trigger, schedule or poller.

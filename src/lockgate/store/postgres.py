@@ -33,6 +33,7 @@ class PostgresStore(Store):
 
     dialect = "postgresql"
     skip_locked = True
+    concurrent_writers = True
 
     def __init__(self, url: str) -> None:
         super().__init__(normalise_url(url))

@@ -121,4 +121,4 @@ class RunRetention:
 
     def delete(self, run_ids: Sequence[str]) -> int:
         """Delete ``run_ids`` and what hangs off them in one short transaction."""
-        return self._store.apply(DeleteRuns(run_ids))
+        return self._store.apply_aside(DeleteRuns(run_ids))
