@@ -94,3 +94,13 @@ async def test_a_schedule_page_shows_its_next_ticks_and_pauses(served: Served) -
         assert served.app.schedules.get(schedule.id).enabled is False
         unknown = await http.get("/triggers/nope/x")
         assert unknown.status_code == 404
+
+
+async def test_an_admin_applies_retention_from_the_console(served: Served) -> None:
+    """The admin page counts (or deletes) what retention lets go, and says so."""
+    http, csrf = browser(served, "admin")
+    async with http:
+        counted = await http.post("/admin/prune", data={"csrf": csrf, "dry_run": "1"})
+        assert counted.status_code == 303
+        shown = await http.get(counted.headers["location"])
+        assert "retention would delete 0 runs (none)" in shown.text

@@ -43,6 +43,7 @@ REQUIRED = {
     ("POST", "/admin/tokens"): "admin",
     ("POST", "/admin/tokens/{token_id}/revoke"): "admin",
     ("GET", "/admin/audit"): "admin",
+    ("POST", "/admin/prune"): "admin",
 }
 ROLES = ["viewer", "operator", "approver", "admin"]
 

@@ -54,6 +54,15 @@ def revoke(token_id: str, act: Admin, lg: Lockgate) -> Response:
     return back("/admin/tokens", f"token {record.name} revoked: its sessions end too")
 
 
+@router.post("/admin/prune")
+def prune(act: Admin, lg: Lockgate) -> Response:
+    dry_run = "dry_run" in act.form
+    gone = lg.retention.prune(dry_run=dry_run, actor=act.person.subject)
+    listed = ", ".join(f"{n} {status}" for status, n in sorted(gone.items())) or "none"
+    verb = "would delete" if dry_run else "deleted"
+    return back("/admin/tokens", f"retention {verb} {sum(gone.values())} runs ({listed})")
+
+
 @router.get("/admin/audit", response_class=HTMLResponse)
 def audit(
     request: Request, who: AdminPage, lg: Lockgate, after: Annotated[int, Query(ge=0)] = 0
