@@ -48,6 +48,8 @@ class RunRecord(Record):
     finished_at: float | None
     #: The run this one runs again, if it is a re-run.
     rerun_of: str | None = None
+    #: The delivery (a webhook's, a schedule's tick, a poll) that started it, if one did.
+    delivery_id: int | None = None
 
 
 @dataclass(frozen=True)

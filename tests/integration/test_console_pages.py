@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 
 import httpx
@@ -104,3 +106,33 @@ async def test_an_admin_applies_retention_from_the_console(served: Served) -> No
         assert counted.status_code == 303
         shown = await http.get(counted.headers["location"])
         assert "retention would delete 0 runs (none)" in shown.text
+
+
+async def test_a_run_names_the_delivery_that_started_it(served: Served) -> None:
+    """A run started by a webhook delivery records it; its page names the delivery, and
+    links to the trigger only for an admin (a trigger's id is not for viewers)."""
+    secret = "console-delivery-secret"
+    trigger, _ = served.app.webhooks.create(
+        "generic", "deploy", secret=secret, params={"env": "${payload.env}"}
+    )
+    body = b'{"env": "qa"}'
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    async with served.client(None) as anyone:
+        sent = await anyone.post(
+            f"/hooks/{trigger.id}", content=body, headers={"X-Signature": signature}
+        )
+    assert sent.status_code == 202, sent.text
+    delivery_id, [run_id] = sent.json()["delivery_id"], sent.json()["run_ids"]
+    assert served.app.run_record(run_id).delivery_id == delivery_id
+    viewer, _ = browser(served, "viewer")
+    async with viewer:
+        page = (await viewer.get(f"/runs/{run_id}")).text
+        assert f"webhook delivery #{delivery_id}" in page and trigger.id not in page
+    admin, _ = browser(served, "admin")
+    async with admin:
+        page = (await admin.get(f"/runs/{run_id}")).text
+        assert f'href="/triggers/webhooks/{trigger.id}"' in page
+    schedule = served.app.schedules.create("deploy", interval_seconds=60, params={"env": "x"})
+    assert served.app.schedules.tick(now=schedule.next_fire_at) == 1
+    [ticked] = served.app.deliveries(schedule.id)
+    assert served.app.run_record(ticked.run_ids[0]).delivery_id == ticked.id

@@ -19,6 +19,7 @@ from lockgate.console.core import (
     COOKIE,
     Lockgate,
     Operator,
+    Person,
     Viewer,
     back,
     console_router,
@@ -26,8 +27,8 @@ from lockgate.console.core import (
 )
 from lockgate.core.cursor import decode_cursor, encode_cursor
 from lockgate.core.statuses import RunStatus
-from lockgate.errors import ParamsError
-from lockgate.records import LogRecord
+from lockgate.errors import NotFound, ParamsError
+from lockgate.records import LogRecord, RunRecord
 
 router = console_router()
 
@@ -119,18 +120,27 @@ def run_page(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> Respon
         and who.can("operator" if failed else "approver")
         and lg.may_decide(approval, who.subject, who.roles),  # type: ignore[arg-type]
         active=not RunStatus(view.run.status).terminal,
-        origin=_origin(view.run.requested_by),
+        origin=_origin(lg, view.run, who),
     )
 
 
-def _origin(requested_by: str | None) -> tuple[str, str] | None:
-    """(label, link) of the schedule or poller that started a run."""
-    if not requested_by:
+#: What a delivery of each source is called on a run's page.
+_FIRINGS = {"webhook": "webhook delivery", "schedule": "schedule tick", "poller": "poll"}
+
+
+def _origin(lg: App, run: RunRecord, who: Person) -> tuple[str, str | None] | None:
+    """(label, link) of the delivery that started a run. The link goes to its trigger's
+    page, which for a webhook only an admin may read (a trigger's id is not for viewers)."""
+    if run.delivery_id is None:
         return None
-    kind, _, ident = requested_by.partition(":")
-    if kind in ("schedule", "poller") and ident:
-        return f"{kind} {ident}", f"/triggers/{kind}s/{ident}"
-    return None
+    try:
+        delivery = lg.webhooks.delivery(run.delivery_id)
+    except NotFound:  # pruned by retention since
+        return f"delivery #{run.delivery_id}", None
+    label = f"{_FIRINGS.get(delivery.source, 'delivery')} #{delivery.id}"
+    if delivery.source == "webhook" and not who.can("admin"):
+        return label, None
+    return label, f"/triggers/{delivery.source}s/{delivery.trigger_id}"
 
 
 @router.post("/runs/{run_id}/rerun")

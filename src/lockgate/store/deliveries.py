@@ -105,6 +105,10 @@ def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
             owners[where] = i
             if op.create is not None:
                 creating.append(i)
+    for i in creating:  # each run records the delivery that started it
+        create = ops[i].create
+        if create is not None:
+            create.delivery_id = stored[(ops[i].trigger_id, ops[i].key)]
     creates = [c for c in (ops[i].create for i in creating) if c is not None]
     runs = dict(zip(creating, create_runs(tx, creates), strict=True))
     d = s.deliveries.c

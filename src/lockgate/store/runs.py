@@ -48,6 +48,8 @@ class CreateRun:
     rerun_of: str | None = None
     #: The first values of the run's context bag (``ctx.context``).
     context: dict[str, Any] | None = None
+    #: The delivery that starts it (set by the delivery's write, which stores it first).
+    delivery_id: int | None = None
 
     def apply(self, tx: WriteTx) -> tuple[RunRecord, bool]:
         """Returns ``(run, created)``; an existing key returns the original run."""
@@ -78,6 +80,7 @@ class CreateRun:
             updated_at=now,
             finished_at=None,
             rerun_of=self.rerun_of,
+            delivery_id=self.delivery_id,
         )
 
 
@@ -106,6 +109,7 @@ def create_runs(tx: WriteTx, creates: Sequence[CreateRun]) -> list[tuple[RunReco
             "created_at": tx.now,
             "updated_at": tx.now,
             "rerun_of": r.rerun_of,
+            "delivery_id": r.delivery_id,
         }
         for r in records
     ]

@@ -67,6 +67,8 @@ runs = Table(
     Column("finished_at", Float, nullable=True),
     #: The run this one runs again (``lockgate runs rerun``), if it is a re-run.
     Column("rerun_of", String(32), nullable=True),
+    #: The delivery (webhook, schedule tick, poll) that started it, if one did.
+    Column("delivery_id", BigInteger, nullable=True),
     Index(
         "ix_runs_due",
         "wake_at",

@@ -279,6 +279,7 @@ class Webhooks(WebhookTriggers):
         create, status, error = self._plan(trigger, key, event, data)
         run_ids: list[str] = []
         if create is not None:
+            create.delivery_id = delivery_id
             try:
                 run, created = self._store.apply(create)
             except LockgateError as exc:
