@@ -28,11 +28,8 @@ from common import add_db_args, database, percentile, raw_commit_rate
 from console import fill
 from lockgate import App, Settings
 from lockgate.cli.server import SWITCH_INTERVAL
-from lockgate.retention import Retention
+from lockgate.retention import PAUSE, Retention
 from throughput import latency
-
-#: The pause between two batches of the server's own retention pass.
-PAUSE = 0.05
 
 
 async def measure(app: App, runs: int, samples: int) -> dict[str, object]:

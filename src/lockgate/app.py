@@ -170,15 +170,9 @@ class App:
             idempotency_key=idempotency_key,
             context=context,
         )
-        write: Op[tuple[RunRecord, bool]] = op
-        if actor is not None:
-            entry = AuditEntry(
-                actor, "run.start", None, {"pipeline": f"{op.namespace}/{op.pipeline}"}
-            )
-            write = Audited(op, entry, lambda result: str(result[0].id))
-        record, created = self.store.apply(write)
-        self.launcher.adopt_created(op, record, created)
-        return record
+        details = {"pipeline": f"{op.namespace}/{op.pipeline}"}
+        audit = AuditEntry(actor, "run.start", None, details) if actor is not None else None
+        return self.launcher.start(op, audit)
 
     def prepare_run(
         self,
@@ -286,14 +280,9 @@ class App:
             version=None if latest else old.version,
             rerun_of=old.id,
         )
-        write: Op[tuple[RunRecord, bool]] = op
-        if actor is not None:
-            details = {"of": old.id, "version": "latest" if latest else "same"}
-            entry = AuditEntry(actor, "run.rerun", None, details)
-            write = Audited(op, entry, lambda result: str(result[0].id))
-        record, created = self.store.apply(write)
-        self.launcher.adopt_created(op, record, created)
-        return record
+        details = {"of": old.id, "version": "latest" if latest else "same"}
+        audit = AuditEntry(actor, "run.rerun", None, details) if actor is not None else None
+        return self.launcher.start(op, audit)
 
     def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
         """Ask a run to stop its current step and roll back (audited as ``by``, in the same

@@ -4,8 +4,8 @@ background of ``lockgate server`` and on demand (``lockgate db prune``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import structlog
@@ -15,12 +15,15 @@ from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.audit import AppendAudit, AuditEntry
 from lockgate.store.retention import Policy, RunRetention
+from lockgate.triggers.firing import every
 
 DAY = 86400.0
 #: Retention pauses at least this many times as long as its last batch took.
 DUTY = 20.0
 #: Candidates read at once, in batches.
 READ_AHEAD = 20
+#: The least pause between two batches of the server's own pass.
+PAUSE = 0.05
 
 
 class Retention:
@@ -78,10 +81,11 @@ class Retention:
                 started = time.perf_counter()
                 self._runs.delete([run_id for run_id, _ in chunk])
                 took = time.perf_counter() - started
-                for _, status in chunk:
-                    gone[status] = gone.get(status, 0) + 1
+                counted = Counter(status for _, status in chunk)
+                for status, n in counted.items():
+                    gone[status] = gone.get(status, 0) + n
                     if self._metrics is not None:
-                        self._metrics.runs_pruned.labels(status).inc()
+                        self._metrics.runs_pruned.labels(status).inc(n)
                 if progress is not None:
                     progress(gone)
                 if pause:
@@ -89,14 +93,12 @@ class Retention:
                     # them, so retention never takes more than a sliver of the writer.
                     time.sleep(max(pause, DUTY * took))
 
+    def background_pass(self) -> None:
+        """One pass as the server makes it: paced, and logged when it pruned anything."""
+        gone = self.prune(pause=PAUSE)
+        if gone:
+            self._log.info("pruned runs", **gone)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Prune every ``prune_interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                gone = await asyncio.to_thread(self.prune, pause=0.05)
-                if gone:
-                    self._log.info("pruned runs", **gone)
-            except Exception:
-                self._log.exception("pruning failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.prune_interval)
+        await every(stop, self._settings.prune_interval, self.background_pass, "pruning")

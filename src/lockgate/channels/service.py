@@ -145,10 +145,16 @@ class Channels:
             requested_by=requested_by,
             idempotency_key=idempotency_key,
         )
+        details = {"channel": channel, "tenant": tenant}
+        audit = AuditEntry(actor, "channel.push", None, details) if actor is not None else None
+        return self._queue(op, audit)
+
+    def _queue(self, op: Push, audit: AuditEntry | None) -> DeploymentRecord:
+        """Apply a push (with its audit entry, whose target is the deployment) and hand its
+        run to a local worker."""
         write: Op[tuple[DeploymentRecord, RunRecord, bool]] = op
-        if actor is not None:
-            entry = AuditEntry(actor, "channel.push", None, {"channel": channel, "tenant": tenant})
-            write = Audited(op, entry, lambda result: str(result[0].id))
+        if audit is not None:
+            write = Audited(op, audit, lambda result: str(result[0].id))
         record, run, created = self._store.apply(write)
         self._starter.adopt_created(op.create, run, created)
         return record
@@ -179,14 +185,9 @@ class Channels:
             channel, {**params, "content": content}, namespace=NAMESPACE, requested_by=requested_by
         )
         op = Push(deployment_id, channel, "-", ROLLBACK, requested_by, create)
-        write: Op[tuple[DeploymentRecord, RunRecord, bool]] = op
-        if actor is not None:
-            details = {"channel": channel, "stage": stage, "version": version}
-            entry = AuditEntry(actor, "channel.rollback", None, details)
-            write = Audited(op, entry, lambda result: str(result[0].id))
-        record, run, created = self._store.apply(write)
-        self._starter.adopt_created(op.create, run, created)
-        return record
+        details = {"channel": channel, "stage": stage, "version": version}
+        audit = AuditEntry(actor, "channel.rollback", None, details) if actor is not None else None
+        return self._queue(op, audit)
 
     def pin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
         """Stop promotions before ``stage`` until it is unpinned (pushes still merge and go

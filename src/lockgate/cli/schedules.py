@@ -23,7 +23,7 @@ from lockgate.cli.triggers import (
     params_or_none,
     poller_row,
     schedule_row,
-    shown,
+    show_one,
 )
 
 schedules_app = typer.Typer(
@@ -117,7 +117,7 @@ def update_schedule(
             actor=whoami(),
         )
     )
-    shown(made, output, f"updated schedule {schedule_id}", schedule_row, SCHEDULE_COLUMNS)
+    show_one(made, output, f"updated schedule {schedule_id}", schedule_row, SCHEDULE_COLUMNS)
 
 
 @pollers_app.command("update")
@@ -155,7 +155,7 @@ def update_poller(
             credentials=credentials,
         )
     )
-    shown(made, output, f"updated poller {poller_id}", poller_row, POLLER_COLUMNS)
+    show_one(made, output, f"updated poller {poller_id}", poller_row, POLLER_COLUMNS)
 
 
 @pollers_app.command("create")

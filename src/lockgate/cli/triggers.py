@@ -95,10 +95,7 @@ def manage(
     plural = f"{noun}s"
 
     def shown(record: Any, output: Output, title: str | None = None) -> None:
-        if output is Output.json:
-            print_json(record.to_dict())
-        else:
-            table(title, columns, [row(record)])
+        show_one(record, output, title, row, columns)
 
     @group.command("list")
     def list_(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
@@ -256,7 +253,9 @@ def params_or_none(param: list[str] | None, params_file: Path | None) -> dict[st
     return parse_params(param or [], params_file) if (param or params_file) else None
 
 
-def shown(record: Any, output: Output, title: str, row: Any, columns: Sequence[str]) -> None:
+def show_one(
+    record: Any, output: Output, title: str | None, row: Any, columns: Sequence[str]
+) -> None:
     if output is Output.json:
         print_json(record.to_dict())
     else:
@@ -296,7 +295,7 @@ def update_trigger(
             actor=whoami(),
         )
     )
-    shown(made, output, f"updated trigger {trigger_id}", trigger_row, TRIGGER_COLUMNS)
+    show_one(made, output, f"updated trigger {trigger_id}", trigger_row, TRIGGER_COLUMNS)
 
 
 @triggers_app.command("rotate-secret")

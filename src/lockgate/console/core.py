@@ -7,6 +7,7 @@ same roles: a viewer is shown no button it may not press, and a POST it forges i
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hmac
 import json
@@ -281,7 +282,9 @@ class ConsoleRoute(APIRoute):
                     f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
                     for e in exc.errors()
                 ]
-                return page(
+                # Rendering may read the session, and a refusal is audited: off the loop.
+                return await asyncio.to_thread(
+                    page,
                     request,
                     "error.html",
                     422,
@@ -290,7 +293,7 @@ class ConsoleRoute(APIRoute):
                     message="the request was refused",
                 )
             except LockgateError as exc:
-                return _error_page(request, exc)
+                return await asyncio.to_thread(_error_page, request, exc)
 
         return answer
 

@@ -22,6 +22,7 @@ from lockgate.engine.worker import Worker
 from lockgate.errors import ParamsError, PipelineNotFound
 from lockgate.records import RunRecord
 from lockgate.store import Store
+from lockgate.store.audit import Audited, AuditEntry
 from lockgate.store.ops import Op
 from lockgate.store.runs import CreateRun
 
@@ -103,6 +104,16 @@ class Launcher:
         for worker in self.workers:
             if worker.id == op.claim_for:
                 worker.adopt(record, op.step_names)
+
+    def start(self, op: CreateRun, audit: AuditEntry | None = None) -> RunRecord:
+        """Apply a prepared run (with its audit entry, in the same transaction; its target
+        is the run) and hand it to a local worker: the run, or the first one of its key."""
+        write: Op[tuple[RunRecord, bool]] = op
+        if audit is not None:
+            write = Audited(op, audit, lambda result: str(result[0].id))
+        record, created = self.store.apply(write)
+        self.adopt_created(op, record, created)
+        return record
 
     async def write(self, op: Op[T]) -> T:
         """Apply a write: through a running worker's group committer on this loop if there is
