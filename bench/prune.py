@@ -3,12 +3,13 @@
     python bench/prune.py --db sqlite                       # 1,000,000 runs to prune
     python bench/prune.py --db postgres --runs 1000000      # starts its own PostgreSQL
 
-Fills the store with ``--runs`` finished runs from long ago (three steps and four events
-each), measures the start-to-done latency of runs started one after another with nothing
-else going on, then measures it again while the retention pass (as ``lockgate server`` runs
-it: batches of ``LOCKGATE_PRUNE_BATCH`` runs with a short pause between) deletes them all.
-The last line is JSON: the two latencies' p50 and p99, the p99 increase, how fast the runs
-went, and the raw commit rate of the same database in the same run.
+Fills the store with ``--runs`` finished runs from long ago (three steps, four events and
+ten log lines each), then measures the start-to-done latency of runs started one after
+another by one worker while the retention pass (as ``lockgate server`` runs it) deletes
+them all. Retention goes and pauses in alternating windows of ``--window`` seconds, so the
+samples with and without it see the same database. The last line is JSON: both sets' p50
+and p99, the p99 increase, how fast the runs went while retention went, and the raw commit
+rate of the same database in the same run.
 """
 
 from __future__ import annotations
@@ -28,44 +29,90 @@ from common import add_db_args, database, percentile, raw_commit_rate
 from console import fill
 from lockgate import App, Settings
 from lockgate.cli.server import SWITCH_INTERVAL
-from lockgate.retention import PAUSE, Retention
-from throughput import latency
+from lockgate.core.statuses import RunStatus
+from lockgate.retention import Retention
 
 
-async def measure(app: App, runs: int, samples: int) -> dict[str, object]:
+class Enough(Exception):
+    """Stops retention when the measurement has taken its time."""
+
+
+async def measure(app: App, runs: int, window: float, seconds: float) -> dict[str, object]:
+    """Latency samples of one worker, in alternating windows of ``window`` seconds with
+    retention going and paused, until retention has pruned everything (or ``seconds``
+    have gone): both sets see the same database size, cache and disk state, so what
+    differs is the pruning."""
     app.register(bench)
-    before, _ = await latency(app, FINISHED, samples)
     retention = Retention(app.store, app.settings, app.metrics)
-    outcome: dict[str, object] = {}
+    going, enough = threading.Event(), threading.Event()
+    outcome: dict[str, float] = {"pruned": 0}
+
+    def between_batches(gone: dict[str, int]) -> None:
+        outcome["pruned"] = sum(gone.values())
+        going.wait()  # a paused window holds retention between two batches
+        if enough.is_set():
+            raise Enough
 
     def prune() -> None:
         t0 = time.perf_counter()
-        gone = retention.prune(pause=PAUSE)
-        outcome["pruned"] = sum(gone.values())
+        try:
+            gone = retention.prune(paced=True, progress=between_batches)
+            outcome["pruned"] = sum(gone.values())
+        except Enough:
+            pass
         outcome["prune_s"] = time.perf_counter() - t0
 
-    pruner = threading.Thread(target=prune, name="prune")
+    worker = app.worker()
+    await worker.start()
+    pruner = threading.Thread(target=prune, name="prune", daemon=True)
     pruner.start()
-    during: list[float] = []
-    while pruner.is_alive():
-        chunk, _ = await latency(app, FINISHED, 20)
-        during += chunk
-    pruner.join()
+    samples: dict[bool, list[float]] = {False: [], True: []}
+    pruning_s = 0.0
+    deadline = time.perf_counter() + seconds
+    try:
+        while pruner.is_alive() and time.perf_counter() < deadline:
+            on = not going.is_set()
+            if on:
+                going.set()
+            else:
+                going.clear()
+            ends = time.perf_counter() + window
+            while time.perf_counter() < ends and pruner.is_alive():
+                samples[on].append(await one_run(app))
+            if on:
+                pruning_s += window
+    finally:
+        enough.set()
+        going.set()
+        pruner.join()
+        await worker.stop()
+    before, during = samples[False], samples[True]
     p99_before, p99_during = percentile(before, 99), percentile(during, 99)
-    pruned = int(outcome["pruned"])  # type: ignore[call-overload]
-    seconds = float(outcome["prune_s"])  # type: ignore[arg-type]
+    pruned = int(outcome["pruned"])
     return {
         "runs": runs,
         "pruned": pruned,
-        "prune_s": round(seconds, 1),
-        "pruned_per_s": round(pruned / seconds, 1),
+        "prune_s": round(outcome["prune_s"], 1),
+        "pruned_per_s": round(pruned / max(pruning_s, window), 1),
         "baseline_p50_ms": round(percentile(before, 50), 3),
         "baseline_p99_ms": round(p99_before, 3),
         "during_p50_ms": round(percentile(during, 50), 3),
         "during_p99_ms": round(p99_during, 3),
         "p99_increase": round(p99_during / p99_before - 1, 3),
-        "samples_during": len(during),
+        "samples": [len(before), len(during)],
     }
+
+
+async def one_run(app: App) -> float:
+    """Start-to-done milliseconds of one run, started when nothing else is going on."""
+    t0 = time.perf_counter()
+    run = app.start_run("bench", {"n": 0})
+    event = FINISHED.setdefault(run.id, asyncio.Event())
+    await event.wait()  # the run_finished hook fires just before the final commit
+    while app.store.get_run(run.id).status != RunStatus.SUCCEEDED:
+        await asyncio.sleep(0.0002)  # yield the GIL to the committing thread
+    del FINISHED[run.id]
+    return (time.perf_counter() - t0) * 1000
 
 
 def main() -> None:
@@ -73,22 +120,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_db_args(parser)
     parser.add_argument("--runs", type=int, default=1_000_000)
-    parser.add_argument("--samples", type=int, default=300, help="latency runs, baseline")
+    parser.add_argument(
+        "--window", type=float, default=1.0, help="seconds of each pruning or paused window"
+    )
     parser.add_argument("--batch", type=int, default=Settings().prune_batch, help="runs per batch")
+    parser.add_argument(
+        "--share", type=float, help="of the database's time (default: the server's)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=float("inf"), help="stop measuring after (default: done)"
+    )
     args = parser.parse_args()
     with database(args.db, args.url) as url:
-        app = App(Settings(database_url=url, poll_interval=0.05, prune_batch=args.batch))
+        settings = Settings(
+            database_url=url, poll_interval=0.05, prune_batch=args.batch, prune_share=args.share
+        )
+        app = App(settings)
         app.migrate()
         t0 = time.perf_counter()
         fill(app, args.runs, log_lines=10, approvals=0)
         filled = time.perf_counter() - t0
-        found = asyncio.run(measure(app, args.runs, args.samples))
+        found = asyncio.run(measure(app, args.runs, args.window, args.seconds))
         app.close()
         print(
             json.dumps(
                 {
                     "db": args.db,
                     "batch": args.batch,
+                    "share": Retention(app.store, settings).share(),
                     **found,
                     "fill_s": round(filled, 1),
                     "raw_commits_per_s": round(raw_commit_rate(url), 1),

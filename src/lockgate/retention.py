@@ -18,11 +18,9 @@ from lockgate.store.retention import Policy, RunRetention
 from lockgate.triggers.firing import every
 
 DAY = 86400.0
-#: Retention pauses at least this many times as long as its last batch took.
-DUTY = 20.0
 #: Candidates read at once, in batches.
 READ_AHEAD = 20
-#: The least pause between two batches of the server's own pass.
+#: The least pause between two batches of the server's own pass (seconds).
 PAUSE = 0.05
 
 
@@ -53,16 +51,18 @@ class Retention:
         *,
         dry_run: bool = False,
         now: float | None = None,
-        pause: float = 0.0,
+        paced: bool = False,
         progress: Callable[[dict[str, int]], None] | None = None,
         actor: str | None = None,
     ) -> dict[str, int]:
         """Delete the runs the policy lets go, ``prune_batch`` at a time (a short
-        transaction each, ``pause`` seconds apart so that workers' commits go between);
-        the number of runs of each status that went (with ``dry_run``: would go)."""
+        transaction each; ``paced``: with pauses between, so that retention takes at most
+        ``prune_share`` of the writer's time); the number of runs of each status that went
+        (with ``dry_run``: would go)."""
         policy = self.policy(now)
         floors = self._runs.newest_kept(policy.keep_last)
         batch = max(1, self._settings.prune_batch)
+        share = self.share()
         gone: dict[str, int] = {}
         if dry_run:
             for _, status in self._runs.candidates(policy, 1 << 40, floors):
@@ -88,14 +88,22 @@ class Retention:
                         self._metrics.runs_pruned.labels(status).inc(n)
                 if progress is not None:
                     progress(gone)
-                if pause:
-                    # On SQLite the deletes hold the one writer lock: the pause grows with
-                    # them, so retention never takes more than a sliver of the writer.
-                    time.sleep(max(pause, DUTY * took))
+                if paced:
+                    # The deletes hold the writer (SQLite's one lock; PostgreSQL's disk and
+                    # cores): a run that commits meanwhile waits. Sparse batches keep such
+                    # runs rarer than the latency percentiles that matter.
+                    time.sleep(max(PAUSE, took * (1 / share - 1)))
+
+    def share(self) -> float:
+        """The most of the database's time a paced pass takes (``prune_share``)."""
+        share = self._settings.prune_share
+        if share is None:
+            share = 0.05 if self._store.concurrent_writers else 0.01
+        return min(1.0, max(1e-4, share))
 
     def background_pass(self) -> None:
         """One pass as the server makes it: paced, and logged when it pruned anything."""
-        gone = self.prune(pause=PAUSE)
+        gone = self.prune(paced=True)
         if gone:
             self._log.info("pruned runs", **gone)
 

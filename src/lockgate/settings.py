@@ -36,6 +36,10 @@ def redacted(url: str, *, user_is_secret: bool = False) -> str:
     return f"{scheme}://{shown}@{rest[len(userinfo) + 1 :]}"
 
 
+def _optional_float(text: str | None, default: float | None) -> float | None:
+    return default if text is None or not text.strip() else float(text)
+
+
 def _listed(text: str) -> tuple[str, ...]:
     """A comma-separated setting as its items."""
     return tuple(x.strip() for x in text.split(",") if x.strip())
@@ -96,7 +100,11 @@ class Settings:
     retain_last: int = 100
     #: How often ``lockgate server`` prunes, and how many runs go per transaction.
     prune_interval: float = 3600.0
-    prune_batch: int = 100
+    prune_batch: int = 300
+    #: The most of the database's time the server's retention takes: after a batch that
+    #: took t seconds, retention pauses t * (1 / share - 1). ``None``: 0.01 on SQLite, whose
+    #: deletes hold the one writer, and 0.05 on PostgreSQL, whose deletes go beside it.
+    prune_share: float | None = None
     #: Deliveries (webhook, tick and poll firings) are kept this many days...
     delivery_retention_days: float = 30.0
     #: ...and at most this many per trigger, schedule or poller.
@@ -159,6 +167,7 @@ class Settings:
             retain_last=int(env.get("LOCKGATE_RETAIN_LAST", base.retain_last)),
             prune_interval=float(env.get("LOCKGATE_PRUNE_INTERVAL", base.prune_interval)),
             prune_batch=int(env.get("LOCKGATE_PRUNE_BATCH", base.prune_batch)),
+            prune_share=_optional_float(env.get("LOCKGATE_PRUNE_SHARE"), base.prune_share),
             delivery_retention_days=float(
                 env.get("LOCKGATE_DELIVERY_RETENTION_DAYS", base.delivery_retention_days)
             ),

@@ -78,3 +78,29 @@ async def test_prune_over_rest_is_an_admins(served: Served) -> None:
         assert answer.json() == {"dry_run": True, "runs": {}, "total": 0}
     async with served.client("operator") as op:
         assert (await op.post("/api/v1/prune")).status_code == 403
+
+
+async def test_paced_batches_commit_lazily_and_leave_the_writer_durable(app: App) -> None:
+    """Retention's deletes skip the wait for the disk (SQLite ``synchronous=NORMAL``,
+    PostgreSQL ``synchronous_commit=off``) for their own transactions only, and pause
+    between batches in proportion to how long each took."""
+    app.register(Pipeline("p", [fine]))
+    ids = [(await app.execute_async("p")).id for _ in range(4)]
+    backdate(app, ids, 40)
+    settings = app.settings.with_(retain_last=0, prune_batch=2, prune_share=0.5)
+    retention = Retention(app.store, settings, app.metrics)
+    assert retention.share() == 0.5
+    show = "PRAGMA synchronous" if app.store.dialect == "sqlite" else "SHOW synchronous_commit"
+    before = app.store.write(lambda c: c.exec_driver_sql(show).scalar())
+    t0 = time.perf_counter()
+    assert retention.prune(paced=True) == {"SUCCEEDED": 4}
+    assert time.perf_counter() - t0 >= 2 * 0.05  # the least pause after each batch
+    assert rows(app, s.steps, ids) == 0
+    # The writer is as durable as before for the engine's own commits (SQLite: FULL).
+    assert app.store.write(lambda c: c.exec_driver_sql(show).scalar()) == before
+    assert app.store.read(lambda c: c.exec_driver_sql(show).scalar()) == before
+    if app.store.dialect == "sqlite":
+        assert before == 2
+    assert Retention(app.store, app.settings.with_(prune_share=None)).share() == (
+        0.05 if app.store.concurrent_writers else 0.01
+    )

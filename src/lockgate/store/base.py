@@ -7,7 +7,8 @@ import asyncio
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, func, select, text, tuple_
@@ -97,27 +98,37 @@ class Store(ABC):
     def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in one write transaction on the writer connection."""
         with self._lock:
-            conn = self._writer_conn()
-            try:
-                with conn.begin():
-                    result = fn(conn)
-            except DBAPIError as exc:
-                if exc.connection_invalidated:
-                    self._writer = None
-                raise self._translate("write", exc) from exc
-            except SQLAlchemyError as exc:
-                raise self._translate("write", exc) from exc
-            self.commits += 1
-            return result
+            return self._write_locked(fn)
+
+    def _write_locked(self, fn: Callable[[Connection], T]) -> T:
+        conn = self._writer_conn()
+        try:
+            with conn.begin():
+                result = fn(conn)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                self._writer = None
+            raise self._translate("write", exc) from exc
+        except SQLAlchemyError as exc:
+            raise self._translate("write", exc) from exc
+        self.commits += 1
+        return result
 
     def apply_aside(self, op: Op[T]) -> T:
-        """Apply ``op`` in its own transaction beside the writer connection where the
-        database lets writers go on together (PostgreSQL): background work (retention)
-        then never holds up the engine's commits. Elsewhere, the same as :meth:`apply`."""
+        """Apply ``op`` as background work (retention): in a transaction of its own whose
+        commit need not reach the disk before this returns. A crash may undo it (the work
+        is found and done again); it can never undo a later commit, as both databases
+        write their log in order. Where writers go on together (PostgreSQL) it runs
+        beside the writer connection and never holds up the engine's commits; elsewhere
+        it takes the writer between them, without waiting for a disk flush."""
         if not self.concurrent_writers:
-            return self.apply(op)
+            with self._lock, self._lazy_commits(self._writer_conn()):
+                slots = self._write_locked(lambda conn: self._apply_all(conn, [op], [False]))
+            if isinstance(slots[0], BaseException):
+                raise slots[0]
+            return slots[0]  # type: ignore[no-any-return]  # the slot holds the op's T
         try:
-            with self._reader_engine.connect() as conn, conn.begin():
+            with self._reader_engine.connect() as conn, conn.begin(), self._lazy_commits(conn):
                 tx = WriteTx(
                     conn=conn,
                     now=time.time(),
@@ -131,6 +142,11 @@ class Store(ABC):
                 return result
         except SQLAlchemyError as exc:
             raise self._translate("write", exc) from exc
+
+    @contextmanager
+    def _lazy_commits(self, conn: Connection) -> Iterator[None]:
+        """Commits on ``conn`` inside this block need not wait for the disk."""
+        yield
 
     def apply(self, op: Op[T]) -> T:
         """Apply one op in its own transaction; raise its error."""

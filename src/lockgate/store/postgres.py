@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -59,6 +60,13 @@ class PostgresStore(Store):
     def driver_sql(self, sql: str) -> str:
         """psycopg's ``%(name)s`` placeholders."""
         return _PLACEHOLDER.sub(r"%(\1)s", sql)
+
+    @contextmanager
+    def _lazy_commits(self, conn: Connection) -> Iterator[None]:
+        """This transaction commits without waiting for its WAL flush (PostgreSQL's
+        asynchronous commit; later synchronous commits flush it with them)."""
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        yield
 
     def _notify_peers(self, conn: Connection) -> None:
         conn.execute(text(f"NOTIFY {CHANNEL}"))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
@@ -79,3 +81,18 @@ class SqliteStore(Store):
     def insert(self, table: Table) -> Any:
         """SQLite's INSERT with ON CONFLICT support."""
         return sqlite_insert(table)
+
+    @contextmanager
+    def _lazy_commits(self, conn: Connection) -> Iterator[None]:
+        """``synchronous=NORMAL`` for the block (outside any transaction): in WAL mode a
+        commit then skips its fsync, and the engine's next FULL commit syncs it too."""
+        if self._synchronous not in ("FULL", "EXTRA"):
+            yield
+            return
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            raw.execute(f"PRAGMA synchronous={self._synchronous}")
