@@ -49,6 +49,10 @@ def start_worker(url: str, ledger: Path, concurrency: int) -> subprocess.Popen[b
     )
 
 
+#: The steps of the pipelines there that are not idempotent (must never run twice).
+NOT_IDEMPOTENT = ("migrate", "once")
+
+
 def audit(app: App, ids: list[str], ledger: Path) -> dict[str, int]:
     """Compare the ledger with the store's events."""
     executions: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -67,13 +71,13 @@ def audit(app: App, ids: list[str], ledger: Path) -> dict[str, int]:
                 later = [t for t in runs_of_step if t > event.at]
                 reexecuted += len(later)
                 rerun_in_flight += len(runs_of_step) - len(later) - 1
-    migrate_runs = Counter(run_id for (run_id, what), ts in executions.items()
-                           if what == "migrate" for _ in ts)  # fmt: skip
+    once_runs = Counter(run_id for (run_id, what), ts in executions.items()
+                        if what in NOT_IDEMPOTENT for _ in ts)  # fmt: skip
     return {
         "finished": finished,
         "lost": len(ids) - finished,
         "completed_step_reexecuted": reexecuted,
-        "non_idempotent_reexecuted": sum(c - 1 for c in migrate_runs.values() if c > 1),
+        "non_idempotent_reexecuted": sum(c - 1 for c in once_runs.values() if c > 1),
         # At-least-once re-runs of steps killed in flight (expected, and proof of kills).
         "in_flight_reruns": rerun_in_flight,
     }

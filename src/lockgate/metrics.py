@@ -90,6 +90,11 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.fenced_writes = Counter(
+            "lockgate_fenced_writes_refused",
+            "Writes of a worker that had lost a run's lease, refused by its fencing token.",
+            registry=self.registry,
+        )
         self.webhook_answers = Counter(
             "lockgate_webhook_answers",
             "Webhook requests answered, by HTTP status (401s are bad signatures).",

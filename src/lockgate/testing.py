@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -33,9 +34,20 @@ class PostgresServer:
     As root the server runs as the ``postgres`` OS user (``initdb`` refuses root).
     """
 
-    def __init__(self, *, fsync: bool = True, bin_dir: Path = PG_BIN) -> None:
+    def __init__(
+        self,
+        *,
+        fsync: bool = True,
+        bin_dir: Path = PG_BIN,
+        listen: Sequence[str] = (),
+        trusted: Sequence[str] = (),
+    ) -> None:
+        """``listen``: addresses to listen on besides 127.0.0.1; ``trusted``: networks
+        (CIDR) whose clients connect without a password, besides loopback."""
         self.bin_dir = bin_dir
         self.fsync = fsync
+        self.listen = tuple(listen)
+        self.trusted = tuple(trusted)
         self.port = 0
         self.dir: Path | None = None
 
@@ -76,9 +88,24 @@ class PostgresServer:
             ),
             **run,  # type: ignore[call-overload]
         )
+        if self.trusted:
+            with open(data / "pg_hba.conf", "a") as hba:
+                for network in self.trusted:
+                    hba.write(f"host all all {network} trust\n")
         self.port = free_port()
+        self._pg_ctl("start")
+        return self
+
+    def restart(self, mode: str = "immediate") -> None:
+        """Stop the server (``immediate``: as if it crashed, recovering from its WAL on
+        start) and start it again on the same port."""
+        self._pg_ctl("restart", "-m", mode)
+
+    def _pg_ctl(self, action: str, *more: str) -> None:
+        assert self.dir is not None
+        listen = ",".join(("127.0.0.1", *self.listen))
         options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            f"-p {self.port} -k {self.dir} -c listen_addresses={listen} "
             f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200 "
             f"-c synchronous_commit={'on' if self.fsync else 'off'}"
         )
@@ -86,7 +113,7 @@ class PostgresServer:
             self._cmd(
                 str(self.bin_dir / "pg_ctl"),
                 "-D",
-                str(data),
+                str(self.dir / "data"),
                 "-o",
                 options,
                 "-l",
@@ -94,11 +121,13 @@ class PostgresServer:
                 "-w",
                 "-t",
                 "60",
-                "start",
+                *more,
+                action,
             ),
-            **run,  # type: ignore[call-overload]
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-        return self
 
     def create_database(self, name: str | None = None, template: str | None = None) -> str:
         """Create a database (optionally cloned from ``template``); returns its URL."""

@@ -96,3 +96,65 @@ def test_sigkill_mid_deployment_resumes_and_ends_consistent(
         assert len(runs_of_two) == 2
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("outcome", ["succeeds", "fails"])
+def test_sigkill_mid_stage_rollback_resumes_and_flips_back_on_failure(
+    db_url: str, tmp_path: Path, outcome: str
+) -> None:
+    """A stage rolled back to an earlier manifest is a deployment like any other: killed
+    in the stage's test after its flip, it resumes on a new worker; the test passing keeps
+    the stage on the earlier manifest, failing flips it back; the other stages never move,
+    and every flip replays to where each stage points."""
+    ledger = tmp_path / "ledger.txt"
+    env = {"LOCKGATE_LEDGER": str(ledger), "LOCKGATE_SLOW_SECONDS": "0"}
+    app = App(Settings(database_url=db_url))
+    app.migrate()
+    [channel] = load_definitions([CHANNEL])[1]
+    app.channels.register(channel)
+    try:
+        pushes = [app.channels.push("crashy", "acme", {"n": n}) for n in (1, 2)]
+        worker = start_worker(db_url, env)
+        try:
+            for push in pushes:
+                assert wait_finished(app, push.run_id) == "SUCCEEDED"
+        finally:
+            worker.terminate()
+            worker.wait(20)
+        check_consistent(app, 2)
+
+        back = app.channels.rollback_stage("crashy", "two", 1, actor="ops")
+        victim = start_worker(db_url, {**env, "LOCKGATE_SLOW_SECONDS": "5"})
+        wait_for_line(ledger, f"{back.id} two")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        mid = {st.stage: st.version for st in app.channels.stages("crashy")}
+        assert mid == {"one": 2, "two": 1, "three": 2}  # flipped, its test cut short
+
+        fail = "1" if outcome == "fails" else "0"
+        rescuer = start_worker(db_url, {**env, "LOCKGATE_FAIL_TESTS": fail})
+        try:
+            status = wait_finished(app, back.run_id, timeout=60)
+        finally:
+            rescuer.terminate()
+            rescuer.wait(20)
+        after = {st.stage: st.version for st in app.channels.stages("crashy")}
+        if outcome == "succeeds":
+            assert status == "SUCCEEDED"
+            assert after == {"one": 2, "two": 1, "three": 2}
+        else:
+            assert status == "ROLLED_BACK"
+            assert after == {"one": 2, "two": 2, "three": 2}  # flipped back
+        assert app.channels.manifest("crashy", 2).version == 2  # the head stays
+        known = {d.id for d in app.channels.store.deployments("crashy", limit=1000)}
+        for stage, now in after.items():
+            pointer = None
+            for f in reversed(app.channels.store.flips("crashy", stage, limit=1000)):
+                assert f.deployment_id in known
+                assert f.from_version == pointer, (stage, f)
+                pointer = f.to_version
+            assert pointer == now
+        tests_of_two = [ln for ln in ledger.read_text().splitlines() if ln.startswith(back.id)]
+        assert len(tests_of_two) == 2  # cut short once, then run again to its end
+    finally:
+        app.close()

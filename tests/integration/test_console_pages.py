@@ -136,3 +136,123 @@ async def test_a_run_names_the_delivery_that_started_it(served: Served) -> None:
     assert served.app.schedules.tick(now=schedule.next_fire_at) == 1
     [ticked] = served.app.deliveries(schedule.id)
     assert served.app.run_record(ticked.run_ids[0]).delivery_id == ticked.id
+
+
+async def test_an_admin_creates_and_edits_triggers_from_forms(served: Served) -> None:
+    """The forms made from each kind's settings create a webhook (with a secret made and
+    shown once, or the admin's own), a schedule and a poller, and edit them: changed fields
+    change, emptied lists clear, bad values come back listed and change nothing."""
+    http, csrf = browser(served, "admin")
+    app = served.app
+    async with http:
+        form = await http.get("/triggers/webhooks/new")
+        assert form.status_code == 200
+        assert 'name="provider"' in form.text and 'type="password"' in form.text
+        made = await http.post(
+            "/triggers/webhooks/new",
+            data={
+                "csrf": csrf,
+                "provider": "github",
+                "pipeline": "deploy",
+                "events": "push, release",
+                "branches": "main",
+                "params": '{"env": "prod", "commit": "${event.commit}"}',
+            },
+        )
+        assert made.status_code == 201  # the secret made for it is in this answer only
+        secret = re.search(r"data-secret>([^<]+)<", made.text)
+        assert secret is not None and len(secret.group(1)) >= 32
+        (hook,) = app.webhooks.list()
+        assert (hook.events, hook.branches) == (["push", "release"], ["main"])
+        assert hook.params == {"env": "prod", "commit": "${event.commit}"}
+        body = b'{"ref": "refs/heads/main", "after": "abc123"}'
+        signature = hmac.new(secret.group(1).encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"}
+        async with served.client(None) as provider:
+            wrong = await provider.post(
+                f"/hooks/{hook.id}",
+                content=body,
+                headers={**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64},
+            )
+            assert wrong.status_code == 401
+            signed = await provider.post(
+                f"/hooks/{hook.id}",
+                content=body,
+                headers={**headers, "X-Hub-Signature-256": f"sha256={signature}"},
+            )
+        assert signed.status_code == 202, signed.text  # the secret shown is the one kept
+        own = await http.post(
+            "/triggers/webhooks/new",
+            data={"csrf": csrf, "provider": "gitlab", "pipeline": "deploy", "secret": "s" * 20},
+        )
+        assert own.status_code == 303  # the admin's own secret is not shown back
+        short = await http.post(
+            "/triggers/webhooks/new",
+            data={"csrf": csrf, "provider": "gitlab", "pipeline": "deploy", "secret": "short"},
+        )
+        assert short.status_code == 422 and "at least 16 characters" in short.text
+        assert len(app.webhooks.list()) == 2
+
+        edit = await http.get(f"/triggers/webhooks/{hook.id}/edit")
+        assert edit.status_code == 200 and 'value="push, release"' in edit.text
+        assert 'name="provider"' not in edit.text  # fixed once made
+        changed = await http.post(
+            f"/triggers/webhooks/{hook.id}/edit",
+            data={"csrf": csrf, "pipeline": "deploy", "namespace": "default", "events": "push"},
+        )
+        assert changed.status_code == 303
+        assert "changed" in changed.headers["location"]
+        edited = app.webhooks.get(hook.id)
+        assert (edited.events, edited.branches, edited.params) == (["push"], [], {})
+
+        schedule = await http.post(
+            "/triggers/schedules/new",
+            data={"csrf": csrf, "pipeline": "deploy", "cron": "0 3 * * *", "misfire": "skip"},
+        )
+        assert schedule.status_code == 303
+        (sched,) = app.schedules.list()
+        assert sched.cron == "0 3 * * *" and sched.interval_seconds is None
+        bad = await http.post(
+            f"/triggers/schedules/{sched.id}/edit",
+            data={"csrf": csrf, "pipeline": "deploy", "cron": "", "interval_seconds": "often"},
+        )
+        assert bad.status_code == 422 and "interval_seconds: &#39;often&#39; is not a number" in (
+            bad.text
+        )
+        to_interval = await http.post(
+            f"/triggers/schedules/{sched.id}/edit",
+            data={"csrf": csrf, "pipeline": "deploy", "cron": "", "interval_seconds": "90"},
+        )
+        assert to_interval.status_code == 303
+        now = app.schedules.get(sched.id)
+        assert (now.cron, now.interval_seconds) == (None, 90.0)
+
+        poller = await http.post(
+            "/triggers/pollers/new",
+            data={
+                "csrf": csrf,
+                "pipeline": "deploy",
+                "repository": "https://git.example.com/app.git",
+                "refs": "refs/heads/main",
+                "interval_seconds": "30",
+                "credentials": "GIT_TOKEN",
+            },
+        )
+        assert poller.status_code == 303
+        (poll,) = app.pollers.list()
+        assert (poll.refs, poll.credentials) == (["refs/heads/main"], "GIT_TOKEN")
+        cleared = await http.post(
+            f"/triggers/pollers/{poll.id}/edit",
+            data={
+                "csrf": csrf,
+                "pipeline": "deploy",
+                "repository": "https://git.example.com/app.git",
+                "refs": "refs/heads/main, refs/tags/*",
+                "interval_seconds": "30",
+            },
+        )
+        assert cleared.status_code == 303
+        poll = app.pollers.get(poll.id)
+        assert (poll.refs, poll.credentials) == (["refs/heads/main", "refs/tags/*"], None)
+        audit = [e.action for e in app.store.get_audit(0)]
+        assert audit.count("trigger.create") == 2 and "poller.update" in audit

@@ -10,10 +10,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import update
 
 from lockgate import App, NotFound, Pipeline, RunStatus, Settings, StepContext, step
-from lockgate.store import open_store
+from lockgate.store import open_store, schema
 from lockgate.store.deliveries import Deliver
+from lockgate.store.leases import Heartbeat
 from lockgate.store.migrate import _config, current, upgrade
 from lockgate.store.runs import CreateRun
 from lockgate.store.schema import metadata
@@ -143,6 +145,30 @@ async def test_a_worker_that_lost_its_lease_abandons_the_run(settings: Settings)
     finally:
         await w.stop()
         app.close()
+
+
+@step
+def noop(ctx: StepContext) -> None:
+    pass
+
+
+def test_a_heartbeat_reports_lost_leases_not_runs_that_finished(app: App) -> None:
+    """A run taken by another worker, or let go while unfinished, is lost; one whose last
+    commit let go of its lease since the worker looked is not (no false alarm)."""
+    app.register(Pipeline("p", [noop]))
+    taken, finished, let_go, held = (app.start_run("p").id for _ in range(4))
+    owners = {taken: "thief", finished: None, let_go: None, held: "me"}
+    for run_id, owner in owners.items():
+        status = "SUCCEEDED" if run_id == finished else "RUNNING"
+        app.store.write(
+            lambda c, r=run_id, o=owner, st=status: c.execute(
+                update(schema.runs)
+                .where(schema.runs.c.id == r)
+                .values(lease_owner=o, status=st, lease_expires_at=time.time() + 30)
+            )
+        )
+    lost = app.store.apply(Heartbeat("me", list(owners), 30))
+    assert lost == {taken, let_go}
 
 
 async def test_postgres_notify_wakes_a_worker_in_another_process(pg_server: object) -> None:

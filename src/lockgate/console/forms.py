@@ -1,7 +1,8 @@
 """Forms generated from a JSON schema: a pipeline's params, an approval's input.
 
 Each property becomes one field (a select for an enum, a checkbox for a boolean, a number
-box, a text box with its pattern, JSON for objects and lists); posted values are turned back
+box, a text box with its pattern, comma-separated text for a list of strings, a password box
+for ``format: password``, JSON for other objects and lists); posted values are turned back
 into the schema's types, with every problem listed. The server checks them again, as for
 REST: the form only helps.
 """
@@ -21,7 +22,7 @@ class Field:
     """One input of a generated form."""
 
     name: str
-    kind: str  # text, number, integer, boolean, enum, json
+    kind: str  # text, secret, number, integer, boolean, enum, list, json
     label: str
     description: str
     required: bool
@@ -37,6 +38,8 @@ class Field:
             return ""
         if self.kind == "json":
             return json.dumps(self.default)
+        if self.kind == "list":
+            return ", ".join(str(item) for item in self.default)
         return str(self.default)
 
 
@@ -65,6 +68,10 @@ def fields_of(schema: Mapping[str, Any] | None) -> list[Field]:
         }.get(str(prop.get("type")), "text")
         if prop.get("enum"):
             kind = "enum"
+        elif kind == "json" and (prop.get("items") or {}).get("type") == "string":
+            kind = "list"  # comma-separated, or a JSON array
+        elif kind == "text" and prop.get("format") == "password":
+            kind = "secret"
         examples = prop.get("examples") or []
         found.append(
             Field(
@@ -99,12 +106,14 @@ def values_from(fields: list[Field], form: Mapping[str, str], prefix: str = "") 
                 values[f.name] = int(raw)
             elif f.kind == "number":
                 values[f.name] = float(raw)
-            elif f.kind == "json":
+            elif f.kind == "json" or (f.kind == "list" and raw.lstrip().startswith("[")):
                 values[f.name] = json.loads(raw)
+            elif f.kind == "list":
+                values[f.name] = [item.strip() for item in raw.split(",") if item.strip()]
             else:
                 values[f.name] = raw
         except ValueError:
-            what = {"integer": "a whole number", "number": "a number", "json": "JSON"}[f.kind]
+            what = {"integer": "a whole number", "number": "a number"}.get(f.kind, "JSON")
             problems.append(f"{f.name}: {raw!r} is not {what}")
     if problems:
         raise ParamsError(problems)

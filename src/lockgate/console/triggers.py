@@ -1,8 +1,11 @@
 """Triggers: webhooks (the URL and headers for the provider), schedules with their next
-ticks, pollers; each one's deliveries with their outcome; pause, resume, redeliver."""
+ticks, pollers; each one's deliveries with their outcome; create, edit, pause, resume,
+delete, redeliver."""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request
@@ -11,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from lockgate.app import App
 from lockgate.console.core import (
     Admin,
+    AdminPage,
     Lockgate,
     Viewer,
     back,
@@ -18,10 +22,12 @@ from lockgate.console.core import (
     page,
     viewing,
 )
-from lockgate.errors import NotFound
+from lockgate.console.forms import Field, fields_of, values_from
+from lockgate.errors import NotFound, ParamsError
 from lockgate.tokens import Role
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import next_fire
+from lockgate.triggers.webhook_config import MIN_SECRET
 
 router = console_router()
 
@@ -37,9 +43,108 @@ HEADERS = {
 KINDS = ("webhooks", "schedules", "pollers")
 
 
-def _service(lg: App, kind: str) -> Any:
+_LIST = {"type": "array", "items": {"type": "string"}}
+_PARAMS = {
+    "type": "object",
+    "title": "Params",
+    "description": "The run's params as JSON, values may use placeholders, e.g. "
+    '{"commit": "${event.commit}"}',
+}
+_COMMON = {
+    "pipeline": {"type": "string", "title": "Pipeline"},
+    "namespace": {"type": "string", "title": "Namespace", "default": "default"},
+}
+#: Each kind's settings as a schema: the forms to create and edit one are made from it.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "webhooks": {
+        "required": ["provider", "pipeline"],
+        "properties": {
+            "provider": {"title": "Provider", "enum": sorted(PROVIDERS)},
+            **_COMMON,
+            "secret": {
+                "type": "string",
+                "format": "password",
+                "title": "Secret",
+                "description": f"What the provider signs with, at least {MIN_SECRET} "
+                "characters. Empty: one is made and shown once. Gerrit signs nothing: its "
+                "trigger gets a URL token instead.",
+            },
+            "events": {**_LIST, "title": "Events", "description": "Empty: every event."},
+            "branches": {**_LIST, "title": "Branches", "description": "Names or globs."},
+            "params": _PARAMS,
+            "allow_ips": {
+                **_LIST,
+                "title": "Allowed addresses",
+                "description": "Addresses or networks deliveries may come from (empty: any).",
+            },
+        },
+    },
+    "schedules": {
+        "required": ["pipeline"],
+        "properties": {
+            **_COMMON,
+            "cron": {"type": "string", "title": "Cron", "examples": ["0 3 * * 1-5"]},
+            "interval_seconds": {
+                "type": "number",
+                "title": "Or every (seconds)",
+                "description": "A cron or an interval, not both.",
+            },
+            "timezone": {"type": "string", "title": "Time zone", "default": "UTC"},
+            "misfire": {
+                "title": "After downtime",
+                "enum": ["skip", "run_once"],
+                "default": "skip",
+                "description": "skip the ticks missed, or run once for them.",
+            },
+            "params": _PARAMS,
+        },
+    },
+    "pollers": {
+        "required": ["pipeline", "repository"],
+        "properties": {
+            **_COMMON,
+            "repository": {
+                "type": "string",
+                "title": "Repository",
+                "examples": ["https://git.example.com/app.git"],
+            },
+            "refs": {**_LIST, "title": "Refs", "default": ["refs/heads/*"]},
+            "interval_seconds": {"type": "number", "title": "Every (seconds)", "default": 60},
+            "credentials": {
+                "type": "string",
+                "title": "Credentials",
+                "description": "The name of a secret (LOCKGATE_SECRET_<NAME>) with the "
+                "Authorization header value; never part of the URL.",
+            },
+            "params": _PARAMS,
+        },
+    },
+}
+#: What cannot change once made: a provider, and a secret (rotated instead).
+FIXED = {"provider", "secret"}
+
+
+def _fields(kind: str, current: Mapping[str, Any] | None = None) -> list[Field]:
+    """The form's fields; for an edit, without what cannot change, showing ``current``."""
+    _service_kind(kind)
+    schema = SCHEMAS[kind]
+    if current is None:
+        return fields_of(schema)
+    props = {
+        name: {**prop, "default": current.get(name)}
+        for name, prop in schema["properties"].items()
+        if name not in FIXED
+    }
+    return fields_of({**schema, "properties": props})
+
+
+def _service_kind(kind: str) -> None:
     if kind not in KINDS:
         raise NotFound(f"no kind of trigger {kind!r} (one of {', '.join(KINDS)})")
+
+
+def _service(lg: App, kind: str) -> Any:
+    _service_kind(kind)
     return {"webhooks": lg.webhooks, "schedules": lg.schedules, "pollers": lg.pollers}[kind]
 
 
@@ -54,6 +159,91 @@ def triggers(request: Request, who: Viewer, lg: Lockgate) -> Response:
         schedules=lg.schedules.list(),
         pollers=[p.to_dict() for p in lg.pollers.list()],
     )
+
+
+@router.get("/triggers/{kind}/new", response_class=HTMLResponse)
+def new(request: Request, kind: str, who: AdminPage) -> Response:
+    return page(
+        request,
+        "trigger_form.html",
+        title=f"New {kind[:-1]}",
+        action=f"/triggers/{kind}/new",
+        fields=_fields(kind),
+        back_to="/triggers",
+    )
+
+
+@router.post("/triggers/{kind}/new", response_class=HTMLResponse)
+def create(request: Request, kind: str, act: Admin, lg: Lockgate) -> Response:
+    values = values_from(_fields(kind), act.form)
+    actor = act.person.subject
+    if kind == "schedules":
+        made = lg.schedules.create(values.pop("pipeline", ""), actor=actor, **values)
+        return back(f"/triggers/schedules/{made.id}", "schedule created")
+    if kind == "pollers":
+        pipeline, repository = values.pop("pipeline", ""), values.pop("repository", "")
+        poller = lg.pollers.create(pipeline, repository, actor=actor, **values)
+        return back(f"/triggers/pollers/{poller.id}", "poller created")
+    provider, pipeline = values.pop("provider", ""), values.pop("pipeline", "")
+    signed = provider in PROVIDERS and PROVIDERS[provider].signed
+    secret = values.pop("secret", None)
+    made_secret = signed and not secret
+    if made_secret:
+        secret = secrets.token_urlsafe(32)
+    trigger, token = lg.webhooks.create(provider, pipeline, secret=secret, actor=actor, **values)
+    if not made_secret and token is None:
+        return back(f"/triggers/webhooks/{trigger.id}", "webhook trigger created")
+    # A secret made here, or an unsigned provider's URL token: in this answer only.
+    return page(
+        request,
+        "rotated.html",
+        201,
+        title=f"Webhook trigger {trigger.id} created",
+        trigger=trigger,
+        signed=signed,
+        secret=secret if made_secret else token,
+        url=f"{request.base_url}hooks/{trigger.id}",
+    )
+
+
+@router.get("/triggers/{kind}/{row_id}/edit", response_class=HTMLResponse)
+def edit(request: Request, kind: str, row_id: str, who: AdminPage, lg: Lockgate) -> Response:
+    row = _service(lg, kind).get(row_id)
+    return page(
+        request,
+        "trigger_form.html",
+        title=f"Edit {kind[:-1]} {row_id}",
+        action=f"/triggers/{kind}/{row_id}/edit",
+        fields=_fields(kind, row.to_dict()),
+        back_to=f"/triggers/{kind}/{row_id}",
+    )
+
+
+@router.post("/triggers/{kind}/{row_id}/edit")
+def update(kind: str, row_id: str, act: Admin, lg: Lockgate) -> Response:
+    service = _service(lg, kind)
+    current = service.get(row_id).to_dict()
+    fields = _fields(kind, current)
+    posted = values_from(fields, act.form)
+    for f in fields:  # an emptied field clears the value, not leaves it unchanged
+        if f.name in posted or current.get(f.name) in (None, "", [], {}):
+            continue
+        if f.kind in ("list", "json"):
+            posted[f.name] = {} if f.kind == "json" else []
+        elif f.name == "credentials":
+            posted[f.name] = ""  # no credentials any more
+    changes = {k: v for k, v in posted.items() if v != current.get(k)}
+    if kind == "schedules":
+        if "cron" not in posted and "interval_seconds" not in posted:
+            raise ParamsError(["cron or interval_seconds: one is needed"])
+        if posted.get("cron") != current.get("cron") or "interval_seconds" in changes:
+            # A cron replaces an interval and back.
+            changes["cron"] = posted.get("cron")
+            changes["interval_seconds"] = posted.get("interval_seconds")
+    if not changes:
+        return back(f"/triggers/{kind}/{row_id}", "nothing changed")
+    service.update(row_id, actor=act.person.subject, **changes)
+    return back(f"/triggers/{kind}/{row_id}", f"changed {', '.join(sorted(changes))}")
 
 
 @router.get("/triggers/{kind}/{row_id}", response_class=HTMLResponse)

@@ -82,7 +82,10 @@ class RunExecution:
         try:
             await self._execute()
         except StaleLease as exc:
-            self.env.log.warning("lease lost", run_id=self.run.id, error=str(exc))
+            # Another worker holds the run now: this one's write changed nothing.
+            self.env.log.warning("fenced write refused", run_id=self.run.id, error=str(exc))
+            if self.env.metrics is not None:
+                self.env.metrics.fenced_writes.inc()
         except Exception as exc:
             # A fault outside user code: park the run, flagged, instead of looping on it.
             self.env.log.exception("run could not advance", run_id=self.run.id)

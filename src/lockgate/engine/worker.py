@@ -318,13 +318,13 @@ class Worker:
             await asyncio.sleep(interval)
             ids = list(self._active)
             try:
-                held = await self.committer.apply(
+                lost = await self.committer.apply(
                     Heartbeat(self.id, ids, self.settings.lease_seconds)
                 )
             except Exception as exc:
                 self.log.error("heartbeat failed", error=str(exc))
                 continue
-            for run_id in set(ids) - held:
+            for run_id in lost:
                 entry = self._active.get(run_id)
                 if entry is not None:
                     self.log.warning("lease lost; abandoning run", run_id=run_id)

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     bindparam,
+    select,
     text,
     update,
 )
 from sqlalchemy.sql.selectable import TextualSelect
 
-from lockgate.core.statuses import RunStatus, StepStatus
+from lockgate.core.statuses import TERMINAL_RUN_STATUSES, RunStatus, StepStatus
 from lockgate.records import Claimed, RunRecord, StepRecord
 from lockgate.store import schema as s
 from lockgate.store.ops import (
@@ -133,14 +134,16 @@ _LAST_STARTED = text(
 
 @dataclass
 class Heartbeat:
-    """Extend the leases this worker still holds and report which ones those are."""
+    """Extend the leases this worker still holds and report the ones it lost."""
 
     worker_id: str
     run_ids: Sequence[str]
     lease_seconds: float
 
     def apply(self, tx: WriteTx) -> set[str]:
-        """Ids of the runs still held."""
+        """Ids of the runs lost: held by another worker now, or by none while unfinished.
+        A run that finished since the worker looked is not lost (its last commit let go
+        of the lease)."""
         tx.conn.execute(
             update(s.workers).where(s.workers.c.id == self.worker_id).values(heartbeat_at=tx.now)
         )
@@ -153,7 +156,12 @@ class Heartbeat:
             .values(lease_expires_at=tx.now + self.lease_seconds)
             .returning(r.id)
         )
-        return {str(x) for x in rows.scalars()}
+        missing = set(self.run_ids) - {str(x) for x in rows.scalars()}
+        if not missing:
+            return set()
+        finished = [st.value for st in TERMINAL_RUN_STATUSES]
+        done = tx.conn.execute(select(r.id).where(r.id.in_(list(missing)), r.status.in_(finished)))
+        return missing - {str(x) for x in done.scalars()}
 
 
 @dataclass
