@@ -53,8 +53,11 @@ def start_worker(url: str, ledger: Path, concurrency: int) -> subprocess.Popen[b
 NOT_IDEMPOTENT = ("migrate", "once")
 
 
-def audit(app: App, ids: list[str], ledger: Path) -> dict[str, int]:
-    """Compare the ledger with the store's events."""
+def audit(
+    app: App, ids: list[str], ledger: Path, found: list[tuple[str, str]] | None = None
+) -> dict[str, int]:
+    """Compare the ledger with the store's events (``found`` collects the ``(run, step)``
+    pairs that ran again after completing)."""
     executions: dict[tuple[str, str], list[float]] = defaultdict(list)
     for line in ledger.read_text().splitlines():
         at, run_id, what, _attempt = line.split()
@@ -70,6 +73,8 @@ def audit(app: App, ids: list[str], ledger: Path) -> dict[str, int]:
                 runs_of_step = executions[(run_id, event.step)]
                 later = [t for t in runs_of_step if t > event.at]
                 reexecuted += len(later)
+                if later and found is not None:
+                    found.append((run_id, event.step))
                 rerun_in_flight += len(runs_of_step) - len(later) - 1
     once_runs = Counter(run_id for (run_id, what), ts in executions.items()
                         if what in NOT_IDEMPOTENT for _ in ts)  # fmt: skip

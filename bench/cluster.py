@@ -17,6 +17,9 @@ Scenarios (one JSON line each, per number of hosts):
 - ``host-dies``: every lockgate process of host 1 is SIGKILLed mid-load; its runs move.
 - ``cut-off``: host 1's link goes down for three lease times, then comes back; what it
   writes after losing its leases is refused by the fencing token.
+- ``paused``: host 1's processes are stopped (SIGSTOP, as a VM freeze or a long pause would)
+  for three lease times and go on (SIGCONT) with what they had in memory: every write they
+  make for runs that moved meanwhile is refused by the fencing token.
 - ``pg-restart``: ``pg_ctl restart -m immediate`` under load; workers reconnect.
 - ``slow-db``: 20 ms more round trip between the hosts and PostgreSQL. This kernel has no
   ``netem`` qdisc, so the delay is a proxy on the bridge address that holds every chunk from
@@ -62,7 +65,7 @@ NET = "10.231.77"
 BRIDGE = f"{PREFIX}-br"
 SERVER_IP = f"{NET}.1"
 LEASE = 2.0
-SCENARIOS = ("scale-out", "host-dies", "cut-off", "pg-restart", "slow-db")
+SCENARIOS = ("scale-out", "host-dies", "cut-off", "paused", "pg-restart", "slow-db")
 
 
 def ip(*args: str, check: bool = True) -> None:
@@ -107,7 +110,9 @@ class TestHosts:
 
     def __exit__(self, *exc: object) -> None:
         for n in range(1, self.count + 1):
-            ip("netns", "del", self.names(n)[0], check=False)  # its links go with it
+            ns, outer, _ = self.names(n)
+            ip("link", "del", outer, check=False)  # both ends, at once (a namespace's go later)
+            ip("netns", "del", ns, check=False)
 
     @staticmethod
     def names(n: int) -> tuple[str, str, str]:
@@ -140,7 +145,7 @@ def sweep() -> None:
     for line in listed.splitlines():
         name = line.split()[0] if line.split() else ""
         if name.startswith(f"{PREFIX}-h"):
-            ip("netns", "del", name, check=False)  # its end of the veth pair goes with it
+            ip("netns", "del", name, check=False)
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     for line in links.splitlines():
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
@@ -267,6 +272,11 @@ class Load:
                 proc.send_signal(signal.SIGKILL)
             proc.wait(10)
 
+    def signal_host(self, n: int, sig: signal.Signals) -> None:
+        for proc in self.procs.get(n, []):
+            with suppress(ProcessLookupError):
+                proc.send_signal(sig)
+
     def held_by(self, n: int) -> set[str]:
         """The unfinished runs whose lease a worker of host ``n`` holds now."""
         rows = self.app.store.read(
@@ -306,6 +316,22 @@ class Load:
             time.sleep(0.05)
         return time.monotonic() - t0
 
+    def heard_from(self, n: int, since: float, most: float) -> float | None:
+        """Seconds after ``since`` (UNIX time) until every worker of host ``n`` has
+        heart-beaten again (``None``: not within ``most``)."""
+        t0 = time.time()
+        while time.time() - t0 < most:
+            rows = self.app.store.read(
+                lambda c: c.exec_driver_sql(
+                    "SELECT MIN(heartbeat_at) FROM workers WHERE id LIKE %(w)s",
+                    {"w": f"h{n}-%"},
+                ).all()
+            )
+            if rows and rows[0][0] is not None and float(rows[0][0]) > since:
+                return round(float(rows[0][0]) - since, 2)
+            time.sleep(0.2)
+        return None
+
     def settle(self, what: str, quiet: float, most: float) -> None:
         """Wait until ``what`` stops appearing in the workers' logs for ``quiet`` seconds."""
         seen, since, t0 = self.count_log(what), time.monotonic(), time.monotonic()
@@ -334,7 +360,22 @@ class Load:
 
     def figures(self, hosts: int, raw: float) -> dict[str, Any]:
         """The audit, and the speed of the steps as the store recorded them."""
-        checked = audit(self.app, self.ids, self.ledger)
+        twice: list[tuple[str, str]] = []
+        checked = audit(self.app, self.ids, self.ledger, twice)
+        for run_id, step in twice:  # what the workers said about it, to see why
+            print(f"{self.name}: {step} of {run_id} ran again after completing", file=sys.stderr)
+            for path in [p for ps in self.logs.values() for p in ps]:
+                for line in path.read_text(errors="replace").splitlines():
+                    if run_id in line:
+                        print(f"  {path.name}: {line}", file=sys.stderr)
+            for event in self.app.events(run_id):
+                print(
+                    f"  event {event.at:.6f} {event.step} {event.status} {event.message}",
+                    file=sys.stderr,
+                )
+            for line in self.ledger.read_text().splitlines():
+                if run_id in line:
+                    print(f"  ledger {line}", file=sys.stderr)
         rows = self.app.store.read(
             lambda c: c.exec_driver_sql(
                 "SELECT run_id, at FROM events WHERE status = 'COMPLETED' AND step IS NOT NULL "
@@ -415,7 +456,8 @@ def proxied(server: PostgresServer, delay: float) -> Iterator[int | None]:
 def faulted(
     server: PostgresServer, scenario: str, count: int, runs: int, tmp: Path
 ) -> dict[str, Any]:
-    """The chaos pipeline under load on ``count`` hosts, with one fault two seconds in."""
+    """The chaos pipeline under load on ``count`` hosts, with one fault once a fifth of the
+    runs have finished (every host busy by then)."""
     with TestHosts(count) as hosts, load(server, hosts, f"{scenario}-{count}", tmp) as lg:
         lg.queue("chaos", runs)
         raw = raw_commit_rate(lg.url, clients=count)
@@ -423,15 +465,20 @@ def faulted(
         state: dict[str, Any] = {}
 
         def fault(elapsed: float) -> None:
-            if elapsed < 2.0 or state.get("done"):
+            if state.get("done"):
                 return
             if "at" not in state:
+                if lg.app.store.count_active() > runs * 0.8:
+                    return
                 state["at"] = time.monotonic()
+                state["fault_at_s"] = round(elapsed, 2)
                 state["held"] = lg.held_by(1)
                 if scenario == "host-dies":
                     lg.kill_host(1)
                 elif scenario == "cut-off":
                     hosts.cut(1)
+                elif scenario == "paused":
+                    lg.signal_host(1, signal.SIGSTOP)
                 else:
                     t0 = time.monotonic()
                     server.restart("immediate")
@@ -441,22 +488,30 @@ def faulted(
             since = time.monotonic() - state["at"]
             if "moved_s" not in state and lg.moved(state["held"], 1):
                 state["moved_s"] = round(since, 2)
-            if scenario == "cut-off" and since >= 3 * LEASE and "healed" not in state:
-                hosts.heal(1)
+            if scenario in ("cut-off", "paused") and since >= 3 * LEASE and "healed" not in state:
+                hosts.heal(1) if scenario == "cut-off" else lg.signal_host(1, signal.SIGCONT)
                 state["healed"] = round(since, 2)
-            if "moved_s" in state and (scenario != "cut-off" or "healed" in state):
+                state["healed_at"] = time.time()
+            if "moved_s" in state and (scenario not in ("cut-off", "paused") or "healed" in state):
                 state["done"] = True
 
         lg.wait(timeout=600, during=fault)
-        if scenario == "cut-off":
-            # What the cut-off host wrote into its sockets lands once TCP retransmits.
-            lg.settle("fenced write refused", quiet=4.0, most=30.0)
+        if scenario in ("cut-off", "paused") and "at" in state and "healed_at" not in state:
+            time.sleep(max(0.0, state["at"] + 3 * LEASE - time.monotonic()))
+            # The others finished host 1's runs: it stays cut off (or stopped) for 3 leases.
+            hosts.heal(1) if scenario == "cut-off" else lg.signal_host(1, signal.SIGCONT)
+            state["healed"] = round(time.monotonic() - state["at"], 2)
+            state["healed_at"] = time.time()
+        if scenario in ("cut-off", "paused") and "healed_at" in state:
+            # What the cut-off host wrote into its sockets lands once TCP retransmits (its
+            # backoff grew while the link was down): wait for host 1's next heartbeat.
+            state["back_s"] = lg.heard_from(1, state["healed_at"], most=60.0)
+            lg.settle("fenced write refused", quiet=2.0, most=10.0)
         lg.stop()
         out = lg.figures(count, raw)
         out["lease_s"] = LEASE
-        out["fault_at_s"] = 2.0
         out["held_by_host_1"] = len(state.get("held", ()))
-        for key in ("moved_s", "restart_s", "healed"):
+        for key in ("fault_at_s", "moved_s", "restart_s", "healed", "back_s"):
             if key in state:
                 out["cut_for_s" if key == "healed" else key] = state[key]
         return out
@@ -468,6 +523,7 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", choices=SCENARIOS)
     parser.add_argument("--hosts", help="numbers of hosts, e.g. 1,2,4 (default per scenario)")
     parser.add_argument("--runs", type=int, help="runs per scenario (default by size)")
+    parser.add_argument("--logs", type=Path, help="keep the workers' logs and ledgers here")
     parser.add_argument(
         "--check",
         action="store_true",
@@ -480,12 +536,15 @@ def main() -> None:
     scenarios = args.scenario or list(SCENARIOS)
     given = [int(h) for h in args.hosts.split(",")] if args.hosts else None
     quick_runs = args.runs or (300 if args.short else 3000)
-    chaos_runs = args.runs or (60 if args.short else 400)
+    chaos_runs = args.runs or (300 if args.short else 2000)
+    if args.logs:
+        args.logs.mkdir(parents=True, exist_ok=True)
     with (
-        tempfile.TemporaryDirectory(prefix="lockgate-cluster-") as tmp,
+        tempfile.TemporaryDirectory(prefix="lockgate-cluster-") as scratch,
         bridge(),
         PostgresServer(fsync=True, listen=[SERVER_IP], trusted=[f"{NET}.0/24"]) as server,
     ):
+        tmp = str(args.logs or scratch)
         results = []
         for scenario in scenarios:
             if scenario in ("scale-out", "slow-db"):

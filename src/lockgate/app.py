@@ -102,6 +102,7 @@ class App:
             self.settings.database_url,
             sqlite_synchronous=self.settings.sqlite_synchronous,
             create=create_database,
+            stuck_after=self.settings.lease_seconds,
         )
         self.registry = Registry()
         short = sorted(n for n, v in self.settings.secrets.items() if len(v) < MIN_SECRET_LENGTH)

@@ -26,7 +26,8 @@ as class attributes (``http_status``, ``exit_code``)::
     │   └── NothingToUndo              nothing_to_undo      a rollback skipped: no output
     └── StoreError                     store_error          the database failed or is unreachable
         ├── SchemaMissing              schema_missing       not migrated: lockgate db upgrade
-        └── DatabaseMissing            no_database          no database file where it points
+        ├── DatabaseMissing            no_database          no database file where it points
+        └── DatabaseUnavailable        database_unavailable unreachable, restarting, cut off
 
 ``Parked`` is not an error: a ``BaseException`` the engine catches when a step sleeps.
 """
@@ -224,3 +225,10 @@ class DatabaseMissing(StoreError):
     """There is no database where the settings point (a SQLite file that does not exist)."""
 
     code = "no_database"
+
+
+class DatabaseUnavailable(StoreError):
+    """The database could not be reached, or dropped the connection (a restart, a network
+    fault). A write that failed so may or may not have committed: read before acting."""
+
+    code = "database_unavailable"

@@ -31,3 +31,5 @@ class Environment:
     #: A structlog logger bound to the worker.
     log: Any
     wake_at: Callable[[float], None]
+    #: Called when a write found the database out of reach: the worker waits for it.
+    unreachable: Callable[[], None] = lambda: None

@@ -23,6 +23,7 @@ from lockgate.engine.logs import LogBudget, LogBuffer
 from lockgate.engine.running import RunningWrite
 from lockgate.engine.stepview import Outputs, step_context
 from lockgate.errors import (
+    DatabaseUnavailable,
     MissingOutput,
     Parked,
     StaleLease,
@@ -81,6 +82,16 @@ class RunExecution:
         """Advance the run as far as it goes now; lose quietly to a newer lease holder."""
         try:
             await self._execute()
+        except DatabaseUnavailable as exc:
+            # The write may or may not have committed: only the store knows what is done.
+            # Nothing more is written from memory; the run is claimed again from the store
+            # (by this worker once the database is back, or by another).
+            self.env.log.warning(
+                "database out of reach; the run goes back to the store",
+                run_id=self.run.id,
+                error=str(exc),
+            )
+            self.env.unreachable()
         except StaleLease as exc:
             # Another worker holds the run now: this one's write changed nothing.
             self.env.log.warning("fenced write refused", run_id=self.run.id, error=str(exc))

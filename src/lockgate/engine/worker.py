@@ -20,18 +20,20 @@ from lockgate.engine.committer import Committer
 from lockgate.engine.environment import Environment
 from lockgate.engine.execution import RunExecution
 from lockgate.engine.running import RUNNING_WRITE_DELAY
-from lockgate.errors import LockgateError
+from lockgate.errors import DatabaseUnavailable, LockgateError
 from lockgate.metrics import Metrics
 from lockgate.records import Claimed, RunRecord, StepRecord
 from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.checkpoints import AppendLogs
-from lockgate.store.leases import Claim, Heartbeat, Release
+from lockgate.store.leases import Claim, Forsake, Heartbeat, Release
 from lockgate.store.runs import FlagUnrunnable
 from lockgate.store.workers import StopWorker, TakeIdentity, WorkerRecord
 
 #: How often buffered log lines of running steps are flushed for live viewers.
 LOG_FLUSH_INTERVAL = 0.2
+#: The longest wait between two tries while the database is out of reach (seconds).
+MAX_OUTAGE_BACKOFF = 5.0
 
 
 def default_worker_name(database_url: str) -> str:
@@ -82,6 +84,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._withheld = False
+        #: Runs were dropped because the database was out of reach (give them back).
+        self._dropped = False
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- life cycle ------------------------------------------------------------------------
@@ -209,7 +213,13 @@ class Worker:
             self.metrics,
             self.log,
             self.wake_at,
+            self._unreachable,
         )
+
+    def _unreachable(self) -> None:
+        """A run's write found the database out of reach: once it answers again, the runs
+        dropped meanwhile are given back for claiming (:class:`Forsake`)."""
+        self._dropped = True
 
     def wake_at(self, when: float) -> None:
         """Look for due work at UNIX time ``when`` (a local retry or sleep ends)."""
@@ -260,6 +270,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         assert self._wake is not None
+        outage = 0.0  # the current backoff while the database is out of reach
         while not self._stopping:
             # Clear before fetching, never after: a hint that lands mid-claim is kept.
             self._wake.clear()
@@ -270,11 +281,26 @@ class Worker:
             claimed: list[Claimed] = []
             if free > 0 and enough:
                 try:
+                    if self._dropped:
+                        self._dropped = False
+                        keep = list(self._active)
+                        given = await self.committer.apply(Forsake(self.id, keep))
+                        self.log.info("runs dropped while out of reach given back", count=given)
                     claimed = await self.committer.apply(
                         Claim(self.id, self.registry.versions(), free, self.settings.lease_seconds)
                     )
+                except DatabaseUnavailable as exc:
+                    self._dropped = True  # what was in flight may have been dropped too
+                    if outage == 0:
+                        self.log.warning("database out of reach; retrying", error=str(exc))
+                    outage = min(MAX_OUTAGE_BACKOFF, max(self.settings.poll_interval, outage * 2))
+                    await asyncio.sleep(outage)
+                    continue
                 except Exception as exc:
                     self.log.error("claim failed", error=str(exc))
+                if outage:
+                    self.log.info("database answers again")
+                    outage = 0.0
             for item in claimed:
                 self._launch(item)
             if claimed and len(claimed) == free:

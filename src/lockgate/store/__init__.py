@@ -6,10 +6,18 @@ from lockgate.errors import StoreError
 from lockgate.store.base import Store
 
 
-def open_store(url: str, *, sqlite_synchronous: str = "FULL", create: bool = True) -> Store:
+def open_store(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    create: bool = True,
+    stuck_after: float = 30.0,
+) -> Store:
     """The store for ``url``: ``sqlite:///path`` or ``postgresql://...``. With ``create``
     false a SQLite file that does not exist is an error (:class:`DatabaseMissing`)
-    instead of a new empty database."""
+    instead of a new empty database. On PostgreSQL a connection silent for ``stuck_after``
+    seconds inside a transaction, or with data unacknowledged, is given up (the lease time:
+    locks must not outlive the leases they guard)."""
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme == "sqlite":
         from lockgate.store.sqlite import SqliteStore
@@ -18,7 +26,7 @@ def open_store(url: str, *, sqlite_synchronous: str = "FULL", create: bool = Tru
     if scheme in ("postgresql", "postgres"):
         from lockgate.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, stuck_after=stuck_after)
     raise StoreError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
 
 

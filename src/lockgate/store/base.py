@@ -4,6 +4,7 @@ databases do (engine set-up, conflict-tolerant inserts, claiming, wake-up hints)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -15,7 +16,13 @@ from sqlalchemy import Connection, Engine, Table, func, select, text, tuple_
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES
-from lockgate.errors import LockgateError, RunNotFound, SchemaMissing, StoreError
+from lockgate.errors import (
+    DatabaseUnavailable,
+    LockgateError,
+    RunNotFound,
+    SchemaMissing,
+    StoreError,
+)
 from lockgate.records import (
     ApprovalRecord,
     AttemptRecord,
@@ -101,16 +108,18 @@ class Store(ABC):
             return self._write_locked(fn)
 
     def _write_locked(self, fn: Callable[[Connection], T]) -> T:
-        conn = self._writer_conn()
         try:
+            conn = self._writer_conn()
             with conn.begin():
                 result = fn(conn)
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                self._writer = None
-            raise self._translate("write", exc) from exc
         except SQLAlchemyError as exc:
-            raise self._translate("write", exc) from exc
+            error = self._translate("write", exc)
+            if isinstance(error, DatabaseUnavailable) and self._writer is not None:
+                # A new connection next time (the pool's others are checked on checkout).
+                with contextlib.suppress(SQLAlchemyError):
+                    self._writer.invalidate()
+                self._writer = None
+            raise error from exc
         self.commits += 1
         return result
 
@@ -166,8 +175,10 @@ class Store(ABC):
         try:
             results = self.write(lambda conn: self._apply_all(conn, ops, notified))
         except (StoreError, LockgateError) as exc:
-            if len(ops) == 1:
-                return [exc]
+            if len(ops) == 1 or isinstance(exc, DatabaseUnavailable):
+                # Out of reach, the batch may even have committed: applying its ops again
+                # one by one could apply them twice. Their callers read before going on.
+                return [exc] * len(ops)
             return [self.apply_batch([op])[0] for op in ops]
         if notified[0]:
             for fn in self._notify_listeners:
@@ -254,7 +265,13 @@ class Store(ABC):
                 "run `lockgate db upgrade`"
             )
         first = text.strip().splitlines()[0] if text.strip() else orig.__class__.__name__
+        if self._unavailable(exc):
+            return DatabaseUnavailable(f"database {what} failed: {first}")
         return StoreError(f"database {what} failed: {first}")
+
+    def _unavailable(self, exc: SQLAlchemyError) -> bool:
+        """Whether ``exc`` says the database is out of reach (not that it refused)."""
+        return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
     async def fetch_one_async(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row of a read, without blocking the event loop: here, in a thread

@@ -15,7 +15,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.selectable import TextualSelect
 
-from lockgate.core.statuses import TERMINAL_RUN_STATUSES, RunStatus, StepStatus
+from lockgate.core.statuses import (
+    ACTIVE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    RunStatus,
+    StepStatus,
+)
 from lockgate.records import Claimed, RunRecord, StepRecord
 from lockgate.store import schema as s
 from lockgate.store.ops import (
@@ -162,6 +167,37 @@ class Heartbeat:
         finished = [st.value for st in TERMINAL_RUN_STATUSES]
         done = tx.conn.execute(select(r.id).where(r.id.in_(list(missing)), r.status.in_(finished)))
         return missing - {str(x) for x in done.scalars()}
+
+
+@dataclass
+class Forsake:
+    """Give back, with new fencing tokens, the runs ``worker_id`` holds but is not driving
+    (``keep``): the ones it dropped when the database went out of reach, so that any worker
+    (itself too) claims them at once instead of after their leases expire."""
+
+    worker_id: str
+    keep: Sequence[str]
+
+    def apply(self, tx: WriteTx) -> int:
+        """How many runs were given back."""
+        r = s.runs.c
+        stmt = update(s.runs).where(
+            r.lease_owner == self.worker_id,
+            r.status.in_([st.value for st in ACTIVE_RUN_STATUSES]),
+        )
+        if self.keep:
+            stmt = stmt.where(r.id.not_in(list(self.keep)))
+        given = tx.conn.execute(
+            stmt.values(
+                lease_owner=None,
+                lease_expires_at=None,
+                lease_token=r.lease_token + 1,
+                updated_at=tx.now,
+            )
+        ).rowcount
+        if given:
+            tx.notify()
+        return int(given)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, Table, create_engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from lockgate.errors import StoreError
 from lockgate.store.base import Store
@@ -29,6 +30,11 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+#: Server shutting down (admin, crash) or not accepting connections yet; a session ended
+#: for idling in a transaction (the client was stuck).
+_GOING_AWAY = {"57P01", "57P02", "57P03", "25P03"}
+
+
 class PostgresStore(Store):
     """Scale-out: many workers on many machines share one PostgreSQL database."""
 
@@ -36,7 +42,8 @@ class PostgresStore(Store):
     skip_locked = True
     concurrent_writers = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, stuck_after: float = 30.0) -> None:
+        self._stuck_ms = max(1000, int(stuck_after * 1000))
         super().__init__(normalise_url(url))
         self._listener: threading.Thread | None = None
         self._stop_listening = threading.Event()
@@ -49,8 +56,23 @@ class PostgresStore(Store):
         ] = {}
 
     def _make_engines(self, url: str) -> tuple[Engine, Engine]:
-        writer = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True)
-        reader = create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+        # A worker cut off mid-transaction must not keep its row locks (and the runs they
+        # cover) past its leases: the server ends a session idle in a transaction that long,
+        # and the client gives up on data the server has not acknowledged for as long.
+        args = {
+            "options": f"-c idle_in_transaction_session_timeout={self._stuck_ms}",
+            "tcp_user_timeout": self._stuck_ms,
+            "keepalives": 1,
+            "keepalives_idle": max(1, self._stuck_ms // 3000),
+            "keepalives_interval": max(1, self._stuck_ms // 6000),
+            "keepalives_count": 3,
+        }
+        writer = create_engine(
+            url, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args=args
+        )
+        reader = create_engine(
+            url, pool_size=5, max_overflow=10, pool_pre_ping=True, connect_args=args
+        )
         return writer, reader
 
     def insert(self, table: Table) -> Any:
@@ -60,6 +82,18 @@ class PostgresStore(Store):
     def driver_sql(self, sql: str) -> str:
         """psycopg's ``%(name)s`` placeholders."""
         return _PLACEHOLDER.sub(r"%(\1)s", sql)
+
+    def _unavailable(self, exc: SQLAlchemyError) -> bool:
+        """A dropped or refused connection, or a server shutting down or starting up."""
+        if super()._unavailable(exc):
+            return True
+        orig = getattr(exc, "orig", None)
+        if isinstance(orig, psycopg.InterfaceError):
+            return True  # the connection is closed
+        if isinstance(orig, psycopg.OperationalError):
+            state = orig.sqlstate
+            return state is None or state.startswith("08") or state in _GOING_AWAY
+        return False
 
     @contextmanager
     def _lazy_commits(self, conn: Connection) -> Iterator[None]:
