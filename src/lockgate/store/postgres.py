@@ -58,14 +58,14 @@ class PostgresStore(Store):
     def _make_engines(self, url: str) -> tuple[Engine, Engine]:
         # A worker cut off mid-transaction must not keep its row locks (and the runs they
         # cover) much past its leases: the server ends a session idle in a transaction that
-        # long, and probes a silent client (a statement half sent when the link went down
-        # leaves the session "active", waiting to read) with TCP keepalives; the client
-        # gives up on data the server has not acknowledged for as long, and probes too.
+        # long, probes a silent client (a statement half sent when the link went down leaves
+        # the session "active", waiting to read) with TCP keepalives, and gives up on data
+        # the client has not acknowledged for as long; so does the client, both ways.
         idle, every = max(1, self._stuck_ms // 3000), max(1, self._stuck_ms // 6000)
         server = (
             f"-c idle_in_transaction_session_timeout={self._stuck_ms} "
             f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={every} "
-            "-c tcp_keepalives_count=3"
+            f"-c tcp_keepalives_count=3 -c tcp_user_timeout={self._stuck_ms}"
         )
         args = {
             "options": server,
