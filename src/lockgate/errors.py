@@ -18,6 +18,7 @@ as class attributes (``http_status``, ``exit_code``)::
     ├── Conflict                       conflict
     │   ├── InvalidState               invalid_state        not allowed in the current status
     │   └── StaleLease                 stale_lease          a fenced write from a stale worker
+    │       └── LeaseExpired           lease_expired        a step not started: lease ran out
     ├── StepError                      step_failed          raised while a step runs
     │   ├── MissingOutput
     │   ├── StepTimeout                step_timeout
@@ -157,6 +158,13 @@ class StaleLease(Conflict):
     """A worker wrote with a lease token that another worker has since replaced."""
 
     code = "stale_lease"
+
+
+class LeaseExpired(StaleLease):
+    """A worker held up past its lease (a pause, a freeze) did not start a step: another
+    worker may hold the run by now."""
+
+    code = "lease_expired"
 
 
 class StepError(LockgateError):

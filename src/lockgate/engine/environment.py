@@ -33,3 +33,5 @@ class Environment:
     wake_at: Callable[[float], None]
     #: Called when a write found the database out of reach: the worker waits for it.
     unreachable: Callable[[], None] = lambda: None
+    #: Seconds left of the lease this worker last knew it holds on a run (UNIX clock).
+    lease_left: Callable[[str], float] = lambda run_id: float("inf")

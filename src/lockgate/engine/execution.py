@@ -24,6 +24,7 @@ from lockgate.engine.running import RunningWrite
 from lockgate.engine.stepview import Outputs, step_context
 from lockgate.errors import (
     DatabaseUnavailable,
+    LeaseExpired,
     MissingOutput,
     Parked,
     StaleLease,
@@ -92,6 +93,10 @@ class RunExecution:
                 error=str(exc),
             )
             self.env.unreachable()
+        except LeaseExpired as exc:
+            self.env.log.warning(
+                "lease ran out; step not started", run_id=self.run.id, error=str(exc)
+            )
         except StaleLease as exc:
             # Another worker holds the run now: this one's write changed nothing.
             self.env.log.warning("fenced write refused", run_id=self.run.id, error=str(exc))
@@ -194,6 +199,12 @@ class RunExecution:
     async def _run_step(
         self, step: Step, attempt: int, data: Any, last: bool, recorded: bool
     ) -> tuple[Any] | None:
+        if self.env.lease_left(self.run.id) <= 0:
+            # Held up past the lease (a stop, a freeze): another worker may have the run and
+            # have run this step; its body must not run here as well.
+            raise LeaseExpired(
+                f"run {self.run.id}: the lease ran out before step {step.name!r} started"
+            )
         ctx = self._context(step, attempt)
         self.ctx = ctx
         rec = self.steps[step.name]

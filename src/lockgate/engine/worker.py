@@ -86,6 +86,9 @@ class Worker:
         self._withheld = False
         #: Runs were dropped because the database was out of reach (give them back).
         self._dropped = False
+        #: Until when (UNIX time) this worker knows it holds each run's lease: from the
+        #: claim, then from the start of each heartbeat that kept it.
+        self._leases: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- life cycle ------------------------------------------------------------------------
@@ -214,7 +217,11 @@ class Worker:
             self.log,
             self.wake_at,
             self._unreachable,
+            self._lease_left,
         )
+
+    def _lease_left(self, run_id: str) -> float:
+        return self._leases.get(run_id, 0.0) - time.time()
 
     def _unreachable(self) -> None:
         """A run's write found the database out of reach: once it answers again, the runs
@@ -314,6 +321,7 @@ class Worker:
             # A registry change or a shutdown raced us: give the run back.
             self.committer.submit(Release(claimed.run.id, claimed.run.lease_token))
             return
+        self._leases[claimed.run.id] = claimed.run.lease_expires_at or 0.0
         execution = RunExecution(self.environment(), claimed, pipeline)
         task = asyncio.create_task(execution.execute(), name=f"run-{claimed.run.id}")
         execution.task = task
@@ -321,6 +329,7 @@ class Worker:
 
         def done(t: asyncio.Task[None]) -> None:
             self._active.pop(claimed.run.id, None)
+            self._leases.pop(claimed.run.id, None)
             if not t.cancelled() and t.exception() is not None:
                 self.log.error("run crashed", run_id=claimed.run.id, error=repr(t.exception()))
             if self._withheld:
@@ -343,6 +352,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             ids = list(self._active)
+            sent = time.time()
             try:
                 lost = await self.committer.apply(
                     Heartbeat(self.id, ids, self.settings.lease_seconds)
@@ -350,6 +360,9 @@ class Worker:
             except Exception as exc:
                 self.log.error("heartbeat failed", error=str(exc))
                 continue
+            for run_id in set(ids) - lost:
+                if run_id in self._leases:  # the lease runs from when the heartbeat began
+                    self._leases[run_id] = sent + self.settings.lease_seconds
             for run_id in lost:
                 entry = self._active.get(run_id)
                 if entry is not None:
