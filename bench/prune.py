@@ -24,12 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_pipeline import FINISHED, bench
+from bench_pipeline import bench, one_run
 from common import add_db_args, database, percentile, raw_commit_rate
 from console import fill
 from lockgate import App, Settings
 from lockgate.cli.server import SWITCH_INTERVAL
-from lockgate.core.statuses import RunStatus
 from lockgate.retention import Retention
 
 
@@ -101,18 +100,6 @@ async def measure(app: App, runs: int, window: float, seconds: float) -> dict[st
         "p99_increase": round(p99_during / p99_before - 1, 3),
         "samples": [len(before), len(during)],
     }
-
-
-async def one_run(app: App) -> float:
-    """Start-to-done milliseconds of one run, started when nothing else is going on."""
-    t0 = time.perf_counter()
-    run = app.start_run("bench", {"n": 0})
-    event = FINISHED.setdefault(run.id, asyncio.Event())
-    await event.wait()  # the run_finished hook fires just before the final commit
-    while app.store.get_run(run.id).status != RunStatus.SUCCEEDED:
-        await asyncio.sleep(0.0002)  # yield the GIL to the committing thread
-    del FINISHED[run.id]
-    return (time.perf_counter() - t0) * 1000
 
 
 def main() -> None:

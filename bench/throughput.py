@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from sqlalchemy import text
 
-from bench_pipeline import FINISHED, bench
+from bench_pipeline import FINISHED, bench, one_run
 from common import add_db_args, database, percentile, raw_commit_rate
 from lockgate import App, RunStatus, Settings
 from lockgate.cli.server import SWITCH_INTERVAL
@@ -102,14 +102,7 @@ async def latency(
     commits_before = app.store.commits
     try:
         for _ in range(count):
-            t0 = time.perf_counter()
-            run = app.start_run("bench", {"n": 0})
-            event = finished.setdefault(run.id, asyncio.Event())
-            await event.wait()  # the run_finished hook fires just before the final commit
-            while app.store.get_run(run.id).status != RunStatus.SUCCEEDED:
-                await asyncio.sleep(0.0002)  # yield the GIL to the committing thread
-            out.append((time.perf_counter() - t0) * 1000)
-            del finished[run.id]
+            out.append(await one_run(app, finished))
         commits = app.store.commits - commits_before
     finally:
         await worker.stop()

@@ -21,6 +21,15 @@ def start_worker(db_url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return start_any_worker(db_url, env, CHANNEL)
 
 
+def crashy_app(db_url: str) -> App:
+    """An App on ``db_url`` with the crashy channel registered."""
+    app = App(Settings(database_url=db_url))
+    app.migrate()
+    [channel] = load_definitions([CHANNEL])[1]
+    app.channels.register(channel)
+    return app
+
+
 def check_consistent(app: App, expected_version: int) -> None:
     """Every stage serves ``expected_version``; every flip belongs to a deployment, and
     replaying the flips of each stage gives where it points now."""
@@ -43,10 +52,7 @@ def test_sigkill_mid_deployment_resumes_and_ends_consistent(
 ) -> None:
     ledger = tmp_path / "ledger.txt"
     env = {"LOCKGATE_LEDGER": str(ledger), "LOCKGATE_SLOW_SECONDS": "0"}
-    app = App(Settings(database_url=db_url))
-    app.migrate()
-    [channel] = load_definitions([CHANNEL])[1]
-    app.channels.register(channel)
+    app = crashy_app(db_url)
     try:
         # A first deployment to have an "old" manifest on every stage.
         first = app.channels.push("crashy", "acme", {"n": 1})
@@ -108,10 +114,7 @@ def test_sigkill_mid_stage_rollback_resumes_and_flips_back_on_failure(
     and every flip replays to where each stage points."""
     ledger = tmp_path / "ledger.txt"
     env = {"LOCKGATE_LEDGER": str(ledger), "LOCKGATE_SLOW_SECONDS": "0"}
-    app = App(Settings(database_url=db_url))
-    app.migrate()
-    [channel] = load_definitions([CHANNEL])[1]
-    app.channels.register(channel)
+    app = crashy_app(db_url)
     try:
         pushes = [app.channels.push("crashy", "acme", {"n": n}) for n in (1, 2)]
         worker = start_worker(db_url, env)

@@ -74,3 +74,17 @@ async def test_signed_webhook_bodies_never_cause_a_server_error(served: Served) 
             assert r.status_code != 500, (provider, body[:200], extra, r.text)
     assert codes <= {200, 202, 400, 401, 404, 413, 429}, sorted(codes)
     assert 202 in codes or 200 in codes  # some bodies were good enough to start runs
+
+
+async def test_nan_and_infinity_are_not_json(served: Served) -> None:
+    """Python's parser takes ``NaN`` and ``Infinity``; no database's JSON type stores them
+    (PostgreSQL refused them mid-insert: a 500). They are a bad payload, answered 400."""
+    trigger, _ = served.app.webhooks.create("generic", "deploy", secret=SECRET)
+    async with httpx.AsyncClient(base_url=served.base, timeout=30) as client:
+        for body in (b'{"x": NaN}', b"[1, -Infinity]", b'{"y": [Infinity]}'):
+            r = await client.post(
+                f"/hooks/{trigger.id}", content=body, headers=signed(body, {}, "generic")
+            )
+            assert r.status_code == 400, (body, r.text)
+            assert "is not a JSON value" in r.json()["error"]["message"]
+    assert served.app.deliveries(trigger.id, 10) == []

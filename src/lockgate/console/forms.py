@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.core.codec import loads
 from lockgate.errors import ParamsError
 
 
@@ -107,7 +108,7 @@ def values_from(fields: list[Field], form: Mapping[str, str], prefix: str = "") 
             elif f.kind == "number":
                 values[f.name] = float(raw)
             elif f.kind == "json" or (f.kind == "list" and raw.lstrip().startswith("[")):
-                values[f.name] = json.loads(raw)
+                values[f.name] = loads(raw)
             elif f.kind == "list":
                 values[f.name] = [item.strip() for item in raw.split(",") if item.strip()]
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -62,3 +63,13 @@ def json_schema(tp: Any) -> dict[str, Any] | None:
         return None
     schema: dict[str, Any] = _adapter(tp).json_schema()
     return schema
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON strictly: ``NaN`` and ``Infinity``, which Python's parser takes and no
+    database's JSON type stores, are refused as not JSON (``ValueError``)."""
+    return json.loads(text, parse_constant=_not_json)

@@ -180,24 +180,30 @@ class Forsake:
 
     def apply(self, tx: WriteTx) -> int:
         """How many runs were given back."""
-        r = s.runs.c
-        stmt = update(s.runs).where(
-            r.lease_owner == self.worker_id,
-            r.status.in_([st.value for st in ACTIVE_RUN_STATUSES]),
+        return give_back(tx, self.worker_id, self.keep)
+
+
+def give_back(tx: WriteTx, worker_id: str, keep: Sequence[str] = ()) -> int:
+    """Free the unfinished runs ``worker_id`` holds (but those in ``keep``), with new
+    fencing tokens, for any worker to claim at once; how many."""
+    r = s.runs.c
+    stmt = update(s.runs).where(
+        r.lease_owner == worker_id,
+        r.status.in_([st.value for st in ACTIVE_RUN_STATUSES]),
+    )
+    if keep:
+        stmt = stmt.where(r.id.not_in(list(keep)))
+    given = tx.conn.execute(
+        stmt.values(
+            lease_owner=None,
+            lease_expires_at=None,
+            lease_token=r.lease_token + 1,
+            updated_at=tx.now,
         )
-        if self.keep:
-            stmt = stmt.where(r.id.not_in(list(self.keep)))
-        given = tx.conn.execute(
-            stmt.values(
-                lease_owner=None,
-                lease_expires_at=None,
-                lease_token=r.lease_token + 1,
-                updated_at=tx.now,
-            )
-        ).rowcount
-        if given:
-            tx.notify()
-        return int(given)
+    ).rowcount
+    if given:
+        tx.notify()
+    return int(given)
 
 
 @dataclass

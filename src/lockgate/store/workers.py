@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from lockgate.core.statuses import ACTIVE_RUN_STATUSES
 from lockgate.store import schema as s
+from lockgate.store.leases import give_back
 from lockgate.store.ops import WriteTx
 
 
@@ -66,23 +66,7 @@ class TakeIdentity:
             ).rowcount
         if not done:
             return None
-        r = s.runs.c
-        taken = tx.conn.execute(
-            update(s.runs)
-            .where(
-                r.lease_owner == self.worker_id,
-                r.status.in_([st.value for st in ACTIVE_RUN_STATUSES]),
-            )
-            .values(
-                lease_owner=None,
-                lease_expires_at=None,
-                lease_token=r.lease_token + 1,
-                updated_at=tx.now,
-            )
-        ).rowcount
-        if taken:
-            tx.notify()
-        return int(taken)
+        return give_back(tx, self.worker_id)
 
 
 @dataclass

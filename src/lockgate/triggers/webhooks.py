@@ -6,7 +6,6 @@ import asyncio
 import fnmatch
 import hashlib
 import ipaddress
-import json
 import math
 import secrets
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from lockgate.core.codec import loads
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import InvalidState, LockgateError, NotFound
@@ -192,7 +192,7 @@ class Webhooks(WebhookTriggers):
             return _limited("too many deliveries for this trigger", wait)
         try:
             try:
-                data = json.loads(body) if body else {}
+                data = loads(body) if body else {}
             except RecursionError as exc:
                 raise BadPayload("body is nested too deeply") from exc
             except ValueError as exc:
