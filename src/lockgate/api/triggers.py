@@ -15,6 +15,7 @@ from lockgate.api.deps import Admin, Lockgate, Strict, Viewer, position
 from lockgate.app import App
 from lockgate.core.cursor import encode_cursor
 from lockgate.triggers.providers import PROVIDERS
+from lockgate.triggers.webhook_config import MIN_SECRET
 
 router = APIRouter(prefix="/api/v1")
 
@@ -44,16 +45,39 @@ def _manage(path: str, noun: str, service: Callable[[App], Any], reader: Any) ->
 
 
 class TriggerBody(Strict):
-    """A webhook trigger to create."""
+    """A webhook trigger to create (the console's form is made from it too)."""
 
-    provider: str = Field(max_length=20)
-    pipeline: str = Field(max_length=401)
-    namespace: str = Field("default", max_length=200)
-    secret: str | None = Field(None, max_length=500)
-    events: list[str] = Field(default_factory=list, max_length=50)
-    branches: list[str] = Field(default_factory=list, max_length=50)
-    params: dict[str, Any] = Field(default_factory=dict)
-    allow_ips: list[str] = Field(default_factory=list, max_length=50)
+    provider: str = Field(
+        max_length=20, title="Provider", json_schema_extra={"enum": list(sorted(PROVIDERS))}
+    )
+    pipeline: str = Field(max_length=401, title="Pipeline")
+    namespace: str = Field("default", max_length=200, title="Namespace")
+    secret: str | None = Field(
+        None,
+        max_length=500,
+        title="Secret",
+        description=f"What the provider signs with, at least {MIN_SECRET} characters. Gerrit "
+        "signs nothing: its trigger gets a URL token instead.",
+        json_schema_extra={"format": "password"},
+    )
+    events: list[str] = Field(
+        default_factory=list, max_length=50, title="Events", description="Empty: every event."
+    )
+    branches: list[str] = Field(
+        default_factory=list, max_length=50, title="Branches", description="Names or globs."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Params",
+        description="The run's params as JSON; values may use placeholders, e.g. "
+        '{"commit": "${event.commit}"}',
+    )
+    allow_ips: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        title="Allowed addresses",
+        description="Addresses or networks deliveries may come from (empty: any).",
+    )
 
 
 @router.post("/triggers", status_code=201, summary="Create a webhook trigger")
@@ -142,15 +166,24 @@ def list_deliveries(
 
 
 class ScheduleBody(Strict):
-    """A cron or interval schedule to create."""
+    """A cron or interval schedule to create (the console's form is made from it too)."""
 
-    pipeline: str = Field(max_length=401)
-    namespace: str = Field("default", max_length=200)
-    cron: str | None = Field(None, max_length=200)
-    interval_seconds: float | None = None
-    timezone: str = Field("UTC", max_length=64)
-    misfire: Literal["skip", "run_once"] = "skip"
-    params: dict[str, Any] = Field(default_factory=dict)
+    pipeline: str = Field(max_length=401, title="Pipeline")
+    namespace: str = Field("default", max_length=200, title="Namespace")
+    cron: str | None = Field(None, max_length=200, title="Cron", examples=["0 3 * * 1-5"])
+    interval_seconds: float | None = Field(
+        None, title="Or every (seconds)", description="A cron or an interval, not both."
+    )
+    timezone: str = Field("UTC", max_length=64, title="Time zone")
+    misfire: Literal["skip", "run_once"] = Field(
+        "skip", title="After downtime", description="Skip the ticks missed, or run once for them."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Params",
+        description="The run's params as JSON; values may use placeholders, e.g. "
+        '{"commit": "${event.commit}"}',
+    )
 
 
 @router.post("/schedules", status_code=201, summary="Create a cron or interval schedule")
@@ -194,16 +227,32 @@ def list_schedules(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
 
 
 class PollerBody(Strict):
-    """A git repository to poll."""
+    """A git repository to poll (the console's form is made from it too)."""
 
-    pipeline: str = Field(max_length=401)
-    repository: str = Field(max_length=2000)
-    refs: list[str] = Field(default_factory=lambda: ["refs/heads/*"], max_length=50)
-    interval_seconds: float = 60.0
-    namespace: str = Field("default", max_length=200)
-    params: dict[str, Any] = Field(default_factory=dict)
+    pipeline: str = Field(max_length=401, title="Pipeline")
+    namespace: str = Field("default", max_length=200, title="Namespace")
+    repository: str = Field(
+        max_length=2000, title="Repository", examples=["https://git.example.com/app.git"]
+    )
+    refs: list[str] = Field(
+        default_factory=lambda: ["refs/heads/*"],
+        max_length=50,
+        title="Refs",
+        json_schema_extra={"default": ["refs/heads/*"]},
+    )
+    interval_seconds: float = Field(60.0, title="Every (seconds)")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Params",
+        description="The run's params as JSON; values may use placeholders, e.g. "
+        '{"commit": "${event.commit}"}',
+    )
     credentials: str | None = Field(
-        None, max_length=200, description="The name of a secret holding user:password."
+        None,
+        max_length=200,
+        title="Credentials",
+        description="The name of a secret (LOCKGATE_SECRET_<NAME>) holding user:password; "
+        "never part of the URL.",
     )
 
 

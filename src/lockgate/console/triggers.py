@@ -10,7 +10,9 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ValidationError
 
+from lockgate.api.triggers import PollerBody, ScheduleBody, TriggerBody
 from lockgate.app import App
 from lockgate.console.core import (
     Admin,
@@ -23,11 +25,11 @@ from lockgate.console.core import (
     viewing,
 )
 from lockgate.console.forms import Field, fields_of, values_from
+from lockgate.core.params import pydantic_problems
 from lockgate.errors import NotFound, ParamsError
 from lockgate.tokens import Role
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import next_fire
-from lockgate.triggers.webhook_config import MIN_SECRET
 
 router = console_router()
 
@@ -43,82 +45,12 @@ HEADERS = {
 KINDS = ("webhooks", "schedules", "pollers")
 
 
-_LIST = {"type": "array", "items": {"type": "string"}}
-_PARAMS = {
-    "type": "object",
-    "title": "Params",
-    "description": "The run's params as JSON, values may use placeholders, e.g. "
-    '{"commit": "${event.commit}"}',
-}
-_COMMON = {
-    "pipeline": {"type": "string", "title": "Pipeline"},
-    "namespace": {"type": "string", "title": "Namespace", "default": "default"},
-}
-#: Each kind's settings as a schema: the forms to create and edit one are made from it.
-SCHEMAS: dict[str, dict[str, Any]] = {
-    "webhooks": {
-        "required": ["provider", "pipeline"],
-        "properties": {
-            "provider": {"title": "Provider", "enum": sorted(PROVIDERS)},
-            **_COMMON,
-            "secret": {
-                "type": "string",
-                "format": "password",
-                "title": "Secret",
-                "description": f"What the provider signs with, at least {MIN_SECRET} "
-                "characters. Empty: one is made and shown once. Gerrit signs nothing: its "
-                "trigger gets a URL token instead.",
-            },
-            "events": {**_LIST, "title": "Events", "description": "Empty: every event."},
-            "branches": {**_LIST, "title": "Branches", "description": "Names or globs."},
-            "params": _PARAMS,
-            "allow_ips": {
-                **_LIST,
-                "title": "Allowed addresses",
-                "description": "Addresses or networks deliveries may come from (empty: any).",
-            },
-        },
-    },
-    "schedules": {
-        "required": ["pipeline"],
-        "properties": {
-            **_COMMON,
-            "cron": {"type": "string", "title": "Cron", "examples": ["0 3 * * 1-5"]},
-            "interval_seconds": {
-                "type": "number",
-                "title": "Or every (seconds)",
-                "description": "A cron or an interval, not both.",
-            },
-            "timezone": {"type": "string", "title": "Time zone", "default": "UTC"},
-            "misfire": {
-                "title": "After downtime",
-                "enum": ["skip", "run_once"],
-                "default": "skip",
-                "description": "skip the ticks missed, or run once for them.",
-            },
-            "params": _PARAMS,
-        },
-    },
-    "pollers": {
-        "required": ["pipeline", "repository"],
-        "properties": {
-            **_COMMON,
-            "repository": {
-                "type": "string",
-                "title": "Repository",
-                "examples": ["https://git.example.com/app.git"],
-            },
-            "refs": {**_LIST, "title": "Refs", "default": ["refs/heads/*"]},
-            "interval_seconds": {"type": "number", "title": "Every (seconds)", "default": 60},
-            "credentials": {
-                "type": "string",
-                "title": "Credentials",
-                "description": "The name of a secret (LOCKGATE_SECRET_<NAME>) with the "
-                "Authorization header value; never part of the URL.",
-            },
-            "params": _PARAMS,
-        },
-    },
+#: Each kind's settings: the bodies the REST API takes, so the forms made from them take
+#: (and check) the same fields, limits and defaults.
+BODIES: dict[str, type[BaseModel]] = {
+    "webhooks": TriggerBody,
+    "schedules": ScheduleBody,
+    "pollers": PollerBody,
 }
 #: What cannot change once made: a provider, and a secret (rotated instead).
 FIXED = {"provider", "secret"}
@@ -127,7 +59,7 @@ FIXED = {"provider", "secret"}
 def _fields(kind: str, current: Mapping[str, Any] | None = None) -> list[Field]:
     """The form's fields; for an edit, without what cannot change, showing ``current``."""
     _service_kind(kind)
-    schema = SCHEMAS[kind]
+    schema = BODIES[kind].model_json_schema()
     if current is None:
         return fields_of(schema)
     props = {
@@ -170,6 +102,9 @@ def new(request: Request, kind: str, who: AdminPage) -> Response:
         action=f"/triggers/{kind}/new",
         fields=_fields(kind),
         back_to="/triggers",
+        note="Leave the secret empty to have one made: it is shown once, on the next page."
+        if kind == "webhooks"
+        else None,
     )
 
 
@@ -177,20 +112,24 @@ def new(request: Request, kind: str, who: AdminPage) -> Response:
 def create(request: Request, kind: str, act: Admin, lg: Lockgate) -> Response:
     values = values_from(_fields(kind), act.form)
     actor = act.person.subject
+    known = PROVIDERS.get(values.get("provider", "")) if kind == "webhooks" else None
+    signed = known is not None and known.signed
+    made_secret = signed and not values.get("secret")
+    if made_secret:
+        values["secret"] = secrets.token_urlsafe(32)
+    try:
+        body = BODIES[kind].model_validate(values).model_dump()
+    except ValidationError as exc:
+        raise ParamsError(pydantic_problems(exc)) from None
     if kind == "schedules":
-        made = lg.schedules.create(values.pop("pipeline", ""), actor=actor, **values)
+        made = lg.schedules.create(body.pop("pipeline"), actor=actor, **body)
         return back(f"/triggers/schedules/{made.id}", "schedule created")
     if kind == "pollers":
-        pipeline, repository = values.pop("pipeline", ""), values.pop("repository", "")
-        poller = lg.pollers.create(pipeline, repository, actor=actor, **values)
+        pipeline, repository = body.pop("pipeline"), body.pop("repository")
+        poller = lg.pollers.create(pipeline, repository, actor=actor, **body)
         return back(f"/triggers/pollers/{poller.id}", "poller created")
-    provider, pipeline = values.pop("provider", ""), values.pop("pipeline", "")
-    signed = provider in PROVIDERS and PROVIDERS[provider].signed
-    secret = values.pop("secret", None)
-    made_secret = signed and not secret
-    if made_secret:
-        secret = secrets.token_urlsafe(32)
-    trigger, token = lg.webhooks.create(provider, pipeline, secret=secret, actor=actor, **values)
+    provider, pipeline, secret = body.pop("provider"), body.pop("pipeline"), body.pop("secret")
+    trigger, token = lg.webhooks.create(provider, pipeline, secret=secret, actor=actor, **body)
     if not made_secret and token is None:
         return back(f"/triggers/webhooks/{trigger.id}", "webhook trigger created")
     # A secret made here, or an unsigned provider's URL token: in this answer only.
@@ -216,6 +155,7 @@ def edit(request: Request, kind: str, row_id: str, who: AdminPage, lg: Lockgate)
         action=f"/triggers/{kind}/{row_id}/edit",
         fields=_fields(kind, row.to_dict()),
         back_to=f"/triggers/{kind}/{row_id}",
+        note=None,
     )
 
 

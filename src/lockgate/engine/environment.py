@@ -32,6 +32,6 @@ class Environment:
     log: Any
     wake_at: Callable[[float], None]
     #: Called when a write found the database out of reach: the worker waits for it.
-    unreachable: Callable[[], None] = lambda: None
+    unreachable: Callable[[], None]
     #: Seconds left of the lease this worker last knew it holds on a run (UNIX clock).
-    lease_left: Callable[[str], float] = lambda run_id: float("inf")
+    lease_left: Callable[[str], float]
