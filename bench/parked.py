@@ -6,11 +6,12 @@
 Starts ``--runs`` runs of a pipeline whose second step is an approval, and one ``lockgate
 worker`` process (a subprocess, so its memory is its own) that takes each to the approval,
 where it parks holding no worker slot. The worker's resident memory is read from /proc
-before the runs and once every run is parked. Then ``--approve`` of them are approved, from
-``--deciders`` threads through ``App.decide`` (each decision is one transaction that locks
-the approval and settles it), and the worker finishes them. The last line is JSON: the
-memory growth, how fast runs parked, decisions per second, and resumed runs per second from
-the first decision to the last run finished, with the raw commit rate of the same database.
+before the runs and once every run is parked. Then ``--approve`` of them are approved, in
+bulk decisions of ``--bulk`` runs each (``App.decide_many``: one transaction per bulk), or
+with ``--bulk 1`` one ``App.decide`` per run from ``--deciders`` threads; ``--workers``
+worker processes finish them. The last line is JSON: the memory growth, how fast runs
+parked, decisions per second, and resumed runs per second from the first decision to the
+last run finished, with the raw commit rate of the same database.
 """
 
 from __future__ import annotations
@@ -57,12 +58,23 @@ def wait_for(app: App, status: str, n: int, timeout: float) -> float:
     return time.monotonic() - t0
 
 
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "worker", "--pipelines", PIPELINE],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_db_args(parser)
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--approve", type=int, default=10_000)
+    parser.add_argument("--bulk", type=int, default=1000, help="runs per bulk decision")
     parser.add_argument("--deciders", type=int, default=8, help="threads deciding at once")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes resuming")
     parser.add_argument("--concurrency", type=int, default=200, help="the worker's")
     args = parser.parse_args()
     with database(args.db, args.url) as url:
@@ -75,12 +87,8 @@ def main() -> None:
             "LOCKGATE_CONCURRENCY": str(args.concurrency),
             "LOCKGATE_POLL_INTERVAL": "0.05",
         }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "lockgate", "worker", "--pipelines", PIPELINE],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = start_worker(env)
+        helpers: list[subprocess.Popen[bytes]] = []
         try:
             time.sleep(3)  # started, its pipelines registered, its first claim made
             before = rss_mb(worker.pid)
@@ -95,16 +103,30 @@ def main() -> None:
             def approve(run_id: str) -> None:
                 app.decide(run_id, "approve", by="bench", step="gate")
 
+            # More workers join for the resumption only: the memory figures are one worker's.
+            helpers = [start_worker(env) for _ in range(args.workers - 1)]
+            time.sleep(3 if helpers else 0)
             t1 = time.monotonic()
-            with ThreadPoolExecutor(args.deciders) as pool:
-                list(pool.map(approve, chosen))
+            if args.bulk > 1:
+                for at in range(0, len(chosen), args.bulk):
+                    answers = app.decide_many(
+                        chosen[at : at + args.bulk], "approve", by="bench", step="gate"
+                    )
+                    refused = [a for a in answers if isinstance(a, Exception)]
+                    if refused:
+                        raise SystemExit(f"{len(refused)} decisions refused: {refused[0]}")
+            else:
+                with ThreadPoolExecutor(args.deciders) as pool:
+                    list(pool.map(approve, chosen))
             decided_s = time.monotonic() - t1
             wait_for(app, RunStatus.SUCCEEDED.value, args.approve, 3600)
             resumed_s = time.monotonic() - t1
             after_rss = rss_mb(worker.pid)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+            for w in [worker, *helpers]:
+                w.send_signal(signal.SIGTERM)
+            for w in [worker, *helpers]:
+                w.wait(60)
         finished = sum(1 for i in chosen if app.get_run(i).run.status == RunStatus.SUCCEEDED)
         app.close()
         print(
@@ -113,6 +135,8 @@ def main() -> None:
                     "db": args.db,
                     "parked": args.runs,
                     "approved": args.approve,
+                    "bulk": args.bulk,
+                    "workers": args.workers,
                     "finished": finished,
                     "rss_before_mb": round(before, 1),
                     "rss_parked_mb": round(parked_rss, 1),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -21,8 +22,10 @@ from lockgate.engine.worker import Worker
 from lockgate.errors import (
     Forbidden,
     InvalidState,
+    LockgateError,
     NotFound,
     ParamsError,
+    RunNotFound,
     SettingsError,
 )
 from lockgate.metrics import Metrics
@@ -53,6 +56,9 @@ from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import Webhooks
 from lockgate.views import PendingApproval, RunView, policy_of
+
+#: Runs one bulk decision may name.
+MAX_BULK = 1000
 
 T = TypeVar("T")
 
@@ -314,17 +320,72 @@ class App:
         it), when ``by`` may not decide (or approve their own run), when ``by`` already
         decided, or when the input does not fit what the step asks for (every problem).
         """
+        result = self.decide_many(
+            [run_id], decision, by=by, roles=roles, step=step, comment=comment, input=input
+        )[0]
+        if isinstance(result, LockgateError):
+            raise result
+        return result
+
+    def decide_many(
+        self,
+        run_ids: Sequence[str],
+        decision: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        step: str | None = None,
+        comment: str | None = None,
+        input: Mapping[str, Any] | None = None,
+    ) -> list[DecisionResult | LockgateError]:
+        """:meth:`decide` on each of ``run_ids`` (at most :data:`MAX_BULK`) as one
+        subject, in one read and one transaction: each run's answer, or the error that
+        refused it (a refusal does not hold up the others)."""
         if decision not in ("approve", "reject"):
             raise ParamsError([f"decision must be approve or reject, not {decision!r}"])
-        run = self.store.get_run(run_id)
+        if not run_ids or len(run_ids) > MAX_BULK:
+            raise ParamsError([f"runs: between 1 and {MAX_BULK} run ids ({len(run_ids)} given)"])
+        held = set(roles)
+        found = self.store.decision_targets(run_ids, step)
+        answers: dict[str, DecisionResult | LockgateError] = {}
+        groups: dict[str, list[tuple[str, str]]] = {}  # the same input goes in one op
+        for run_id in dict.fromkeys(run_ids):
+            try:
+                name, data = self._decision_for(
+                    run_id, found.get(run_id), decision, by, held, step, input
+                )
+            except LockgateError as exc:
+                answers[run_id] = exc
+                continue
+            groups.setdefault(json.dumps(data, sort_keys=True), []).append((run_id, name))
+        for key, items in groups.items():
+            op = Decide(items, decision, by, comment, json.loads(key))
+            for (run_id, _), result in zip(items, self.store.apply(op), strict=True):
+                answers[run_id] = result
+        return [answers[run_id] for run_id in run_ids]
+
+    def _decision_for(
+        self,
+        run_id: str,
+        found: tuple[str, str | None, ApprovalRecord | None] | None,
+        decision: str,
+        by: str,
+        roles: set[str],
+        step: str | None,
+        input: Mapping[str, Any] | None,
+    ) -> tuple[str, Any]:
+        """The step ``by`` decides on, with the input as the step will store it; or the
+        error that refuses the decision before anything is written."""
+        if found is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        status, current, approval = found
         # Without a step: the run's latest approval (the waiting one, or the last settled).
-        approval = self.store.get_approval(run_id, step)
-        name = approval.step if approval is not None else step or run.current_step
+        name = approval.step if approval is not None else step or current
         if name is None or approval is None:
             raise InvalidState(
-                f"run {run_id} is {run.status}; it is not waiting for a decision"
+                f"run {run_id} is {status}; it is not waiting for a decision"
                 + (f" (step {name!r} asked for none)" if name else ""),
-                details={"status": run.status},
+                details={"status": status},
             )
         if approval.outcome is not None:
             raise settled_conflict(approval)
@@ -335,24 +396,22 @@ class App:
                 details={"choices": approval.request.get("choices")},
             )
         policy = policy_of(approval)
-        _authorise(policy, approval, decision, by, set(roles))
-        data: dict[str, Any] | None = None
+        _authorise(policy, approval, decision, by, roles)
         if decision == "approve" and policy.input:
             model = params_model(f"{name}_input", policy.input)
             assert model is not None
             try:
-                data = model.model_validate(dict(input or {})).model_dump(mode="json")
+                return name, model.model_validate(dict(input or {})).model_dump(mode="json")
             except ValidationError as exc:
                 raise ParamsError(pydantic_problems(exc)) from exc
-        elif input:
+        if input:
             problem = (
                 "input goes with an approval, not a reject"
                 if policy.input
                 else ("this step takes no input")
             )
             raise ParamsError([problem])
-        result: DecisionResult = self.store.apply(Decide(run_id, name, decision, by, comment, data))
-        return result
+        return name, None
 
     def resolve(
         self,
@@ -380,9 +439,9 @@ class App:
         if action not in choices:
             raise ParamsError([f"action: one of {', '.join(choices)} (not {action!r})"])
         _authorise(policy_of(waiting), waiting, "approve", by, set(roles))
-        result: DecisionResult = self.store.apply(
-            Decide(run_id, waiting.step, action, by, comment, None)
-        )
+        result = self.store.apply(Decide([(run_id, waiting.step)], action, by, comment))[0]
+        if isinstance(result, LockgateError):
+            raise result
         return result
 
     def approvals(

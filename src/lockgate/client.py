@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from lockgate.errors import LockgateError
 from lockgate.records import (
     DecisionResult,
     DeliveryRecord,
@@ -96,6 +97,20 @@ class Client(Protocol):
         input: Mapping[str, Any] | None = None,
     ) -> DecisionResult:
         """Approve or reject a waiting approval step; says whether it settled the step."""
+
+    def decide_many(
+        self,
+        run_ids: Sequence[str],
+        decision: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        step: str | None = None,
+        comment: str | None = None,
+        input: Mapping[str, Any] | None = None,
+    ) -> list[DecisionResult | LockgateError]:
+        """One decision on many runs' approval steps (at most 1,000), in one transaction:
+        each run's answer, or the error that refused it."""
 
     def resolve(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -43,13 +43,18 @@ def _raise(response: httpx.Response) -> None:
         raise errors.LockgateError(
             f"the server answered {response.status_code}: {response.text[:200]}"
         ) from None
+    raise _error(err)
+
+
+def _error(err: Mapping[str, Any]) -> errors.LockgateError:
+    """The error an ``{"code", "message", "details"}`` answer stands for."""
     code, message, details = err.get("code"), err.get("message", ""), err.get("details")
     if code == "invalid_params":
-        raise errors.ParamsError((details or {}).get("problems") or [message])
+        return errors.ParamsError((details or {}).get("problems") or [message])
     cls = errors.LockgateError.by_code.get(code or "", errors.LockgateError)
-    raised = cls(message, details=details)
-    raised.code = code or raised.code
-    raise raised
+    made = cls(message, details=details)
+    made.code = code or made.code
+    return made
 
 
 class RestClient:
@@ -209,6 +214,36 @@ class RestClient:
         data = self._call("POST", f"/runs/{run_id}/decisions", json=body)
         settled, outcome = data.pop("settled"), data.pop("outcome")
         return DecisionResult(DecisionRecord(**data), settled, outcome)
+
+    def decide_many(
+        self,
+        run_ids: Sequence[str],
+        decision: str,
+        *,
+        by: str,
+        roles: Iterable[str] = (),
+        step: str | None = None,
+        comment: str | None = None,
+        input: Mapping[str, Any] | None = None,
+    ) -> list[DecisionResult | errors.LockgateError]:
+        """Decide on many runs at once as the token's identity (``by`` and ``roles`` are
+        ignored); each run's answer or the error that refused it."""
+        body = {
+            "runs": list(run_ids),
+            "decision": decision,
+            "step": step,
+            "comment": comment,
+            "input": dict(input) if input else None,
+        }
+        answers: list[DecisionResult | errors.LockgateError] = []
+        for item in self._call("POST", "/decisions", json=body)["results"]:
+            if item.get("error") is not None:
+                answers.append(_error(item["error"]))
+                continue
+            item.pop("error", None)
+            settled, outcome = item.pop("settled"), item.pop("outcome")
+            answers.append(DecisionResult(DecisionRecord(**item), settled, outcome))
+        return answers
 
     def resolve(
         self,

@@ -77,6 +77,17 @@ def test_approve_from_the_command_line(db_url: str, tmp_path: Path) -> None:
         again = cli(db_url, "reject", run_id, "--as", "bob")
         assert again.returncode == 4 and "not waiting for a decision" in again.stderr
         assert app.get_run(run_id).steps[1].output["stdout"] == "T-1"
+        more = [app.start_run("gated", requested_by="carol").id for _ in range(2)]
+        for other in more:
+            wait_status(app, other, RunStatus.WAITING)
+        bulk = cli(db_url, "approve", *more, run_id, "--as", "bob", "-i", "ticket=T-2")
+        assert bulk.returncode == 1  # one of them was refused
+        for other in more:
+            assert f"approved step sign-off of run {other} as bob" in bulk.stdout
+        assert f"refused run {run_id} (invalid_state)" in bulk.stderr
+        assert "2 decided, 1 refused" in bulk.stdout
+        for other in more:
+            wait_status(app, other, RunStatus.SUCCEEDED)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)

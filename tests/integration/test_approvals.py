@@ -182,3 +182,58 @@ async def test_decisions_on_runs_that_are_not_waiting_are_refused(
     with pytest.raises(InvalidState, match="CANCELLED"):
         app.decide(run.id, "approve", by="ops")
     assert app.approvals() == []
+
+
+async def test_one_decision_on_many_runs(app: App, worker: Worker, tmp_path: Path) -> None:
+    """A bulk decision answers each run on its own: waiting runs are decided in one
+    transaction; an unknown run, a settled step, a forbidden approver, a quorum not yet
+    reached and a repeated decision each get their own answer without holding up the rest."""
+    register(app, tmp_path, "    approvers: {users: [alice, bob]}\n    required: 1")
+    runs = [app.start_run("gated", requested_by="dave") for _ in range(5)]
+    mine = app.start_run("gated", requested_by="alice")
+    for run in [*runs, mine]:
+        await wait_status(app, run.id, RunStatus.WAITING)
+    app.decide(runs[0].id, "reject", by="bob")
+    commits = app.store.commits
+    ids = [r.id for r in runs] + ["no-such-run", mine.id]
+    answers = app.decide_many(ids, "approve", by="alice", comment="release train")
+    assert app.store.commits == commits + 1  # one transaction for all of them
+    assert isinstance(answers[0], InvalidState) and "rejected by bob" in answers[0].message
+    for answer, run in zip(answers[1:5], runs[1:], strict=True):
+        assert not isinstance(answer, Exception)
+        assert answer.settled and answer.outcome == "approved"
+        assert answer.decision.run_id == run.id and answer.decision.comment == "release train"
+    assert isinstance(answers[5], RunNotFound)
+    assert isinstance(answers[6], Forbidden) and "may not approve" in answers[6].message
+    for run in runs[1:]:
+        assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
+    assert app.get_run(mine.id).run.status == RunStatus.WAITING
+    again = app.decide_many([runs[1].id], "approve", by="alice")
+    assert isinstance(again[0], InvalidState) and "settled already" in again[0].message
+    with pytest.raises(ParamsError, match="between 1 and 1000"):
+        app.decide_many([], "approve", by="alice")
+    with pytest.raises(ParamsError, match="approve or reject"):
+        app.decide_many([mine.id], "maybe", by="alice")
+    actions = [a.action for a in app.audit_log() if a.actor == "alice"]
+    assert actions.count("decision.approve") == 4
+
+
+async def test_bulk_decision_counts_towards_a_quorum(
+    app: App, worker: Worker, tmp_path: Path
+) -> None:
+    """Two of two: the first bulk decision records without settling, the second settles;
+    the same person named twice decides once."""
+    register(app, tmp_path, "    required: 2")
+    runs = [app.start_run("gated") for _ in range(3)]
+    for run in runs:
+        await wait_status(app, run.id, RunStatus.WAITING)
+    ids = [r.id for r in runs]
+    first = app.decide_many([*ids, ids[0]], "approve", by="alice")
+    assert [getattr(a, "settled", None) for a in first] == [False, False, False, False]
+    repeated = app.decide_many(ids[:1], "approve", by="alice")
+    assert isinstance(repeated[0], Conflict)
+    second = app.decide_many(ids, "approve", by="bob")
+    assert all(not isinstance(a, Exception) and a.settled for a in second)
+    for run in runs:
+        assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
+        assert len(app.store.get_decisions(run.id)) == 2

@@ -12,6 +12,7 @@ from api_support import Served, wait_done
 
 from lockgate import App, Pipeline, Settings, StepContext, step
 from lockgate.api import create_api
+from lockgate.specs import load_file
 from lockgate.store import schema
 
 
@@ -115,8 +116,6 @@ async def test_healthz_and_openapi(served: Served) -> None:
 
 async def test_approvals_and_cancel_through_the_api(served: Served, tmp_path: Any) -> None:
     """Decisions use the token's identity and role; self-approval is refused; cancel works."""
-    from lockgate.specs import load_file
-
     path = tmp_path / "gate.yaml"
     path.write_text(
         "name: gate\nsteps:\n  - name: ok\n    kind: approval\n"
@@ -148,6 +147,50 @@ async def test_approvals_and_cancel_through_the_api(served: Served, tmp_path: An
         assert (await wait_done(op, mine))["status"] == "CANCELLED"
         r = await op.post(f"/api/v1/runs/{mine}/cancel")
         assert r.status_code == 409
+
+
+async def test_one_decision_on_many_runs_over_rest(served: Served, tmp_path: Path) -> None:
+    """POST /decisions answers every run on its own: decided, refused (with the code a
+    decision alone gets), and a forbidden one audited as a refusal; bad bodies are 422."""
+    path = tmp_path / "gate.yaml"
+    path.write_text("name: gate\nsteps:\n  - name: ok\n    kind: approval\n")
+    served.app.register(load_file(path))
+    extra = {"Authorization": f"Bearer {served.app.tokens.create('someone-else', 'operator')[1]}"}
+    async with served.client("approver") as approver, served.client("operator") as op:
+        theirs = [
+            (await op.post("/api/v1/runs", json={"pipeline": "gate"}, headers=extra)).json()["id"]
+            for _ in range(3)
+        ]
+        mine = (await approver.post("/api/v1/runs", json={"pipeline": "gate"})).json()["id"]
+        for _ in range(200):
+            if len((await op.get("/api/v1/approvals")).json()["approvals"]) == 4:
+                break
+            await asyncio.sleep(0.02)
+        body = {"runs": [*theirs, "nope", mine], "decision": "approve", "comment": "train"}
+        r = await op.post("/api/v1/decisions", json=body)
+        assert r.status_code == 403  # an operator is no approver
+        r = await approver.post("/api/v1/decisions", json=body)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert (out["decided"], out["refused"]) == (3, 2)
+        assert [x["run_id"] for x in out["results"]] == body["runs"]
+        for x in out["results"][:3]:
+            assert x["error"] is None and x["settled"] and x["outcome"] == "approved"
+            assert x["by"] == "approver-bot" and x["comment"] == "train"
+        assert out["results"][3]["error"]["code"] == "not_found"
+        assert out["results"][4]["error"]["code"] == "forbidden"
+        for run_id in theirs:
+            assert (await wait_done(op, run_id))["status"] == "SUCCEEDED"
+        refusals = [a for a in served.app.audit_log(limit=1000) if a.action == "auth.denied"]
+        assert any("may not approve" in a.details["reason"] for a in refusals)
+        for bad in (
+            {"runs": [], "decision": "approve"},
+            {"runs": ["x"] * 1001, "decision": "approve"},
+            {"runs": ["x"], "decision": "maybe"},
+            {"runs": ["x"], "decision": "approve", "extra": 1},
+        ):
+            r = await approver.post("/api/v1/decisions", json=bad)
+            assert r.status_code == 422, bad
 
 
 @step
@@ -204,8 +247,6 @@ async def test_metrics_count_runs_steps_and_the_queue(served: Served) -> None:
 
 async def test_the_audit_log_records_who_did_what(served: Served, tmp_path: Any) -> None:
     """Runs started and cancelled, decisions, token use and token changes; admins only."""
-    from lockgate.specs import load_file
-
     path = tmp_path / "audit.yaml"
     path.write_text("name: audited\nsteps:\n  - name: ok\n    kind: approval\n")
     served.app.register(load_file(path))
@@ -247,6 +288,7 @@ REQUIRED = {
     ("POST", "/api/v1/runs/{run_id}/rerun"): "operator",
     ("GET", "/api/v1/approvals"): "viewer",
     ("POST", "/api/v1/runs/{run_id}/decisions"): "approver",
+    ("POST", "/api/v1/decisions"): "approver",
     ("POST", "/api/v1/runs/{run_id}/resolve"): "operator",
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",
@@ -436,8 +478,6 @@ async def test_a_live_log_stream_ends_when_its_token_is_revoked(
 ) -> None:
     """Threat: a revoked token still reading. A stream open on a waiting run ends within
     seconds of the revocation."""
-    from lockgate.specs import load_file
-
     path = tmp_path / "waits.yaml"
     path.write_text("name: waits\nsteps:\n  - name: gate\n    kind: approval\n")
     served.app.register(load_file(path))

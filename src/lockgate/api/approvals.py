@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from lockgate.api.deps import Approver, Lockgate, Operator, Strict, Viewer, position
+from lockgate.api.errors import denied
+from lockgate.app import MAX_BULK
 from lockgate.core.cursor import encode_cursor
+from lockgate.errors import LockgateError
 
 router = APIRouter(prefix="/api/v1")
 
@@ -51,6 +54,53 @@ def decide(run_id: str, body: DecisionBody, caller: Approver, lg: Lockgate) -> d
         input=body.input,
     )
     return record.to_dict()
+
+
+class BulkDecisionBody(Strict):
+    """One approver's decision on many runs' waiting approval steps."""
+
+    runs: list[Annotated[str, Field(max_length=64)]] = Field(
+        min_length=1, max_length=MAX_BULK, description="The runs' ids (at most 1,000)."
+    )
+    decision: Literal["approve", "reject"]
+    step: str | None = Field(
+        None, max_length=200, description="The approval step (default: each run's waiting one)."
+    )
+    comment: str | None = Field(None, max_length=2000)
+    input: dict[str, Any] | None = Field(None, description="The same input for every run.")
+
+
+@router.post(
+    "/decisions",
+    summary="Approve or reject many runs' approval steps at once",
+    description="One transaction for every run named. Each run gets its own answer: the "
+    "decision (and whether it settled the step) or the error that refused it, as a "
+    "decision on that run alone would have been refused; a refusal does not hold up the "
+    "other runs.",
+)
+def decide_many(
+    request: Request, body: BulkDecisionBody, caller: Approver, lg: Lockgate
+) -> dict[str, Any]:
+    answers = lg.decide_many(
+        body.runs,
+        body.decision,
+        by=caller.name,
+        roles=caller.roles,
+        step=body.step,
+        comment=body.comment,
+        input=body.input,
+    )
+    results: list[dict[str, Any]] = []
+    for run_id, answer in zip(body.runs, answers, strict=True):
+        if isinstance(answer, LockgateError):
+            if answer.http_status == 403:  # audited as a refusal, as a decision alone is
+                denied(request, caller.name, answer.message)
+            err = {"code": answer.code, "message": answer.message, "details": answer.details}
+            results.append({"run_id": run_id, "error": err})
+        else:
+            results.append({**answer.to_dict(), "error": None})
+    refused = sum(1 for a in answers if isinstance(a, LockgateError))
+    return {"results": results, "decided": len(answers) - refused, "refused": refused}
 
 
 class Resolution(Strict):

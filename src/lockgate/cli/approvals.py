@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 
 from lockgate.cli.context import CliState, parse_params, whoami
-from lockgate.cli.output import Output, console, print_json, table, when
+from lockgate.cli.output import Output, console, err_console, print_json, table, when
+from lockgate.errors import LockgateError
 
 approvals_app = typer.Typer(help="Approval steps waiting for decisions.", no_args_is_help=True)
 
@@ -27,7 +28,7 @@ RoleOpt = Annotated[
 def _decide(
     ctx: typer.Context,
     decision: str,
-    run_id: str,
+    run_ids: list[str],
     step: str | None,
     comment: str | None,
     person: str | None,
@@ -36,8 +37,8 @@ def _decide(
     output: Output,
 ) -> None:
     state: CliState = ctx.obj
-    result = state.client().decide(
-        run_id,
+    answers = state.client().decide_many(
+        run_ids,
         decision,
         by=person or whoami(),
         roles=roles or [],
@@ -45,20 +46,50 @@ def _decide(
         comment=comment,
         input=parse_params(pairs or [], None) or None,
     )
+    refused = [a for a in answers if isinstance(a, LockgateError)]
+    if len(run_ids) == 1 and refused:
+        raise refused[0]  # one run: its error, with its own exit code
     if output is Output.json:
-        print_json(result.to_dict())
-        return
-    record = result.decision
-    verb = "approved" if decision == "approve" else "rejected"
-    settled = f"; the step is {result.outcome}" if result.settled else "; more approvals needed"
-    console.print(
-        f"{verb} step {escape(record.step)} of run {record.run_id} as {escape(record.by)}" + settled
-    )
+        shown = [
+            {"run_id": r, "error": {"code": a.code, "message": a.message}}
+            if isinstance(a, LockgateError)
+            else a.to_dict()
+            for r, a in zip(run_ids, answers, strict=True)
+        ]
+        print_json(shown[0] if len(run_ids) == 1 else shown)
+    else:
+        verb = "approved" if decision == "approve" else "rejected"
+        for run_id, answer in zip(run_ids, answers, strict=True):
+            if isinstance(answer, LockgateError):
+                err_console.print(
+                    f"[red]refused[/red] run {run_id} ({answer.code}): {escape(answer.message)}",
+                    highlight=False,
+                )
+                continue
+            record = answer.decision
+            settled = (
+                f"; the step is {answer.outcome}" if answer.settled else "; more approvals needed"
+            )
+            console.print(
+                f"{verb} step {escape(record.step)} of run {record.run_id} as "
+                f"{escape(record.by)}{settled}",
+                highlight=False,
+            )
+        if len(run_ids) > 1:
+            console.print(f"{len(answers) - len(refused)} decided, {len(refused)} refused")
+    if refused:
+        raise typer.Exit(1)
+
+
+RunIds = Annotated[
+    list[str],
+    typer.Argument(help="The runs' ids: one, or many (up to 1,000) decided in one go."),
+]
 
 
 def approve(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    run_ids: RunIds,
     step: StepOpt = None,
     comment: CommentOpt = None,
     person: AsOpt = None,
@@ -68,21 +99,22 @@ def approve(
     ] = None,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
-    """Approve a run's waiting approval step."""
-    _decide(ctx, "approve", run_id, step, comment, person, role, input_pair, output)
+    """Approve runs' waiting approval steps. With many runs, each gets its own answer and
+    the exit code is 1 if any was refused."""
+    _decide(ctx, "approve", run_ids, step, comment, person, role, input_pair, output)
 
 
 def reject(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    run_ids: RunIds,
     step: StepOpt = None,
     comment: CommentOpt = None,
     person: AsOpt = None,
     role: RoleOpt = None,
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
-    """Reject a run's waiting approval step: the step fails and the run rolls back."""
-    _decide(ctx, "reject", run_id, step, comment, person, role, None, output)
+    """Reject runs' waiting approval steps: each step fails and its run rolls back."""
+    _decide(ctx, "reject", run_ids, step, comment, person, role, None, output)
 
 
 @approvals_app.command("list")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from lockgate.core.context import ApprovalState, StepContext
 from lockgate.core.statuses import StepStatus
 from lockgate.core.step import Step
-from lockgate.records import ApprovalRecord, StepRecord
+from lockgate.records import ApprovalRecord, DecisionRecord, StepRecord
 from lockgate.store.approvals import ExpireApproval
 
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ class StoredApprovals:
     async def state(self) -> ApprovalState | None:
         """The stored request with its decisions; ``None`` before the step asked."""
         store, run_id = self._execution.env.store, self._execution.run.id
-        record = await asyncio.to_thread(store.get_approval, run_id, self._step)
-        return None if record is None else await self._state(record)
+        record, decisions = await asyncio.to_thread(store.approval_state, run_id, self._step)
+        return None if record is None else _state(record, decisions)
 
     def ask(self, request: Mapping[str, Any], expires_at: float | None) -> None:
         """Keep ``request`` for the checkpoint that parks the step (stored once)."""
@@ -42,18 +42,19 @@ class StoredApprovals:
         """Settle by the timeout policy unless a decision came first; the state either way."""
         op = ExpireApproval(self._execution.run.id, self._step, outcome)
         record: ApprovalRecord = await self._execution.env.committer.apply(op)
-        return await self._state(record)
-
-    async def _state(self, record: ApprovalRecord) -> ApprovalState:
         store = self._execution.env.store
         decisions = await asyncio.to_thread(store.get_decisions, record.run_id, self._step)
-        return ApprovalState(
-            request=record.request,
-            expires_at=record.expires_at,
-            outcome=record.outcome,
-            settled_by=record.settled_by,
-            decisions=decisions,
-        )
+        return _state(record, decisions)
+
+
+def _state(record: ApprovalRecord, decisions: list[DecisionRecord]) -> ApprovalState:
+    return ApprovalState(
+        request=record.request,
+        expires_at=record.expires_at,
+        outcome=record.outcome,
+        settled_by=record.settled_by,
+        decisions=decisions,
+    )
 
 
 class Outputs(Mapping[str, Any]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -68,8 +69,14 @@ def _text(value: Any) -> Any:
 
 
 def run_workspace(root: Path, run_id: str) -> Path:
-    """The directory of one run's files, under ``root``."""
-    return (root / run_id).resolve()
+    """The directory of one run's files, under ``root`` (a run id is one plain name)."""
+    return _resolved(root) / run_id
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(root: Path) -> Path:
+    """``root`` made absolute, once per process rather than once per step."""
+    return root.resolve()
 
 
 #: Placeholder roots whose values the pipeline's author wrote or computed: trusted.

@@ -10,13 +10,14 @@ answered decision always counted.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, func, select, tuple_, update
 
 from lockgate.core.statuses import RunStatus, StepStatus
-from lockgate.errors import Conflict, InvalidState, NotFound, RunNotFound
+from lockgate.errors import Conflict, InvalidState, LockgateError, NotFound, RunNotFound
 from lockgate.records import ApprovalRecord, DecisionRecord, DecisionResult
 from lockgate.store import schema as s
 from lockgate.store.ops import WriteTx, event_row
@@ -54,33 +55,105 @@ def _locked(conn: Connection, run_id: str, step: str) -> ApprovalRecord | None:
 
 @dataclass
 class Decide:
-    """Record one subject's decision on an open approval step; settle the step when the
-    decision reaches the quorum or rejects, and wake its run to act on it."""
+    """Record one subject's decision on open approval steps, one per run (many at once
+    for a bulk decision); settle each step whose decisions reach the quorum or reject,
+    and wake its run to act on it. A few statements serve every step in the list."""
 
-    run_id: str
-    step: str
+    items: Sequence[tuple[str, str]]  # (run id, step)
     decision: str
     by: str
     comment: str | None = None
     input: Any = None
 
-    def apply(self, tx: WriteTx) -> DecisionResult:
-        """The decision and whether it settled the step; refused unless it counts."""
-        r, st, d = s.runs.c, s.steps.c, s.decisions.c
-        run = tx.conn.execute(
-            select(r.status, r.cancel_requested).where(r.id == self.run_id)
-        ).first()
+    def apply(self, tx: WriteTx) -> list[DecisionResult | LockgateError]:
+        """For each item, the decision and whether it settled its step, or why it was
+        refused (a refused item leaves no trace and does not hold up the others)."""
+        r, a, d = s.runs.c, s.approvals.c, s.decisions.c
+        pairs = list(dict.fromkeys((run_id, step) for run_id, step in self.items))
+        ids = list(dict.fromkeys(run_id for run_id, _ in pairs))
+        runs = {
+            row.id: row
+            for row in tx.conn.execute(
+                select(r.id, r.status, r.cancel_requested).where(r.id.in_(ids))
+            )
+        }
+        # Locked in one order, so that two bulk decisions cannot deadlock on each other.
+        requests = {
+            (rec.run_id, rec.step): rec
+            for rec in map(
+                approval_record,
+                tx.conn.execute(
+                    select(s.approvals)
+                    .where(tuple_(a.run_id, a.step).in_(pairs))
+                    .order_by(a.run_id, a.step)
+                    .with_for_update()
+                ),
+            )
+        }
+        earlier = {
+            (row.run_id, row.step): row.decision
+            for row in tx.conn.execute(
+                select(d.run_id, d.step, d.decision).where(
+                    d.by == self.by, tuple_(d.run_id, d.step).in_(pairs)
+                )
+            )
+        }
+        outcomes: dict[tuple[str, str], LockgateError | dict[str, Any]] = {}
+        for pair in pairs:
+            try:
+                self._check(tx, pair, runs.get(pair[0]), requests.get(pair), earlier.get(pair))
+            except LockgateError as exc:
+                outcomes[pair] = exc
+                continue
+            outcomes[pair] = {
+                "run_id": pair[0],
+                "step": pair[1],
+                "decision": self.decision,
+                "by": self.by,
+                "comment": self.comment,
+                "input": self.input,
+                "at": tx.now,
+            }
+        rows = [row for row in outcomes.values() if isinstance(row, dict)]
+        if rows:
+            self._record(tx, rows, requests)
+        seen: set[tuple[str, str]] = set()
+        results: list[DecisionResult | LockgateError] = []
+        for pair in self.items:
+            outcome = outcomes[pair]
+            if pair in seen and not isinstance(outcome, LockgateError):
+                outcome = Conflict(f"{self.by} decides once on step {pair[1]!r} of run {pair[0]}")
+            seen.add(pair)
+            if isinstance(outcome, LockgateError):
+                results.append(outcome)
+                continue
+            settled = outcome.pop("settled")
+            new_id = outcome.pop("id")
+            results.append(
+                DecisionResult(DecisionRecord(id=new_id, **outcome), settled is not None, settled)
+            )
+        return results
+
+    def _check(
+        self,
+        tx: WriteTx,
+        pair: tuple[str, str],
+        run: Any,
+        request: ApprovalRecord | None,
+        earlier: str | None,
+    ) -> None:
+        run_id, step = pair
         if run is None:
-            raise RunNotFound(f"no run {self.run_id!r}")
-        request = _locked(tx.conn, self.run_id, self.step)
+            raise RunNotFound(f"no run {run_id!r}")
         if request is None:
+            st = s.steps.c
             status = tx.conn.execute(
-                select(st.status).where(st.run_id == self.run_id, st.name == self.step)
+                select(st.status).where(st.run_id == run_id, st.name == step)
             ).scalar()
             if status is None:
-                raise NotFound(f"run {self.run_id} has no step {self.step!r}")
+                raise NotFound(f"run {run_id} has no step {step!r}")
             raise InvalidState(
-                f"step {self.step!r} of run {self.run_id} is {status}, not waiting for a decision",
+                f"step {step!r} of run {run_id} is {status}, not waiting for a decision",
                 details={"status": status},
             )
         if request.outcome is not None:
@@ -89,70 +162,79 @@ class Decide:
             terminal = RunStatus(run.status).terminal
             state = run.status if terminal else "being cancelled"
             raise InvalidState(
-                f"run {self.run_id} is {state}; it is not waiting for a decision",
+                f"run {run_id} is {state}; it is not waiting for a decision",
                 details={"status": run.status},
             )
-        earlier = tx.conn.execute(
-            select(d.decision).where(d.run_id == self.run_id, d.step == self.step, d.by == self.by)
-        ).scalar()
         if earlier is not None:
             raise Conflict(
-                f"{self.by} already decided ({earlier}) on step {self.step!r} of run {self.run_id}"
+                f"{self.by} already decided ({earlier}) on step {step!r} of run {run_id}"
             )
-        row = {
-            "run_id": self.run_id,
-            "step": self.step,
-            "decision": self.decision,
-            "by": self.by,
-            "comment": self.comment,
-            "input": self.input,
-            "at": tx.now,
-        }
-        new_id = tx.conn.execute(s.decisions.insert().values(row).returning(d.id)).scalar_one()
-        outcome = self._outcome(tx, int(request.request.get("required", 1)))
-        if outcome is not None:
+
+    def _record(
+        self,
+        tx: WriteTx,
+        rows: list[dict[str, Any]],
+        requests: dict[tuple[str, str], ApprovalRecord],
+    ) -> None:
+        """Insert the decisions that count, settle the steps they settle, wake those runs."""
+        a, d, r = s.approvals.c, s.decisions.c, s.runs.c
+        inserted = tx.conn.execute(
+            s.decisions.insert().returning(d.id, sort_by_parameter_order=True), rows
+        ).all()
+        for row, (new_id,) in zip(rows, inserted, strict=True):
+            row["id"] = int(new_id)
+        keys = [(row["run_id"], row["step"]) for row in rows]
+        approving = self.decision == "approve"
+        counts: dict[tuple[str, str], int] = {}
+        if approving:
+            counts = {
+                (row.run_id, row.step): int(row.n)
+                for row in tx.conn.execute(
+                    select(d.run_id, d.step, func.count().label("n"))
+                    .where(d.decision == "approve", tuple_(d.run_id, d.step).in_(keys))
+                    .group_by(d.run_id, d.step)
+                )
+            }
+        settling = []
+        for row, key in zip(rows, keys, strict=True):
+            if not approving:  # a reject, or a failed step's fate: the first one settles
+                row["settled"] = REJECTED if self.decision == "reject" else self.decision
+            else:
+                required = int(requests[key].request.get("required", 1))
+                row["settled"] = APPROVED if counts.get(key, 0) >= required else None
+            if row["settled"] is not None:
+                settling.append({"r": key[0], "st": key[1], "o": row["settled"]})
+        if settling:
             tx.conn.execute(
                 update(s.approvals)
-                .where(s.approvals.c.run_id == self.run_id, s.approvals.c.step == self.step)
-                .values(outcome=outcome, settled_by=self.by, settled_at=tx.now)
+                .where(a.run_id == bindparam("r"), a.step == bindparam("st"))
+                .values(outcome=bindparam("o"), settled_by=self.by, settled_at=tx.now),
+                settling,
             )
             tx.conn.execute(
                 update(s.runs)
-                .where(r.id == self.run_id, r.status == RunStatus.WAITING.value)
+                .where(r.id.in_([x["r"] for x in settling]), r.status == RunStatus.WAITING.value)
                 .values(wake_at=tx.now, updated_at=tx.now)
             )
             tx.notify()
-        note = f"{self.decision} by {self.by}" + (f": {self.comment}" if self.comment else "")
-        if outcome is not None:
-            note += f" (settles the step: {outcome})"
-        tx.defer(s.events, [event_row(self.run_id, self.step, "DECISION", None, note, tx.now)])
-        audit = {"step": self.step, "comment": self.comment, "settled": outcome}
-        tx.defer(
-            s.audit,
-            [
+        events, audit = [], []
+        for row in rows:
+            note = f"{self.decision} by {self.by}" + (f": {self.comment}" if self.comment else "")
+            if row["settled"] is not None:
+                note += f" (settles the step: {row['settled']})"
+            events.append(event_row(row["run_id"], row["step"], "DECISION", None, note, tx.now))
+            details = {"step": row["step"], "comment": self.comment, "settled": row["settled"]}
+            audit.append(
                 {
                     "at": tx.now,
                     "actor": self.by,
                     "action": f"decision.{self.decision}",
-                    "target": self.run_id,
-                    "details": json.dumps(audit),
+                    "target": row["run_id"],
+                    "details": json.dumps(details),
                 }
-            ],
-        )
-        return DecisionResult(DecisionRecord(id=int(new_id), **row), outcome is not None, outcome)
-
-    def _outcome(self, tx: WriteTx, required: int) -> str | None:
-        if self.decision in ("retry", "skip", "rollback"):
-            return self.decision  # a failed step's fate: the first decision settles it
-        if self.decision == "reject":
-            return REJECTED
-        d = s.decisions.c
-        approvals = tx.conn.execute(
-            select(func.count()).where(
-                d.run_id == self.run_id, d.step == self.step, d.decision == "approve"
             )
-        ).scalar_one()
-        return APPROVED if approvals >= required else None
+        tx.defer(s.events, events)
+        tx.defer(s.audit, audit)
 
 
 @dataclass

@@ -54,6 +54,17 @@ _NO_SCHEMA = {"42P01", "42703"}
 _NO_TABLE = ("no such table", "no such column")
 
 
+class _Waiting:
+    """An op a thread waits to see committed, and what it came to."""
+
+    __slots__ = ("done", "op", "result")
+
+    def __init__(self, op: Op[Any]) -> None:
+        self.op = op
+        self.result: Any = None
+        self.done = False
+
+
 class Store(ABC):
     """Runs, steps, events, logs and workers on one SQL database.
 
@@ -75,6 +86,9 @@ class Store(ABC):
         self._writer_engine, self._reader_engine = self._make_engines(url)
         self._writer: Connection | None = None
         self._lock = threading.Lock()
+        #: Ops from threads waiting for the writer, committed together (see apply).
+        self._waiting: list[_Waiting] = []
+        self._queue_lock = threading.Lock()
         self._notify_listeners: list[Callable[[], None]] = []
         #: Write transactions committed by this process (for the benchmarks' counts).
         self.commits = 0
@@ -158,8 +172,24 @@ class Store(ABC):
         yield
 
     def apply(self, op: Op[T]) -> T:
-        """Apply one op in its own transaction; raise its error."""
-        result = self.apply_batch([op])[0]
+        """Apply one op and raise its error. Threads applying at the same time share
+        transactions (group commit): whichever holds the writer commits every op queued
+        while it waited, so concurrent callers (REST requests deciding approvals, say)
+        pay for one commit between them, not one each."""
+        waiting = _Waiting(op)
+        with self._queue_lock:
+            self._waiting.append(waiting)
+        with self._lock:
+            if not waiting.done:
+                with self._queue_lock:
+                    batch, self._waiting = self._waiting, []
+                try:
+                    results = self._apply_batch_locked([w.op for w in batch])
+                except BaseException as exc:  # every waiter hears of it, not only this one
+                    results = [exc] * len(batch)
+                for w, r in zip(batch, results, strict=True):
+                    w.result, w.done = r, True
+        result = waiting.result
         if isinstance(result, BaseException):
             raise result
         return result  # type: ignore[no-any-return]  # the slot holds the op's T
@@ -171,15 +201,19 @@ class Store(ABC):
         other error aborts the shared transaction, and then each op is retried alone so
         that one bad op cannot sink its neighbours.
         """
+        with self._lock:
+            return self._apply_batch_locked(ops)
+
+    def _apply_batch_locked(self, ops: Sequence[Op[Any]]) -> list[Any]:
         notified: list[bool] = [False]
         try:
-            results = self.write(lambda conn: self._apply_all(conn, ops, notified))
+            results = self._write_locked(lambda conn: self._apply_all(conn, ops, notified))
         except (StoreError, LockgateError) as exc:
             if len(ops) == 1 or isinstance(exc, DatabaseUnavailable):
                 # Out of reach, the batch may even have committed: applying its ops again
                 # one by one could apply them twice. Their callers read before going on.
                 return [exc] * len(ops)
-            return [self.apply_batch([op])[0] for op in ops]
+            return [self._apply_batch_locked([op])[0] for op in ops]
         if notified[0]:
             for fn in self._notify_listeners:
                 fn()
@@ -242,12 +276,58 @@ class Store(ABC):
     # -- reading -------------------------------------------------------------------------
 
     def read(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` on a pooled read connection (one snapshot)."""
+        """Run ``fn`` on a pooled read connection (one snapshot).
+
+        Pooled connections are not pinged before use (a round trip per read); a read that
+        finds its connection closed by the server (a restart) is tried once more on a new
+        one, as the pool drops every connection it had on such an error.
+        """
         try:
+            try:
+                with self._reader_engine.connect() as conn, conn.begin():
+                    return fn(conn)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
             with self._reader_engine.connect() as conn, conn.begin():
                 return fn(conn)
         except SQLAlchemyError as exc:
             raise self._translate("read", exc) from exc
+
+    def decision_targets(
+        self, run_ids: Sequence[str], step: str | None
+    ) -> dict[str, tuple[str, str | None, ApprovalRecord | None]]:
+        """For each run of ``run_ids`` that exists, in one read: its status, its current
+        step, and the approval request a decision would be on (``step``'s, or else the
+        run's latest)."""
+        r, a = s.runs.c, s.approvals.c
+        ids = list(dict.fromkeys(run_ids))
+        runs = select(r.id, r.status, r.current_step).where(r.id.in_(ids))
+        asked = select(s.approvals).where(a.run_id.in_(ids)).order_by(a.opened_at)
+        if step is not None:
+            asked = asked.where(a.step == step)
+
+        def both(c: Connection) -> tuple[list[Any], list[Any]]:
+            return list(c.execute(runs).all()), list(c.execute(asked).all())
+
+        found, requests = self.read(both)
+        latest = {row.run_id: approval_record(row) for row in requests}  # the last wins
+        return {row.id: (row.status, row.current_step, latest.get(row.id)) for row in found}
+
+    def approval_state(
+        self, run_id: str, step: str
+    ) -> tuple[ApprovalRecord | None, list[DecisionRecord]]:
+        """An approval step's stored request and its decisions so far, in one read."""
+        a, d = s.approvals.c, s.decisions.c
+        request = select(s.approvals).where(a.run_id == run_id, a.step == step)
+        decided = select(s.decisions).where(d.run_id == run_id, d.step == step).order_by(d.id)
+
+        def both(c: Connection) -> tuple[Any, list[Any]]:
+            return c.execute(request).first(), list(c.execute(decided).all())
+
+        row, rows = self.read(both)
+        record = None if row is None else approval_record(row)
+        return record, [DecisionRecord(**r._mapping) for r in rows]
 
     @property
     def display_url(self) -> str:

@@ -78,9 +78,8 @@ class PostgresStore(Store):
         writer = create_engine(
             url, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args=args
         )
-        reader = create_engine(
-            url, pool_size=5, max_overflow=10, pool_pre_ping=True, connect_args=args
-        )
+        # Not pinged on checkout: Store.read tries once more after a dropped connection.
+        reader = create_engine(url, pool_size=5, max_overflow=10, connect_args=args)
         return writer, reader
 
     def insert(self, table: Table) -> Any:
