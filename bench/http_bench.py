@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -52,15 +53,23 @@ async def load(
 
 
 @contextlib.contextmanager
-def server_process(script: str, db_url: str) -> Iterator[tuple[str, str]]:
-    """Run ``bench/<script> --url --port`` until it answers; yields (base URL, the first
-    line it printed). Stopped with SIGINT."""
+def server_process(
+    script: str, db_url: str, cpus: set[int] | None = None, extra: Sequence[str] = ()
+) -> Iterator[tuple[str, str]]:
+    """Run ``bench/<script> --url --port [extra]`` (on ``cpus`` only, if given) until it
+    answers; yields (base URL, the first line it printed). Stopped with SIGINT."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parent / script), "--url", db_url, "--port", str(port)],
+        [
+            sys.executable,
+            str(Path(__file__).parent / script),
+            *("--url", db_url, "--port", str(port), *extra),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
+    if cpus is not None:
+        os.sched_setaffinity(server.pid, cpus)
     try:
         assert server.stdout is not None
         first = server.stdout.readline().strip()
@@ -77,9 +86,11 @@ def server_process(script: str, db_url: str) -> Iterator[tuple[str, str]]:
         server.wait(30)
 
 
-def serve(app: App, port: int) -> None:
+def serve(app: App, port: int, *, execute: bool = True) -> None:
     """The real API and a worker on one loop, as ``lockgate server`` runs them (writes go
-    through the worker's group committer), plus the hello-world route."""
+    through the worker's group committer), plus the hello-world route. Without
+    ``execute``, the worker knows no pipeline: runs are created and left for workers
+    elsewhere (the committer still groups the writes)."""
     sys.setswitchinterval(SWITCH_INTERVAL)  # as `lockgate server` sets it
     api = create_api(app)
 
@@ -87,8 +98,11 @@ def serve(app: App, port: int) -> None:
     def hello() -> dict[str, str]:
         return {"hello": "world"}
 
+    # Matched first, like the webhook route: the ceiling is the cheapest request there is.
+    api.router.routes.insert(0, api.router.routes.pop())
+
     async def body() -> None:
-        worker = app.worker()
+        worker = app.worker() if execute else app.worker(concurrency=0)
         await worker.start()
         config = uvicorn.Config(
             api, host="127.0.0.1", port=port, log_level="warning", lifespan="off"

@@ -20,6 +20,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--no-execute", action="store_true", help="create the runs, leave them to other workers"
+    )
     args = parser.parse_args()
     # Measure intake, not the rate limit.
     app = App(Settings(database_url=args.url, webhook_rate=1e9, webhook_burst=10**9))
@@ -27,7 +30,7 @@ def main() -> None:
     app.register(bench)
     trigger, _ = app.webhooks.create("github", "bench", secret=SECRET, params={"n": 0})
     print(trigger.id, flush=True)
-    serve(app, args.port)
+    serve(app, args.port, execute=not args.no_execute)
 
 
 if __name__ == "__main__":

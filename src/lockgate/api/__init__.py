@@ -30,6 +30,8 @@ def create_api(app: App) -> FastAPI:
     )
     api.state.lockgate = app
     errors.install(api)
+    # First: a delivery is the busiest request, and routes are matched in order.
+    webhooks.install(api, app)
     for module in (pipelines, runs, approvals, triggers, admin):
         api.include_router(module.router)
     api.include_router(channel_router)
@@ -46,7 +48,6 @@ def create_api(app: App) -> FastAPI:
     def metrics(caller: Annotated[Caller, Depends(require(Role.viewer))]) -> Response:
         return Response(app.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    webhooks.install(api, app)
     console.install(api)
     api.add_middleware(Guard, lockgate=app)
     return api

@@ -115,6 +115,11 @@ class Webhooks(WebhookTriggers):
         #: its own transaction that the trigger still exists and is enabled.
         self._known: dict[str, tuple[float, TriggerRecord]] = {}
 
+    def known(self, trigger_id: str) -> bool:
+        """Whether ``trigger_id`` is in memory: :meth:`check` then reads no database."""
+        cached = self._known.get(trigger_id)
+        return cached is not None and cached[0] > time.monotonic()
+
     def _find(self, trigger_id: str) -> TriggerRecord | None:
         now = time.monotonic()
         cached = self._known.get(trigger_id)
