@@ -11,7 +11,7 @@ import pytest
 from lockgate import App, Settings
 from lockgate.store import open_store
 from lockgate.store.migrate import upgrade
-from lockgate.testing import PostgresServer
+from lockgate.testing import PostgresServer, RedisServer
 
 DATABASES = os.environ.get("LOCKGATE_TEST_DATABASES", "sqlite,postgres").split(",")
 
@@ -28,6 +28,13 @@ def pg_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One throwaway Redis server for the session (Debian's redis-server)."""
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture(params=DATABASES)

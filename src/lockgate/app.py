@@ -53,6 +53,7 @@ from lockgate.store.runs import CreateRun, RegisterPipeline, RequestCancel
 from lockgate.tokens import Tokens
 from lockgate.triggers.pollers import Pollers
 from lockgate.triggers.providers import PROVIDERS
+from lockgate.triggers.queues import Queues
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import Webhooks
 from lockgate.views import PendingApproval, RunView, policy_of
@@ -126,6 +127,7 @@ class App:
         self.webhooks = Webhooks(self.store, self.launcher, self.settings)
         self.schedules = Schedules(self.store, self.launcher)
         self.pollers = Pollers(self.store, self.launcher, self.settings.secrets)
+        self.queues = Queues(self.store, self.launcher, self.settings.secrets)
         self.channels = Channels(self.store, self.registry, self.launcher)
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self.launcher.workers))
         self.retention = Retention(self.store, self.settings, self.metrics)
@@ -482,9 +484,14 @@ class App:
         ``before``, the last delivery id seen)."""
         if not any(
             table.find(trigger_id) is not None
-            for table in (self.webhooks.triggers, self.schedules.store, self.pollers.store)
+            for table in (
+                self.webhooks.triggers,
+                self.schedules.store,
+                self.pollers.store,
+                self.queues.store,
+            )
         ):
-            raise NotFound(f"no trigger, schedule or poller {trigger_id!r}")
+            raise NotFound(f"no trigger, schedule, poller or queue {trigger_id!r}")
         return self.webhooks.triggers.deliveries(trigger_id, limit, before)
 
     def pipelines(self) -> list[PipelineRecord]:

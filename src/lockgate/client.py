@@ -16,6 +16,7 @@ from lockgate.records import (
     ManifestRecord,
     PipelineRecord,
     PollerRecord,
+    QueueRecord,
     RunRecord,
     ScheduleRecord,
     StageRecord,
@@ -152,6 +153,10 @@ class Client(Protocol):
     @property
     def pollers(self) -> PollersClient:
         """Git pollers."""
+
+    @property
+    def queues(self) -> QueuesClient:
+        """Queue triggers (messages start runs)."""
 
 
 class TokensClient(Protocol):
@@ -299,6 +304,48 @@ class PollersClient(ManagedClient[PollerRecord], Protocol):
         credentials: str | None = None,
     ) -> PollerRecord:
         """Change a poller (``None``: unchanged)."""
+
+
+class QueuesClient(ManagedClient[QueueRecord], Protocol):
+    """Queue triggers; ``App.queues`` is the in-process one."""
+
+    def create(
+        self,
+        pipeline: str,
+        broker: str,
+        url: str,
+        source: str,
+        *,
+        dead_letter: str | None = None,
+        consumer_group: str = "lockgate",
+        match: Mapping[str, list[str]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        batch_size: int = 100,
+        claim_after: float = 30.0,
+        namespace: str = "default",
+        credentials: str | None = None,
+        actor: str | None = None,
+    ) -> QueueRecord:
+        """A queue trigger (``credentials``: the name of a secret holding the password)."""
+
+    def update(
+        self,
+        queue_id: str,
+        *,
+        pipeline: str | None = None,
+        namespace: str | None = None,
+        url: str | None = None,
+        source: str | None = None,
+        dead_letter: str | None = None,
+        consumer_group: str | None = None,
+        match: Mapping[str, list[str]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        claim_after: float | None = None,
+        credentials: str | None = None,
+        actor: str | None = None,
+    ) -> QueueRecord:
+        """Change a queue trigger (``None``: unchanged)."""
 
 
 class ChannelsClient(Protocol):

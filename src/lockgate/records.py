@@ -279,10 +279,39 @@ class DeliveryRecord(Record):
     run_ids: list[str]
     received_at: float
     updated_at: float
-    #: ``webhook``, ``schedule`` or ``poller``.
+    #: ``webhook``, ``schedule``, ``poller`` or ``queue``.
     source: str = "webhook"
     #: SHA-256 of a webhook's signed body (deduplication).
     body_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueRecord(Record):
+    """A message queue (a Redis stream or a RabbitMQ queue) whose messages start runs."""
+
+    id: str
+    namespace: str
+    pipeline: str
+    broker: str
+    url: str
+    source: str
+    dead_letter: str
+    consumer_group: str
+    match: dict[str, list[str]]
+    params: dict[str, Any]
+    batch_size: int
+    claim_after: float
+    last_error: str | None
+    enabled: bool
+    created_at: float
+    #: The name of the secret holding the broker's password (never the secret).
+    credentials: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data; a password in the URL is masked."""
+        data = super().to_dict()
+        data["url"] = redacted(self.url)
+        return data
 
 
 @dataclass(frozen=True)

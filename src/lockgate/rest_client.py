@@ -22,13 +22,14 @@ from lockgate.records import (
     ManifestRecord,
     PipelineRecord,
     PollerRecord,
+    QueueRecord,
     RunRecord,
     ScheduleRecord,
     StageRecord,
     TokenRecord,
     TriggerRecord,
 )
-from lockgate.rest_triggers import RestPollers, RestSchedules, RestWebhooks
+from lockgate.rest_triggers import RestPollers, RestQueues, RestSchedules, RestWebhooks
 from lockgate.views import PendingApproval, RunView, StageManifest, canonical
 
 R = TypeVar("R")
@@ -309,6 +310,11 @@ class RestClient:
     def pollers(self) -> RestPollers:
         """Pollers over REST."""
         return RestPollers(self, "pollers", PollerRecord)
+
+    @property
+    def queues(self) -> RestQueues:
+        """Queue triggers over REST."""
+        return RestQueues(self, "queues", QueueRecord)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -1,5 +1,5 @@
-"""Triggers, schedules and pollers over REST: what ``App.webhooks``, ``App.schedules`` and
-``App.pollers`` are in-process."""
+"""Triggers, schedules, pollers and queues over REST: what ``App.webhooks``,
+``App.schedules``, ``App.pollers`` and ``App.queues`` are in-process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from lockgate.records import PollerRecord, ScheduleRecord, TriggerRecord
+from lockgate.records import PollerRecord, QueueRecord, ScheduleRecord, TriggerRecord
 
 if TYPE_CHECKING:
     from lockgate.rest_client import RestClient
@@ -226,3 +226,68 @@ class RestPollers(RestManaged[PollerRecord]):
         rest = {"pipeline": pipeline, "namespace": namespace, "params": params}
         rest["credentials"] = credentials
         return self._patch(poller_id, {**where, **rest})
+
+
+class RestQueues(RestManaged[QueueRecord]):
+    """Queue triggers over REST."""
+
+    def _made(self, data: dict[str, Any]) -> QueueRecord:
+        return QueueRecord(**data)  # its url is the broker's, a field of its own
+
+    def create(
+        self,
+        pipeline: str,
+        broker: str,
+        url: str,
+        source: str,
+        *,
+        dead_letter: str | None = None,
+        consumer_group: str = "lockgate",
+        match: Mapping[str, list[str]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        batch_size: int = 100,
+        claim_after: float = 30.0,
+        namespace: str = "default",
+        credentials: str | None = None,
+        actor: str | None = None,
+    ) -> QueueRecord:
+        """A queue trigger."""
+        body = {
+            "pipeline": pipeline,
+            "broker": broker,
+            "url": url,
+            "source": source,
+            "dead_letter": dead_letter,
+            "consumer_group": consumer_group,
+            "match": {k: list(v) for k, v in (match or {}).items()},
+            "params": dict(params or {}),
+            "batch_size": batch_size,
+            "claim_after": claim_after,
+            "namespace": namespace,
+            "credentials": credentials,
+        }
+        return self._made(self._rest._call("POST", "/queues", json=body))
+
+    def update(
+        self,
+        queue_id: str,
+        *,
+        pipeline: str | None = None,
+        namespace: str | None = None,
+        url: str | None = None,
+        source: str | None = None,
+        dead_letter: str | None = None,
+        consumer_group: str | None = None,
+        match: Mapping[str, list[str]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        claim_after: float | None = None,
+        credentials: str | None = None,
+        actor: str | None = None,
+    ) -> QueueRecord:
+        """Change a queue trigger (``None``: unchanged)."""
+        where = {"url": url, "source": source, "dead_letter": dead_letter}
+        how = {"consumer_group": consumer_group, "batch_size": batch_size}
+        what = {"pipeline": pipeline, "namespace": namespace, "params": params, "match": match}
+        rest = {"claim_after": claim_after, "credentials": credentials}
+        return self._patch(queue_id, {**where, **how, **what, **rest})

@@ -1,4 +1,5 @@
-"""Helpers for tests and benchmarks: a throwaway PostgreSQL server on loopback.
+"""Helpers for tests and benchmarks: throwaway PostgreSQL, Redis and RabbitMQ servers on
+loopback.
 
 Used by lockgate's own test suite and ``bench/`` scripts, and shipped so that projects
 built on lockgate can test against a real database the same way.
@@ -6,13 +7,16 @@ built on lockgate can test against a real database the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -161,6 +165,193 @@ class PostgresServer:
         self.dir = None
 
     def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path | None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} did not start in {timeout:g}s\n{tail}")
+        time.sleep(0.1)
+
+
+def _answers(port: int, hello: bytes, expect: bytes) -> bool:
+    """Whether a server on 127.0.0.1:``port`` answers ``hello`` with ``expect`` first."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(hello)
+            return sock.recv(len(expect)) == expect
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on a free loopback port, in memory only; stopped by pid."""
+
+    def __init__(self, binary: str = "redis-server") -> None:
+        self.binary = binary
+        self.port = 0
+        self.dir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The ``redis://`` URL of this server."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start it and wait until it answers PING."""
+        self.dir = Path(tempfile.mkdtemp(prefix="lockgate-redis-"))
+        self.port = free_port()
+        log = self.dir / "redis.log"
+        command = [
+            self.binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)),
+            *("--save", "", "--appendonly", "no", "--logfile", str(log)),
+        ]
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_for(lambda: _answers(self.port, b"PING\r\n", b"+PONG"), 30, "redis-server", log)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (by its pid) and delete its files."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(10)
+            self._process = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RabbitMQServer:
+    """A throwaway RabbitMQ node on free loopback ports, in a temp dir, with its own epmd.
+
+    As root the node runs as the ``rabbitmq`` OS user. Stopping ends the node's process
+    group and the epmd it started (on its own port), and deletes the files.
+    """
+
+    def __init__(self, binary: str = "rabbitmq-server") -> None:
+        self.binary = binary
+        self.port = 0
+        self.dir: Path | None = None
+        self._epmd_port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self.node = ""
+
+    @property
+    def url(self) -> str:
+        """The ``amqp://`` URL of this node (the default guest user, on loopback)."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _env(self) -> dict[str, str]:
+        assert self.dir is not None
+        base = self.dir
+        return {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "HOME": str(base),
+            "LANG": "C.UTF-8",
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "ERL_EPMD_PORT": str(self._epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_LOGS": str(base / "log" / "node.log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+        }
+
+    def start(self) -> RabbitMQServer:
+        """Start the node and wait until it speaks AMQP (a few seconds)."""
+        self.dir = Path(tempfile.mkdtemp(prefix="lockgate-rabbitmq-"))
+        self.port, self._epmd_port = free_port(), free_port()
+        self.node = f"lockgate{uuid.uuid4().hex[:8]}@localhost"
+        (self.dir / "log").mkdir()
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        (self.dir / "rabbitmq.conf").write_text("loopback_users = none\n")
+        (self.dir / "rabbitmq-env.conf").write_text("")
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "rabbitmq", "rabbitmq")
+            for path in self.dir.rglob("*"):
+                shutil.chown(path, "rabbitmq", "rabbitmq")
+        user = ["runuser", "-u", "rabbitmq", "--"] if os.geteuid() == 0 else []
+        self._process = subprocess.Popen(
+            [*user, self.binary],
+            env=self._env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            _wait_for(
+                lambda: _answers(self.port, b"AMQP\x00\x00\x09\x01", b"\x01"),
+                60,
+                "rabbitmq-server",
+                self.dir / "log" / "node.log",
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """End the node's process group and its epmd, and delete its files."""
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait(10)
+            self._process = None
+            env = {**os.environ, "ERL_EPMD_PORT": str(self._epmd_port)}
+            subprocess.run(
+                ["epmd", "-port", str(self._epmd_port), "-kill"],
+                env=env,
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+            )
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self) -> RabbitMQServer:
         return self.start()
 
     def __exit__(

@@ -159,12 +159,23 @@ def trigger_commands(env: dict[str, str], repo: str) -> dict[str, object]:
     )
     poller = ok("pollers", "create", "crashy", repo, "--ref", "refs/heads/main", "--every", "30")
     assert ok("pollers", "deliveries", str(poller["id"])) == []  # type: ignore[index]
+    queue = ok(
+        "queues", "create", "crashy", "redis://127.0.0.1:6379/0", "deploys",
+        "--match", "headers.env=prod", "--match", "headers.env=stage*",
+        "-p", "attempt=${message.body.attempt}",
+    )  # fmt: skip
+    assert queue["match"] == {"headers.env": ["prod", "stage*"]}  # type: ignore[index]
+    assert queue["dead_letter"] == "deploys.dead"  # type: ignore[index]
+    assert ok("queues", "deliveries", str(queue["id"])) == []  # type: ignore[index]
+    bad_queue = cli(env, "queues", "create", "crashy", "http://x:pw@h/", "s", "--match", "nope")
+    assert bad_queue.returncode == 2 and "path=glob" in bad_queue.stderr
     changed = ok("triggers", "update", str(trigger["id"]), "--event", "push", "--branch", "main")
     assert changed["events"] == ["push"] and changed["branches"] == ["main"]  # type: ignore[index]
     rotated = ok("triggers", "rotate-secret", str(trigger["id"]), "--overlap", "0")
     assert len(str(rotated["new_secret"])) >= 32  # type: ignore[index]
     assert rotated["previous_secret"] is None  # type: ignore[index]
-    for group, made in (("triggers", trigger), ("schedules", schedule), ("pollers", poller)):
+    made_here = (("triggers", trigger), ("schedules", schedule), ("pollers", poller))
+    for group, made in (*made_here, ("queues", queue)):
         assert isinstance(made, dict)
         row_id = str(made["id"])
         assert [r["id"] for r in ok(group, "list")] == [row_id]  # type: ignore[union-attr]

@@ -1,4 +1,4 @@
-"""Trigger routes: webhook triggers and their deliveries, schedules, pollers.
+"""Trigger routes: webhook triggers and their deliveries, schedules, pollers, queues.
 
 Each kind has its own create route; reading one, pausing, resuming and deleting are the same
 for all three (:func:`_manage`). No ``from __future__ import annotations`` here: the routes
@@ -14,7 +14,9 @@ from pydantic import Field
 from lockgate.api.deps import Admin, Lockgate, Strict, Viewer, position
 from lockgate.app import App
 from lockgate.core.cursor import encode_cursor
+from lockgate.records import QueueRecord
 from lockgate.triggers.providers import PROVIDERS
+from lockgate.triggers.sources import BROKERS
 from lockgate.triggers.webhook_config import MIN_SECRET
 
 router = APIRouter(prefix="/api/v1")
@@ -294,6 +296,86 @@ def list_pollers(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
     return [p.to_dict() for p in lg.pollers.list()]
 
 
+class QueueBody(Strict):
+    """A message queue whose messages start runs (a Redis stream, read by a group)."""
+
+    pipeline: str = Field(max_length=401, title="Pipeline")
+    namespace: str = Field("default", max_length=200, title="Namespace")
+    broker: str = Field(max_length=20, title="Broker", json_schema_extra={"enum": list(BROKERS)})
+    url: str = Field(
+        max_length=2000, title="Broker URL", examples=["redis://queue.internal:6379/0"]
+    )
+    source: str = Field(max_length=200, title="Stream", description="The stream read.")
+    dead_letter: str | None = Field(
+        None,
+        max_length=200,
+        title="Dead-letter stream",
+        description="Where messages that cannot start a run go (default: <stream>.dead).",
+    )
+    consumer_group: str = Field("lockgate", max_length=200, title="Consumer group")
+    match: dict[str, list[str]] = Field(
+        default_factory=dict,
+        title="Match",
+        description="Paths into the message and the globs they must match, e.g. "
+        '{"headers.env": ["prod"]}; others are REJECTED.',
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Params",
+        description="The run's params as JSON; values may use placeholders, e.g. "
+        '{"version": "${message.body.version}"}',
+    )
+    batch_size: int = Field(100, title="Batch size", description="Messages committed together.")
+    claim_after: float = Field(
+        30.0, title="Claim after (seconds)", description="A dead consumer's messages move then."
+    )
+    credentials: str | None = Field(
+        None,
+        max_length=200,
+        title="Credentials",
+        description="The name of a secret (LOCKGATE_SECRET_<NAME>) holding the password.",
+    )
+
+
+def make_queue(lg: App, body: QueueBody, actor: str) -> QueueRecord:
+    """The queue trigger ``body`` describes (for the REST route and the console's form)."""
+    fields = body.model_dump()
+    pipeline, broker, url, source = (fields.pop(k) for k in ("pipeline", "broker", "url", "source"))
+    return lg.queues.create(pipeline, broker, url, source, **fields, actor=actor)
+
+
+@router.post("/queues", status_code=201, summary="Start runs from a message queue's messages")
+def create_queue(body: QueueBody, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    return make_queue(lg, body, caller.name).to_dict()
+
+
+class QueueChange(Strict):
+    """What to change of a queue trigger (fields left out stay as they are)."""
+
+    pipeline: str | None = Field(None, max_length=401)
+    namespace: str | None = Field(None, max_length=200)
+    url: str | None = Field(None, max_length=2000)
+    source: str | None = Field(None, max_length=200)
+    dead_letter: str | None = Field(None, max_length=200)
+    consumer_group: str | None = Field(None, max_length=200)
+    match: dict[str, list[str]] | None = None
+    params: dict[str, Any] | None = None
+    batch_size: int | None = None
+    claim_after: float | None = None
+    credentials: str | None = Field(None, max_length=200, description='"" drops them.')
+
+
+@router.patch("/queues/{row_id}", summary="Change a queue trigger")
+def update_queue(row_id: str, body: QueueChange, caller: Admin, lg: Lockgate) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    return lg.queues.update(row_id, **changes, actor=caller.name).to_dict()
+
+
+@router.get("/queues", summary="Queue triggers, with the last error of their consumers")
+def list_queues(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
+    return [q.to_dict() for q in lg.queues.list()]
+
+
 @router.post("/deliveries/{delivery_id}/redeliver", summary="Process a delivery again")
 def redeliver(delivery_id: int, caller: Admin, lg: Lockgate) -> dict[str, Any]:
     return lg.webhooks.redeliver(delivery_id, actor=caller.name)
@@ -303,3 +385,4 @@ def redeliver(delivery_id: int, caller: Admin, lg: Lockgate) -> dict[str, Any]:
 _manage("triggers", "trigger", lambda lg: lg.webhooks, Admin)
 _manage("schedules", "schedule", lambda lg: lg.schedules, Viewer)
 _manage("pollers", "poller", lambda lg: lg.pollers, Viewer)
+_manage("queues", "queue", lambda lg: lg.queues, Viewer)

@@ -19,6 +19,7 @@ from lockgate.cli.context import CliState
 from lockgate.cli.db import db_app
 from lockgate.cli.output import console, err_console
 from lockgate.cli.pipelines import pipelines_app
+from lockgate.cli.queues import queues_app
 from lockgate.cli.runs import run, runs_app
 from lockgate.cli.schedules import pollers_app, schedules_app
 from lockgate.cli.server import configure_logging, server, worker
@@ -52,6 +53,7 @@ for name, group in (
     ("triggers", triggers_app),
     ("schedules", schedules_app),
     ("pollers", pollers_app),
+    ("queues", queues_app),
 ):
     app.add_typer(group, name=name)
 

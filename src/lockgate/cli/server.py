@@ -87,6 +87,7 @@ def _serve(
             [
                 asyncio.create_task(lg.schedules.run(stop)),
                 asyncio.create_task(lg.pollers.run(stop)),
+                asyncio.create_task(lg.queues.run(stop)),
                 asyncio.create_task(lg.webhooks.run(stop)),
                 asyncio.create_task(lg.retention.run(stop)),
             ]

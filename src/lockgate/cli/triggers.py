@@ -19,7 +19,13 @@ from lockgate.cli.context import parse_params, state_of, whoami
 from lockgate.cli.output import Output, console, print_json, status_text, table, when
 from lockgate.client import ManagedClient
 from lockgate.errors import ParamsError
-from lockgate.records import DeliveryRecord, PollerRecord, ScheduleRecord, TriggerRecord
+from lockgate.records import (
+    DeliveryRecord,
+    PollerRecord,
+    QueueRecord,
+    ScheduleRecord,
+    TriggerRecord,
+)
 from lockgate.triggers.providers import PROVIDERS
 
 triggers_app = typer.Typer(
@@ -68,6 +74,18 @@ def schedule_row(s: ScheduleRecord) -> Sequence[Any]:
         s.misfire,
         when(s.next_fire_at) if s.enabled else "-",
         _enabled(s.enabled),
+    )
+
+
+def queue_row(q: QueueRecord) -> Sequence[Any]:
+    return (
+        q.id,
+        f"{q.namespace}/{q.pipeline}",
+        q.broker,
+        escape(str(q.to_dict()["url"])),
+        escape(q.source),
+        escape((q.last_error or "")[:60]),
+        _enabled(q.enabled),
     )
 
 
@@ -168,6 +186,7 @@ def _delivery_row(d: DeliveryRecord) -> Sequence[Any]:
 TRIGGER_COLUMNS = ["ID", "PROVIDER", "PIPELINE", "EVENTS", "BRANCHES", "ENABLED", "CREATED"]
 SCHEDULE_COLUMNS = ["ID", "PIPELINE", "WHEN", "TIMEZONE", "MISFIRE", "NEXT", "ENABLED"]
 POLLER_COLUMNS = ["ID", "PIPELINE", "REPOSITORY", "REFS", "EVERY", "LAST ERROR", "ENABLED"]
+QUEUE_COLUMNS = ["ID", "PIPELINE", "BROKER", "URL", "STREAM", "LAST ERROR", "ENABLED"]
 manage(
     triggers_app,
     "trigger",

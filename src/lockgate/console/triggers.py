@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from lockgate.api.triggers import PollerBody, ScheduleBody, TriggerBody
+from lockgate.api.triggers import PollerBody, QueueBody, ScheduleBody, TriggerBody
 from lockgate.app import App
 from lockgate.console.core import (
     Admin,
@@ -42,7 +42,7 @@ HEADERS = {
     "gerrit": "none: the URL carries a token of its own, shown once when the trigger was made",
     "generic": "X-Signature: sha256=<HMAC-SHA256 of the body with the secret>",
 }
-KINDS = ("webhooks", "schedules", "pollers")
+KINDS = ("webhooks", "schedules", "pollers", "queues")
 
 
 #: Each kind's settings: the bodies the REST API takes, so the forms made from them take
@@ -51,9 +51,10 @@ BODIES: dict[str, type[BaseModel]] = {
     "webhooks": TriggerBody,
     "schedules": ScheduleBody,
     "pollers": PollerBody,
+    "queues": QueueBody,
 }
-#: What cannot change once made: a provider, and a secret (rotated instead).
-FIXED = {"provider", "secret"}
+#: What cannot change once made: a provider, a secret (rotated instead), a broker.
+FIXED = {"provider", "secret", "broker"}
 
 
 def _fields(kind: str, current: Mapping[str, Any] | None = None) -> list[Field]:
@@ -77,7 +78,8 @@ def _service_kind(kind: str) -> None:
 
 def _service(lg: App, kind: str) -> Any:
     _service_kind(kind)
-    return {"webhooks": lg.webhooks, "schedules": lg.schedules, "pollers": lg.pollers}[kind]
+    services = {"webhooks": lg.webhooks, "schedules": lg.schedules, "pollers": lg.pollers}
+    return {**services, "queues": lg.queues}[kind]
 
 
 @router.get("/triggers", response_class=HTMLResponse)
@@ -90,6 +92,7 @@ def triggers(request: Request, who: Viewer, lg: Lockgate) -> Response:
         webhooks=lg.webhooks.list() if who.can("admin") else None,
         schedules=lg.schedules.list(),
         pollers=[p.to_dict() for p in lg.pollers.list()],
+        queues=[q.to_dict() for q in lg.queues.list()],
     )
 
 
@@ -128,6 +131,12 @@ def create(request: Request, kind: str, act: Admin, lg: Lockgate) -> Response:
         pipeline, repository = body.pop("pipeline"), body.pop("repository")
         poller = lg.pollers.create(pipeline, repository, actor=actor, **body)
         return back(f"/triggers/pollers/{poller.id}", "poller created")
+    if kind == "queues":
+        pipeline, broker, url, source = (
+            body.pop(k) for k in ("pipeline", "broker", "url", "source")
+        )
+        queue = lg.queues.create(pipeline, broker, url, source, actor=actor, **body)
+        return back(f"/triggers/queues/{queue.id}", "queue trigger created")
     provider, pipeline, secret = body.pop("provider"), body.pop("pipeline"), body.pop("secret")
     trigger, token = lg.webhooks.create(provider, pipeline, secret=secret, actor=actor, **body)
     if not made_secret and token is None:

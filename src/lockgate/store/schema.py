@@ -326,6 +326,37 @@ pollers = Table(
     Column("credentials", String(200), nullable=True),
 )
 
+queues = Table(
+    "queues",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("namespace", String(200), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    #: ``redis`` (a stream read by a consumer group) or ``rabbitmq`` (a queue).
+    Column("broker", String(20), nullable=False),
+    #: The broker's address, with no password in it (``credentials`` names one).
+    Column("url", Text, nullable=False),
+    #: The stream or queue messages are read from.
+    Column("source", String(200), nullable=False),
+    #: Where a message that cannot start a run goes, with the reason.
+    Column("dead_letter", String(200), nullable=False),
+    #: Redis: the consumer group every lockgate server reads in.
+    Column("consumer_group", String(200), nullable=False),
+    #: Dotted paths into the message (``body.env``, ``headers.kind``) -> globs it must match.
+    Column("match", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    #: Messages taken at once (RabbitMQ prefetch; Redis COUNT) and committed together.
+    Column("batch_size", Integer, nullable=False),
+    #: Redis: seconds a message may stay unacknowledged with a consumer before another
+    #: takes it over (its consumer died).
+    Column("claim_after", Float, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+    #: The name of the secret holding the broker's password (never the secret).
+    Column("credentials", String(200), nullable=True),
+)
+
 workers = Table(
     "workers",
     metadata,

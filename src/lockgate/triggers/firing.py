@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -55,6 +56,12 @@ def plan_run(
     except LockgateError as exc:
         return None, DeliveryStatus.FAILED, exc.message
     return create, DeliveryStatus.DONE, None
+
+
+def delivery_run_key(trigger_id: str, key: str) -> str:
+    """The idempotency key of the run a delivery starts: hashed, because a trigger id is
+    not for viewers to read (who can read run keys) and the key must not reveal it."""
+    return "delivery:" + hashlib.sha256(f"{trigger_id}:{key}".encode()).hexdigest()[:40]
 
 
 def adopt(starter: RunStarter, op: Deliver, outcome: Any) -> None:

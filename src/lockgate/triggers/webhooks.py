@@ -27,7 +27,7 @@ from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
 from lockgate.store.triggers import TriggerStore
 from lockgate.triggers.event import TriggerEvent
-from lockgate.triggers.firing import Plan, adopt, every, plan_run
+from lockgate.triggers.firing import Plan, adopt, delivery_run_key, every, plan_run
 from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
 from lockgate.triggers.webhook_config import WebhookTriggers, still_valid, token_matches
 
@@ -353,12 +353,6 @@ class Webhooks(WebhookTriggers):
     def forget(self, row_id: str) -> None:
         """Drop this process's cached copy of a trigger (it changed or went)."""
         self._known.pop(row_id, None)
-
-
-def delivery_run_key(trigger_id: str, key: str) -> str:
-    """The idempotency key of the run a delivery starts: hashed, because a trigger id is
-    not for viewers to read (who can read run keys) and the key must not reveal it."""
-    return "delivery:" + hashlib.sha256(f"{trigger_id}:{key}".encode()).hexdigest()[:40]
 
 
 def _allowed(client_ip: str | None, networks: Sequence[str]) -> bool:

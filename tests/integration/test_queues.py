@@ -1,0 +1,262 @@
+"""Queue triggers on a real Redis server: messages start runs once, bad ones are set aside
+in the dead-letter stream, a dead consumer's messages are taken over, consumers compete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from lockgate import App, ParamsError, RunStatus
+from lockgate.records import QueueRecord
+from lockgate.specs import load_file
+from lockgate.testing import RedisServer
+from lockgate.triggers.queues import Queues
+from lockgate.triggers.sources import Message
+
+PIPELINE = """
+name: shipped
+params:
+  version: {type: string, required: true}
+steps:
+  - name: announce
+    kind: shell
+    argv: [echo, "shipping ${version}"]
+"""
+
+
+@pytest.fixture
+def broker(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def stream() -> str:
+    return f"deploys-{uuid.uuid4().hex[:8]}"
+
+
+def make_queue(app: App, tmp_path: Path, url: str, stream: str, **extra: Any) -> QueueRecord:
+    path = tmp_path / "shipped.yaml"
+    path.write_text(PIPELINE)
+    app.register(load_file(path))
+    return app.queues.create(
+        "shipped", "redis", url, stream, params={"version": "${message.body.version}"}, **extra
+    )
+
+
+@pytest.fixture
+async def consuming(app: App, worker: object) -> AsyncIterator[asyncio.Event]:
+    """The App's queue consumers running, as `lockgate server` runs them."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.queues.run(stop))
+    yield stop
+    stop.set()
+    await asyncio.wait_for(task, 20)
+
+
+async def wait_for(check: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await asyncio.to_thread(check)
+        if found:
+            return found
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def publish(broker: redis.Redis, stream: str, body: Any, **headers: str) -> str:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return broker.xadd(stream, {"body": raw, **headers}).decode()
+
+
+def pending(broker: redis.Redis, stream: str) -> int:
+    return int(broker.xpending(stream, "lockgate")["pending"])
+
+
+async def test_a_message_starts_a_run_and_is_acknowledged_after(
+    app: App,
+    consuming: asyncio.Event,
+    broker: redis.Redis,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    stream: str,
+) -> None:
+    queue = make_queue(app, tmp_path, redis_server.url, stream)
+    entry = publish(broker, stream, {"version": "1.4.2"}, source="ci")
+    [delivery] = await wait_for(lambda: app.deliveries(queue.id))
+    assert delivery.source == "queue" and delivery.key == entry
+    assert delivery.status == "DONE" and delivery.payload["headers"] == {"source": "ci"}
+    run = await app.wait(delivery.run_ids[0], timeout=20)
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.params == {"version": "1.4.2"} and run.requested_by == f"redis:{stream}"
+    assert app.get_run(run.id).steps[0].output["stdout"] == "shipping 1.4.2"
+    await wait_for(lambda: pending(broker, stream) == 0)
+
+
+async def test_bad_messages_go_to_the_dead_letter_stream_and_never_block(
+    app: App,
+    consuming: asyncio.Event,
+    broker: redis.Redis,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    stream: str,
+) -> None:
+    """Not JSON, params refused, a template that does not render: REJECTED with the reason
+    and copied to the dead-letter stream; filtered out: REJECTED and acknowledged only; the
+    good message after them still starts its run."""
+    queue = make_queue(
+        app, tmp_path, redis_server.url, stream, match={"headers.env": ["prod", "stage*"]}
+    )
+    not_json = publish(broker, stream, b"{not json", env="prod")
+    refused = publish(broker, stream, {"version": 7}, env="prod")
+    unmapped = publish(broker, stream, {"other": 1}, env="prod")
+    filtered = publish(broker, stream, {"version": "1"}, env="dev")
+    good = publish(broker, stream, {"version": "2.0"}, env="stage-eu")
+    found = await wait_for(
+        lambda: (d := app.deliveries(queue.id)) and len(d) == 5 and {x.key: x for x in d}
+    )
+    for key in (not_json, refused, unmapped, filtered):
+        assert found[key].status == "REJECTED" and not found[key].run_ids, key
+    assert "body is not JSON" in found[not_json].error
+    assert "version" in found[refused].error and "string" in found[refused].error
+    assert "filtered out: headers.env is 'dev'" in found[filtered].error
+    assert found[good].status == "DONE"
+    assert (await app.wait(found[good].run_ids[0], timeout=20)).status == RunStatus.SUCCEEDED
+    dead = broker.xrange(queue.dead_letter)
+    assert [e[1][b"source_id"].decode() for e in dead] == [not_json, refused, unmapped]
+    assert b"body is not JSON" in dead[0][1][b"error"] and dead[0][1][b"body"] == b"{not json"
+    await wait_for(lambda: pending(broker, stream) == 0)
+
+
+async def test_a_dead_consumers_messages_are_taken_over_once(
+    app: App,
+    worker: object,
+    broker: redis.Redis,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    stream: str,
+) -> None:
+    """A consumer that took two messages and died: one never stored, one stored with its
+    run but not acknowledged. After claim_after, another consumer takes both: the first
+    starts its run, the second is its delivery of before (no second run)."""
+    queue = make_queue(app, tmp_path, redis_server.url, stream, claim_after=1.0)
+    gone = Queues(app.store, app.launcher)
+    gone.consumer = "died"
+    broker.xgroup_create(stream, "lockgate", id="0", mkstream=True)
+    first = publish(broker, stream, {"version": "1"})
+    second = publish(broker, stream, {"version": "2"})
+    taken = broker.xreadgroup("lockgate", "died", {stream: ">"}, count=10)
+    assert len(taken[0][1]) == 2
+    op, _ = gone.plan(queue, Message(second, json.dumps({"version": "2"}).encode()))
+    [stored] = app.store.apply_batch([op])  # committed; then the consumer died, no ack
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.queues.run(stop))
+    try:
+        found = await wait_for(
+            lambda: (d := app.deliveries(queue.id)) and len(d) == 2 and {x.key: x for x in d}
+        )
+        await wait_for(lambda: pending(broker, stream) == 0)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    assert found[second].run_ids == stored[2] and len(found[first].run_ids) == 1
+    runs = app.list_runs(pipeline="shipped")
+    assert sorted(r.params["version"] for r in runs) == ["1", "2"]
+
+
+async def test_competing_consumers_start_each_run_once(
+    app: App,
+    worker: object,
+    broker: redis.Redis,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    stream: str,
+) -> None:
+    """Three consumers (as three servers) on one stream, 150 messages: 150 runs."""
+    queue = make_queue(app, tmp_path, redis_server.url, stream, batch_size=20)
+    consumers = []
+    for n in range(3):
+        q = Queues(app.store, app.launcher)
+        q.consumer = f"server-{n}"
+        consumers.append(q)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(q.run(stop)) for q in consumers]
+    try:
+        await asyncio.sleep(0.5)
+        for i in range(150):
+            publish(broker, stream, {"version": f"v{i}"})
+        await wait_for(lambda: len(app.deliveries(queue.id, limit=1000)) == 150, timeout=60)
+        await wait_for(lambda: pending(broker, stream) == 0)
+    finally:
+        stop.set()
+        for task in tasks:
+            await asyncio.wait_for(task, 20)
+    groups = broker.xinfo_consumers(stream, "lockgate")
+    assert len(groups) >= 2  # the work was shared
+    runs = app.list_runs(pipeline="shipped", limit=1000)
+    assert sorted(r.params["version"] for r in runs) == sorted(f"v{i}" for i in range(150))
+
+
+def test_queue_settings_are_checked_with_every_problem_listed(app: App) -> None:
+    with pytest.raises(ParamsError) as info:
+        app.queues.create(
+            "shipped",
+            "redis",
+            "http://user:pw@host/",
+            "",
+            batch_size=0,
+            claim_after=0.1,
+            match={"payload.x": ["a"], "body.y": "b"},  # type: ignore[dict-item]
+            credentials="no such!",
+        )
+    assert info.value.problems == [
+        "url: a redis:// or rediss:// URL",
+        "url: no password in the URL: name a secret holding it in credentials instead",
+        "source: 1 to 200 characters, on one line",
+        "batch_size: 1 to 1000",
+        "claim_after: at least 1 second",
+        "match: 'payload.x' starts with body., headers. or id",
+        "match: 'body.y' maps to a list of globs",
+        "credentials: the name of a configured secret (letters, digits, _)",
+    ]
+    with pytest.raises(ParamsError, match="broker: one of redis"):
+        app.queues.create("shipped", "kafka", "kafka://x", "s")
+
+
+async def test_a_changed_queue_is_followed_by_its_running_consumer(
+    app: App,
+    consuming: asyncio.Event,
+    broker: redis.Redis,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    stream: str,
+) -> None:
+    """update() changes what is given, checks it like create() and is audited; the
+    consumer reads the new stream within seconds. A paused queue reads nothing."""
+    queue = make_queue(app, tmp_path, redis_server.url, stream)
+    with pytest.raises(ParamsError, match="batch_size: 1 to 1000"):
+        app.queues.update(queue.id, batch_size=0)
+    other = f"{stream}-2"
+    changed = app.queues.update(
+        queue.id, source=other, match={"headers.env": ["prod"]}, actor="ops"
+    )
+    assert changed.source == other and changed.dead_letter == queue.dead_letter
+    assert [a.action for a in app.audit_log() if a.actor == "ops"] == ["queue.update"]
+    await asyncio.sleep(3)  # the consumer restarts on the new stream
+    entry = publish(broker, other, {"version": "9"}, env="prod")
+    [delivery] = await wait_for(lambda: app.deliveries(queue.id))
+    assert delivery.key == entry and delivery.status == "DONE"
+    app.queues.pause(queue.id)
+    await asyncio.sleep(3)
+    publish(broker, other, {"version": "10"}, env="prod")
+    await asyncio.sleep(2)
+    assert len(app.deliveries(queue.id)) == 1
