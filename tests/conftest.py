@@ -11,7 +11,7 @@ import pytest
 from lockgate import App, Settings
 from lockgate.store import open_store
 from lockgate.store.migrate import upgrade
-from lockgate.testing import PostgresServer, RedisServer
+from lockgate.testing import PostgresServer, RabbitMQServer, RedisServer
 
 DATABASES = os.environ.get("LOCKGATE_TEST_DATABASES", "sqlite,postgres").split(",")
 
@@ -34,6 +34,13 @@ def pg_server() -> Iterator[PostgresServer]:
 def redis_server() -> Iterator[RedisServer]:
     """One throwaway Redis server for the session (Debian's redis-server)."""
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server() -> Iterator[RabbitMQServer]:
+    """One throwaway RabbitMQ node for the session (Debian's rabbitmq-server)."""
+    with RabbitMQServer() as server:
         yield server
 
 

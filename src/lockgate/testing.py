@@ -266,10 +266,19 @@ class RabbitMQServer:
         self._process: subprocess.Popen[bytes] | None = None
         self.node = ""
 
+    #: The user and password of the node (RabbitMQ's default ``guest``, on loopback only).
+    user = password = "guest"  # noqa: S105 - the test node's well-known default
+
     @property
     def url(self) -> str:
-        """The ``amqp://`` URL of this node (the default guest user, on loopback)."""
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        """The ``amqp://`` URL of this node, with the user's password."""
+        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/"
+
+    @property
+    def address(self) -> str:
+        """The ``amqp://`` URL of this node naming the user, without the password (what a
+        queue trigger takes, with the password in a secret)."""
+        return f"amqp://{self.user}@127.0.0.1:{self.port}/"
 
     def _env(self) -> dict[str, str]:
         assert self.dir is not None

@@ -297,7 +297,7 @@ def list_pollers(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
 
 
 class QueueBody(Strict):
-    """A message queue whose messages start runs (a Redis stream, read by a group)."""
+    """A message queue whose messages start runs (a Redis stream or a RabbitMQ queue)."""
 
     pipeline: str = Field(max_length=401, title="Pipeline")
     namespace: str = Field("default", max_length=200, title="Namespace")
@@ -305,7 +305,9 @@ class QueueBody(Strict):
     url: str = Field(
         max_length=2000, title="Broker URL", examples=["redis://queue.internal:6379/0"]
     )
-    source: str = Field(max_length=200, title="Stream", description="The stream read.")
+    source: str = Field(
+        max_length=200, title="Stream or queue", description="The stream or queue read."
+    )
     dead_letter: str | None = Field(
         None,
         max_length=200,

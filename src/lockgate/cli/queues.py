@@ -26,7 +26,8 @@ from lockgate.cli.triggers import (
 from lockgate.errors import ParamsError
 
 queues_app = typer.Typer(
-    help="Queue triggers: each message in a Redis stream starts a run.", no_args_is_help=True
+    help="Queue triggers: each message in a Redis stream or a RabbitMQ queue starts a run.",
+    no_args_is_help=True,
 )
 
 manage(queues_app, "queue", lambda ctx: state_of(ctx).client().queues, QUEUE_COLUMNS, queue_row)
@@ -52,7 +53,7 @@ def create_queue(
     ctx: typer.Context,
     pipeline: Annotated[str, typer.Argument(help="The pipeline a message starts.")],
     url: Annotated[str, typer.Argument(help="The broker, e.g. redis://queue.internal:6379/0.")],
-    stream: Annotated[str, typer.Argument(help="The stream to read.")],
+    stream: Annotated[str, typer.Argument(help="The stream (Redis) or queue (RabbitMQ) to read.")],
     broker: Annotated[str, typer.Option(help="The kind of broker.")] = "redis",
     group: Annotated[str, typer.Option(help="The consumer group servers read in.")] = "lockgate",
     dead_letter: Annotated[

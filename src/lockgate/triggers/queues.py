@@ -1,4 +1,5 @@
-"""Queue triggers: messages from a broker (a Redis stream) start runs, as webhooks do.
+"""Queue triggers: messages from a broker (a Redis stream, a RabbitMQ queue) start runs, as
+webhooks do.
 
 Every ``lockgate server`` consumes every enabled queue trigger, as one more competing
 consumer. Messages are taken ``batch_size`` at a time; their deliveries and runs commit in
@@ -74,6 +75,8 @@ def _check(
     parts = urlsplit(url)
     if broker == "redis" and parts.scheme not in ("redis", "rediss"):
         problems.append("url: a redis:// or rediss:// URL")
+    if broker == "rabbitmq" and parts.scheme not in ("amqp", "amqps"):
+        problems.append("url: an amqp:// or amqps:// URL")
     if parts.password:
         problems.append(
             "url: no password in the URL: name a secret holding it in credentials instead"

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from lockgate.records import QueueRecord
 
 #: The brokers there are sources for, with the package each needs (``lockgate[mq]``).
-BROKERS = {"redis": "redis"}
+BROKERS = {"redis": "redis", "rabbitmq": "aio_pika"}
 
 
 @dataclass(frozen=True)
@@ -57,4 +57,8 @@ def open_source(queue: QueueRecord, password: str | None, consumer: str) -> Sour
         from lockgate.triggers.sources.redis_streams import RedisStreamSource
 
         return RedisStreamSource(queue, password, consumer)
+    if queue.broker == "rabbitmq":
+        from lockgate.triggers.sources.rabbitmq import RabbitMQSource
+
+        return RabbitMQSource(queue, password, consumer)
     raise ValueError(f"no source for broker {queue.broker!r} (one of: {', '.join(BROKERS)})")
