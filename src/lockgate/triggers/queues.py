@@ -47,6 +47,8 @@ from lockgate.triggers.sources import BROKERS, Message, Source, open_source
 SYNC_INTERVAL = 2.0
 #: Seconds a receive waits for a first message (how soon a consumer notices it should stop).
 RECEIVE_WAIT = 1.0
+#: Seconds a stopping server gives its consumers to finish the batch in hand.
+STOP_GRACE = 10.0
 #: Backoff after a broker error, doubling to this.
 MAX_BACKOFF = 30.0
 MAX_BATCH = 1000
@@ -247,9 +249,14 @@ class Queues(Managed[QueueRecord]):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), SYNC_INTERVAL)
         finally:
-            for _, task in tasks.values():
+            # A graceful stop lets each consumer finish its batch (commit, then acknowledge):
+            # cancelled between the two, its messages would come again (harmless, slower).
+            running = [task for _, task in tasks.values()]
+            if running:
+                await asyncio.wait(running, timeout=STOP_GRACE)
+            for task in running:
                 task.cancel()
-            for _, task in tasks.values():
+            for task in running:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 

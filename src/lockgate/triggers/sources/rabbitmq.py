@@ -2,12 +2,13 @@
 
 A message's body is JSON; its AMQP headers are the message's headers and its
 ``message_id`` property its id (without one, a hash of the body identifies it). Servers are
-competing consumers, each holding at most ``batch_size`` unacknowledged messages (the
-prefetch); a server's unacknowledged messages go back to the queue the moment its connection
-drops, for another server. The queue is declared (durable) if it does not exist. A dead
-letter is published to the dead-letter queue (declared durable, through the default exchange,
-confirmed by the broker) with the reason in an ``x-lockgate-error`` header and the original
-id in ``x-lockgate-source-id``, then the message is acknowledged.
+competing consumers, each holding at most twice ``batch_size`` unacknowledged messages (the
+prefetch: the next batch arrives while one commits); a server's unacknowledged messages go
+back to the queue the moment its connection drops, for another server. The queue is
+declared (durable) if it does not exist. A dead letter is published to the dead-letter queue
+(declared durable, through the default exchange, confirmed by the broker) with the reason in
+an ``x-lockgate-error`` header and the original id in ``x-lockgate-source-id``, then the
+message is acknowledged.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class RabbitMQSource:
             channel = await self._connection.channel()  # the failed declare closed it
             source = await channel.declare_queue(self.queue.source, durable=True)
         await channel.declare_queue(self.queue.dead_letter, durable=True)
-        await channel.set_qos(prefetch_count=self.queue.batch_size)
+        # Room for the next batch to arrive while one commits.
+        await channel.set_qos(prefetch_count=2 * self.queue.batch_size)
         await source.consume(self._inbox.put, no_ack=False, consumer_tag=self.consumer)
         self._channel = channel
 
@@ -67,9 +69,12 @@ class RabbitMQSource:
         return [_message(m) for m in taken]
 
     async def ack(self, messages: list[Message]) -> None:
-        """Acknowledge each."""
-        for message in messages:
-            await message.handle.ack()
+        """Acknowledge them with one frame: the channel delivers in order and a batch is
+        every message delivered before its last one not yet acknowledged, so acknowledging
+        the last with ``multiple`` covers exactly the batch."""
+        if messages:
+            last = max(messages, key=lambda m: int(m.handle.delivery_tag))
+            await last.handle.ack(multiple=True)
 
     async def dead_letter(self, message: Message, reason: str) -> None:
         """Publish a copy to the dead-letter queue (confirmed), then acknowledge."""
