@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import psycopg
 
@@ -32,7 +33,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PostgresServer:
+class _Throwaway:
+    """A server started by ``with`` (or :meth:`start`) and stopped, its files deleted, at
+    the end."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class PostgresServer(_Throwaway):
     """Start ``initdb`` + ``postgres`` in a temp dir on a free loopback port; stop and delete.
 
     As root the server runs as the ``postgres`` OS user (``initdb`` refuses root).
@@ -164,17 +187,6 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def _wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path | None) -> None:
     deadline = time.monotonic() + timeout
@@ -195,7 +207,7 @@ def _answers(port: int, hello: bytes, expect: bytes) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(_Throwaway):
     """A throwaway ``redis-server`` on a free loopback port, in memory only; stopped by pid."""
 
     def __init__(self, binary: str = "redis-server") -> None:
@@ -239,19 +251,8 @@ class RedisServer:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class RabbitMQServer:
+class RabbitMQServer(_Throwaway):
     """A throwaway RabbitMQ node on free loopback ports, in a temp dir, with its own epmd.
 
     As root the node runs as the ``rabbitmq`` OS user. Stopping ends the node's process
@@ -359,14 +360,3 @@ class RabbitMQServer:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
-
-    def __enter__(self) -> RabbitMQServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

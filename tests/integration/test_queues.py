@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,23 +12,13 @@ from typing import Any
 
 import pytest
 import redis
+from queue_support import PARAMS, deliveries, register, wait_for
 
 from lockgate import App, ParamsError, RunStatus
 from lockgate.records import QueueRecord
-from lockgate.specs import load_file
 from lockgate.testing import RedisServer
 from lockgate.triggers.queues import Queues
 from lockgate.triggers.sources import Message
-
-PIPELINE = """
-name: shipped
-params:
-  version: {type: string, required: true}
-steps:
-  - name: announce
-    kind: shell
-    argv: [echo, "shipping ${version}"]
-"""
 
 
 @pytest.fixture
@@ -45,12 +34,8 @@ def stream() -> str:
 
 
 def make_queue(app: App, tmp_path: Path, url: str, stream: str, **extra: Any) -> QueueRecord:
-    path = tmp_path / "shipped.yaml"
-    path.write_text(PIPELINE)
-    app.register(load_file(path))
-    return app.queues.create(
-        "shipped", "redis", url, stream, params={"version": "${message.body.version}"}, **extra
-    )
+    register(app, tmp_path)
+    return app.queues.create("shipped", "redis", url, stream, params=PARAMS, **extra)
 
 
 @pytest.fixture
@@ -61,16 +46,6 @@ async def consuming(app: App, worker: object) -> AsyncIterator[asyncio.Event]:
     yield stop
     stop.set()
     await asyncio.wait_for(task, 20)
-
-
-async def wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await asyncio.to_thread(check)
-        if found:
-            return found
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def publish(broker: redis.Redis, stream: str, body: Any, **headers: str) -> str:
@@ -121,9 +96,7 @@ async def test_bad_messages_go_to_the_dead_letter_stream_and_never_block(
     unmapped = publish(broker, stream, {"other": 1}, env="prod")
     filtered = publish(broker, stream, {"version": "1"}, env="dev")
     good = publish(broker, stream, {"version": "2.0"}, env="stage-eu")
-    found = await wait_for(
-        lambda: (d := app.deliveries(queue.id)) and len(d) == 5 and {x.key: x for x in d}
-    )
+    found = await deliveries(app, queue.id, 5)
     for key in (not_json, refused, unmapped, filtered):
         assert found[key].status == "REJECTED" and not found[key].run_ids, key
     assert "body is not JSON" in found[not_json].error
@@ -161,9 +134,7 @@ async def test_a_dead_consumers_messages_are_taken_over_once(
     stop = asyncio.Event()
     task = asyncio.create_task(app.queues.run(stop))
     try:
-        found = await wait_for(
-            lambda: (d := app.deliveries(queue.id)) and len(d) == 2 and {x.key: x for x in d}
-        )
+        found = await deliveries(app, queue.id, 2)
         await wait_for(lambda: pending(broker, stream) == 0)
     finally:
         stop.set()

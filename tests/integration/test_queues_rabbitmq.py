@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,23 +12,13 @@ from typing import Any
 
 import aio_pika
 import pytest
+from queue_support import PARAMS, deliveries, register, wait_for
 
 from lockgate import App, RunStatus, Settings
 from lockgate.records import QueueRecord
-from lockgate.specs import load_file
 from lockgate.testing import RabbitMQServer
 from lockgate.triggers.queues import Queues
 from lockgate.triggers.sources import Message
-
-PIPELINE = """
-name: shipped
-params:
-  version: {type: string, required: true}
-steps:
-  - name: announce
-    kind: shell
-    argv: [echo, "shipping ${version}"]
-"""
 
 
 @pytest.fixture
@@ -51,12 +40,9 @@ async def channel(rabbitmq_server: RabbitMQServer) -> AsyncIterator[aio_pika.abc
 
 
 def make_queue(app: App, tmp_path: Path, url: str, name: str, **extra: Any) -> QueueRecord:
-    path = tmp_path / "shipped.yaml"
-    path.write_text(PIPELINE)
-    app.register(load_file(path))
-    params = {"version": "${message.body.version}"}
+    register(app, tmp_path)
     return app.queues.create(
-        "shipped", "rabbitmq", url, name, params=params, credentials="RABBIT", **extra
+        "shipped", "rabbitmq", url, name, params=PARAMS, credentials="RABBIT", **extra
     )
 
 
@@ -73,16 +59,6 @@ async def publish(
 async def depth(channel: aio_pika.abc.AbstractChannel, name: str) -> int:
     declared = await channel.declare_queue(name, passive=True)
     return int(declared.declaration_result.message_count or 0)
-
-
-async def wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await asyncio.to_thread(check)
-        if found:
-            return found
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -114,9 +90,7 @@ async def test_messages_start_runs_and_bad_ones_go_to_the_dead_letter_queue(
     not_json = await publish(channel, queue_name, b"{nope", env="prod")
     refused = await publish(channel, queue_name, {"version": 5}, env="prod")
     filtered = await publish(channel, queue_name, {"version": "1"}, env="dev")
-    found = await wait_for(
-        lambda: (d := app.deliveries(queue.id)) and len(d) == 4 and {x.key: x for x in d}
-    )
+    found = await deliveries(app, queue.id, 4)
     assert found[good].status == "DONE" and found[good].payload["headers"] == {"env": "prod"}
     run = await app.wait(found[good].run_ids[0], timeout=20)
     assert run.status == RunStatus.SUCCEEDED and run.params == {"version": "3.1"}
@@ -168,9 +142,7 @@ async def test_a_dropped_consumers_messages_come_back_once(
     stop = asyncio.Event()
     task = asyncio.create_task(app.queues.run(stop))
     try:
-        found = await wait_for(
-            lambda: (d := app.deliveries(queue.id)) and len(d) == 2 and {x.key: x for x in d}
-        )
+        found = await deliveries(app, queue.id, 2)
         await wait_for(lambda: asyncio.run(depth_now(rabbitmq_server, queue_name)) == 0)
     finally:
         stop.set()
