@@ -128,6 +128,7 @@ class App:
         self.schedules = Schedules(self.store, self.launcher)
         self.pollers = Pollers(self.store, self.launcher, self.settings.secrets)
         self.queues = Queues(self.store, self.launcher, self.settings.secrets)
+        self.webhooks.redeliverers["queue"] = self.queues.redeliver
         self.channels = Channels(self.store, self.registry, self.launcher)
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self.launcher.workers))
         self.retention = Retention(self.store, self.settings, self.metrics)

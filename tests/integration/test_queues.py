@@ -231,3 +231,29 @@ async def test_a_changed_queue_is_followed_by_its_running_consumer(
     publish(broker, other, {"version": "10"}, env="prod")
     await asyncio.sleep(2)
     assert len(app.deliveries(queue.id)) == 1
+
+
+async def test_a_queue_delivery_can_be_redelivered(
+    app: App,
+    consuming: asyncio.Event,
+    broker: redis.Redis,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    stream: str,
+) -> None:
+    """A message refused for its params is processed again from its stored body once the
+    trigger is fixed: a new run, the delivery DONE, the redelivery audited."""
+    queue = make_queue(app, tmp_path, redis_server.url, stream)
+    app.queues.update(queue.id, params={"version": "${message.body.tag}"})
+    await asyncio.sleep(3)  # the consumer follows the change
+    entry = publish(broker, stream, {"tag": 7})  # a number where a string is wanted
+    found = await deliveries(app, queue.id, 1)
+    assert found[entry].status == "REJECTED" and not found[entry].run_ids
+    app.queues.update(queue.id, params={"version": "v${message.body.tag}"})
+    outcome = app.webhooks.redeliver(found[entry].id, actor="ops")
+    assert outcome["status"] == "DONE" and len(outcome["run_ids"]) == 1
+    run = await app.wait(outcome["run_ids"][0], timeout=20)
+    assert run.status == RunStatus.SUCCEEDED and run.params == {"version": "v7"}
+    again = app.webhooks.delivery(found[entry].id)
+    assert again.status == "DONE" and again.attempts == 2 and again.run_ids == [run.id]
+    assert "delivery.redeliver" in [a.action for a in app.audit_log() if a.actor == "ops"]

@@ -254,8 +254,9 @@ def act(kind: str, row_id: str, action: str, act: Admin, lg: Lockgate) -> Respon
 @router.post("/deliveries/{delivery_id}/redeliver")
 def redeliver(delivery_id: int, act: Admin, lg: Lockgate) -> Response:
     outcome = lg.webhooks.redeliver(delivery_id, actor=act.person.subject)
-    delivery_of = lg.webhooks.delivery(delivery_id).trigger_id
+    delivery = lg.webhooks.delivery(delivery_id)
     runs = ", ".join(outcome.get("run_ids") or []) or "no run"
     why = outcome.get("error") or outcome.get("reason")
     note = f"delivery {delivery_id} processed again: {outcome['status']}, {runs}"
-    return back(f"/triggers/webhooks/{delivery_of}", note + (f" ({why})" if why else ""))
+    kind = "queues" if delivery.source == "queue" else "webhooks"
+    return back(f"/triggers/{kind}/{delivery.trigger_id}", note + (f" ({why})" if why else ""))

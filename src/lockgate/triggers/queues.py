@@ -32,13 +32,14 @@ import structlog
 from lockgate.core.codec import loads
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.engine.launcher import RunStarter
-from lockgate.errors import ParamsError
-from lockgate.records import QueueRecord
+from lockgate.errors import LockgateError, ParamsError
+from lockgate.records import DeliveryRecord, QueueRecord
 from lockgate.store import Store
 from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
 from lockgate.store.queues import QueueStore
-from lockgate.triggers.firing import delivery_run_key, plan_run
+from lockgate.store.triggers import FinishDelivery
+from lockgate.triggers.firing import Plan, delivery_run_key, plan_run
 from lockgate.triggers.managed import Managed
 from lockgate.triggers.pollers import SECRET_NAME
 from lockgate.triggers.sources import BROKERS, Message, Source, open_source
@@ -314,6 +315,46 @@ class Queues(Managed[QueueRecord]):
                 await source.dead_letter(message, dead)
         await source.ack(done)
 
+    def redeliver(self, delivery: DeliveryRecord, audit: AuditEntry | None) -> dict[str, Any]:
+        """Process a stored message's delivery again, on purpose: from its stored body and
+        headers, with the trigger as it is now; it may start a new run. The outcome as a
+        webhook redelivery gives it (``delivery_id``, ``status``, ``run_ids``, ``error``)."""
+        queue = self.get(delivery.trigger_id)
+        data = delivery.payload if isinstance(delivery.payload, Mapping) else {}
+        run_key = delivery_run_key(queue.id, f"{delivery.id}:again:{delivery.attempts}")
+        left_out = _left_out(queue.match, data)
+        create, status, error = (
+            (None, DeliveryStatus.REJECTED, left_out)
+            if left_out is not None
+            else self._plan_run(queue, data, run_key)
+        )
+        run_ids: list[str] = []
+        if create is not None:
+            create.delivery_id = delivery.id
+            try:
+                run, created = self._store.apply(create)
+            except LockgateError as exc:
+                status, error = DeliveryStatus.REJECTED, exc.message
+            else:
+                self._starter.adopt_created(create, run, created)
+                run_ids = [run.id]
+        elif status != DeliveryStatus.REJECTED:
+            status = DeliveryStatus.REJECTED  # cannot be mapped: as when it first came
+        self._store.apply(FinishDelivery(delivery.id, status, run_ids, error, audit))
+        outcome = {"delivery_id": delivery.id, "status": status.value, "run_ids": run_ids}
+        return {**outcome, "error": error} if error else outcome
+
+    def _plan_run(self, queue: QueueRecord, data: Mapping[str, Any], run_key: str) -> Plan:
+        return plan_run(
+            self._starter,
+            pipeline=queue.pipeline,
+            namespace=queue.namespace,
+            params=queue.params,
+            context={"message": data},
+            requested_by=f"{queue.broker}:{queue.source}"[:200],
+            idempotency_key=run_key,
+        )
+
     def plan(self, queue: QueueRecord, message: Message) -> tuple[Deliver, str | None]:
         """The delivery of ``message`` with the run it starts, and why it goes to the
         dead-letter stream (``None``: it does not)."""
@@ -330,15 +371,7 @@ class Queues(Managed[QueueRecord]):
         left_out = _left_out(queue.match, data)
         if left_out is not None:
             return self._rejected(queue, key, event, data, left_out), None
-        create, status, error = plan_run(
-            self._starter,
-            pipeline=queue.pipeline,
-            namespace=queue.namespace,
-            params=queue.params,
-            context={"message": data},
-            requested_by=f"{queue.broker}:{queue.source}"[:200],
-            idempotency_key=delivery_run_key(queue.id, key),
-        )
+        create, status, error = self._plan_run(queue, data, delivery_run_key(queue.id, key))
         if create is None:  # cannot be mapped to a run: set aside with the reason
             reason = error or "no run"
             return self._rejected(queue, key, event, data, reason), reason

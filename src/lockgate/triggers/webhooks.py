@@ -10,7 +10,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,10 @@ class Webhooks(WebhookTriggers):
         self._starter = starter
         self._settings = settings
         self.triggers = self.rows = TriggerStore(store)
+        #: How deliveries of other sources are redelivered (``queue``: by the queue triggers).
+        self.redeliverers: dict[
+            str, Callable[[DeliveryRecord, AuditEntry | None], dict[str, Any]]
+        ] = {}
         #: Good deliveries per trigger, and failed attempts per sending address (in memory,
         #: per server process).
         self.delivery_budget = Buckets(settings.webhook_rate, settings.webhook_burst)
@@ -318,15 +322,18 @@ class Webhooks(WebhookTriggers):
         with ``actor``). The outcome: ``delivery_id``, ``status``, ``run_ids`` and the
         ``error`` or ``reason`` if it started none."""
         delivery = self.triggers.delivery(delivery_id)
+        audit = AuditEntry(actor, "delivery.redeliver") if actor else None
+        other = self.redeliverers.get(delivery.source)
+        if other is not None:
+            return other(delivery, audit)
         if delivery.source != "webhook":
             raise InvalidState(
-                f"delivery {delivery_id} is a {delivery.source} firing; only webhook deliveries "
-                "can be redelivered (start a run of the pipeline instead)"
+                f"delivery {delivery_id} is a {delivery.source} firing; only webhook and "
+                "queue deliveries can be redelivered (start a run of the pipeline instead)"
             )
         trigger = self.get(delivery.trigger_id)
         key = delivery_run_key(trigger.id, f"{delivery.id}:again:{delivery.attempts}")
         event = TriggerEvent(**delivery.event)
-        audit = AuditEntry(actor, "delivery.redeliver") if actor else None
         return self._process(trigger, delivery.id, event, delivery.payload, key, audit).body
 
     def prune(self, now: float | None = None) -> int:
