@@ -80,7 +80,7 @@ def test_misfire_after_downtime(scheduled: App, misfire: str, expected: int) -> 
     assert len(delivery.run_ids) == expected
     if misfire == "skip":
         assert delivery.error == "missed tick skipped (misfire policy: skip)"
-    with pytest.raises(InvalidState, match="only webhook deliveries"):
+    with pytest.raises(InvalidState, match="only webhook and queue deliveries"):
         scheduled.webhooks.redeliver(delivery.id)
     following = scheduled.schedules.store.get(schedule.id).next_fire_at
     assert later < following <= later + 60
