@@ -197,6 +197,26 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str, log: Path | 
         time.sleep(0.1)
 
 
+def _group_alive(group: int) -> bool:
+    """Whether any process of process group ``group`` is still running."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _answers(port: int, hello: bytes, expect: bytes) -> bool:
     """Whether a server on 127.0.0.1:``port`` answers ``hello`` with ``expect`` first."""
     try:
@@ -256,7 +276,8 @@ class RabbitMQServer(_Throwaway):
     """A throwaway RabbitMQ node on free loopback ports, in a temp dir, with its own epmd.
 
     As root the node runs as the ``rabbitmq`` OS user. Stopping ends the node's process
-    group and the epmd it started (on its own port), and deletes the files.
+    group and its epmd (started here, on a port of its own), each by pid, and deletes the
+    files.
     """
 
     def __init__(self, binary: str = "rabbitmq-server") -> None:
@@ -265,6 +286,7 @@ class RabbitMQServer(_Throwaway):
         self.dir: Path | None = None
         self._epmd_port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._epmd: subprocess.Popen[bytes] | None = None
         self.node = ""
 
     #: The user and password of the node (RabbitMQ's default ``guest``, on loopback only).
@@ -316,6 +338,14 @@ class RabbitMQServer(_Throwaway):
             shutil.chown(self.dir, "rabbitmq", "rabbitmq")
             for path in self.dir.rglob("*"):
                 shutil.chown(path, "rabbitmq", "rabbitmq")
+        # The node's own epmd, started here so that it ends by its pid (one the node started
+        # itself would outlive it as a daemon).
+        self._epmd = subprocess.Popen(
+            ["epmd", "-port", str(self._epmd_port), "-address", "127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for(lambda: _listening(self._epmd_port), 10, "epmd", None)
         user = ["runuser", "-u", "rabbitmq", "--"] if os.geteuid() == 0 else []
         self._process = subprocess.Popen(
             [*user, self.binary],
@@ -339,24 +369,26 @@ class RabbitMQServer(_Throwaway):
     def stop(self) -> None:
         """End the node's process group and its epmd, and delete its files."""
         if self._process is not None:
+            group = self._process.pid  # its own session: the node and all it started
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait(10)
+                os.killpg(group, signal.SIGTERM)
+            # runuser returns at once; the node takes a few seconds to shut down.
+            deadline = time.monotonic() + 30
+            while _group_alive(group) and time.monotonic() < deadline:
+                self._process.poll()  # reap runuser, so that only the node counts
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            self._process.wait(10)
             self._process = None
-            env = {**os.environ, "ERL_EPMD_PORT": str(self._epmd_port)}
-            subprocess.run(
-                ["epmd", "-port", str(self._epmd_port), "-kill"],
-                env=env,
-                check=False,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=10,
-            )
+        if self._epmd is not None:
+            self._epmd.terminate()
+            try:
+                self._epmd.wait(10)
+            except subprocess.TimeoutExpired:
+                self._epmd.kill()
+                self._epmd.wait(10)
+            self._epmd = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
