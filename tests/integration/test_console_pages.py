@@ -254,5 +254,36 @@ async def test_an_admin_creates_and_edits_triggers_from_forms(served: Served) ->
         assert cleared.status_code == 303
         poll = app.pollers.get(poll.id)
         assert (poll.refs, poll.credentials) == (["refs/heads/main", "refs/tags/*"], None)
+        queue = await http.post(
+            "/triggers/queues/new",
+            data={
+                "csrf": csrf,
+                "pipeline": "deploy",
+                "broker": "redis",
+                "url": "redis://queue.internal:6379/0",
+                "source": "deploys",
+                "match": '{"headers.env": ["prod"]}',
+                "params": '{"commit": "${message.body.commit}"}',
+            },
+        )
+        assert queue.status_code == 303, queue.text
+        (made,) = app.queues.list()
+        assert (made.dead_letter, made.match) == ("deploys.dead", {"headers.env": ["prod"]})
+        page = await http.get(f"/triggers/queues/{made.id}/edit")
+        assert 'name="broker"' not in page.text  # a broker does not change
+        moved = await http.post(
+            f"/triggers/queues/{made.id}/edit",
+            data={
+                "csrf": csrf,
+                "pipeline": "deploy",
+                "url": "redis://queue.internal:6379/0",
+                "source": "releases",
+                "batch_size": "50",
+            },
+        )
+        assert moved.status_code == 303
+        made = app.queues.get(made.id)
+        assert (made.source, made.batch_size, made.match) == ("releases", 50, {})
         audit = [e.action for e in app.store.get_audit(0)]
         assert audit.count("trigger.create") == 2 and "poller.update" in audit
+        assert "queue.create" in audit and "queue.update" in audit
