@@ -66,6 +66,18 @@ def install(api: FastAPI, app: App) -> None:
 
     # A plain route, matched before any other: a delivery is the busiest request, and it
     # needs nothing of FastAPI's parameter handling (its one parameter is the path's).
-    api.router.routes.insert(
-        0, Route("/hooks/{trigger_id}", webhook, methods=["POST", "PUT", "GET", "DELETE"])
-    )
+    methods = ["POST", "PUT", "GET", "DELETE"]
+    api.router.routes.insert(0, Route("/hooks/{trigger_id}", webhook, methods=methods))
+
+    async def documented(trigger_id: str, request: Request) -> JSONResponse:
+        return await webhook(request)
+
+    # The same handler as an API route, for the OpenAPI document (the plain one answers).
+    for method in methods:
+        api.add_api_route(
+            "/hooks/{trigger_id}",
+            documented,
+            methods=[method],
+            operation_id=f"webhook_{method.lower()}",
+            summary="Webhook delivery (signed by the trigger's secret; no bearer token)",
+        )
