@@ -37,7 +37,7 @@ class _QueueCollector(Collector):
         )
         deliveries = GaugeMetricFamily(
             "lockgate_deliveries",
-            "Stored deliveries (webhook, schedule, poller firings), by source and status.",
+            "Stored deliveries (webhook, schedule, poller, queue firings), by source and status.",
             labels=["source", "status"],
         )
         for source, status, count in TriggerStore(self._store).counts():
