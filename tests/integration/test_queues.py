@@ -14,7 +14,7 @@ import pytest
 import redis
 from queue_support import PARAMS, deliveries, register, wait_for
 
-from lockgate import App, ParamsError, RunStatus
+from lockgate import App, ParamsError, RunStatus, Settings
 from lockgate.records import QueueRecord
 from lockgate.testing import RedisServer
 from lockgate.triggers.queues import Queues
@@ -257,3 +257,22 @@ async def test_a_queue_delivery_can_be_redelivered(
     again = app.webhooks.delivery(found[entry].id)
     assert again.status == "DONE" and again.attempts == 2 and again.run_ids == [run.id]
     assert "delivery.redeliver" in [a.action for a in app.audit_log() if a.actor == "ops"]
+
+
+def test_queue_deliveries_follow_the_delivery_retention(settings: Settings, tmp_path: Path) -> None:
+    """Retention keeps the newest deliveries of each trigger, queue triggers included."""
+    app = App(settings.with_(delivery_retention_count=2))
+    try:
+        register(app, tmp_path)
+        queue = app.queues.create("shipped", "redis", "redis://127.0.0.1:1/0", "s", params=PARAMS)
+        planner = Queues(app.store, app.launcher)
+        ops = [
+            planner.plan(queue, Message(f"{n}-0", json.dumps({"version": str(n)}).encode()))[0]
+            for n in range(5)
+        ]
+        app.store.apply_batch(ops)
+        assert len(app.deliveries(queue.id)) == 5
+        assert app.webhooks.prune() == 3
+        assert [d.key for d in app.deliveries(queue.id)] == ["4-0", "3-0"]
+    finally:
+        app.close()
