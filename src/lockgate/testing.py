@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -33,15 +34,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class _Throwaway:
+class _Throwaway(ABC):
     """A server started by ``with`` (or :meth:`start`) and stopped, its files deleted, at
     the end."""
 
+    @abstractmethod
     def start(self) -> Self:
-        raise NotImplementedError
+        """Start it; ready for use when this returns."""
 
+    @abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop it (by pid) and delete its files."""
 
     def __enter__(self) -> Self:
         return self.start()

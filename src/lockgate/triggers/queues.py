@@ -322,12 +322,7 @@ class Queues(Managed[QueueRecord]):
         queue = self.get(delivery.trigger_id)
         data = delivery.payload if isinstance(delivery.payload, Mapping) else {}
         run_key = delivery_run_key(queue.id, f"{delivery.id}:again:{delivery.attempts}")
-        left_out = _left_out(queue.match, data)
-        create, status, error = (
-            (None, DeliveryStatus.REJECTED, left_out)
-            if left_out is not None
-            else self._plan_run(queue, data, run_key)
-        )
+        (create, status, error), _ = self._plan_data(queue, data, run_key)
         run_ids: list[str] = []
         if create is not None:
             create.delivery_id = delivery.id
@@ -338,14 +333,20 @@ class Queues(Managed[QueueRecord]):
             else:
                 self._starter.adopt_created(create, run, created)
                 run_ids = [run.id]
-        elif status != DeliveryStatus.REJECTED:
-            status = DeliveryStatus.REJECTED  # cannot be mapped: as when it first came
         self._store.apply(FinishDelivery(delivery.id, status, run_ids, error, audit))
         outcome = {"delivery_id": delivery.id, "status": status.value, "run_ids": run_ids}
         return {**outcome, "error": error} if error else outcome
 
-    def _plan_run(self, queue: QueueRecord, data: Mapping[str, Any], run_key: str) -> Plan:
-        return plan_run(
+    def _plan_data(
+        self, queue: QueueRecord, data: Mapping[str, Any], run_key: str
+    ) -> tuple[Plan, bool]:
+        """The run a read message starts, and whether it goes to the dead letters: none and
+        REJECTED when the filters leave it out (not a dead letter) or it cannot be mapped to
+        a run (a dead letter, with the reason)."""
+        left_out = _left_out(queue.match, data)
+        if left_out is not None:
+            return (None, DeliveryStatus.REJECTED, left_out), False
+        create, status, error = plan_run(
             self._starter,
             pipeline=queue.pipeline,
             namespace=queue.namespace,
@@ -354,6 +355,9 @@ class Queues(Managed[QueueRecord]):
             requested_by=f"{queue.broker}:{queue.source}"[:200],
             idempotency_key=run_key,
         )
+        if create is None:
+            return (None, DeliveryStatus.REJECTED, error or "no run"), True
+        return (create, status, error), False
 
     def plan(self, queue: QueueRecord, message: Message) -> tuple[Deliver, str | None]:
         """The delivery of ``message`` with the run it starts, and why it goes to the
@@ -366,22 +370,15 @@ class Queues(Managed[QueueRecord]):
             reason = f"body is not JSON: {exc}"
             raw = message.body[:4096].decode(errors="replace")
             payload = {"id": key, "body": raw, "headers": message.headers}
-            return self._rejected(queue, key, event, payload, reason), reason
+            rejected = DeliveryStatus.REJECTED
+            op = Deliver(queue.id, key, event, payload, None, rejected, reason, source="queue")
+            return op, reason
         data = {"id": key, "body": body, "headers": message.headers}
-        left_out = _left_out(queue.match, data)
-        if left_out is not None:
-            return self._rejected(queue, key, event, data, left_out), None
-        create, status, error = self._plan_run(queue, data, delivery_run_key(queue.id, key))
-        if create is None:  # cannot be mapped to a run: set aside with the reason
-            reason = error or "no run"
-            return self._rejected(queue, key, event, data, reason), reason
-        return Deliver(queue.id, key, event, data, create, status, error, source="queue"), None
-
-    def _rejected(
-        self, queue: QueueRecord, key: str, event: Any, payload: Any, reason: str
-    ) -> Deliver:
-        status = DeliveryStatus.REJECTED
-        return Deliver(queue.id, key, event, payload, None, status, reason, source="queue")
+        (create, status, error), dead = self._plan_data(
+            queue, data, delivery_run_key(queue.id, key)
+        )
+        op = Deliver(queue.id, key, event, data, create, status, error, source="queue")
+        return op, error if dead else None
 
 
 def _settings(queue: QueueRecord) -> dict[str, Any]:
