@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lockgate._version import __version__ as __version__
 from lockgate.app import App
 from lockgate.channels import Channel, Deployment, PushRequest, Stage
 from lockgate.core.context import StepContext, StepLogger
@@ -30,8 +31,6 @@ from lockgate.errors import (
 )
 from lockgate.settings import Settings
 from lockgate.views import RunView
-
-__version__ = "0.1.0"
 
 __all__ = [
     "App",

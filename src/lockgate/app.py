@@ -193,6 +193,7 @@ class App:
         requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> CreateRun:
         """The checked write that starts a run, to apply alone or inside another write."""
         return self.launcher.prepare_run(
@@ -202,6 +203,7 @@ class App:
             requested_by=requested_by,
             noop=noop,
             idempotency_key=idempotency_key,
+            traceparent=traceparent,
         )
 
     async def write(self, op: Op[T]) -> T:

@@ -50,6 +50,10 @@ class RunRecord(Record):
     rerun_of: str | None = None
     #: The delivery (a webhook's, a schedule's tick, a poll) that started it, if one did.
     delivery_id: int | None = None
+    #: The W3C ``traceparent`` of the run's span, if it was created with tracing on.
+    trace_context: str | None = None
+    #: The id of the run span's parent (the request or message that started it).
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from lockgate import __version__, console
+from lockgate import __version__, console, tracing
 from lockgate.api import admin, approvals, errors, pipelines, runs, triggers, webhooks
 from lockgate.api.auth import Caller, require
 from lockgate.api.channels import router as channel_router
@@ -50,4 +50,5 @@ def create_api(app: App) -> FastAPI:
 
     console.install(api)
     api.add_middleware(Guard, lockgate=app)
+    tracing.tracer().instrument(api)  # a server span per request, when tracing is on
     return api

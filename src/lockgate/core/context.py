@@ -122,6 +122,10 @@ class StepContext:
     approvals: ApprovalDesk = field(default_factory=_NoDesk)
     #: The error that made the run roll back (rollbacks and on-error handlers).
     error: BaseException | None = None
+    #: The W3C ``traceparent`` of this step attempt's span, when tracing is on: hand it to
+    #: the systems the step calls (``api`` steps send it, ``shell`` steps get
+    #: ``TRACEPARENT``).
+    traceparent: str | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from lockgate.core.statuses import StepStatus
 from lockgate.core.step import Step
-from lockgate.engine import parking
+from lockgate.engine import parking, stepview
 from lockgate.errors import StepError
 from lockgate.records import StepRecord
 from lockgate.store.approvals import ExpireApproval
@@ -34,6 +34,8 @@ async def act_on_failure(ex: RunExecution, step: Step, rec: StepRecord) -> str |
         timed_out = str(request.request.get("timeout_outcome") or "rollback")
         request = await ex.env.committer.apply(ExpireApproval(ex.run.id, key, timed_out))
         outcome = request.outcome  # the timeout's, unless a decision came first
+    if request is not None:
+        stepview.waited(ex, f"decision {step.name}", request, 1)
     who = request.settled_by if request is not None else "lockgate"
     if outcome is None:  # no request stored (a run from before guided failure): roll back
         outcome = "rollback"

@@ -10,6 +10,7 @@ import traceback
 from dataclasses import replace
 from typing import Any
 
+from lockgate import tracing
 from lockgate.core.codec import decode, encode, type_name
 from lockgate.core.context import StepContext, StepLogger
 from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
@@ -36,6 +37,7 @@ from lockgate.errors import (
 from lockgate.records import Claimed, StepRecord
 from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
+from lockgate.tracing import StepSpan
 
 #: How long a run that hit an engine fault waits before a worker tries it again.
 ENGINE_ERROR_BACKOFF = 60.0
@@ -76,6 +78,17 @@ class RunExecution:
         self._after = dict(itertools.pairwise(s.name for s in pipeline.steps))
         #: Steps whose next attempt's start is already recorded, with its number.
         self.started: dict[str, int] = dict([claimed.started]) if claimed.started else {}
+        #: The span of the step attempt in progress.
+        self.span: StepSpan = tracing.NO_STEP_SPAN
+        #: The run's trace (spans under the run span stored at its creation).
+        self.trace = tracing.tracer().run(
+            self.run.id,
+            pipeline.name,
+            self.run.trace_context,
+            self.run.trace_parent,
+            env.worker_id,
+            {"lockgate.namespace": self.run.namespace, "lockgate.version": self.run.version},
+        )
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -199,6 +212,16 @@ class RunExecution:
     async def _run_step(
         self, step: Step, attempt: int, data: Any, last: bool, recorded: bool
     ) -> tuple[Any] | None:
+        span = self.span = self.trace.step(step.name, attempt)
+        try:
+            return await self._attempt(step, attempt, data, last, recorded, span)
+        finally:
+            span.end()
+            self.span = tracing.NO_STEP_SPAN
+
+    async def _attempt(
+        self, step: Step, attempt: int, data: Any, last: bool, recorded: bool, span: StepSpan
+    ) -> tuple[Any] | None:
         if self.env.lease_left(self.run.id) <= 0:
             # Held up past the lease (a stop, a freeze): another worker may have the run and
             # have run this step; its body must not run here as well.
@@ -206,6 +229,7 @@ class RunExecution:
                 f"run {self.run.id}: the lease ran out before step {step.name!r} started"
             )
         ctx = self._context(step, attempt)
+        ctx.traceparent = span.traceparent
         self.ctx = ctx
         rec = self.steps[step.name]
         # A step waking from a durable sleep keeps the time it first started.
@@ -224,6 +248,7 @@ class RunExecution:
                 raise StepError(f"step_started hook failed: {failure}")
             result = await self._body_of(step, ctx, value)
         except Parked as parked:
+            span.outcome("parked")
             running.cancel()
             self._in_step = False
             if not step.idempotent:
@@ -235,6 +260,7 @@ class RunExecution:
             await parking.park(self, step, ctx, data, running, parked.until)
             return None
         except asyncio.CancelledError:
+            span.outcome("cancelled")
             running.cancel()
             self._in_step = False
             task = asyncio.current_task()
@@ -244,6 +270,8 @@ class RunExecution:
                 return None
             raise
         except Exception as exc:
+            span.fail(exc)
+            span.outcome("timed_out" if isinstance(exc, StepTimeout) else "failed")
             running.cancel()
             if self.cancel_requested:
                 await self._record_cancel(step, ctx, running)
@@ -254,6 +282,7 @@ class RunExecution:
             self.running = None
             self._in_step = False
         running.cancel()
+        span.outcome("completed")
         return await self._complete(step, ctx, data, result, False, last, running)
 
     async def _body_of(self, step: Step, ctx: StepContext, value: Any) -> Any:
@@ -331,6 +360,8 @@ class RunExecution:
             self._finish(cp)
         await running.settled()
         await self._commit(cp)
+        if last:
+            self.finished(cp)
         self._remember(step.name, cp.step_values)
         self._measure(StepStatus.COMPLETED, running.started)
         return (output,)
@@ -404,6 +435,7 @@ class RunExecution:
         cp.errors.append(self._error_row(step.name, attempt, exc))
         if running is not None:
             self._measure(status, running.started)
+        self.span.end()  # the attempt is over: what follows (a rollback) is the run's
         if status is StepStatus.FAILED and self.pipeline.asks_on_failure(step):
             await parking.ask_what_next(self, step, attempt, cp)
             return
@@ -436,6 +468,10 @@ class RunExecution:
             lease_owner=None,
             lease_expires_at=None,
         )
+
+    def finished(self, cp: Checkpoint) -> None:
+        """The run's end (``cp``) is committed: its span goes out."""
+        self.trace.finished(self.status.value, self.run.created_at, cp.run["finished_at"])
 
     def _checkpoint(self, step: str | None) -> Checkpoint:
         cp = Checkpoint(run_id=self.run.id, token=self.token, step=step)
@@ -505,13 +541,15 @@ class RunExecution:
             secrets=self.env.settings.secrets,
             settings=self.env.settings,
         )
-        try:
-            await self.pipeline.hooks.fire(event)
-        except Exception as exc:
-            message = describe(exc)
-            self.logs.add(step or "_run", "error", f"{point.value} hook failed: {message}")
-            if point in BLOCKING_POINTS:
-                return message
+        with self.trace.span(f"hook {point.value}", {"lockgate.hook.point": point.value}) as span:
+            try:
+                await self.pipeline.hooks.fire(event)
+            except Exception as exc:
+                span.fail(exc)
+                message = describe(exc)
+                self.logs.add(step or "_run", "error", f"{point.value} hook failed: {message}")
+                if point in BLOCKING_POINTS:
+                    return message
         return None
 
     def _decode_params(self) -> Any:

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 import jsonschema
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from lockgate import tracing
 from lockgate.core.ids import new_run_id
 from lockgate.core.params import pydantic_problems
 from lockgate.core.pipeline import Pipeline
@@ -41,9 +42,12 @@ class RunStarter(Protocol):
         requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> CreateRun:
         """The checked write that starts a run, to apply alone or inside another write;
-        :class:`ParamsError` or :class:`PipelineNotFound` if it cannot start."""
+        :class:`ParamsError` or :class:`PipelineNotFound` if it cannot start. With tracing
+        on, the run's span is a child of ``traceparent`` (a message's), else of the
+        current span (the request's)."""
 
     def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
         """After the write committed: hand the new run to the local worker it was leased to."""
@@ -72,6 +76,7 @@ class Launcher:
         version: str | None = None,
         rerun_of: str | None = None,
         context: Mapping[str, Any] | None = None,
+        traceparent: str | None = None,
     ) -> CreateRun:
         """The checked write that starts a run, to apply alone or inside another write: of
         the pipeline's current version, or of ``version`` (a re-run of an older run)."""
@@ -95,6 +100,7 @@ class Launcher:
             lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
             rerun_of=rerun_of,
             context=_checked_context(context),
+            trace=tracing.tracer().new_run(traceparent),
         )
 
     def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:

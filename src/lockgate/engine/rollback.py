@@ -16,6 +16,7 @@ from lockgate.errors import (
 )
 from lockgate.records import StepRecord
 from lockgate.store.checkpoints import Checkpoint
+from lockgate.tracing import Attributes
 
 if TYPE_CHECKING:
     from lockgate.engine.execution import RunExecution
@@ -49,12 +50,13 @@ async def start_rollback(ex: RunExecution, cp: Checkpoint | None, reason: str) -
 async def roll_back(ex: RunExecution) -> None:
     """Run the rollbacks still to do, newest step first, and record the run's end."""
     error = cause(ex)
-    await ex._fire(HookPoint.ROLLING_BACK, error=describe(error) if error else None)
-    for step in reversed(ex.pipeline.steps):
-        rec = ex.steps[step.name]
-        if StepStatus(rec.status) not in TO_UNDO or step.rollback_fn is None:
-            continue
-        await roll_back_step(ex, step, rec)
+    with ex.trace.span("rollback", {"lockgate.rollback.cause": describe(error) if error else ""}):
+        await ex._fire(HookPoint.ROLLING_BACK, error=describe(error) if error else None)
+        for step in reversed(ex.pipeline.steps):
+            rec = ex.steps[step.name]
+            if StepStatus(rec.status) not in TO_UNDO or step.rollback_fn is None:
+                continue
+            await roll_back_step(ex, step, rec)
     statuses = {StepStatus(r.status) for r in ex.steps.values()}
     if StepStatus.ROLLBACK_FAILED in statuses:
         final = RunStatus.ROLLBACK_FAILED
@@ -69,6 +71,7 @@ async def roll_back(ex: RunExecution) -> None:
     cp = ex._checkpoint(None)
     ex._finish(cp)
     await ex._commit(cp)
+    ex.finished(cp)
     if ex.env.metrics:
         ex.env.metrics.runs_finished.labels(final.value).inc()
 
@@ -81,9 +84,14 @@ async def roll_back_step(ex: RunExecution, step: Step, rec: StepRecord) -> None:
     ctx.error = cause(ex)
     cp = ex._checkpoint(step.name)
     cp.events.append((step.name, StepStatus.ROLLING_BACK, rec.attempt, None))
+    attributes: Attributes = {
+        "cicd.pipeline.task.name": step.name,
+        "lockgate.step.attempt": rec.attempt,
+    }
     try:
-        value = decode(step.input_type, rec.input, ex._where(step))
-        await invoke(step.rollback_fn, ctx, value)
+        with ex.trace.span(f"rollback {step.name}", attributes):  # an error marks the span
+            value = decode(step.input_type, rec.input, ex._where(step))
+            await invoke(step.rollback_fn, ctx, value)
     except NothingToUndo as exc:
         # The failed step's own rollback needs the output it never made: skipped.
         ex.logs.add(step.name, "info", f"rollback skipped: {exc.message}")

@@ -12,6 +12,7 @@ from lockgate.core.statuses import StepStatus
 from lockgate.core.step import Step
 from lockgate.records import ApprovalRecord, DecisionRecord, StepRecord
 from lockgate.store.approvals import ExpireApproval
+from lockgate.tracing import Attributes
 
 if TYPE_CHECKING:
     from lockgate.engine.execution import RunExecution
@@ -28,7 +29,10 @@ class StoredApprovals:
         """The stored request with its decisions; ``None`` before the step asked."""
         store, run_id = self._execution.env.store, self._execution.run.id
         record, decisions = await asyncio.to_thread(store.approval_state, run_id, self._step)
-        return None if record is None else _state(record, decisions)
+        if record is None:
+            return None
+        waited(self._execution, f"approval {self._step}", record, len(decisions))
+        return _state(record, decisions)
 
     def ask(self, request: Mapping[str, Any], expires_at: float | None) -> None:
         """Keep ``request`` for the checkpoint that parks the step (stored once)."""
@@ -44,7 +48,20 @@ class StoredApprovals:
         record: ApprovalRecord = await self._execution.env.committer.apply(op)
         store = self._execution.env.store
         decisions = await asyncio.to_thread(store.get_decisions, record.run_id, self._step)
+        waited(self._execution, f"approval {self._step}", record, len(decisions))
         return _state(record, decisions)
+
+
+def waited(ex: RunExecution, name: str, record: ApprovalRecord, decisions: int) -> None:
+    """A settled request's wait, from its opening to its settling, as a span of the run."""
+    if not ex.trace.on or record.outcome is None or record.settled_at is None:
+        return
+    attributes: Attributes = {
+        "lockgate.approval.outcome": record.outcome,
+        "lockgate.approval.settled_by": record.settled_by or "",
+        "lockgate.approval.decisions": decisions,
+    }
+    ex.trace.waited(name, record.opened_at, record.settled_at, attributes)
 
 
 def _state(record: ApprovalRecord, decisions: list[DecisionRecord]) -> ApprovalState:

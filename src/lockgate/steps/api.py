@@ -170,6 +170,8 @@ async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, by
                 "Idempotency-Key": ctx.idempotency_key,
                 **sent,
             }
+            if ctx.traceparent is not None and "traceparent" not in {h.lower() for h in sent}:
+                headers["traceparent"] = ctx.traceparent  # the service's spans join the run's
             extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
             request = client.build_request(
                 method,

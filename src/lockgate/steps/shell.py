@@ -124,6 +124,8 @@ class ShellKind(StepKind):
             ctx.log.info("would run %s", config.argv)
             return {"exit_code": None, "stdout": "", "stderr": "", "noop": True}
         env = {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
+        if ctx.traceparent is not None:  # the command's own spans join the run's trace
+            env["TRACEPARENT"] = ctx.traceparent
         env.update(config.env)
         ctx.log.info("running %s", config.argv)
         try:

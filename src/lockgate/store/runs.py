@@ -50,6 +50,9 @@ class CreateRun:
     context: dict[str, Any] | None = None
     #: The delivery that starts it (set by the delivery's write, which stores it first).
     delivery_id: int | None = None
+    #: Its trace context (:meth:`lockgate.tracing.Tracer.new_run`): the ``traceparent`` of
+    #: the run's span and the id of that span's parent.
+    trace: tuple[str, str | None] | None = None
 
     def apply(self, tx: WriteTx) -> tuple[RunRecord, bool]:
         """Returns ``(run, created)``; an existing key returns the original run."""
@@ -81,6 +84,8 @@ class CreateRun:
             finished_at=None,
             rerun_of=self.rerun_of,
             delivery_id=self.delivery_id,
+            trace_context=self.trace[0] if self.trace else None,
+            trace_parent=self.trace[1] if self.trace else None,
         )
 
 
@@ -110,6 +115,8 @@ def create_runs(tx: WriteTx, creates: Sequence[CreateRun]) -> list[tuple[RunReco
             "updated_at": tx.now,
             "rerun_of": r.rerun_of,
             "delivery_id": r.delivery_id,
+            "trace_context": r.trace_context,
+            "trace_parent": r.trace_parent,
         }
         for r in records
     ]

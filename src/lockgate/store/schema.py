@@ -69,6 +69,10 @@ runs = Table(
     Column("rerun_of", String(32), nullable=True),
     #: The delivery (webhook, schedule tick, poll) that started it, if one did.
     Column("delivery_id", BigInteger, nullable=True),
+    #: The W3C ``traceparent`` of the run's span (NULL: created with tracing off).
+    Column("trace_context", String(55), nullable=True),
+    #: The id of the run span's parent span (the request or message that started it).
+    Column("trace_parent", String(16), nullable=True),
     Index(
         "ix_runs_due",
         "wake_at",

@@ -38,6 +38,7 @@ def plan_run(
     context: Mapping[str, Any],
     requested_by: str,
     idempotency_key: str,
+    traceparent: str | None = None,
 ) -> Plan:
     """Render a trigger's params template with ``context`` (``event``, ``payload``...) and
     check the run it starts. A template that does not render, or a run that is refused
@@ -50,6 +51,7 @@ def plan_run(
             namespace=namespace,
             requested_by=requested_by,
             idempotency_key=idempotency_key,
+            traceparent=traceparent,
         )
     except TemplateError as exc:
         return None, DeliveryStatus.FAILED, f"params: {exc}"

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from lockgate import tracing
 from lockgate.core.codec import loads
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.engine.launcher import RunStarter
@@ -298,8 +299,22 @@ class Queues(Managed[QueueRecord]):
         """Store the deliveries and runs of ``messages`` in one transaction, then
         acknowledge them (and set aside those that cannot start a run). A failed write
         acknowledges nothing: the messages come again."""
-        plans = await asyncio.to_thread(lambda: [self.plan(queue, m) for m in messages])
-        outcomes = await asyncio.to_thread(self._store.apply_batch, [op for op, _ in plans])
+        attributes: tracing.Attributes = {
+            "messaging.system": queue.broker,
+            "messaging.destination.name": queue.source,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.batch.message_count": len(messages),
+            "lockgate.trigger.id": queue.id,
+        }
+        parents = [_traceparent(m.headers) for m in messages]
+        linked = [p for p in parents if p is not None]
+        with tracing.tracer().intake(f"process {queue.source}", attributes, linked):
+            # A message's run continues the message's trace, or else this batch's.
+            plans = await asyncio.to_thread(
+                lambda: [self.plan(queue, m, p) for m, p in zip(messages, parents, strict=True)]
+            )
+            outcomes = await asyncio.to_thread(self._store.apply_batch, [op for op, _ in plans])
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -338,7 +353,11 @@ class Queues(Managed[QueueRecord]):
         return {**outcome, "error": error} if error else outcome
 
     def _plan_data(
-        self, queue: QueueRecord, data: Mapping[str, Any], run_key: str
+        self,
+        queue: QueueRecord,
+        data: Mapping[str, Any],
+        run_key: str,
+        traceparent: str | None = None,
     ) -> tuple[Plan, bool]:
         """The run a read message starts, and whether it goes to the dead letters: none and
         REJECTED when the filters leave it out (not a dead letter) or it cannot be mapped to
@@ -354,14 +373,18 @@ class Queues(Managed[QueueRecord]):
             context={"message": data},
             requested_by=f"{queue.broker}:{queue.source}"[:200],
             idempotency_key=run_key,
+            traceparent=traceparent,
         )
         if create is None:
             return (None, DeliveryStatus.REJECTED, error or "no run"), True
         return (create, status, error), False
 
-    def plan(self, queue: QueueRecord, message: Message) -> tuple[Deliver, str | None]:
-        """The delivery of ``message`` with the run it starts, and why it goes to the
-        dead-letter stream (``None``: it does not)."""
+    def plan(
+        self, queue: QueueRecord, message: Message, traceparent: str | None = None
+    ) -> tuple[Deliver, str | None]:
+        """The delivery of ``message`` with the run it starts (its span a child of
+        ``traceparent``, the message's), and why it goes to the dead-letter stream
+        (``None``: it does not)."""
         key = message.id or hashlib.sha256(message.body).hexdigest()
         event = {"kind": "message", "broker": queue.broker, "queue": queue.source, "id": key}
         try:
@@ -375,10 +398,18 @@ class Queues(Managed[QueueRecord]):
             return op, reason
         data = {"id": key, "body": body, "headers": message.headers}
         (create, status, error), dead = self._plan_data(
-            queue, data, delivery_run_key(queue.id, key)
+            queue, data, delivery_run_key(queue.id, key), traceparent
         )
         op = Deliver(queue.id, key, event, data, create, status, error, source="queue")
         return op, error if dead else None
+
+
+def _traceparent(headers: Mapping[str, str]) -> str | None:
+    """A message's W3C ``traceparent`` header, whatever its case."""
+    for name, value in headers.items():
+        if name.lower() == "traceparent" and isinstance(value, str):
+            return value
+    return None
 
 
 def _settings(queue: QueueRecord) -> dict[str, Any]:

@@ -1,0 +1,304 @@
+"""Traces: OpenTelemetry spans for runs, step attempts, hooks, rollbacks, approvals waited
+on, REST requests and queue intake.
+
+Tracing is on when the ``otel`` extra is installed and the standard ``OTEL_*`` environment
+asks for an exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
+or ``OTEL_TRACES_EXPORTER``), or when the process already set an SDK tracer provider of its
+own. Otherwise every call here is a cheap no-op and nothing of the SDK is imported.
+
+A run's trace context is stored with the run: ``trace_context`` is the W3C ``traceparent``
+of the run's span, ``trace_parent`` the id of that span's parent (the request or message
+that started the run). Whichever worker drives the run (after a crash, on another host)
+opens its spans under the stored run span, and the worker that finishes the run emits the
+run span itself, with the stored ids, from the run's creation to its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from lockgate._version import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+#: Attribute values a span takes.
+Attributes = Mapping[str, str | bool | int | float]
+
+#: Environment variables that ask for traces to be exported.
+ASKING = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+)
+
+#: Requests not worth a span: probes and scrapes.
+EXCLUDED_URLS = "healthz,metrics,static/"
+
+
+def traceparent(trace_id: int, span_id: int, flags: int) -> str:
+    """A W3C ``traceparent`` header value."""
+    return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
+    """``(trace_id, span_id, flags)`` of a W3C ``traceparent``; ``None`` if it is not one."""
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    version, trace_hex, span_hex, flags_hex = parts[:4]
+    if len(trace_hex) != 32 or len(span_hex) != 16 or len(flags_hex) != 2:
+        return None
+    if version == "00" and len(parts) != 4:
+        return None
+    try:
+        trace_id, span_id, flags = int(trace_hex, 16), int(span_hex, 16), int(flags_hex, 16)
+    except ValueError:
+        return None
+    if trace_id == 0 or span_id == 0:
+        return None
+    return trace_id, span_id, flags & 1
+
+
+class StepSpan:
+    """One step attempt's span, current from :meth:`Tracer.step` until :meth:`end`."""
+
+    #: The ``traceparent`` a step hands on (an ``api`` step's header, a ``shell`` step's
+    #: ``TRACEPARENT``); ``None`` when tracing is off.
+    traceparent: str | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        """The attempt ended in ``exc``."""
+
+    def outcome(self, outcome: str) -> None:
+        """How the attempt ended: ``completed``, ``failed``, ``parked``, ``cancelled``."""
+
+    def end(self) -> None:
+        """Close the span and stop it being current (once; later calls do nothing)."""
+
+
+#: The span of an untraced run's step: it does nothing.
+NO_STEP_SPAN = StepSpan()
+
+#: Task-run results (semantic conventions) by how a step attempt ended.
+TASK_RESULTS = {
+    "completed": "success",
+    "failed": "failure",
+    "cancelled": "cancellation",
+    "timed_out": "timeout",
+}
+#: Pipeline-run results (semantic conventions) by the run's final status.
+RUN_RESULTS = {
+    "SUCCEEDED": "success",
+    "FAILED": "failure",
+    "ROLLED_BACK": "failure",
+    "ROLLBACK_FAILED": "error",
+    "CANCELLED": "cancellation",
+}
+
+
+class RunTrace:
+    """One run's trace, as a worker driving it sees it; this base traces nothing."""
+
+    on = False
+
+    def step(self, step: str, attempt: int) -> StepSpan:
+        """Open (and make current) the span of one step attempt."""
+        return NO_STEP_SPAN
+
+    @contextlib.contextmanager
+    def span(self, name: str, attributes: Attributes | None = None) -> Iterator[StepSpan]:
+        """A span for the block (a hook, a rollback), under the current span or the run's;
+        an exception leaving the block marks it failed."""
+        yield NO_STEP_SPAN
+
+    def waited(
+        self, name: str, start: float, end: float, attributes: Attributes | None = None
+    ) -> None:
+        """Record a wait that is over (an approval, a decision) as a span of the run."""
+
+    def finished(self, status: str, created_at: float, finished_at: float) -> None:
+        """The run ended with ``status``: emit its span."""
+
+
+NO_RUN_TRACE = RunTrace()
+
+
+class Tracer:
+    """The process's tracing; this base is the one used when tracing is off."""
+
+    on = False
+
+    def new_run(self, parent: str | None = None) -> tuple[str, str | None] | None:
+        """The trace context of a run being created: ``(traceparent of its span, id of its
+        parent span)``. The parent is ``parent`` (a ``traceparent`` header) if it is one,
+        else the current span (the request's); ``None`` when tracing is off."""
+        return None
+
+    def run(
+        self,
+        run_id: str,
+        pipeline: str,
+        trace_context: str | None,
+        trace_parent: str | None,
+        worker: str,
+        extra: Attributes | None = None,
+    ) -> RunTrace:
+        """A run's trace on the worker driving it."""
+        return NO_RUN_TRACE
+
+    @contextlib.contextmanager
+    def intake(
+        self,
+        name: str,
+        attributes: Attributes,
+        links: list[str] | None = None,
+    ) -> Iterator[None]:
+        """A CONSUMER span for the block (a batch of queue messages), linked to the
+        messages' own ``traceparent`` values; runs created inside are its children."""
+        yield
+
+    def current(self) -> str | None:
+        """The ``traceparent`` of the current span, if one is recording."""
+        return None
+
+    def instrument(self, api: Any) -> None:
+        """Add a server span for every request of a FastAPI application."""
+
+    def flush(self) -> None:
+        """Export what is buffered now (before a process ends)."""
+
+
+OFF = Tracer()
+
+_lock = threading.Lock()
+_tracer: Tracer | None = None
+
+
+def tracer() -> Tracer:
+    """The process's tracing, set up from the environment on first use."""
+    global _tracer
+    if _tracer is None:
+        with _lock:
+            if _tracer is None:
+                _tracer = _from_environment(os.environ)
+    return _tracer
+
+
+def configure(provider: TracerProvider | None) -> Tracer:
+    """Trace into ``provider`` from now on (``None``: tracing off); for tests and for
+    programs that set up OpenTelemetry themselves and embed lockgate."""
+    global _tracer
+    with _lock:
+        _tracer = OFF if provider is None else _otel_tracer(provider)
+    return _tracer
+
+
+def _from_environment(env: Mapping[str, str]) -> Tracer:
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return OFF
+    asked = any(env.get(name, "").strip() for name in ASKING)
+    exporters = [e.strip() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    if env.get("OTEL_TRACES_EXPORTER", "").strip() == "none":
+        asked = False
+    sdk = sys.modules.get("opentelemetry.sdk.trace")  # loaded: maybe the program's own
+    if sdk is not None:
+        from opentelemetry import trace
+
+        existing = trace.get_tracer_provider()
+        if isinstance(existing, sdk.TracerProvider):  # the embedding program set one up
+            return _otel_tracer(existing)
+    if not asked:
+        return OFF
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: F401
+    except ImportError:
+        structlog.get_logger("lockgate.tracing").warning(
+            "OTEL_* asks for traces, but the otel extra is not installed: "
+            "pip install 'lockgate[otel]'"
+        )
+        return OFF
+    provider = _provider(env, exporters)
+    trace.set_tracer_provider(provider)  # steps' own spans go there too
+    return _otel_tracer(provider)
+
+
+def _provider(env: Mapping[str, str], exporters: list[str]) -> TracerProvider:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
+
+    attributes: dict[str, str | int] = {
+        "service.version": __version__,
+        "host.name": socket.gethostname(),
+        "process.pid": os.getpid(),
+    }
+    named = "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    if not env.get("OTEL_SERVICE_NAME") and not named:
+        attributes["service.name"] = "lockgate"
+    provider = TracerProvider(resource=Resource.create(attributes))
+    for name in exporters:
+        exporter: SpanExporter
+        if name == "otlp":
+            protocol = env.get(
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+            )
+            if protocol and protocol != "http/protobuf":
+                raise ValueError(
+                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: lockgate[otel] exports "
+                    "OTLP over HTTP only; use http/protobuf"
+                )
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        elif name == "console":
+            exporter = ConsoleSpanExporter()
+        elif name == "none":
+            continue
+        else:
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)"
+            )
+        # Batched: spans are exported off the hot path, in a thread of the SDK's own.
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def _otel_tracer(provider: TracerProvider) -> Tracer:
+    from lockgate import otel
+
+    return otel.OtelTracer(provider)
+
+
+#: Set while the run span is started: the ids it was given at the run's creation.
+FIXED_IDS: ContextVar[tuple[int, int] | None] = ContextVar("lockgate_fixed_ids", default=None)
+
+
+__all__ = [
+    "NO_RUN_TRACE",
+    "NO_STEP_SPAN",
+    "OFF",
+    "RunTrace",
+    "StepSpan",
+    "Tracer",
+    "configure",
+    "parse_traceparent",
+    "traceparent",
+    "tracer",
+]
