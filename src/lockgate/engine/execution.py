@@ -361,7 +361,7 @@ class RunExecution:
         await running.settled()
         await self._commit(cp)
         if last:
-            self.finished(cp)
+            self.finished()
         self._remember(step.name, cp.step_values)
         self._measure(StepStatus.COMPLETED, running.started)
         return (output,)
@@ -469,9 +469,10 @@ class RunExecution:
             lease_expires_at=None,
         )
 
-    def finished(self, cp: Checkpoint) -> None:
-        """The run's end (``cp``) is committed: its span goes out."""
-        self.trace.finished(self.status.value, self.run.created_at, cp.run["finished_at"])
+    def finished(self) -> None:
+        """The run's end is committed: the last attempt's span closes, the run's goes out."""
+        self.span.end()
+        self.trace.finished(self.status.value, self.run.created_at, time.time())
 
     def _checkpoint(self, step: str | None) -> Checkpoint:
         cp = Checkpoint(run_id=self.run.id, token=self.token, step=step)

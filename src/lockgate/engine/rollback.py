@@ -71,7 +71,7 @@ async def roll_back(ex: RunExecution) -> None:
     cp = ex._checkpoint(None)
     ex._finish(cp)
     await ex._commit(cp)
-    ex.finished(cp)
+    ex.finished()
     if ex.env.metrics:
         ex.env.metrics.runs_finished.labels(final.value).inc()
 
