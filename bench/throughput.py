@@ -2,6 +2,11 @@
 
     python bench/throughput.py --db sqlite --runs 5000
     python bench/throughput.py --db postgres --runs 5000      # starts its own PostgreSQL
+    python bench/throughput.py --db sqlite --otel             # the cost of tracing
+
+With ``--otel`` (needs ``lockgate[otel]``) every phase runs twice, without and then with
+traces exported over OTLP/HTTP (batch span processor) to a receiver in another process,
+and the figures with tracing on carry an ``_otel`` suffix.
 
 The last line printed is one JSON object with the figures, including the raw commit rate
 of the same database measured in the same run.
@@ -11,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -25,7 +33,7 @@ from sqlalchemy import text
 
 from bench_pipeline import FINISHED, bench, one_run
 from common import add_db_args, database, percentile, raw_commit_rate
-from lockgate import App, RunStatus, Settings
+from lockgate import App, RunStatus, Settings, tracing
 from lockgate.cli.server import SWITCH_INTERVAL
 
 PIPELINE_FILE = str(Path(__file__).parent / "bench_pipeline.py")
@@ -109,20 +117,95 @@ async def latency(
     return out, commits / count
 
 
-async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
-    app = App(Settings(database_url=url, poll_interval=0.05, concurrency=args.concurrency))
-    app.migrate()
-    app.register(bench)
+async def phases(app: App, args: argparse.Namespace, suffix: str = "") -> dict[str, object]:
     tp = await throughput(app, args.runs, args.concurrency, args.workers)
     lat, per_run = await latency(app, FINISHED, args.latency_runs)
-    app.close()
-    return {
+    figures = {
         **{k: round(v, 2) for k, v in tp.items()},
         "p50_ms": round(percentile(lat, 50), 3),
         "p95_ms": round(percentile(lat, 95), 3),
         "p99_ms": round(percentile(lat, 99), 3),
         "transactions_per_run_sequential": round(per_run, 2),
     }
+    return {f"{k}{suffix}": v for k, v in figures.items()}
+
+
+async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
+    app = App(Settings(database_url=url, poll_interval=0.05, concurrency=args.concurrency))
+    app.migrate()
+    app.register(bench)
+    figures = await phases(app, args)
+    if args.otel:
+        with otlp_sink() as (endpoint, received):
+            provider = traced(endpoint)
+            figures.update(await phases(app, args, "_otel"))
+            provider.force_flush()
+            figures["spans_received"] = received()
+            figures["sdk_us_per_span"] = round(sdk_span_cost(provider), 1)
+            provider.shutdown()
+            tracing.configure(None)
+        # Per run: its span, three steps' and one run_finished hook's.
+        figures["spans_expected"] = 5 * (args.runs + args.latency_runs)
+        for name in ("steps_per_s", "p50_ms"):
+            off, on = float(figures[name]), float(figures[f"{name}_otel"])  # type: ignore[arg-type]
+            figures[f"otel_cost_{name}_pct"] = round(100 * abs(on - off) / off, 1)
+    app.close()
+    return figures
+
+
+def sdk_span_cost(provider: Any, count: int = 20_000) -> float:
+    """Microseconds per span of the SDK alone (three attributes, started and ended, then
+    exported through the same processor): the floor under any instrumentation."""
+    tracer = provider.get_tracer("floor")
+    attributes = {"cicd.pipeline.run.id": "r", "cicd.pipeline.task.name": "s", "attempt": 1}
+    t0 = time.perf_counter()
+    for _ in range(count):
+        tracer.start_span("step", attributes=attributes).end()
+    provider.force_flush()
+    return (time.perf_counter() - t0) / count * 1e6
+
+
+def traced(endpoint: str) -> Any:
+    """Tracing on in this process: OTLP/HTTP to ``endpoint``, batched, as OTEL_* sets up."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "lockgate-bench"}))
+    exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracing.configure(provider)
+    return provider
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[tuple[str, Callable[[], int]]]:
+    """An OTLP/HTTP receiver in a process of its own (it only counts spans): yields its
+    endpoint and a function that asks it how many spans it received."""
+    code = (
+        "import sys; from lockgate.testing import TraceReceiver\n"
+        "r = TraceReceiver(keep=False).start(); print(r.endpoint, flush=True)\n"
+        "for _ in sys.stdin: print(r.count, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    endpoint = proc.stdout.readline().strip()
+
+    def received() -> int:
+        assert proc.stdin is not None and proc.stdout is not None
+        time.sleep(1.0)  # the last batch is on its way
+        proc.stdin.write("count\n")
+        proc.stdin.flush()
+        return int(proc.stdout.readline())
+
+    try:
+        yield endpoint, received
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
 
 
 def main() -> None:
@@ -134,6 +217,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=500, help="runs per worker at once")
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes for the throughput phase"
+    )
+    parser.add_argument(
+        "--otel", action="store_true", help="measure again with traces exported (OTLP/HTTP)"
     )
     args = parser.parse_args()
     with database(args.db, args.url) as url:

@@ -85,10 +85,13 @@ class OtelSpan(StepSpan):
         self.span.set_status(Status(StatusCode.ERROR, _describe(exc)))
 
     def outcome(self, outcome: str) -> None:
-        self.span.set_attribute("lockgate.step.outcome", outcome)
         result = TASK_RESULTS.get(outcome)
-        if result is not None:
-            self.span.set_attribute("cicd.pipeline.task.run.result", result)
+        if result is None:
+            self.span.set_attribute("lockgate.step.outcome", outcome)
+        else:
+            self.span.set_attributes(
+                {"lockgate.step.outcome": outcome, "cicd.pipeline.task.run.result": result}
+            )
 
     def end(self) -> None:
         if self.token is not None:
@@ -113,9 +116,12 @@ class OtelRunTrace(RunTrace):
         self._tracer = tracer
         self.trace_id, self.span_id, self.flags = ids
         self._parent = parent
-        self._base = base
-        self._name = name
+        #: The run span's attributes; the others carry only the run's id (kept small:
+        #: every attribute costs on the hot path and again in the export).
+        self._run_attributes = base
         self._run_id = base["cicd.pipeline.run.id"]
+        self._base = {"cicd.pipeline.run.id": self._run_id}
+        self._name = name
         self._under_run = _remote(*ids)
 
     def _context(self) -> Context | None:
@@ -128,9 +134,8 @@ class OtelRunTrace(RunTrace):
             step,
             context=self._under_run,
             attributes={
-                **self._base,
+                "cicd.pipeline.run.id": self._run_id,
                 "cicd.pipeline.task.name": step,
-                "cicd.pipeline.task.run.id": f"{self._run_id}/{step}/{attempt}",
                 "lockgate.step.attempt": attempt,
             },
         )
@@ -138,12 +143,18 @@ class OtelRunTrace(RunTrace):
 
     @contextlib.contextmanager
     def span(self, name: str, attributes: Attributes | None = None) -> Iterator[StepSpan]:
-        with self._tracer.start_as_current_span(
-            name,
-            context=self._context(),
-            attributes={**self._base, **(attributes or {})},
-        ) as span:
-            yield OtelSpan(span)
+        attributes = {**self._base, **attributes} if attributes else self._base
+        span = self._tracer.start_span(name, context=self._context(), attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        handle = OtelSpan(span)
+        try:
+            yield handle
+        except BaseException as exc:
+            handle.fail(exc)
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
 
     def waited(
         self, name: str, start: float, end: float, attributes: Attributes | None = None
@@ -170,7 +181,7 @@ class OtelRunTrace(RunTrace):
                 context=context,
                 kind=SpanKind.SERVER,
                 attributes={
-                    **self._base,
+                    **self._run_attributes,
                     "cicd.pipeline.action.name": "RUN",
                     "cicd.pipeline.result": RUN_RESULTS.get(status, "error"),
                     "lockgate.run.status": status,
