@@ -121,6 +121,9 @@ def show(
         console.print(f"[red]error:[/red] {escape(view.run.error)}", highlight=False)
     if view.run.flag:
         console.print(f"[yellow]flag:[/yellow] {escape(view.run.flag)}", highlight=False)
+    if view.run.trace_context:  # "00-<trace id>-<span id>-<flags>": what a trace viewer finds
+        trace_id = view.run.trace_context.split("-")[1]
+        console.print(f"trace: {trace_id}", highlight=False)
     attempts = [
         (
             a.step,
