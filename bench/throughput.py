@@ -139,11 +139,13 @@ async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
         with otlp_sink() as (endpoint, received):
             provider = traced(endpoint)
             figures.update(await phases(app, args, "_otel"))
-            provider.force_flush()
+            tracing.reset()  # exports what is left; the exporter process ends
             figures["spans_received"] = received()
             figures["sdk_us_per_span"] = round(sdk_span_cost(provider), 1)
             provider.shutdown()
             tracing.configure(None)
+            for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"):
+                os.environ.pop(name)
         # Per run: its span, three steps' and one run_finished hook's.
         figures["spans_expected"] = 5 * (args.runs + args.latency_runs)
         for name in ("steps_per_s", "p50_ms"):
@@ -167,17 +169,14 @@ def sdk_span_cost(provider: Any, count: int = 20_000) -> float:
 
 
 def traced(endpoint: str) -> Any:
-    """Tracing on in this process: OTLP/HTTP to ``endpoint``, batched, as OTEL_* sets up."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    provider = TracerProvider(resource=Resource.create({"service.name": "lockgate-bench"}))
-    exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    tracing.configure(provider)
-    return provider
+    """Tracing on in this process as ``OTEL_EXPORTER_OTLP_ENDPOINT`` sets it up: runs' spans
+    through lockgate's exporter process, with the SDK's batch span processor."""
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+    os.environ["OTEL_SERVICE_NAME"] = "lockgate-bench"
+    tracing.reset()
+    tracer = tracing.tracer()
+    assert tracer.on, "tracing did not turn on: is lockgate[otel] installed?"
+    return tracer.provider  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

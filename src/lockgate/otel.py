@@ -1,23 +1,51 @@
-"""The OpenTelemetry SDK side of :mod:`lockgate.tracing`; imported only when tracing is on."""
+"""The OpenTelemetry SDK side of :mod:`lockgate.tracing`; imported only when tracing is on.
+
+A run's own spans (the run's, its step attempts', hooks', rollbacks', waits') are made here as
+plain records, not SDK span objects: they are cheap to make on the worker's loop, and their ids
+are the ones stored with the run. Set up from the ``OTEL_*`` environment, the records are
+shipped to an exporter process of their own (``python -m lockgate.otel_export``), which
+turns them into SDK spans and exports them through the batch span processor: encoding spans
+for export costs more than making them, and there it takes nothing from the workers. Given a
+provider (:func:`lockgate.tracing.configure`, or a program's own), the records go to that
+provider's span processors instead. Request and queue-intake spans are the SDK's own, in
+process.
+"""
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
+import marshal
+import os
 import random
-from collections.abc import Iterator
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import Token
-from typing import Any
+from typing import IO, Any
 
+import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
 from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
-    Span,
     SpanContext,
     SpanKind,
     Status,
@@ -28,7 +56,6 @@ from opentelemetry.trace import (
 from lockgate._version import __version__
 from lockgate.tracing import (
     EXCLUDED_URLS,
-    FIXED_IDS,
     RUN_RESULTS,
     TASK_RESULTS,
     Attributes,
@@ -39,65 +66,224 @@ from lockgate.tracing import (
     traceparent,
 )
 
+#: One finished span: (name, trace id, span id, parent span id or 0, kind, start ns, end ns,
+#: status code, status description, attributes, events as (name, ns, attributes)).
+Record = tuple[str, int, int, int, int, int, int, int, str | None, dict[str, Any], list[Any]]
+
+SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+SCOPE = InstrumentationScope("lockgate", __version__)
+_KINDS = list(SpanKind)
+
 
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
-
-
-def _remote(trace_id: int, span_id: int, flags: int) -> Context:
-    span = NonRecordingSpan(
-        SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
-    )
-    return trace.set_span_in_context(span, Context())
 
 
 def _describe(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
 
 
-class _RunIds(IdGenerator):
-    """Random ids, except for a run's span: it gets the ids stored at the run's creation."""
+def readable(record: Record, resource: Resource) -> ReadableSpan:
+    """A record as the SDK's finished span."""
+    name, trace_id, span_id, parent, kind, start, end, code, why, attributes, events = record
+    return ReadableSpan(
+        name,
+        context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=SAMPLED),
+        parent=(
+            SpanContext(trace_id, parent, is_remote=True, trace_flags=SAMPLED) if parent else None
+        ),
+        resource=resource,
+        attributes=attributes,
+        events=[Event(n, a, timestamp=t) for n, t, a in events],
+        kind=_KINDS[kind],
+        status=Status(StatusCode(code), why),
+        start_time=start,
+        end_time=end,
+        instrumentation_scope=SCOPE,
+    )
 
-    def __init__(self, inner: IdGenerator) -> None:
-        self.inner = inner
 
-    def generate_span_id(self) -> int:
-        fixed = FIXED_IDS.get()
-        return fixed[1] if fixed is not None else self.inner.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        fixed = FIXED_IDS.get()
-        return fixed[0] if fixed is not None else self.inner.generate_trace_id()
+# -- where records go ------------------------------------------------------------------------
 
 
-class OtelSpan(StepSpan):
-    """A recording span; current from its start until :meth:`end` when ``token`` is set."""
+class ProviderSink:
+    """Records into a tracer provider's span processors (a program's own, or a test's)."""
 
-    def __init__(self, span: Span, token: Token[Context] | None = None) -> None:
-        self.span = span
-        #: Set while the span is current and open (a step's); ``end`` closes it once.
-        self.token = token
-        ctx = span.get_span_context()
-        self.traceparent = traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
+    def __init__(self, provider: TracerProvider) -> None:
+        # The SDK has no public way to hand a finished span to a provider's processors.
+        self._processor: SpanProcessor = provider._active_span_processor
+        self._resource = provider.resource
+
+    def add(self, record: Record) -> None:
+        self._processor.on_end(readable(record, self._resource))
+
+    def flush(self) -> None:
+        self._processor.force_flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+#: Records are shipped at least this often (seconds), and at once past BATCH of them.
+SHIP_EVERY = 0.2
+BATCH = 512
+#: Records waiting past this are dropped (and counted): an exporter that cannot keep up
+#: must not eat the worker's memory.
+MAX_WAITING = 100_000
+_FRAME = struct.Struct(">I")
+
+
+def write_frame(out: IO[bytes], data: bytes) -> None:
+    out.write(_FRAME.pack(len(data)) + data)
+    out.flush()
+
+
+def read_frame(source: IO[bytes]) -> bytes | None:
+    """One frame, or ``None`` at the end of the stream."""
+    head = source.read(_FRAME.size)
+    if len(head) < _FRAME.size:
+        return None
+    (size,) = _FRAME.unpack(head)
+    data = source.read(size)
+    return data if len(data) == size else None
+
+
+class ShippingSink:
+    """Records shipped in batches (``marshal``: plain values only) to an exporter process.
+
+    The process exports through the batch span processor, and ends when its input does: a
+    worker killed outright loses only the records of its last fraction of a second.
+    """
+
+    def __init__(self, resource: Resource) -> None:
+        self._waiting: collections.deque[Record] = collections.deque()
+        self._wake = threading.Event()
+        self._closed = False
+        self.dropped = 0
+        self._log = structlog.get_logger("lockgate.tracing")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "lockgate.otel_export"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C to the server does not cut its last export
+        )
+        assert self._proc.stdin is not None
+        self._out: IO[bytes] = self._proc.stdin
+        write_frame(self._out, marshal.dumps(dict(resource.attributes)))
+        self._thread = threading.Thread(target=self._loop, name="lockgate-spans", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def add(self, record: Record) -> None:
+        waiting = self._waiting
+        if len(waiting) >= MAX_WAITING:
+            self.dropped += 1
+            return
+        waiting.append(record)
+        if len(waiting) >= BATCH:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(SHIP_EVERY)
+            self._wake.clear()
+            self._ship()
+
+    def _ship(self, flush: bool = False) -> None:
+        waiting = self._waiting
+        batch = [waiting.popleft() for _ in range(len(waiting))]
+        if not batch and not flush:
+            return
+        try:
+            write_frame(self._out, marshal.dumps(batch))
+            if flush:
+                write_frame(self._out, b"")  # an empty frame: export what you hold now
+        except (OSError, ValueError) as exc:
+            if not self.dropped:
+                self._log.warning("span exporter process is gone; spans dropped", error=str(exc))
+            self.dropped += len(batch)
+
+    def flush(self) -> None:
+        self._ship(flush=True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        self._thread.join(5)
+        self._ship()
+        with contextlib.suppress(OSError):
+            self._out.close()
+        try:
+            self._proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+        if self.dropped:
+            self._log.warning("spans dropped", count=self.dropped)
+
+
+# -- a run's spans ---------------------------------------------------------------------------
+
+
+class LightSpan(StepSpan):
+    """A span of a run, made as a record when it ends; current (for the code it wraps, and
+    what that code calls) from its start until then."""
+
+    def __init__(
+        self, run: OtelRunTrace, name: str, parent: int, attributes: dict[str, Any]
+    ) -> None:
+        self._run = run
+        self.name = name
+        self.span_id = random.getrandbits(64) or 1
+        self._parent = parent
+        self._attributes = attributes
+        self._events: list[Any] = []
+        self._code: int = 0
+        self._why: str | None = None
+        self._start = time.time_ns()
+        self.traceparent = traceparent(run.trace_id, self.span_id, 1)
+        context = SpanContext(run.trace_id, self.span_id, is_remote=False, trace_flags=SAMPLED)
+        self._token: Token[Context] | None = otel_context.attach(
+            trace.set_span_in_context(NonRecordingSpan(context))
+        )
 
     def fail(self, exc: BaseException) -> None:
-        self.span.record_exception(exc)
-        self.span.set_status(Status(StatusCode.ERROR, _describe(exc)))
+        mask = self._run.mask
+        self._code, self._why = StatusCode.ERROR.value, mask(_describe(exc))
+        event = {
+            "exception.type": f"{exc.__class__.__module__}.{exc.__class__.__qualname__}",
+            "exception.message": mask(str(exc)),
+            "exception.stacktrace": mask("".join(traceback.format_exception(exc))),
+        }
+        self._events.append(("exception", time.time_ns(), event))
 
     def outcome(self, outcome: str) -> None:
+        self._attributes["lockgate.step.outcome"] = outcome
         result = TASK_RESULTS.get(outcome)
-        if result is None:
-            self.span.set_attribute("lockgate.step.outcome", outcome)
-        else:
-            self.span.set_attributes(
-                {"lockgate.step.outcome": outcome, "cicd.pipeline.task.run.result": result}
-            )
+        if result is not None:
+            self._attributes["cicd.pipeline.task.run.result"] = result
 
     def end(self) -> None:
-        if self.token is not None:
-            otel_context.detach(self.token)
-            self.token = None
-            self.span.end()
+        if self._token is None:
+            return
+        otel_context.detach(self._token)
+        self._token = None
+        self._run.sink.add(
+            (
+                self.name,
+                self._run.trace_id,
+                self.span_id,
+                self._parent,
+                0,
+                self._start,
+                time.time_ns(),
+                self._code,
+                self._why,
+                self._attributes,
+                self._events,
+            )
+        )
 
 
 class OtelRunTrace(RunTrace):
@@ -107,105 +293,110 @@ class OtelRunTrace(RunTrace):
 
     def __init__(
         self,
-        tracer: trace.Tracer,
+        sink: ProviderSink | ShippingSink,
         ids: tuple[int, int, int],
         parent: int | None,
-        base: dict[str, Any],
+        attributes: dict[str, Any],
         name: str,
+        mask: Callable[[str], str],
     ) -> None:
-        self._tracer = tracer
-        self.trace_id, self.span_id, self.flags = ids
+        self.sink = sink
+        self.trace_id, self.span_id, _ = ids
         self._parent = parent
         #: The run span's attributes; the others carry only the run's id (kept small:
-        #: every attribute costs on the hot path and again in the export).
-        self._run_attributes = base
-        self._run_id = base["cicd.pipeline.run.id"]
-        self._base = {"cicd.pipeline.run.id": self._run_id}
+        #: every attribute costs, on the loop and again in the export).
+        self._run_attributes = attributes
+        self._run_id = attributes["cicd.pipeline.run.id"]
         self._name = name
-        self._under_run = _remote(*ids)
+        self.mask = mask
 
-    def _context(self) -> Context | None:
-        """The current span's context if it is of this run (a step's), else the run's."""
+    def _current(self) -> int:
+        """The current span if it is one of this run's (a step's), else the run span."""
         current = trace.get_current_span().get_span_context()
-        return None if current.trace_id == self.trace_id else self._under_run
+        return current.span_id if current.trace_id == self.trace_id else self.span_id
 
     def step(self, step: str, attempt: int) -> StepSpan:
-        span = self._tracer.start_span(
-            step,
-            context=self._under_run,
-            attributes={
-                "cicd.pipeline.run.id": self._run_id,
-                "cicd.pipeline.task.name": step,
-                "lockgate.step.attempt": attempt,
-            },
-        )
-        return OtelSpan(span, otel_context.attach(trace.set_span_in_context(span)))
+        attributes = {
+            "cicd.pipeline.run.id": self._run_id,
+            "cicd.pipeline.task.name": step,
+            "lockgate.step.attempt": attempt,
+        }
+        return LightSpan(self, step, self.span_id, attributes)
 
     @contextlib.contextmanager
     def span(self, name: str, attributes: Attributes | None = None) -> Iterator[StepSpan]:
-        attributes = {**self._base, **attributes} if attributes else self._base
-        span = self._tracer.start_span(name, context=self._context(), attributes=attributes)
-        token = otel_context.attach(trace.set_span_in_context(span))
-        handle = OtelSpan(span)
+        span = LightSpan(
+            self,
+            name,
+            self._current(),
+            {"cicd.pipeline.run.id": self._run_id, **(attributes or {})},
+        )
         try:
-            yield handle
+            yield span
         except BaseException as exc:
-            handle.fail(exc)
+            span.fail(exc)
             raise
         finally:
-            otel_context.detach(token)
             span.end()
 
     def waited(
         self, name: str, start: float, end: float, attributes: Attributes | None = None
     ) -> None:
-        span = self._tracer.start_span(
-            name,
-            context=self._under_run,
-            attributes={**self._base, **(attributes or {})},
-            start_time=_ns(start),
+        self.sink.add(
+            (
+                name,
+                self.trace_id,
+                random.getrandbits(64) or 1,
+                self.span_id,
+                0,
+                _ns(start),
+                _ns(max(end, start)),
+                0,
+                None,
+                {"cicd.pipeline.run.id": self._run_id, **(attributes or {})},
+                [],
+            )
         )
-        span.end(end_time=_ns(max(end, start)))
 
     def finished(self, status: str, created_at: float, finished_at: float) -> None:
-        if not self.flags & 1:
-            return  # not sampled where it was created: nothing of it is recorded
-        if self._parent is not None:
-            context = _remote(self.trace_id, self._parent, self.flags)
-        else:
-            context = Context()  # a trace of its own: the run span is its root
-        token = FIXED_IDS.set((self.trace_id, self.span_id))
-        try:
-            span = self._tracer.start_span(
+        failed = status != "SUCCEEDED"
+        self.sink.add(
+            (
                 f"RUN {self._name}",
-                context=context,
-                kind=SpanKind.SERVER,
-                attributes={
+                self.trace_id,
+                self.span_id,
+                self._parent or 0,
+                SpanKind.SERVER.value,
+                _ns(created_at),
+                _ns(max(finished_at, created_at)),
+                StatusCode.ERROR.value if failed else 0,
+                f"run ended {status}" if failed else None,
+                {
                     **self._run_attributes,
                     "cicd.pipeline.action.name": "RUN",
                     "cicd.pipeline.result": RUN_RESULTS.get(status, "error"),
                     "lockgate.run.status": status,
                 },
-                start_time=_ns(created_at),
+                [],
             )
-        finally:
-            FIXED_IDS.reset(token)
-        if status != "SUCCEEDED":
-            span.set_status(Status(StatusCode.ERROR, f"run ended {status}"))
-        span.end(end_time=_ns(max(finished_at, created_at)))
+        )
+
+
+# -- the process's tracing -------------------------------------------------------------------
 
 
 class OtelTracer(Tracer):
-    """Tracing into an SDK tracer provider."""
+    """Tracing on: runs' spans into ``sink`` (the provider's processors unless given),
+    requests' and queue batches' through ``provider``."""
 
     on = True
 
-    def __init__(self, provider: TracerProvider) -> None:
+    def __init__(
+        self, provider: TracerProvider, sink: ProviderSink | ShippingSink | None = None
+    ) -> None:
         self.provider = provider
+        self.sink = sink if sink is not None else ProviderSink(provider)
         self._tracer = provider.get_tracer("lockgate", __version__)
-        ids = getattr(self._tracer, "id_generator", None)
-        if isinstance(ids, IdGenerator) and not isinstance(ids, _RunIds):
-            self._tracer.id_generator = _RunIds(ids)  # type: ignore[attr-defined]
 
     def new_run(self, parent: str | None = None) -> tuple[str, str | None] | None:
         parsed = parse_traceparent(parent)
@@ -230,18 +421,19 @@ class OtelTracer(Tracer):
         trace_parent: str | None,
         worker: str,
         extra: Attributes | None = None,
+        mask: Callable[[str], str] | None = None,
     ) -> RunTrace:
         ids = parse_traceparent(trace_context)
-        if ids is None:
-            return super().run(run_id, pipeline, trace_context, trace_parent, worker, extra)
-        parent = int(trace_parent, 16) if trace_parent else None
-        base = {
+        if ids is None or not ids[2] & 1:  # untraced, or not sampled where it was created
+            return super().run(run_id, pipeline, trace_context, trace_parent, worker)
+        attributes = {
             "cicd.pipeline.name": pipeline,
             "cicd.pipeline.run.id": run_id,
             "cicd.worker.id": worker,
             **(extra or {}),
         }
-        return OtelRunTrace(self._tracer, ids, parent, base, pipeline)
+        parent = int(trace_parent, 16) if trace_parent else None
+        return OtelRunTrace(self.sink, ids, parent, attributes, pipeline, mask or str)
 
     @contextlib.contextmanager
     def intake(
@@ -280,4 +472,60 @@ class OtelTracer(Tracer):
         )
 
     def flush(self) -> None:
+        self.sink.flush()
         self.provider.force_flush()
+
+    def close(self) -> None:
+        self.sink.close()
+        self.provider.force_flush()
+
+
+def resource(env: Mapping[str, str]) -> Resource:
+    """This process's resource: ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` over
+    lockgate's defaults (service ``lockgate``, its version, host and pid)."""
+    attributes: dict[str, str | int] = {
+        "service.version": __version__,
+        "host.name": socket.gethostname(),
+        "process.pid": os.getpid(),
+    }
+    named = "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    if not env.get("OTEL_SERVICE_NAME") and not named:
+        attributes["service.name"] = "lockgate"
+    return Resource.create(attributes)
+
+
+def exporters(env: Mapping[str, str]) -> list[SpanExporter]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` names (``otlp``: OTLP over HTTP)."""
+    found: list[SpanExporter] = []
+    for name in (e.strip() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")):
+        if name == "otlp":
+            protocol = env.get(
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+            )
+            if protocol and protocol != "http/protobuf":
+                raise ValueError(
+                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: lockgate[otel] exports "
+                    "OTLP over HTTP only; use http/protobuf"
+                )
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            found.append(OTLPSpanExporter())
+        elif name == "console":
+            found.append(ConsoleSpanExporter())
+        elif name != "none":
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)"
+            )
+    return found
+
+
+def from_environment(env: Mapping[str, str]) -> OtelTracer:
+    """Tracing as the ``OTEL_*`` environment sets it up: requests' spans through an SDK
+    provider in this process (also the global one: steps' own spans go there), runs' spans
+    through the exporter process."""
+    provider = TracerProvider(resource=resource(env))
+    for exporter in exporters(env):
+        # Batched: exported off the hot path, in a thread of the SDK's own.
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return OtelTracer(provider, ShippingSink(provider.resource))

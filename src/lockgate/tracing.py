@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 import threading
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
-
-from lockgate._version import __version__
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -154,8 +150,10 @@ class Tracer:
         trace_parent: str | None,
         worker: str,
         extra: Attributes | None = None,
+        mask: Callable[[str], str] | None = None,
     ) -> RunTrace:
-        """A run's trace on the worker driving it."""
+        """A run's trace on the worker driving it; ``mask`` hides secrets in the errors
+        its spans record."""
         return NO_RUN_TRACE
 
     @contextlib.contextmanager
@@ -177,7 +175,10 @@ class Tracer:
         """Add a server span for every request of a FastAPI application."""
 
     def flush(self) -> None:
-        """Export what is buffered now (before a process ends)."""
+        """Hand what is buffered to the exporters now."""
+
+    def close(self) -> None:
+        """Flush, and stop: for the end of the process or of a test."""
 
 
 OFF = Tracer()
@@ -201,15 +202,31 @@ def configure(provider: TracerProvider | None) -> Tracer:
     programs that set up OpenTelemetry themselves and embed lockgate."""
     global _tracer
     with _lock:
-        _tracer = OFF if provider is None else _otel_tracer(provider)
+        if _tracer is not None:
+            _tracer.close()
+        if provider is None:
+            _tracer = OFF
+        else:
+            from lockgate.otel import OtelTracer
+
+            _tracer = OtelTracer(provider)
     return _tracer
+
+
+def reset() -> None:
+    """Close the process's tracing (exporting what is buffered); the next :func:`tracer`
+    reads the environment again."""
+    global _tracer
+    with _lock:
+        if _tracer is not None:
+            _tracer.close()
+        _tracer = None
 
 
 def _from_environment(env: Mapping[str, str]) -> Tracer:
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return OFF
     asked = any(env.get(name, "").strip() for name in ASKING)
-    exporters = [e.strip() for e in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
     if env.get("OTEL_TRACES_EXPORTER", "").strip() == "none":
         asked = False
     sdk = sys.modules.get("opentelemetry.sdk.trace")  # loaded: maybe the program's own
@@ -218,76 +235,20 @@ def _from_environment(env: Mapping[str, str]) -> Tracer:
 
         existing = trace.get_tracer_provider()
         if isinstance(existing, sdk.TracerProvider):  # the embedding program set one up
-            return _otel_tracer(existing)
+            from lockgate.otel import OtelTracer
+
+            return OtelTracer(existing)
     if not asked:
         return OFF
     try:
-        from opentelemetry import trace
-        from opentelemetry.sdk.trace import TracerProvider  # noqa: F401
+        from lockgate.otel import from_environment
     except ImportError:
         structlog.get_logger("lockgate.tracing").warning(
             "OTEL_* asks for traces, but the otel extra is not installed: "
             "pip install 'lockgate[otel]'"
         )
         return OFF
-    provider = _provider(env, exporters)
-    trace.set_tracer_provider(provider)  # steps' own spans go there too
-    return _otel_tracer(provider)
-
-
-def _provider(env: Mapping[str, str], exporters: list[str]) -> TracerProvider:
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        ConsoleSpanExporter,
-        SpanExporter,
-    )
-
-    attributes: dict[str, str | int] = {
-        "service.version": __version__,
-        "host.name": socket.gethostname(),
-        "process.pid": os.getpid(),
-    }
-    named = "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    if not env.get("OTEL_SERVICE_NAME") and not named:
-        attributes["service.name"] = "lockgate"
-    provider = TracerProvider(resource=Resource.create(attributes))
-    for name in exporters:
-        exporter: SpanExporter
-        if name == "otlp":
-            protocol = env.get(
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
-            )
-            if protocol and protocol != "http/protobuf":
-                raise ValueError(
-                    f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: lockgate[otel] exports "
-                    "OTLP over HTTP only; use http/protobuf"
-                )
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporter = OTLPSpanExporter()
-        elif name == "console":
-            exporter = ConsoleSpanExporter()
-        elif name == "none":
-            continue
-        else:
-            raise ValueError(
-                f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (otlp, console or none)"
-            )
-        # Batched: spans are exported off the hot path, in a thread of the SDK's own.
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
-
-
-def _otel_tracer(provider: TracerProvider) -> Tracer:
-    from lockgate import otel
-
-    return otel.OtelTracer(provider)
-
-
-#: Set while the run span is started: the ids it was given at the run's creation.
-FIXED_IDS: ContextVar[tuple[int, int] | None] = ContextVar("lockgate_fixed_ids", default=None)
+    return from_environment(env)
 
 
 __all__ = [

@@ -88,6 +88,7 @@ class RunExecution:
             self.run.trace_parent,
             env.worker_id,
             {"lockgate.namespace": self.run.namespace, "lockgate.version": self.run.version},
+            env.mask,
         )
 
     # -- entry -----------------------------------------------------------------------------
