@@ -17,7 +17,7 @@ import uvicorn
 
 from lockgate import App
 from lockgate.api import create_api
-from lockgate.cli.server import SWITCH_INTERVAL
+from lockgate.cli.server import tune_process
 from lockgate.testing import free_port
 
 #: ``(method, path, body, headers)`` of one request.
@@ -91,7 +91,7 @@ def serve(app: App, port: int, *, execute: bool = True) -> None:
     through the worker's group committer), plus the hello-world route. Without
     ``execute``, the worker knows no pipeline: runs are created and left for workers
     elsewhere (the committer still groups the writes)."""
-    sys.setswitchinterval(SWITCH_INTERVAL)  # as `lockgate server` sets it
+    tune_process()  # as `lockgate server` and `lockgate worker` do
     api = create_api(app)
 
     @api.get(HELLO[1])

@@ -28,7 +28,7 @@ from bench_pipeline import bench, one_run
 from common import add_db_args, database, percentile, raw_commit_rate
 from console import fill
 from lockgate import App, Settings
-from lockgate.cli.server import SWITCH_INTERVAL
+from lockgate.cli.server import tune_process
 from lockgate.retention import Retention
 
 
@@ -103,7 +103,7 @@ async def measure(app: App, runs: int, window: float, seconds: float) -> dict[st
 
 
 def main() -> None:
-    sys.setswitchinterval(SWITCH_INTERVAL)  # as `lockgate server` and `lockgate worker` do
+    tune_process()  # as `lockgate server` and `lockgate worker` do
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_db_args(parser)
     parser.add_argument("--runs", type=int, default=1_000_000)

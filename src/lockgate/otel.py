@@ -124,7 +124,8 @@ class ProviderSink:
         self.flush()
 
 
-#: Records are shipped at least this often (seconds), and at once past BATCH of them.
+#: Records are shipped at least this often (seconds), and at once past BATCH of them: a
+#: worker killed outright loses at most that much of its spans.
 SHIP_EVERY = 0.2
 BATCH = 512
 #: Records waiting past this are dropped (and counted): an exporter that cannot keep up
@@ -242,11 +243,14 @@ class LightSpan(StepSpan):
         self._code: int = 0
         self._why: str | None = None
         self._start = time.time_ns()
-        self.traceparent = traceparent(run.trace_id, self.span_id, 1)
         context = SpanContext(run.trace_id, self.span_id, is_remote=False, trace_flags=SAMPLED)
         self._token: Token[Context] | None = otel_context.attach(
             trace.set_span_in_context(NonRecordingSpan(context))
         )
+
+    @property
+    def traceparent(self) -> str:
+        return traceparent(self._run.trace_id, self.span_id, 1)
 
     def fail(self, exc: BaseException) -> None:
         mask = self._run.mask
@@ -323,21 +327,9 @@ class OtelRunTrace(RunTrace):
         }
         return LightSpan(self, step, self.span_id, attributes)
 
-    @contextlib.contextmanager
-    def span(self, name: str, attributes: Attributes | None = None) -> Iterator[StepSpan]:
-        span = LightSpan(
-            self,
-            name,
-            self._current(),
-            {"cicd.pipeline.run.id": self._run_id, **(attributes or {})},
-        )
-        try:
-            yield span
-        except BaseException as exc:
-            span.fail(exc)
-            raise
-        finally:
-            span.end()
+    def span(self, name: str, attributes: Attributes | None = None) -> StepSpan:
+        attributes = {"cicd.pipeline.run.id": self._run_id, **(attributes or {})}
+        return LightSpan(self, name, self._current(), attributes)
 
     def waited(
         self, name: str, start: float, end: float, attributes: Attributes | None = None
@@ -519,13 +511,19 @@ def exporters(env: Mapping[str, str]) -> list[SpanExporter]:
     return found
 
 
+#: The provider :func:`from_environment` set up (the process's global one from then on).
+OWN: TracerProvider | None = None
+
+
 def from_environment(env: Mapping[str, str]) -> OtelTracer:
     """Tracing as the ``OTEL_*`` environment sets it up: requests' spans through an SDK
     provider in this process (also the global one: steps' own spans go there), runs' spans
     through the exporter process."""
-    provider = TracerProvider(resource=resource(env))
-    for exporter in exporters(env):
-        # Batched: exported off the hot path, in a thread of the SDK's own.
-        provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return OtelTracer(provider, ShippingSink(provider.resource))
+    global OWN
+    if OWN is None:  # the global provider can be set once a process
+        OWN = TracerProvider(resource=resource(env))
+        for exporter in exporters(env):
+            # Batched: exported off the hot path, in a thread of the SDK's own.
+            OWN.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(OWN)
+    return OtelTracer(OWN, ShippingSink(OWN.resource))

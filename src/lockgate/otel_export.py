@@ -19,15 +19,26 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from lockgate.otel import exporters, read_frame, readable
 
+#: The batch span processor's queue, in spans.
+QUEUE = 65_536
+
 
 def main() -> int:
+    # Telemetry yields the CPU to the deployments it describes: under load, spans wait here
+    # (then in the parent, up to its limit) rather than slow the worker down.
+    os.nice(10)
     source = sys.stdin.buffer
     head = read_frame(source)
     if head is None:
         return 0
     # marshal: plain values only, from the parent over its own pipe (nobody else writes it).
     resource = Resource(marshal.loads(head))  # noqa: S302
-    processors: list[SpanProcessor] = [BatchSpanProcessor(e) for e in exporters(os.environ)]
+    # Batches come in bursts: the queue holds many of them (more if OTEL_BSP_MAX_QUEUE_SIZE
+    # says so) before spans are dropped.
+    queue = max(QUEUE, int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or 0))
+    processors: list[SpanProcessor] = [
+        BatchSpanProcessor(e, max_queue_size=queue) for e in exporters(os.environ)
+    ]
     try:
         while (frame := read_frame(source)) is not None:
             if not frame:

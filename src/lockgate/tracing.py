@@ -68,11 +68,25 @@ def parse_traceparent(value: str | None) -> tuple[int, int, int] | None:
 
 
 class StepSpan:
-    """One step attempt's span, current from :meth:`Tracer.step` until :meth:`end`."""
+    """A span of a run (a step attempt's, a hook's...), current from its start until
+    :meth:`end`; as a context manager, the block's span (an exception leaving the block
+    marks it failed). This base records nothing."""
 
-    #: The ``traceparent`` a step hands on (an ``api`` step's header, a ``shell`` step's
-    #: ``TRACEPARENT``); ``None`` when tracing is off.
-    traceparent: str | None = None
+    @property
+    def traceparent(self) -> str | None:
+        """The ``traceparent`` a step hands on (an ``api`` step's header, a ``shell``
+        step's ``TRACEPARENT``); ``None`` when tracing is off."""
+        return None
+
+    def __enter__(self) -> StepSpan:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc is not None:
+            self.fail(exc)
+        self.end()
 
     def fail(self, exc: BaseException) -> None:
         """The attempt ended in ``exc``."""
@@ -113,11 +127,10 @@ class RunTrace:
         """Open (and make current) the span of one step attempt."""
         return NO_STEP_SPAN
 
-    @contextlib.contextmanager
-    def span(self, name: str, attributes: Attributes | None = None) -> Iterator[StepSpan]:
-        """A span for the block (a hook, a rollback), under the current span or the run's;
-        an exception leaving the block marks it failed."""
-        yield NO_STEP_SPAN
+    def span(self, name: str, attributes: Attributes | None = None) -> StepSpan:
+        """A span for a block (``with``: a hook, a rollback), under the current span if it is
+        one of this run's, else under the run's."""
+        return NO_STEP_SPAN
 
     def waited(
         self, name: str, start: float, end: float, attributes: Attributes | None = None
@@ -234,7 +247,9 @@ def _from_environment(env: Mapping[str, str]) -> Tracer:
         from opentelemetry import trace
 
         existing = trace.get_tracer_provider()
-        if isinstance(existing, sdk.TracerProvider):  # the embedding program set one up
+        ours = getattr(sys.modules.get("lockgate.otel"), "OWN", None)
+        if isinstance(existing, sdk.TracerProvider) and existing is not ours:
+            # The embedding program set one up: lockgate's spans go there.
             from lockgate.otel import OtelTracer
 
             return OtelTracer(existing)
