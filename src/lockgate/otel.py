@@ -79,6 +79,16 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
+def _span_id(value: str | None) -> int | None:
+    """A stored span id (16 hex digits), or ``None`` if it is missing or not one."""
+    if value is None or len(value) != 16:
+        return None
+    try:
+        return int(value, 16) or None
+    except ValueError:
+        return None
+
+
 def _describe(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
 
@@ -424,7 +434,7 @@ class OtelTracer(Tracer):
             "cicd.worker.id": worker,
             **(extra or {}),
         }
-        parent = int(trace_parent, 16) if trace_parent else None
+        parent = _span_id(trace_parent)
         return OtelRunTrace(self.sink, ids, parent, attributes, pipeline, mask or str)
 
     @contextlib.contextmanager

@@ -25,6 +25,7 @@ from api_support import Served
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
 from queue_support import PARAMS, register, wait_for
 
@@ -440,3 +441,58 @@ def test_a_good_traceparent_is_read() -> None:
     assert tracing.parse_traceparent(CALLER) == (int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), 1)
     later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more"
     assert tracing.parse_traceparent(later) == (int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), 0)
+
+
+async def test_a_run_not_sampled_where_it_was_created_records_no_span(
+    app: App, worker: Worker
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.configure(provider)
+    try:
+        seen: list[str | None] = []
+
+        @step
+        def one(ctx: StepContext) -> None:
+            seen.append(ctx.traceparent)
+
+        app.register(Pipeline("unsampled", [one]))
+        run_id = await finish(app, worker, "unsampled")
+        stored = app.get_run(run_id).run
+        assert stored.status == RunStatus.SUCCEEDED
+        assert stored.trace_context is not None and stored.trace_context.endswith("-00")
+        assert exporter.get_finished_spans() == () and seen == [None]
+    finally:
+        tracing.configure(None)
+        provider.shutdown()
+
+
+async def test_a_malformed_traceparent_on_post_runs_starts_a_trace_of_its_own(
+    spans: InMemorySpanExporter, served: Served
+) -> None:
+    async with served.client("operator") as client:
+        r = await client.post(
+            "/api/v1/runs",
+            json={"pipeline": "deploy", "params": {"env": "dev"}},
+            headers={"traceparent": "00-not-a-trace-01"},
+        )
+        assert r.status_code == 201, r.text
+    run = await served.app.wait(r.json()["id"], timeout=20)
+    assert run.status == RunStatus.SUCCEEDED and run.trace_context is not None
+    [request] = [s for s in spans.get_finished_spans() if s.name == "POST /api/v1/runs"]
+    assert request.parent is None  # the header was ignored: the request began the trace
+    assert run.trace_context.split("-")[1] == hexid(request)[0]
+
+
+def test_a_stored_trace_context_that_is_not_one_traces_nothing_and_breaks_nothing() -> None:
+    provider = TracerProvider()
+    tracer = tracing.configure(provider)
+    try:
+        off = tracer.run("r1", "p", "garbage", None, "w")
+        assert not off.on
+        kept = tracer.run("r1", "p", CALLER, "not-hex-at-all!!", "w")
+        assert kept.on  # a bad parent id: the run span becomes a root, nothing fails
+    finally:
+        tracing.configure(None)
+        provider.shutdown()

@@ -29,10 +29,9 @@ def tune_process() -> None:
 
     The committer thread and the event loop hand the GIL back and forth on every
     checkpoint: a shorter switch interval cut the sequential p50 by a fifth. A worker
-    allocates a great deal, and most of it is short-lived and free of cycles: with the
-    default threshold the collector ran so often that raising it gave 30% more steps/s,
-    and what is loaded before work starts (modules, pipelines) is frozen out of its scans.
-    See docs/performance.md.
+    allocates a great deal, most of it short-lived: what is loaded before work starts
+    (modules, pipelines) is frozen out of the collector's scans, and its first threshold is
+    raised so that it runs less often. Figures in docs/performance.md.
     """
     sys.setswitchinterval(SWITCH_INTERVAL)
     gc.freeze()
