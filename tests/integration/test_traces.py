@@ -151,9 +151,11 @@ async def test_a_rollback_and_its_steps_are_spans_and_the_run_span_is_an_error(
     def create(ctx: StepContext) -> None:
         pass
 
+    handed: list[str | None] = []
+
     @create.rollback
     def remove(ctx: StepContext) -> None:
-        pass
+        handed.append(ctx.traceparent)
 
     @step
     def broken(ctx: StepContext) -> None:
@@ -170,6 +172,7 @@ async def test_a_rollback_and_its_steps_are_spans_and_the_run_span_is_an_error(
     _, root_id = hexid(root)
     assert parent_of(rollback) == root_id
     assert parent_of(undo) == hexid(rollback)[1]
+    assert handed == ["00-{}-{}-01".format(*hexid(undo))]  # the rollback can hand it on
     assert "it broke" in str((rollback.attributes or {})["lockgate.rollback.cause"])
     assert root.status.status_code is StatusCode.ERROR
     assert (root.attributes or {})["cicd.pipeline.result"] == "failure"

@@ -89,7 +89,8 @@ async def roll_back_step(ex: RunExecution, step: Step, rec: StepRecord) -> None:
         "lockgate.step.attempt": rec.attempt,
     }
     try:
-        with ex.trace.span(f"rollback {step.name}", attributes):  # an error marks the span
+        with ex.trace.span(f"rollback {step.name}", attributes) as span:  # an error marks it
+            ctx.traceparent = span.traceparent  # what the rollback calls joins the trace
             value = decode(step.input_type, rec.input, ex._where(step))
             await invoke(step.rollback_fn, ctx, value)
     except NothingToUndo as exc:
