@@ -12,6 +12,7 @@ from typing import Any
 
 import aio_pika
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from queue_support import PARAMS, deliveries, register, wait_for
 
 from lockgate import App, RunStatus, Settings
@@ -180,3 +181,27 @@ async def test_competing_consumers_start_each_run_once(
     runs = app.list_runs(pipeline="shipped", limit=1000)
     assert sorted(r.params["version"] for r in runs) == sorted(f"v{i}" for i in range(150))
     assert await depth(channel, queue_name) == 0
+
+
+async def test_a_messages_traceparent_header_is_its_runs_parent(
+    app: App,
+    spans: InMemorySpanExporter,
+    consuming: asyncio.Event,
+    channel: aio_pika.abc.AbstractChannel,
+    rabbitmq_server: RabbitMQServer,
+    tmp_path: Path,
+    queue_name: str,
+) -> None:
+    queue = make_queue(app, tmp_path, rabbitmq_server.address, queue_name)
+    await declared(channel, queue_name)
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    await publish(
+        channel, queue_name, {"version": "3.0.0"}, traceparent=f"00-{caller_trace}-{caller_span}-01"
+    )
+    [delivery] = (await deliveries(app, queue.id, 1)).values()
+    run = await app.wait(delivery.run_ids[0], timeout=20)
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.trace_parent == caller_span
+    assert run.trace_context is not None and run.trace_context.split("-")[1] == caller_trace
+    batch = [s for s in spans.get_finished_spans() if s.name == f"process {queue_name}"]
+    assert batch and (batch[0].attributes or {})["messaging.system"] == "rabbitmq"

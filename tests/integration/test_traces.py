@@ -46,18 +46,6 @@ def settings(settings: Settings) -> Settings:
     return settings.with_(api_allow=("127.0.0.1/32",))
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for the test, into memory (every span exported as it ends)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.configure(provider)
-    yield exporter
-    tracing.configure(None)
-    provider.shutdown()
-
-
 def of_run(exporter: InMemorySpanExporter, run_id: str) -> list[ReadableSpan]:
     return [
         s
