@@ -30,6 +30,7 @@ from opentelemetry.trace import StatusCode
 from queue_support import PARAMS, register, wait_for
 
 from lockgate import App, Pipeline, Retry, RunStatus, Settings, StepContext, step, tracing
+from lockgate.console.core import COOKIE
 from lockgate.engine.worker import Worker
 from lockgate.specs import load_file
 from lockgate.testing import RedisServer, free_port
@@ -277,6 +278,14 @@ steps:
     [call] = named(found, "call")
     [sent] = seen
     assert sent["traceparent"] == "00-{}-{}-01".format(*hexid(call))
+
+    # The run's page in the console shows the trace id to look up.
+    cookie, _ = served.app.sessions.sign_in(served.tokens["viewer"])
+    async with served.client(None) as browser:
+        browser.cookies.set(COOKIE, cookie)
+        page = await browser.get(f"/runs/{run_id}")
+    assert page.status_code == 200 and "<code title=" in page.text
+    assert CALLER_TRACE in page.text
 
 
 async def test_a_message_traceparent_is_the_runs_parent_and_the_batch_links_to_it(
