@@ -284,7 +284,7 @@ steps:
     async with served.client(None) as browser:
         browser.cookies.set(COOKIE, cookie)
         page = await browser.get(f"/runs/{run_id}")
-    assert page.status_code == 200 and "<code title=" in page.text
+    assert page.status_code == 200 and "<dt>Trace</dt>" in page.text
     assert CALLER_TRACE in page.text
 
 
