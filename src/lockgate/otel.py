@@ -384,6 +384,28 @@ class OtelRunTrace(RunTrace):
         )
 
 
+class Unsampled(StepSpan):
+    """A span of a run that is not sampled: it records nothing, and hands on the run's
+    context with the not-sampled flag, so that the systems it calls do not sample either."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    @property
+    def traceparent(self) -> str:
+        return self._value
+
+
+class UnsampledRunTrace(RunTrace):
+    """A run that is not sampled: its steps hand on its context, flagged not sampled."""
+
+    def __init__(self, trace_context: str) -> None:
+        self._span = Unsampled(trace_context)
+
+    def step(self, step: str, attempt: int) -> StepSpan:
+        return self._span
+
+
 # -- the process's tracing -------------------------------------------------------------------
 
 
@@ -426,8 +448,10 @@ class OtelTracer(Tracer):
         mask: Callable[[str], str] | None = None,
     ) -> RunTrace:
         ids = parse_traceparent(trace_context)
-        if ids is None or not ids[2] & 1:  # untraced, or not sampled where it was created
+        if ids is None:  # created with tracing off
             return super().run(run_id, pipeline, trace_context, trace_parent, worker)
+        if not ids[2] & 1:  # not sampled where it was created: nothing is recorded, and
+            return UnsampledRunTrace(trace_context or "")  # what it calls is told so
         attributes = {
             "cicd.pipeline.name": pipeline,
             "cicd.pipeline.run.id": run_id,
