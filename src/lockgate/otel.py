@@ -169,6 +169,7 @@ class ShippingSink:
     def __init__(self, resource: Resource) -> None:
         self._waiting: collections.deque[Record] = collections.deque()
         self._wake = threading.Event()
+        self._shipping = threading.Lock()
         self._closed = False
         self.dropped = 0
         self._log = structlog.get_logger("lockgate.tracing")
@@ -200,18 +201,22 @@ class ShippingSink:
             self._ship()
 
     def _ship(self, flush: bool = False) -> None:
-        waiting = self._waiting
-        batch = [waiting.popleft() for _ in range(len(waiting))]
-        if not batch and not flush:
-            return
-        try:
-            write_frame(self._out, marshal.dumps(batch))
-            if flush:
-                write_frame(self._out, b"")  # an empty frame: export what you hold now
-        except (OSError, ValueError) as exc:
-            if not self.dropped:
-                self._log.warning("span exporter process is gone; spans dropped", error=str(exc))
-            self.dropped += len(batch)
+        with self._shipping:  # the shipping thread, and a flush or close from elsewhere
+            waiting = self._waiting
+            batch = [waiting.popleft() for _ in range(len(waiting))]
+            if not batch and not flush:
+                return
+            try:
+                write_frame(self._out, marshal.dumps(batch))
+                if flush:
+                    write_frame(self._out, b"")  # an empty frame: export what you hold now
+            except (OSError, ValueError) as exc:
+                if not self.dropped:
+                    self._log.warning(
+                        "spans could not be handed to the exporter process; dropped",
+                        error=str(exc),
+                    )
+                self.dropped += len(batch)
 
     def flush(self) -> None:
         self._ship(flush=True)

@@ -497,3 +497,35 @@ def test_a_stored_trace_context_that_is_not_one_traces_nothing_and_breaks_nothin
     finally:
         tracing.configure(None)
         provider.shutdown()
+
+
+def test_the_exporter_process_exports_every_record_and_ends_with_its_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    from lockgate.otel import ShippingSink
+    from lockgate.testing import TraceReceiver
+
+    with TraceReceiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        sink = ShippingSink(Resource({"service.name": "shipped", "process.pid": 4242}))
+        trace_id = int(CALLER_TRACE, 16)
+        for n in range(1, 1201):  # more than one batch
+            sink.add((f"s{n}", trace_id, n, 0, 0, n, n + 1, 0, None, {"n": n}, []))
+        sink.flush()
+        received = 0
+        for _ in range(200):
+            received = receiver.count
+            if received == 1200:
+                break
+            threading.Event().wait(0.05)
+        assert received == 1200  # exported on a flush, the process still running
+        sink.add(("last", trace_id, 5000, 1, 1, 1, 2, 2, "it broke", {}, [("exception", 1, {})]))
+        sink.close()  # its input ends: it exports what is left and exits
+        assert sink._proc.returncode == 0
+        assert receiver.count == 1201 and sink.dropped == 0
+    last = next(s for s in receiver.spans if s["name"] == "last")
+    assert last["parent"] == f"{1:016x}" and last["status"] == 2
+    assert last["resource"] == {"service.name": "shipped", "process.pid": 4242}
