@@ -55,9 +55,6 @@ from opentelemetry.trace import (
 
 from lockgate._version import __version__
 from lockgate.tracing import (
-    EXCLUDED_URLS,
-    RUN_RESULTS,
-    TASK_RESULTS,
     Attributes,
     RunTrace,
     StepSpan,
@@ -69,6 +66,27 @@ from lockgate.tracing import (
 #: One finished span: (name, trace id, span id, parent span id or 0, kind, start ns, end ns,
 #: status code, status description, attributes, events as (name, ns, attributes)).
 Record = tuple[str, int, int, int, int, int, int, int, str | None, dict[str, Any], list[Any]]
+
+#: Requests not worth a span: probes and scrapes.
+EXCLUDED_URLS = "healthz,metrics,static/"
+
+
+#: Task-run results (semantic conventions) by how a step attempt ended.
+TASK_RESULTS = {
+    "completed": "success",
+    "failed": "failure",
+    "cancelled": "cancellation",
+    "timed_out": "timeout",
+}
+#: Pipeline-run results (semantic conventions) by the run's final status.
+RUN_RESULTS = {
+    "SUCCEEDED": "success",
+    "FAILED": "failure",
+    "ROLLED_BACK": "failure",
+    "ROLLBACK_FAILED": "error",
+    "CANCELLED": "cancellation",
+}
+
 
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 SCOPE = InstrumentationScope("lockgate", __version__)
@@ -239,6 +257,10 @@ class ShippingSink:
             self._log.warning("spans dropped", count=self.dropped)
 
 
+#: Where a run's records go.
+Sink = ProviderSink | ShippingSink
+
+
 # -- a run's spans ---------------------------------------------------------------------------
 
 
@@ -312,7 +334,7 @@ class OtelRunTrace(RunTrace):
 
     def __init__(
         self,
-        sink: ProviderSink | ShippingSink,
+        sink: Sink,
         ids: tuple[int, int, int],
         parent: int | None,
         attributes: dict[str, Any],
@@ -420,9 +442,7 @@ class OtelTracer(Tracer):
 
     on = True
 
-    def __init__(
-        self, provider: TracerProvider, sink: ProviderSink | ShippingSink | None = None
-    ) -> None:
+    def __init__(self, provider: TracerProvider, sink: Sink | None = None) -> None:
         self.provider = provider
         self.sink = sink if sink is not None else ProviderSink(provider)
         self._tracer = provider.get_tracer("lockgate", __version__)
@@ -486,12 +506,6 @@ class OtelTracer(Tracer):
         ):
             yield
 
-    def current(self) -> str | None:
-        ctx = trace.get_current_span().get_span_context()
-        if not ctx.is_valid:
-            return None
-        return traceparent(ctx.trace_id, ctx.span_id, int(ctx.trace_flags))
-
     def instrument(self, api: Any) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -501,10 +515,6 @@ class OtelTracer(Tracer):
             excluded_urls=EXCLUDED_URLS,
             exclude_spans=["receive", "send"],
         )
-
-    def flush(self) -> None:
-        self.sink.flush()
-        self.provider.force_flush()
 
     def close(self) -> None:
         self.sink.close()

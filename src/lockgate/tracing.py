@@ -37,9 +37,6 @@ ASKING = (
     "OTEL_TRACES_EXPORTER",
 )
 
-#: Requests not worth a span: probes and scrapes.
-EXCLUDED_URLS = "healthz,metrics,static/"
-
 
 def traceparent(trace_id: int, span_id: int, flags: int) -> str:
     """A W3C ``traceparent`` header value."""
@@ -100,22 +97,6 @@ class StepSpan:
 
 #: The span of an untraced run's step: it does nothing.
 NO_STEP_SPAN = StepSpan()
-
-#: Task-run results (semantic conventions) by how a step attempt ended.
-TASK_RESULTS = {
-    "completed": "success",
-    "failed": "failure",
-    "cancelled": "cancellation",
-    "timed_out": "timeout",
-}
-#: Pipeline-run results (semantic conventions) by the run's final status.
-RUN_RESULTS = {
-    "SUCCEEDED": "success",
-    "FAILED": "failure",
-    "ROLLED_BACK": "failure",
-    "ROLLBACK_FAILED": "error",
-    "CANCELLED": "cancellation",
-}
 
 
 class RunTrace:
@@ -180,15 +161,8 @@ class Tracer:
         messages' own ``traceparent`` values; runs created inside are its children."""
         yield
 
-    def current(self) -> str | None:
-        """The ``traceparent`` of the current span, if one is recording."""
-        return None
-
     def instrument(self, api: Any) -> None:
         """Add a server span for every request of a FastAPI application."""
-
-    def flush(self) -> None:
-        """Hand what is buffered to the exporters now."""
 
     def close(self) -> None:
         """Flush, and stop: for the end of the process or of a test."""

@@ -35,7 +35,7 @@ async def act_on_failure(ex: RunExecution, step: Step, rec: StepRecord) -> str |
         request = await ex.env.committer.apply(ExpireApproval(ex.run.id, key, timed_out))
         outcome = request.outcome  # the timeout's, unless a decision came first
     if request is not None:
-        stepview.waited(ex, f"decision {step.name}", request, 1)
+        stepview.waited(ex, f"decision {step.name}", request)
     who = request.settled_by if request is not None else "lockgate"
     if outcome is None:  # no request stored (a run from before guided failure): roll back
         outcome = "rollback"

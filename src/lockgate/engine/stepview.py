@@ -12,7 +12,6 @@ from lockgate.core.statuses import StepStatus
 from lockgate.core.step import Step
 from lockgate.records import ApprovalRecord, DecisionRecord, StepRecord
 from lockgate.store.approvals import ExpireApproval
-from lockgate.tracing import Attributes
 
 if TYPE_CHECKING:
     from lockgate.engine.execution import RunExecution
@@ -52,15 +51,18 @@ class StoredApprovals:
         return _state(record, decisions)
 
 
-def waited(ex: RunExecution, name: str, record: ApprovalRecord, decisions: int) -> None:
+def waited(
+    ex: RunExecution, name: str, record: ApprovalRecord, decisions: int | None = None
+) -> None:
     """A settled request's wait, from its opening to its settling, as a span of the run."""
     if not ex.trace.on or record.outcome is None or record.settled_at is None:
         return
-    attributes: Attributes = {
+    attributes: dict[str, str | int] = {
         "lockgate.approval.outcome": record.outcome,
         "lockgate.approval.settled_by": record.settled_by or "",
-        "lockgate.approval.decisions": decisions,
     }
+    if decisions is not None:
+        attributes["lockgate.approval.decisions"] = decisions
     ex.trace.waited(name, record.opened_at, record.settled_at, attributes)
 
 
