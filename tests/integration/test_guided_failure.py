@@ -106,6 +106,21 @@ async def test_skip_goes_on_without_the_step(app: App, worker: object) -> None:
     assert steps["finish"].output == {"n": 10}
 
 
+async def test_skipping_the_last_step_finishes_the_run(app: App, worker: object) -> None:
+    """With no step left after the skipped one, the run succeeds (it once stayed RUNNING,
+    its lease renewed, with nothing left to do)."""
+    app.register(Pipeline("last-asks", [prepare, flaky]))
+    run = app.start_run("last-asks")
+    await waiting_for_decision(app, worker, run.id)
+    app.resolve(run.id, "skip", by="olga", roles=["operator"])
+    assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
+    view = app.get_run(run.id)
+    assert [s.status for s in view.steps] == ["COMPLETED", "SKIPPED"]
+    assert view.run.finished_at is not None and view.run.lease_owner is None
+    statuses = [e.status for e in app.events(run.id) if e.step is None]
+    assert statuses[-1] == "SUCCEEDED"
+
+
 async def test_rollback_rolls_the_run_back(app: App, worker: object) -> None:
     """Rollback: the completed steps are undone, with the failure as the cause; a step
     that is not skippable cannot be skipped."""

@@ -529,3 +529,26 @@ def test_the_exporter_process_exports_every_record_and_ends_with_its_input(
     last = next(s for s in receiver.spans if s["name"] == "last")
     assert last["parent"] == f"{1:016x}" and last["status"] == 2
     assert last["resource"] == {"service.name": "shipped", "process.pid": 4242}
+
+
+async def test_a_failed_steps_wait_for_a_decision_is_a_span(
+    app: App, worker: Worker, spans: InMemorySpanExporter
+) -> None:
+    @step(on_failure="ask", skippable=True)
+    def shaky(ctx: StepContext) -> None:
+        raise RuntimeError("down")
+
+    app.register(Pipeline("asked", [shaky]))
+    record = await asyncio.to_thread(app.start_run, "asked", None)
+    worker.wake()
+    await wait_for(lambda: app.get_run(record.id).run.status == "WAITING")
+    await asyncio.to_thread(app.resolve, record.id, "skip", by="olga", roles=["operator"])
+    worker.wake()
+    assert (await app.wait(record.id, timeout=20)).status == RunStatus.SUCCEEDED
+    found = of_run(spans, record.id)
+    [root] = named(found, "RUN asked")
+    [decision] = named(found, "decision shaky")
+    assert parent_of(decision) == hexid(root)[1]
+    attrs = decision.attributes or {}
+    assert attrs["lockgate.approval.settled_by"] == "olga"
+    assert "lockgate.approval.decisions" not in attrs

@@ -209,6 +209,20 @@ class RunExecution:
             if outcome is None:
                 return  # parked for a retry, or failed and rolled back
             data = outcome[0]
+        if not self.status.terminal:
+            # No step left to run, and no step ended the run: the last one was skipped
+            # after it failed (people decided so). The run succeeded all the same.
+            await self._succeed()
+
+    async def _succeed(self) -> None:
+        self.status = RunStatus.SUCCEEDED
+        await self._fire(HookPoint.RUN_FINISHED, status=self.status)
+        cp = self._checkpoint(None)
+        self._finish(cp)
+        await self._commit(cp)
+        self.finished()
+        if self.env.metrics:
+            self.env.metrics.runs_finished.labels(self.status.value).inc()
 
     async def _run_step(
         self, step: Step, attempt: int, data: Any, last: bool, recorded: bool
