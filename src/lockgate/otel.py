@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import functools
 import marshal
 import os
 import random
@@ -107,6 +108,11 @@ def _span_id(value: str | None) -> int | None:
         return None
 
 
+def masked(attributes: Mapping[str, Any], mask: Callable[[str], str]) -> dict[str, Any]:
+    """``attributes`` with every text value through ``mask`` (the masker of logs and events)."""
+    return {k: mask(v) if isinstance(v, str) else v for k, v in attributes.items()}
+
+
 def _describe(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
 
@@ -129,6 +135,48 @@ def readable(record: Record, resource: Resource) -> ReadableSpan:
         end_time=end,
         instrumentation_scope=SCOPE,
     )
+
+
+# -- request spans -----------------------------------------------------------------------------
+
+#: Request span attributes that hold the path or the query, by semantic-convention version.
+_PATH_KEYS = ("http.target", "url.path")
+_URL_KEYS = ("http.url", "url.full")
+
+
+def scrub_request(span: trace.Span, scope: Mapping[str, Any], mask: Callable[[str], str]) -> None:
+    """Rewrite a request span as it starts, before anything is exported: its name, path and
+    URL say the route's template (``/hooks/{trigger_id}``, ``/sign-in/link/{secret}``), not
+    the path, which may carry a credential; a query keeps its keys with every value masked
+    (``token=***``, as secrets are masked); every other text goes through ``mask``. A path that matches no route is
+    not recorded."""
+    attributes = getattr(span, "attributes", None)
+    if not span.is_recording() or attributes is None:
+        return
+    route = attributes.get("http.route")
+    template = str(route) if route else ""
+    method = str(scope.get("method", "HTTP"))
+    query = _masked_query(scope.get("query_string") or b"")
+    span.update_name(f"{method} {template}" if template else method)
+    fixed: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if key in _PATH_KEYS:
+            fixed[key] = template + (f"?{query}" if query and key == "http.target" else "")
+        elif key in _URL_KEYS:
+            base, path = str(value).split("?", 1)[0], str(scope.get("path", ""))
+            origin = base[: len(base) - len(path)] if path and base.endswith(path) else ""
+            fixed[key] = origin + template + (f"?{query}" if query else "")
+        elif key == "url.query":
+            fixed[key] = query
+        elif isinstance(value, str):
+            fixed[key] = mask(value)
+    span.set_attributes(fixed)
+
+
+def _masked_query(raw: bytes) -> str:
+    """A query string's keys, each value replaced with ``***``."""
+    keys = [part.split(b"=", 1)[0] for part in raw.split(b"&") if part]
+    return "&".join(f"{k.decode('latin-1')}=***" for k in keys)
 
 
 # -- where records go ------------------------------------------------------------------------
@@ -177,6 +225,42 @@ def read_frame(source: IO[bytes]) -> bytes | None:
     return data if len(data) == size else None
 
 
+#: What the exporter process may see of its parent's environment besides ``OTEL_*``: how to
+#: reach the collector (proxies, CA bundles), and nothing of lockgate's (no secrets).
+_EXPORTER_NEEDS = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "TZ",
+    "LANG",
+    "LC_ALL",
+)
+
+
+def exporter_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The exporter process's environment: the ``OTEL_*`` variables and what reaching the
+    collector needs; never a ``LOCKGATE_SECRET_*`` or anything else of the parent's."""
+    return {k: v for k, v in env.items() if k.startswith("OTEL_") or k in _EXPORTER_NEEDS}
+
+
+def exporter_command() -> list[str]:
+    """``python -I`` (isolated: no ``PYTHON*`` variables, no user site, no current
+    directory on the path) running :mod:`lockgate.otel_export` from where this lockgate was
+    imported."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    start = (
+        "import runpy, sys; sys.path.append(sys.argv.pop(1)); "
+        "runpy.run_module('lockgate.otel_export', run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-I", "-c", start, here]
+
+
 class ShippingSink:
     """Records shipped in batches (``marshal``: plain values only) to an exporter process.
 
@@ -192,8 +276,9 @@ class ShippingSink:
         self.dropped = 0
         self._log = structlog.get_logger("lockgate.tracing")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "lockgate.otel_export"],
+            exporter_command(),
             stdin=subprocess.PIPE,
+            env=exporter_environment(os.environ),
             start_new_session=True,  # a Ctrl-C to the server does not cut its last export
         )
         assert self._proc.stdin is not None
@@ -346,9 +431,9 @@ class OtelRunTrace(RunTrace):
         self._parent = parent
         #: The run span's attributes; the others carry only the run's id (kept small:
         #: every attribute costs, on the loop and again in the export).
-        self._run_attributes = attributes
+        self._run_attributes = masked(attributes, mask)
         self._run_id = attributes["cicd.pipeline.run.id"]
-        self._name = name
+        self._name = mask(name)
         self.mask = mask
 
     def _current(self) -> int:
@@ -357,6 +442,7 @@ class OtelRunTrace(RunTrace):
         return current.span_id if current.trace_id == self.trace_id else self.span_id
 
     def step(self, step: str, attempt: int) -> StepSpan:
+        step = self.mask(step)
         attributes = {
             "cicd.pipeline.run.id": self._run_id,
             "cicd.pipeline.task.name": step,
@@ -365,15 +451,15 @@ class OtelRunTrace(RunTrace):
         return LightSpan(self, step, self.span_id, attributes)
 
     def span(self, name: str, attributes: Attributes | None = None) -> StepSpan:
-        attributes = {"cicd.pipeline.run.id": self._run_id, **(attributes or {})}
-        return LightSpan(self, name, self._current(), attributes)
+        attributes = {"cicd.pipeline.run.id": self._run_id, **masked(attributes or {}, self.mask)}
+        return LightSpan(self, self.mask(name), self._current(), attributes)
 
     def waited(
         self, name: str, start: float, end: float, attributes: Attributes | None = None
     ) -> None:
         self.sink.add(
             (
-                name,
+                self.mask(name),
                 self.trace_id,
                 random.getrandbits(64) or 1,
                 self.span_id,
@@ -382,7 +468,7 @@ class OtelRunTrace(RunTrace):
                 _ns(max(end, start)),
                 0,
                 None,
-                {"cicd.pipeline.run.id": self._run_id, **(attributes or {})},
+                {"cicd.pipeline.run.id": self._run_id, **masked(attributes or {}, self.mask)},
                 [],
             )
         )
@@ -506,7 +592,7 @@ class OtelTracer(Tracer):
         ):
             yield
 
-    def instrument(self, api: Any) -> None:
+    def instrument(self, api: Any, mask: Callable[[str], str] | None = None) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(
@@ -514,6 +600,7 @@ class OtelTracer(Tracer):
             tracer_provider=self.provider,
             excluded_urls=EXCLUDED_URLS,
             exclude_spans=["receive", "send"],
+            server_request_hook=functools.partial(scrub_request, mask=mask or str),
         )
 
     def close(self) -> None:

@@ -407,12 +407,15 @@ class TraceReceiver(_Throwaway):
     Each span is a dict: ``trace_id`` and ``span_id`` (hex), ``parent`` (hex or ``None``),
     ``name``, ``kind``, ``start`` and ``end`` (ns), ``status`` (0 unset, 1 ok, 2 error),
     ``attributes`` and ``resource`` (dicts of plain values), ``links`` (span ids, hex).
-    With ``keep=False`` it only counts them (:attr:`count`). Needs ``lockgate[otel]``.
+    :attr:`bodies` keeps every export request as received (protobuf bytes), for tests that
+    look for text anywhere in what was exported. With ``keep=False`` it only counts spans
+    (:attr:`count`). Needs ``lockgate[otel]``.
     """
 
     def __init__(self, keep: bool = True) -> None:
         self.keep = keep
         self.spans: list[dict[str, object]] = []
+        self.bodies: list[bytes] = []
         self.count = 0
         self.endpoint = ""
         self._lock = threading.Lock()
@@ -430,7 +433,7 @@ class TraceReceiver(_Throwaway):
                     body = gzip.decompress(body)
                 request = trace_service_pb2.ExportTraceServiceRequest()
                 request.ParseFromString(body)
-                receiver._take(request)
+                receiver._take(request, body)
                 answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -453,7 +456,7 @@ class TraceReceiver(_Throwaway):
             self._server.server_close()
             self._server = None
 
-    def _take(self, request: Any) -> None:
+    def _take(self, request: Any, body: bytes) -> None:
         found: list[dict[str, object]] = []
         total = 0
         for resource_spans in request.resource_spans:
@@ -480,6 +483,8 @@ class TraceReceiver(_Throwaway):
                     )
         with self._lock:
             self.spans.extend(found)
+            if self.keep:
+                self.bodies.append(body)
             self.count += total
 
 

@@ -161,8 +161,10 @@ class Tracer:
         messages' own ``traceparent`` values; runs created inside are its children."""
         yield
 
-    def instrument(self, api: Any) -> None:
-        """Add a server span for every request of a FastAPI application."""
+    def instrument(self, api: Any, mask: Callable[[str], str] | None = None) -> None:
+        """Add a server span for every request of a FastAPI application; its name and
+        attributes say the route's template, never a path or query value (which may carry a
+        credential), and ``mask`` hides secrets in the rest."""
 
     def close(self) -> None:
         """Flush, and stop: for the end of the process or of a test."""

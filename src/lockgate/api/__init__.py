@@ -50,5 +50,5 @@ def create_api(app: App) -> FastAPI:
 
     console.install(api)
     api.add_middleware(Guard, lockgate=app)
-    tracing.tracer().instrument(api)  # a server span per request, when tracing is on
+    tracing.tracer().instrument(api, app.mask)  # a span per request, when tracing is on
     return api
