@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from lockgate import App, HookEvent, Pipeline, Retry, RunStatus, StepContext, step
 from lockgate.engine.worker import Worker
-from lockgate.errors import ParamsError
+from lockgate.errors import InvalidState, ParamsError
 
 
 class Params(BaseModel):
@@ -600,3 +600,62 @@ async def test_a_misspelt_param_is_refused_not_ignored(app: App) -> None:
         app.start_run("ship", {"enviroment": "production"})
     assert info.value.problems == ["enviroment: unknown param (known: environment)"]
     assert app.list_runs() == []
+
+
+@pytest.mark.parametrize("wait", ["approval", "sleep", "retry"])
+async def test_a_cancel_ends_a_parked_step_cancelled(
+    app: App, worker: Worker, tmp_path: Any, wait: str
+) -> None:
+    """Threat: a cancelled run whose parked step stays WAITING (shown as waiting, woken
+    later). The step ends CANCELLED with its event, its rollback runs, and a later wake-up
+    or decision changes nothing."""
+    from lockgate.specs import load_file
+
+    undone: list[str] = []
+
+    @step
+    def sleepy(ctx: StepContext) -> None:
+        ctx.sleep(3600)
+
+    @step(retry=Retry(attempts=3, backoff=3600, jitter=0))
+    def flaky(ctx: StepContext) -> None:
+        raise ConnectionError("the service is down")
+
+    for s_ in (sleepy, flaky):
+        s_.rollback(lambda ctx, name=s_.name: undone.append(name))
+    if wait == "approval":
+        path = tmp_path / "gate.yaml"
+        path.write_text(
+            "name: parked\nsteps:\n  - name: gate\n    kind: approval\n    required: 1\n"
+        )
+        app.register(load_file(path))
+        name = "gate"
+    else:
+        app.register(Pipeline("parked", [sleepy if wait == "sleep" else flaky]))
+        name = "sleepy" if wait == "sleep" else "flaky"
+    record = app.start_run("parked")
+    deadline = time.monotonic() + 10
+    while app.get_run(record.id).run.status != RunStatus.WAITING:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    app.cancel_run(record.id, by="alice")
+    done = await app.wait(record.id, timeout=10)
+    assert done.status == RunStatus.CANCELLED
+    view = app.get_run(record.id)
+    [parked] = view.steps
+    events = [(e.step, e.status) for e in app.events(record.id)]
+    ends = [status for step_, status in events if step_ == name][-3:]
+    assert events[-1] == (None, "CANCELLED")
+    if wait != "approval":  # cancelled, then undone
+        assert ends == ["CANCELLED", "ROLLING_BACK", "ROLLED_BACK"]
+        assert undone == [name] and parked.status == "ROLLED_BACK"
+    else:
+        assert ends[-1] == "CANCELLED" and parked.status == "CANCELLED"
+        assert "cancelled" in (parked.error or "")
+        assert app.approvals() == []
+        with pytest.raises(InvalidState, match="CANCELLED"):
+            app.decide(record.id, "approve", by="ops")
+    # Nothing wakes it again.
+    await asyncio.sleep(0.3)
+    assert app.get_run(record.id).steps[0].status == parked.status
+    assert len(app.events(record.id)) == len(events)

@@ -36,6 +36,8 @@ TO_UNDO = {
 async def start_rollback(ex: RunExecution, cp: Checkpoint | None, reason: str) -> None:
     """Move the run to ROLLING_BACK (with ``cp``, the failure's checkpoint), then roll back."""
     cp = cp if cp is not None else ex._checkpoint(None)
+    if ex.cancel_requested and cp.step is None:
+        _cancel_parked(ex, cp)
     ex.status = RunStatus.ROLLING_BACK
     cp.events.append((None, RunStatus.ROLLING_BACK, None, reason))
     cp.run.update(status=RunStatus.ROLLING_BACK.value, error=ex.env.mask(reason))
@@ -45,6 +47,25 @@ async def start_rollback(ex: RunExecution, cp: Checkpoint | None, reason: str) -
     if cp.step is not None and cp.step_values:
         ex._remember(cp.step, cp.step_values)
     await roll_back(ex)
+
+
+#: Step statuses of a step parked in the store (an approval, a sleep, a retry's delay, a
+#: failure waiting for a decision).
+PARKED = {StepStatus.WAITING, StepStatus.RETRYING}
+
+
+def _cancel_parked(ex: RunExecution, cp: Checkpoint) -> None:
+    """A cancel found a step parked: it ends CANCELLED, with its event, in the checkpoint
+    that starts the rollback, so nothing wakes it later."""
+    for step in ex.pipeline.steps:
+        rec = ex.steps[step.name]
+        if StepStatus(rec.status) in PARKED:
+            message = f"step {step.name!r} stopped while it waited: the run was cancelled"
+            cp.step = step.name
+            cp.step_values = {"status": StepStatus.CANCELLED.value, "error": message}
+            cp.events.append((step.name, StepStatus.CANCELLED, rec.attempt, message))
+            ex.logs.add(step.name, "error", message)
+            return
 
 
 async def roll_back(ex: RunExecution) -> None:
