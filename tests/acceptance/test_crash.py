@@ -10,6 +10,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from lockgate import App, RunStatus, Settings
 from lockgate.discover import load_pipelines
 
@@ -109,6 +111,29 @@ def test_sigkill_during_non_idempotent_step_rolls_back_instead(db_url: str, tmp_
         assert status == RunStatus.ROLLED_BACK
         steps = [line.split()[1] for line in ledger.read_text().splitlines()]
         assert steps == ["prepare", "charge", "charge.rollback"]
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "step"), [("ordering", "order"), ("async-ordering", "async_order")]
+)
+def test_a_save_survives_a_sigkill_right_after_it(
+    db_url: str, tmp_path: Path, pipeline: str, step: str
+) -> None:
+    """Threat: a rollback without the ids of what its step created. ``ctx.save()`` is
+    durable when it returns: kill -9 after it, and the rollback of the idempotent=False step
+    (not run again) receives what was saved, from a sync step's thread and an async step's
+    loop alike."""
+    ledger = tmp_path / "ledger.txt"
+    env = {"LOCKGATE_LEDGER": str(ledger), "LOCKGATE_SLOW_SECONDS": "30"}
+    app = make_app(db_url)
+    try:
+        run_id = app.start_run(pipeline).id
+        status = crash_and_resume(app, db_url, env, run_id, f"{run_id} {step} 1", {})
+        assert status == RunStatus.ROLLED_BACK
+        steps = [line.split()[1] for line in ledger.read_text().splitlines()]
+        assert steps == ["prepare", step, f"{step}.rollback:o-{run_id}"]
     finally:
         app.close()
 

@@ -126,6 +126,8 @@ class StepContext:
     #: the systems the step calls (``api`` steps send it, ``shell`` steps get
     #: ``TRACEPARENT``).
     traceparent: str | None = None
+    #: Makes :meth:`save` durable before it returns (set by the engine: one small write).
+    keeper: Callable[[Any], None] | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -168,8 +170,11 @@ class StepContext:
         raise Parked(until)
 
     def save(self, data: Any) -> None:
-        """Keep JSON data for this step's rollback; stored with the step's checkpoint."""
+        """Keep JSON data for this step's rollback (the ids of what it created). Durable
+        when this returns: a worker killed a moment later leaves it for the rollback."""
         self.saved = data
+        if self.keeper is not None:
+            self.keeper(data)
 
     def load(self, default: Any = None) -> Any:
         """The data this step saved with :meth:`save` (in a rollback, too)."""

@@ -7,11 +7,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from lockgate.core.codec import encode
 from lockgate.core.context import ApprovalState, StepContext
 from lockgate.core.statuses import StepStatus
 from lockgate.core.step import Step
 from lockgate.records import ApprovalRecord, DecisionRecord, StepRecord
 from lockgate.store.approvals import ExpireApproval
+from lockgate.store.checkpoints import Checkpoint
 
 if TYPE_CHECKING:
     from lockgate.engine.execution import RunExecution
@@ -104,6 +106,30 @@ HAS_OUTPUT = {
 }
 
 
+class SaveKeeper:
+    """Writes what a step saves (``ctx.save``) at once, fenced by the run's lease: from a
+    sync step's thread through the worker's committer, from an async step's own loop as one
+    small write of its own (the loop waits for it)."""
+
+    def __init__(self, ex: RunExecution, step: str) -> None:
+        self._ex = ex
+        self._step = step
+        self._loop = asyncio.get_running_loop()
+
+    def __call__(self, data: Any) -> None:
+        ex = self._ex
+        values = {"saved": encode(None, data, "saved data")}
+        cp = Checkpoint(run_id=ex.run.id, token=ex.token, step=self._step, step_values=values)
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            ex.env.store.apply(cp)
+        else:
+            asyncio.run_coroutine_threadsafe(ex.env.committer.apply(cp), self._loop).result()
+
+
 def step_context(ex: RunExecution, step: Step, attempt: int) -> StepContext:
     """The context one attempt of ``step`` (or its rollback) receives."""
     rec = ex.steps[step.name]
@@ -124,6 +150,7 @@ def step_context(ex: RunExecution, step: Step, attempt: int) -> StepContext:
         secrets=ex.env.settings.secrets,
         settings=ex.env.settings,
         approvals=StoredApprovals(ex, step.name),
+        keeper=SaveKeeper(ex, step.name),
         # A step with a timeout gets its own event, so that its timing out does not
         # mark the whole run cancelled.
         cancel_event=ex.cancel_event if step.timeout is None else threading.Event(),

@@ -49,6 +49,30 @@ def refund(ctx: StepContext) -> None:
     ledger(ctx, ".rollback")
 
 
+@step(idempotent=False)
+def order(ctx: StepContext) -> None:
+    """Saves what it created for its rollback, then is killed before it finishes."""
+    ctx.save({"order": f"o-{ctx.run_id}"})
+    ledger(ctx)
+    time.sleep(float(os.environ.get("LOCKGATE_SLOW_SECONDS", "1.5")))
+
+
+@step(idempotent=False)
+async def async_order(ctx: StepContext) -> None:
+    """``order`` as an async step: the save is written from the worker's own loop."""
+    ctx.save({"order": f"o-{ctx.run_id}"})
+    ledger(ctx)
+    await asyncio.sleep(float(os.environ.get("LOCKGATE_SLOW_SECONDS", "1.5")))
+
+
+def cancel_order(ctx: StepContext) -> None:
+    ledger(ctx, f".rollback:{ctx.load({}).get('order')}")
+
+
+order.rollback(cancel_order)
+async_order.rollback(cancel_order)
+
+
 @step
 async def hog(ctx: StepContext, v: dict[str, int]) -> dict[str, int]:
     """Blocks its worker's loop: nothing else (a RUNNING write) happens until it ends."""
@@ -69,6 +93,8 @@ crashy = Pipeline("crashy", [prepare, slow, finish])
 napping = Pipeline("napping", [prepare, nap, finish])
 hogging = Pipeline("hogging", [prepare, hog, finish])
 once = Pipeline("once", [prepare, charge, finish])
+ordering = Pipeline("ordering", [prepare, order, finish])
+async_ordering = Pipeline("async-ordering", [prepare, async_order, finish])
 
 
 @step
