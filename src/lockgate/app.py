@@ -123,13 +123,16 @@ class App:
         self.tokens = Tokens(self.store)
         self.sessions = Sessions(self.store, self.tokens, self.settings)
         #: Starts runs for people, triggers and channels alike (and knows the local workers).
-        self.launcher = Launcher(self.store, self.registry)
+        # A channel's deployments start by pushing, through the channel's rules and turn:
+        # no face, trigger or caller but the channel service starts them.
+        refusal = "channel pipelines are started by pushing to the channel, not here"
+        self.launcher = Launcher(self.store, self.registry, reserved={CHANNEL_NAMESPACE: refusal})
         self.webhooks = Webhooks(self.store, self.launcher, self.settings)
         self.schedules = Schedules(self.store, self.launcher)
         self.pollers = Pollers(self.store, self.launcher, self.settings.secrets)
         self.queues = Queues(self.store, self.launcher, self.settings.secrets)
         self.webhooks.redeliverers["queue"] = self.queues.redeliver
-        self.channels = Channels(self.store, self.registry, self.launcher)
+        self.channels = Channels(self.store, self.registry, self.launcher.owning(CHANNEL_NAMESPACE))
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self.launcher.workers))
         self.retention = Retention(self.store, self.settings, self.metrics)
         for p in pipelines:

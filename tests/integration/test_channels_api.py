@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from api_support import Served
 
 from lockgate import Channel, Deployment, Stage
@@ -284,3 +285,34 @@ async def test_a_stalled_stage_read_does_not_stall_the_server(served: Served) ->
             blocker.rollback()  # let go of the lock
             answer = await read
     assert answer.status_code in (404, 200)
+
+
+async def test_no_face_but_a_push_starts_a_channel_pipeline(served: Served) -> None:
+    """Threat: an operator deploying content that differs from the recorded push, through
+    a face that lacks the REST check. The rule lives in the service: the console's start
+    form, Python callers (the in-process CLI's path) and REST are all refused, and nothing
+    starts; a push still deploys."""
+    from lockgate.errors import Forbidden
+    from lockgate.console.core import COOKIE
+
+    served.app.channels.register(flags)
+    params = {"content": {"values": ["evil"]}, "command": "deploy"}
+    with pytest.raises(Forbidden, match="pushing to the channel"):
+        served.app.start_run("channel/flags", params)
+    with pytest.raises(Forbidden, match="pushing to the channel"):
+        served.app.start_run("flags", params, namespace="channel")
+    with pytest.raises(Forbidden):
+        served.app.prepare_run("channel/flags", params)
+    cookie, session = served.app.sessions.sign_in(served.tokens["operator"])
+    async with served.client(None) as browser:
+        browser.cookies.set(COOKIE, cookie)
+        page = await browser.post(
+            "/pipelines/channel/flags/start", data={"csrf": session.csrf, "param.command": "x"}
+        )
+        assert page.status_code == 403 and "pushing to the channel" in page.text
+    async with served.client("operator") as op:
+        r = await op.post("/api/v1/runs", json={"pipeline": "channel/flags", "params": params})
+        assert r.status_code == 403
+    assert served.app.list_runs() == []
+    pushed = served.app.channels.push("flags", "acme", {"values": ["dark-mode"]})
+    assert served.app.run_record(pushed.run_id).namespace == "channel"

@@ -14,10 +14,9 @@ from pydantic import Field
 
 from lockgate.api.auth import bearer
 from lockgate.api.deps import Lockgate, Operator, Strict, Viewer, position
-from lockgate.channels.pipeline import NAMESPACE as CHANNEL_NAMESPACE
 from lockgate.core.cursor import encode_cursor
 from lockgate.core.statuses import RunStatus
-from lockgate.errors import Forbidden, LockgateError
+from lockgate.errors import LockgateError
 
 router = APIRouter(prefix="/api/v1")
 
@@ -48,9 +47,6 @@ def start_run(
     lg: Lockgate,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
-    if body.namespace == CHANNEL_NAMESPACE or body.pipeline.startswith(f"{CHANNEL_NAMESPACE}/"):
-        # A channel's deployments start by pushing, through the channel's rules and turn.
-        raise Forbidden("channel pipelines are started by pushing to the channel, not here")
     run = lg.start_run(
         body.pipeline,
         body.params,

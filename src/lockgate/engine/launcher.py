@@ -20,7 +20,7 @@ from lockgate.core.params import pydantic_problems
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
 from lockgate.engine.worker import Worker
-from lockgate.errors import ParamsError, PipelineNotFound
+from lockgate.errors import Forbidden, ParamsError, PipelineNotFound
 from lockgate.records import RunRecord
 from lockgate.store import Store
 from lockgate.store.audit import Audited, AuditEntry
@@ -58,11 +58,27 @@ class Launcher:
     defined here (or, if only another process defines it, against its stored schema) and
     leases new runs straight to a local worker with room."""
 
-    def __init__(self, store: Store, registry: Registry) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        reserved: Mapping[str, str] | None = None,
+        workers: list[Worker] | None = None,
+    ) -> None:
         self.store = store
         self.registry = registry
+        #: Namespaces whose runs only their owning service starts, with the refusal's
+        #: reason for everyone else (a channel's deployments start by pushing).
+        self.reserved = dict(reserved or {})
         #: Workers made in this process; a run started here goes straight to one with room.
-        self.workers: list[Worker] = []
+        self.workers: list[Worker] = workers if workers is not None else []
+
+    def owning(self, namespace: str) -> Launcher:
+        """A launcher for the service that owns ``namespace``: it may start runs there
+        (and shares this one's workers)."""
+        reserved = {ns: why for ns, why in self.reserved.items() if ns != namespace}
+        return Launcher(self.store, self.registry, reserved=reserved, workers=self.workers)
 
     def prepare_run(
         self,
@@ -79,12 +95,15 @@ class Launcher:
         traceparent: str | None = None,
     ) -> CreateRun:
         """The checked write that starts a run, to apply alone or inside another write: of
-        the pipeline's current version, or of ``version`` (a re-run of an older run)."""
+        the pipeline's current version, or of ``version`` (a re-run of an older run).
+        :class:`Forbidden` in a namespace reserved to a service (every face goes here)."""
+        ns, pipeline_name = split_name(name, namespace)
+        if ns in self.reserved:
+            raise Forbidden(self.reserved[ns])
         if version is not None:
             version, steps, data = self._resolve_version(name, namespace, version, params)
         else:
             version, steps, data = self._resolve(name, namespace, params)
-        ns, pipeline_name = split_name(name, namespace)
         local = next((w for w in self.workers if w.can_adopt(version)), None)
         return CreateRun(
             run_id=new_run_id(),
