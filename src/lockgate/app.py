@@ -130,7 +130,12 @@ class App:
         self.webhooks = Webhooks(self.store, self.launcher, self.settings)
         self.schedules = Schedules(self.store, self.launcher)
         self.pollers = Pollers(self.store, self.launcher, self.settings.secrets)
-        self.queues = Queues(self.store, self.launcher, self.settings.secrets)
+        self.queues = Queues(
+            self.store,
+            self.launcher,
+            self.settings.secrets,
+            max_message_bytes=self.settings.queue_max_message_bytes,
+        )
         self.webhooks.redeliverers["queue"] = self.queues.redeliver
         self.channels = Channels(self.store, self.registry, self.launcher.owning(CHANNEL_NAMESPACE))
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self.launcher.workers))

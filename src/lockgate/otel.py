@@ -148,8 +148,8 @@ def scrub_request(span: trace.Span, scope: Mapping[str, Any], mask: Callable[[st
     """Rewrite a request span as it starts, before anything is exported: its name, path and
     URL say the route's template (``/hooks/{trigger_id}``, ``/sign-in/link/{secret}``), not
     the path, which may carry a credential; a query keeps its keys with every value masked
-    (``token=***``, as secrets are masked); every other text goes through ``mask``. A path that matches no route is
-    not recorded."""
+    (``token=***``); every other text goes through ``mask``. A path that matches no route
+    is not recorded."""
     attributes = getattr(span, "attributes", None)
     if not span.is_recording() or attributes is None:
         return

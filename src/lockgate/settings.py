@@ -109,6 +109,9 @@ class Settings:
     delivery_retention_days: float = 30.0
     #: ...and at most this many per trigger, schedule or poller.
     delivery_retention_count: int = 1000
+    #: A queue message whose body and headers together are larger than this is REJECTED
+    #: (to the dead letters) without being parsed.
+    queue_max_message_bytes: int = 1024 * 1024
     #: Module prefixes ``python`` steps may call besides the pipeline's own modules.
     python_allow: tuple[str, ...] = ()
     #: Where each run gets a directory of its own (``${run.workspace}``); a templated
@@ -176,6 +179,9 @@ class Settings:
             ),
             delivery_retry_interval=float(
                 env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)
+            ),
+            queue_max_message_bytes=int(
+                env.get("LOCKGATE_QUEUE_MAX_MESSAGE_BYTES", base.queue_max_message_bytes)
             ),
             worker_name=env.get("LOCKGATE_WORKER_NAME") or None,
             python_allow=_listed(env.get("LOCKGATE_PYTHON_ALLOW", "")),

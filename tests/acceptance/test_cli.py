@@ -120,3 +120,23 @@ def test_logs_reach_the_terminal_without_escape_sequences(db_url: str, tmp_path:
     run_id = json.loads(done.stdout)["id"]
     shown = lockgate(db_url, "runs", "logs", run_id)
     assert "plainred" in shown.stdout and "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+
+
+#: ``-p tag=<the byte 0xff>``: what Python makes of bytes that are not UTF-8 in argv.
+BAD = ("-p", "tag=\udcff")
+
+
+def test_a_param_that_is_not_text_is_refused_with_exit_code_2(db_url: str) -> None:
+    """Threat: bytes that are not UTF-8 on the command line reach Python as lone
+    surrogates; ``-p`` refuses them (and a NUL-free argv cannot carry one) naming the
+    param, exit 2, nothing started."""
+    out = subprocess.run(
+        [sys.executable, "-m", "lockgate", "run", "crashy", "--pipelines", PIPELINES, *BAD],
+        capture_output=True,
+        env={**os.environ, "LOCKGATE_DATABASE_URL": db_url},
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert b"params.tag" in out.stderr and b"lone surrogate" in out.stderr
+    listed = lockgate(db_url, "runs", "list", "-o", "json")
+    assert json.loads(listed.stdout) == []

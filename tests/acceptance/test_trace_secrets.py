@@ -18,7 +18,7 @@ from lockgate.testing import TraceReceiver
 
 HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "leaky.py")
-PASSWORD = "hunter2-correct-horse"  # noqa: S105 - the secret the test hunts for
+PASSWORD = "hunter2-correct-horse"
 GERRIT = HERE.parent / "fixtures" / "webhooks" / "gerrit" / "patchset-created.json"
 
 

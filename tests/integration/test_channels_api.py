@@ -292,8 +292,8 @@ async def test_no_face_but_a_push_starts_a_channel_pipeline(served: Served) -> N
     a face that lacks the REST check. The rule lives in the service: the console's start
     form, Python callers (the in-process CLI's path) and REST are all refused, and nothing
     starts; a push still deploys."""
-    from lockgate.errors import Forbidden
     from lockgate.console.core import COOKIE
+    from lockgate.errors import Forbidden
 
     served.app.channels.register(flags)
     params = {"content": {"values": ["evil"]}, "command": "deploy"}

@@ -276,3 +276,30 @@ def test_queue_deliveries_follow_the_delivery_retention(settings: Settings, tmp_
         assert [d.key for d in app.deliveries(queue.id)] == ["4-0", "3-0"]
     finally:
         app.close()
+
+
+async def test_poison_messages_never_abort_their_batch(
+    app: App,
+    consuming: asyncio.Event,
+    broker: redis.Redis,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    stream: str,
+) -> None:
+    """Threat: one message that cannot be stored (a lone surrogate or a NUL in its body or
+    a field, a body over the size limit) aborting its batch and stalling the trigger: each
+    is REJECTED to the dead-letter stream with its reason; the good one still runs."""
+    app.queues.max_message_bytes = 4096
+    queue = make_queue(app, tmp_path, redis_server.url, stream)
+    surrogate = publish(broker, stream, b'{"version": "\\ud800"}')
+    nul = publish(broker, stream, {"version": "1"}, env="a\x00b")
+    huge = publish(broker, stream, {"version": "9" * 5000})
+    good = publish(broker, stream, {"version": "2.0"})
+    found = await deliveries(app, queue.id, 4)
+    assert found[surrogate].status == "REJECTED" and "body.version" in found[surrogate].error
+    assert found[nul].status == "REJECTED" and "headers.env" in found[nul].error
+    assert found[huge].status == "REJECTED" and "over the limit" in found[huge].error
+    assert (await app.wait(found[good].run_ids[0], timeout=20)).status == RunStatus.SUCCEEDED
+    dead = broker.xrange(queue.dead_letter)
+    assert [e[1][b"source_id"].decode() for e in dead] == [surrogate, nul, huge]
+    await wait_for(lambda: pending(broker, stream) == 0)

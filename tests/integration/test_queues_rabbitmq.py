@@ -205,3 +205,47 @@ async def test_a_messages_traceparent_header_is_its_runs_parent(
     assert run.trace_context is not None and run.trace_context.split("-")[1] == caller_trace
     batch = [s for s in spans.get_finished_spans() if s.name == f"process {queue_name}"]
     assert batch and (batch[0].attributes or {})["messaging.system"] == "rabbitmq"
+
+
+async def test_poison_messages_never_abort_their_batch(
+    app: App,
+    consuming: asyncio.Event,
+    channel: aio_pika.abc.AbstractChannel,
+    rabbitmq_server: RabbitMQServer,
+    tmp_path: Path,
+    queue_name: str,
+) -> None:
+    """Threat: one message that cannot be stored (an id over the column's limit or with a
+    NUL, a body with a lone surrogate, a body over the size limit) aborting its batch, so
+    that the batch comes back for ever and the trigger stalls. Long and NUL ids are stored
+    hashed and run; the rest are REJECTED to the dead letters; the good one still runs."""
+    app.queues.max_message_bytes = 4096
+    queue = make_queue(app, tmp_path, rabbitmq_server.address, queue_name)
+    await declared(channel, queue_name)
+
+    async def send(raw: bytes, message_id: str) -> None:
+        message = aio_pika.Message(raw, message_id=message_id)
+        await channel.default_exchange.publish(message, routing_key=queue_name)
+
+    good = json.dumps({"version": "1.0"}).encode()
+    await send(good, "x" * 250)
+    await send(good.replace(b"1.0", b"1.1"), "with\x00nul")
+    await send(b'{"version": "\\ud800"}', "surrogate")
+    await send(json.dumps({"version": "9" * 5000}).encode(), "huge")
+    await send(good.replace(b"1.0", b"2.0"), "after")
+    found = await deliveries(app, queue.id, 5)
+    hashed = [k for k in found if k.startswith("sha256:")]
+    assert len(hashed) == 2 and all(found[k].status == "DONE" for k in hashed)
+    assert found["surrogate"].status == "REJECTED" and "body.version" in found["surrogate"].error
+    assert found["huge"].status == "REJECTED"
+    assert "over the limit of 4096" in found["huge"].error
+    run = await app.wait(found["after"].run_ids[0], timeout=20)
+    assert run.status == RunStatus.SUCCEEDED and run.params == {"version": "2.0"}
+    dead = await channel.declare_queue(queue.dead_letter, passive=True)
+    sources = []
+    for _ in range(2):
+        letter = await dead.get(timeout=5)
+        await letter.ack()
+        sources.append(letter.headers["x-lockgate-source-id"])
+    assert sources == ["surrogate", "huge"]
+    await wait_for(lambda: asyncio.run(depth_now(rabbitmq_server, queue_name)) == 0)

@@ -12,6 +12,7 @@ from lockgate.channels.model import TENANT, Channel
 from lockgate.channels.pipeline import NAMESPACE, ROLLBACK, channel_pipeline
 from lockgate.core.ids import new_run_id
 from lockgate.core.registry import Registry
+from lockgate.core.text import unstorable
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import ChannelNotFound, ParamsError, TooLarge, Unauthorized
 from lockgate.records import (
@@ -103,6 +104,9 @@ class Channels:
                 f"{ch.max_content_bytes}",
                 details={"size": size, "limit": ch.max_content_bytes},
             )
+        unfit = unstorable(content, "content") + unstorable(command, "command")
+        if unfit:  # refused before anything echoes it back
+            raise ParamsError(unfit)
         problems = []
         if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
             problems.append(_TENANT_RULE)

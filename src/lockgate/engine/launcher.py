@@ -19,6 +19,7 @@ from lockgate.core.ids import new_run_id
 from lockgate.core.params import pydantic_problems
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
+from lockgate.core.text import unstorable
 from lockgate.engine.worker import Worker
 from lockgate.errors import Forbidden, ParamsError, PipelineNotFound
 from lockgate.records import RunRecord
@@ -100,10 +101,16 @@ class Launcher:
         ns, pipeline_name = split_name(name, namespace)
         if ns in self.reserved:
             raise Forbidden(self.reserved[ns])
+        # Text no store takes is refused before anything echoes it back.
+        problems = unstorable(params, "params") + unstorable(context, "context")
+        if problems:
+            raise ParamsError(problems)
         if version is not None:
             version, steps, data = self._resolve_version(name, namespace, version, params)
         else:
             version, steps, data = self._resolve(name, namespace, params)
+        if problems := unstorable(data, "params"):
+            raise ParamsError(problems)
         local = next((w for w in self.workers if w.can_adopt(version)), None)
         return CreateRun(
             run_id=new_run_id(),

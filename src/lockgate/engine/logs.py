@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.core.context import StepLogger
+from lockgate.core.text import clean
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -72,7 +73,7 @@ class LogBuffer:
         text = str(message)
         if len(text) > MAX_MESSAGE_CHARS:
             text = text[:MAX_MESSAGE_CHARS] + f" [line cut at {MAX_MESSAGE_CHARS} characters]"
-        text = self._mask(text)
+        text = clean(self._mask(text))  # a lone surrogate or NUL reads back as U+FFFD
         with self._lock:
             spent = self._spent.get(step, (0, 0))
             if spent is None:

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.selectable import TextualSelect
 
 from lockgate.core.statuses import ACTIVE_RUN_STATUSES, StepStatus
+from lockgate.core.text import clean
 from lockgate.records import RunRecord, StepRecord
 from lockgate.store import schema as s
 from lockgate.store.attempts import started_on
@@ -190,8 +191,15 @@ JSON_COLUMNS = {
 
 
 def json_text(value: Any) -> str | None:
-    """A JSON column's value as the drivers take it (``None`` stays SQL NULL)."""
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    """A JSON column's value as the drivers take it (``None`` stays SQL NULL); text that
+    no database stores (a step's output holding a lone surrogate or a NUL) is stored with
+    U+FFFD in its place."""
+    if value is None:
+        return None
+    text = json.dumps(value, separators=(",", ":"))
+    if "\\u" in text:  # escaped characters: maybe one of those
+        text = json.dumps(clean(value), separators=(",", ":"))
+    return text
 
 
 def db_values(table: Table, values: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from lockgate.core.text import read_json
 from lockgate.errors import StoreError
 from lockgate.store.base import Store
 
@@ -76,10 +77,17 @@ class PostgresStore(Store):
             "keepalives_count": 3,
         }
         writer = create_engine(
-            url, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args=args
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_pre_ping=True,
+            connect_args=args,
+            json_deserializer=read_json,
         )
         # Not pinged on checkout: Store.read tries once more after a dropped connection.
-        reader = create_engine(url, pool_size=5, max_overflow=10, connect_args=args)
+        reader = create_engine(
+            url, pool_size=5, max_overflow=10, connect_args=args, json_deserializer=read_json
+        )
         return writer, reader
 
     def insert(self, table: Table) -> Any:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
+from lockgate.core.text import read_json
 from lockgate.errors import DatabaseMissing, StoreError
 from lockgate.store.base import Store
 
@@ -56,8 +57,12 @@ class SqliteStore(Store):
             # Owner-only from the start; SQLite gives its WAL and shm files the same mode.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         args = {"check_same_thread": False, "timeout": self._busy_timeout_ms / 1000}
-        writer = create_engine(url, connect_args=args, pool_size=1, max_overflow=0)
-        reader = create_engine(url, connect_args=args, pool_size=8, max_overflow=8)
+        writer = create_engine(
+            url, connect_args=args, pool_size=1, max_overflow=0, json_deserializer=read_json
+        )
+        reader = create_engine(
+            url, connect_args=args, pool_size=8, max_overflow=8, json_deserializer=read_json
+        )
         self._configure(writer, "BEGIN IMMEDIATE")
         self._configure(reader, "BEGIN")
         return writer, reader

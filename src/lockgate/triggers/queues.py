@@ -32,6 +32,7 @@ import structlog
 from lockgate import tracing
 from lockgate.core.codec import loads
 from lockgate.core.statuses import DeliveryStatus
+from lockgate.core.text import clean, needs_cleaning, unstorable
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.records import DeliveryRecord, QueueRecord
@@ -112,9 +113,16 @@ class Queues(Managed[QueueRecord]):
     kind = "queue"
 
     def __init__(
-        self, store: Store, starter: RunStarter, secrets: Mapping[str, str] | None = None
+        self,
+        store: Store,
+        starter: RunStarter,
+        secrets: Mapping[str, str] | None = None,
+        *,
+        max_message_bytes: int = 1024 * 1024,
     ) -> None:
         self._secrets = secrets or {}
+        #: Bodies and headers larger than this together are REJECTED unread.
+        self.max_message_bytes = max_message_bytes
         self._store = store
         self._starter = starter
         self.store = self.rows = QueueStore(store)
@@ -385,23 +393,52 @@ class Queues(Managed[QueueRecord]):
         """The delivery of ``message`` with the run it starts (its span a child of
         ``traceparent``, the message's), and why it goes to the dead-letter stream
         (``None``: it does not)."""
-        key = message.id or hashlib.sha256(message.body).hexdigest()
+        key = message_key(message)
         event = {"kind": "message", "broker": queue.broker, "queue": queue.source, "id": key}
+
+        def rejected(reason: str) -> tuple[Deliver, str]:
+            # No message may abort its batch: what is kept of it is storable text.
+            raw = message.body[:4096].decode(errors="replace")
+            payload = clean({"id": key, "body": raw, "headers": message.headers})
+            op = Deliver(
+                queue.id, key, event, payload, None, DeliveryStatus.REJECTED, reason, "queue"
+            )
+            return op, reason
+
+        size = len(message.body) + sum(len(k) + len(v) for k, v in message.headers.items())
+        if size > self.max_message_bytes:
+            return rejected(
+                f"message is {size} bytes, over the limit of {self.max_message_bytes} "
+                "(LOCKGATE_QUEUE_MAX_MESSAGE_BYTES)"
+            )
         try:
             body = loads(message.body) if message.body else None
         except (ValueError, RecursionError) as exc:
-            reason = f"body is not JSON: {exc}"
-            raw = message.body[:4096].decode(errors="replace")
-            payload = {"id": key, "body": raw, "headers": message.headers}
-            rejected = DeliveryStatus.REJECTED
-            op = Deliver(queue.id, key, event, payload, None, rejected, reason, source="queue")
-            return op, reason
+            return rejected(f"body is not JSON: {exc}")
+        if unfit := unstorable(body, "body") + unstorable(message.headers, "headers"):
+            return rejected("; ".join(unfit))
         data = {"id": key, "body": body, "headers": message.headers}
         (create, status, error), dead = self._plan_data(
             queue, data, delivery_run_key(queue.id, key), traceparent
         )
         op = Deliver(queue.id, key, event, data, create, status, error, source="queue")
         return op, error if dead else None
+
+
+#: The longest message id kept as it is (the deliveries' key column).
+MAX_KEY = 200
+
+
+def message_key(message: Message) -> str:
+    """What identifies a message among its trigger's deliveries: the broker's id if it is
+    storable text that fits, else a hash of it (``sha256:...``); a hash of the body when
+    the message has no id."""
+    if message.id is None or message.id == "":
+        return hashlib.sha256(message.body).hexdigest()
+    if len(message.id) <= MAX_KEY and not needs_cleaning(message.id):
+        return message.id
+    raw = message.id.encode("utf-8", "surrogatepass")
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def _traceparent(headers: Mapping[str, str]) -> str | None:

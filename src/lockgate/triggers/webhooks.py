@@ -18,6 +18,7 @@ import structlog
 
 from lockgate.core.codec import loads
 from lockgate.core.statuses import DeliveryStatus
+from lockgate.core.text import unstorable
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import InvalidState, LockgateError, NotFound
 from lockgate.records import DeliveryRecord, TriggerRecord
@@ -208,6 +209,8 @@ class Webhooks(WebhookTriggers):
                 raise BadPayload(f"body is not JSON: {exc}") from exc
             if _depth(data) > MAX_DEPTH:
                 raise BadPayload(f"body is nested deeper than {MAX_DEPTH} levels")
+            if unfit := unstorable(data, "body"):
+                raise BadPayload("; ".join(unfit))
             event = provider.parse(lowered, data)
         except BadPayload as exc:
             return _error(400, "bad_payload", exc.message)
