@@ -22,10 +22,32 @@ def absolute_database_url(url: str, cwd: Path) -> str:
     return f"{prefix}:///{(cwd / path).resolve()}{q}{query}"
 
 
+#: Query keys taken for credentials (a part of the lower-cased key): ``?password=``,
+#: ``?access_token=``, ``?apikey=``, ``?sig=``...
+_CREDENTIAL_KEYS = ("pass", "pwd", "token", "secret", "auth", "key", "sig", "cred")
+
+
+def credential_keys(url: str) -> list[str]:
+    """The keys of ``url``'s query that look like they carry a credential."""
+    query = url.partition("?")[2].partition("#")[0]
+    keys = [part.partition("=")[0] for part in query.split("&") if part]
+    return [k for k in keys if any(word in k.lower() for word in _CREDENTIAL_KEYS)]
+
+
 def redacted(url: str, *, user_is_secret: bool = False) -> str:
-    """``url`` without its password, for messages, banners and what viewers read. With
-    ``user_is_secret`` a user part without a password is taken for a token (git URLs such
-    as ``https://TOKEN@host/repo``) and hidden too."""
+    """``url`` without its password or the values of credential-like query keys, for
+    messages, banners and what viewers read. With ``user_is_secret`` a user part without a
+    password is taken for a token (git URLs such as ``https://TOKEN@host/repo``) and hidden
+    too."""
+    hidden = set(credential_keys(url))
+    if hidden:
+        base, _, rest = url.partition("?")
+        query, hash_, fragment = rest.partition("#")
+        parts = [
+            f"{key}=***" if (key := part.partition("=")[0]) in hidden else part
+            for part in query.split("&")
+        ]
+        url = f"{base}?{'&'.join(parts)}{hash_}{fragment}"
     scheme, sep, rest = url.partition("://")
     authority = rest.split("/", 1)[0]
     userinfo, at, _ = authority.rpartition("@")

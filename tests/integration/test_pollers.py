@@ -178,8 +178,16 @@ def test_credentials_are_a_named_secret_sent_to_an_http_repository(tmp_path: Pat
         assert "git ls-remote failed" in (app.pollers.get(without.id).last_error or "")
         assert "no secret 'NOT_SET'" in (app.pollers.get(missing.id).last_error or "")
         assert "s3cret" not in str(app.pollers.get(with_secret.id).to_dict())
-        with pytest.raises(ParamsError, match="no password in the URL"):
-            app.pollers.create("build", "https://ci:pw@git.example.com/app.git")
+        # Threat: a credential in a URL viewers read. Userinfo and credential-like query
+        # keys are refused alike.
+        for leaky in (
+            "https://ci:pw@git.example.com/app.git",
+            "https://ghp_TOKEN@git.example.com/app.git",
+        ):
+            with pytest.raises(ParamsError, match="no user or password in an http"):
+                app.pollers.create("build", leaky)
+        with pytest.raises(ParamsError, match=r"no credentials in the query \(access_token\)"):
+            app.pollers.create("build", "https://git.example.com/app.git?access_token=abc")
         with pytest.raises(ParamsError, match="credentials: the name of a configured secret"):
             app.pollers.update(without.id, credentials="not a name")
         assert app.pollers.update(with_secret.id, credentials="").credentials is None

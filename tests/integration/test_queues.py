@@ -201,6 +201,26 @@ def test_queue_settings_are_checked_with_every_problem_listed(app: App) -> None:
     ]
     with pytest.raises(ParamsError, match="broker: one of redis"):
         app.queues.create("shipped", "kafka", "kafka://x", "s")
+    # Threat: a broker password in the query, which passed the no-password rule and which
+    # viewers read.
+    with pytest.raises(ParamsError) as info:
+        app.queues.create("shipped", "redis", "redis://host/0?password=hunter22&db=1", "s")
+    assert info.value.problems == [
+        "url: no credentials in the query (password): name a secret holding the password "
+        "in credentials instead"
+    ]
+
+
+def test_views_hide_credentials_in_urls() -> None:
+    """Whatever got stored before the rule, views show no credential of a URL."""
+    from lockgate.settings import redacted
+
+    assert redacted("redis://host/0?password=p4ss&db=1") == "redis://host/0?password=***&db=1"
+    assert (
+        redacted("amqp://u:pw@host/?Auth_Token=t&x=1#f")
+        == "amqp://u:***@host/?Auth_Token=***&x=1#f"
+    )
+    assert redacted("https://ghp_x@h/r.git", user_is_secret=True) == "https://***@h/r.git"
 
 
 async def test_a_changed_queue_is_followed_by_its_running_consumer(

@@ -23,7 +23,7 @@ import structlog
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.records import PollerRecord
-from lockgate.settings import redacted
+from lockgate.settings import credential_keys, redacted
 from lockgate.store import Store
 from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
@@ -87,10 +87,16 @@ def _check(
 ) -> None:
     """Refuse a poller's settings with every problem listed."""
     problems = []
-    if urlsplit(repository).password:
+    parts = urlsplit(repository)
+    if parts.password or (parts.scheme in ("http", "https") and parts.username):
         problems.append(
-            "repository: no password in the URL: name a secret holding user:password in "
-            "credentials instead"
+            "repository: no user or password in an http(s) URL: name a secret holding "
+            "user:password in credentials instead"
+        )
+    if keys := credential_keys(repository):
+        problems.append(
+            f"repository: no credentials in the query ({', '.join(keys)}): name a secret "
+            "holding user:password in credentials instead"
         )
     if credentials is not None and not SECRET_NAME.fullmatch(credentials):
         problems.append("credentials: the name of a configured secret (letters, digits, _)")

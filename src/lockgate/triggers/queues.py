@@ -36,6 +36,7 @@ from lockgate.core.text import clean, needs_cleaning, unstorable
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.records import DeliveryRecord, QueueRecord
+from lockgate.settings import credential_keys
 from lockgate.store import Store
 from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
@@ -85,6 +86,11 @@ def _check(
     if parts.password:
         problems.append(
             "url: no password in the URL: name a secret holding it in credentials instead"
+        )
+    if keys := credential_keys(url):
+        problems.append(
+            f"url: no credentials in the query ({', '.join(keys)}): name a secret holding "
+            "the password in credentials instead"
         )
     for field, value in {"source": source, **names}.items():
         if not value or len(value) > NAME_LIMIT or any(c in value for c in "\n\r\0"):
