@@ -131,6 +131,9 @@ class Settings:
     delivery_retention_days: float = 30.0
     #: ...and at most this many per trigger, schedule or poller.
     delivery_retention_count: int = 1000
+    #: A webhook delivery's identity (its signed body or signed id) is remembered this many
+    #: days, whatever delivery retention keeps: the same one again is a replay.
+    webhook_replay_days: float = 90.0
     #: A queue message whose body and headers together are larger than this is REJECTED
     #: (to the dead letters) without being parsed.
     queue_max_message_bytes: int = 1024 * 1024
@@ -198,6 +201,9 @@ class Settings:
             ),
             delivery_retention_count=int(
                 env.get("LOCKGATE_DELIVERY_RETENTION_COUNT", base.delivery_retention_count)
+            ),
+            webhook_replay_days=float(
+                env.get("LOCKGATE_WEBHOOK_REPLAY_DAYS", base.webhook_replay_days)
             ),
             delivery_retry_interval=float(
                 env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)

@@ -408,3 +408,88 @@ async def test_deep_nesting_is_a_bad_request_not_a_server_error(served: Served) 
     async with served.client("viewer") as viewer:
         metrics = (await viewer.get("/metrics")).text
     assert 'lockgate_webhook_answers_total{code="400"} 1.0' in metrics
+
+
+def standard(body: bytes, msg_id: str, key: bytes, stamp: int | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for ``body`` signed with ``key``."""
+    stamp = int(time.time()) if stamp is None else stamp
+    mac = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": "v1," + base64.b64encode(mac.digest()).decode(),
+    }
+
+
+async def test_a_replay_is_refused_after_its_delivery_was_pruned(served: Served) -> None:
+    """Threat: replay protection that goes with delivery retention. The guard keeps the
+    signed body's identity in its own window: a replay after the delivery was pruned starts
+    nothing; once the window (90 days by default) has passed, it is forgotten."""
+    trigger = await make_trigger(served, provider="github")
+    body = raw("github/push.json")
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        first = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
+        assert first.status_code == 202
+        served.app.webhooks.prune(now=time.time() + 31 * 86400)  # past delivery retention
+        assert served.app.deliveries(trigger) == []
+        again = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
+        assert again.status_code == 200, again.text
+        assert again.json()["status"] == "DUPLICATE"
+        assert again.json()["original_status"] == "PRUNED"
+        assert len(served.app.list_runs()) == 1
+        served.app.webhooks.prune(now=time.time() + 91 * 86400)  # past the replay window
+        late = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
+        assert late.status_code == 202 and late.json()["status"] == "DONE"
+    assert len(served.app.list_runs()) == 2
+
+
+async def test_a_signed_id_decides_a_duplicate_where_the_provider_signs_one(
+    served: Served,
+) -> None:
+    """GitLab's signed webhooks and Standard Webhooks sign a unique id with a timestamp:
+    the same body under a new signed id is a new delivery (a tag deleted and pushed again);
+    the same id again is a duplicate; a stale timestamp is refused."""
+    gitlab = await make_trigger(served, provider="gitlab")
+    body = raw("gitlab/push.json")
+    key = b"0123456789abcdef0123456789abcdef"
+    generic = await make_trigger(
+        served,
+        provider="generic",
+        secret="whsec_" + base64.b64encode(key).decode(),
+        params={"env": "${payload.target}"},
+    )
+    plain = b'{"event": "release", "target": "staging"}'
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        for trigger, sent, signing in ((gitlab, body, SECRET.encode()), (generic, plain, key)):
+            one = await client.post(
+                f"/hooks/{trigger}", content=sent, headers=standard(sent, "msg-1", signing)
+            )
+            two = await client.post(
+                f"/hooks/{trigger}", content=sent, headers=standard(sent, "msg-2", signing)
+            )
+            assert one.status_code == two.status_code == 202, (one.text, two.text)
+            assert one.json()["run_ids"] != two.json()["run_ids"]
+            again = await client.post(
+                f"/hooks/{trigger}", content=sent, headers=standard(sent, "msg-1", signing)
+            )
+            assert again.status_code == 200 and again.json()["status"] == "DUPLICATE"
+            stale = standard(sent, "msg-3", signing, int(time.time()) - 600)
+            old = await client.post(f"/hooks/{trigger}", content=sent, headers=stale)
+            assert old.status_code == 401 and "5 minutes" in old.text
+    assert len(served.app.list_runs()) == 4
+
+
+async def test_bodyless_requests_are_told_apart_by_their_delivery_ids(served: Served) -> None:
+    """A GET has no body to sign: its delivery id, not a hash of nothing, identifies it.
+    Two pings with different ids are two deliveries; the same id again is one."""
+    trigger = await make_trigger(served, provider="generic", params={"env": "ping"})
+    async with httpx.AsyncClient(base_url=served.base) as client:
+        answers = [
+            await client.get(
+                f"/hooks/{trigger}", headers={"X-Signature": sign(b""), "X-Delivery-Id": d}
+            )
+            for d in ("ping-1", "ping-2", "ping-1")
+        ]
+    assert [a.status_code for a in answers] == [202, 202, 200]
+    assert answers[2].json()["status"] == "DUPLICATE"
+    assert len(served.app.deliveries(trigger)) == 2

@@ -36,8 +36,10 @@ class Deliver:
     error: str | None = None
     #: ``webhook``, ``schedule`` or ``poller``.
     source: str = "webhook"
-    #: SHA-256 (hex) of a webhook's signed body: a body seen before is a duplicate.
-    body: str | None = None
+    #: What identifies a webhook delivery against replays (SHA-256, hex, of its signed body
+    #: or of its signed unique id): one seen before, within the replay window, is a
+    #: duplicate whatever its unsigned delivery id says.
+    replay: str | None = None
 
     def apply(self, tx: WriteTx) -> tuple[int, str, list[str], bool, RunRecord | None]:
         """``(delivery id, status, run ids, created, run)``; a known key returns the first.
@@ -89,7 +91,7 @@ def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
             "received_at": tx.now,
             "updated_at": tx.now,
             "source": ops[i].source,
-            "body_sha256": ops[i].body,
+            "body_sha256": ops[i].replay,
         }
         for i in todo
     ]
@@ -111,6 +113,18 @@ def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
             create.delivery_id = stored[(ops[i].trigger_id, ops[i].key)]
     creates = [c for c in (ops[i].create for i in creating) if c is not None]
     runs = dict(zip(creating, create_runs(tx, creates), strict=True))
+    guarded = [  # the replay guard remembers each new delivery's identity
+        {
+            "trigger_id": ops[i].trigger_id,
+            "digest": ops[i].replay,
+            "seen_at": tx.now,
+            "delivery_id": stored[where],
+        }
+        for where, i in owners.items()
+        if ops[i].replay is not None
+    ]
+    if guarded:
+        tx.insert_rows(s.webhook_replays, guarded, "trigger_id, digest", "digest")
     d = s.deliveries.c
     for i in todo:
         op = ops[i]
@@ -148,34 +162,37 @@ def deliver_all(tx: WriteTx, ops: Sequence[Deliver]) -> list[Any]:
 def _replays(
     tx: WriteTx, ops: Sequence[Deliver], todo: list[int], results: list[Any]
 ) -> tuple[list[int], dict[int, int]]:
-    """Fill in the results of deliveries whose signed body was stored before; the slots
-    left to insert, and those repeating a body earlier in this batch (-> that slot)."""
-    bodies = sorted({b for i in todo if (b := ops[i].body) is not None})
+    """Fill in the results of deliveries the replay guard saw before (their delivery may
+    have been pruned since: then its status reads ``PRUNED``); the slots left to insert,
+    and those repeating one earlier in this batch (-> that slot)."""
+    digests = sorted({b for i in todo if (b := ops[i].replay) is not None})
     seen: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
-    for start in range(0, len(bodies), ROWS_PER_INSERT):
-        chunk = bodies[start : start + ROWS_PER_INSERT]
+    for start in range(0, len(digests), ROWS_PER_INSERT):
+        chunk = digests[start : start + ROWS_PER_INSERT]
         marks = ", ".join(f":b{n}" for n in range(len(chunk)))
         rows = tx.fetch_rows(
-            "SELECT trigger_id, body_sha256, id, status, run_ids FROM deliveries "  # noqa: S608
-            f"WHERE body_sha256 IN ({marks})",
+            "SELECT r.trigger_id, r.digest, r.delivery_id, d.status, d.run_ids "  # noqa: S608
+            "FROM webhook_replays r LEFT JOIN deliveries d ON d.id = r.delivery_id "
+            f"WHERE r.digest IN ({marks})",
             {f"b{n}": b for n, b in enumerate(chunk)},
         )
-        for trigger_id, body, delivery_id, status, run_ids in rows:
+        for trigger_id, digest, delivery_id, status, run_ids in rows:
             ids = json.loads(run_ids) if isinstance(run_ids, str) else list(run_ids or [])
-            seen.setdefault((trigger_id, body), (int(delivery_id), str(status), ids))
+            found = (int(delivery_id), str(status or "PRUNED"), ids)
+            seen.setdefault((trigger_id, digest), found)
     left: list[int] = []
     firsts: dict[tuple[str, str], int] = {}
     repeats: dict[int, int] = {}
     for i in todo:
         op = ops[i]
-        where = (op.trigger_id, op.body or "")
-        if op.body is not None and where in seen:
+        where = (op.trigger_id, op.replay or "")
+        if op.replay is not None and where in seen:
             delivery_id, status, ids = seen[where]
             results[i] = (delivery_id, status, ids, False, None)
-        elif op.body is not None and where in firsts:
+        elif op.replay is not None and where in firsts:
             repeats[i] = firsts[where]
         else:
-            if op.body is not None:
+            if op.replay is not None:
                 firsts[where] = i
             left.append(i)
     return left, repeats

@@ -288,6 +288,19 @@ deliveries = Table(
     Index("ix_deliveries_body", "trigger_id", "body_sha256"),
 )
 
+#: The replay guard of webhook triggers, kept apart from delivery retention (its own
+#: window, ``webhook_replay_days``): what each delivery was identified by (a hash of its
+#: signed body, or of its signed unique id), and the delivery it was.
+webhook_replays = Table(
+    "webhook_replays",
+    metadata,
+    Column("trigger_id", String(64), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("seen_at", Float, nullable=False),
+    Column("delivery_id", BigInteger, nullable=False),
+    Index("ix_webhook_replays_seen", "seen_at"),
+)
+
 schedules = Table(
     "schedules",
     metadata,

@@ -90,6 +90,19 @@ class PruneDeliveries:
         return int(removed)
 
 
+@dataclass
+class PruneReplays:
+    """The replay guard's own retention: forget identities first seen before
+    ``older_than``; how many went."""
+
+    older_than: float
+
+    def apply(self, tx: WriteTx) -> int:
+        r = s.webhook_replays.c
+        gone = tx.conn.execute(delete(s.webhook_replays).where(r.seen_at < self.older_than))
+        return int(gone.rowcount)
+
+
 class TriggerStore(RecordTable[TriggerRecord]):
     """CRUD for triggers; deliveries stored once per (trigger, key)."""
 
@@ -171,3 +184,7 @@ class TriggerStore(RecordTable[TriggerRecord]):
     def prune(self, older_than: float, keep: int) -> int:
         """Retention: drop deliveries older than ``older_than`` and all but ``keep`` per trigger."""
         return self._store.apply(PruneDeliveries(older_than, keep))
+
+    def forget_replays(self, older_than: float) -> int:
+        """The replay guard's retention: forget identities first seen before ``older_than``."""
+        return self._store.apply(PruneReplays(older_than))

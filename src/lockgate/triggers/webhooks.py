@@ -216,10 +216,10 @@ class Webhooks(WebhookTriggers):
             return _error(400, "bad_payload", exc.message)
         except (AttributeError, TypeError, KeyError, ValueError) as exc:
             return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
-        digest = hashlib.sha256(body).hexdigest()
-        key = (event.delivery_id or digest)[:200]
+        replay = provider.replay_key(lowered, body)
+        key = (event.delivery_id or replay or hashlib.sha256(body).hexdigest())[:200]
         plan = self._plan(trigger, delivery_run_key(trigger.id, key), event, data)
-        return Deliver(trigger.id, key, event.to_dict(), data, *plan, body=digest)
+        return Deliver(trigger.id, key, event.to_dict(), data, *plan, replay=replay)
 
     def _failed(self, source: str, answer: Answer) -> Answer:
         """A failed attempt spends its address's budget, never the trigger's; past it the
@@ -346,6 +346,7 @@ class Webhooks(WebhookTriggers):
             self._settings.delivery_retention_days,
             self._settings.delivery_retention_count,
         )
+        self.triggers.forget_replays(now - self._settings.webhook_replay_days * 86400.0)
         return self.triggers.prune(now - days * 86400.0, count)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -52,3 +54,37 @@ class Provider(ABC):
     @abstractmethod
     def parse(self, headers: Headers, data: Any) -> TriggerEvent:
         """The normalised event of a verified, decoded payload."""
+
+    def replay_key(self, headers: Headers, body: bytes) -> str | None:
+        """What identifies a verified delivery against replays (SHA-256, hex): by default
+        its signed body, so that the same body sent again is a duplicate whatever its
+        unsigned delivery id says. ``None`` for an empty body, which tells one delivery
+        from another by nothing signed: its delivery id alone identifies it."""
+        return hashlib.sha256(body).hexdigest() if body else None
+
+
+#: Signed timestamps older (or newer) than this are refused (Standard Webhooks).
+TOLERANCE = 300
+
+
+def verify_standard(headers: Headers, body: bytes, key: bytes) -> None:
+    """Check a Standard Webhooks signature (``webhook-signature: v1,<base64 HMAC-SHA256 of
+    id.timestamp.body>``): the signed timestamp must be within 5 minutes."""
+    msg_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
+    if not msg_id or not stamp.isdigit() or abs(time.time() - int(stamp)) > TOLERANCE:
+        raise BadSignature("webhook-id missing, or webhook-timestamp missing or outside 5 minutes")
+    signed = f"{msg_id}.{stamp}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    offered = [
+        part.split(",", 1)[1]
+        for part in headers.get("webhook-signature", "").split()
+        if part.startswith("v1,")
+    ]
+    if not any(same(o, expected) for o in offered):
+        raise BadSignature("wrong webhook-signature")
+
+
+def standard_replay_key(headers: Headers) -> str:
+    """A Standard Webhooks delivery's identity: its signed unique id (the same body sent
+    again under a new id is a new delivery; the same id again is a replay)."""
+    return hashlib.sha256(b"webhook-id:" + headers.get("webhook-id", "").encode()).hexdigest()
