@@ -19,6 +19,7 @@ from lockgate.records import (
     QueueRecord,
     RunRecord,
     ScheduleRecord,
+    SessionRecord,
     StageRecord,
     TokenRecord,
     TriggerRecord,
@@ -143,6 +144,10 @@ class Client(Protocol):
         """API tokens."""
 
     @property
+    def sessions(self) -> SessionsClient:
+        """Web console sessions."""
+
+    @property
     def webhooks(self) -> WebhooksClient:
         """Webhook triggers."""
 
@@ -172,6 +177,16 @@ class TokensClient(Protocol):
 
     def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
         """Revoke a token; it stops working at once."""
+
+
+class SessionsClient(Protocol):
+    """Web console sessions; ``App.sessions`` is the in-process one."""
+
+    def list(self) -> list[SessionRecord]:
+        """Live sessions, newest first."""
+
+    def revoke(self, ref: str, *, actor: str) -> SessionRecord:
+        """End a live session (named by its ref) now."""
 
 
 class ManagedClient(Protocol[R]):

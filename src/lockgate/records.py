@@ -266,6 +266,25 @@ class SessionRecord(Record):
     created_at: float
     expires_at: float
     ended_at: float | None
+    last_seen_at: float | None = None
+
+    @property
+    def ref(self) -> str:
+        """How people name the session (a prefix of its id, itself a hash of the cookie)."""
+        return self.id[:16]
+
+    def public(self) -> dict[str, object]:
+        """What an admin sees of it: never the cookie's hash or the CSRF secret."""
+        return {
+            "ref": self.ref,
+            "subject": self.subject,
+            "role": self.role,
+            "token_id": self.token_id,
+            "created_at": self.created_at,
+            "last_seen_at": self.last_seen_at,
+            "expires_at": self.expires_at,
+            "ended_at": self.ended_at,
+        }
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -25,6 +26,7 @@ from lockgate.records import (
     QueueRecord,
     RunRecord,
     ScheduleRecord,
+    SessionRecord,
     StageRecord,
     TokenRecord,
     TriggerRecord,
@@ -292,6 +294,11 @@ class RestClient:
         return RestChannels(self)
 
     @property
+    def sessions(self) -> RestSessions:
+        """Console sessions over REST (an admin token's work)."""
+        return RestSessions(self)
+
+    @property
     def tokens(self) -> RestTokens:
         """API tokens over REST (an admin token's work)."""
         return RestTokens(self)
@@ -429,6 +436,26 @@ class RestChannels:
         self._rest._call_empty(
             "DELETE", f"/channels/{channel}/push-token", params={"tenant": tenant}
         )
+
+
+class RestSessions:
+    """The console-session routes, returning what ``App.sessions`` returns (the ref stands
+    for the id, which the server never shows)."""
+
+    def __init__(self, rest: RestClient) -> None:
+        self._rest = rest
+
+    def list(self) -> list[SessionRecord]:
+        """Live sessions, newest first."""
+        return [_session(found) for found in self._rest._call("GET", "/sessions")]
+
+    def revoke(self, ref: str, *, actor: str) -> SessionRecord:
+        """End a live session now."""
+        return _session(self._rest._call("DELETE", f"/sessions/{quote(ref, safe='')}"))
+
+
+def _session(found: dict[str, Any]) -> SessionRecord:
+    return SessionRecord(id=found.pop("ref"), csrf="", **found)
 
 
 class RestTokens:

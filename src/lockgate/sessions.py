@@ -83,10 +83,20 @@ class Sessions:
         return cookie, self._rows.redeem(_digest(secret), row)
 
     def find(self, cookie: str | None) -> SessionRecord | None:
-        """The live session of a cookie (not ended, not expired, its token not revoked)."""
+        """The live session of a cookie (not ended, expired or idle, its token not
+        revoked)."""
         if not cookie:
             return None
-        return self._rows.live(_digest(cookie), time.time())
+        return self._rows.live(_digest(cookie), time.time(), self._settings.console_idle_seconds)
+
+    def list(self) -> list[SessionRecord]:
+        """Live console sessions, newest first (an admin's view)."""
+        return self._rows.list_live(time.time(), self._settings.console_idle_seconds)
+
+    def revoke(self, ref: str, *, actor: str) -> SessionRecord:
+        """End a live session named by its ref now (audited as ``actor``): its cookie stops
+        working at once, everywhere."""
+        return self._rows.revoke(ref.strip().lower(), actor)
 
     def sign_out(self, session: SessionRecord) -> None:
         """End the session now, in the store: the cookie stops working everywhere."""

@@ -159,6 +159,9 @@ class Settings:
     api_docs: bool = True
     #: How long a web console sign-in lasts.
     console_session_seconds: float = 12 * 3600.0
+    #: A console session unused for this long ends (the sign-in lasts at most
+    #: ``console_session_seconds`` however busy it is).
+    console_idle_seconds: float = 3600.0
     #: How long a one-time sign-in link (``lockgate console-link``) can be used.
     console_link_seconds: float = 15 * 60.0
     #: This worker's stable identity (default: the host and a hash of the database URL).
@@ -227,6 +230,9 @@ class Settings:
             api_docs=env.get("LOCKGATE_API_DOCS", "true").lower() not in ("0", "false", "no"),
             console_session_seconds=float(
                 env.get("LOCKGATE_CONSOLE_SESSION_SECONDS", base.console_session_seconds)
+            ),
+            console_idle_seconds=float(
+                env.get("LOCKGATE_CONSOLE_IDLE_SECONDS", base.console_idle_seconds)
             ),
             console_link_seconds=float(
                 env.get("LOCKGATE_CONSOLE_LINK_SECONDS", base.console_link_seconds)

@@ -140,3 +140,26 @@ def test_a_param_that_is_not_text_is_refused_with_exit_code_2(db_url: str) -> No
     assert b"params.tag" in out.stderr and b"lone surrogate" in out.stderr
     listed = lockgate(db_url, "runs", "list", "-o", "json")
     assert json.loads(listed.stdout) == []
+
+
+def test_sessions_are_listed_and_ended_from_the_cli(db_url: str) -> None:
+    """``lockgate sessions list`` shows who is signed in (never a cookie's hash);
+    ``sessions revoke REF`` ends one; an unknown ref exits non-zero with a clear error."""
+    from lockgate import App, Settings
+
+    app = App(Settings(database_url=db_url))
+    app.migrate()
+    try:
+        cookie, session = app.sessions.redeem(app.sessions.make_link("admin", "ops", actor="t"))
+        listed = lockgate(db_url, "sessions", "list", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        [shown] = json.loads(listed.stdout)
+        assert shown["ref"] == session.ref and shown["subject"] == "ops"
+        assert session.id not in listed.stdout and session.csrf not in listed.stdout
+        ended = lockgate(db_url, "sessions", "revoke", session.ref)
+        assert ended.returncode == 0 and "ended" in ended.stdout
+        assert app.sessions.find(cookie) is None
+        again = lockgate(db_url, "sessions", "revoke", session.ref)
+        assert again.returncode != 0 and "no live session" in again.stderr
+    finally:
+        app.close()

@@ -46,6 +46,8 @@ REQUIRED = {
     ("GET", "/admin/tokens"): "admin",
     ("POST", "/admin/tokens"): "admin",
     ("POST", "/admin/tokens/{token_id}/revoke"): "admin",
+    ("GET", "/admin/sessions"): "admin",
+    ("POST", "/admin/sessions/{ref}/revoke"): "admin",
     ("GET", "/admin/audit"): "admin",
     ("POST", "/admin/prune"): "admin",
 }

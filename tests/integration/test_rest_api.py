@@ -293,6 +293,8 @@ REQUIRED = {
     ("GET", "/api/v1/tokens"): "admin",
     ("POST", "/api/v1/tokens"): "admin",
     ("DELETE", "/api/v1/tokens/{token_id}"): "admin",
+    ("GET", "/api/v1/sessions"): "admin",
+    ("DELETE", "/api/v1/sessions/{ref}"): "admin",
     ("GET", "/api/v1/audit"): "admin",
     ("POST", "/api/v1/prune"): "admin",
     ("POST", "/api/v1/triggers"): "admin",

@@ -1,10 +1,10 @@
-"""Admin routes: tokens and the audit log."""
+"""Admin routes: tokens, console sessions, the audit log and retention."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
 from lockgate.api.deps import Admin, Lockgate, Strict
@@ -39,6 +39,18 @@ def create_token(body: TokenBody, caller: Admin, lg: Lockgate) -> dict[str, Any]
 @router.delete("/tokens/{token_id}", summary="Revoke a token")
 def revoke_token(token_id: str, caller: Admin, lg: Lockgate) -> dict[str, Any]:
     return lg.tokens.revoke(token_id, actor=caller.name).to_dict()
+
+
+@router.get("/sessions", summary="Live web console sessions (never their cookies)")
+def list_sessions(caller: Admin, lg: Lockgate) -> list[dict[str, Any]]:
+    return [session.public() for session in lg.sessions.list()]
+
+
+@router.delete("/sessions/{ref}", summary="End a console session now (by its ref)")
+def revoke_session(
+    ref: Annotated[str, Path(max_length=64)], caller: Admin, lg: Lockgate
+) -> dict[str, Any]:
+    return lg.sessions.revoke(ref, actor=caller.name).public()
 
 
 @router.get("/audit", summary="Who did what: decisions, token use, runs started and cancelled")

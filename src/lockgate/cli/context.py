@@ -14,7 +14,7 @@ import typer
 
 from lockgate.app import App
 from lockgate.channels.model import Channel
-from lockgate.client import Client, TokensClient
+from lockgate.client import Client, SessionsClient, TokensClient
 from lockgate.core.pipeline import Pipeline
 from lockgate.discover import load_definitions
 from lockgate.errors import ParamsError
@@ -59,6 +59,13 @@ class CliState:
         if self.url and self.token:
             return self.client().tokens
         return self.app(migrate=migrate).tokens
+
+    def sessions(self) -> SessionsClient:
+        """The server's console sessions when both ``--url`` and ``--token`` are set (an
+        admin's token); else the database's."""
+        if self.url and self.token:
+            return self.client().sessions
+        return self.app().sessions
 
     def app(self, *, migrate: bool = False) -> App:
         """The App on the configured database (upgrading its schema when asked)."""

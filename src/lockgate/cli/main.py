@@ -23,6 +23,7 @@ from lockgate.cli.queues import queues_app
 from lockgate.cli.runs import run, runs_app
 from lockgate.cli.schedules import pollers_app, schedules_app
 from lockgate.cli.server import configure_logging, server, worker
+from lockgate.cli.sessions import sessions_app
 from lockgate.cli.tokens import tokens_app
 from lockgate.cli.triggers import triggers_app
 from lockgate.errors import LockgateError, ParamsError
@@ -50,6 +51,7 @@ for name, group in (
     ("approvals", approvals_app),
     ("channels", channels_app),
     ("tokens", tokens_app),
+    ("sessions", sessions_app),
     ("triggers", triggers_app),
     ("schedules", schedules_app),
     ("pollers", pollers_app),

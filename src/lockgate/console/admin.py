@@ -1,4 +1,5 @@
-"""Admin: API tokens (a new one's secret is shown once; revoke) and the audit log."""
+"""Admin: API tokens (a new one's secret is shown once; revoke), console sessions (list,
+end), retention and the audit log."""
 
 from __future__ import annotations
 
@@ -52,6 +53,23 @@ def create_token(request: Request, act: Admin, lg: Lockgate) -> Response:
 def revoke(token_id: str, act: Admin, lg: Lockgate) -> Response:
     record = lg.tokens.revoke(token_id, actor=act.person.subject)
     return back("/admin/tokens", f"token {record.name} revoked: its sessions end too")
+
+
+@router.get("/admin/sessions", response_class=HTMLResponse)
+def sessions(request: Request, who: AdminPage, lg: Lockgate) -> Response:
+    return page(
+        request,
+        "sessions.html",
+        title="Sessions",
+        sessions=lg.sessions.list(),
+        mine=who.session.ref,
+    )
+
+
+@router.post("/admin/sessions/{ref}/revoke")
+def revoke_session(ref: str, act: Admin, lg: Lockgate) -> Response:
+    record = lg.sessions.revoke(ref, actor=act.person.subject)
+    return back("/admin/sessions", f"session of {record.subject} ended")
 
 
 @router.post("/admin/prune")

@@ -208,6 +208,8 @@ console_sessions = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("ended_at", Float, nullable=True),
+    #: When it was last used (to the minute): idle past the timeout, it ends.
+    Column("last_seen_at", Float, nullable=True),
 )
 
 #: One-time sign-in links (``lockgate console-link``): used once, before they expire.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 
-from lockgate.errors import Unauthorized
+from lockgate.errors import NotFound, ParamsError, Unauthorized
 from lockgate.records import SessionRecord
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
@@ -23,7 +23,7 @@ class OpenSession:
     audit: AuditEntry
 
     def apply(self, tx: WriteTx) -> SessionRecord:
-        row = {**self.row, "created_at": tx.now, "ended_at": None}
+        row = {**self.row, "created_at": tx.now, "ended_at": None, "last_seen_at": tx.now}
         tx.conn.execute(s.console_sessions.insert().values(row))
         self.audit.insert(tx.conn, tx.now)
         return SessionRecord(**row)
@@ -45,6 +45,56 @@ class EndSession:
         ).rowcount
         if ended:
             self.audit.insert(tx.conn, tx.now)
+
+
+@dataclass(frozen=True)
+class RevokeSession:
+    """End the live session named by ``ref`` (a prefix of its id, at least 8 characters),
+    audited; :class:`NotFound` if none is, :class:`ParamsError` if several are."""
+
+    ref: str
+    actor: str
+
+    def apply(self, tx: WriteTx) -> SessionRecord:
+        c = s.console_sessions.c
+        if len(self.ref) < 8 or not all(ch in "0123456789abcdef" for ch in self.ref):
+            raise ParamsError(["ref: at least 8 of the session's hex characters"])
+        rows = tx.conn.execute(
+            select(s.console_sessions).where(
+                c.id.like(f"{self.ref}%"), c.ended_at.is_(None), c.expires_at > tx.now
+            )
+        ).all()
+        if not rows:
+            raise NotFound(f"no live session {self.ref!r}")
+        if len(rows) > 1:
+            raise ParamsError([f"ref: {self.ref!r} names {len(rows)} sessions; give more of it"])
+        found = SessionRecord(**rows[0]._mapping)
+        tx.conn.execute(update(s.console_sessions).where(c.id == found.id).values(ended_at=tx.now))
+        details = {"ref": found.ref, "subject": found.subject}
+        AuditEntry(self.actor, "console.session_revoke", None, details).insert(tx.conn, tx.now)
+        return replace(found, ended_at=tx.now)
+
+
+@dataclass(frozen=True)
+class TouchSession:
+    """Note that a session was used now (at most once a minute: a page view is a read)."""
+
+    session_id: str
+
+    def apply(self, tx: WriteTx) -> None:
+        c = s.console_sessions.c
+        tx.conn.execute(
+            update(s.console_sessions)
+            .where(
+                c.id == self.session_id,
+                func.coalesce(c.last_seen_at, c.created_at) < tx.now - TOUCH_EVERY,
+            )
+            .values(last_seen_at=tx.now)
+        )
+
+
+#: A session's use is recorded at most this often (seconds).
+TOUCH_EVERY = 60.0
 
 
 @dataclass(frozen=True)
@@ -111,18 +161,38 @@ class SessionStore:
         """Use a link and open its session."""
         return self._store.apply(RedeemLink(link_id, session))
 
-    def live(self, session_id: str, now: float) -> SessionRecord | None:
-        """The session, if it has not ended or expired and its token (if any) is not revoked."""
+    def live(self, session_id: str, now: float, idle: float) -> SessionRecord | None:
+        """The session, if it has not ended, expired or been idle for ``idle`` seconds, and
+        its token (if any) is not revoked; its use is noted."""
+        stmt = self._live(now, idle).where(s.console_sessions.c.id == session_id)
+        row = self._store.read(lambda conn: conn.execute(stmt).first())
+        if row is None:
+            return None
+        found = SessionRecord(**row._mapping)
+        if found.last_seen_at is None or found.last_seen_at < now - TOUCH_EVERY:
+            self._store.apply(TouchSession(found.id))
+        return found
+
+    def list_live(self, now: float, idle: float) -> list[SessionRecord]:
+        """Every live session, newest first."""
+        stmt = self._live(now, idle).order_by(s.console_sessions.c.created_at.desc())
+        rows = self._store.read(lambda conn: conn.execute(stmt).all())
+        return [SessionRecord(**row._mapping) for row in rows]
+
+    def revoke(self, ref: str, actor: str) -> SessionRecord:
+        """End a live session by its ref, audited."""
+        return self._store.apply(RevokeSession(ref, actor))
+
+    @staticmethod
+    def _live(now: float, idle: float) -> Select[Any]:
         c, t = s.console_sessions.c, s.tokens.c
-        stmt = (
+        return (
             select(s.console_sessions)
             .outerjoin(s.tokens, t.id == c.token_id)
             .where(
-                c.id == session_id,
                 c.ended_at.is_(None),
                 c.expires_at > now,
+                func.coalesce(c.last_seen_at, c.created_at) > now - idle,
                 or_(c.token_id.is_(None), and_(t.id.is_not(None), t.revoked_at.is_(None))),
             )
         )
-        row = self._store.read(lambda conn: conn.execute(stmt).first())
-        return None if row is None else SessionRecord(**row._mapping)
