@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -221,7 +222,14 @@ class App:
 
     def run_record(self, run_id: str) -> RunRecord:
         """A run alone (no steps); :class:`RunNotFound` if unknown."""
-        return self.store.get_run(run_id)
+        return self._shown(self.store.get_run(run_id))
+
+    def _shown(self, run: RunRecord) -> RunRecord:
+        """A run as every face shows it: secrets in its params masked (steps' outputs, the
+        context bag, errors and logs are masked as they are stored)."""
+        if not self.mask.active:
+            return run
+        return dataclasses.replace(run, params=self.mask.data(run.params))
 
     def check_database(self) -> None:
         """Raise the store's error if the database cannot answer (health checks)."""
@@ -232,8 +240,12 @@ class App:
         return self.store.get_audit(after, limit)
 
     def get_run(self, run_id: str) -> RunView:
-        """A run and its steps; :class:`RunNotFound` if unknown."""
-        return RunView(*self.store.run_view(run_id))
+        """A run and its steps, secrets masked in its params and its steps' inputs;
+        :class:`RunNotFound` if unknown."""
+        run, steps, attempts, errors = self.store.run_view(run_id)
+        if self.mask.active:
+            steps = [dataclasses.replace(st, input=self.mask.data(st.input)) for st in steps]
+        return RunView(self._shown(run), steps, attempts, errors)
 
     def list_runs(
         self,
@@ -247,8 +259,8 @@ class App:
         limit: int = 50,
     ) -> list[RunRecord]:
         """Newest runs first, filtered; ``before`` is the ``(created_at, id)`` of the last
-        run of the previous page."""
-        return self.store.list_runs(
+        run of the previous page; secrets in params masked."""
+        found = self.store.list_runs(
             status=status,
             pipeline=pipeline,
             namespace=namespace,
@@ -257,6 +269,7 @@ class App:
             before=before,
             limit=limit,
         )
+        return [self._shown(run) for run in found]
 
     def events(self, run_id: str, after: int = 0) -> list[EventRecord]:
         """A run's events, oldest first."""
@@ -529,7 +542,7 @@ class App:
         while True:
             run = await asyncio.to_thread(self.store.get_run, run_id)
             if RunStatus(run.status).terminal:
-                return run
+                return self._shown(run)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {run.status} after {timeout:g}s")
             await asyncio.sleep(poll)

@@ -267,6 +267,8 @@ class SessionRecord(Record):
     expires_at: float
     ended_at: float | None
     last_seen_at: float | None = None
+    #: A note for the next page (what an action did), shown once.
+    flash: str | None = None
 
     @property
     def ref(self) -> str:

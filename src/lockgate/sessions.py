@@ -89,6 +89,17 @@ class Sessions:
             return None
         return self._rows.live(_digest(cookie), time.time(), self._settings.console_idle_seconds)
 
+    def flash(self, session: SessionRecord, note: str) -> None:
+        """Show ``note`` once, on the session's next page (what an action did): kept with
+        the session, never in a URL that reflects it."""
+        self._rows.flash(session.id, note)
+
+    def take_flash(self, session: SessionRecord) -> str | None:
+        """The session's note for this page, which is then forgotten."""
+        if session.flash is not None:
+            self._rows.flash(session.id, None, session.flash)
+        return session.flash
+
     def list(self) -> list[SessionRecord]:
         """Live console sessions, newest first (an admin's view)."""
         return self._rows.list_live(time.time(), self._settings.console_idle_seconds)

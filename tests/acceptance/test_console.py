@@ -209,7 +209,8 @@ def test_start_a_run_from_the_form_and_watch_its_logs_arrive(
     page.fill("#param\\.pause", "0.5")
     shot(page, "pipeline")
     page.click("form.start button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f]+\?note="))
+    expect(page).to_have_url(re.compile(r"/runs/[0-9a-f]+$"))
+    expect(page.locator("p.note")).to_have_text("run started")
     lines = page.locator('pre[data-log="talk"] .line')
     expect(lines.first).to_contain_text("line 1 of 6", timeout=10_000)
     # Lines arrive while the step still runs: fewer than six are there at first.

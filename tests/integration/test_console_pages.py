@@ -106,6 +106,9 @@ async def test_an_admin_applies_retention_from_the_console(served: Served) -> No
         assert counted.status_code == 303
         shown = await http.get(counted.headers["location"])
         assert "retention would delete 0 runs (none)" in shown.text
+        # Threat: words put on a console page by a link. ?note= is not shown.
+        crafted = await http.get("/admin/tokens?note=call+0800+SCAM+to+unlock")
+        assert "SCAM" not in crafted.text
 
 
 async def test_a_run_names_the_delivery_that_started_it(served: Served) -> None:
@@ -201,7 +204,10 @@ async def test_an_admin_creates_and_edits_triggers_from_forms(served: Served) ->
             data={"csrf": csrf, "pipeline": "deploy", "namespace": "default", "events": "push"},
         )
         assert changed.status_code == 303
-        assert "changed" in changed.headers["location"]
+        assert "note" not in changed.headers["location"]  # a flash, not a URL parameter
+        shown = await http.get(changed.headers["location"])
+        assert "changed branches, events" in shown.text
+        assert "changed branches" not in (await http.get(changed.headers["location"])).text
         edited = app.webhooks.get(hook.id)
         assert (edited.events, edited.branches, edited.params) == (["push"], [], {})
 

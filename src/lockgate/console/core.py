@@ -245,17 +245,25 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     """A page rendered with ``context``, the signed-in person and the navigation."""
     who = person_of(request)
     nav = [(href, label) for href, label, role in NAV if who is not None and who.can(role)]
+    flash = lockgate(request).sessions.take_flash(who.session) if who is not None else None
     body = templates.get_template(template).render(
-        request=request, person=who, nav=nav, path=request.url.path, **context
+        request=request, person=who, nav=nav, path=request.url.path, flash=flash, **context
     )
     return HTMLResponse(body, status_code=status)
 
 
+class Back(RedirectResponse):
+    """After an action, to the page it changed, with a note of what it did."""
+
+    def __init__(self, to: str, note: str | None) -> None:
+        super().__init__(to, status_code=303)
+        self.note = note
+
+
 def back(to: str, note: str | None = None) -> RedirectResponse:
-    """After an action: see the page it changed (``note`` is shown there once)."""
-    if note:
-        to += ("&" if "?" in to else "?") + "note=" + quote(note)
-    return RedirectResponse(to, status_code=303)
+    """After an action: see the page it changed (``note`` is shown there once, kept with
+    the session: a URL parameter would let anyone put words on a console page)."""
+    return Back(to, note)
 
 
 # -- errors -------------------------------------------------------------------------------
@@ -270,7 +278,13 @@ class ConsoleRoute(APIRoute):
 
         async def answer(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
+                who = person_of(request)
+                if isinstance(response, Back) and response.note and who is not None:
+                    await asyncio.to_thread(
+                        lockgate(request).sessions.flash, who.session, response.note
+                    )
+                return response
             except SignInRequired:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 if request.method != "GET":

@@ -210,6 +210,8 @@ console_sessions = Table(
     Column("ended_at", Float, nullable=True),
     #: When it was last used (to the minute): idle past the timeout, it ends.
     Column("last_seen_at", Float, nullable=True),
+    #: A note for the next page this session sees (what an action did), shown once.
+    Column("flash", String(500), nullable=True),
 )
 
 #: One-time sign-in links (``lockgate console-link``): used once, before they expire.

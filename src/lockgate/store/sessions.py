@@ -93,6 +93,24 @@ class TouchSession:
         )
 
 
+@dataclass(frozen=True)
+class Flash:
+    """Keep a note for the session's next page (``None``: it was shown; cleared only if
+    it is still ``shown``, so a newer note is not lost)."""
+
+    session_id: str
+    note: str | None
+    shown: str | None = None
+
+    def apply(self, tx: WriteTx) -> None:
+        c = s.console_sessions.c
+        where = [c.id == self.session_id]
+        if self.note is None:
+            where.append(c.flash == self.shown)
+        note = None if self.note is None else self.note[:500]
+        tx.conn.execute(update(s.console_sessions).where(*where).values(flash=note))
+
+
 #: A session's use is recorded at most this often (seconds).
 TOUCH_EVERY = 60.0
 
@@ -182,6 +200,10 @@ class SessionStore:
     def revoke(self, ref: str, actor: str) -> SessionRecord:
         """End a live session by its ref, audited."""
         return self._store.apply(RevokeSession(ref, actor))
+
+    def flash(self, session_id: str, note: str | None, shown: str | None = None) -> None:
+        """Keep (or, with ``None``, clear) the note for a session's next page."""
+        self._store.apply(Flash(session_id, note, shown))
 
     @staticmethod
     def _live(now: float, idle: float) -> Select[Any]:
