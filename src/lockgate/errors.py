@@ -13,6 +13,7 @@ as class attributes (``http_status``, ``exit_code``)::
     │   ├── RunNotFound
     │   └── ChannelNotFound            (a channel, stage or manifest)
     ├── TooLarge                       too_large            a body or content over its limit
+    ├── RateLimited                    rate_limited         too many attempts: wait, try again
     ├── Unauthorized                   unauthorized         no valid token
     ├── Forbidden                      forbidden            not allowed for this person
     ├── Conflict                       conflict
@@ -121,6 +122,15 @@ class TooLarge(LockgateError):
 
     code = "too_large"
     http_status = 413
+    exit_code = 1
+
+
+class RateLimited(LockgateError):
+    """Too many attempts from one address (unauthenticated sign-ins): answered 429 with
+    ``Retry-After`` (``details["retry_after"]``, seconds)."""
+
+    code = "rate_limited"
+    http_status = 429
     exit_code = 1
 
 

@@ -194,7 +194,10 @@ class RestClient:
         if before is not None:
             query["cursor"] = encode_cursor(before)
         found = self._call("GET", f"/triggers/{trigger_id}/deliveries", params=query)
-        return [DeliveryRecord(**d) for d in found["deliveries"]]
+        return [
+            DeliveryRecord(**{k: v for k, v in d.items() if k != "payload_hidden"})
+            for d in found["deliveries"]
+        ]
 
     def decide(
         self,

@@ -8,10 +8,12 @@ with a token ends when that token is revoked (checked on every request).
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 
-from lockgate.errors import ParamsError, Unauthorized
+from lockgate.core.buckets import Buckets
+from lockgate.errors import ParamsError, RateLimited, Unauthorized
 from lockgate.records import SessionRecord
 from lockgate.settings import Settings
 from lockgate.store import Store
@@ -34,6 +36,18 @@ class Sessions:
         self._rows = SessionStore(store)
         self._tokens = tokens
         self._settings = settings
+        per_minute = settings.console_signin_per_minute
+        self._attempts = Buckets(per_minute / 60.0, max(1, int(per_minute)))
+
+    def attempt(self, address: str | None) -> None:
+        """Spend one of ``address``'s sign-in attempts (each is a write: a token check or a
+        link redeemed); :class:`RateLimited` when it has none left."""
+        wait = self._attempts.take(address or "unknown")
+        if wait:
+            raise RateLimited(
+                "too many sign-in attempts from this address; try again later",
+                details={"retry_after": max(1, math.ceil(wait))},
+            )
 
     def _new(self) -> tuple[str, dict[str, object]]:
         cookie = secrets.token_urlsafe(32)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from lockgate.core.masking import credential_key
+
 DEFAULT_DATABASE_URL = "sqlite:///lockgate.db"
 
 
@@ -22,16 +24,12 @@ def absolute_database_url(url: str, cwd: Path) -> str:
     return f"{prefix}:///{(cwd / path).resolve()}{q}{query}"
 
 
-#: Query keys taken for credentials (a part of the lower-cased key): ``?password=``,
-#: ``?access_token=``, ``?apikey=``, ``?sig=``...
-_CREDENTIAL_KEYS = ("pass", "pwd", "token", "secret", "auth", "key", "sig", "cred")
-
-
 def credential_keys(url: str) -> list[str]:
-    """The keys of ``url``'s query that look like they carry a credential."""
+    """The keys of ``url``'s query that look like they carry a credential (``?password=``,
+    ``?access_token=``, ``?apikey=``, ``?sig=``...)."""
     query = url.partition("?")[2].partition("#")[0]
     keys = [part.partition("=")[0] for part in query.split("&") if part]
-    return [k for k in keys if any(word in k.lower() for word in _CREDENTIAL_KEYS)]
+    return [k for k in keys if credential_key(k)]
 
 
 def redacted(url: str, *, user_is_secret: bool = False) -> str:
@@ -162,6 +160,12 @@ class Settings:
     #: A console session unused for this long ends (the sign-in lasts at most
     #: ``console_session_seconds`` however busy it is).
     console_idle_seconds: float = 3600.0
+    #: Sign-in attempts (a token posted, a link used) per minute per address, and the
+    #: burst: past them, 429 until the budget refills.
+    console_signin_per_minute: float = 10.0
+    #: Send the console's cookie with ``Secure`` always (behind a TLS proxy whose headers
+    #: are not believed); by default only when the request came over https.
+    console_secure_cookie: bool = False
     #: How long a one-time sign-in link (``lockgate console-link``) can be used.
     console_link_seconds: float = 15 * 60.0
     #: This worker's stable identity (default: the host and a hash of the database URL).
@@ -234,6 +238,11 @@ class Settings:
             console_idle_seconds=float(
                 env.get("LOCKGATE_CONSOLE_IDLE_SECONDS", base.console_idle_seconds)
             ),
+            console_signin_per_minute=float(
+                env.get("LOCKGATE_CONSOLE_SIGNIN_PER_MINUTE", base.console_signin_per_minute)
+            ),
+            console_secure_cookie=env.get("LOCKGATE_CONSOLE_SECURE_COOKIE", "false").lower()
+            in ("1", "true", "yes"),
             console_link_seconds=float(
                 env.get("LOCKGATE_CONSOLE_LINK_SECONDS", base.console_link_seconds)
             ),

@@ -81,7 +81,12 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         )
     }
     app.close()
-    env = {"LOCKGATE_DATABASE_URL": db_url, "LOCKGATE_POLL_INTERVAL": "0.05"}
+    env = {
+        "LOCKGATE_DATABASE_URL": db_url,
+        "LOCKGATE_POLL_INTERVAL": "0.05",
+        # Every test signs in from 127.0.0.1: more than a person's budget of attempts.
+        "LOCKGATE_CONSOLE_SIGNIN_PER_MINUTE": "600",
+    }
     with lockgate_server(env, "--pipelines", PIPELINES, "--examples") as (url, _):
         yield Console(url, tokens, db_url)
 

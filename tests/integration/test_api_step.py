@@ -542,3 +542,36 @@ steps:
     done = await run_yaml(allowed, tmp_path, text, {"name": ".."})
     assert done.status == RunStatus.SUCCEEDED
     assert rec.requests[0]["path"] == "/services/%2E%2E/releases"
+
+
+async def test_logged_bodies_mask_credentials_and_can_be_turned_off(
+    allowed: App, tmp_path: Path, server: tuple[str, Recorder]
+) -> None:
+    """Threat: viewers reading a token the called API returned (no configured secret, so
+    the masker does not know it) in the step log. Values under credential-like keys are
+    masked in logged JSON and form bodies; ``log_bodies: false`` logs no body at all."""
+    base, rec = server
+    issued = {"access_token": "at-98765-live", "expires_in": 3600, "user": {"apiKey": "k-1"}}
+    rec.answers += [(200, issued, {}), (200, issued, {})]
+    body = "{client_secret: cs-13579-live, scope: deploy}"
+    done = await run_yaml(
+        allowed,
+        tmp_path,
+        one_call("login", f"{base}/token", f"    method: POST\n    body: {body}\n"),
+    )
+    assert done.status == RunStatus.SUCCEEDED
+    text = "\n".join(line.message for line in allowed.logs(done.id))
+    assert "response body:" in text and "request body:" in text
+    assert '"expires_in":3600' in text and '"scope":"deploy"' in text
+    for credential in ("at-98765-live", "cs-13579-live", "k-1"):
+        assert credential not in text
+    quiet = await run_yaml(
+        allowed,
+        tmp_path,
+        one_call(
+            "quiet", f"{base}/token", f"    method: POST\n    body: {body}\n    log_bodies: false\n"
+        ),
+    )
+    messages = [line.message for line in allowed.logs(quiet.id)]
+    assert not any("body" in m for m in messages)
+    assert any(m.startswith("answered 200") for m in messages)

@@ -15,6 +15,7 @@ from lockgate.api.deps import Admin, Lockgate, Strict, Viewer, position
 from lockgate.app import App
 from lockgate.core.cursor import encode_cursor
 from lockgate.records import QueueRecord
+from lockgate.tokens import Role
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.sources import BROKERS
 from lockgate.triggers.webhook_config import MIN_SECRET
@@ -164,7 +165,12 @@ def list_deliveries(
     before = position(cursor, 1)
     found = lg.deliveries(trigger_id, limit, int(before[0]) if before else None)
     following = encode_cursor(found[-1].id) if len(found) == limit else None
-    return {"deliveries": [d.to_dict() for d in found], "next": following}
+    # A delivery's payload is the sender's whole body (a push's author emails, a message's
+    # headers): operators and up read it; viewers see the normalised event and outcome.
+    shown = [d.to_dict() for d in found]
+    if Role.operator.value not in caller.roles:
+        shown = [{**d, "payload": None, "payload_hidden": True} for d in shown]
+    return {"deliveries": shown, "next": following}
 
 
 class ScheduleBody(Strict):

@@ -27,7 +27,7 @@ from lockgate.app import App
 from lockgate.console.ansi import ansi_html
 from lockgate.console.forms import Field, fields_of
 from lockgate.core.params import params_model
-from lockgate.errors import Forbidden, LockgateError, Unauthorized
+from lockgate.errors import Forbidden, LockgateError, RateLimited, Unauthorized
 from lockgate.records import SessionRecord
 from lockgate.tokens import Role
 from lockgate.views import PendingApproval
@@ -161,7 +161,8 @@ Admin = Annotated[Acting, Depends(acting(Role.admin))]
 def same_origin(request: Request) -> None:
     """Refuse a sign-in posted from another site (there is no session CSRF secret yet)."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
+    # ``null`` is what a sandboxed frame or a data: page sends: another site, whoever.
+    if origin and (origin == "null" or urlsplit(origin).netloc != request.url.netloc):
         raise Forbidden("sign-in must be posted from this site")
 
 
@@ -330,7 +331,7 @@ def _error_page(request: Request, exc: LockgateError) -> Response:
         message = exc.message
     problems = list(getattr(exc, "problems", []) or [])
     titles = {403: "Not allowed", 404: "Not found", 409: "Not now", 401: "Sign in"}
-    return page(
+    answer = page(
         request,
         "error.html",
         status,
@@ -338,3 +339,6 @@ def _error_page(request: Request, exc: LockgateError) -> Response:
         message=message,
         problems=problems,
     )
+    if isinstance(exc, RateLimited):
+        answer.headers["Retry-After"] = str(exc.details["retry_after"])
+    return answer

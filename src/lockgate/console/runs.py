@@ -27,6 +27,7 @@ from lockgate.console.core import (
 )
 from lockgate.core.cursor import decode_cursor, encode_cursor
 from lockgate.core.statuses import RunStatus
+from lockgate.core.text import attachment
 from lockgate.errors import NotFound, ParamsError
 from lockgate.records import LogRecord, RunRecord
 
@@ -208,9 +209,7 @@ def download_logs(
         for line in lines
     )
     name = f"{run_id}-{step}.log" if step else f"{run_id}.log"
-    return PlainTextResponse(
-        text, headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
+    return PlainTextResponse(text, headers={"Content-Disposition": attachment(name)})
 
 
 def _all_logs(lg: App, run_id: str, step: str | None) -> list[LogRecord]:

@@ -13,6 +13,7 @@ from lockgate.console.core import (
     Lockgate,
     acting,
     console_router,
+    lockgate,
     page,
     person_of,
     safe_next,
@@ -33,7 +34,7 @@ def _signed_in(request: Request, cookie: str, session: SessionRecord, to: str) -
         max_age=max(1, int(session.expires_at - session.created_at)),
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https" or lockgate(request).settings.console_secure_cookie,
         path="/",
     )
     return answer
@@ -57,6 +58,7 @@ def sign_in(
     next: Annotated[str, Form(max_length=2000)] = "/runs",
 ) -> Response:
     same_origin(request)
+    lg.sessions.attempt(request.client.host if request.client else None)
     try:
         cookie, session = lg.sessions.sign_in(token)
     except Unauthorized:
@@ -83,6 +85,7 @@ def link_page(request: Request, secret: str) -> Response:
 @router.post("/sign-in/link/{secret}")
 def use_link(request: Request, secret: str, lg: Lockgate) -> Response:
     same_origin(request)
+    lg.sessions.attempt(request.client.host if request.client else None)
     cookie, session = lg.sessions.redeem(secret)
     return _signed_in(request, cookie, session, "/runs")
 

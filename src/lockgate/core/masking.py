@@ -62,6 +62,31 @@ def _forms(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
+#: Parts of a key (lower-cased) that say its value is a credential: ``password``,
+#: ``access_token``, ``apiKey``, ``client_secret``, ``Authorization``, ``sig``...
+CREDENTIAL_WORDS = ("pass", "pwd", "token", "secret", "auth", "key", "sig", "cred")
+
+
+def credential_key(name: str) -> bool:
+    """Whether a key's name says its value is a credential."""
+    lowered = name.lower()
+    return any(word in lowered for word in CREDENTIAL_WORDS)
+
+
+def redact_keys(value: Any) -> Any:
+    """JSON-like ``value`` with the value under every credential-like key replaced by
+    ``***`` (for what is logged of bodies no secret is configured for: a token an API
+    returned)."""
+    if isinstance(value, dict):
+        return {
+            k: MASK if isinstance(k, str) and credential_key(k) else redact_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_keys(v) for v in value]
+    return value
+
+
 class Masker:
     """Replaces every known secret, and its encoded forms, with ``***``."""
 

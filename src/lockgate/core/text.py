@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
 #: Characters no store takes: NUL, and surrogates (valid text pairs them into one
 #: character, so any left in a ``str`` are lone).
@@ -76,3 +77,13 @@ def read_json(text: str | bytes) -> Any:
     value = json.loads(text)
     escaped = b"\\u" in text if isinstance(text, bytes) else "\\u" in text
     return clean(value) if escaped else value
+
+
+def attachment(filename: str) -> str:
+    """A ``Content-Disposition`` value for a download named ``filename`` (RFC 6266): an
+    ASCII fallback with anything but letters, digits, ``.``, ``_`` and ``-`` replaced
+    (so no quote, semicolon or line break can add a parameter), and the exact name as
+    ``filename*``, percent-encoded UTF-8."""
+    name = clean(filename)
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -17,6 +17,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from lockgate.core.context import StepContext
+from lockgate.core.masking import CREDENTIAL_WORDS, redact_keys
 from lockgate.core.templates import render
 from lockgate.errors import StepError, StepTimeout
 from lockgate.steps import ssrf
@@ -46,6 +47,12 @@ class ApiConfig(KindConfig):
     )
     timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds per request.")
     follow_redirects: bool = False
+    log_bodies: bool = Field(
+        default=True,
+        description="Log an excerpt (2 KiB) of the request and response bodies, with "
+        "values under credential-like keys masked; false logs the request line and the "
+        "status only.",
+    )
     max_response_bytes: int = Field(default=1024 * 1024, gt=0, le=64 * 1024 * 1024)
 
     @field_validator("headers")
@@ -181,7 +188,7 @@ async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, by
                 extensions=extensions,
             )
             ctx.log.info("%s %s", method, target.url)
-            if request.content:
+            if request.content and config.log_bodies:
                 ctx.log.info("request body: %s", _excerpt(request.content))
             try:
                 response = await client.send(request, stream=True)
@@ -201,7 +208,7 @@ async def _send(ctx: StepContext, config: ApiConfig) -> tuple[httpx.Response, by
             except httpx.HTTPError as exc:
                 raise StepError(f"{method} {target.host} failed: {exc}") from exc
             ctx.log.info("answered %s (%d bytes)", response.status_code, len(body))
-            if body:
+            if body and config.log_bodies:
                 ctx.log.info("response body: %s", _excerpt(body))
             return response, body
     raise StepError(f"more than {MAX_REDIRECTS} redirects")
@@ -221,8 +228,21 @@ LOG_EXCERPT = 2048
 
 
 def _excerpt(data: bytes) -> str:
+    """What the log shows of a body: JSON with the values under credential-like keys
+    masked (a token the called API returned is no configured secret), cut at 2 KiB."""
+    parsed = _json(data)
+    if isinstance(parsed, dict | list):
+        data = json.dumps(redact_keys(parsed), separators=(",", ":")).encode()
     text = data[:LOG_EXCERPT].decode(errors="replace")
+    if not isinstance(parsed, dict | list):  # a form body: access_token=...&
+        text = _FORM_CREDENTIAL.sub(r"\1***", text)
     return text + (f"... ({len(data)} bytes)" if len(data) > LOG_EXCERPT else "")
+
+
+#: ``name=value`` whose name says the value is a credential (form-encoded bodies).
+_FORM_CREDENTIAL = re.compile(
+    r"(\b[\w.-]*(?:" + "|".join(CREDENTIAL_WORDS) + r")[\w.-]*=)[^&\s]*", re.IGNORECASE
+)
 
 
 def _json(body: bytes) -> Any:

@@ -8,7 +8,6 @@ import hashlib
 import ipaddress
 import math
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from lockgate.core.buckets import Buckets
 from lockgate.core.codec import loads
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.core.text import unstorable
@@ -42,29 +42,6 @@ TRIGGER_CACHE_SIZE = 10_000
 PRUNE_INTERVAL = 3600.0
 #: JSON bodies nested deeper than this are refused (400), as are deeper run params.
 MAX_DEPTH = 64
-
-
-class Buckets:
-    """Token buckets by key: ``rate`` per second, up to ``burst`` at once."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._state: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str) -> float:
-        """0 when ``key`` had a token (now spent), else the seconds until it will have."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, at = self._state.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
-            if len(self._state) > 100_000:  # forget idle keys rather than grow forever
-                self._state.clear()
-            if tokens >= 1:
-                self._state[key] = (tokens - 1, now)
-                return 0.0
-            self._state[key] = (tokens, now)
-            return (1 - tokens) / self.rate
 
 
 def _depth(value: Any) -> int:
