@@ -135,6 +135,10 @@ class Settings:
     #: A queue message whose body and headers together are larger than this is REJECTED
     #: (to the dead letters) without being parsed.
     queue_max_message_bytes: int = 1024 * 1024
+    #: Names and globs of the worker's environment variables every ``shell`` step gets
+    #: (``KUBECONFIG,AWS_*,HTTPS_PROXY``), besides PATH, HOME, LANG, LC_ALL, TZ and TMPDIR;
+    #: ``LOCKGATE_*`` never passes.
+    shell_env: tuple[str, ...] = ()
     #: Module prefixes ``python`` steps may call besides the pipeline's own modules.
     python_allow: tuple[str, ...] = ()
     #: Where each run gets a directory of its own (``${run.workspace}``); a templated
@@ -220,6 +224,7 @@ class Settings:
             ),
             worker_name=env.get("LOCKGATE_WORKER_NAME") or None,
             python_allow=_listed(env.get("LOCKGATE_PYTHON_ALLOW", "")),
+            shell_env=_listed(env.get("LOCKGATE_SHELL_ENV", "")),
             log_max_lines=int(env.get("LOCKGATE_LOG_MAX_LINES", base.log_max_lines)),
             log_max_bytes=int(env.get("LOCKGATE_LOG_MAX_BYTES", base.log_max_bytes)),
             webhook_rate=float(env.get("LOCKGATE_WEBHOOK_RATE", base.webhook_rate)),

@@ -163,3 +163,47 @@ def test_sessions_are_listed_and_ended_from_the_cli(db_url: str) -> None:
         assert again.returncode != 0 and "no live session" in again.stderr
     finally:
         app.close()
+
+
+def test_shell_steps_see_what_the_server_and_the_step_let_through(
+    db_url: str, tmp_path: Path
+) -> None:
+    """kubectl, aws and git need KUBECONFIG, AWS_* and SSH_AUTH_SOCK: LOCKGATE_SHELL_ENV
+    passes them to every shell step, ``inherit_env`` to one; nothing else of the host,
+    never LOCKGATE_*, and a credential taken from the host is masked in the log."""
+    pipeline = tmp_path / "kube.yaml"
+    pipeline.write_text(
+        "name: kube\n"
+        "steps:\n"
+        "  - name: look\n"
+        "    kind: shell\n"
+        "    argv: [sh, -c, 'env | sort; echo \"cfg=$${KUBECONFIG:-unset}\"']\n"
+        "    inherit_env: [SSH_AUTH_SOCK]\n"
+    )
+    host = {
+        "LOCKGATE_SHELL_ENV": "KUBECONFIG,AWS_*",
+        "KUBECONFIG": "/etc/kube/prod.conf",
+        "AWS_REGION": "eu-west-1",
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI-not-shown",
+        "SSH_AUTH_SOCK": "/run/agent.sock",
+        "UNLISTED_VARIABLE": "stays-home",
+        "LOCKGATE_SECRET_DEPLOY": "lockgate-secret-value",
+    }
+    out = lockgate(
+        db_url, "run", "kube", "--pipelines", str(pipeline), "--wait", "-o", "json", env=host
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    run = json.loads(out.stdout)
+    logs = lockgate(db_url, "runs", "logs", run["id"], env=host)
+    assert logs.returncode == 0, logs.stderr
+    text = logs.stdout
+    for seen in (
+        "KUBECONFIG=/etc/kube/prod.conf",
+        "AWS_REGION=eu-west-1",
+        "SSH_AUTH_SOCK=/run/agent.sock",
+        "cfg=/etc/kube/prod.conf",
+        "AWS_SECRET_ACCESS_KEY=***",
+    ):
+        assert seen in text, seen
+    for hidden in ("stays-home", "wJalrXUtnFEMI-not-shown", "lockgate-secret-value", "LOCKGATE_"):
+        assert hidden not in text, hidden

@@ -62,15 +62,37 @@ def _forms(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
-#: Parts of a key (lower-cased) that say its value is a credential: ``password``,
-#: ``access_token``, ``apiKey``, ``client_secret``, ``Authorization``, ``sig``...
-CREDENTIAL_WORDS = ("pass", "pwd", "token", "secret", "auth", "key", "sig", "cred")
+#: Words of a key's name that say its value is a credential, wherever they stand
+#: (``access_token``, ``client_secret``, ``DB_PASSWORD``, ``Authorization``, ``sig``)...
+CREDENTIAL_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "passphrase",
+        "token",
+        "secret",
+        "credential",
+        "credentials",
+        "authorization",
+        "signature",
+        "sig",
+    }
+)
+#: ...and words that do when they end it (``apiKey``, ``private_key``, ``basic_auth``; not
+#: ``AWS_ACCESS_KEY_ID`` or ``SSH_AUTH_SOCK``).
+CREDENTIAL_ENDINGS = frozenset({"key", "auth"})
+#: The words of a name: ``apiKey`` -> api, key; ``AWS_SECRET`` -> aws, secret.
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 
 def credential_key(name: str) -> bool:
     """Whether a key's name says its value is a credential."""
-    lowered = name.lower()
-    return any(word in lowered for word in CREDENTIAL_WORDS)
+    words = [word.lower() for word in _WORDS.findall(name)]
+    return bool(words) and (
+        words[-1] in CREDENTIAL_ENDINGS or any(word in CREDENTIAL_WORDS for word in words)
+    )
 
 
 def redact_keys(value: Any) -> Any:

@@ -48,10 +48,13 @@ def refs(value: str) -> Iterator[Ref]:
             raise TemplateError(f"unclosed placeholder in {value!r}: add '}}' or write $${{")
         path = inner.strip()
         if not _PATH.fullmatch(path):
+            start = match.start()
+            fixed = value[:start] + "$" + value[start:]
             raise TemplateError(
                 f"bad placeholder ${{{inner}}}: use ${{param}}, ${{steps.STEP.FIELD}}, "
                 "${run.id}, ${run.requested_by}, ${run.pipeline}, ${run.workspace} or "
-                "${secrets.NAME}"
+                "${secrets.NAME}; if it is meant for the shell or the program, escape it as "
+                f"$${{...}}: {fixed!r}"
             )
         yield Ref(tuple(path.split(".")))
 

@@ -17,7 +17,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from lockgate.core.context import StepContext
-from lockgate.core.masking import CREDENTIAL_WORDS, redact_keys
+from lockgate.core.masking import credential_key, redact_keys
 from lockgate.core.templates import render
 from lockgate.errors import StepError, StepTimeout
 from lockgate.steps import ssrf
@@ -235,14 +235,12 @@ def _excerpt(data: bytes) -> str:
         data = json.dumps(redact_keys(parsed), separators=(",", ":")).encode()
     text = data[:LOG_EXCERPT].decode(errors="replace")
     if not isinstance(parsed, dict | list):  # a form body: access_token=...&
-        text = _FORM_CREDENTIAL.sub(r"\1***", text)
+        text = _FORM_FIELD.sub(lambda m: f"{m[1]}=***" if credential_key(m[1]) else m[0], text)
     return text + (f"... ({len(data)} bytes)" if len(data) > LOG_EXCERPT else "")
 
 
-#: ``name=value`` whose name says the value is a credential (form-encoded bodies).
-_FORM_CREDENTIAL = re.compile(
-    r"(\b[\w.-]*(?:" + "|".join(CREDENTIAL_WORDS) + r")[\w.-]*=)[^&\s]*", re.IGNORECASE
-)
+#: ``name=value`` in a form-encoded body.
+_FORM_FIELD = re.compile(r"([^&=\s]+)=([^&\s]*)")
 
 
 def _json(body: bytes) -> Any:

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import functools
 import json
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from lockgate.core.context import StepContext
+from lockgate.core.masking import Masker, credential_key
 from lockgate.core.templates import TemplateError
 from lockgate.errors import StepError
 from lockgate.steps.base import KindConfig, StepKind
@@ -39,6 +41,12 @@ class ShellConfig(KindConfig):
 
     argv: list[str] = Field(min_length=1, description="The program and its arguments.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    inherit_env: list[str] = Field(
+        default_factory=list,
+        description="Names and globs (AWS_*) of the worker's environment variables this step "
+        "gets, besides LOCKGATE_SHELL_ENV's; LOCKGATE_* never passes. Values of those named "
+        "like credentials (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY) are masked in the step's log.",
+    )
     cwd: str | None = Field(
         default=None,
         description="Working directory; one with placeholders must stay inside the run's "
@@ -124,9 +132,14 @@ class ShellKind(StepKind):
             ctx.log.info("would run %s", config.argv)
             return {"exit_code": None, "stdout": "", "stderr": "", "noop": True}
         env = {k: os.environ[k] for k in PASSED_THROUGH if k in os.environ}
+        inherited = host_env(os.environ, [*ctx.settings.shell_env, *config.inherit_env])
+        env.update(inherited)
         if ctx.traceparent is not None:  # the command's own spans join the run's trace
             env["TRACEPARENT"] = ctx.traceparent
         env.update(config.env)
+        # A credential taken from the host is no configured secret: masked here.
+        hidden = [v for k, v in inherited.items() if credential_key(k) and len(v) >= 4]
+        mask = Masker(hidden) if hidden else None
         ctx.log.info("running %s", config.argv)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -143,17 +156,32 @@ class ShellKind(StepKind):
         tails = {"stdout": bytearray(), "stderr": bytearray()}
         try:
             await asyncio.gather(
-                _pump(proc.stdout, "info", tails["stdout"], ctx),
-                _pump(proc.stderr, "warning", tails["stderr"], ctx),
+                _pump(proc.stdout, "info", tails["stdout"], ctx, mask),
+                _pump(proc.stderr, "warning", tails["stderr"], ctx, mask),
             )
             code = await proc.wait()
         except BaseException:
             await _stop_group(proc)
             raise
         out = {k: v.decode(errors="replace").rstrip("\r\n") for k, v in tails.items()}
+        if mask is not None:
+            out = {k: mask(v) for k, v in out.items()}
         if code != 0:
             raise StepError(f"command {config.argv[0]!r} exited with status {code}")
         return {"exit_code": code, **out}
+
+
+def host_env(environ: Mapping[str, str], patterns: Sequence[str]) -> dict[str, str]:
+    """The variables of ``environ`` that ``patterns`` (names and globs) name, never a
+    ``LOCKGATE_*`` one (secrets and settings stay with lockgate)."""
+    if not patterns:
+        return {}
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith("LOCKGATE_")
+        and any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    }
 
 
 def _confined(workspace: Path, cwd: Any) -> Path:
@@ -166,10 +194,15 @@ def _confined(workspace: Path, cwd: Any) -> Path:
 
 
 async def _pump(
-    stream: asyncio.StreamReader | None, level: str, tail: bytearray, ctx: StepContext
+    stream: asyncio.StreamReader | None,
+    level: str,
+    tail: bytearray,
+    ctx: StepContext,
+    mask: Masker | None = None,
 ) -> None:
-    """Log ``stream`` line by line; a line longer than ``MAX_LINE_BYTES`` is cut there,
-    with a marker (a command printing a huge line does not fail its step)."""
+    """Log ``stream`` line by line (through ``mask``, if any); a line longer than
+    ``MAX_LINE_BYTES`` is cut there, with a marker (a command printing a huge line does
+    not fail its step)."""
     if stream is None:
         return
     line = bytearray()
@@ -182,7 +215,7 @@ async def _pump(
         for piece in complete:
             if not cut:
                 line.extend(piece)
-            _emit(ctx, level, line, cut)
+            _emit(ctx, level, line, cut, mask)
             line, cut = bytearray(), False
         if not cut:
             line.extend(rest)
@@ -190,11 +223,13 @@ async def _pump(
                 del line[MAX_LINE_BYTES:]
                 cut = True
     if line or cut:
-        _emit(ctx, level, line, cut)
+        _emit(ctx, level, line, cut, mask)
 
 
-def _emit(ctx: StepContext, level: str, line: bytearray, cut: bool) -> None:
+def _emit(ctx: StepContext, level: str, line: bytearray, cut: bool, mask: Masker | None) -> None:
     text = bytes(line[:MAX_LINE_BYTES]).decode(errors="replace").rstrip("\r")
+    if mask is not None:
+        text = mask(text)
     if cut or len(line) > MAX_LINE_BYTES:
         text += f" [line cut at {MAX_LINE_BYTES} bytes]"
     ctx.log.log(level, text)
