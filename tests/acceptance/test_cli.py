@@ -207,3 +207,71 @@ def test_shell_steps_see_what_the_server_and_the_step_let_through(
         assert seen in text, seen
     for hidden in ("stays-home", "wJalrXUtnFEMI-not-shown", "lockgate-secret-value", "LOCKGATE_"):
         assert hidden not in text, hidden
+
+
+def test_param_values_are_read_by_their_declared_type(db_url: str, tmp_path: Path) -> None:
+    """``-p version=1.0`` was refused ("Input should be a valid string") because every
+    value was parsed as JSON first. A string param keeps the text as typed; number,
+    integer, boolean, array and object params take JSON; ``key:=<json>`` is always JSON."""
+    pipeline = tmp_path / "release.yaml"
+    pipeline.write_text(
+        "name: release\n"
+        "params:\n"
+        "  version: {type: string, required: true}\n"
+        "  sha: {type: string}\n"
+        "  replicas: {type: integer}\n"
+        "  canary: {type: boolean}\n"
+        "  regions: {type: array}\n"
+        "steps:\n"
+        "  - {name: say, kind: shell, argv: [echo, '${version}']}\n"
+    )
+    out = lockgate(
+        db_url,
+        *("run", "release", "--pipelines", str(pipeline), "--wait", "-o", "json"),
+        *("-p", "version=1.0", "-p", "sha=0123456789", "-p", "replicas=3"),
+        *("-p", "canary=true", "-p", 'regions=["eu-west-1"]'),
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert json.loads(out.stdout)["params"] == {
+        "version": "1.0",
+        "sha": "0123456789",
+        "replicas": 3,
+        "canary": True,
+        "regions": ["eu-west-1"],
+    }
+    bad = lockgate(
+        db_url,
+        "run",
+        "release",
+        "--pipelines",
+        str(pipeline),
+        "-p",
+        "version=1",
+        "-p",
+        "replicas=three",
+        "-p",
+        "canary:={oops",
+    )
+    assert bad.returncode == 2
+    assert "'canary:={oops': not JSON after ':='" in bad.stderr
+    # Without a schema, values are text unless key:=<json> says otherwise.
+    free = tmp_path / "free.yaml"
+    free.write_text("name: free\nsteps:\n  - {name: say, kind: shell, argv: [echo, hi]}\n")
+    plain = lockgate(
+        db_url,
+        "run",
+        "free",
+        "--pipelines",
+        str(free),
+        "--wait",
+        "-o",
+        "json",
+        "-p",
+        "n=5",
+        "-p",
+        "m:=5",
+        "-p",
+        "tag=1.10",
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["params"] == {"n": "5", "m": 5, "tag": "1.10"}

@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -149,8 +150,21 @@ class BackgroundWorker:
         self._thread.join(timeout=60)
 
 
-def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
-    """``key=value`` pairs (values parsed as JSON when they are JSON) over a JSON file."""
+def parse_params(
+    pairs: list[str],
+    params_file: Path | None,
+    schema: Mapping[str, Any] | None = None,
+    *,
+    typed: bool = False,
+) -> dict[str, Any]:
+    """``key=value`` pairs over a JSON file; ``key:=<json>`` is always JSON.
+
+    ``typed`` reads a value by its param's declared type in ``schema`` (the pipeline's
+    params schema): a string param keeps the text as typed (``version=1.0``, a commit SHA
+    of digits); JSON is parsed for number, integer, boolean, array and object params only,
+    and not at all for a pipeline without a schema. Otherwise a value is parsed as JSON
+    when it is JSON.
+    """
     params: dict[str, Any] = {}
     problems: list[str] = []
     if params_file is not None:
@@ -163,8 +177,19 @@ def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
         params.update(loaded)
     for pair in pairs:
         key, sep, raw = pair.partition("=")
+        explicit = key.endswith(":")
+        key = key.removesuffix(":")
         if not sep or not key:
-            problems.append(f"{pair!r}: expected key=value")
+            problems.append(f"{pair!r}: expected key=value (or key:=<json>)")
+            continue
+        if explicit:
+            try:
+                params[key] = json.loads(raw)
+            except ValueError as exc:
+                problems.append(f"{pair!r}: not JSON after ':=' ({exc})")
+            continue
+        if typed and declared_type(schema, key) not in JSON_TYPES:
+            params[key] = raw  # text as typed
             continue
         try:
             params[key] = json.loads(raw)
@@ -173,3 +198,29 @@ def parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
     if problems:
         raise ParamsError(problems)
     return params
+
+
+#: Declared param types whose ``-p`` values are read as JSON.
+JSON_TYPES = frozenset({"number", "integer", "boolean", "array", "object"})
+
+
+def declared_type(schema: Mapping[str, Any] | None, key: str) -> str | None:
+    """The JSON type param ``key`` is declared with: ``string`` if it may be text at all;
+    ``None`` when it is not declared (or there is no schema)."""
+    if not schema:
+        return None
+    prop = (schema.get("properties") or {}).get(key)
+    if not isinstance(prop, Mapping):
+        return None
+    types: set[str] = set()
+    for option in [prop, *prop.get("anyOf", []), *prop.get("oneOf", [])]:
+        kind = option.get("type")
+        types.update(kind if isinstance(kind, list) else [kind] if kind else [])
+        if "$ref" in option or "properties" in option:
+            types.add("object")
+        for value in option.get("enum", []) or []:
+            types.add("string" if isinstance(value, str) else "number")
+    types.discard("null")
+    if "string" in types or not types:
+        return "string" if types else None
+    return sorted(types)[0]

@@ -33,6 +33,7 @@ from lockgate.cli.output import (
     table,
     when,
 )
+from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus
 from lockgate.errors import LockgateError
 
@@ -282,12 +283,32 @@ def _check_deadline(deadline: float | None, run_id: str) -> None:
         raise LockgateError(f"run {run_id} did not finish in time; it continues in the background")
 
 
+def _params_schema(lg: Any, local: list[Pipeline], name: str) -> dict[str, Any] | None:
+    """The params schema of the pipeline ``name`` names (``None``: it has none, or it is
+    not known here; starting it says which)."""
+    namespace, short = name.split("/", 1) if "/" in name else ("default", name)
+    for pipeline in local:
+        if (pipeline.namespace, pipeline.name) == (namespace, short):
+            return pipeline.params_schema()
+    try:
+        versions = [p for p in lg.pipeline_versions(short) if p.namespace == namespace]
+    except LockgateError:
+        return None
+    return versions[0].definition.get("params") if versions else None
+
+
 def run(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Pipeline name, or namespace/name.")],
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="key=value; the value is parsed as JSON if it is JSON."),
+        typer.Option(
+            "--param",
+            "-p",
+            help="key=value, read by the param's declared type: text for a string param "
+            "(version=1.0 stays '1.0'), JSON for number, integer, boolean, array and object "
+            "params; key:=<json> is always JSON.",
+        ),
     ] = None,
     params_file: Annotated[Path | None, typer.Option(help="JSON object of params.")] = None,
     context: Annotated[
@@ -306,7 +327,6 @@ def run(
 ) -> None:
     """Start a run. With --pipelines/--examples it also runs it here; else a server does."""
     state = state_of(ctx)
-    params = parse_params(param or [], params_file)
     local = pipelines_from(pipelines or [], examples, state.settings)
     lg: Any
     if local:
@@ -314,6 +334,8 @@ def run(
         lg.register(*local)
     else:  # the pipeline must be registered in the database (by a server or worker)
         lg = state.client() if state.url else state.app()
+    schema = _params_schema(lg, local, name)
+    params = parse_params(param or [], params_file, schema, typed=True)
     me = whoami()
     bag = parse_params(context, None) if context else None
     record = lg.start_run(
