@@ -130,6 +130,10 @@ class Client(Protocol):
     ) -> list[PendingApproval]:
         """Approval steps waiting for decisions, oldest first."""
 
+    def approval(self, run_id: str, step: str | None = None) -> PendingApproval | None:
+        """A run's latest approval request (or ``step``'s), with the decisions so far;
+        ``None`` if it asked for none."""
+
     def deliveries(
         self, trigger_id: str, limit: int = 100, before: int | None = None
     ) -> list[DeliveryRecord]:

@@ -273,23 +273,34 @@ class RestClient:
         query: dict[str, Any] = {"limit": limit}
         if before is not None:
             query["cursor"] = encode_cursor(*before)
-        pending = []
-        for item in self._call("GET", "/approvals", params=query)["approvals"]:
-            run = self.get_run(item["run_id"]).run
-            approval = ApprovalRecord(
-                run_id=item["run_id"],
-                step=item["step"],
-                request=item["request"],
-                requested_by=item["requested_by"],
-                opened_at=item["opened_at"],
-                expires_at=item["expires_at"],
-                outcome=item["outcome"],
-                settled_by=None,
-                settled_at=None,
-            )
-            decisions = [DecisionRecord(**d) for d in item["decisions"]]
-            pending.append(PendingApproval(run, approval, decisions))
-        return pending
+        found = self._call("GET", "/approvals", params=query)["approvals"]
+        return [self._pending(item) for item in found]
+
+    def approval(self, run_id: str, step: str | None = None) -> PendingApproval | None:
+        """A run's latest approval request (or ``step``'s), with the decisions so far."""
+        query = {"step": step} if step else {}
+        try:
+            item = self._call("GET", f"/runs/{run_id}/approval", params=query)
+        except errors.RunNotFound:
+            raise
+        except errors.NotFound:
+            return None
+        return self._pending(item)
+
+    def _pending(self, item: dict[str, Any]) -> PendingApproval:
+        run = self.get_run(item["run_id"]).run
+        approval = ApprovalRecord(
+            run_id=item["run_id"],
+            step=item["step"],
+            request=item["request"],
+            requested_by=item["requested_by"],
+            opened_at=item["opened_at"],
+            expires_at=item["expires_at"],
+            outcome=item["outcome"],
+            settled_by=None,
+            settled_at=None,
+        )
+        return PendingApproval(run, approval, [DecisionRecord(**d) for d in item["decisions"]])
 
     @property
     def channels(self) -> RestChannels:

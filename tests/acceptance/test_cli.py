@@ -275,3 +275,34 @@ def test_param_values_are_read_by_their_declared_type(db_url: str, tmp_path: Pat
     )
     assert plain.returncode == 0, plain.stderr
     assert json.loads(plain.stdout)["params"] == {"n": "5", "m": 5, "tag": "1.10"}
+
+
+GATE = str(HERE / "pipelines" / "console" / "gate.yaml")
+
+
+def test_a_run_at_an_approval_says_what_it_waits_for_and_the_truth_on_timeout(
+    db_url: str,
+) -> None:
+    """``lockgate run`` printed nothing and blocked at an approval; ``--timeout`` claimed
+    the in-process run would continue in the background. Now: the run id at once, what
+    it waits for with the command that decides it, and what (nothing, here) continues it."""
+    out = lockgate(
+        db_url, "run", "gate", "--pipelines", GATE, "-p", "service=billing", "--timeout", "3"
+    )
+    assert out.returncode == 1
+    first = out.stdout.splitlines()[0]
+    assert first.startswith("started run ") and first.endswith(" of default/gate")
+    run_id = first.split()[2]
+    assert f"run {run_id} waits at approval 'sign-off': Release billing to production?" in (
+        " ".join(out.stdout.split())
+    )
+    assert f"lockgate approve {run_id}" in out.stdout and "role approver" in out.stdout
+    assert "nothing drives it once this command ends" in out.stderr
+    assert f"lockgate runs cancel {run_id}" in out.stderr
+    # JSON output keeps stdout for the document: the notes go to stderr.
+    again = lockgate(
+        db_url,
+        *("run", "gate", "--pipelines", GATE, "-p", "service=billing", "--timeout", "3"),
+        *("-o", "json"),
+    )
+    assert again.stdout == "" and "waits at approval" in again.stderr

@@ -288,6 +288,7 @@ REQUIRED = {
     ("POST", "/api/v1/runs/{run_id}/rerun"): "operator",
     ("GET", "/api/v1/approvals"): "viewer",
     ("POST", "/api/v1/runs/{run_id}/decisions"): "approver",
+    ("GET", "/api/v1/runs/{run_id}/approval"): "viewer",
     ("POST", "/api/v1/decisions"): "approver",
     ("POST", "/api/v1/runs/{run_id}/resolve"): "operator",
     ("GET", "/api/v1/tokens"): "admin",

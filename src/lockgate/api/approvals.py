@@ -11,7 +11,7 @@ from lockgate.api.deps import Approver, Lockgate, Operator, Strict, Viewer, posi
 from lockgate.api.errors import denied
 from lockgate.app import MAX_BULK
 from lockgate.core.cursor import encode_cursor
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, NotFound
 
 router = APIRouter(prefix="/api/v1")
 
@@ -40,6 +40,21 @@ def pending_approvals(
         else None
     )
     return {"approvals": [p.to_dict() for p in pending], "next": following}
+
+
+@router.get("/runs/{run_id}/approval", summary="A run's latest approval request and its decisions")
+def run_approval(
+    run_id: str,
+    caller: Viewer,
+    lg: Lockgate,
+    step: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    found = lg.approval(run_id, step)
+    if found is None:
+        raise NotFound(
+            f"run {run_id} has asked for no approval" + (f" at {step!r}" if step else "")
+        )
+    return found.to_dict()
 
 
 @router.post("/runs/{run_id}/decisions", status_code=201, summary="Approve or reject")

@@ -120,7 +120,7 @@ def push(
         return
     if local[1]:
         with BackgroundWorker(lg):
-            status = follow_run(lg, d.run_id, output, timeout)
+            status = follow_run(lg, d.run_id, output, timeout, here=True)
     else:
         status = follow_run(lg, d.run_id, output, timeout)
     raise typer.Exit(0 if status == "SUCCEEDED" else 1)

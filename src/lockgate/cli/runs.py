@@ -26,6 +26,7 @@ from lockgate.cli.output import (
     Output,
     console,
     duration,
+    err_console,
     print_json,
     print_json_line,
     printable,
@@ -257,19 +258,26 @@ def rerun(
         console.print(f"started run {run.id}, a re-run of {run_id}", highlight=False)
 
 
-def follow_run(app: Any, run_id: str, output: Output, timeout: float | None) -> str:
-    """Show a run's progress until it finishes; returns its final status."""
+def follow_run(
+    app: Any, run_id: str, output: Output, timeout: float | None, *, here: bool = False
+) -> str:
+    """Show a run's progress until it finishes, saying what it waits for whenever it parks;
+    returns its final status. ``here``: this command's own worker drives the run (nothing
+    else may, once it ends)."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    told: set[tuple[str | None, int]] = set()
     if output is Output.json:
         while not RunStatus((view := app.get_run(run_id)).run.status).terminal:
-            _check_deadline(deadline, run_id)
+            _tell_waiting(app, view, told, err_console)
+            _check_deadline(deadline, view, timeout, here)
             time.sleep(0.05)
         print_json(view.to_dict())
         return str(view.run.status)
     view = app.get_run(run_id)
     with Live(render_run(view), console=console, refresh_per_second=10) as live:
         while not RunStatus(view.run.status).terminal:
-            _check_deadline(deadline, run_id)
+            _tell_waiting(app, view, told, live.console)
+            _check_deadline(deadline, view, timeout, here)
             time.sleep(0.05)
             view = app.get_run(run_id)
             live.update(render_run(view))
@@ -278,9 +286,65 @@ def follow_run(app: Any, run_id: str, output: Output, timeout: float | None) -> 
     return str(view.run.status)
 
 
-def _check_deadline(deadline: float | None, run_id: str) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise LockgateError(f"run {run_id} did not finish in time; it continues in the background")
+def waiting_note(app: Any, view: Any) -> str | None:
+    """What a parked run waits for, and the command that moves it on; ``None`` if it is
+    not parked."""
+    run = view.run
+    if run.status != RunStatus.WAITING:
+        return None
+    step = next((s for s in view.steps if s.status == "WAITING"), None)
+    if step is None:
+        return None
+    if step.error is not None:  # failed for good, and asks (on_failure: ask)
+        return (
+            f"run {run.id} waits: step {step.name!r} failed ({step.error[:200]}) and asks "
+            f"what next: lockgate runs resolve {run.id} retry|skip|rollback"
+        )
+    pending = app.approval(run.id, step.name)
+    if pending is not None and pending.approval.outcome is None:
+        policy = pending.policy
+        who = [f"role {r}" for r in policy.approvers.roles]
+        who += [f"user {u}" for u in policy.approvers.users]
+        given = sum(1 for d in pending.decisions if d.decision == "approve")
+        message = f": {policy.message}" if policy.message else ""
+        return (
+            f"run {run.id} waits at approval {step.name!r}{message}; "
+            f"{given} of {policy.required} approval(s), decided by "
+            f"{', '.join(who) or 'anyone who may approve'}: lockgate approve {run.id} "
+            f"(or lockgate reject {run.id})"
+        )
+    if step.wait_until is not None:
+        return f"run {run.id} waits: step {step.name!r} sleeps until {when(step.wait_until)}"
+    return None
+
+
+def _tell_waiting(app: Any, view: Any, told: set[tuple[str | None, int]], out: Any) -> None:
+    """Say once per parked step (and attempt) what the run waits for."""
+    step = next((s for s in view.steps if s.status == "WAITING"), None)
+    key = (step.name, step.attempt) if step is not None else (None, 0)
+    if view.run.status != RunStatus.WAITING or key in told:
+        return
+    note = waiting_note(app, view)
+    if note is not None:
+        told.add(key)
+        out.print(escape(note), highlight=False, soft_wrap=True)
+
+
+def _check_deadline(deadline: float | None, view: Any, timeout: float | None, here: bool) -> None:
+    if deadline is None or time.monotonic() <= deadline:
+        return
+    run = view.run
+    what = f"run {run.id} is still {run.status} after {timeout:g}s"
+    if here:
+        raise LockgateError(
+            f"{what}; nothing drives it once this command ends: to continue it, start "
+            "`lockgate worker --pipelines ...` (or `lockgate server`) on this database with "
+            f"that pipeline, or stop it: lockgate runs cancel {run.id}"
+        )
+    raise LockgateError(
+        f"{what}; a server or worker serving {run.namespace}/{run.pipeline} continues it "
+        f"(lockgate runs show {run.id})"
+    )
 
 
 def _params_schema(lg: Any, local: list[Pipeline], name: str) -> dict[str, Any] | None:
@@ -347,15 +411,18 @@ def run(
         actor=me,
         context=bag,
     )
+    started = f"started run {record.id} of {record.namespace}/{record.pipeline}"
     if not wait and not local:
         if output is Output.json:
             print_json(record.to_dict())
         else:
-            console.print(f"started run {record.id} of {record.namespace}/{record.pipeline}")
+            console.print(started, highlight=False)
         return
+    # Said at once (on stderr beside JSON), before the run has done anything.
+    (err_console if output is Output.json else console).print(started, highlight=False)
     if local:
         with BackgroundWorker(lg):
-            status = follow_run(lg, record.id, output, timeout)
+            status = follow_run(lg, record.id, output, timeout, here=True)
     else:
         status = follow_run(lg, record.id, output, timeout)
     raise typer.Exit(0 if status == "SUCCEEDED" else 1)
