@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,43 @@ def test_a_run_at_an_approval_says_what_it_waits_for_and_the_truth_on_timeout(
         *("-o", "json"),
     )
     assert again.stdout == "" and "waits at approval" in again.stderr
+
+
+WAIT = ("--wait", "-o", "json")
+
+
+def test_a_python_step_after_an_approval_reads_earlier_outputs_typed(db_url: str) -> None:
+    """A Python ``@step`` after an approval was refused ("expects input dict but step
+    'ok' produces Any"); now it takes no input and reads ``ctx.outputs`` (typed as the
+    producer declares). Run, approve from another shell, finish, as a user would."""
+    flow = str(HERE / "pipelines" / "typed_flow.py")
+    env = {**os.environ, "LOCKGATE_DATABASE_URL": db_url}
+    running = subprocess.Popen(
+        [sys.executable, "-m", "lockgate", "run", "typed-flow", "--pipelines", flow, *WAIT],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            listed = lockgate(db_url, "approvals", "list", "-o", "json")
+            waiting = json.loads(listed.stdout) if listed.returncode == 0 else []
+            if waiting:
+                break
+            assert time.monotonic() < deadline, listed.stderr
+            time.sleep(0.1)
+        run_id = waiting[0]["run_id"]
+        approved = lockgate(db_url, "approve", run_id, "--as", "ops", "--role", "approver")
+        assert approved.returncode == 0, approved.stderr
+        out, err = running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 0, err
+    run = json.loads(out)
+    assert run["steps"][-1]["output"] == {
+        "deployed": "registry.example/app:1.0",
+        "approved_by": "ops",
+    }

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lockgate.core.codec import decode
 from lockgate.errors import Parked, StepCancelled, StepError
 from lockgate.settings import Settings
 
@@ -88,6 +89,29 @@ class StepLogger:
         self.log("error", message, *args)
 
 
+class StepOutputs(Mapping[str, Any]):
+    """The outputs of a run's completed steps, by step name (a live view): each decoded to
+    the output type its step declares (a pydantic model, a dataclass...), as stored (JSON)
+    where it declares none; :attr:`json` is every one as stored, for templates."""
+
+    def __init__(self, stored: Mapping[str, Any], types: Mapping[str, Any]) -> None:
+        self.json = stored
+        self._types = types
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.json[name]
+        kind = self._types.get(name)
+        if kind is None or kind is Any:
+            return value
+        return decode(kind, value, f"output of step {name!r}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.json)
+
+    def __len__(self) -> int:
+        return len(self.json)
+
+
 @dataclass
 class StepContext:
     """The run-time view one step body has of its run.
@@ -110,8 +134,9 @@ class StepContext:
     started_at: float = field(default_factory=time.time)
     #: The deadline of this step's durable sleep, once it was set.
     wait_until: float | None = None
-    #: Outputs (JSON) of the run's completed steps, by step name.
-    outputs: Mapping[str, Any] = field(default_factory=dict)
+    #: Outputs of the run's completed steps, by step name: each decoded to the type its
+    #: step declares (as stored, JSON, where it declares none); ``outputs.json`` as stored.
+    outputs: StepOutputs = field(default_factory=lambda: StepOutputs({}, {}))
     #: The run's params as submitted (JSON), whatever the params type.
     raw_params: Any = None
     #: Named secrets for ``${secrets.NAME}``; their values are masked in every log line.

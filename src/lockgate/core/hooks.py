@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from lockgate.core.context import StepLogger
+from lockgate.core.context import StepLogger, StepOutputs
 from lockgate.errors import DefinitionError
 from lockgate.settings import Settings
 
@@ -48,8 +48,8 @@ class HookEvent:
     requested_by: str | None = None
     #: The run's params as submitted (JSON).
     raw_params: Any = None
-    #: Outputs (JSON) of the completed steps.
-    outputs: Mapping[str, Any] = field(default_factory=dict)
+    #: Outputs of the completed steps (typed as their steps declare; ``.json`` as stored).
+    outputs: StepOutputs = field(default_factory=lambda: StepOutputs({}, {}))
     #: Named secrets (values are masked in logs).
     secrets: Mapping[str, str] = field(default_factory=dict)
     #: The worker's settings.

@@ -12,7 +12,7 @@ from typing import Any
 
 from lockgate import tracing
 from lockgate.core.codec import decode, encode, type_name
-from lockgate.core.context import StepContext, StepLogger
+from lockgate.core.context import StepContext, StepLogger, StepOutputs
 from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus, StepStatus
@@ -52,7 +52,8 @@ class RunExecution:
         self.token = claimed.run.lease_token
         self.pipeline = pipeline
         self.steps: dict[str, StepRecord] = {s.name: s for s in claimed.steps}
-        self.outputs = Outputs(self.steps)
+        types = {s.name: s.output_type for s in pipeline.steps}
+        self.outputs = StepOutputs(Outputs(self.steps), types)
         self.bag: dict[str, Any] = dict(claimed.run.context or {})
         self.status = RunStatus(claimed.run.status)
         settings = env.settings

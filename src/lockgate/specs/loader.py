@@ -336,7 +336,7 @@ def scope(ctx: StepContext) -> dict[str, Any]:
     params = ctx.raw_params if isinstance(ctx.raw_params, Mapping) else {}
     return {
         **params,
-        "steps": ctx.outputs,
+        "steps": ctx.outputs.json,
         "run": {
             "id": ctx.run_id,
             "requested_by": ctx.requested_by,
