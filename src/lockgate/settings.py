@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import os
+import tomllib
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import BeforeValidator, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from lockgate.core.masking import credential_key
+from lockgate.errors import SettingsError
 
 DEFAULT_DATABASE_URL = "sqlite:///lockgate.db"
 
@@ -54,15 +71,6 @@ def redacted(url: str, *, user_is_secret: bool = False) -> str:
     user, colon, _ = userinfo.partition(":")
     shown = f"{user}:***" if colon else ("***" if user_is_secret else user)
     return f"{scheme}://{shown}@{rest[len(userinfo) + 1 :]}"
-
-
-def _optional_float(text: str | None, default: float | None) -> float | None:
-    return default if text is None or not text.strip() else float(text)
-
-
-def _listed(text: str) -> tuple[str, ...]:
-    """A comma-separated setting as its items."""
-    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 SECRET_PREFIX = "LOCKGATE_SECRET_"  # noqa: S105 - a variable name prefix, not a secret
@@ -181,76 +189,117 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Settings from ``LOCKGATE_*`` environment variables, defaults elsewhere."""
+    def from_env(cls, env: Mapping[str, str] | None = None, config: Path | None = None) -> Settings:
+        """Settings from ``LOCKGATE_*`` environment variables over a TOML settings file
+        (``config``; its keys are the field names) over the defaults. Every bad value is
+        one line of the :class:`SettingsError`, naming the variable or the file's key."""
+        return cls.resolve(env, config)[0]
+
+    @classmethod
+    def resolve(
+        cls, env: Mapping[str, str] | None = None, config: Path | None = None
+    ) -> tuple[Settings, dict[str, str]]:
+        """:meth:`from_env`, and where each setting came from (``default``, the variable's
+        name, or the file's path)."""
         env = os.environ if env is None else env
-        base = cls()
-        log_dir = env.get("LOCKGATE_LOG_DIR")
-        return cls(
-            secrets=load_secrets(env),
-            database_url=env.get("LOCKGATE_DATABASE_URL", base.database_url),
-            log_dir=Path(log_dir) if log_dir else None,
-            lease_seconds=float(env.get("LOCKGATE_LEASE_SECONDS", base.lease_seconds)),
-            poll_interval=float(env.get("LOCKGATE_POLL_INTERVAL", base.poll_interval)),
-            concurrency=int(env.get("LOCKGATE_CONCURRENCY", base.concurrency)),
-            sqlite_synchronous=env.get("LOCKGATE_SQLITE_SYNCHRONOUS", base.sqlite_synchronous),
-            delivery_retry_after=float(
-                env.get("LOCKGATE_DELIVERY_RETRY_AFTER", base.delivery_retry_after)
-            ),
-            retain_succeeded_days=float(
-                env.get("LOCKGATE_RETAIN_SUCCEEDED_DAYS", base.retain_succeeded_days)
-            ),
-            retain_failed_days=float(
-                env.get("LOCKGATE_RETAIN_FAILED_DAYS", base.retain_failed_days)
-            ),
-            retain_last=int(env.get("LOCKGATE_RETAIN_LAST", base.retain_last)),
-            prune_interval=float(env.get("LOCKGATE_PRUNE_INTERVAL", base.prune_interval)),
-            prune_batch=int(env.get("LOCKGATE_PRUNE_BATCH", base.prune_batch)),
-            prune_share=_optional_float(env.get("LOCKGATE_PRUNE_SHARE"), base.prune_share),
-            delivery_retention_days=float(
-                env.get("LOCKGATE_DELIVERY_RETENTION_DAYS", base.delivery_retention_days)
-            ),
-            delivery_retention_count=int(
-                env.get("LOCKGATE_DELIVERY_RETENTION_COUNT", base.delivery_retention_count)
-            ),
-            webhook_replay_days=float(
-                env.get("LOCKGATE_WEBHOOK_REPLAY_DAYS", base.webhook_replay_days)
-            ),
-            delivery_retry_interval=float(
-                env.get("LOCKGATE_DELIVERY_RETRY_INTERVAL", base.delivery_retry_interval)
-            ),
-            queue_max_message_bytes=int(
-                env.get("LOCKGATE_QUEUE_MAX_MESSAGE_BYTES", base.queue_max_message_bytes)
-            ),
-            worker_name=env.get("LOCKGATE_WORKER_NAME") or None,
-            python_allow=_listed(env.get("LOCKGATE_PYTHON_ALLOW", "")),
-            shell_env=_listed(env.get("LOCKGATE_SHELL_ENV", "")),
-            log_max_lines=int(env.get("LOCKGATE_LOG_MAX_LINES", base.log_max_lines)),
-            log_max_bytes=int(env.get("LOCKGATE_LOG_MAX_BYTES", base.log_max_bytes)),
-            webhook_rate=float(env.get("LOCKGATE_WEBHOOK_RATE", base.webhook_rate)),
-            webhook_burst=int(env.get("LOCKGATE_WEBHOOK_BURST", base.webhook_burst)),
-            webhook_failure_rate=float(
-                env.get("LOCKGATE_WEBHOOK_FAILURE_RATE", base.webhook_failure_rate)
-            ),
-            webhook_failure_burst=int(
-                env.get("LOCKGATE_WEBHOOK_FAILURE_BURST", base.webhook_failure_burst)
-            ),
-            forwarded_allow_ips=_listed(env.get("LOCKGATE_FORWARDED_ALLOW_IPS", "")),
-            api_docs=env.get("LOCKGATE_API_DOCS", "true").lower() not in ("0", "false", "no"),
-            console_session_seconds=float(
-                env.get("LOCKGATE_CONSOLE_SESSION_SECONDS", base.console_session_seconds)
-            ),
-            console_idle_seconds=float(
-                env.get("LOCKGATE_CONSOLE_IDLE_SECONDS", base.console_idle_seconds)
-            ),
-            console_signin_per_minute=float(
-                env.get("LOCKGATE_CONSOLE_SIGNIN_PER_MINUTE", base.console_signin_per_minute)
-            ),
-            console_secure_cookie=env.get("LOCKGATE_CONSOLE_SECURE_COOKIE", "false").lower()
-            in ("1", "true", "yes"),
-            console_link_seconds=float(
-                env.get("LOCKGATE_CONSOLE_LINK_SECONDS", base.console_link_seconds)
-            ),
-            workspace_dir=Path(env.get("LOCKGATE_WORKSPACE_DIR", str(base.workspace_dir))),
-            api_allow=_listed(env.get("LOCKGATE_API_ALLOW", "")),
-        )
+        if config is not None and not config.is_file():
+            raise SettingsError(f"{config}: no such settings file")
+        read = _reader(config)
+        given = {
+            name: env[_ENV_PREFIX + name.upper()]
+            for name in read.model_fields
+            if env.get(_ENV_PREFIX + name.upper(), "") != ""
+        }
+        try:
+            values = read(**given).model_dump()
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc, env, config)) from None
+        except (OSError, ValueError) as exc:  # an unreadable file, or TOML that is not
+            raise SettingsError(f"{config}: {exc}") from None
+        values["secrets"] = load_secrets(env)
+        in_file = set(_toml(config)) if config is not None else set()
+        sources = {}
+        for name in values:
+            variable = _ENV_PREFIX + name.upper()
+            if name == "secrets":
+                sources[name] = "LOCKGATE_SECRET_*, LOCKGATE_SECRETS_DIR"
+            elif env.get(variable, "") != "":
+                sources[name] = variable
+            elif name in in_file:
+                sources[name] = str(config)
+            else:
+                sources[name] = "default"
+        return cls(**values), sources
+
+
+_ENV_PREFIX = "LOCKGATE_"
+#: Settings read from lists: comma-separated in a variable, a list in the file.
+_LISTS = ("api_allow", "python_allow", "forwarded_allow_ips", "shell_env")
+
+
+def _split(value: Any) -> Any:
+    """A comma-separated variable as its items (a TOML list passes as it is)."""
+    if isinstance(value, str):
+        return tuple(x.strip() for x in value.split(",") if x.strip())
+    return value
+
+
+@functools.lru_cache(maxsize=8)
+def _reader(config: Path | None) -> Any:
+    """A pydantic-settings model of every setting but the secrets: the values given (the
+    ``LOCKGATE_*`` variables') over the TOML file over the defaults."""
+    hints = typing.get_type_hints(Settings)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name == "secrets":
+            continue
+        kind = hints[f.name]
+        if f.name in _LISTS:
+            kind = Annotated[kind, NoDecode, BeforeValidator(_split)]
+        fields[f.name] = (kind, f.default)
+
+    class Sources(BaseSettings):
+        model_config = SettingsConfigDict(extra="forbid", toml_file=config, frozen=True)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            found: tuple[PydanticBaseSettingsSource, ...] = (init_settings,)
+            if config is not None:
+                found += (TomlConfigSettingsSource(settings_cls),)
+            return found
+
+    return pydantic.create_model("LockgateSettings", __base__=Sources, **fields)
+
+
+def _names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings) if f.name != "secrets"]
+
+
+def _toml(config: Path) -> dict[str, Any]:
+    with config.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _problems(exc: ValidationError, env: Mapping[str, str], config: Path | None) -> str:
+    """One line per bad value, naming where it came from."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        variable = _ENV_PREFIX + name.upper()
+        if error["type"] == "extra_forbidden":
+            suggestion = difflib.get_close_matches(name, _names(), n=1)
+            hint = f" (did you mean {suggestion[0]!r}?)" if suggestion else ""
+            lines.append(f"{config}: {name!r} is not a setting{hint}")
+            continue
+        if env.get(variable, "") != "":
+            lines.append(f"{variable}={env[variable]!r}: {error['msg']}")
+        else:
+            lines.append(f"{config}: {name}: {error['msg']}")
+    return "; ".join(lines)

@@ -347,3 +347,62 @@ def test_a_python_step_after_an_approval_reads_earlier_outputs_typed(db_url: str
         "deployed": "registry.example/app:1.0",
         "approved_by": "ops",
     }
+
+
+def test_bad_settings_are_one_line_each_with_exit_code_2(db_url: str, tmp_path: Path) -> None:
+    """``LOCKGATE_CONCURRENCY=abc`` printed a 38-line traceback; now every bad value is
+    named on one line, exit 2, and a settings file's typo is named with a suggestion."""
+    out = lockgate(
+        db_url, "runs", "list", env={"LOCKGATE_CONCURRENCY": "abc", "LOCKGATE_LEASE_SECONDS": "x"}
+    )
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("error (invalid_settings): ")
+    assert "LOCKGATE_CONCURRENCY='abc'" in line and "LOCKGATE_LEASE_SECONDS='x'" in line
+    config = tmp_path / "lockgate.toml"
+    config.write_text("concurency = 3\n")
+    typo = subprocess.run(
+        [sys.executable, "-m", "lockgate", "runs", "list"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "LOCKGATE_DATABASE_URL": db_url},
+        timeout=60,
+    )
+    assert typo.returncode == 2
+    assert "lockgate.toml: 'concurency' is not a setting (did you mean 'concurrency'?)" in (
+        typo.stderr
+    )
+    missing = lockgate(db_url, "--config", str(tmp_path / "nope.toml"), "runs", "list")
+    assert missing.returncode == 2 and "no such settings file" in missing.stderr
+
+
+def test_settings_shows_each_value_and_where_it_came_from(db_url: str, tmp_path: Path) -> None:
+    """A settings file, variables over it, options over both; secrets and the database
+    password never shown."""
+    config = tmp_path / "team.toml"
+    config.write_text('concurrency = 12\nshell_env = ["KUBECONFIG", "AWS_*"]\nlease_seconds = 5\n')
+    env = {
+        "LOCKGATE_LEASE_SECONDS": "9",
+        "LOCKGATE_SECRET_DEPLOY_TOKEN": "tok-not-shown-123",
+        "LOCKGATE_CONFIG": str(config),
+    }
+    out = lockgate(
+        "postgresql://ops:pw-not-shown@127.0.0.1:1/lockgate", "settings", "-o", "json", env=env
+    )
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert shown["concurrency"] == {"value": 12, "from": str(config)}
+    assert shown["shell_env"] == {"value": ["KUBECONFIG", "AWS_*"], "from": str(config)}
+    assert shown["lease_seconds"] == {"value": 9.0, "from": "LOCKGATE_LEASE_SECONDS"}
+    assert shown["poll_interval"]["from"] == "default"
+    assert shown["secrets"]["value"] == {"DEPLOY_TOKEN": "***"}
+    assert shown["database_url"]["value"] == "postgresql://ops:***@127.0.0.1:1/lockgate"
+    assert "not-shown" not in out.stdout
+    flag = lockgate(db_url, "--db", "sqlite:///other.db", "settings", "-o", "json")
+    assert json.loads(flag.stdout)["database_url"]["from"] == "--db"
+    version = lockgate(db_url, "--version")
+    assert (
+        version.returncode == 0
+        and version.stdout.strip() == lockgate(db_url, "version").stdout.strip()
+    )

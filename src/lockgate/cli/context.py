@@ -43,6 +43,8 @@ class CliState:
     settings: Settings
     url: str | None = None
     token: str | None = None
+    #: Where each setting came from (``default``, a variable, the settings file, an option).
+    sources: dict[str, str] = field(default_factory=dict)
     _app: App | None = field(default=None, repr=False)
     _remote: RestClient | None = field(default=None, repr=False)
 

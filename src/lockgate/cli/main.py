@@ -24,6 +24,7 @@ from lockgate.cli.runs import run, runs_app
 from lockgate.cli.schedules import pollers_app, schedules_app
 from lockgate.cli.server import configure_logging, server, worker
 from lockgate.cli.sessions import sessions_app
+from lockgate.cli.settings import settings_command
 from lockgate.cli.tokens import tokens_app
 from lockgate.cli.triggers import triggers_app
 from lockgate.errors import LockgateError, ParamsError
@@ -44,6 +45,7 @@ app = typer.Typer(
 for command in (server, worker, run, approve, reject):
     app.command()(command)
 app.command("console-link")(console_link)
+app.command("settings")(settings_command)
 for name, group in (
     ("runs", runs_app),
     ("db", db_app),
@@ -58,6 +60,10 @@ for name, group in (
     ("queues", queues_app),
 ):
     app.add_typer(group, name=name)
+
+
+#: The settings file read from the working directory when there is one.
+SETTINGS_FILE = "lockgate.toml"
 
 
 def _shown_database() -> str:
@@ -93,15 +99,44 @@ def root(
         str | None,
         typer.Option(envvar="LOCKGATE_TOKEN", help="Bearer token for --url.", show_default=False),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="LOCKGATE_CONFIG",
+            help=f"A TOML settings file (keys: the settings' names, as `lockgate settings` "
+            f"lists them); default: ./{SETTINGS_FILE} if there is one. LOCKGATE_* "
+            "variables win over it.",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     """Global options."""
-    settings = Settings.from_env()
+    if config is None and Path(SETTINGS_FILE).is_file():
+        config = Path(SETTINGS_FILE)
+    settings, sources = Settings.resolve(config=config)
     database = absolute_database_url(database_url or settings.database_url, Path.cwd())
+    if database_url and database_url != os.environ.get("LOCKGATE_DATABASE_URL"):
+        sources["database_url"] = "--db"
     settings = settings.with_(database_url=database)
     if log_dir:
         settings = settings.with_(log_dir=log_dir)
-    ctx.obj = CliState(settings, url=url, token=token)
+        if str(log_dir) != os.environ.get("LOCKGATE_LOG_DIR"):
+            sources["log_dir"] = "--log-dir"
+    ctx.obj = CliState(settings, url=url, token=token, sources=sources)
     ctx.call_on_close(ctx.obj.close)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(__version__)
+        raise typer.Exit()
 
 
 @app.command()
