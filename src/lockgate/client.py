@@ -7,6 +7,7 @@ from typing import Any, Protocol, TypeVar
 
 from lockgate.errors import LockgateError
 from lockgate.records import (
+    ChannelRecord,
     DecisionResult,
     DeliveryRecord,
     DeploymentRecord,
@@ -382,6 +383,9 @@ class ChannelsClient(Protocol):
         actor: str | None = None,
     ) -> DeploymentRecord:
         """Queue a deployment of a tenant's content."""
+
+    def registered(self) -> list[ChannelRecord]:
+        """Every channel registered in the database, by name."""
 
     def stages(self, channel: str) -> list[StageRecord]:
         """Every stage and the manifest version it serves."""

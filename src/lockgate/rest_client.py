@@ -13,6 +13,7 @@ from lockgate import errors
 from lockgate.core.cursor import encode_cursor
 from lockgate.records import (
     ApprovalRecord,
+    ChannelRecord,
     DecisionRecord,
     DecisionResult,
     DeliveryRecord,
@@ -364,6 +365,11 @@ class RestChannels:
         body = {"tenant": tenant, "content": content, "command": command}
         found = self._rest._call("POST", f"/channels/{channel}/push", json=body, headers=headers)
         return DeploymentRecord(**found)
+
+    def registered(self) -> list[ChannelRecord]:
+        """Every channel registered, by name."""
+        found = self._rest._call("GET", "/channels")
+        return [ChannelRecord(**{k: v for k, v in c.items() if k != "defined_here"}) for c in found]
 
     def stages(self, channel: str) -> list[StageRecord]:
         """Every stage's pointer."""

@@ -41,12 +41,20 @@ def test_bad_schedules_list_every_problem(scheduled: App) -> None:
     with pytest.raises(ParamsError) as info:
         scheduled.schedules.create("nightly", cron="61 * * *", timezone="Mars/Base", misfire="x")
     assert info.value.problems == [
-        "cron: '61 * * *' is not a 5- or 6-field cron expression",
+        "cron: '61 * * *' has 4 fields; a cron expression has 5 (minute hour day-of-month "
+        "month day-of-week), or 6 with the second first",
         "timezone: 'Mars/Base' is not an IANA time zone",
         "misfire: skip or run_once",
     ]
     with pytest.raises(ParamsError, match="exactly one of cron or interval_seconds"):
         scheduled.schedules.create("nightly")
+    # Each bad field is named, with what it takes.
+    with pytest.raises(ParamsError) as info:
+        scheduled.schedules.create("nightly", cron="61 25 * * mon-fri")
+    assert info.value.problems == [
+        "cron: '61 25 * * mon-fri': the minute field '61' is not valid (0-59)",
+        "cron: '61 25 * * mon-fri': the hour field '25' is not valid (0-23)",
+    ]
 
 
 def test_each_tick_fires_once_however_many_schedulers(scheduled: App, settings: object) -> None:

@@ -80,9 +80,12 @@ def _channel(app: App, name: str) -> dict[str, Any]:
     return {**record.to_dict(), "defined_here": app.channels.defines(name)}
 
 
-@router.get("", summary="Channels defined on this server")
+@router.get("", summary="Channels: every one registered, and whether this server defines it")
 def list_channels(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
-    return [_channel(lg, ch.name) for ch in lg.channels.defined()]
+    return [
+        {**record.to_dict(), "defined_here": lg.channels.defines(record.name)}
+        for record in lg.channels.registered()
+    ]
 
 
 @router.get("/{channel}", summary="A channel: definition, head version, who holds its turn")

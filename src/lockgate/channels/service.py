@@ -240,6 +240,10 @@ class Channels:
         """A channel's stored state."""
         return self.store.channel(channel)
 
+    def registered(self) -> list[ChannelRecord]:
+        """Every channel registered in the database (by any server or worker), by name."""
+        return self.store.all()
+
     def stage_manifest(self, channel: str, stage: str) -> StageManifest:
         """The manifest a stage serves now (one indexed read)."""
         return _served(channel, stage, self.store.stage_manifest(channel, stage))

@@ -126,6 +126,28 @@ def push(
     raise typer.Exit(0 if status == "SUCCEEDED" else 1)
 
 
+@channels_app.command("list")
+def list_channels(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
+    """Every channel registered in the database (by any server or worker)."""
+    found = _channels(ctx).registered()
+    if output is Output.json:
+        print_json([c.to_dict() for c in found])
+        return
+    rows = [
+        (
+            c.name,
+            "-" if c.head_version is None else str(c.head_version),
+            str(c.last_seq),
+            c.active_deployment or "",
+            "yes" if c.public_read else "no",
+            when(c.updated_at),
+        )
+        for c in found
+    ]
+    headers = ["CHANNEL", "HEAD", "PUSHES", "DEPLOYING", "PUBLIC READ", "UPDATED"]
+    table(None, headers, rows)
+
+
 @channels_app.command("stages")
 def stages(ctx: typer.Context, channel: ChannelArg, output: OutputOpt = Output.table) -> None:
     """Each stage and the manifest version it serves."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
 
 from lockgate.cli.context import pipelines_from, state_of
 from lockgate.cli.output import Output, console, print_json, table, when
+from lockgate.errors import DefinitionError
+from lockgate.specs.document import Problem
 
 pipelines_app = typer.Typer(help="Registered pipelines.", no_args_is_help=True)
 
@@ -43,12 +46,20 @@ def pipelines_validate(
     paths: Annotated[list[str], typer.Argument(help="Pipeline files, directories or modules.")],
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
-    """Check pipeline files (and Python pipelines): every problem, with file and line."""
-    loaded = pipelines_from(paths, False, state_of(ctx).settings)
+    """Check pipeline files (and Python pipelines): every problem, with file and line.
+    With ``-o json``, ``{"valid": ..., "pipelines": [...], "problems": [...]}`` either way
+    (exit 2 when invalid)."""
+    try:
+        loaded = pipelines_from(paths, False, state_of(ctx).settings)
+    except DefinitionError as exc:
+        if output is not Output.json:
+            raise
+        problems = getattr(exc, "problems", None) or [Problem("", 0, 0, exc.message)]
+        print_json({"valid": False, "pipelines": [], "problems": [asdict(p) for p in problems]})
+        raise typer.Exit(exc.exit_code) from None
     if output is Output.json:
-        print_json(
-            [{"pipeline": p.key, "version": p.version, "steps": len(p.steps)} for p in loaded]
-        )
+        found = [{"pipeline": p.key, "version": p.version, "steps": len(p.steps)} for p in loaded]
+        print_json({"valid": True, "pipelines": found, "problems": []})
         return
     for p in loaded:
         console.print(f"ok {p.key} version {p.version} ({len(p.steps)} steps)", highlight=False)

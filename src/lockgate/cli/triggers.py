@@ -254,14 +254,19 @@ def create_trigger(
         )
     )
     path = f"/hooks/{trigger.id}" + (f"?token={url_token}" if url_token else "")
+    base = _server(ctx)
     if output is Output.json:
         shown = {**trigger.to_dict(), "path": path}
+        if base:
+            shown["url"] = base + path
         if made_secret:
             shown["secret"] = made_secret
         print_json(shown)
         return
     console.print(f"created trigger {trigger.id} for {namespace}/{pipeline}", highlight=False)
-    console.print(f"  URL:    <server>{path}", highlight=False, markup=False)
+    console.print(f"  URL:    {base or '<server>'}{path}", highlight=False, markup=False)
+    if not base:
+        console.print("  (<server>: the address your lockgate server is reached at)")
     if made_secret:
         console.print(f"  secret: {made_secret}", highlight=False, markup=False)
     if made_secret or url_token:
@@ -357,8 +362,9 @@ def rotate_secret(
     if signed and not secret_env:
         console.print(f"  new secret: {new}", highlight=False, markup=False)
     elif not signed:
+        base = _server(ctx) or "<server>"
         console.print(
-            f"  URL:    <server>/hooks/{trigger.id}?token={new}", highlight=False, markup=False
+            f"  URL:    {base}/hooks/{trigger.id}?token={new}", highlight=False, markup=False
         )
     until = "stops now" if overlap == 0 else f"verifies until {when(trigger.previous_until)}"
     console.print(f"  the old one {until}", highlight=False)
@@ -382,3 +388,9 @@ def redeliver(
         highlight=False,
         markup=False,
     )
+
+
+def _server(ctx: typer.Context) -> str | None:
+    """The server's address when the CLI talks to one (``--url``), for whole webhook URLs."""
+    url = state_of(ctx).url
+    return url.rstrip("/") if url else None

@@ -50,6 +50,13 @@ class ChannelStore:
             raise ChannelNotFound(f"no channel {name!r}")
         return ChannelRecord(**row._mapping)
 
+    def all(self) -> list[ChannelRecord]:
+        """Every channel any server or worker registered, by name."""
+        rows = self._store.read(
+            lambda c: c.execute(select(s.channels).order_by(s.channels.c.name)).all()
+        )
+        return [ChannelRecord(**row._mapping) for row in rows]
+
     def stage_manifest(self, channel: str, stage: str) -> tuple[int, str, str] | None:
         """``(version, hash, body)`` a stage serves, in one indexed read; ``None`` before its
         first flip. :class:`ChannelNotFound` for an unknown channel or stage."""

@@ -51,16 +51,46 @@ def next_fire(
     return anchor + (math.floor((after - anchor) / interval) + 1) * interval
 
 
+#: The fields of a cron expression and what each takes (a sixth, first, is the second).
+CRON_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("day of week", "0-7 or sun-sat"),
+)
+
+
+def cron_problems(cron: str) -> list[str]:
+    """What is wrong with a cron expression, naming each bad field (``61 * * * *``: the
+    minute, 0-59); empty when it is good."""
+    parts = cron.split()
+    if len(parts) not in (5, 6):
+        return [
+            f"cron: {cron!r} has {len(parts)} field{'' if len(parts) == 1 else 's'}; a cron "
+            "expression has 5 (minute hour "
+            "day-of-month month day-of-week), or 6 with the second first"
+        ]
+    fields = (("second", "0-59"), *CRON_FIELDS) if len(parts) == 6 else CRON_FIELDS
+    seconds = len(parts) == 6
+    found = []
+    for i, (part, (name, allowed)) in enumerate(zip(parts, fields, strict=True)):
+        alone = ["*"] * len(parts)
+        alone[i] = part
+        if not croniter.is_valid(" ".join(alone), second_at_beginning=seconds):
+            found.append(f"cron: {cron!r}: the {name} field {part!r} is not valid ({allowed})")
+    if not found and not croniter.is_valid(cron, second_at_beginning=seconds):
+        found.append(f"cron: {cron!r} is not a valid cron expression")
+    return found
+
+
 def _check(cron: str | None, interval: float | None, timezone: str, misfire: str) -> None:
     """Refuse a schedule's timing with every problem listed."""
     problems = []
     if (cron is None) == (interval is None):
         problems.append("give exactly one of cron or interval_seconds")
-    if cron is not None and (
-        len(cron.split()) not in (5, 6)
-        or not croniter.is_valid(cron, second_at_beginning=len(cron.split()) == 6)
-    ):
-        problems.append(f"cron: {cron!r} is not a 5- or 6-field cron expression")
+    if cron is not None:
+        problems.extend(cron_problems(cron))
     if interval is not None and interval < 1:
         problems.append("interval_seconds: at least 1")
     try:
