@@ -67,13 +67,26 @@ class RestClient:
     def __init__(self, url: str, token: str | None, *, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+        self._has_token = bool(token)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, f"/api/v1{path}", **kwargs)
         except httpx.HTTPError as exc:
             raise errors.StoreError(f"cannot reach the lockgate server: {exc}") from exc
-        _raise(response)
+        try:
+            _raise(response)
+        except errors.Unauthorized as exc:
+            # Said for the person at the command line, not for an HTTP client.
+            if not self._has_token:
+                raise errors.Unauthorized(
+                    "the server needs a token: set LOCKGATE_TOKEN (or pass --token); "
+                    "`lockgate tokens create` on the server's database makes one"
+                ) from None
+            raise errors.Unauthorized(
+                f"the server refused LOCKGATE_TOKEN: {exc.message} (it was revoked, or is "
+                "not one of this server's tokens)"
+            ) from None
         return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

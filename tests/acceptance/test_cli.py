@@ -406,3 +406,10 @@ def test_settings_shows_each_value_and_where_it_came_from(db_url: str, tmp_path:
         version.returncode == 0
         and version.stdout.strip() == lockgate(db_url, "version").stdout.strip()
     )
+
+
+def test_piped_output_ends_with_a_newline(db_url: str, ledger: dict[str, str]) -> None:
+    """``run --wait | tee``: the live view's last frame ended without one."""
+    out = lockgate(db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", env=ledger)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith("\n") and "SUCCEEDED" in out.stdout

@@ -77,6 +77,16 @@ def test_remote_errors_keep_their_codes(server: dict[str, str]) -> None:
     assert missing.returncode == 3 and "error (not_found)" in missing.stderr
     bad = cli({**server, "LOCKGATE_TOKEN": "lg_bad_token"}, "runs", "list")
     assert bad.returncode == 5 and "error (unauthorized)" in bad.stderr
+    assert "the server refused LOCKGATE_TOKEN" in bad.stderr
+    # A person at the command line is told the variable, not an HTTP header.
+    none = cli({**server, "LOCKGATE_TOKEN": ""}, "runs", "list")
+    assert none.returncode == 5 and "set LOCKGATE_TOKEN" in none.stderr
+    assert "Authorization" not in none.stderr
+    # Not found answers name no database path (a REST client must not learn it).
+    unknown = cli(server, "run", "no-such-pipeline")
+    assert unknown.returncode == 3
+    assert "no pipeline default/no-such-pipeline is registered" in unknown.stderr
+    assert "sqlite" not in unknown.stderr and "postgres" not in unknown.stderr
     run = json.loads(cli(server, "run", "crashy", "--wait", "-o", "json").stdout)
     cancel = cli(server, "runs", "cancel", run["id"])
     assert cancel.returncode == 4 and "only an active run can be cancelled" in cancel.stderr

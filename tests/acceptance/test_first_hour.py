@@ -107,7 +107,8 @@ def test_a_command_elsewhere_names_the_database_and_creates_none(tmp_path: Path)
     assert lockgate(tmp_path, "--db", url, "db", "upgrade").returncode == 0
     out = lockgate(tmp_path, "--db", url, "run", "release", "-p", "service=x")
     assert out.returncode == 3
-    assert f"database {url} has no pipeline default/release" in out.stderr
+    assert "no pipeline default/release is registered" in out.stderr
+    assert f"(database {url})" in out.stderr
 
 
 def test_help_names_the_database_and_the_exit_codes(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from lockgate.cli.output import (
 )
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, PipelineNotFound
 
 runs_app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
 
@@ -281,6 +281,8 @@ def follow_run(
             time.sleep(0.05)
             view = app.get_run(run_id)
             live.update(render_run(view))
+    if not console.is_terminal:
+        console.line()  # piped, the live view's last frame ends without one
     if view.run.error:
         console.print(f"[red]error:[/red] {escape(view.run.error)}", highlight=False)
     return str(view.run.status)
@@ -402,15 +404,21 @@ def run(
     params = parse_params(param or [], params_file, schema, typed=True)
     me = whoami()
     bag = parse_params(context, None) if context else None
-    record = lg.start_run(
-        name,
-        params,
-        noop=dry_run,
-        idempotency_key=idempotency_key,
-        requested_by=me,
-        actor=me,
-        context=bag,
-    )
+    try:
+        record = lg.start_run(
+            name,
+            params,
+            noop=dry_run,
+            idempotency_key=idempotency_key,
+            requested_by=me,
+            actor=me,
+            context=bag,
+        )
+    except PipelineNotFound as exc:
+        if state.url:
+            raise
+        # Here, on the database itself, say which one: it may not be the one meant.
+        raise PipelineNotFound(f"{exc.message} (database {lg.store.display_url})") from None
     started = f"started run {record.id} of {record.namespace}/{record.pipeline}"
     if not wait and not local:
         if output is Output.json:

@@ -201,9 +201,10 @@ class Launcher:
             found = [p for p in found if p.version == version]
         if not found:
             which = f"version {version[:12]} of " if version else ""
+            # No database URL or path here: REST clients read this message too.
             raise PipelineNotFound(
-                f"database {self.store.display_url} has no {which}pipeline {ns}/{short}: start "
-                "a server or worker with it there, or pass --pipelines"
+                f"no {which}pipeline {ns}/{short} is registered: a server or worker that "
+                "defines it registers it (from the CLI, --pipelines FILE runs it here)"
             )
         latest = found[0]
         schema = latest.definition.get("params")
