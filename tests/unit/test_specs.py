@@ -104,7 +104,8 @@ steps:
         "9:11: steps.1.argv: ${steps.three.x}: no earlier step is called 'three'",
         "9:11: steps.1.argv: bad placeholder ${__import__('os')}: use ${param}, "
         "${steps.STEP.FIELD}, ${run.id}, ${run.requested_by}, ${run.pipeline}, "
-        "${run.workspace} or ${secrets.NAME}",
+        "${run.workspace} or ${secrets.NAME}; if it is meant for the shell or the program, "
+        "escape it as $${...}: \"$${__import__('os')}\"",
         "11:11: steps.2.name: step name 'two' is used twice",
         "14:5: steps.3.name: missing field",
         "16:5: steps.4.argv: missing field",
@@ -126,7 +127,8 @@ def test_unknown_secrets_are_refused_at_load_time(tmp_path: Path) -> None:
     """``${secrets.X}`` must name a configured secret."""
     text = "name: p\nsteps:\n  - name: a\n    kind: shell\n    argv: [echo, '${secrets.NOPE}']\n"
     assert problems(tmp_path, text) == [
-        "5:11: steps.0.argv: ${secrets.NOPE}: no secret is called 'NOPE'"
+        "5:11: steps.0.argv: ${secrets.NOPE}: no secret is called 'NOPE' here: set "
+        "LOCKGATE_SECRET_NOPE, or put a file named NOPE in LOCKGATE_SECRETS_DIR"
     ]
 
 

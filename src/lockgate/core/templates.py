@@ -110,7 +110,12 @@ def _check_ref(
     if head == "secrets":
         if len(rest) != 1:
             return f"{ref.text}: use ${{secrets.NAME}}"
-        return None if secrets(rest[0]) else f"{ref.text}: no secret is called {rest[0]!r}"
+        if secrets(rest[0]):
+            return None
+        return (
+            f"{ref.text}: no secret is called {rest[0]!r} here: set LOCKGATE_SECRET_{rest[0]}, "
+            f"or put a file named {rest[0]} in LOCKGATE_SECRETS_DIR"
+        )
     if head not in params:
         known = ", ".join(sorted(params)) or "none"
         return f"{ref.text}: no param is called {head!r} (params: {known})"
