@@ -47,8 +47,8 @@ def pipelines_validate(
     output: Annotated[Output, typer.Option("--output", "-o")] = Output.table,
 ) -> None:
     """Check pipeline files (and Python pipelines): every problem, with file and line.
-    With ``-o json``, ``{"valid": ..., "pipelines": [...], "problems": [...]}`` either way
-    (exit 2 when invalid)."""
+    With -o json, an object with valid, pipelines and problems either way (exit 2 when
+    invalid)."""
     try:
         loaded = pipelines_from(paths, False, state_of(ctx).settings)
     except DefinitionError as exc:
