@@ -149,3 +149,33 @@ def test_masking_keeps_to_the_secret_and_its_encodings() -> None:
     mask = Masker(["Tok/EN-42"])
     assert mask("Tok%2FEN-42 tok%2fen-42") == "*** tok%2fen-42"
     assert mask("Tok%2fEN-42") == "***"
+
+
+def test_log_colours_become_classes_for_every_sgr_form() -> None:
+    """256-colour and truecolour escapes were misread (``38;5;4`` as underline,
+    ``38;2;1;2;3`` as bold, faint and italic): SGR is read in full and becomes classes,
+    and every class used has its colour in the console's stylesheet."""
+    from pathlib import Path
+
+    from lockgate.console import ansi
+
+    html = str(
+        ansi.ansi_html(
+            "\x1b[38;5;4mblue\x1b[0m \x1b[38;5;208morange\x1b[0m \x1b[38;2;1;2;3mnear black"
+            "\x1b[0m \x1b[1;4;31;48;5;22mall\x1b[22;24m plain red\x1b[0m <b>\x1b]0;t\x07end\x07"
+        )
+    )
+    assert '<span class="ansi-fg-34">blue</span>' in html
+    assert '<span class="ansi-fg-256-208">orange</span>' in html
+    assert '<span class="ansi-fg-256-16">near black</span>' in html
+    assert '<span class="ansi-bg-256-22 ansi-bold ansi-fg-31 ansi-underline">all</span>' in html
+    assert '<span class="ansi-bg-256-22 ansi-fg-31"> plain red</span>' in html
+    assert "ansi-italic" not in html and "ansi-faint" not in html
+    assert (
+        "&lt;b&gt;end" in html and "\x1b" not in html and "\x07" not in html and "0;t" not in html
+    )
+    css = (Path(ansi.__file__).parent / "static" / "console.css").read_text()
+    used = set(__import__("re").findall(r'class="([^"]+)"', html))
+    for name in {c for group in used for c in group.split()}:
+        assert f".{name} " in css or f".{name}," in css, name
+    assert ".ansi-fg-256-196 { color: #ff0000; }" in css and ".ansi-bg-256-244 " in css

@@ -1,8 +1,10 @@
-"""Terminal colours in log lines, turned into CSS classes and never into HTML.
+"""Terminal colours in log lines, turned into CSS classes and never into HTML (the
+console's Content-Security-Policy forbids inline styles).
 
-Only SGR sequences (``ESC [ ... m``) are understood: bold, faint, italic, underline and the
-8/16 standard colours become ``ansi-*`` classes on spans; every other escape sequence and
-control character is dropped. The text itself is always escaped.
+Only SGR sequences (``ESC [ ... m``) are understood: bold, faint, italic, underline, the 16
+standard colours, the 256-colour palette and truecolour (as the nearest palette colour)
+become ``ansi-*`` classes on spans; every other escape sequence and control character is
+dropped. The text itself is always escaped.
 """
 
 from __future__ import annotations
@@ -10,59 +12,73 @@ from __future__ import annotations
 import re
 
 from markupsafe import Markup, escape
+from rich.color import Color, ColorSystem, ColorType
+from rich.console import Console
+from rich.style import Style
+from rich.text import Text
 
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 _OTHER = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.|[\x00-\x08\x0b-\x1f\x7f\x9b]"
 )
-_STYLES = {1: "ansi-bold", 2: "ansi-faint", 3: "ansi-italic", 4: "ansi-underline"}
+#: Styles and the classes they become.
+_STYLES = (
+    ("bold", "ansi-bold"),
+    ("dim", "ansi-faint"),
+    ("italic", "ansi-italic"),
+    ("underline", "ansi-underline"),
+)
+#: Rendering only splits the text at style changes: no width, no colour system of its own.
+_RENDER = Console(width=1_000_000, color_system="truecolor", force_terminal=False)
 
 
-def _apply(codes: list[int], state: dict[str, str]) -> None:
-    for code in codes or [0]:
-        if code == 0:
-            state.clear()
-        elif code in _STYLES:
-            state[_STYLES[code]] = _STYLES[code]
-        elif code in (22, 23, 24):
-            for style in {22: ("ansi-bold", "ansi-faint"), 23: ("ansi-italic",)}.get(
-                code, ("ansi-underline",)
-            ):
-                state.pop(style, None)
-        elif 30 <= code <= 37 or 90 <= code <= 97:
-            state["fg"] = f"ansi-fg-{code}"
-        elif code == 39:
-            state.pop("fg", None)
-        elif 40 <= code <= 47 or 100 <= code <= 107:
-            state["bg"] = f"ansi-bg-{code}"
-        elif code == 49:
-            state.pop("bg", None)
+def _colour(color: Color | None, ground: str, base: int, bright: int) -> str | None:
+    """The class of a colour: the 16 standard ones as ``ansi-fg-31``..., the 256-colour
+    palette as ``ansi-fg-256-N``, a truecolour one as its nearest in that palette."""
+    if color is None or color.type is ColorType.DEFAULT:
+        return None
+    if color.type is ColorType.TRUECOLOR:
+        color = color.downgrade(ColorSystem.EIGHT_BIT)
+    number = color.number
+    if number is None:
+        return None
+    if number < 8:
+        return f"ansi-{ground}-{base + number}"
+    if number < 16:
+        return f"ansi-{ground}-{bright + number - 8}"
+    return f"ansi-{ground}-256-{number}"
+
+
+def _classes(style: Style | None) -> str:
+    if style is None:
+        return ""
+    found = [name for attribute, name in _STYLES if getattr(style, attribute)]
+    for made in (_colour(style.color, "fg", 30, 90), _colour(style.bgcolor, "bg", 40, 100)):
+        if made is not None:
+            found.append(made)
+    return " ".join(sorted(found))
 
 
 def ansi_html(text: str) -> Markup:
-    """``text`` escaped, with its colours as ``<span class="ansi-...">``."""
-    out: list[str] = []
-    state: dict[str, str] = {}
+    """``text`` escaped, with its colours as ``<span class="ansi-...">``: SGR sequences are
+    read in full by rich's ANSI decoder (16, 256 and truecolour, the latter to the
+    nearest of the 256), and every other escape sequence or control character is dropped
+    before it sees them."""
+    if "\x1b" not in text:  # most lines: nothing to decode
+        return escape(_OTHER.sub("", text))
+    pieces: list[str] = []
     pos = 0
     for match in _SGR.finditer(text):
-        _emit(out, text[pos : match.start()], state)
-        codes = [int(c) for c in match.group(1).split(";") if c.isdigit() and len(c) < 4]
-        _apply(codes, state)
+        pieces += [_OTHER.sub("", text[pos : match.start()]), match.group(0)]
         pos = match.end()
-    _emit(out, text[pos:], state)
+    pieces.append(_OTHER.sub("", text[pos:]))
+    out: list[str] = []
+    for segment in Text.from_ansi("".join(pieces)).render(_RENDER, end=""):
+        classes = _classes(segment.style)
+        chunk = escape(segment.text)
+        out.append(f'<span class="{classes}">{chunk}</span>' if classes else str(chunk))
     # Safe: every piece of text went through escape(); the classes are ours.
     return Markup("".join(out))  # noqa: S704
-
-
-def _emit(out: list[str], chunk: str, state: dict[str, str]) -> None:
-    chunk = _OTHER.sub("", chunk)
-    if not chunk:
-        return
-    if state:
-        classes = " ".join(sorted(state.values()))
-        out.append(f'<span class="{classes}">{escape(chunk)}</span>')
-    else:
-        out.append(str(escape(chunk)))
 
 
 def plain(text: str) -> str:
