@@ -179,3 +179,21 @@ def test_log_colours_become_classes_for_every_sgr_form() -> None:
     for name in {c for group in used for c in group.split()}:
         assert f".{name} " in css or f".{name}," in css, name
     assert ".ansi-fg-256-196 { color: #ff0000; }" in css and ".ansi-bg-256-244 " in css
+
+
+def test_a_flood_of_new_keys_does_not_reset_the_budgets_in_use() -> None:
+    """Past its key limit the rate limiter wiped its whole table, giving every address a
+    full budget again; now it forgets the keys unused longest."""
+    from lockgate.core.buckets import Buckets
+
+    budget = Buckets(rate=0.001, burst=2, max_keys=100)
+    assert budget.take("attacker", now=0.0) == 0.0
+    assert budget.take("attacker", now=0.0) == 0.0
+    assert budget.take("attacker", now=0.0) > 0  # spent
+    for n in range(150):  # new keys, and the attacker keeps trying (so stays in use)
+        budget.take(f"forged-{n}", now=1.0 + n)
+        if n % 50 == 0:
+            assert budget.take("attacker", now=1.0 + n) > 0
+    assert len(budget) == 100
+    assert budget.take("attacker", now=200.0) > 0  # still spent: not wiped
+    assert budget.take("forged-0", now=200.0) == 0.0  # forgotten, and starts full
