@@ -413,3 +413,40 @@ def test_piped_output_ends_with_a_newline(db_url: str, ledger: dict[str, str]) -
     out = lockgate(db_url, "run", "crashy", "--pipelines", PIPELINES, "--wait", env=ledger)
     assert out.returncode == 0, out.stderr
     assert out.stdout.endswith("\n") and "SUCCEEDED" in out.stdout
+
+
+def test_init_makes_a_layout_that_validates_and_runs(tmp_path: Path) -> None:
+    """``lockgate init DIR``: pipelines that validate and run as the printed next command
+    says, a settings file that is used, a .gitignore; nothing is overwritten."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")}
+
+    def here(*args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lockgate", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env=env,
+            timeout=60,
+        )
+
+    made = here("init", "team")
+    assert made.returncode == 0, made.stderr
+    assert "cd team && lockgate run deploy --pipelines pipelines" in made.stdout
+    project = tmp_path / "team"
+    assert {p.name for p in project.iterdir()} == {"pipelines", "lockgate.toml", ".gitignore"}
+    assert here("pipelines", "validate", "pipelines", cwd=project).returncode == 0
+    for name in ("deploy", "announce"):
+        ran = here(
+            *("run", name, "--pipelines", "pipelines", "-p", "service=web"),
+            *("-p", "version=1.0.0", "--wait", "-o", "json"),
+            cwd=project,
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["status"] == "SUCCEEDED"
+    # The settings file made the database the project's own.
+    assert (project / "lockgate.db").exists()
+    shown = json.loads(here("settings", "-o", "json", cwd=project).stdout)
+    assert shown["database_url"]["from"] == "lockgate.toml"
+    again = here("init", "team")
+    assert again.returncode == 4 and "nothing written" in again.stderr

@@ -17,6 +17,7 @@ from lockgate.cli.channels import channels_app
 from lockgate.cli.console import console_link
 from lockgate.cli.context import CliState
 from lockgate.cli.db import db_app
+from lockgate.cli.init import init
 from lockgate.cli.output import console, err_console
 from lockgate.cli.pipelines import pipelines_app
 from lockgate.cli.queues import queues_app
@@ -46,6 +47,7 @@ for command in (server, worker, run, approve, reject):
     app.command()(command)
 app.command("console-link")(console_link)
 app.command("settings")(settings_command)
+app.command("init")(init)
 for name, group in (
     ("runs", runs_app),
     ("db", db_app),
