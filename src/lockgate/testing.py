@@ -25,8 +25,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import psycopg
-
 PG_BIN = Path(os.environ.get("LOCKGATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
@@ -166,6 +164,8 @@ class PostgresServer(_Throwaway):
         """Create a database (optionally cloned from ``template``); returns its URL."""
         name = name or f"t_{uuid.uuid4().hex[:12]}"
         sql = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+        import psycopg  # the postgres extra: only a PostgreSQL server needs it
+
         with psycopg.connect(
             f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
         ) as conn:

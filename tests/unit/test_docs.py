@@ -89,3 +89,18 @@ def test_the_cli_reference_is_up_to_date() -> None:
         check=True,
     )
     assert made.stdout == (DOCS / "cli.md").read_text(), "docs/cli.md is stale"
+
+
+def test_readme_links_work_on_the_package_index() -> None:
+    """The package index shows README.md away from the repository: every link is absolute,
+    and each one into the repository names a file that is there."""
+    import re
+
+    root = DOCS.parent
+    readme = (root / "README.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", readme)
+    assert links and all(link.startswith(("https://", "http://", "#")) for link in links)
+    base = "https://github.com/lockgate/lockgate/blob/main/"
+    for link in links:
+        if link.startswith(base):
+            assert (root / link[len(base) :].split("#")[0]).is_file(), link

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from lockgate.errors import StoreError
+import importlib.util
+
+from lockgate.errors import SettingsError, StoreError
 from lockgate.store.base import Store
 
 
@@ -24,6 +26,11 @@ def open_store(
 
         return SqliteStore(url, synchronous=sqlite_synchronous, create=create)
     if scheme in ("postgresql", "postgres"):
+        if importlib.util.find_spec("psycopg") is None:
+            raise SettingsError(
+                "a postgresql:// database needs the PostgreSQL driver: "
+                "pip install 'lockgate[postgres]'"
+            )
         from lockgate.store.postgres import PostgresStore
 
         return PostgresStore(url, stuck_after=stuck_after)
