@@ -376,6 +376,7 @@ async def test_every_route_checks_the_role(served: Served) -> None:
             stage="x",
             tenant="x",
             version=1,
+            ref="0123456789abcdef",
         )
         async with served.client(None) as anon:
             assert (await anon.request(method, url)).status_code == 401, (method, path)
@@ -429,7 +430,7 @@ async def test_viewers_read_no_credentials(served: Served, tmp_path: Path) -> No
             },
         )
         # Credentials are a named secret, never part of the URL: refused, never stored.
-        assert r.status_code == 422 and "no password in the URL" in r.text, r.text
+        assert r.status_code == 422 and "no user or password in an http(s) URL" in r.text, r.text
     async with served.client("viewer") as viewer:
         listed = (await viewer.get("/api/v1/pollers")).text
     assert "hunter2" not in listed
