@@ -56,3 +56,20 @@ def test_every_pipeline_file_in_the_docs_validates(where: str, block: str, tmp_p
 
 def test_the_docs_have_pipeline_files_to_check() -> None:
     assert len(pipeline_blocks()) >= 2
+
+
+def test_the_readme_project_commands_run_as_written(tmp_path: Path) -> None:
+    """README's "Your own project" block, line by line in a shell, as a new user pastes it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Your own project", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    bindir = str(Path(sys.executable).parent)  # where this environment's lockgate is
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKGATE_")}
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    script = "set -e\n" + block.group(1)
+    out = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCEEDED" in out.stdout and "lockgate.toml" in out.stdout
