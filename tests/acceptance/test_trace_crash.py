@@ -7,13 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from servers import lockgate_server
+from servers import lockgate_server, wait_until
 
 from lockgate import App, RunStatus, Settings
 from lockgate.testing import TraceReceiver
@@ -22,16 +20,6 @@ HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")
 CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_run_resumed_on_another_worker_after_a_sigkill_continues_its_trace(

@@ -5,13 +5,10 @@ receiver the test runs, and every byte it exported is searched."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
-from servers import lockgate_server
+from servers import lockgate_server, wait_until
 
 from lockgate import App, RunStatus, Settings
 from lockgate.testing import TraceReceiver
@@ -20,16 +17,6 @@ HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "leaky.py")
 PASSWORD = "hunter2-correct-horse"
 GERRIT = HERE.parent / "fixtures" / "webhooks" / "gerrit" / "patchset-created.json"
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_no_credential_reaches_an_exported_span(db_url: str) -> None:
