@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
-import traceback
-from dataclasses import replace
 from typing import Any
 
 from lockgate import tracing
 from lockgate.core.codec import decode, encode, type_name
-from lockgate.core.context import StepContext, StepLogger, StepOutputs
-from lockgate.core.hooks import BLOCKING_POINTS, HookEvent, HookPoint
+from lockgate.core.context import StepContext
+from lockgate.core.hooks import HookPoint
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.core.step import Step
-from lockgate.engine import decisions, parking, rollback
-from lockgate.engine.calls import EventRow, Row, describe, handle_error, invoke
+from lockgate.engine import guided, parking, rollback
+from lockgate.engine.calls import describe, handle_error, invoke
 from lockgate.engine.environment import Environment
-from lockgate.engine.logs import LogBudget, LogBuffer
+from lockgate.engine.ledger import RunLedger
+from lockgate.engine.logs import LogBuffer
+from lockgate.engine.runcode import RunCode
 from lockgate.engine.running import RunningWrite
-from lockgate.engine.stepview import Outputs, step_context
 from lockgate.errors import (
     DatabaseUnavailable,
     LeaseExpired,
@@ -34,7 +32,7 @@ from lockgate.errors import (
     StepInterrupted,
     StepTimeout,
 )
-from lockgate.records import Claimed, StepRecord
+from lockgate.records import Claimed, RunRecord
 from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
 from lockgate.tracing import StepSpan
@@ -48,49 +46,41 @@ class RunExecution:
 
     def __init__(self, env: Environment, claimed: Claimed, pipeline: Pipeline) -> None:
         self.env = env
-        self.run = claimed.run
-        self.token = claimed.run.lease_token
         self.pipeline = pipeline
-        self.steps: dict[str, StepRecord] = {s.name: s for s in claimed.steps}
-        types = {s.name: s.output_type for s in pipeline.steps}
-        self.outputs = StepOutputs(Outputs(self.steps), types)
-        self.bag: dict[str, Any] = dict(claimed.run.context or {})
-        self.status = RunStatus(claimed.run.status)
-        settings = env.settings
-        budget = LogBudget(settings.log_max_lines, settings.log_max_bytes)
-        self.logs = LogBuffer(self.run.id, env.mask, settings.log_dir, budget)
-        self.cancel_requested = claimed.run.cancel_requested
+        #: The run's durable state and its writes, shared with the helper modules.
+        self.ledger = RunLedger(env, claimed, pipeline)
+        #: The pipeline's hooks and step contexts, for this run.
+        self.code = RunCode(self.ledger)
         self.ctx: StepContext | None = None
-        #: Set on cancel; shared by every step context of this run.
-        self.cancel_event = threading.Event()
-        self._loggers: dict[str, StepLogger] = {}
         #: The task driving this run (set by the worker); cancelled to stop a step body.
         self.task: asyncio.Task[None] | None = None
         #: The current step's pending RUNNING write (the worker's sweeper may flush it).
         self.running: RunningWrite | None = None
         self._in_step = False
-        self._carry: list[EventRow] = []
-        self._params: Any = None
-        #: Approval requests to store with the checkpoint that parks their step.
-        self.asking: dict[str, dict[str, Any]] = {}
-        #: The error that made the run roll back, for rollbacks and ``rolling_back`` hooks.
-        self.cause: BaseException | None = None
         #: Each step's successor (the last step has none).
         self._after = dict(itertools.pairwise(s.name for s in pipeline.steps))
-        #: Steps whose next attempt's start is already recorded, with its number.
-        self.started: dict[str, int] = dict([claimed.started]) if claimed.started else {}
-        #: The span of the step attempt in progress.
-        self.span: StepSpan = tracing.NO_STEP_SPAN
-        #: The run's trace (spans under the run span stored at its creation).
-        self.trace = tracing.tracer().run(
-            self.run.id,
-            pipeline.name,
-            self.run.trace_context,
-            self.run.trace_parent,
-            env.worker_id,
-            {"lockgate.namespace": self.run.namespace, "lockgate.version": self.run.version},
-            env.mask,
-        )
+
+    # -- what the worker reads -------------------------------------------------------------
+
+    @property
+    def run(self) -> RunRecord:
+        """The run as claimed."""
+        return self.ledger.run
+
+    @property
+    def token(self) -> int:
+        """The lease token this execution's writes are fenced with."""
+        return self.ledger.token
+
+    @property
+    def logs(self) -> LogBuffer:
+        """The run's buffered log lines (the worker flushes them while a step runs)."""
+        return self.ledger.logs
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the run was asked to stop."""
+        return self.ledger.cancel_requested
 
     # -- entry -----------------------------------------------------------------------------
 
@@ -104,36 +94,36 @@ class RunExecution:
             # (by this worker once the database is back, or by another).
             self.env.log.warning(
                 "database out of reach; the run goes back to the store",
-                run_id=self.run.id,
+                run_id=self.ledger.run.id,
                 error=str(exc),
             )
             self.env.unreachable()
         except LeaseExpired as exc:
             self.env.log.warning(
-                "lease ran out; step not started", run_id=self.run.id, error=str(exc)
+                "lease ran out; step not started", run_id=self.ledger.run.id, error=str(exc)
             )
         except StaleLease as exc:
             # Another worker holds the run now: this one's write changed nothing.
-            self.env.log.warning("fenced write refused", run_id=self.run.id, error=str(exc))
+            self.env.log.warning("fenced write refused", run_id=self.ledger.run.id, error=str(exc))
             if self.env.metrics is not None:
                 self.env.metrics.fenced_writes.inc()
         except Exception as exc:
             # A fault outside user code: park the run, flagged, instead of looping on it.
-            self.env.log.exception("run could not advance", run_id=self.run.id)
-            cp = Checkpoint(run_id=self.run.id, token=self.token)
+            self.env.log.exception("run could not advance", run_id=self.ledger.run.id)
+            cp = Checkpoint(run_id=self.ledger.run.id, token=self.ledger.token)
             cp.run = {
                 "flag": self.env.mask(f"engine error, retried later: {describe(exc)}"),
                 "wake_at": time.time() + ENGINE_ERROR_BACKOFF,
                 "lease_owner": None,
                 "lease_expires_at": None,
             }
-            cp.errors.append(self._error_row(None, None, exc))
+            cp.errors.append(self.ledger.error_row(None, None, exc))
             await self.env.committer.submit(cp)
 
     def cancel(self) -> None:
         """The run was cancelled: stop the running step; the rollback follows."""
-        self.cancel_requested = True
-        self.cancel_event.set()
+        self.ledger.cancel_requested = True
+        self.code.cancel_event.set()
         if self.ctx is not None:
             self.ctx.cancel_event.set()
         if self._in_step and self.task is not None:
@@ -141,39 +131,39 @@ class RunExecution:
 
     async def _execute(self) -> None:
         try:
-            self._params = self._decode_params()
+            self.code.decode_params()
         except StepError as exc:
-            if self.status is not RunStatus.ROLLING_BACK:
+            if self.ledger.status is not RunStatus.ROLLING_BACK:
                 await self._start_rollback(None, f"params refused: {exc.message}")
                 return
-        if self.status is RunStatus.ROLLING_BACK:
+        if self.ledger.status is RunStatus.ROLLING_BACK:
             await self._rollback()
             return
-        if self.cancel_requested:
+        if self.ledger.cancel_requested:
             await self._start_rollback(None, "cancelled")
             return
-        if self.status is RunStatus.PENDING:
+        if self.ledger.status is RunStatus.PENDING:
             if self.env.metrics:
                 self.env.metrics.runs_started.inc()
-            failure = await self._fire(HookPoint.RUN_STARTED)
+            failure = await self.code.fire(HookPoint.RUN_STARTED)
             if failure is not None:
                 await self._start_rollback(None, f"run_started hook failed: {failure}")
                 return
-        if self.status is not RunStatus.RUNNING:
+        if self.ledger.status is not RunStatus.RUNNING:
             # A PENDING run's RUNNING event came with its first step's recorded start.
-            if not (self.status is RunStatus.PENDING and self.started):
-                self._carry.append((None, RunStatus.RUNNING, None, None))
-            self.status = RunStatus.RUNNING
+            if not (self.ledger.status is RunStatus.PENDING and self.ledger.started):
+                self.ledger.carry((None, RunStatus.RUNNING, None, None))
+            self.ledger.status = RunStatus.RUNNING
         await self._forward()
 
     # -- forward ---------------------------------------------------------------------------
 
     async def _forward(self) -> None:
         # JSON flows between steps; each step decodes it to its own declared input type.
-        data = self.run.params
+        data = self.ledger.run.params
         last = self.pipeline.steps[-1].name
         for step in self.pipeline.steps:
-            rec = self.steps[step.name]
+            rec = self.ledger.steps[step.name]
             status = StepStatus(rec.status)
             if status is StepStatus.COMPLETED:
                 data = rec.output
@@ -181,13 +171,13 @@ class RunExecution:
             if status is StepStatus.SKIPPED:
                 continue  # skipped after a failure: the value flows on unchanged
             if status is StepStatus.WAITING and rec.error is not None:
-                decided = await decisions.act_on_failure(self, step, rec)
+                decided = await guided.act_on_failure(self.ledger, self.code, step, rec)
                 if decided is None:
                     return  # parked still, or rolling back
                 if decided == "skip":
                     continue
                 status = StepStatus.FAILED  # retry: the next attempt starts below
-            if self.cancel_requested:
+            if self.ledger.cancel_requested:
                 await self._start_rollback(None, "cancelled")
                 return
             if status is StepStatus.RUNNING and not step.idempotent:
@@ -199,9 +189,9 @@ class RunExecution:
                 return
             # A parked step wakes up as the same attempt; anything else starts a new one,
             # whose start is recorded before it runs (by the claim or the last checkpoint).
-            recorded = step.name in self.started
+            recorded = step.name in self.ledger.started
             if recorded:
-                attempt = self.started.pop(step.name)
+                attempt = self.ledger.started.pop(step.name)
             elif status is StepStatus.WAITING:
                 attempt, recorded = rec.attempt, True
             else:
@@ -210,56 +200,58 @@ class RunExecution:
             if outcome is None:
                 return  # parked for a retry, or failed and rolled back
             data = outcome[0]
-        if not self.status.terminal:
+        if not self.ledger.status.terminal:
             # No step left to run, and no step ended the run: the last one was skipped
             # after it failed (people decided so). The run succeeded all the same.
             await self._succeed()
 
     async def _succeed(self) -> None:
-        self.status = RunStatus.SUCCEEDED
-        await self._fire(HookPoint.RUN_FINISHED, status=self.status)
-        cp = self._checkpoint(None)
-        self._finish(cp)
-        await self._commit(cp)
-        self.finished()
+        self.ledger.status = RunStatus.SUCCEEDED
+        await self.code.fire(HookPoint.RUN_FINISHED, status=self.ledger.status)
+        cp = self.ledger.checkpoint(None)
+        self.ledger.finish(cp)
+        await self.ledger.commit(cp)
+        self.ledger.finished()
         if self.env.metrics:
-            self.env.metrics.runs_finished.labels(self.status.value).inc()
+            self.env.metrics.runs_finished.labels(self.ledger.status.value).inc()
 
     async def _run_step(
         self, step: Step, attempt: int, data: Any, last: bool, recorded: bool
     ) -> tuple[Any] | None:
-        span = self.span = self.trace.step(step.name, attempt)
+        span = self.ledger.span = self.ledger.trace.step(step.name, attempt)
         try:
             return await self._attempt(step, attempt, data, last, recorded, span)
         finally:
             span.end()
-            self.span = tracing.NO_STEP_SPAN
+            self.ledger.span = tracing.NO_STEP_SPAN
 
     async def _attempt(
         self, step: Step, attempt: int, data: Any, last: bool, recorded: bool, span: StepSpan
     ) -> tuple[Any] | None:
-        if self.env.lease_left(self.run.id) <= 0:
+        if self.env.lease_left(self.ledger.run.id) <= 0:
             # Held up past the lease (a stop, a freeze): another worker may have the run and
             # have run this step; its body must not run here as well.
             raise LeaseExpired(
-                f"run {self.run.id}: the lease ran out before step {step.name!r} started"
+                f"run {self.ledger.run.id}: the lease ran out before step {step.name!r} started"
             )
-        ctx = self._context(step, attempt)
+        ctx = self.code.context(step, attempt)
         ctx.traceparent = span.traceparent
         self.ctx = ctx
-        rec = self.steps[step.name]
+        rec = self.ledger.steps[step.name]
         # A step waking from a durable sleep keeps the time it first started.
         resumed = rec.status == StepStatus.WAITING and rec.started_at is not None
         started = rec.started_at if resumed and rec.started_at else time.time()
-        running = self.running = RunningWrite(self, step.name, attempt, data, started, recorded)
+        running = self.running = RunningWrite(
+            self.ledger, step.name, attempt, data, started, recorded
+        )
         self._in_step = True
         try:
-            value = decode(step.input_type, data, f"{self._where(step)} input")
+            value = decode(step.input_type, data, f"{self.ledger.where(step.name)} input")
             # Non-idempotent steps show as RUNNING before they act; so does any step whose
             # start nothing recorded yet (found in flight after a crash).
             if not step.idempotent or not recorded:
                 await running.now()
-            failure = await self._fire(HookPoint.STEP_STARTED, step=step.name)
+            failure = await self.code.fire(HookPoint.STEP_STARTED, step=step.name)
             if failure is not None:
                 raise StepError(f"step_started hook failed: {failure}")
             result = await self._body_of(step, ctx, value)
@@ -273,7 +265,7 @@ class RunExecution:
                     "its body would run again on wake-up; put the wait in a step of its own"
                 )
                 return await self._step_error(step, ctx, data, error, running)
-            await parking.park(self, step, ctx, data, running, parked.until)
+            await parking.park(self.ledger, step, ctx, data, running, parked.until)
             return None
         except asyncio.CancelledError:
             span.outcome("cancelled")
@@ -281,7 +273,7 @@ class RunExecution:
             self._in_step = False
             task = asyncio.current_task()
             # Only a user's cancel is ours to absorb; a worker shutdown propagates.
-            if self.cancel_requested and task is not None and task.uncancel() == 0:
+            if self.ledger.cancel_requested and task is not None and task.uncancel() == 0:
                 await self._record_cancel(step, ctx, running)
                 return None
             raise
@@ -289,7 +281,7 @@ class RunExecution:
             span.fail(exc)
             span.outcome("timed_out" if isinstance(exc, StepTimeout) else "failed")
             running.cancel()
-            if self.cancel_requested:
+            if self.ledger.cancel_requested:
                 await self._record_cancel(step, ctx, running)
                 return None
             return await self._step_error(step, ctx, data, exc, running)
@@ -340,7 +332,7 @@ class RunExecution:
         last: bool,
         running: RunningWrite,
     ) -> tuple[Any] | None:
-        where = self._where(step)
+        where = self.ledger.where(step.name)
         try:
             if step.output_type is None or passthrough:
                 output = data
@@ -351,11 +343,11 @@ class RunExecution:
                 output, saved = self.env.mask.data(output), self.env.mask.data(saved)
         except StepError as exc:
             return await self._step_error(step, ctx, data, exc, running)
-        failure = await self._fire(HookPoint.STEP_COMPLETED, step=step.name)
+        failure = await self.code.fire(HookPoint.STEP_COMPLETED, step=step.name)
         if failure is not None:
             error = StepError(f"step_completed hook failed: {failure}")
             return await self._step_error(step, ctx, data, error, running)
-        cp = self._checkpoint(step.name)
+        cp = self.ledger.checkpoint(step.name)
         running.close_into(cp)
         cp.events.append((step.name, StepStatus.COMPLETED, running.attempt, None))
         if not last:
@@ -371,28 +363,28 @@ class RunExecution:
             "finished_at": time.time(),
         }
         if last:
-            self.status = RunStatus.SUCCEEDED
-            await self._fire(HookPoint.RUN_FINISHED, status=self.status)
-            self._finish(cp)
+            self.ledger.status = RunStatus.SUCCEEDED
+            await self.code.fire(HookPoint.RUN_FINISHED, status=self.ledger.status)
+            self.ledger.finish(cp)
         await running.settled()
-        await self._commit(cp)
+        await self.ledger.commit(cp)
         if last:
-            self.finished()
-        self._remember(step.name, cp.step_values)
-        self._measure(StepStatus.COMPLETED, running.started)
+            self.ledger.finished()
+        self.ledger.remember(step.name, cp.step_values)
+        self.ledger.measure(StepStatus.COMPLETED, running.started)
         return (output,)
 
     def _record_next_start(self, step: Step, cp: Checkpoint) -> None:
         """Record the next step's start with this checkpoint: if the worker dies before the
         next one commits, recovery knows that attempt started (and counts a new one)."""
-        following = self.steps[self._after[step.name]]
+        following = self.ledger.steps[self._after[step.name]]
         if following.status not in (StepStatus.NOT_STARTED, StepStatus.RETRYING):
             return
         attempt = following.attempt + 1
         cp.events.append(
             (following.name, StepStatus.RUNNING, attempt, started_on(self.env.worker_id))
         )
-        self.started[following.name] = attempt
+        self.ledger.started[following.name] = attempt
 
     async def _step_error(
         self,
@@ -403,16 +395,16 @@ class RunExecution:
         running: RunningWrite,
     ) -> tuple[Any] | None:
         if step.on_error is not None and not isinstance(exc, StepInterrupted):
-            recovered = await handle_error(step, ctx, data, exc, self.logs)
+            recovered = await handle_error(step, ctx, data, exc, self.ledger.logs)
             if recovered is not None:
-                self.logs.add(step.name, "warning", f"error handled: {describe(exc)}")
+                self.ledger.logs.add(step.name, "warning", f"error handled: {describe(exc)}")
                 running.extra.append((step.name, "ERROR_HANDLED", running.attempt, describe(exc)))
-                running.errors.append(self._error_row(step.name, running.attempt, exc))
+                running.errors.append(self.ledger.error_row(step.name, running.attempt, exc))
                 result, passthrough = recovered
                 last = step.name == self.pipeline.steps[-1].name
                 return await self._complete(step, ctx, data, result, passthrough, last, running)
         if step.retry.should_retry(running.attempt, exc):
-            await parking.park_retry(self, step, ctx, exc, running)
+            await parking.park_retry(self.ledger, step, ctx, exc, running)
             return None
         await self._fail_step(step, running.attempt, exc, running, ctx.saved)
         return None
@@ -433,144 +425,34 @@ class RunExecution:
         status: StepStatus = StepStatus.FAILED,
     ) -> None:
         message = self.env.mask(describe(exc))
-        self.cause = exc
-        self.logs.add(step.name, "error", message)
-        await self._fire(HookPoint.STEP_FAILED, step=step.name, error=message)
+        self.ledger.cause = exc
+        self.ledger.logs.add(step.name, "error", message)
+        await self.code.fire(HookPoint.STEP_FAILED, step=step.name, error=message)
         values: dict[str, Any] = {"status": status.value, "attempt": attempt, "error": message}
         if running is not None:
             values["input"] = running.encoded_input
             values["started_at"] = running.started
         if saved is not None:
             values["saved"] = encode(None, saved, "saved data")
-        cp = self._checkpoint(step.name)
+        cp = self.ledger.checkpoint(step.name)
         if running is not None:
             await running.settled()
             running.close_into(cp)
         cp.step_values = values
         cp.events.append((step.name, status.value, attempt, message))
-        cp.errors.append(self._error_row(step.name, attempt, exc))
+        cp.errors.append(self.ledger.error_row(step.name, attempt, exc))
         if running is not None:
-            self._measure(status, running.started)
-        self.span.end()  # the attempt is over: what follows (a rollback) is the run's
+            self.ledger.measure(status, running.started)
+        self.ledger.span.end()  # the attempt is over: what follows (a rollback) is the run's
         if status is StepStatus.FAILED and self.pipeline.asks_on_failure(step):
-            await parking.ask_what_next(self, step, attempt, cp)
+            await parking.ask_what_next(self.ledger, step, attempt, cp)
             return
         await self._start_rollback(cp, f"step {step.name!r} failed: {message}")
 
     # -- rollback (engine/rollback.py) ---------------------------------------------------
 
     async def _start_rollback(self, cp: Checkpoint | None, reason: str) -> None:
-        await rollback.start_rollback(self, cp, reason)
+        await rollback.start_rollback(self.ledger, self.code, cp, reason)
 
     async def _rollback(self) -> None:
-        await rollback.roll_back(self)
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _measure(self, step_status: StepStatus, started: float) -> None:
-        metrics = self.env.metrics
-        if metrics is None:
-            return
-        metrics.step_duration.labels(step_status.value).observe(time.time() - started)
-        if self.status.terminal:
-            metrics.runs_finished.labels(self.status.value).inc()
-
-    def _finish(self, cp: Checkpoint) -> None:
-        cp.events.append((None, self.status, None, None))
-        cp.run.update(
-            status=self.status.value,
-            finished_at=time.time(),
-            wake_at=None,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-
-    def finished(self) -> None:
-        """The run's end is committed: the last attempt's span closes, the run's goes out."""
-        self.span.end()
-        self.trace.finished(self.status.value, self.run.created_at, time.time())
-
-    def _checkpoint(self, step: str | None) -> Checkpoint:
-        cp = Checkpoint(run_id=self.run.id, token=self.token, step=step)
-        cp.events.extend(self._carry)
-        self._carry = []
-        cp.run = {"status": self.status.value, "context": self.bag, "current_step": step}
-        return cp
-
-    async def _commit(self, cp: Checkpoint) -> None:
-        cp.logs = self.logs.take()
-        mask = self.env.mask
-        if mask.active:  # one place where every text bound for the store is masked
-            cp.events = [(st, status, a, m and mask(m)) for st, status, a, m in cp.events]
-            for values in (cp.run, cp.step_values):
-                if values.get("error"):
-                    values["error"] = mask(values["error"])
-            if cp.run.get("context"):  # viewers read the bag: masked like the logs
-                cp.run["context"] = mask.data(cp.run["context"])
-        await self.env.committer.submit(cp)
-
-    def _remember(self, step: str, values: dict[str, Any]) -> None:
-        self.steps[step] = replace(self.steps[step], **values)
-
-    def _error_row(self, step: str | None, attempt: int | None, exc: BaseException) -> Row:
-        return {
-            "step": step,
-            "attempt": attempt,
-            "kind": f"{exc.__class__.__module__}.{exc.__class__.__qualname__}",
-            "message": self.env.mask(describe(exc)),
-            "traceback": self.env.mask("".join(traceback.format_exception(exc))),
-        }
-
-    def _context(self, step: Step, attempt: int) -> StepContext:
-        return step_context(self, step, attempt)
-
-    def _logger(self, step: str) -> StepLogger:
-        found = self._loggers.get(step)
-        if found is None:
-            level = next((s.log_level for s in self.pipeline.steps if s.name == step), "debug")
-            found = self._loggers[step] = self.logs.logger(step, level)
-        return found
-
-    async def _fire(
-        self,
-        point: HookPoint,
-        *,
-        step: str | None = None,
-        error: str | None = None,
-        status: RunStatus | None = None,
-    ) -> str | None:
-        hooks = self.pipeline.hooks.at(point)
-        if not hooks:
-            return None
-        event = HookEvent(
-            point=point,
-            run_id=self.run.id,
-            pipeline=self.pipeline.name,
-            context=self.bag,
-            noop=self.run.noop,
-            log=self._logger(step or "_run"),
-            step=step,
-            error=error,
-            status=status.value if status else None,
-            requested_by=self.run.requested_by,
-            raw_params=self.run.params,
-            outputs=self.outputs,
-            secrets=self.env.settings.secrets,
-            settings=self.env.settings,
-        )
-        with self.trace.span(f"hook {point.value}", {"lockgate.hook.point": point.value}) as span:
-            try:
-                await self.pipeline.hooks.fire(event)
-            except Exception as exc:
-                span.fail(exc)
-                message = describe(exc)
-                self.logs.add(step or "_run", "error", f"{point.value} hook failed: {message}")
-                if point in BLOCKING_POINTS:
-                    return message
-        return None
-
-    def _decode_params(self) -> Any:
-        return decode(self.pipeline.params_type, self.run.params, f"run {self.run.id} params")
-
-    def _where(self, step: Step) -> str:
-        return f"run {self.run.id} step {step.name!r}"
+        await rollback.roll_back(self.ledger, self.code)

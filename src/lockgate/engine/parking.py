@@ -3,45 +3,43 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lockgate.core.codec import encode
 from lockgate.core.context import StepContext
-from lockgate.core.statuses import RunStatus, StepStatus
+from lockgate.core.statuses import StepStatus
 from lockgate.core.step import Step
 from lockgate.engine.calls import describe, when
+from lockgate.engine.ledger import RunLedger
 from lockgate.engine.running import RunningWrite
 from lockgate.store.checkpoints import Checkpoint
 
-if TYPE_CHECKING:
-    from lockgate.engine.execution import RunExecution
-
 
 async def park_retry(
-    ex: RunExecution, step: Step, ctx: StepContext, exc: BaseException, running: RunningWrite
+    ledger: RunLedger, step: Step, ctx: StepContext, exc: BaseException, running: RunningWrite
 ) -> None:
     """Park the run until its next attempt is due (a durable wait: no worker holds it)."""
     attempt = running.attempt
     delay = step.retry.delay(attempt)
     message = f"{describe(exc)}; retrying in {delay:.2f}s"
-    ex.logs.add(step.name, "warning", f"attempt {attempt} failed: {message}")
+    ledger.logs.add(step.name, "warning", f"attempt {attempt} failed: {message}")
     wake = time.time() + delay
-    cp = ex._checkpoint(step.name)
+    cp = ledger.checkpoint(step.name)
     running.close_into(cp)
     cp.events.append((step.name, StepStatus.RETRYING, attempt, message))
     cp.step_values = {
         "status": StepStatus.RETRYING.value,
         "attempt": attempt,
-        "error": ex.env.mask(describe(exc)),
+        "error": ledger.env.mask(describe(exc)),
         "saved": encode(None, ctx.saved, "saved data"),
     }
-    cp.errors.append(ex._error_row(step.name, attempt, exc))
+    cp.errors.append(ledger.error_row(step.name, attempt, exc))
     await running.settled()
-    await release_until(ex, cp, wake, f"retry of {step.name} at {when(wake)}")
+    await ledger.release_until(cp, wake, f"retry of {step.name} at {when(wake)}")
 
 
 async def park(
-    ex: RunExecution,
+    ledger: RunLedger,
     step: Step,
     ctx: StepContext,
     data: Any,
@@ -50,11 +48,11 @@ async def park(
 ) -> None:
     """Park the run until ``until`` (or until woken, for ``None``): no worker holds it."""
     why = f"until {when(until)}" if until is not None else "until woken (a decision)"
-    ex.logs.add(step.name, "info", f"waiting {why}")
-    cp = ex._checkpoint(step.name)
+    ledger.logs.add(step.name, "info", f"waiting {why}")
+    cp = ledger.checkpoint(step.name)
     running.close_into(cp)
     cp.events.append((step.name, StepStatus.WAITING, running.attempt, why))
-    cp.approval = ex.asking.pop(step.name, None)
+    cp.approval = ledger.asking.pop(step.name, None)
     cp.step_values = {
         "status": StepStatus.WAITING.value,
         "attempt": running.attempt,
@@ -64,7 +62,7 @@ async def park(
         "wait_until": until,
     }
     await running.settled()
-    await release_until(ex, cp, until, f"{step.name} waits {why}")
+    await ledger.release_until(cp, until, f"{step.name} waits {why}")
 
 
 #: What people may do with a step that failed for good (``skip`` only if it is skippable).
@@ -76,15 +74,15 @@ def failure_key(step: str, attempt: int) -> str:
     return f"{step}@{attempt}"
 
 
-async def ask_what_next(ex: RunExecution, step: Step, attempt: int, cp: Checkpoint) -> None:
+async def ask_what_next(ledger: RunLedger, step: Step, attempt: int, cp: Checkpoint) -> None:
     """Park the run after ``step`` failed for good, asking people to retry it, skip it (if
     it may be skipped) or roll back; ``cp`` already records the failure. No worker holds
     the run while it waits."""
     choices = [a for a in FAILURE_ACTIONS if a != "skip" or step.skippable]
     error = cp.step_values.get("error") or "failed"
-    timeout = ex.pipeline.decision_timeout
+    timeout = ledger.pipeline.decision_timeout
     expires_at = time.time() + timeout if timeout is not None else None
-    on_timeout = ex.pipeline.on_decision_timeout
+    on_timeout = ledger.pipeline.on_decision_timeout
     if on_timeout not in choices:
         on_timeout = "rollback"
     request = {
@@ -98,7 +96,7 @@ async def ask_what_next(ex: RunExecution, step: Step, attempt: int, cp: Checkpoi
     }
     cp.approval = {
         "request": request,
-        "requested_by": ex.run.requested_by,
+        "requested_by": ledger.run.requested_by,
         "expires_at": expires_at,
     }
     cp.approval_key = failure_key(step.name, attempt)
@@ -109,19 +107,5 @@ async def ask_what_next(ex: RunExecution, step: Step, attempt: int, cp: Checkpoi
     }
     why = f"waiting for a decision: {', '.join(choices)}"
     cp.events.append((step.name, StepStatus.WAITING, attempt, why))
-    ex.logs.add(step.name, "warning", f"failed for good; {why}")
-    await release_until(ex, cp, expires_at, f"{step.name} failed; {why}")
-
-
-async def release_until(ex: RunExecution, cp: Checkpoint, until: float | None, why: str) -> None:
-    """Commit ``cp`` with the run WAITING until ``until`` and its lease given up."""
-    ex.status = RunStatus.WAITING
-    cp.events.append((None, RunStatus.WAITING, None, why))
-    cp.run.update(
-        status=RunStatus.WAITING.value, wake_at=until, lease_owner=None, lease_expires_at=None
-    )
-    await ex._commit(cp)
-    if cp.step is not None:
-        ex._remember(cp.step, cp.step_values)
-    if until is not None:
-        ex.env.wake_at(until)
+    ledger.logs.add(step.name, "warning", f"failed for good; {why}")
+    await ledger.release_until(cp, expires_at, f"{step.name} failed; {why}")

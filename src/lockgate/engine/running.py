@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lockgate.core.statuses import StepStatus
 from lockgate.engine.calls import EventRow, Row
+from lockgate.engine.ledger import RunLedger
 from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
-
-if TYPE_CHECKING:
-    from lockgate.engine.execution import RunExecution
 
 #: A step still running after this long gets its RUNNING state written on its own.
 RUNNING_WRITE_DELAY = 0.05
@@ -28,14 +26,14 @@ class RunningWrite:
 
     def __init__(
         self,
-        execution: RunExecution,
+        ledger: RunLedger,
         step: str,
         attempt: int,
         encoded_input: Any,
         started: float,
         recorded: bool = False,
     ) -> None:
-        self.execution = execution
+        self.ledger = ledger
         self.step = step
         self.attempt = attempt
         self.encoded_input = encoded_input
@@ -55,11 +53,11 @@ class RunningWrite:
     def write(self) -> asyncio.Future[Any]:
         """Submit the RUNNING checkpoint."""
         self._closed = True
-        ex = self.execution
-        cp = ex._checkpoint(self.step)
+        ledger = self.ledger
+        cp = ledger.checkpoint(self.step)
         if not self.recorded:
             cp.events.append(
-                (self.step, StepStatus.RUNNING, self.attempt, started_on(ex.env.worker_id))
+                (self.step, StepStatus.RUNNING, self.attempt, started_on(ledger.env.worker_id))
             )
             self.recorded = True
         cp.step_values = {
@@ -68,11 +66,10 @@ class RunningWrite:
             "input": self.encoded_input,
             "started_at": self.started,
         }
-        cp.logs = ex.logs.take()
-        self._written = ex.env.committer.submit(cp)
+        self._written = ledger.submit(cp)
         # Retrieved here too: a run abandoned mid-step never awaits this write.
         self._written.add_done_callback(lambda f: f.cancelled() or f.exception())
-        ex._remember(self.step, {"status": StepStatus.RUNNING.value, "attempt": self.attempt})
+        ledger.remember(self.step, {"status": StepStatus.RUNNING.value, "attempt": self.attempt})
         return self._written
 
     async def now(self) -> None:
@@ -86,7 +83,7 @@ class RunningWrite:
     def close_into(self, cp: Checkpoint) -> None:
         """Add what the step's closing checkpoint must carry (RUNNING, if never written)."""
         if self._written is None and not self.recorded:
-            worker = self.execution.env.worker_id
+            worker = self.ledger.env.worker_id
             cp.events.append(
                 (self.step, StepStatus.RUNNING.value, self.attempt, started_on(worker))
             )
