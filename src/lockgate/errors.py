@@ -6,6 +6,8 @@ as class attributes (``http_status``, ``exit_code``)::
 
     LockgateError                      internal
     ├── DefinitionError                invalid_definition   a pipeline or step is malformed
+    │   └── SpecError                                       a pipeline or channel file: every
+    │                                                        problem, with file, line, column
     ├── SettingsError                  invalid_settings     a setting cannot be used as given
     ├── ParamsError                    invalid_params       run params refused (all problems)
     ├── NotFound                       not_found
@@ -15,6 +17,8 @@ as class attributes (``http_status``, ``exit_code``)::
     ├── TooLarge                       too_large            a body or content over its limit
     ├── RateLimited                    rate_limited         too many attempts: wait, try again
     ├── Unauthorized                   unauthorized         no valid token
+    ├── BadSignature                   bad_signature        a webhook not signed by its secret
+    ├── BadPayload                     bad_payload          a webhook body not what it should be
     ├── Forbidden                      forbidden            not allowed for this person
     ├── Conflict                       conflict
     │   ├── InvalidState               invalid_state        not allowed in the current status
@@ -25,6 +29,7 @@ as class attributes (``http_status``, ``exit_code``)::
     │   ├── StepTimeout                step_timeout
     │   ├── StepInterrupted            step_interrupted     non-idempotent step found in flight
     │   ├── StepCancelled              step_cancelled
+    │   ├── Refused                                         the SSRF guard refused a URL
     │   └── NothingToUndo              nothing_to_undo      a rollback skipped: no output
     └── StoreError                     store_error          the database failed or is unreachable
         ├── SchemaMissing              schema_missing       not migrated: lockgate db upgrade
@@ -73,6 +78,18 @@ class DefinitionError(LockgateError):
     code = "invalid_definition"
     http_status = 422
     exit_code = 2
+
+
+class SpecError(DefinitionError):
+    """A pipeline or channel file was refused; ``problems`` lists every problem found
+    (each with its file, line, column and message; ``str()`` of each is one line)."""
+
+    def __init__(self, problems: Sequence[Any]) -> None:
+        self.problems = list(problems)
+        super().__init__(
+            "\n".join(str(p) for p in self.problems),
+            details={"problems": [str(p) for p in self.problems]},
+        )
 
 
 class SettingsError(LockgateError):
@@ -142,6 +159,20 @@ class Unauthorized(LockgateError):
     exit_code = 5
 
 
+class BadSignature(LockgateError):
+    """A webhook request is not signed by its trigger's secret (answered 401)."""
+
+    code = "bad_signature"
+    http_status = 401
+
+
+class BadPayload(LockgateError):
+    """A webhook body is not what its provider sends (answered 400)."""
+
+    code = "bad_payload"
+    http_status = 400
+
+
 class Forbidden(LockgateError):
     """The caller may not do this (not an approver, self-approval, missing role)."""
 
@@ -203,6 +234,10 @@ class StepCancelled(StepError):
     """The run was cancelled while the step ran."""
 
     code = "step_cancelled"
+
+
+class Refused(StepError):
+    """The SSRF guard refused the URL an ``api`` step (or a ``check``) would call."""
 
 
 class NothingToUndo(StepError):

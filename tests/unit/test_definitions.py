@@ -131,3 +131,20 @@ def test_retry_backoff_grows_and_is_capped() -> None:
     assert 3.6 <= policy.delay(3) <= 4.4
     assert 4.5 <= policy.delay(8) <= 5.5
     assert policy.should_retry(9, RuntimeError()) and not policy.should_retry(10, RuntimeError())
+
+
+def test_a_step_whose_annotations_cannot_be_resolved_is_refused() -> None:
+    """Its annotations were silently dropped: the step became untyped and its return value
+    was lost. Now the definition is refused, naming the function and the cause."""
+    import pytest
+
+    from lockgate import step
+    from lockgate.errors import DefinitionError
+
+    def build(ctx: StepContext) -> Artefact:  # noqa: F821 - the name does not exist
+        return None
+
+    with pytest.raises(
+        DefinitionError, match=r"build: its annotations cannot be resolved \(NameError"
+    ):
+        step(build)

@@ -52,11 +52,19 @@ def _arity(fn: UserFn, where: str) -> int:
 
 
 def hints(fn: UserFn) -> tuple[Any, Any]:
-    """The annotated (value type, return type) of a step function; ``None`` when absent."""
+    """The annotated (value type, return type) of a step function; ``None`` when absent.
+
+    :class:`DefinitionError` when the annotations cannot be resolved (a name imported only
+    for type checking, a typo): the step would otherwise be untyped and its return value
+    silently dropped."""
     try:
         found = typing.get_type_hints(fn)
-    except Exception:
-        return None, None
+    except Exception as exc:
+        raise DefinitionError(
+            f"{qualname(fn)}: its annotations cannot be resolved ({type(exc).__name__}: "
+            f"{exc}); import the types it names at module level (not only under "
+            "TYPE_CHECKING), or annotate with types that exist"
+        ) from exc
     names = [n for n, p in inspect.signature(fn).parameters.items() if p.kind is not p.VAR_KEYWORD]
     value_t = found.get(names[1]) if len(names) > 1 else None
     ret = found.get("return")

@@ -170,7 +170,8 @@ def step(
     """
 
     def build(f: UserFn) -> Step:
-        value_t, return_t = hints(f)
+        typed = input is ... or output is ...
+        value_t, return_t = hints(f) if typed else (None, None)
         return Step(
             name=name or f.__name__,
             execute=f,

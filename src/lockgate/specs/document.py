@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from lockgate.errors import DefinitionError
+from lockgate.errors import SpecError as SpecError  # its home is the one error tree
 
 #: Limits against abuse: a pipeline file is configuration, not data.
 MAX_BYTES = 256 * 1024
@@ -29,16 +29,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}: {self.message}"
-
-
-class SpecError(DefinitionError):
-    """A pipeline file was refused; ``problems`` lists every problem found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__(
-            "\n".join(str(p) for p in problems), details={"problems": [str(p) for p in problems]}
-        )
 
 
 def parse(path: Path, text: str | None = None) -> Any:

@@ -17,13 +17,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from lockgate.errors import StepError
+from lockgate.errors import Refused as Refused  # its home is the one error tree
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class Refused(StepError):
-    """The URL may not be called."""
 
 
 @dataclass(frozen=True)

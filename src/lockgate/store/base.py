@@ -371,11 +371,6 @@ class Store(ABC):
             raise RunNotFound(f"no run {run_id!r}")
         return run_record(row)
 
-    def get_steps(self, run_id: str) -> list[StepRecord]:
-        """The steps of a run in pipeline order."""
-        stmt = select(s.steps).where(s.steps.c.run_id == run_id).order_by(s.steps.c.position)
-        return [step_record(r) for r in self.read(lambda c: c.execute(stmt).all())]
-
     def list_runs(
         self,
         *,
@@ -508,10 +503,6 @@ class Store(ABC):
         """A worker identity and the process that last held it."""
         row = self.read(lambda c: c.execute(get_worker_query(worker_id)).first())
         return None if row is None else worker_record(row)
-
-    def get_attempts(self, run_id: str) -> list[AttemptRecord]:
-        """Every execution of the run's steps, with its worker and how it ended."""
-        return self.run_view(run_id)[2]
 
     def run_view(
         self, run_id: str

@@ -63,17 +63,6 @@ class WriteTx:
             self.execute_many(sql, rows)
         self.deferred.clear()
 
-    def fetch_value(self, sql: str, params: dict[str, Any]) -> Any:
-        """Run ``sql`` once on the driver's cursor; the first column of its first row (or
-        ``None``). For the hot writes, like :meth:`execute_many`."""
-        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(self.driver_sql(sql), params)
-            row = cursor.fetchone()
-            return None if row is None else row[0]
-        finally:
-            cursor.close()
-
     def fetch_rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run ``sql`` once on the driver's cursor; every row it returns."""
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

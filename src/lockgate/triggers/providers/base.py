@@ -10,24 +10,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from lockgate.errors import LockgateError
+from lockgate.errors import BadPayload as BadPayload  # their home is the one error tree
+from lockgate.errors import BadSignature as BadSignature
 from lockgate.triggers.event import TriggerEvent
 
 Headers = Mapping[str, str]
-
-
-class BadSignature(LockgateError):
-    """The request is not signed by the trigger's secret (answered 401)."""
-
-    code = "bad_signature"
-    http_status = 401
-
-
-class BadPayload(LockgateError):
-    """The body is not what the provider sends (answered 400)."""
-
-    code = "bad_payload"
-    http_status = 400
 
 
 def hmac_hex(secret: str, body: bytes, algorithm: str = "sha256") -> str:
