@@ -8,8 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 
@@ -46,14 +45,3 @@ def lockgate_server(
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """``check()``'s first truthy answer, asked every 50 ms; fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")

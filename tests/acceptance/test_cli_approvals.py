@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lockgate import App, RunStatus, Settings
 from lockgate.specs import load_file
+from lockgate.testing import eventually
 
 GATED = """\
 name: gated
@@ -40,10 +40,8 @@ def cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def wait_status(app: App, run_id: str, status: str) -> None:
-    deadline = time.monotonic() + 30
-    while app.get_run(run_id).run.status != status:
-        assert time.monotonic() < deadline, app.get_run(run_id).run.status
-        time.sleep(0.05)
+    reached = lambda: app.get_run(run_id).run.status == status  # noqa: E731
+    eventually(reached, f"run {run_id} {status}", timeout=30, every=0.05)
 
 
 def test_approve_from_the_command_line(db_url: str, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from playwright.sync_api import (
 from servers import lockgate_server
 
 from lockgate import App, Settings
+from lockgate.testing import eventually
 
 pytestmark = pytest.mark.console
 
@@ -121,12 +121,12 @@ def sign_in(context: BrowserContext, console: Console, who: str) -> Page:
 def waiting_for_decision(console: Console, run_id: str) -> None:
     """Wait until run ``run_id`` is parked at its approval step."""
     with console.rest("vic") as rest:
-        for _ in range(200):
+
+        def parked() -> bool:
             found = rest.get("/api/v1/approvals").json()["approvals"]
-            if any(a["run_id"] == run_id for a in found):
-                return
-            time.sleep(0.05)
-    raise AssertionError(f"run {run_id} never waited for a decision")
+            return any(a["run_id"] == run_id for a in found)
+
+        eventually(parked, f"run {run_id} to wait for a decision", timeout=10, every=0.05)
 
 
 def tab_to(page: Page, target: Locator, most: int = 40) -> None:

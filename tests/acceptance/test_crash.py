@@ -14,6 +14,7 @@ import pytest
 
 from lockgate import App, RunStatus, Settings
 from lockgate.discover import load_pipelines
+from lockgate.testing import eventually
 
 HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")
@@ -38,22 +39,16 @@ def start_worker(
 
 
 def wait_for_line(path: Path, needle: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and needle in path.read_text():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{needle!r} never appeared in {path}")
+    seen = lambda: path.exists() and needle in path.read_text()  # noqa: E731
+    eventually(seen, f"{needle!r} in {path}", timeout)
 
 
 def wait_finished(app: App, run_id: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = app.get_run(run_id).run.status
-        if RunStatus(status).terminal:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not finish")
+    def status() -> str | None:
+        found = app.get_run(run_id).run.status
+        return found if RunStatus(found).terminal else None
+
+    return str(eventually(status, f"run {run_id} to finish", timeout, every=0.05))
 
 
 def crash_and_resume(

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from servers import lockgate_server, wait_until
+from servers import lockgate_server
 
 from lockgate import App, RunStatus, Settings
-from lockgate.testing import TraceReceiver
+from lockgate.testing import TraceReceiver, eventually
 
 HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "crashy.py")
@@ -51,9 +51,9 @@ def test_a_run_resumed_on_another_worker_after_a_sigkill_continues_its_trace(
             )
             assert r.status_code == 201, r.text
             run_id = r.json()["id"]
-            wait_until(lambda: f"{run_id} slow 1" in ledger.read_text(), "the slow step")
+            eventually(lambda: f"{run_id} slow 1" in ledger.read_text(), "the slow step")
             # The first step's span was exported before the kill.
-            wait_until(
+            eventually(
                 lambda: [s for s in receiver.spans if s["name"] == "prepare"], "prepare's span"
             )
             first.send_signal(signal.SIGKILL)
@@ -65,9 +65,9 @@ def test_a_run_resumed_on_another_worker_after_a_sigkill_continues_its_trace(
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_until(lambda: RunStatus(app.get_run(run_id).run.status).terminal, "the run")
+            eventually(lambda: RunStatus(app.get_run(run_id).run.status).terminal, "the run")
             assert app.get_run(run_id).run.status == RunStatus.SUCCEEDED
-            wait_until(
+            eventually(
                 lambda: [s for s in receiver.spans if s["name"] == "RUN crashy"], "the run span"
             )
         finally:

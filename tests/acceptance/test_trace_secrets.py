@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from servers import lockgate_server, wait_until
+from servers import lockgate_server
 
 from lockgate import App, RunStatus, Settings
-from lockgate.testing import TraceReceiver
+from lockgate.testing import TraceReceiver, eventually
 
 HERE = Path(__file__).parent
 PIPELINES = str(HERE / "pipelines" / "leaky.py")
@@ -50,16 +50,16 @@ def test_no_credential_reaches_an_exported_span(db_url: str) -> None:
             started = httpx.post(f"{url}/api/v1/runs", json={"pipeline": "leaky"}, headers=auth)
             assert started.status_code == 201, started.text
             for run_id in (hooked, started.json()["id"]):
-                wait_until(
+                eventually(
                     lambda run_id=run_id: RunStatus(app.get_run(run_id).run.status).terminal,
                     "the run to end",
                 )
                 assert app.get_run(run_id).run.status == RunStatus.ROLLED_BACK
-            wait_until(
+            eventually(
                 lambda: len([s for s in receiver.spans if s["name"] == "RUN leaky"]) == 2,
                 "both runs' spans",
             )
-            wait_until(
+            eventually(
                 lambda: [s for s in receiver.spans if "sign-in" in str(s["name"])],
                 "the link's request span",
             )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +9,8 @@ import httpx
 from pydantic import BaseModel
 
 from lockgate import App, StepContext, step
+from lockgate.records import RunRecord
+from lockgate.testing import eventually_async
 
 
 class Params(BaseModel):
@@ -35,16 +35,27 @@ class Served:
         return httpx.AsyncClient(base_url=self.base, headers=headers, timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def wait_done(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
-    for _ in range(500):
+    """The run as REST shows it, once it has finished."""
+
+    async def finished() -> dict[str, Any] | None:
         run = (await client.get(f"/api/v1/runs/{run_id}")).json()
-        if run["status"] in ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED"):
-            return dict(run)
-        await asyncio.sleep(0.02)
-    raise AssertionError("run did not finish")
+        return dict(run) if run["status"] in FINISHED else None
+
+    found: dict[str, Any] = await eventually_async(finished, f"run {run_id} to finish", 10)
+    return found
+
+
+async def wait_status(app: App, run_id: str, status: str, timeout: float = 20) -> RunRecord:
+    """The run, once its status is ``status``."""
+
+    def reached() -> RunRecord | None:
+        run = app.get_run(run_id).run
+        return run if run.status == status else None
+
+    found: RunRecord = await eventually_async(reached, f"run {run_id} {status}", timeout)
+    return found
+
+
+#: Statuses a run ends in.
+FINISHED = ("SUCCEEDED", "FAILED", "ROLLED_BACK", "ROLLBACK_FAILED", "CANCELLED")

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
-from api_support import Params, Served, deploy, free_port
+from api_support import Params, Served, deploy
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from lockgate import App, Pipeline, tracing
 from lockgate.api import create_api
+from lockgate.testing import free_port
 
 
 @pytest.fixture

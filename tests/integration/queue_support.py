@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from lockgate import App
 from lockgate.records import DeliveryRecord
 from lockgate.specs import load_file
+from lockgate.testing import eventually_async
 
 PIPELINE = """
 name: shipped
@@ -31,14 +31,10 @@ def register(app: App, tmp_path: Path) -> None:
 
 
 async def wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
-    """``check()``'s first truthy answer (asked in a thread, every 50 ms)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await asyncio.to_thread(check)
-        if found:
-            return found
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
+    """``check()``'s first truthy answer, asked in a thread (a check may run a loop of its
+    own); see :func:`lockgate.testing.eventually_async`."""
+    asked = lambda: asyncio.to_thread(check)  # noqa: E731
+    return await eventually_async(asked, "the queue's deliveries", timeout, every=0.05)
 
 
 async def deliveries(app: App, queue_id: str, count: int) -> dict[str, DeliveryRecord]:

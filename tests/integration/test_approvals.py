@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from api_support import wait_status
 
 from lockgate import App, Conflict, InvalidState, ParamsError, RunNotFound, RunStatus
 from lockgate.engine.worker import Worker
@@ -31,16 +30,6 @@ steps:
     path.write_text(text)
     app.register(load_file(path))
     return "gated"
-
-
-async def wait_status(app: App, run_id: str, status: str, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = app.get_run(run_id).run
-        if run.status == status:
-            return run
-        assert time.monotonic() < deadline, f"run stayed {run.status}"
-        await asyncio.sleep(0.02)
 
 
 async def test_two_of_three_approvals_with_typed_input(

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import pytest
+from api_support import wait_status
 from pydantic import BaseModel, Field
 
 from lockgate import App, Channel, ChannelNotFound, ParamsError, PushRequest, Stage, Step
@@ -15,6 +16,7 @@ from lockgate.core.statuses import RunStatus
 from lockgate.engine.worker import Worker
 from lockgate.errors import TooLarge
 from lockgate.steps.shell import ShellConfig, ShellKind
+from lockgate.testing import eventually_async
 
 
 class Flags(BaseModel):
@@ -278,20 +280,11 @@ async def test_reads_etag_slice_history_and_json_schema_requests(app: App, worke
     assert d.run_status == RunStatus.SUCCEEDED and d.tenant == "globex"
 
 
-async def wait_status(app: App, run_id: str, status: str, timeout: float = 20) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if app.get_run(run_id).run.status == status:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"run {run_id} stayed {app.get_run(run_id).run.status}")
-
-
 async def wait_step(app: App, run_id: str, step: str, status: str, timeout: float = 20) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if {s.name: s.status for s in app.get_run(run_id).steps}[step] == status:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"step {step} of run {run_id} never became {status}")
+    def reached() -> bool:
+        return {s.name: s.status for s in app.get_run(run_id).steps}[step] == status
+
+    await eventually_async(reached, f"step {step} of run {run_id} {status}", timeout)
 
 
 async def test_cancelling_a_deployment_flips_its_stages_back(app: App, worker: Worker) -> None:

@@ -7,11 +7,13 @@ import time
 from typing import Any
 
 import pytest
+from api_support import wait_status
 from pydantic import BaseModel
 
 from lockgate import App, HookEvent, Pipeline, Retry, RunStatus, StepContext, step
 from lockgate.engine.worker import Worker
 from lockgate.errors import InvalidState, ParamsError
+from lockgate.testing import eventually_async
 
 
 class Params(BaseModel):
@@ -140,11 +142,9 @@ async def test_retry_parks_the_run_durably_between_attempts(app: App, worker: Wo
     record = app.start_run("flaky")
     worker.wake()
     await asyncio.wait_for(gate.wait(), 10)
-    await asyncio.sleep(0.15)
-    parked = app.get_run(record.id).run
-    assert parked.status == RunStatus.WAITING
+    parked = await wait_status(app, record.id, RunStatus.WAITING)
     assert parked.lease_owner is None and parked.wake_at is not None
-    assert worker.active == 0
+    await eventually_async(lambda: worker.active == 0, "the worker to hold nothing")
     done = await app.wait(record.id, timeout=10)
     assert done.status == RunStatus.SUCCEEDED
     assert attempts == [1, 2]
@@ -584,12 +584,13 @@ async def test_sleep_in_a_non_idempotent_step_is_refused(app: App, worker: Worke
     assert "marked idempotent=False" in (app.get_run(record.id).steps[0].error or "")
 
 
+class Target(BaseModel):
+    environment: str = "staging"
+
+
 async def test_a_misspelt_param_is_refused_not_ignored(app: App) -> None:
     """``-p enviroment=production`` must not deploy to the default (staging): an unknown
     param is refused, naming it and the known ones, for Python pipelines too."""
-
-    class Target(BaseModel):
-        environment: str = "staging"
 
     @step
     def ship(ctx: StepContext, t: Target) -> None:

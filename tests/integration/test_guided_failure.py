@@ -3,7 +3,6 @@ the run back, holding no worker; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from lockgate import (
 )
 from lockgate.errors import Forbidden
 from lockgate.specs import load_file
+from lockgate.testing import eventually_async
 
 UNDONE: list[str] = []
 
@@ -58,12 +58,12 @@ ASKS = Pipeline("asks", [prepare, stubborn], on_failure="ask")
 
 async def waiting_for_decision(app: App, worker: object, run_id: str) -> None:
     worker.wake()  # type: ignore[attr-defined]
-    for _ in range(300):
+
+    def asking() -> bool:
         found = app.approval(run_id)
-        if found is not None and found.approval.request.get("kind") == "failure":
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"run {run_id} is {app.run_record(run_id).status}, not asking")
+        return found is not None and found.approval.request.get("kind") == "failure"
+
+    await eventually_async(asking, f"run {run_id} to ask what next", timeout=6)
 
 
 async def finished(app: App, worker: object, run_id: str) -> RunStatus:

@@ -17,6 +17,7 @@ from lockgate.client import Client
 from lockgate.examples.flags import flags
 from lockgate.rest_client import RestClient
 from lockgate.specs import load_file
+from lockgate.testing import eventually_async
 
 SECRET = "one-door-webhook-secret"
 
@@ -31,17 +32,13 @@ def audited(served: Served, after: int) -> list[tuple[str, str, Any]]:
 
 
 async def waiting(served: Served, run_id: str) -> None:
-    deadline = time.monotonic() + 10
-    while served.app.store.get_approval(run_id) is None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    ask = lambda: served.app.store.get_approval(run_id)  # noqa: E731
+    await eventually_async(ask, f"run {run_id} to ask for approval", timeout=10)
 
 
 async def finished(served: Served, run_id: str) -> None:
-    deadline = time.monotonic() + 10
-    while served.app.run_record(run_id).finished_at is None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    done = lambda: served.app.run_record(run_id).finished_at  # noqa: E731
+    await eventually_async(done, f"run {run_id} to finish", timeout=10)
 
 
 async def a_delivery(served: Served) -> int:

@@ -162,7 +162,7 @@ async def test_competing_consumers_start_each_run_once(
     stop = asyncio.Event()
     tasks = [asyncio.create_task(q.run(stop)) for q in consumers]
     try:
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: all(queue.id in q.reading for q in consumers))
         for i in range(150):
             publish(broker, stream, {"version": f"v{i}"})
         await wait_for(lambda: len(app.deliveries(queue.id, limit=1000)) == 150, timeout=60)
@@ -242,14 +242,14 @@ async def test_a_changed_queue_is_followed_by_its_running_consumer(
     )
     assert changed.source == other and changed.dead_letter == queue.dead_letter
     assert [a.action for a in app.audit_log() if a.actor == "ops"] == ["queue.update"]
-    await asyncio.sleep(3)  # the consumer restarts on the new stream
+    await wait_for(lambda: app.queues.reading.get(queue.id) == other)  # restarted there
     entry = publish(broker, other, {"version": "9"}, env="prod")
     [delivery] = await wait_for(lambda: app.deliveries(queue.id))
     assert delivery.key == entry and delivery.status == "DONE"
     app.queues.pause(queue.id)
-    await asyncio.sleep(3)
+    await wait_for(lambda: queue.id not in app.queues.reading)  # its consumer stopped
     publish(broker, other, {"version": "10"}, env="prod")
-    await asyncio.sleep(2)
+    await asyncio.sleep(0.5)  # a window for a delivery that must not come
     assert len(app.deliveries(queue.id)) == 1
 
 

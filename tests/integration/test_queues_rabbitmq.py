@@ -170,7 +170,7 @@ async def test_competing_consumers_start_each_run_once(
     stop = asyncio.Event()
     tasks = [asyncio.create_task(q.run(stop)) for q in consumers]
     try:
-        await asyncio.sleep(1)
+        await wait_for(lambda: all(queue.id in q.reading for q in consumers))
         for i in range(150):
             await publish(channel, queue_name, {"version": f"v{i}"})
         await wait_for(lambda: len(app.deliveries(queue.id, limit=1000)) == 150, timeout=60)

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from lockgate import App, Pipeline, RunStatus, Settings, StaleLease, StepContext, step
 from lockgate.store.checkpoints import Checkpoint
 from lockgate.store.leases import Claim
+from lockgate.testing import eventually_async
 
 
 class Build(BaseModel):
@@ -205,8 +206,9 @@ async def test_a_run_resumes_with_the_version_it_started_with(settings: Settings
     w = new.worker()
     await w.start()
     try:
-        await asyncio.sleep(0.2)
-        flagged = new.get_run(record.id).run
+        flagged = await eventually_async(
+            lambda: (run := new.get_run(record.id).run).flag and run, "the run to be flagged"
+        )
         assert flagged.status == RunStatus.PENDING
         assert flagged.flag == f"pipeline version {v1.version} is not registered"
     finally:

@@ -148,3 +148,19 @@ def test_a_step_whose_annotations_cannot_be_resolved_is_refused() -> None:
         DefinitionError, match=r"build: its annotations cannot be resolved \(NameError"
     ):
         step(build)
+
+
+def test_a_step_typed_with_a_class_of_its_own_scope_keeps_its_types() -> None:
+    """Types defined where the step is (inside a function) resolve from that scope."""
+    from pydantic import BaseModel
+
+    from lockgate import StepContext, step
+
+    class Local(BaseModel):
+        n: int
+
+    @step
+    def use(ctx: StepContext, value: Local) -> Local:
+        return value
+
+    assert use.input_type is Local and use.output_type is Local

@@ -256,9 +256,8 @@ def create_trigger(
     path = f"/hooks/{trigger.id}" + (f"?token={url_token}" if url_token else "")
     base = _server(ctx)
     if output is Output.json:
-        shown = {**trigger.to_dict(), "path": path}
-        if base:
-            shown["url"] = base + path
+        # The whole URL when the CLI talks to a server (it knows the address), else null.
+        shown = {**trigger.to_dict(), "path": path, "url": base + path if base else None}
         if made_secret:
             shown["secret"] = made_secret
         print_json(shown)

@@ -59,16 +59,40 @@ def hints(fn: UserFn) -> tuple[Any, Any]:
     silently dropped."""
     try:
         found = typing.get_type_hints(fn)
+    except NameError:
+        # A type defined where the step is (inside a function): look in the scopes that
+        # are defining it, innermost first.
+        try:
+            found = typing.get_type_hints(fn, localns=_callers_names())
+        except Exception as exc:
+            raise _unresolved(fn, exc) from exc
     except Exception as exc:
-        raise DefinitionError(
-            f"{qualname(fn)}: its annotations cannot be resolved ({type(exc).__name__}: "
-            f"{exc}); import the types it names at module level (not only under "
-            "TYPE_CHECKING), or annotate with types that exist"
-        ) from exc
+        raise _unresolved(fn, exc) from exc
     names = [n for n, p in inspect.signature(fn).parameters.items() if p.kind is not p.VAR_KEYWORD]
     value_t = found.get(names[1]) if len(names) > 1 else None
     ret = found.get("return")
     return value_t, (None if ret is type(None) else ret)
+
+
+def _callers_names(depth: int = 8) -> dict[str, Any]:
+    """The local names of the calling frames, the innermost first."""
+    found: dict[str, Any] = {}
+    frame = inspect.currentframe()
+    for _ in range(depth):
+        frame = frame.f_back if frame is not None else None
+        if frame is None:
+            break
+        for name, value in frame.f_locals.items():
+            found.setdefault(name, value)
+    return found
+
+
+def _unresolved(fn: UserFn, exc: Exception) -> DefinitionError:
+    return DefinitionError(
+        f"{qualname(fn)}: its annotations cannot be resolved ({type(exc).__name__}: {exc}); "
+        "import the types it names at module level (not only under TYPE_CHECKING), or "
+        "annotate with types that exist"
+    )
 
 
 def qualname(fn: UserFn) -> str:

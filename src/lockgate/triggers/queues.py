@@ -133,6 +133,9 @@ class Queues(Managed[QueueRecord]):
         self._starter = starter
         self.store = self.rows = QueueStore(store)
         self.log = structlog.get_logger("lockgate.queue")
+        #: The source each queue trigger is read from now, by trigger id (a consumer that
+        #: is connected and reading; gone once it stops).
+        self.reading: dict[str, str] = {}
         #: This process's name among a group's consumers.
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
 
@@ -288,6 +291,7 @@ class Queues(Managed[QueueRecord]):
                 if queue.credentials and password is None:
                     raise LookupError(f"credentials: no secret {queue.credentials!r} here")
                 await source.open()
+                self.reading[queue.id] = queue.source
                 if queue.last_error is not None:
                     await asyncio.to_thread(self.store.record_error, queue.id, None)
                     queue = _cleared(queue)
@@ -306,6 +310,7 @@ class Queues(Managed[QueueRecord]):
                     await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, MAX_BACKOFF)
             finally:
+                self.reading.pop(queue.id, None)
                 with contextlib.suppress(Exception):
                     await source.close()
 
