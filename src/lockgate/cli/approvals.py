@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from lockgate.cli.context import CliState, parse_params, whoami
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
-from lockgate.errors import LockgateError
+from lockgate.errors import LockgateError, ParamsError
 
 approvals_app = typer.Typer(help="Approval steps waiting for decisions.", no_args_is_help=True)
 
@@ -17,11 +17,19 @@ StepOpt = Annotated[str | None, typer.Option(help="The approval step (default: t
 CommentOpt = Annotated[str | None, typer.Option("--comment", "-m", help="Why.")]
 AsOpt = Annotated[
     str | None,
-    typer.Option("--as", help="Decide as this person (default: the OS user)."),
+    typer.Option(
+        "--as",
+        help="Decide as this person (default: the OS user); on the database only: through a "
+        "server you decide as your token's subject.",
+    ),
 ]
 RoleOpt = Annotated[
     list[str] | None,
-    typer.Option("--role", help="A role the decider holds (repeatable)."),
+    typer.Option(
+        "--role",
+        help="A role the decider holds (repeatable); on the database only: through a server, "
+        "your token's role.",
+    ),
 ]
 
 
@@ -37,6 +45,15 @@ def _decide(
     output: Output,
 ) -> None:
     state: CliState = ctx.obj
+    if state.url and (person or roles):
+        # Over REST the decider is the token's subject with the token's role: the server
+        # decides who acts, and options saying otherwise would be ignored.
+        raise ParamsError(
+            [
+                "--as and --role act on the database only; through a server (LOCKGATE_URL) "
+                "you decide as the subject and role of LOCKGATE_TOKEN"
+            ]
+        )
     answers = state.client().decide_many(
         run_ids,
         decision,
