@@ -154,7 +154,7 @@ def test_a_step_typed_with_a_class_of_its_own_scope_keeps_its_types() -> None:
     """Types defined where the step is (inside a function) resolve from that scope."""
     from pydantic import BaseModel
 
-    from lockgate import StepContext, step
+    from lockgate import step
 
     class Local(BaseModel):
         n: int
