@@ -51,7 +51,7 @@ async def fetch(ctx: StepContext, p: ChaosParams) -> ChaosParams:
 @step
 async def build(ctx: StepContext, p: ChaosParams) -> ChaosParams:
     record(ctx, "build")
-    ctx.save({"artifact": p.n})
+    await ctx.asave({"artifact": p.n})
     await work()
     return p
 

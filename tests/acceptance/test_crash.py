@@ -111,7 +111,12 @@ def test_sigkill_during_non_idempotent_step_rolls_back_instead(db_url: str, tmp_
 
 
 @pytest.mark.parametrize(
-    ("pipeline", "step"), [("ordering", "order"), ("async-ordering", "async_order")]
+    ("pipeline", "step"),
+    [
+        ("ordering", "order"),
+        ("async-ordering", "async_order"),
+        ("awaited-ordering", "awaited_order"),
+    ],
 )
 def test_a_save_survives_a_sigkill_right_after_it(
     db_url: str, tmp_path: Path, pipeline: str, step: str

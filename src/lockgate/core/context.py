@@ -89,6 +89,16 @@ class StepLogger:
         self.log("error", message, *args)
 
 
+class Keeper(Protocol):
+    """Writes what a step saves for its rollback, fenced by the run's lease."""
+
+    def __call__(self, data: Any) -> None:
+        """Write ``data`` now, blocking until it is committed."""
+
+    async def commit(self, data: Any) -> None:
+        """Write ``data`` and wait, on the worker's loop, until it is committed."""
+
+
 class StepOutputs(Mapping[str, Any]):
     """The outputs of a run's completed steps, by step name (a live view): each decoded to
     the output type its step declares (a pydantic model, a dataclass...), as stored (JSON)
@@ -151,8 +161,9 @@ class StepContext:
     #: the systems the step calls (``api`` steps send it, ``shell`` steps get
     #: ``TRACEPARENT``).
     traceparent: str | None = None
-    #: Makes :meth:`save` durable before it returns (set by the engine: one small write).
-    keeper: Callable[[Any], None] | None = None
+    #: Makes :meth:`save` and :meth:`asave` durable before they return (set by the
+    #: engine: one small write).
+    keeper: Keeper | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -200,6 +211,13 @@ class StepContext:
         self.saved = data
         if self.keeper is not None:
             self.keeper(data)
+
+    async def asave(self, data: Any) -> None:
+        """:meth:`save` for an ``async`` step: durable when awaited, and the worker's loop
+        goes on meanwhile (a plain ``save`` there holds the loop for its write)."""
+        self.saved = data
+        if self.keeper is not None:
+            await self.keeper.commit(data)
 
     def load(self, default: Any = None) -> Any:
         """The data this step saved with :meth:`save` (in a rollback, too)."""

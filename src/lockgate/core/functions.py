@@ -114,11 +114,24 @@ def fingerprint(fn: UserFn | None) -> str | None:
     return f"{getattr(fn, '__qualname__', repr(fn))}@{digest}"
 
 
-async def call(fn: UserFn, *args: Any) -> Any:
-    """Await ``fn(*args)``: coroutines on the loop, plain functions in a thread."""
+async def call(fn: UserFn, *args: Any, before: Callable[[], None] | None = None) -> Any:
+    """Await ``fn(*args)``: coroutines on the loop, plain functions in a thread. ``before``
+    runs right before ``fn`` (in its thread, for a plain function): a last check that may
+    raise instead of letting ``fn`` start."""
     if inspect.iscoroutinefunction(fn):
+        if before is not None:
+            before()
         return await fn(*args)
-    result = await asyncio.to_thread(functools.partial(fn, *args))
+    if before is not None:
+        check = before
+
+        def guarded() -> Any:
+            check()
+            return fn(*args)
+
+        result = await asyncio.to_thread(guarded)
+    else:
+        result = await asyncio.to_thread(functools.partial(fn, *args))
     if inspect.isawaitable(result):
         return await result
     return result

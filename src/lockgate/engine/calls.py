@@ -16,10 +16,17 @@ from lockgate.errors import (
 )
 
 
-async def invoke(fn: Callable[..., Any], ctx: StepContext, value: Any) -> Any:
+async def invoke(
+    fn: Callable[..., Any],
+    ctx: StepContext,
+    value: Any,
+    before: Callable[[], None] | None = None,
+) -> Any:
+    """Call a step's (or hook's, or rollback's) function with ``ctx`` and, if it takes it,
+    ``value``; ``before`` runs right before it (see :func:`lockgate.core.functions.call`)."""
     if arity(fn, "function") == 1:
-        return await call(fn, ctx)
-    return await call(fn, ctx, value)
+        return await call(fn, ctx, before=before)
+    return await call(fn, ctx, value, before=before)
 
 
 def when(ts: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lockgate import tracing
@@ -267,6 +268,10 @@ class RunExecution:
                 return await self._step_error(step, ctx, data, error, running)
             await parking.park(self.ledger, step, ctx, data, running, parked.until)
             return None
+        except LeaseExpired:
+            span.outcome("cancelled")
+            running.cancel()
+            raise  # another worker may hold the run: nothing of this attempt is written
         except asyncio.CancelledError:
             span.outcome("cancelled")
             running.cancel()
@@ -293,13 +298,29 @@ class RunExecution:
         span.outcome("completed")
         return await self._complete(step, ctx, data, result, False, last, running)
 
+    def _lease_held(self, step: Step) -> Callable[[], None]:
+        """A check that the lease this worker last knew of has not run out (else
+        :class:`LeaseExpired`: the step's body must not start)."""
+        run_id, lease_left = self.ledger.run.id, self.env.lease_left
+
+        def check() -> None:
+            if lease_left(run_id) <= 0:
+                raise LeaseExpired(
+                    f"run {run_id}: the lease ran out before step {step.name!r} started"
+                )
+
+        return check
+
     async def _body_of(self, step: Step, ctx: StepContext, value: Any) -> Any:
         async def body() -> Any:
             current = value
             for hook in step.pre_hooks:
                 changed = await invoke(hook, ctx, current)
                 current = current if changed is None else changed
-            out = await invoke(step.execute, ctx, current)
+            # The lease is checked once more right before the body, in the body's own
+            # thread for a plain function: a host frozen since the check at the attempt's
+            # start must not run a body another host may have run meanwhile.
+            out = await invoke(step.execute, ctx, current, before=self._lease_held(step))
             for hook in step.post_hooks:
                 changed = await invoke(hook, ctx, out)
                 out = out if changed is None else changed

@@ -75,26 +75,35 @@ def _state(record: ApprovalRecord, decisions: list[DecisionRecord]) -> ApprovalS
 
 
 class SaveKeeper:
-    """Writes what a step saves (``ctx.save``) at once, fenced by the run's lease: from a
+    """Writes what a step saves at once, fenced by the run's lease: ``ctx.save`` from a
     sync step's thread through the worker's committer, from an async step's own loop as one
-    small write of its own (the loop waits for it)."""
+    small write of its own (the loop waits for it); ``await ctx.asave`` through the
+    committer, the loop going on."""
 
     def __init__(self, ledger: RunLedger, step: str) -> None:
         self._ledger = ledger
         self._step = step
         self._loop = asyncio.get_running_loop()
 
-    def __call__(self, data: Any) -> None:
+    def _checkpoint(self, data: Any) -> Checkpoint:
         ledger = self._ledger
         values = {"saved": encode(None, data, "saved data")}
-        cp = Checkpoint(
+        return Checkpoint(
             run_id=ledger.run.id, token=ledger.token, step=self._step, step_values=values
         )
+
+    async def commit(self, data: Any) -> None:
+        """Write ``data`` through the worker's committer; the loop goes on meanwhile."""
+        await self._ledger.env.committer.apply(self._checkpoint(data))
+
+    def __call__(self, data: Any) -> None:
+        cp = self._checkpoint(data)
         try:
             on_loop = asyncio.get_running_loop() is self._loop
         except RuntimeError:
             on_loop = False
+        committer = self._ledger.env.committer
         if on_loop:
-            ledger.env.store.apply(cp)
+            self._ledger.env.store.apply(cp)
         else:
-            asyncio.run_coroutine_threadsafe(ledger.env.committer.apply(cp), self._loop).result()
+            asyncio.run_coroutine_threadsafe(committer.apply(cp), self._loop).result()

@@ -65,12 +65,21 @@ async def async_order(ctx: StepContext) -> None:
     await asyncio.sleep(float(os.environ.get("LOCKGATE_SLOW_SECONDS", "1.5")))
 
 
+@step(idempotent=False)
+async def awaited_order(ctx: StepContext) -> None:
+    """``order`` as an async step that awaits its save (the loop goes on meanwhile)."""
+    await ctx.asave({"order": f"o-{ctx.run_id}"})
+    ledger(ctx)
+    await asyncio.sleep(float(os.environ.get("LOCKGATE_SLOW_SECONDS", "1.5")))
+
+
 def cancel_order(ctx: StepContext) -> None:
     ledger(ctx, f".rollback:{ctx.load({}).get('order')}")
 
 
 order.rollback(cancel_order)
 async_order.rollback(cancel_order)
+awaited_order.rollback(cancel_order)
 
 
 @step
@@ -95,6 +104,7 @@ hogging = Pipeline("hogging", [prepare, hog, finish])
 once = Pipeline("once", [prepare, charge, finish])
 ordering = Pipeline("ordering", [prepare, order, finish])
 async_ordering = Pipeline("async-ordering", [prepare, async_order, finish])
+awaited_ordering = Pipeline("awaited-ordering", [prepare, awaited_order, finish])
 
 
 @step
