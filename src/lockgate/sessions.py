@@ -8,6 +8,7 @@ with a token ends when that token is revoked (checked on every request).
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import secrets
 import time
@@ -21,6 +22,8 @@ from lockgate.store.audit import AuditEntry
 from lockgate.store.sessions import SessionStore
 from lockgate.tokens import Role, Tokens
 
+#: How long a note stays on the page an action sent the person to.
+FLASH_SECONDS = 60.0
 #: One-time link secrets start with this, so a pasted token is told apart.
 LINK_PREFIX = "lgl_"
 
@@ -103,16 +106,27 @@ class Sessions:
             return None
         return self._rows.live(_digest(cookie), time.time(), self._settings.console_idle_seconds)
 
-    def flash(self, session: SessionRecord, note: str) -> None:
-        """Show ``note`` once, on the session's next page (what an action did): kept with
-        the session, never in a URL that reflects it."""
-        self._rows.flash(session.id, note)
+    def flash(self, session: SessionRecord, note: str, path: str) -> None:
+        """Show ``note`` on the page at ``path`` that an action sends the person to (what
+        the action did): kept with the session, never in a URL that reflects it."""
+        kept = {"path": path[:200], "note": note[:250], "at": time.time()}
+        self._rows.flash(session.id, json.dumps(kept, ensure_ascii=False))
 
-    def take_flash(self, session: SessionRecord) -> str | None:
-        """The session's note for this page, which is then forgotten."""
-        if session.flash is not None:
-            self._rows.flash(session.id, None, session.flash)
-        return session.flash
+    def take_flash(self, session: SessionRecord, path: str) -> str | None:
+        """The note for the page at ``path``: shown there for a little while (a page that
+        reloads itself, as a run's does when it ends, shows it again), forgotten once the
+        person goes to another page."""
+        if session.flash is None:
+            return None
+        try:
+            kept = json.loads(session.flash)
+            note, there, at = str(kept["note"]), str(kept["path"]), float(kept["at"])
+        except (ValueError, KeyError, TypeError):
+            note, there, at = "", "", 0.0
+        if there == path and time.time() - at < FLASH_SECONDS:
+            return note
+        self._rows.flash(session.id, None, session.flash)
+        return None
 
     def list(self) -> list[SessionRecord]:
         """Live console sessions, newest first (an admin's view)."""

@@ -453,8 +453,11 @@ def test_csrf_and_roles_guard_every_action(browser: Browser, console: Console) -
     expect(olga.locator("[data-run-status]")).to_contain_text(
         re.compile("CANCELLED|ROLLED_BACK"), timeout=15_000
     )
-    olga.reload()
-    olga.click("button:has-text('Re-run')")
+    # The page reloads itself once the run has ended (a reload from here would race it):
+    # the finished run's page offers a re-run.
+    rerun = olga.locator("button:has-text('Re-run')")
+    expect(rerun).to_be_visible(timeout=15_000)
+    rerun.click()
     expect(olga.locator(".note")).to_contain_text(f"a re-run of {run_id} started")
     expect(olga.locator(".facts")).to_contain_text(run_id)  # "Re-run of" links back
     made.close()

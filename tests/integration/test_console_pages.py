@@ -207,6 +207,9 @@ async def test_an_admin_creates_and_edits_triggers_from_forms(served: Served) ->
         assert "note" not in changed.headers["location"]  # a flash, not a URL parameter
         shown = await http.get(changed.headers["location"])
         assert "changed branches, events" in shown.text
+        # Shown again if that page reloads itself; gone once the person moves on.
+        assert "changed branches" in (await http.get(changed.headers["location"])).text
+        assert "changed branches" not in (await http.get("/triggers")).text
         assert "changed branches" not in (await http.get(changed.headers["location"])).text
         edited = app.webhooks.get(hook.id)
         assert (edited.events, edited.branches, edited.params) == (["push"], [], {})

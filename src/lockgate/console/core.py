@@ -246,7 +246,8 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     """A page rendered with ``context``, the signed-in person and the navigation."""
     who = person_of(request)
     nav = [(href, label) for href, label, role in NAV if who is not None and who.can(role)]
-    flash = lockgate(request).sessions.take_flash(who.session) if who is not None else None
+    sessions = lockgate(request).sessions
+    flash = sessions.take_flash(who.session, request.url.path) if who is not None else None
     body = templates.get_template(template).render(
         request=request, person=who, nav=nav, path=request.url.path, flash=flash, **context
     )
@@ -283,7 +284,10 @@ class ConsoleRoute(APIRoute):
                 who = person_of(request)
                 if isinstance(response, Back) and response.note and who is not None:
                     await asyncio.to_thread(
-                        lockgate(request).sessions.flash, who.session, response.note
+                        lockgate(request).sessions.flash,
+                        who.session,
+                        response.note,
+                        urlsplit(response.headers["location"]).path,
                     )
                 return response
             except SignInRequired:
