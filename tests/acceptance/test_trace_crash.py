@@ -51,7 +51,10 @@ def test_a_run_resumed_on_another_worker_after_a_sigkill_continues_its_trace(
             )
             assert r.status_code == 201, r.text
             run_id = r.json()["id"]
-            eventually(lambda: f"{run_id} slow 1" in ledger.read_text(), "the slow step")
+            eventually(
+                lambda: ledger.exists() and f"{run_id} slow 1" in ledger.read_text(),
+                "the slow step",
+            )
             # The first step's span was exported before the kill.
             eventually(
                 lambda: [s for s in receiver.spans if s["name"] == "prepare"], "prepare's span"
