@@ -248,8 +248,10 @@ async def test_a_changed_queue_is_followed_by_its_running_consumer(
     assert delivery.key == entry and delivery.status == "DONE"
     app.queues.pause(queue.id)
     await wait_for(lambda: queue.id not in app.queues.reading)  # its consumer stopped
-    publish(broker, other, {"version": "10"}, env="prod")
-    await asyncio.sleep(0.5)  # a window for a delivery that must not come
+    unread = publish(broker, other, {"version": "10"}, env="prod")
+    # Nothing reads the stream now: the message stays there, never handed to the group.
+    [group] = broker.xinfo_groups(other)
+    assert group["last-delivered-id"].decode() == entry != unread
     assert len(app.deliveries(queue.id)) == 1
 
 
