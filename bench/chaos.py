@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import add_db_args, database
 from lockgate import App, RunStatus, Settings
-from lockgate.discover import load_pipelines
+from lockgate.specs.discover import load_pipelines
 
 PIPELINE = str(Path(__file__).parent / "chaos_pipeline.py")
 

@@ -55,8 +55,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from chaos import audit
 from common import percentile, raw_commit_rate
 from lockgate import App, Settings
-from lockgate.discover import load_pipelines
 from lockgate.errors import StoreError
+from lockgate.specs.discover import load_pipelines
 from lockgate.testing import PostgresServer, free_port
 
 PIPELINES = str(Path(__file__).parent / "chaos_pipeline.py")

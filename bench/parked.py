@@ -32,7 +32,7 @@ from sqlalchemy import text
 
 from common import add_db_args, database, raw_commit_rate
 from lockgate import App, RunStatus, Settings
-from lockgate.discover import load_pipelines
+from lockgate.specs.discover import load_pipelines
 
 PIPELINE = str(Path(__file__).parent / "parked_pipeline.py")
 

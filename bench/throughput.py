@@ -33,7 +33,7 @@ from sqlalchemy import text
 
 from bench_pipeline import FINISHED, bench, one_run
 from common import add_db_args, database, percentile, raw_commit_rate
-from lockgate import App, RunStatus, Settings, tracing
+from lockgate import App, RunStatus, Settings
 from lockgate.cli.server import tune_process
 
 PIPELINE_FILE = str(Path(__file__).parent / "bench_pipeline.py")
@@ -148,9 +148,10 @@ async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
         for round_ in range(args.rounds):
             if round_ % 2 == 0:
                 offs.append(await phases(app, args))
-            provider = traced(endpoint)
-            ons.append(await phases(app, args, "_otel"))
-            tracing.reset()  # exports what is left; the exporter process ends
+            on = traced(app, endpoint)
+            provider = on.tracer.provider  # type: ignore[attr-defined]
+            ons.append(await phases(on, args, "_otel"))
+            on.close()  # exports what is left; the exporter process ends
             for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"):
                 os.environ.pop(name)
             if round_ % 2 == 1:
@@ -158,7 +159,6 @@ async def main_async(args: argparse.Namespace, url: str) -> dict[str, object]:
         spans = received()
         sdk_cost = sdk_span_cost(provider)
         provider.shutdown()
-        tracing.configure(None)
     figures = {**best(offs, "steps_per_s"), **best(ons, "steps_per_s_otel")}
     figures["steps_per_s_rounds"] = [f["steps_per_s"] for f in offs]
     figures["steps_per_s_otel_rounds"] = [f["steps_per_s_otel"] for f in ons]
@@ -193,15 +193,16 @@ def sdk_span_cost(provider: Any, count: int = 20_000) -> float:
     return (time.perf_counter() - t0) / (count // 1000 * 1000) * 1e6
 
 
-def traced(endpoint: str) -> Any:
-    """Tracing on in this process as ``OTEL_EXPORTER_OTLP_ENDPOINT`` sets it up: runs' spans
-    through lockgate's exporter process, with the SDK's batch span processor."""
+def traced(app: App, endpoint: str) -> App:
+    """An App on ``app``'s database whose tracing is on as ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    sets it up: runs' spans through lockgate's exporter process, with the SDK's batch span
+    processor."""
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     os.environ["OTEL_SERVICE_NAME"] = "lockgate-bench"
-    tracing.reset()
-    tracer = tracing.tracer()
-    assert tracer.on, "tracing did not turn on: is lockgate[otel] installed?"
-    return tracer.provider  # type: ignore[attr-defined]
+    on = App(app.settings)
+    assert on.tracer.on, "tracing did not turn on: is lockgate[otel] installed?"
+    on.register(bench)
+    return on
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from lockgate import App, Settings
+from lockgate.observability import tracing
+from lockgate.observability.tracing import Tracer
 from lockgate.store import open_store
 from lockgate.store.migrate import upgrade
 from lockgate.testing import PostgresServer, RabbitMQServer, RedisServer
@@ -71,9 +73,18 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[App]:
-    """An App on the test database."""
-    application = App(settings)
+def tracer(request: pytest.FixtureRequest) -> Tracer:
+    """The App's tracing: off, unless the test asks for ``spans`` (then into them)."""
+    if "spans" not in request.fixturenames:
+        return tracing.OFF
+    provider, _ = request.getfixturevalue("traced")
+    return tracing.for_provider(provider)
+
+
+@pytest.fixture
+def app(settings: Settings, tracer: Tracer) -> Iterator[App]:
+    """An App on the test database (tracing into ``spans`` when the test asks for them)."""
+    application = App(settings, tracer=tracer)
     yield application
     application.close()
 

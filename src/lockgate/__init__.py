@@ -1,7 +1,8 @@
 """lockgate: durable deployment pipelines on SQLite or PostgreSQL.
 
-The public names below are imported on first use: ``import lockgate.tracing`` (or the span
-exporter process, which needs nothing else) does not load the engine, the store and the API.
+The public names below are imported on first use: ``import lockgate.observability.tracing``
+(or the span exporter process, which needs nothing else) does not load the engine, the store
+and the API.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ if TYPE_CHECKING:
         StepTimeout,
         StoreError,
     )
+    from lockgate.records.views import RunView
     from lockgate.settings import Settings
-    from lockgate.views import RunView
 
 #: Where each public name is defined.
 _WHERE = {
@@ -62,7 +63,7 @@ _WHERE = {
     "Retry": "lockgate.core.retry",
     "RunNotFound": "lockgate.errors",
     "RunStatus": "lockgate.core.statuses",
-    "RunView": "lockgate.views",
+    "RunView": "lockgate.records.views",
     "Settings": "lockgate.settings",
     "Stage": "lockgate.channels",
     "StaleLease": "lockgate.errors",

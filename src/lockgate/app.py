@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from lockgate.access.sessions import Sessions
+from lockgate.access.tokens import Tokens
 from lockgate.channels.pipeline import NAMESPACE as CHANNEL_NAMESPACE
 from lockgate.channels.service import Channels
 from lockgate.core.masking import MIN_SECRET_LENGTH, Masker
@@ -29,7 +32,9 @@ from lockgate.errors import (
     RunNotFound,
     SettingsError,
 )
-from lockgate.metrics import Metrics
+from lockgate.observability import tracing
+from lockgate.observability.metrics import Metrics
+from lockgate.observability.tracing import Tracer
 from lockgate.records import (
     ApprovalRecord,
     AuditRecord,
@@ -41,8 +46,8 @@ from lockgate.records import (
     PipelineRecord,
     RunRecord,
 )
-from lockgate.retention import Retention
-from lockgate.sessions import Sessions
+from lockgate.records.views import PendingApproval, RunView, policy_of
+from lockgate.server.retention import Retention
 from lockgate.settings import Settings
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store, open_store
@@ -51,13 +56,11 @@ from lockgate.store.audit import Audited, AuditEntry
 from lockgate.store.migrate import current, upgrade
 from lockgate.store.ops import Op
 from lockgate.store.runs import CreateRun, RegisterPipeline, RequestCancel
-from lockgate.tokens import Tokens
 from lockgate.triggers.pollers import Pollers
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.queues import Queues
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import Webhooks
-from lockgate.views import PendingApproval, RunView, policy_of
 
 #: Runs one bulk decision may name.
 MAX_BULK = 1000
@@ -102,9 +105,12 @@ class App:
         *,
         pipelines: Iterable[Pipeline] = (),
         create_database: bool = True,
+        tracer: Tracer | None = None,
     ):
         """``create_database=False``: a SQLite file that does not exist is an error
-        (:class:`DatabaseMissing`) rather than a new, empty database."""
+        (:class:`DatabaseMissing`) rather than a new, empty database. ``tracer``: where its
+        spans go (:func:`lockgate.observability.tracing.for_provider`); by default, as the
+        ``OTEL_*`` environment says (off when it says nothing); closed with the App."""
         self.settings = settings or Settings()
         self.store: Store = open_store(
             self.settings.database_url,
@@ -121,13 +127,17 @@ class App:
                 "too short to be masked in logs without mangling them; use longer values"
             )
         self.mask = Masker(self.settings.secrets.values())
+        self.tracer = tracer if tracer is not None else tracing.from_environment(os.environ)
+        self._own_tracer = tracer is None
         self.tokens = Tokens(self.store)
         self.sessions = Sessions(self.store, self.tokens, self.settings)
         #: Starts runs for people, triggers and channels alike (and knows the local workers).
         # A channel's deployments start by pushing, through the channel's rules and turn:
         # no face, trigger or caller but the channel service starts them.
         refusal = "channel pipelines are started by pushing to the channel, not here"
-        self.launcher = Launcher(self.store, self.registry, reserved={CHANNEL_NAMESPACE: refusal})
+        self.launcher = Launcher(
+            self.store, self.registry, reserved={CHANNEL_NAMESPACE: refusal}, tracer=self.tracer
+        )
         self.webhooks = Webhooks(self.store, self.launcher, self.settings)
         self.schedules = Schedules(self.store, self.launcher)
         self.pollers = Pollers(self.store, self.launcher, self.settings.secrets)
@@ -136,6 +146,7 @@ class App:
             self.launcher,
             self.settings.secrets,
             max_message_bytes=self.settings.queue_max_message_bytes,
+            tracer=self.tracer,
         )
         self.webhooks.redeliverers["queue"] = self.queues.redeliver
         self.channels = Channels(self.store, self.registry, self.launcher.owning(CHANNEL_NAMESPACE))
@@ -531,7 +542,14 @@ class App:
     def worker(self, **overrides: Any) -> Worker:
         """A worker for the pipelines registered here."""
         settings = self.settings.with_(**overrides) if overrides else self.settings
-        worker = Worker(self.store, self.registry, settings, mask=self.mask, metrics=self.metrics)
+        worker = Worker(
+            self.store,
+            self.registry,
+            settings,
+            mask=self.mask,
+            metrics=self.metrics,
+            tracer=self.tracer,
+        )
         self.launcher.workers.append(worker)
         return worker
 
@@ -567,5 +585,8 @@ class App:
         return asyncio.run(self.execute_async(name, params, timeout=timeout, **options))
 
     def close(self) -> None:
-        """Close the database connections."""
+        """Close the database connections, and the tracing this App made (exporting what it
+        holds)."""
         self.store.close()
+        if self._own_tracer:
+            self.tracer.close()

@@ -12,7 +12,7 @@ from test_crash import start_worker as start_any_worker
 from test_crash import wait_finished, wait_for_line
 
 from lockgate import App, Settings
-from lockgate.discover import load_definitions
+from lockgate.specs.discover import load_definitions
 
 CHANNEL = str(Path(__file__).parent / "pipelines" / "crashy_channel.py")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lockgate import App, RunStatus, Settings
-from lockgate.discover import load_pipelines
+from lockgate.specs.discover import load_pipelines
 from lockgate.testing import eventually
 
 HERE = Path(__file__).parent

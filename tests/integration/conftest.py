@@ -13,21 +13,25 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from lockgate import App, Pipeline, tracing
+from lockgate import App, Pipeline
 from lockgate.api import create_api
 from lockgate.testing import free_port
 
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for the test, into memory (every span exported as it ends)."""
+def traced() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """A tracer provider exporting into memory, every span as it ends."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.configure(provider)
-    yield exporter
-    tracing.configure(None)
+    yield provider, exporter
     provider.shutdown()
+
+
+@pytest.fixture
+def spans(traced: tuple[TracerProvider, InMemorySpanExporter]) -> InMemorySpanExporter:
+    """The spans of the test's ``app`` (its tracer is made for them: tests/conftest.py)."""
+    return traced[1]
 
 
 @pytest.fixture

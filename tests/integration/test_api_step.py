@@ -296,7 +296,7 @@ async def test_service_request_example_end_to_end(
     allowed: App, server: tuple[str, Recorder]
 ) -> None:
     """The bundled service-request example: approval, provisioning, registration."""
-    from lockgate.discover import load_pipelines
+    from lockgate.specs.discover import load_pipelines
 
     base, rec = server
     allowed.register(*load_pipelines(["lockgate.examples"]))

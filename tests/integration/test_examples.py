@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from lockgate import App, RunStatus
-from lockgate.discover import load_definitions, load_pipelines
+from lockgate.specs.discover import load_definitions, load_pipelines
 
 
 @pytest.fixture

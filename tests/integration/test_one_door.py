@@ -14,8 +14,8 @@ import httpx
 from api_support import Served
 
 from lockgate.client import Client
+from lockgate.client.rest import RestClient
 from lockgate.examples.flags import flags
-from lockgate.rest_client import RestClient
 from lockgate.specs import load_file
 from lockgate.testing import eventually_async
 

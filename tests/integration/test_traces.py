@@ -29,9 +29,10 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
 from queue_support import PARAMS, register, wait_for
 
-from lockgate import App, Pipeline, Retry, RunStatus, Settings, StepContext, step, tracing
+from lockgate import App, Pipeline, Retry, RunStatus, Settings, StepContext, step
 from lockgate.console.core import COOKIE
 from lockgate.engine.worker import Worker
+from lockgate.observability import tracing
 from lockgate.specs import load_file
 from lockgate.testing import RedisServer, free_port
 
@@ -363,7 +364,8 @@ def test_without_otel_settings_nothing_of_the_sdk_is_imported(tmp_path: Path) ->
     """No OTEL_* environment: a run goes through with no trace and no SDK module loaded."""
     script = f"""
 import asyncio, sys
-from lockgate import App, Pipeline, Settings, StepContext, step, tracing
+from lockgate import App, Pipeline, Settings, StepContext, step
+from lockgate.observability import tracing
 
 @step
 def one(ctx: StepContext) -> None:
@@ -378,7 +380,7 @@ async def main() -> None:
     record = app.start_run("plain")
     done = await app.wait(record.id, timeout=20)
     await worker.stop()
-    print(done.status, done.trace_context, tracing.tracer().on)
+    print(done.status, done.trace_context, app.tracer.on)
     print(sorted(m for m in sys.modules if m.startswith("opentelemetry.sdk")))
 
 asyncio.run(main())
@@ -393,9 +395,10 @@ asyncio.run(main())
 
 def test_otel_settings_are_read_from_the_environment_and_bad_ones_named() -> None:
     script = """
-from lockgate import tracing
+import os
+from lockgate.observability import tracing
 from opentelemetry import trace
-t = tracing.tracer()
+t = tracing.from_environment(os.environ)
 provider = trace.get_tracer_provider()
 print(t.on, provider.resource.attributes["service.name"] if t.on else "-")
 """
@@ -443,13 +446,13 @@ def test_a_good_traceparent_is_read() -> None:
     assert tracing.parse_traceparent(later) == (int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), 0)
 
 
-async def test_a_run_not_sampled_where_it_was_created_records_no_span(
-    app: App, worker: Worker
-) -> None:
+async def test_a_run_not_sampled_where_it_was_created_records_no_span(settings: Settings) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ALWAYS_OFF)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.configure(provider)
+    app = App(settings, tracer=tracing.for_provider(provider))
+    worker = app.worker()
+    await worker.start()
     try:
         seen: list[str | None] = []
 
@@ -465,7 +468,8 @@ async def test_a_run_not_sampled_where_it_was_created_records_no_span(
         assert exporter.get_finished_spans() == ()
         assert seen == [stored.trace_context]  # handed on, flagged not sampled
     finally:
-        tracing.configure(None)
+        await worker.stop()
+        app.close()
         provider.shutdown()
 
 
@@ -488,14 +492,14 @@ async def test_a_malformed_traceparent_on_post_runs_starts_a_trace_of_its_own(
 
 def test_a_stored_trace_context_that_is_not_one_traces_nothing_and_breaks_nothing() -> None:
     provider = TracerProvider()
-    tracer = tracing.configure(provider)
+    tracer = tracing.for_provider(provider)
     try:
         off = tracer.run("r1", "p", "garbage", None, "w")
         assert not off.on
         kept = tracer.run("r1", "p", CALLER, "not-hex-at-all!!", "w")
         assert kept.on  # a bad parent id: the run span becomes a root, nothing fails
     finally:
-        tracing.configure(None)
+        tracer.close()
         provider.shutdown()
 
 
@@ -504,7 +508,7 @@ def test_the_exporter_process_exports_every_record_and_ends_with_its_input(
 ) -> None:
     from opentelemetry.sdk.resources import Resource
 
-    from lockgate.otel import ShippingSink
+    from lockgate.observability.shipping import ShippingSink
     from lockgate.testing import TraceReceiver
 
     with TraceReceiver() as receiver:
@@ -524,7 +528,7 @@ def test_the_exporter_process_exports_every_record_and_ends_with_its_input(
         assert received == 1200  # exported on a flush, the process still running
         sink.add(("last", trace_id, 5000, 1, 1, 1, 2, 2, "it broke", {}, [("exception", 1, {})]))
         sink.close()  # its input ends: it exports what is left and exits
-        assert sink._proc.returncode == 0
+        assert sink._proc is not None and sink._proc.returncode == 0
         assert receiver.count == 1201 and sink.dropped == 0
     last = next(s for s in receiver.spans if s["name"] == "last")
     assert last["parent"] == f"{1:016x}" and last["status"] == 2

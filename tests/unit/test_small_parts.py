@@ -134,7 +134,7 @@ def test_a_pipelines_folder_cannot_shadow_a_standard_module(tmp_path: Path) -> N
     """Threat: a file named ``json.py`` among the pipelines replacing the real module."""
     import sys
 
-    from lockgate.discover import load_definitions
+    from lockgate.specs.discover import load_definitions
 
     (tmp_path / "json.py").write_text("SHADOW = True\n")
     (tmp_path / "pipes.py").write_text("import json\nSHADOWED = hasattr(json, 'SHADOW')\n")

@@ -7,14 +7,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from lockgate import __version__, console, tracing
+from lockgate import __version__, console
+from lockgate.access.tokens import Role
 from lockgate.api import admin, approvals, errors, pipelines, runs, triggers, webhooks
 from lockgate.api.auth import Caller, require
 from lockgate.api.channels import router as channel_router
 from lockgate.api.guard import Guard
 from lockgate.app import App
 from lockgate.errors import LockgateError
-from lockgate.tokens import Role
 
 
 def create_api(app: App) -> FastAPI:
@@ -50,5 +50,5 @@ def create_api(app: App) -> FastAPI:
 
     console.install(api)
     api.add_middleware(Guard, lockgate=app)
-    tracing.tracer().instrument(api, app.mask)  # a span per request, when tracing is on
+    app.tracer.instrument(api, app.mask)  # a span per request, when tracing is on
     return api

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
+from lockgate.access.tokens import Role
 from lockgate.api.deps import Admin, Lockgate, Strict
-from lockgate.tokens import Role
 
 router = APIRouter(prefix="/api/v1")
 

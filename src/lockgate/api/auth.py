@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from lockgate.access.tokens import Role
 from lockgate.app import App
 from lockgate.errors import Forbidden, Unauthorized
 from lockgate.records import TokenRecord
-from lockgate.tokens import Role
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import Field
 
+from lockgate.access.tokens import Role
 from lockgate.api.auth import bearer, lockgate, require
 from lockgate.api.deps import Admin, Lockgate, Operator, Strict, Viewer
 from lockgate.app import App
 from lockgate.channels.service import PUSH_TOKEN_PREFIX
 from lockgate.errors import ChannelNotFound, Forbidden, ParamsError
-from lockgate.tokens import Role
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
 

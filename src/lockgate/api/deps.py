@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import Depends
 from pydantic import BaseModel, ConfigDict
 
+from lockgate.access.tokens import Role
 from lockgate.api.auth import Caller, lockgate, require
 from lockgate.app import App
 from lockgate.core.cursor import decode_cursor
 from lockgate.errors import ParamsError
-from lockgate.tokens import Role
 
 Viewer = Annotated[Caller, Depends(require(Role.viewer))]
 Operator = Annotated[Caller, Depends(require(Role.operator))]

@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from lockgate.access.tokens import Role
 from lockgate.api.deps import Admin, Lockgate, Strict, Viewer, position
 from lockgate.app import App
 from lockgate.core.cursor import encode_cursor
 from lockgate.records import QueueRecord
-from lockgate.tokens import Role
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.sources import BROKERS
 from lockgate.triggers.webhook_config import MIN_SECRET

@@ -37,6 +37,7 @@ from lockgate.core.hooks import HookEvent, HookPoint
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.step import Step
 from lockgate.errors import StepError
+from lockgate.records.views import canonical
 from lockgate.steps.approval import ApprovalKind
 from lockgate.store.base import Store
 from lockgate.store.channel_ops import (
@@ -48,7 +49,6 @@ from lockgate.store.channel_ops import (
     WriteManifest,
 )
 from lockgate.store.channels import ChannelStore
-from lockgate.views import canonical
 
 #: The namespace channel pipelines are registered under.
 NAMESPACE = "channel"

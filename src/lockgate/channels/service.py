@@ -23,6 +23,7 @@ from lockgate.records import (
     RunRecord,
     StageRecord,
 )
+from lockgate.records.views import StageManifest
 from lockgate.store import Store
 from lockgate.store.audit import Audited, AuditEntry
 from lockgate.store.channel_admin import SetPin
@@ -30,7 +31,6 @@ from lockgate.store.channel_ops import Push, RegisterChannel
 from lockgate.store.channels import ChannelStore
 from lockgate.store.ops import Op
 from lockgate.store.runs import RegisterPipeline
-from lockgate.views import StageManifest
 
 _TENANT_RULE = "tenant: 1 to 200 letters, digits or '_.:@-', starting with a letter or digit"
 PUSH_TOKEN_PREFIX = "lgp_"  # noqa: S105 - a prefix, not a secret

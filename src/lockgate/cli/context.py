@@ -16,11 +16,11 @@ import typer
 from lockgate.app import App
 from lockgate.channels.model import Channel
 from lockgate.client import Client, SessionsClient, TokensClient
+from lockgate.client.rest import RestClient
 from lockgate.core.pipeline import Pipeline
-from lockgate.discover import load_definitions
 from lockgate.errors import ParamsError
-from lockgate.rest_client import RestClient
 from lockgate.settings import Settings
+from lockgate.specs.discover import load_definitions
 
 EXAMPLES_MODULE = "lockgate.examples"
 

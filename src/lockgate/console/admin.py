@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from lockgate.access.tokens import Role
 from lockgate.console.core import (
     Admin,
     AdminPage,
@@ -16,7 +17,6 @@ from lockgate.console.core import (
     console_router,
     page,
 )
-from lockgate.tokens import Role
 
 router = console_router()
 

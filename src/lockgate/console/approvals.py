@@ -19,7 +19,7 @@ from lockgate.console.core import (
     safe_next,
 )
 from lockgate.console.forms import values_from
-from lockgate.views import PendingApproval
+from lockgate.records.views import PendingApproval
 
 router = console_router()
 

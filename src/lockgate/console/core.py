@@ -23,14 +23,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from lockgate.access.tokens import Role
 from lockgate.app import App
 from lockgate.console.ansi import ansi_html
 from lockgate.console.forms import Field, fields_of
 from lockgate.core.params import params_model
 from lockgate.errors import Forbidden, LockgateError, RateLimited, Unauthorized
 from lockgate.records import SessionRecord
-from lockgate.tokens import Role
-from lockgate.views import PendingApproval
+from lockgate.records.views import PendingApproval
 
 #: The session cookie (HttpOnly, SameSite=Lax, Secure over TLS).
 COOKIE = "lockgate_session"

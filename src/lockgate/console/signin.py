@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from lockgate.access.tokens import Role
 from lockgate.console.core import (
     COOKIE,
     Acting,
@@ -21,7 +22,6 @@ from lockgate.console.core import (
 )
 from lockgate.errors import Unauthorized
 from lockgate.records import SessionRecord
-from lockgate.tokens import Role
 
 router = console_router()
 

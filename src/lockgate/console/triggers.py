@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from lockgate.access.tokens import Role
 from lockgate.api.triggers import PollerBody, QueueBody, ScheduleBody, TriggerBody
 from lockgate.app import App
 from lockgate.console.core import (
@@ -27,7 +28,6 @@ from lockgate.console.core import (
 from lockgate.console.forms import Field, fields_of, values_from
 from lockgate.core.params import pydantic_problems
 from lockgate.errors import NotFound, ParamsError
-from lockgate.tokens import Role
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import next_fire
 

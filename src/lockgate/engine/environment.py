@@ -8,7 +8,8 @@ from typing import Any
 
 from lockgate.core.masking import Masker
 from lockgate.engine.committer import Committer
-from lockgate.metrics import Metrics
+from lockgate.observability.metrics import Metrics
+from lockgate.observability.tracing import Tracer
 from lockgate.settings import Settings
 from lockgate.store import Store
 
@@ -35,3 +36,5 @@ class Environment:
     unreachable: Callable[[], None]
     #: Seconds left of the lease this worker last knew it holds on a run (UNIX clock).
     lease_left: Callable[[str], float]
+    #: The App's tracing (a run's spans).
+    tracer: Tracer

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lockgate import tracing
 from lockgate.core.codec import decode, encode, type_name
 from lockgate.core.context import StepContext
 from lockgate.core.hooks import HookPoint
@@ -33,10 +32,11 @@ from lockgate.errors import (
     StepInterrupted,
     StepTimeout,
 )
+from lockgate.observability import tracing
+from lockgate.observability.tracing import StepSpan
 from lockgate.records import Claimed, RunRecord
 from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
-from lockgate.tracing import StepSpan
 
 #: How long a run that hit an engine fault waits before a worker tries it again.
 ENGINE_ERROR_BACKOFF = 60.0

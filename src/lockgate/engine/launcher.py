@@ -14,7 +14,6 @@ from typing import Any, Protocol, TypeVar
 import jsonschema
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from lockgate import tracing
 from lockgate.core.ids import new_run_id
 from lockgate.core.params import pydantic_problems
 from lockgate.core.pipeline import Pipeline
@@ -22,6 +21,7 @@ from lockgate.core.registry import Registry
 from lockgate.core.text import unstorable
 from lockgate.engine.worker import Worker
 from lockgate.errors import Forbidden, ParamsError, PipelineNotFound
+from lockgate.observability import tracing
 from lockgate.records import RunRecord
 from lockgate.store import Store
 from lockgate.store.audit import Audited, AuditEntry
@@ -66,9 +66,12 @@ class Launcher:
         *,
         reserved: Mapping[str, str] | None = None,
         workers: list[Worker] | None = None,
+        tracer: tracing.Tracer = tracing.OFF,
     ) -> None:
         self.store = store
         self.registry = registry
+        #: The App's tracing: a run's trace context is made with it.
+        self.tracer = tracer
         #: Namespaces whose runs only their owning service starts, with the refusal's
         #: reason for everyone else (a channel's deployments start by pushing).
         self.reserved = dict(reserved or {})
@@ -79,7 +82,9 @@ class Launcher:
         """A launcher for the service that owns ``namespace``: it may start runs there
         (and shares this one's workers)."""
         reserved = {ns: why for ns, why in self.reserved.items() if ns != namespace}
-        return Launcher(self.store, self.registry, reserved=reserved, workers=self.workers)
+        return Launcher(
+            self.store, self.registry, reserved=reserved, workers=self.workers, tracer=self.tracer
+        )
 
     def prepare_run(
         self,
@@ -126,7 +131,7 @@ class Launcher:
             lease_seconds=local.settings.lease_seconds if local is not None else 0.0,
             rerun_of=rerun_of,
             context=_checked_context(context),
-            trace=tracing.tracer().new_run(traceparent),
+            trace=self.tracer.new_run(traceparent),
         )
 
     def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:

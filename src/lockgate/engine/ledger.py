@@ -30,16 +30,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from lockgate import tracing
 from lockgate.core.context import StepOutputs
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.engine.calls import EventRow, Row, describe
 from lockgate.engine.environment import Environment
 from lockgate.engine.logs import LogBudget, LogBuffer
+from lockgate.observability import tracing
+from lockgate.observability.tracing import StepSpan
 from lockgate.records import Claimed, StepRecord
 from lockgate.store.checkpoints import Checkpoint
-from lockgate.tracing import StepSpan
 
 
 class RunLedger:
@@ -73,7 +73,7 @@ class RunLedger:
         #: Steps whose next attempt's start is already recorded, with its number.
         self.started: dict[str, int] = dict([claimed.started]) if claimed.started else {}
         #: The run's trace (spans under the run span stored at its creation).
-        self.trace = tracing.tracer().run(
+        self.trace = env.tracer.run(
             self.run.id,
             pipeline.name,
             self.run.trace_context,

@@ -14,9 +14,9 @@ from lockgate.errors import (
     NothingToUndo,
     StepError,
 )
+from lockgate.observability.tracing import Attributes
 from lockgate.records import StepRecord
 from lockgate.store.checkpoints import Checkpoint
-from lockgate.tracing import Attributes
 
 #: Step statuses whose effects a rollback must undo.
 TO_UNDO = {

@@ -21,7 +21,8 @@ from lockgate.engine.environment import Environment
 from lockgate.engine.execution import RunExecution
 from lockgate.engine.running import RUNNING_WRITE_DELAY
 from lockgate.errors import DatabaseUnavailable, LockgateError
-from lockgate.metrics import Metrics
+from lockgate.observability.metrics import Metrics
+from lockgate.observability.tracing import OFF, Tracer
 from lockgate.records import Claimed, RunRecord, StepRecord
 from lockgate.settings import Settings
 from lockgate.store import Store
@@ -67,12 +68,14 @@ class Worker:
         mask: Masker | None = None,
         worker_id: str | None = None,
         metrics: Metrics | None = None,
+        tracer: Tracer = OFF,
     ) -> None:
         self.store = store
         self.registry = registry
         self.settings = settings
         self.mask = mask or Masker()
         self.metrics = metrics
+        self.tracer = tracer
         #: The identity this worker asks for; :meth:`start` may add ``-2``, ``-3``... when a
         #: live process holds it.
         self.name = worker_id or settings.worker_name or default_worker_name(settings.database_url)
@@ -218,6 +221,7 @@ class Worker:
             self.wake_at,
             self._unreachable,
             self._lease_left,
+            self.tracer,
         )
 
     def _lease_left(self, run_id: str) -> float:

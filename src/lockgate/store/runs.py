@@ -50,8 +50,8 @@ class CreateRun:
     context: dict[str, Any] | None = None
     #: The delivery that starts it (set by the delivery's write, which stores it first).
     delivery_id: int | None = None
-    #: Its trace context (:meth:`lockgate.tracing.Tracer.new_run`): the ``traceparent`` of
-    #: the run's span and the id of that span's parent.
+    #: Its trace context (:meth:`lockgate.observability.tracing.Tracer.new_run`): the
+    #: ``traceparent`` of the run's span and the id of that span's parent.
     trace: tuple[str, str | None] | None = None
 
     def apply(self, tx: WriteTx) -> tuple[RunRecord, bool]:

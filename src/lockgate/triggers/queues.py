@@ -29,12 +29,12 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from lockgate import tracing
 from lockgate.core.codec import loads
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.core.text import clean, needs_cleaning, unstorable
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError, ParamsError
+from lockgate.observability import tracing
 from lockgate.records import DeliveryRecord, QueueRecord
 from lockgate.settings import credential_keys
 from lockgate.store import Store
@@ -125,8 +125,10 @@ class Queues(Managed[QueueRecord]):
         secrets: Mapping[str, str] | None = None,
         *,
         max_message_bytes: int = 1024 * 1024,
+        tracer: tracing.Tracer = tracing.OFF,
     ) -> None:
         self._secrets = secrets or {}
+        self._tracer = tracer
         #: Bodies and headers larger than this together are REJECTED unread.
         self.max_message_bytes = max_message_bytes
         self._store = store
@@ -328,7 +330,7 @@ class Queues(Managed[QueueRecord]):
         }
         parents = [_traceparent(m.headers) for m in messages]
         linked = [p for p in parents if p is not None]
-        with tracing.tracer().intake(f"process {queue.source}", attributes, linked):
+        with self._tracer.intake(f"process {queue.source}", attributes, linked):
             # A message's run continues the message's trace, or else this batch's.
             plans = await asyncio.to_thread(
                 lambda: [self.plan(queue, m, p) for m, p in zip(messages, parents, strict=True)]

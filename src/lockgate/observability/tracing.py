@@ -6,6 +6,10 @@ asks for an exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_TRAC
 or ``OTEL_TRACES_EXPORTER``), or when the process already set an SDK tracer provider of its
 own. Otherwise every call here is a cheap no-op and nothing of the SDK is imported.
 
+Each :class:`~lockgate.App` owns its tracer (``App.tracer``, made by :func:`from_environment`
+unless one is given), like its metrics, and hands it to its workers, launcher and queue
+consumers: there is no process-wide tracer to set up or tear down.
+
 A run's trace context is stored with the run: ``trace_context`` is the W3C ``traceparent``
 of the run's span, ``trace_parent`` the id of that span's parent (the request or message
 that started the run). Whichever worker drives the run (after a crash, on another host)
@@ -16,9 +20,7 @@ run span itself, with the stored ids, from the run's creation to its end.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -172,74 +174,37 @@ class Tracer:
 
 OFF = Tracer()
 
-_lock = threading.Lock()
-_tracer: Tracer | None = None
+
+def for_provider(provider: TracerProvider) -> Tracer:
+    """Tracing into ``provider``'s span processors: for tests, and for programs that set up
+    OpenTelemetry themselves and embed lockgate (``App(tracer=for_provider(provider))``)."""
+    from lockgate.observability.otel import OtelTracer
+
+    return OtelTracer(provider)
 
 
-def tracer() -> Tracer:
-    """The process's tracing, set up from the environment on first use."""
-    global _tracer
-    if _tracer is None:
-        with _lock:
-            if _tracer is None:
-                _tracer = _from_environment(os.environ)
-    return _tracer
-
-
-def configure(provider: TracerProvider | None) -> Tracer:
-    """Trace into ``provider`` from now on (``None``: tracing off); for tests and for
-    programs that set up OpenTelemetry themselves and embed lockgate."""
-    global _tracer
-    with _lock:
-        if _tracer is not None:
-            _tracer.close()
-        if provider is None:
-            _tracer = OFF
-        else:
-            from lockgate.otel import OtelTracer
-
-            _tracer = OtelTracer(provider)
-    return _tracer
-
-
-def reset() -> None:
-    """Close the process's tracing (exporting what is buffered); the next :func:`tracer`
-    reads the environment again."""
-    global _tracer
-    with _lock:
-        if _tracer is not None:
-            _tracer.close()
-        _tracer = None
-
-
-def _from_environment(env: Mapping[str, str]) -> Tracer:
+def from_environment(env: Mapping[str, str]) -> Tracer:
+    """An App's tracing as the process sets it up: off (:data:`OFF`, nothing of the SDK
+    imported) unless the ``OTEL_*`` variables in ``env`` ask for traces or the program has
+    set an SDK tracer provider of its own (its global one)."""
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return OFF
     asked = any(env.get(name, "").strip() for name in ASKING)
     if env.get("OTEL_TRACES_EXPORTER", "").strip() == "none":
         asked = False
-    sdk = sys.modules.get("opentelemetry.sdk.trace")  # loaded: maybe the program's own
-    if sdk is not None:
-        from opentelemetry import trace
-
-        existing = trace.get_tracer_provider()
-        ours = getattr(sys.modules.get("lockgate.otel"), "OWN", None)
-        if isinstance(existing, sdk.TracerProvider) and existing is not ours:
-            # The embedding program set one up: lockgate's spans go there.
-            from lockgate.otel import OtelTracer
-
-            return OtelTracer(existing)
-    if not asked:
+    # Loaded already: the program may have set a provider of its own; not loaded and not
+    # asked for, tracing stays off without importing it.
+    if not asked and "opentelemetry.sdk.trace" not in sys.modules:
         return OFF
     try:
-        from lockgate.otel import from_environment
+        from lockgate.observability import otel
     except ImportError:
         structlog.get_logger("lockgate.tracing").warning(
             "OTEL_* asks for traces, but the otel extra is not installed: "
             "pip install 'lockgate[otel]'"
         )
         return OFF
-    return from_environment(env)
+    return otel.from_environment(env, asked) or OFF
 
 
 __all__ = [
@@ -249,8 +214,8 @@ __all__ = [
     "RunTrace",
     "StepSpan",
     "Tracer",
-    "configure",
+    "for_provider",
+    "from_environment",
     "parse_traceparent",
     "traceparent",
-    "tracer",
 ]

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from lockgate.records import PollerRecord, QueueRecord, ScheduleRecord, TriggerRecord
 
 if TYPE_CHECKING:
-    from lockgate.rest_client import RestClient
+    from lockgate.client.rest import RestClient
 
 R = TypeVar("R")
 

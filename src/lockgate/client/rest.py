@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 
 from lockgate import errors
+from lockgate.client.rest_triggers import RestPollers, RestQueues, RestSchedules, RestWebhooks
 from lockgate.core.cursor import encode_cursor
 from lockgate.records import (
     ApprovalRecord,
@@ -32,8 +33,7 @@ from lockgate.records import (
     TokenRecord,
     TriggerRecord,
 )
-from lockgate.rest_triggers import RestPollers, RestQueues, RestSchedules, RestWebhooks
-from lockgate.views import PendingApproval, RunView, StageManifest, canonical
+from lockgate.records.views import PendingApproval, RunView, StageManifest, canonical
 
 R = TypeVar("R")
 

@@ -1,7 +1,8 @@
-"""The exporter process of a traced lockgate process (``python -m lockgate.otel_export``).
+"""The exporter process of a traced lockgate process
+(``python -m lockgate.observability.exporter``).
 
-It reads its parent's span records from standard input (:mod:`lockgate.otel` frames: first
-the parent's resource, then batches of records; an empty frame asks for a flush), exports
+It reads its parent's span records from standard input (:mod:`.shipping` frames: first the
+parent's resource, then batches of records; an empty frame asks for a flush), exports
 them through the SDK's batch span processor with the exporters the ``OTEL_*`` environment
 names, and ends, after a last export, when its input ends: when the parent closes it, exits
 or is killed.
@@ -17,7 +18,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from lockgate.otel import exporters, read_frame, readable
+from lockgate.observability.otel import exporters
+from lockgate.observability.shipping import read_frame, readable
 
 #: The batch span processor's queue, in spans.
 QUEUE = 65_536

@@ -25,7 +25,7 @@ from lockgate.records import (
     TokenRecord,
     TriggerRecord,
 )
-from lockgate.views import PendingApproval, RunView, StageManifest
+from lockgate.records.views import PendingApproval, RunView, StageManifest
 
 R = TypeVar("R")
 

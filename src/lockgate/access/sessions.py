@@ -13,6 +13,7 @@ import math
 import secrets
 import time
 
+from lockgate.access.tokens import Role, Tokens
 from lockgate.core.buckets import Buckets
 from lockgate.errors import ParamsError, RateLimited, Unauthorized
 from lockgate.records import SessionRecord
@@ -20,7 +21,6 @@ from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.audit import AuditEntry
 from lockgate.store.sessions import SessionStore
-from lockgate.tokens import Role, Tokens
 
 #: How long a note stays on the page an action sent the person to.
 FLASH_SECONDS = 60.0

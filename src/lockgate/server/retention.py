@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import structlog
 
-from lockgate.metrics import Metrics
+from lockgate.observability.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.audit import AppendAudit, AuditEntry
@@ -32,7 +32,7 @@ class Retention:
         self._runs = RunRetention(store)
         self._settings = settings
         self._metrics = metrics
-        self._log = structlog.get_logger("lockgate.retention")
+        self._log = structlog.get_logger("lockgate.server.retention")
 
     def policy(self, now: float | None = None) -> Policy:
         """The settings as of ``now``: a number of days of 0 keeps those runs for ever."""

@@ -1,0 +1,1 @@
+"""Access: API tokens and their roles, and web console sessions."""

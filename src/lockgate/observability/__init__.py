@@ -1,0 +1,1 @@
+"""Observability: traces (the tracer, the OpenTelemetry side, the exporter process) and metrics."""

@@ -1,0 +1,1 @@
+"""The server process: the ASGI app, its background loops, and retention."""
