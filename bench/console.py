@@ -29,9 +29,9 @@ from sqlalchemy import text
 
 from common import add_db_args, database, percentile, raw_commit_rate
 from lockgate import App, Settings
-from lockgate.api import create_api
 from lockgate.console.core import COOKIE
 from lockgate.core.cursor import encode_cursor
+from lockgate.server.asgi import create_asgi
 
 BASE_TIME = 1_700_000_000.0
 PIPELINE_VERSION = "b" * 64
@@ -132,7 +132,7 @@ async def timed(http: httpx.AsyncClient, path: str, repeat: int) -> dict[str, fl
 async def measure(app: App, runs: int, repeat: int) -> list[dict[str, Any]]:
     token = app.tokens.create("bench", "approver")[1]
     cookie, _ = app.sessions.sign_in(token)
-    transport = httpx.ASGITransport(app=create_api(app))
+    transport = httpx.ASGITransport(app=create_asgi(app))
     deep = runs // 10  # a cursor nine tenths of the way back in history
     cursor = encode_cursor(BASE_TIME + deep * 0.01, f"{deep:032d}")
     chatty = f"{runs:032d}"

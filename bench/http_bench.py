@@ -16,8 +16,8 @@ import httpx
 import uvicorn
 
 from lockgate import App
-from lockgate.api import create_api
 from lockgate.cli.server import tune_process
+from lockgate.server.asgi import create_asgi
 from lockgate.testing import free_port
 
 #: ``(method, path, body, headers)`` of one request.
@@ -92,7 +92,7 @@ def serve(app: App, port: int, *, execute: bool = True) -> None:
     ``execute``, the worker knows no pipeline: runs are created and left for workers
     elsewhere (the committer still groups the writes)."""
     tune_process()  # as `lockgate server` and `lockgate worker` do
-    api = create_api(app)
+    api = create_asgi(app)
 
     @api.get(HELLO[1])
     def hello() -> dict[str, str]:

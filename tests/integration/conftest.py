@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from lockgate import App, Pipeline
-from lockgate.api import create_api
+from lockgate.server.asgi import create_asgi
 from lockgate.testing import free_port
 
 
@@ -45,7 +45,7 @@ async def served(app: App) -> AsyncIterator[Served]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_api(app), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+            create_asgi(app), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
         )
     )
     worker = app.worker()

@@ -11,7 +11,7 @@ import httpx
 from api_support import Served, wait_done
 
 from lockgate import App, Pipeline, Settings, StepContext, step
-from lockgate.api import create_api
+from lockgate.server.asgi import create_asgi
 from lockgate.specs import load_file
 from lockgate.store import schema
 
@@ -405,7 +405,7 @@ async def test_database_errors_reach_clients_as_a_code_and_a_reference(tmp_path:
     a database without its schema answers 503 with a code and a reference, nothing more."""
     app = App(Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}"))
     try:
-        transport = httpx.ASGITransport(app=create_api(app))
+        transport = httpx.ASGITransport(app=create_asgi(app))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             r = await client.get("/healthz")
         assert r.status_code == 503

@@ -1,4 +1,5 @@
-"""The REST API (FastAPI): ``/api/v1``, OpenAPI at ``/docs``, ``/healthz``."""
+"""The REST API (FastAPI): ``/api/v1``, OpenAPI at ``/docs``, ``/healthz``, ``/metrics`` and the
+webhook intake ``/hooks``; :func:`lockgate.server.asgi.create_asgi` serves it."""
 
 from __future__ import annotations
 
@@ -7,18 +8,18 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from lockgate import __version__, console
+from lockgate import __version__
 from lockgate.access.tokens import Role
 from lockgate.api import admin, approvals, errors, pipelines, runs, triggers, webhooks
 from lockgate.api.auth import Caller, require
 from lockgate.api.channels import router as channel_router
-from lockgate.api.guard import Guard
 from lockgate.app import App
 from lockgate.errors import LockgateError
 
 
 def create_api(app: App) -> FastAPI:
-    """The ASGI application serving ``app``."""
+    """The routes serving ``app``, without the guard that authenticates their callers: serve
+    :func:`lockgate.server.asgi.create_asgi`, which adds it (and the console)."""
     docs = app.settings.api_docs
     api = FastAPI(
         title="lockgate",
@@ -48,7 +49,4 @@ def create_api(app: App) -> FastAPI:
     def metrics(caller: Annotated[Caller, Depends(require(Role.viewer))]) -> Response:
         return Response(app.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    console.install(api)
-    api.add_middleware(Guard, lockgate=app)
-    app.tracer.instrument(api, app.mask)  # a span per request, when tracing is on
     return api

@@ -7,16 +7,16 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 import typer
 
-from lockgate.app import App
 from lockgate.cli.banner import banner_lines
 from lockgate.cli.context import ExamplesOpt, PipelinesOpt, definitions_from, state_of
 from lockgate.cli.output import console, err_console
+from lockgate.server import loops
+from lockgate.server.asgi import uvicorn_server
 
 #: GIL switch interval for server and worker processes (CPython's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
@@ -87,7 +87,7 @@ def _serve(
         await worker.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        server = _api_server(lg, listen) if listen is not None else None
+        server = uvicorn_server(lg, listen) if listen is not None else None
 
         def on_signal() -> None:
             stop.set()
@@ -96,19 +96,9 @@ def _serve(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        # The API server also fires schedules and polls repositories; several servers still
-        # start each tick's and each new commit's run once.
-        triggers = (
-            [
-                asyncio.create_task(lg.schedules.run(stop)),
-                asyncio.create_task(lg.pollers.run(stop)),
-                asyncio.create_task(lg.queues.run(stop)),
-                asyncio.create_task(lg.webhooks.run(stop)),
-                asyncio.create_task(lg.retention.run(stop)),
-            ]
-            if server is not None
-            else []
-        )
+        # The API server also runs the background loops (lockgate.server.loops); a worker
+        # only executes runs.
+        triggers = loops.start(lg, stop) if server is not None else []
         try:
             if server is not None:
                 await server.serve()
@@ -121,35 +111,6 @@ def _serve(
             await worker.stop()
 
     asyncio.run(body())
-
-
-def _api_server(lg: App, listen: tuple[str, int]) -> Any:
-    """A uvicorn server for the API that leaves signal handling (and exit codes) to us."""
-    import contextlib
-
-    import uvicorn
-
-    from lockgate.api import create_api
-
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # uvicorn would re-raise SIGTERM after its shutdown and kill the process before
-            # the workers stop; lockgate handles the signals itself and exits 0.
-            yield
-
-    proxies = list(lg.settings.forwarded_allow_ips)
-    config = uvicorn.Config(
-        create_api(lg),
-        host=listen[0],
-        port=listen[1],
-        log_level="warning",
-        lifespan="off",
-        # Forwarded headers only from the proxies named in settings (none by default).
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=proxies or "",
-    )
-    return Server(config)
 
 
 def server(
