@@ -43,7 +43,7 @@ from console import BASE_TIME, fill
 from lockgate import App, Channel, Pipeline, PushRequest, Settings, Stage, StepContext, step
 from lockgate.store.leases import Claim
 from lockgate.testing import PostgresServer
-from lockgate.triggers.webhooks import Answer
+from lockgate.triggers.deliveries import Answer
 
 SECRET = "growth-secret-0123456789"
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "webhooks" / "github"
@@ -114,7 +114,7 @@ def measure(url: str, size: int, repeat: int) -> list[dict[str, Any]]:
     found.append(
         {"op": "stage_read", **timed(lambda: app.channels.stage_manifest("growth", "prod"), repeat)}
     )
-    trigger, _ = app.webhooks.create("github", "growth", secret=SECRET, params={})
+    trigger = app.webhooks.create(provider="github", pipeline="growth", secret=SECRET, params={})
     push = json.loads((FIXTURE / "push.json").read_text())
     signed = []  # distinct pushes, signed before the clock starts
     for _ in range(repeat + 1):
@@ -130,9 +130,9 @@ def measure(url: str, size: int, repeat: int) -> list[dict[str, Any]]:
             "x-hub-signature-256": signature,
             "content-type": "application/json",
         }
-        checked = app.webhooks.check(trigger.id, headers, body, "127.0.0.1")
+        checked = app.deliveries.check(trigger.id, headers, body, "127.0.0.1")
         assert not isinstance(checked, Answer), checked
-        answer = app.webhooks.answer(checked, app.store.apply(checked))
+        answer = app.deliveries.answer(checked, app.store.apply(checked))
         assert answer.status == 202, answer
 
     found.append({"op": "webhook_intake", **timed(deliver, repeat)})

@@ -28,7 +28,9 @@ def main() -> None:
     app = App(Settings(database_url=args.url, webhook_rate=1e9, webhook_burst=10**9))
     app.migrate()
     app.register(bench)
-    trigger, _ = app.webhooks.create("github", "bench", secret=SECRET, params={"n": 0})
+    trigger = app.webhooks.create(
+        provider="github", pipeline="bench", secret=SECRET, params={"n": 0}
+    )
     print(trigger.id, flush=True)
     serve(app, args.port, execute=not args.no_execute)
 

@@ -146,10 +146,10 @@ async def lockgate_rate(app: App, kind: str, server: Any, n: int, batch: int) ->
     url = server.url if kind == "redis" else server.address
     credentials = None if kind == "redis" else "BROKER"
     queue = app.queues.create(
-        "intake",
-        kind,
-        url,
-        name,
+        pipeline="intake",
+        broker=kind,
+        url=url,
+        source=name,
         params={"version": "${message.body.version}", "service": "${message.body.service}"},
         batch_size=batch,
         credentials=credentials,

@@ -101,7 +101,7 @@ def main() -> None:
             chosen = ids[: args.approve]
 
             def approve(run_id: str) -> None:
-                app.decide(run_id, "approve", by="bench", step="gate")
+                app.acting("bench").decide(run_id, "approve", step="gate")
 
             # More workers join for the resumption only: the memory figures are one worker's.
             helpers = [start_worker(env) for _ in range(args.workers - 1)]
@@ -109,8 +109,8 @@ def main() -> None:
             t1 = time.monotonic()
             if args.bulk > 1:
                 for at in range(0, len(chosen), args.bulk):
-                    answers = app.decide_many(
-                        chosen[at : at + args.bulk], "approve", by="bench", step="gate"
+                    answers = app.acting("bench").decide_many(
+                        chosen[at : at + args.bulk], "approve", step="gate"
                     )
                     refused = [a for a in answers if isinstance(a, Exception)]
                     if refused:

@@ -3,101 +3,73 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
-import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from pydantic import ValidationError
-
+from lockgate.access.decisions import Deciding
+from lockgate.access.identity import NOBODY, Identity
 from lockgate.access.sessions import Sessions
 from lockgate.access.tokens import Tokens
 from lockgate.channels.pipeline import NAMESPACE as CHANNEL_NAMESPACE
 from lockgate.channels.service import Channels
 from lockgate.core.masking import MIN_SECRET_LENGTH, Masker
-from lockgate.core.params import params_model, pydantic_problems
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import RunStatus
 from lockgate.engine.launcher import Launcher
 from lockgate.engine.worker import Worker
-from lockgate.errors import (
-    Forbidden,
-    InvalidState,
-    LockgateError,
-    NotFound,
-    ParamsError,
-    RunNotFound,
-    SettingsError,
-)
+from lockgate.errors import InvalidState, SettingsError
 from lockgate.observability import tracing
 from lockgate.observability.metrics import Metrics
 from lockgate.observability.tracing import Tracer
 from lockgate.records import (
-    ApprovalRecord,
     AuditRecord,
-    DecisionResult,
-    DeliveryRecord,
     ErrorRecord,
     EventRecord,
     LogRecord,
     PipelineRecord,
     RunRecord,
 )
-from lockgate.records.views import PendingApproval, RunView, policy_of
+from lockgate.records.views import RunView
 from lockgate.server.retention import Retention
 from lockgate.settings import Settings
-from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store, open_store
-from lockgate.store.approvals import Decide, settled_conflict
-from lockgate.store.audit import Audited, AuditEntry
+from lockgate.store.audit import Audited
+from lockgate.store.crud import RecordTable
 from lockgate.store.migrate import current, upgrade
 from lockgate.store.ops import Op
-from lockgate.store.runs import CreateRun, RegisterPipeline, RequestCancel
+from lockgate.store.runs import RegisterPipeline, RequestCancel
+from lockgate.triggers.deliveries import Deliveries
 from lockgate.triggers.pollers import Pollers
-from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.queues import Queues
 from lockgate.triggers.schedules import Schedules
-from lockgate.triggers.webhooks import Webhooks
+from lockgate.triggers.webhooks import WebhookTriggers
 
-#: Runs one bulk decision may name.
-MAX_BULK = 1000
-
-T = TypeVar("T")
-
-
-def requesters(requested_by: str | None) -> set[str]:
-    """The identities that started a run: its subject, and for a run a webhook started
-    (``github:octocat``) the person who pushed, by their name at the provider."""
-    if not requested_by:
-        return set()
-    source, sep, person = requested_by.partition(":")
-    return {requested_by, person} if sep and person and source in PROVIDERS else {requested_by}
-
-
-def _authorise(
-    policy: ApprovalConfig, approval: ApprovalRecord, decision: str, by: str, roles: set[str]
-) -> None:
-    allowed = policy.approvers
-    if (
-        (allowed.users or allowed.roles)
-        and by not in allowed.users
-        and not (roles & set(allowed.roles))
-    ):
-        who = ", ".join([*allowed.users, *(f"role {r}" for r in allowed.roles)])
-        raise Forbidden(f"{by} may not decide on this step (allowed: {who})")
-    if (
-        decision == "approve"
-        and not policy.allow_self_approval
-        and by in requesters(approval.requested_by)
-    ):
-        raise Forbidden(f"{by} requested run {approval.run_id} and may not approve it")
+#: The services an App's view binds to the identity it acts as.
+ACTING = (
+    "tokens",
+    "sessions",
+    "webhooks",
+    "schedules",
+    "pollers",
+    "queues",
+    "deliveries",
+    "channels",
+    "retention",
+)
 
 
-class App:
-    """One lockgate installation: a database, the pipelines known here, and workers."""
+class App(Deciding):
+    """One lockgate installation: a database, the pipelines known here, and workers.
+
+    The App acts as nobody: what it does is not audited, and it may not decide on an
+    approval. :meth:`acting` gives a view of it acting as someone, which is what every face
+    calls (the :class:`lockgate.client.Client` protocol, in process).
+    """
 
     def __init__(
         self,
@@ -126,6 +98,8 @@ class App:
                 f"secret(s) {', '.join(short)} shorter than {MIN_SECRET_LENGTH} characters: "
                 "too short to be masked in logs without mangling them; use longer values"
             )
+        #: Who this App acts as (nobody; see :meth:`acting`).
+        self.identity: Identity = NOBODY
         self.mask = Masker(self.settings.secrets.values())
         self.tracer = tracer if tracer is not None else tracing.from_environment(os.environ)
         self._own_tracer = tracer is None
@@ -138,7 +112,7 @@ class App:
         self.launcher = Launcher(
             self.store, self.registry, reserved={CHANNEL_NAMESPACE: refusal}, tracer=self.tracer
         )
-        self.webhooks = Webhooks(self.store, self.launcher, self.settings)
+        self.webhooks = WebhookTriggers(self.store)
         self.schedules = Schedules(self.store, self.launcher)
         self.pollers = Pollers(self.store, self.launcher, self.settings.secrets)
         self.queues = Queues(
@@ -148,12 +122,34 @@ class App:
             max_message_bytes=self.settings.queue_max_message_bytes,
             tracer=self.tracer,
         )
-        self.webhooks.redeliverers["queue"] = self.queues.redeliver
+        owners: list[RecordTable[Any]] = [
+            self.webhooks.rows,
+            self.schedules.rows,
+            self.pollers.rows,
+            self.queues.rows,
+        ]
+        #: What every trigger fired, and the intake of webhook deliveries.
+        self.deliveries = Deliveries(
+            self.store, self.launcher, self.settings, self.webhooks.cache, owners
+        )
+        self.deliveries.redeliverers["queue"] = self.queues.redeliver
         self.channels = Channels(self.store, self.registry, self.launcher.owning(CHANNEL_NAMESPACE))
         self.metrics = Metrics(self.store, lambda: sum(w.active for w in self.launcher.workers))
         self.retention = Retention(self.store, self.settings, self.metrics)
         for p in pipelines:
             self.registry.add(p)
+
+    def acting(self, subject: str | Identity, roles: Iterable[str] = ()) -> App:
+        """This App acting as ``subject`` holding ``roles``: what it writes is audited as
+        that subject, the runs it starts are requested by it, and its decisions are
+        authorised against its roles. The view shares everything else with this App (close
+        this one, not the view)."""
+        identity = subject if isinstance(subject, Identity) else Identity.of(subject, roles)
+        view = copy.copy(self)
+        view.identity = identity
+        for name in ACTING:
+            setattr(view, name, getattr(self, name).acting(identity))
+        return view
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -179,57 +175,30 @@ class App:
         params: Mapping[str, Any] | Any = None,
         *,
         namespace: str = "default",
-        requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
-        actor: str | None = None,
         context: Mapping[str, Any] | None = None,
+        traceparent: str | None = None,
     ) -> RunRecord:
-        """Start a run of the current version of ``name``; refused with every param problem.
+        """Start a run of the current version of ``name``, requested by the subject this App
+        acts as (and audited in the same transaction); refused with every param problem.
 
-        With ``idempotency_key``, starting twice returns the first run. With ``actor`` the
-        start is audited in the same transaction. ``context`` gives the run's context bag
-        (``ctx.context``) its first values.
+        With ``idempotency_key``, starting twice returns the first run. ``context`` gives
+        the run's context bag (``ctx.context``) its first values; ``traceparent`` (a W3C
+        header) makes the run's trace a child of the caller's.
         """
         op = self.launcher.prepare_run(
             name,
             params,
             namespace=namespace,
-            requested_by=requested_by,
+            requested_by=self.identity.subject,
             noop=noop,
             idempotency_key=idempotency_key,
             context=context,
-        )
-        details = {"pipeline": f"{op.namespace}/{op.pipeline}"}
-        audit = AuditEntry(actor, "run.start", None, details) if actor is not None else None
-        return self.launcher.start(op, audit)
-
-    def prepare_run(
-        self,
-        name: str,
-        params: Mapping[str, Any] | Any = None,
-        *,
-        namespace: str = "default",
-        requested_by: str | None = None,
-        noop: bool = False,
-        idempotency_key: str | None = None,
-        traceparent: str | None = None,
-    ) -> CreateRun:
-        """The checked write that starts a run, to apply alone or inside another write."""
-        return self.launcher.prepare_run(
-            name,
-            params,
-            namespace=namespace,
-            requested_by=requested_by,
-            noop=noop,
-            idempotency_key=idempotency_key,
             traceparent=traceparent,
         )
-
-    async def write(self, op: Op[T]) -> T:
-        """Apply a write: through a running worker's group committer on this loop if there is
-        one (it shares transactions with other writes), else in a thread on its own."""
-        return await self.launcher.write(op)
+        details = {"pipeline": f"{op.namespace}/{op.pipeline}"}
+        return self.launcher.start(op, self.identity.audit("run.start", None, details))
 
     def run_record(self, run_id: str) -> RunRecord:
         """A run alone (no steps); :class:`RunNotFound` if unknown."""
@@ -249,6 +218,11 @@ class App:
     def audit_log(self, after: int = 0, limit: int = 100) -> list[AuditRecord]:
         """Audit entries after id ``after``, oldest first."""
         return self.store.get_audit(after, limit)
+
+    def prune(self, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete the finished runs past their keep time now (``dry_run``: count them); the
+        number of each status that went."""
+        return self.retention.prune(dry_run=dry_run)
 
     def get_run(self, run_id: str) -> RunView:
         """A run and its steps, secrets masked in its params and its steps' inputs;
@@ -296,18 +270,11 @@ class App:
         self.store.get_run(run_id)
         return self.store.get_logs(run_id, step, after)
 
-    def rerun(
-        self,
-        run_id: str,
-        *,
-        latest: bool = False,
-        requested_by: str | None = None,
-        actor: str | None = None,
-    ) -> RunRecord:
+    def rerun(self, run_id: str, *, latest: bool = False) -> RunRecord:
         """Start a new run with the params of finished run ``run_id``: on the same pipeline
         version (the default: the same steps as before), or with ``latest`` on the newest
-        one. The new run records what it re-runs (``rerun_of``); with ``actor``, audited in
-        the same transaction. :class:`InvalidState` for a run that has not finished."""
+        one. The new run records what it re-runs (``rerun_of``) and who asked (audited in
+        the same transaction). :class:`InvalidState` for a run that has not finished."""
         old = self.store.get_run(run_id)
         if not RunStatus(old.status).terminal:
             raise InvalidState(
@@ -320,214 +287,20 @@ class App:
             old.pipeline,
             old.params,
             namespace=old.namespace,
-            requested_by=requested_by,
+            requested_by=self.identity.subject,
             version=None if latest else old.version,
             rerun_of=old.id,
         )
         details = {"of": old.id, "version": "latest" if latest else "same"}
-        audit = AuditEntry(actor, "run.rerun", None, details) if actor is not None else None
-        return self.launcher.start(op, audit)
+        return self.launcher.start(op, self.identity.audit("run.rerun", None, details))
 
-    def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
-        """Ask a run to stop its current step and roll back (audited as ``by``, in the same
+    def cancel_run(self, run_id: str) -> RunRecord:
+        """Ask a run to stop its current step and roll back (audited in the same
         transaction)."""
-        op: Op[str] = RequestCancel(run_id, by)
-        if by is not None:
-            op = Audited(op, AuditEntry(by, "run.cancel", run_id))
-        self.store.apply(op)
+        op: Op[str] = RequestCancel(run_id, self.identity.subject)
+        audit = self.identity.audit("run.cancel", run_id)
+        self.store.apply(Audited(op, audit) if audit is not None else op)
         return self.store.get_run(run_id)
-
-    # -- approvals -------------------------------------------------------------------------
-
-    def decide(
-        self,
-        run_id: str,
-        decision: str,
-        *,
-        by: str,
-        roles: Iterable[str] = (),
-        step: str | None = None,
-        comment: str | None = None,
-        input: Mapping[str, Any] | None = None,
-    ) -> DecisionResult:
-        """Approve or reject a waiting approval step, as the subject ``by`` holding ``roles``.
-
-        The answer says whether this decision settled the step. Refused with a clear error
-        when the step is not waiting or already settled (with the outcome and who settled
-        it), when ``by`` may not decide (or approve their own run), when ``by`` already
-        decided, or when the input does not fit what the step asks for (every problem).
-        """
-        result = self.decide_many(
-            [run_id], decision, by=by, roles=roles, step=step, comment=comment, input=input
-        )[0]
-        if isinstance(result, LockgateError):
-            raise result
-        return result
-
-    def decide_many(
-        self,
-        run_ids: Sequence[str],
-        decision: str,
-        *,
-        by: str,
-        roles: Iterable[str] = (),
-        step: str | None = None,
-        comment: str | None = None,
-        input: Mapping[str, Any] | None = None,
-    ) -> list[DecisionResult | LockgateError]:
-        """:meth:`decide` on each of ``run_ids`` (at most :data:`MAX_BULK`) as one
-        subject, in one read and one transaction: each run's answer, or the error that
-        refused it (a refusal does not hold up the others)."""
-        if decision not in ("approve", "reject"):
-            raise ParamsError([f"decision must be approve or reject, not {decision!r}"])
-        if not run_ids or len(run_ids) > MAX_BULK:
-            raise ParamsError([f"runs: between 1 and {MAX_BULK} run ids ({len(run_ids)} given)"])
-        held = set(roles)
-        found = self.store.decision_targets(run_ids, step)
-        answers: dict[str, DecisionResult | LockgateError] = {}
-        groups: dict[str, list[tuple[str, str]]] = {}  # the same input goes in one op
-        for run_id in dict.fromkeys(run_ids):
-            try:
-                name, data = self._decision_for(
-                    run_id, found.get(run_id), decision, by, held, step, input
-                )
-            except LockgateError as exc:
-                answers[run_id] = exc
-                continue
-            groups.setdefault(json.dumps(data, sort_keys=True), []).append((run_id, name))
-        for key, items in groups.items():
-            op = Decide(items, decision, by, comment, json.loads(key))
-            for (run_id, _), result in zip(items, self.store.apply(op), strict=True):
-                answers[run_id] = result
-        return [answers[run_id] for run_id in run_ids]
-
-    def _decision_for(
-        self,
-        run_id: str,
-        found: tuple[str, str | None, ApprovalRecord | None] | None,
-        decision: str,
-        by: str,
-        roles: set[str],
-        step: str | None,
-        input: Mapping[str, Any] | None,
-    ) -> tuple[str, Any]:
-        """The step ``by`` decides on, with the input as the step will store it; or the
-        error that refuses the decision before anything is written."""
-        if found is None:
-            raise RunNotFound(f"no run {run_id!r}")
-        status, current, approval = found
-        # Without a step: the run's latest approval (the waiting one, or the last settled).
-        name = approval.step if approval is not None else step or current
-        if name is None or approval is None:
-            raise InvalidState(
-                f"run {run_id} is {status}; it is not waiting for a decision"
-                + (f" (step {name!r} asked for none)" if name else ""),
-                details={"status": status},
-            )
-        if approval.outcome is not None:
-            raise settled_conflict(approval)
-        if approval.request.get("kind") == "failure":
-            raise InvalidState(
-                f"step {name!r} of run {run_id} failed and waits to be retried, skipped or "
-                "rolled back, not approved: resolve it (lockgate runs resolve)",
-                details={"choices": approval.request.get("choices")},
-            )
-        policy = policy_of(approval)
-        _authorise(policy, approval, decision, by, roles)
-        if decision == "approve" and policy.input:
-            model = params_model(f"{name}_input", policy.input)
-            assert model is not None
-            try:
-                return name, model.model_validate(dict(input or {})).model_dump(mode="json")
-            except ValidationError as exc:
-                raise ParamsError(pydantic_problems(exc)) from exc
-        if input:
-            problem = (
-                "input goes with an approval, not a reject"
-                if policy.input
-                else ("this step takes no input")
-            )
-            raise ParamsError([problem])
-        return name, None
-
-    def resolve(
-        self,
-        run_id: str,
-        action: str,
-        *,
-        by: str,
-        roles: Iterable[str] = (),
-        comment: str | None = None,
-    ) -> DecisionResult:
-        """Decide what becomes of a run's step that failed for good and waits (a pipeline or
-        step with ``on_failure: ask``): ``retry`` it, ``skip`` it (if it is skippable) or
-        ``rollback`` the run. The first decision settles it; any later one is refused with
-        what was decided, by whom and when (409)."""
-        run = self.store.get_run(run_id)
-        waiting = self.store.get_approval(run_id)
-        if waiting is None or waiting.request.get("kind") != "failure":
-            raise InvalidState(
-                f"run {run_id} is {run.status}; no failed step of it waits for a decision",
-                details={"status": run.status},
-            )
-        if waiting.outcome is not None:
-            raise settled_conflict(waiting)
-        choices = list(waiting.request.get("choices") or [])
-        if action not in choices:
-            raise ParamsError([f"action: one of {', '.join(choices)} (not {action!r})"])
-        _authorise(policy_of(waiting), waiting, "approve", by, set(roles))
-        result = self.store.apply(Decide([(run_id, waiting.step)], action, by, comment))[0]
-        if isinstance(result, LockgateError):
-            raise result
-        return result
-
-    def approvals(
-        self, *, limit: int = 100, before: tuple[float, str, str] | None = None
-    ) -> list[PendingApproval]:
-        """Approval steps waiting for decisions, oldest first, each with its request as
-        rendered and the decisions so far; page with ``before`` (see
-        :meth:`Store.pending_approvals`)."""
-        return [
-            PendingApproval(run, approval, decided)
-            for run, approval, decided in self.store.pending_approvals(before, limit)
-        ]
-
-    def approval(self, run_id: str, step: str | None = None) -> PendingApproval | None:
-        """A run's latest approval request (or ``step``'s), with the decisions so far."""
-        run = self.store.get_run(run_id)
-        found = self.store.get_approval(run_id, step)
-        if found is None:
-            return None
-        return PendingApproval(run, found, self.store.get_decisions(run_id, found.step))
-
-    def may_decide(self, pending: PendingApproval, by: str, roles: Iterable[str]) -> bool:
-        """Whether ``by`` (holding ``roles``) may approve the step now: named as an approver
-        (or anyone, when none are named), not its requester unless self-approval is on,
-        and not having decided it already."""
-        if any(d.by == by for d in pending.decisions):
-            return False
-        try:
-            _authorise(pending.policy, pending.approval, "approve", by, set(roles))
-        except Forbidden:
-            return False
-        return True
-
-    def deliveries(
-        self, trigger_id: str, limit: int = 100, before: int | None = None
-    ) -> list[DeliveryRecord]:
-        """The firings of a webhook trigger, a schedule or a poller, newest first (page with
-        ``before``, the last delivery id seen)."""
-        if not any(
-            table.find(trigger_id) is not None
-            for table in (
-                self.webhooks.triggers,
-                self.schedules.store,
-                self.pollers.store,
-                self.queues.store,
-            )
-        ):
-            raise NotFound(f"no trigger, schedule, poller or queue {trigger_id!r}")
-        return self.webhooks.triggers.deliveries(trigger_id, limit, before)
 
     def pipelines(self) -> list[PipelineRecord]:
         """Registered pipeline versions in the database, newest first."""

@@ -35,9 +35,9 @@ def check_consistent(app: App, expected_version: int) -> None:
     replaying the flips of each stage gives where it points now."""
     stages = {st.stage: st.version for st in app.channels.stages("crashy")}
     assert stages == {"one": expected_version, "two": expected_version, "three": expected_version}
-    known = {d.id for d in app.channels.store.deployments("crashy", limit=1000)}
+    known = {d.id for d in app.channels.rows.deployments("crashy", limit=1000)}
     for stage in stages:
-        flips = list(reversed(app.channels.store.flips("crashy", stage, limit=1000)))
+        flips = list(reversed(app.channels.rows.flips("crashy", stage, limit=1000)))
         pointer = None
         for f in flips:
             assert f.deployment_id in known
@@ -126,7 +126,7 @@ def test_sigkill_mid_stage_rollback_resumes_and_flips_back_on_failure(
             worker.wait(20)
         check_consistent(app, 2)
 
-        back = app.channels.rollback_stage("crashy", "two", 1, actor="ops")
+        back = app.acting("ops").channels.rollback_stage("crashy", "two", 1)
         victim = start_worker(db_url, {**env, "LOCKGATE_SLOW_SECONDS": "5"})
         wait_for_line(ledger, f"{back.id} two")
         victim.send_signal(signal.SIGKILL)
@@ -149,10 +149,10 @@ def test_sigkill_mid_stage_rollback_resumes_and_flips_back_on_failure(
             assert status == "ROLLED_BACK"
             assert after == {"one": 2, "two": 2, "three": 2}  # flipped back
         assert app.channels.manifest("crashy", 2).version == 2  # the head stays
-        known = {d.id for d in app.channels.store.deployments("crashy", limit=1000)}
+        known = {d.id for d in app.channels.rows.deployments("crashy", limit=1000)}
         for stage, now in after.items():
             pointer = None
-            for f in reversed(app.channels.store.flips("crashy", stage, limit=1000)):
+            for f in reversed(app.channels.rows.flips("crashy", stage, limit=1000)):
                 assert f.deployment_id in known
                 assert f.from_version == pointer, (stage, f)
                 pointer = f.to_version

@@ -151,7 +151,7 @@ def test_sessions_are_listed_and_ended_from_the_cli(db_url: str) -> None:
     app = App(Settings(database_url=db_url))
     app.migrate()
     try:
-        cookie, session = app.sessions.redeem(app.sessions.make_link("admin", "ops", actor="t"))
+        cookie, session = app.sessions.redeem(app.acting("t").sessions.make_link("admin", "ops"))
         listed = lockgate(db_url, "sessions", "list", "-o", "json")
         assert listed.returncode == 0, listed.stderr
         [shown] = json.loads(listed.stdout)

@@ -59,7 +59,7 @@ def test_approve_from_the_command_line(db_url: str, tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        run_id = app.start_run("gated", requested_by="carol").id
+        run_id = app.acting("carol").start_run("gated").id
         wait_status(app, run_id, RunStatus.WAITING)
         listed = cli(db_url, "approvals", "list", "-o", "json")
         [pending] = json.loads(listed.stdout)
@@ -75,7 +75,7 @@ def test_approve_from_the_command_line(db_url: str, tmp_path: Path) -> None:
         again = cli(db_url, "reject", run_id, "--as", "bob")
         assert again.returncode == 4 and "not waiting for a decision" in again.stderr
         assert app.get_run(run_id).steps[1].output["stdout"] == "T-1"
-        more = [app.start_run("gated", requested_by="carol").id for _ in range(2)]
+        more = [app.acting("carol").start_run("gated").id for _ in range(2)]
         for other in more:
             wait_status(app, other, RunStatus.WAITING)
         bulk = cli(db_url, "approve", *more, run_id, "--as", "bob", "-i", "ticket=T-2")

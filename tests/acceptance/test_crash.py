@@ -172,7 +172,7 @@ def test_sigkill_while_parked_for_a_decision_and_while_acting_on_it(
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     assert app.get_run(run.id).run.status == "WAITING"
-    app.resolve(run.id, "retry", by="olga", roles=["operator"])
+    app.acting("olga", ["operator"]).resolve(run.id, "retry")
     second = start_worker(db_url, env)
     wait_for_line(ledger_file, f"{run.id} wobbly 2")
     second.send_signal(signal.SIGKILL)

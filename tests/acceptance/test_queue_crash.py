@@ -109,7 +109,13 @@ def test_a_killed_consumer_loses_no_message_and_starts_no_run_twice(
         url, credentials = rabbit.address, "RABBIT"
         env["LOCKGATE_SECRET_RABBIT"] = rabbit.password
     queue = app.queues.create(
-        "crashy", broker, url, name, batch_size=25, claim_after=1.0, credentials=credentials
+        pipeline="crashy",
+        broker=broker,
+        url=url,
+        source=name,
+        batch_size=25,
+        claim_after=1.0,
+        credentials=credentials,
     )
     published: list[str] = []
 
@@ -120,7 +126,7 @@ def test_a_killed_consumer_loses_no_message_and_starts_no_run_twice(
 
     def finished() -> Callable[[], bool]:
         def check() -> bool:
-            found = app.deliveries(queue.id, limit=1000)
+            found = app.deliveries.list(queue.id, limit=1000)
             runs = [app.get_run(r).run for d in found for r in d.run_ids]
             return len(found) == MESSAGES and all(r.status == "SUCCEEDED" for r in runs)
 
@@ -138,10 +144,10 @@ def test_a_killed_consumer_loses_no_message_and_starts_no_run_twice(
         with lockgate_server(env, "--pipelines", PIPELINES):
             deadline = time.monotonic() + 90
             while not (finished()() and producer.settled()):
-                assert time.monotonic() < deadline, len(app.deliveries(queue.id, limit=1000))
+                assert time.monotonic() < deadline, len(app.deliveries.list(queue.id, limit=1000))
                 time.sleep(0.2)
         assert producer.settled()  # after a clean stop too: nothing left unacknowledged
-        found = app.deliveries(queue.id, limit=1000)
+        found = app.deliveries.list(queue.id, limit=1000)
         runs = [app.get_run(r).run for d in found for r in d.run_ids]
         assert {d.key for d in found} == set(published)  # none lost, none made up
         assert all(d.status == "DONE" and len(d.run_ids) == 1 for d in found)

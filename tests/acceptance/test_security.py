@@ -69,7 +69,10 @@ def test_forwarded_headers_are_believed_only_from_configured_proxies(db_url: str
     believed from those proxies only."""
     app = App(Settings(database_url=db_url))
     app.migrate()
-    trigger, token = app.webhooks.create("gerrit", "deploy", secret=None, allow_ips=["10.0.0.0/8"])
+    trigger = app.webhooks.create(
+        provider="gerrit", pipeline="deploy", secret=None, allow_ips=["10.0.0.0/8"]
+    )
+    token = trigger.url_token
     app.close()
     body = (
         Path(__file__).parents[1] / "fixtures/webhooks/gerrit/patchset-created.json"

@@ -23,7 +23,7 @@ def test_no_credential_reaches_an_exported_span(db_url: str) -> None:
     app = App(Settings(database_url=db_url))
     app.migrate()
     _, admin = app.tokens.create("root", "admin")
-    link = app.sessions.make_link("admin", "alice", actor="test")
+    link = app.acting("test").sessions.make_link("admin", "alice")
     with TraceReceiver() as receiver:
         env = {
             "LOCKGATE_DATABASE_URL": db_url,

@@ -58,7 +58,7 @@ async def deliver(
 def test_a_killed_servers_deliveries_are_finished_by_the_next(db_url: str, tmp_path: Path) -> None:
     app = App(Settings(database_url=db_url))
     app.migrate()
-    trigger, _ = app.webhooks.create("github", "crashy", secret=SECRET)
+    trigger = app.webhooks.create(provider="github", pipeline="crashy", secret=SECRET)
     env = {
         "LOCKGATE_DATABASE_URL": db_url,
         "LOCKGATE_LEDGER": str(tmp_path / "ledger"),
@@ -83,7 +83,7 @@ def test_a_killed_servers_deliveries_are_finished_by_the_next(db_url: str, tmp_p
 
             answers.update(asyncio.run(flood_and_kill()))
             first.wait(10)
-        stored = {d.key: d for d in app.deliveries(trigger.id, limit=1000)}
+        stored = {d.key: d for d in app.deliveries.list(trigger.id, limit=1000)}
         assert {d.status for d in stored.values()} <= {"FAILED"}
         assert all(answers[k] == 202 for k in stored if k in sent[:20])
 
@@ -99,7 +99,7 @@ def test_a_killed_servers_deliveries_are_finished_by_the_next(db_url: str, tmp_p
                 time.sleep(1 if lost else 0)
             deadline = time.monotonic() + 60
             while True:
-                found = app.deliveries(trigger.id, limit=1000)
+                found = app.deliveries.list(trigger.id, limit=1000)
                 runs = [app.get_run(r).run for d in found for r in d.run_ids]
                 if (
                     len(found) == 220

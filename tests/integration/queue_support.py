@@ -39,6 +39,6 @@ async def wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
 
 async def deliveries(app: App, queue_id: str, count: int) -> dict[str, DeliveryRecord]:
     """The queue's deliveries by key, once there are ``count``."""
-    found = await wait_for(lambda: len(app.deliveries(queue_id, limit=1000)) >= count)
+    found = await wait_for(lambda: len(app.deliveries.list(queue_id, limit=1000)) >= count)
     assert found
-    return {d.key: d for d in app.deliveries(queue_id, limit=1000)}
+    return {d.key: d for d in app.deliveries.list(queue_id, limit=1000)}

@@ -304,9 +304,7 @@ async def test_service_request_example_end_to_end(
         (201, {"id": "db-9", "connection": {"dsn": "postgres://db-9"}}, {}),
         (200, {}, {}),
     ]
-    run = allowed.start_run(
-        "service-request", {"team": "payments", "api": base}, requested_by="dev"
-    )
+    run = allowed.acting("dev").start_run("service-request", {"team": "payments", "api": base})
     w = allowed.worker()
     await w.start()
     try:
@@ -314,7 +312,7 @@ async def test_service_request_example_end_to_end(
         while allowed.get_run(run.id).run.status != RunStatus.WAITING:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
-        allowed.decide(run.id, "approve", by="lead", roles=["approver"], input={"ticket": "CHG-7"})
+        allowed.acting("lead", ["approver"]).decide(run.id, "approve", input={"ticket": "CHG-7"})
         done = await allowed.wait(run.id, timeout=10)
     finally:
         await w.stop()

@@ -185,7 +185,7 @@ async def test_the_person_who_pushed_may_not_approve_the_run_their_push_started(
     app = served.app
     register(served, tmp_path, 1)
     octocat = app.tokens.create("octocat", "approver")[1]
-    run = app.start_run("raced", requested_by="github:octocat")
+    run = app.acting("github:octocat").start_run("raced")
     deadline = time.monotonic() + 10
     while app.store.get_approval(run.id) is None:
         assert time.monotonic() < deadline

@@ -46,25 +46,25 @@ async def test_two_of_three_approvals_with_typed_input(
       ticket: {type: string, required: true, pattern: "^CHG-[0-9]+$"}
       window: {type: integer, default: 30}""",
     )
-    run = app.start_run("gated", requested_by="dave")
+    run = app.acting("dave").start_run("gated")
     await wait_status(app, run.id, RunStatus.WAITING)
     assert worker.active == 0
     [pending] = app.approvals()
     assert pending.approval.step == "sign-off" and pending.policy.required == 2
     with pytest.raises(ParamsError) as info:
-        app.decide(run.id, "approve", by="alice", input={"ticket": "nope", "extra": 1})
+        app.acting("alice").decide(run.id, "approve", input={"ticket": "nope", "extra": 1})
     assert info.value.problems == [
         "ticket: String should match pattern '^CHG-[0-9]+$'",
         "extra: Extra inputs are not permitted",
     ]
-    first = app.decide(run.id, "approve", by="alice", comment="lgtm", input={"ticket": "CHG-1"})
+    first = app.acting("alice").decide(run.id, "approve", comment="lgtm", input={"ticket": "CHG-1"})
     assert first.decision.by == "alice" and first.decision.comment == "lgtm"
     assert first.decision.at > 0 and not first.settled and first.outcome is None
     await asyncio.sleep(0.3)
     assert app.get_run(run.id).run.status == RunStatus.WAITING
     with pytest.raises(Conflict, match="alice already decided"):
-        app.decide(run.id, "approve", by="alice", input={"ticket": "CHG-1"})
-    second = app.decide(run.id, "approve", by="bob", input={"ticket": "CHG-2", "window": 10})
+        app.acting("alice").decide(run.id, "approve", input={"ticket": "CHG-1"})
+    second = app.acting("bob").decide(run.id, "approve", input={"ticket": "CHG-2", "window": 10})
     assert second.settled and second.outcome == "approved"
     done = await app.wait(run.id, timeout=10)
     assert done.status == RunStatus.SUCCEEDED
@@ -79,22 +79,22 @@ async def test_two_of_three_approvals_with_typed_input(
 async def test_who_may_decide(app: App, worker: Worker, tmp_path: Path) -> None:
     """Outsiders are refused; a role qualifies; the requester may not approve their own run."""
     register(app, tmp_path, "    approvers: {roles: [approver], users: [alice]}")
-    run = app.start_run("gated", requested_by="alice")
+    run = app.acting("alice").start_run("gated")
     await wait_status(app, run.id, RunStatus.WAITING)
     with pytest.raises(Forbidden, match="mallory may not decide"):
-        app.decide(run.id, "approve", by="mallory")
+        app.acting("mallory").decide(run.id, "approve")
     with pytest.raises(Forbidden, match=r"alice requested run .* and may not approve it"):
-        app.decide(run.id, "approve", by="alice")
-    app.decide(run.id, "approve", by="erin", roles=["viewer", "approver"])
+        app.acting("alice").decide(run.id, "approve")
+    app.acting("erin", ["viewer", "approver"]).decide(run.id, "approve")
     assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
 
 
 async def test_self_approval_when_allowed(app: App, worker: Worker, tmp_path: Path) -> None:
     """``allow_self_approval: true`` lets the requester approve."""
     register(app, tmp_path, "    allow_self_approval: true")
-    run = app.start_run("gated", requested_by="alice")
+    run = app.acting("alice").start_run("gated")
     await wait_status(app, run.id, RunStatus.WAITING)
-    app.decide(run.id, "approve", by="alice")
+    app.acting("alice").decide(run.id, "approve")
     assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
 
 
@@ -110,13 +110,13 @@ async def test_reject_rolls_back(app: App, worker: Worker, tmp_path: Path) -> No
     register(app, tmp_path, "    required: 2", before=before)
     run = app.start_run("gated")
     await wait_status(app, run.id, RunStatus.WAITING)
-    app.decide(run.id, "reject", by="bob", comment="not today")
+    app.acting("bob").decide(run.id, "reject", comment="not today")
     done = await app.wait(run.id, timeout=10)
     assert done.status == RunStatus.ROLLED_BACK
     assert "rejected by bob: not today" in (done.error or "")
     assert marker.exists()
     with pytest.raises(Conflict, match=r"settled already \(rejected by bob\)") as info:
-        app.decide(run.id, "approve", by="carol")
+        app.acting("carol").decide(run.id, "approve")
     assert info.value.details["outcome"] == "rejected"
 
 
@@ -146,7 +146,7 @@ async def test_timeout_wait_keeps_waiting(app: App, worker: Worker, tmp_path: Pa
     await asyncio.sleep(0.6)
     parked = app.get_run(run.id).run
     assert parked.status == RunStatus.WAITING and parked.wake_at is None
-    app.decide(run.id, "approve", by="ops")
+    app.acting("ops").decide(run.id, "approve")
     assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
 
 
@@ -156,20 +156,20 @@ async def test_decisions_on_runs_that_are_not_waiting_are_refused(
     """Unknown runs, cancelled runs and non-approval steps refuse decisions clearly."""
     register(app, tmp_path, "    required: 1")
     with pytest.raises(RunNotFound):
-        app.decide("no-such-run", "approve", by="ops")
+        app.acting("ops").decide("no-such-run", "approve")
     run = app.start_run("gated")
     await wait_status(app, run.id, RunStatus.WAITING)
     with pytest.raises(ParamsError, match="approve or reject"):
-        app.decide(run.id, "maybe", by="ops")
+        app.acting("ops").decide(run.id, "maybe")
     with pytest.raises(InvalidState, match="'after' asked for none"):
-        app.decide(run.id, "approve", by="ops", step="after")
+        app.acting("ops").decide(run.id, "approve", step="after")
     app.cancel_run(run.id)
     with pytest.raises(InvalidState, match=r"being cancelled|CANCELLED"):
-        app.decide(run.id, "approve", by="ops")
+        app.acting("ops").decide(run.id, "approve")
     done = await app.wait(run.id, timeout=10)
     assert done.status == RunStatus.CANCELLED
     with pytest.raises(InvalidState, match="CANCELLED"):
-        app.decide(run.id, "approve", by="ops")
+        app.acting("ops").decide(run.id, "approve")
     assert app.approvals() == []
 
 
@@ -178,14 +178,14 @@ async def test_one_decision_on_many_runs(app: App, worker: Worker, tmp_path: Pat
     transaction; an unknown run, a settled step, a forbidden approver, a quorum not yet
     reached and a repeated decision each get their own answer without holding up the rest."""
     register(app, tmp_path, "    approvers: {users: [alice, bob]}\n    required: 1")
-    runs = [app.start_run("gated", requested_by="dave") for _ in range(5)]
-    mine = app.start_run("gated", requested_by="alice")
+    runs = [app.acting("dave").start_run("gated") for _ in range(5)]
+    mine = app.acting("alice").start_run("gated")
     for run in [*runs, mine]:
         await wait_status(app, run.id, RunStatus.WAITING)
-    app.decide(runs[0].id, "reject", by="bob")
+    app.acting("bob").decide(runs[0].id, "reject")
     commits = app.store.commits
     ids = [r.id for r in runs] + ["no-such-run", mine.id]
-    answers = app.decide_many(ids, "approve", by="alice", comment="release train")
+    answers = app.acting("alice").decide_many(ids, "approve", comment="release train")
     assert app.store.commits == commits + 1  # one transaction for all of them
     assert isinstance(answers[0], InvalidState) and "rejected by bob" in answers[0].message
     for answer, run in zip(answers[1:5], runs[1:], strict=True):
@@ -197,12 +197,12 @@ async def test_one_decision_on_many_runs(app: App, worker: Worker, tmp_path: Pat
     for run in runs[1:]:
         assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED
     assert app.get_run(mine.id).run.status == RunStatus.WAITING
-    again = app.decide_many([runs[1].id], "approve", by="alice")
+    again = app.acting("alice").decide_many([runs[1].id], "approve")
     assert isinstance(again[0], InvalidState) and "settled already" in again[0].message
     with pytest.raises(ParamsError, match="between 1 and 1000"):
-        app.decide_many([], "approve", by="alice")
+        app.acting("alice").decide_many([], "approve")
     with pytest.raises(ParamsError, match="approve or reject"):
-        app.decide_many([mine.id], "maybe", by="alice")
+        app.acting("alice").decide_many([mine.id], "maybe")
     actions = [a.action for a in app.audit_log() if a.actor == "alice"]
     assert actions.count("decision.approve") == 4
 
@@ -217,11 +217,11 @@ async def test_bulk_decision_counts_towards_a_quorum(
     for run in runs:
         await wait_status(app, run.id, RunStatus.WAITING)
     ids = [r.id for r in runs]
-    first = app.decide_many([*ids, ids[0]], "approve", by="alice")
+    first = app.acting("alice").decide_many([*ids, ids[0]], "approve")
     assert [getattr(a, "settled", None) for a in first] == [False, False, False, False]
-    repeated = app.decide_many(ids[:1], "approve", by="alice")
+    repeated = app.acting("alice").decide_many(ids[:1], "approve")
     assert isinstance(repeated[0], Conflict)
-    second = app.decide_many(ids, "approve", by="bob")
+    second = app.acting("bob").decide_many(ids, "approve")
     assert all(not isinstance(a, Exception) and a.settled for a in second)
     for run in runs:
         assert (await app.wait(run.id, timeout=10)).status == RunStatus.SUCCEEDED

@@ -59,8 +59,8 @@ def flags_channel(**overrides: Any) -> Channel:
 
 
 def push(app: App, tenant: str, marker: str, values: list[str] | None = None) -> str:
-    d = app.channels.push(
-        "flags", tenant, {"values": values or [marker], "marker": marker}, requested_by="t"
+    d = app.acting("t").channels.push(
+        "flags", tenant, {"values": values or [marker], "marker": marker}
     )
     return d.run_id
 
@@ -115,11 +115,11 @@ async def test_a_failing_stage_test_flips_the_earlier_stages_back(app: App, work
 
     stages = {st.stage: st.version for st in app.channels.stages("flags")}
     assert stages == {"beta": 1, "gamma": 1}
-    failed = app.channels.store.deployments("flags")[0]
+    failed = app.channels.rows.deployments("flags")[0]
     assert failed.state == "FAILED" and failed.manifest_version == 2
     assert "gamma refused the flag 'bad'" in (failed.error or "")
     flips = [
-        (f.stage, f.kind, f.from_version, f.to_version) for f in app.channels.store.flips("flags")
+        (f.stage, f.kind, f.from_version, f.to_version) for f in app.channels.rows.flips("flags")
     ]
     # Newest first: the later stage is put back first.
     assert flips[:3] == [
@@ -172,9 +172,9 @@ async def test_merge_or_validation_failure_creates_no_flip(app: App, worker: Wor
     assert await wait_done(app, [ok]) == ["SUCCEEDED"]
     refused = push(app, "acme", "two")
     assert await wait_done(app, [refused]) == ["ROLLED_BACK"]
-    assert app.channels.store.flips("flags", "beta")[0].to_version == 1
+    assert app.channels.rows.flips("flags", "beta")[0].to_version == 1
     assert app.channels.record("flags").head_version == 1
-    d = app.channels.store.deployments("flags")[0]
+    d = app.channels.rows.deployments("flags")[0]
     assert "validate_manifest refused the deployment" in (d.error or "")
 
 
@@ -198,13 +198,13 @@ async def test_approval_gates_the_flip_of_prod(app: App, worker: Worker) -> None
     }
     [pending] = app.approvals()
     assert pending.approval.step == "prod.approval"
-    app.decide(run_id, "approve", by="alice", roles=["approver"])
+    app.acting("alice", ["approver"]).decide(run_id, "approve")
     assert await wait_done(app, [run_id]) == ["SUCCEEDED"]
     assert app.channels.stage_manifest("flags", "prod").version == 1
 
     second = push(app, "acme", "second")
     await wait_step(app, second, "prod.approval", "WAITING")
-    app.decide(second, "reject", by="alice", roles=["approver"], comment="not today")
+    app.acting("alice", ["approver"]).decide(second, "reject", comment="not today")
     assert await wait_done(app, [second]) == ["ROLLED_BACK"]
     assert {st.version for st in app.channels.stages("flags")} == {1}
 
@@ -218,12 +218,12 @@ async def test_a_cancelled_queued_push_does_not_block_the_channel(app: App, work
     queued = push(app, "acme", "queued")
     third = push(app, "acme", "third")
     await wait_status(app, queued, "WAITING")
-    app.cancel_run(queued, by="t")
+    app.acting("t").cancel_run(queued)
     assert await wait_done(app, [queued]) == ["CANCELLED"]
-    app.decide(first, "approve", by="bob")
+    app.acting("bob").decide(first, "approve")
     assert await wait_done(app, [first]) == ["SUCCEEDED"]
     await wait_step(app, third, "beta.approval", "WAITING")
-    app.decide(third, "approve", by="bob")
+    app.acting("bob").decide(third, "approve")
     assert await wait_done(app, [third]) == ["SUCCEEDED"]
     markers = app.channels.stage_manifest("flags", "beta").data()["tenants"]["acme"]["markers"]
     assert markers == ["first", "third"]
@@ -276,7 +276,7 @@ async def test_reads_etag_slice_history_and_json_schema_requests(app: App, worke
     assert part["markers"] == ["b"]
     with pytest.raises(ChannelNotFound):
         app.channels.tenant_slice("flags", "live", "initech")
-    d = app.channels.deployment(app.channels.store.deployments("flags")[0].id)
+    d = app.channels.deployment(app.channels.rows.deployments("flags")[0].id)
     assert d.run_status == RunStatus.SUCCEEDED and d.tenant == "globex"
 
 
@@ -297,7 +297,7 @@ async def test_cancelling_a_deployment_flips_its_stages_back(app: App, worker: W
     )
     first = push(app, "acme", "first")
     await wait_step(app, first, "prod.approval", "WAITING")
-    app.decide(first, "approve", by="alice")
+    app.acting("alice").decide(first, "approve")
     assert await wait_done(app, [first]) == ["SUCCEEDED"]
     second = push(app, "acme", "second")
     third = push(app, "globex", "third")
@@ -307,7 +307,7 @@ async def test_cancelling_a_deployment_flips_its_stages_back(app: App, worker: W
         "gamma": 2,
         "prod": 1,
     }
-    app.cancel_run(second, by="ops")
+    app.acting("ops").cancel_run(second)
     assert await wait_done(app, [second]) == ["CANCELLED"]
     cancelled = app.channels.deployment(app.channels.deployments("flags")[1].id)
     assert cancelled.run_id == second and cancelled.state == "FAILED"
@@ -319,5 +319,5 @@ async def test_cancelling_a_deployment_flips_its_stages_back(app: App, worker: W
         "prod": 1,
     }
     assert app.channels.manifest("flags", 3).parent == 1
-    app.decide(third, "approve", by="alice")
+    app.acting("alice").decide(third, "approve")
     assert await wait_done(app, [third]) == ["SUCCEEDED"]

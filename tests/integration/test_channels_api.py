@@ -152,7 +152,7 @@ async def test_push_tokens_idempotency_and_private_reads(served: Served) -> None
         token = made.json()["token"]
         other = await admin.post("/api/v1/channels/private/push-token", json={"tenant": "globex"})
         assert other.status_code == 201
-    assert served.app.channels.store.push_token_holder(
+    assert served.app.channels.rows.push_token_holder(
         hashlib.sha256(token.encode()).hexdigest()
     ) == ("private", "acme")
     body = {"content": {"values": ["a"]}}
@@ -302,7 +302,7 @@ async def test_no_face_but_a_push_starts_a_channel_pipeline(served: Served) -> N
     with pytest.raises(Forbidden, match="pushing to the channel"):
         served.app.start_run("flags", params, namespace="channel")
     with pytest.raises(Forbidden):
-        served.app.prepare_run("channel/flags", params)
+        served.app.launcher.prepare_run("channel/flags", params)
     cookie, session = served.app.sessions.sign_in(served.tokens["operator"])
     async with served.client(None) as browser:
         browser.cookies.set(COOKIE, cookie)

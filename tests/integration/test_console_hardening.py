@@ -24,7 +24,7 @@ def settings(settings: Settings) -> Settings:
 
 async def test_a_sign_in_from_origin_null_is_refused(served: Served) -> None:
     """Threat: login CSRF from a sandboxed frame or a data: page (they send Origin: null)."""
-    link = served.app.sessions.make_link("viewer", "vic", actor="t")
+    link = served.app.acting("t").sessions.make_link("viewer", "vic")
     async with served.client(None) as browser:
         for path, data in (
             ("/sign-in", {"token": served.tokens["viewer"]}),
@@ -48,7 +48,7 @@ async def test_sign_in_attempts_are_throttled_per_address(served: Served) -> Non
         assert codes == [401] * 10
         limited = await browser.post("/sign-in", data={"token": served.tokens["admin"]})
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
-        link = served.app.sessions.make_link("viewer", "vic", actor="t")
+        link = served.app.acting("t").sessions.make_link("viewer", "vic")
         assert (await browser.post(f"/sign-in/link/{link}")).status_code == 429
 
 

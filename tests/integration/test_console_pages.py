@@ -84,7 +84,7 @@ async def test_logs_come_in_pages_can_be_searched_and_downloaded_whole(served: S
 
 async def test_a_schedule_page_shows_its_next_ticks_and_pauses(served: Served) -> None:
     """A schedule's page lists its next five ticks; an admin pauses it from the page."""
-    schedule = served.app.schedules.create("deploy", cron="0 3 * * *", params={"env": "x"})
+    schedule = served.app.schedules.create(pipeline="deploy", cron="0 3 * * *", params={"env": "x"})
     http, csrf = browser(served, "admin")
     async with http:
         page = await http.get(f"/triggers/schedules/{schedule.id}")
@@ -115,8 +115,8 @@ async def test_a_run_names_the_delivery_that_started_it(served: Served) -> None:
     """A run started by a webhook delivery records it; its page names the delivery, and
     links to the trigger only for an admin (a trigger's id is not for viewers)."""
     secret = "console-delivery-secret"
-    trigger, _ = served.app.webhooks.create(
-        "generic", "deploy", secret=secret, params={"env": "${payload.env}"}
+    trigger = served.app.webhooks.create(
+        provider="generic", pipeline="deploy", secret=secret, params={"env": "${payload.env}"}
     )
     body = b'{"env": "qa"}'
     signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -135,9 +135,11 @@ async def test_a_run_names_the_delivery_that_started_it(served: Served) -> None:
     async with admin:
         page = (await admin.get(f"/runs/{run_id}")).text
         assert f'href="/triggers/webhooks/{trigger.id}"' in page
-    schedule = served.app.schedules.create("deploy", interval_seconds=60, params={"env": "x"})
+    schedule = served.app.schedules.create(
+        pipeline="deploy", interval_seconds=60, params={"env": "x"}
+    )
     assert served.app.schedules.tick(now=schedule.next_fire_at) == 1
-    [ticked] = served.app.deliveries(schedule.id)
+    [ticked] = served.app.deliveries.list(schedule.id)
     assert served.app.run_record(ticked.run_ids[0]).delivery_id == ticked.id
 
 

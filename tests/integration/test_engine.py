@@ -316,7 +316,7 @@ async def test_cancel_stops_the_running_step_and_rolls_back(app: App, worker: Wo
     record = app.start_run("long")
     worker.wake()
     await asyncio.wait_for(started.wait(), 10)
-    await asyncio.to_thread(app.cancel_run, record.id, by="alice")
+    await asyncio.to_thread(app.acting("alice").cancel_run, record.id)
     done = await app.wait(record.id, timeout=10)
     assert done.status == RunStatus.CANCELLED
     assert undone == ["wait_forever", "prepare"]
@@ -639,7 +639,7 @@ async def test_a_cancel_ends_a_parked_step_cancelled(
     while app.get_run(record.id).run.status != RunStatus.WAITING:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
-    app.cancel_run(record.id, by="alice")
+    app.acting("alice").cancel_run(record.id)
     done = await app.wait(record.id, timeout=10)
     assert done.status == RunStatus.CANCELLED
     view = app.get_run(record.id)
@@ -655,7 +655,7 @@ async def test_a_cancel_ends_a_parked_step_cancelled(
         assert "cancelled" in (parked.error or "")
         assert app.approvals() == []
         with pytest.raises(InvalidState, match="CANCELLED"):
-            app.decide(record.id, "approve", by="ops")
+            app.acting("ops").decide(record.id, "approve")
     # Nothing wakes it again.
     await asyncio.sleep(0.3)
     assert app.get_run(record.id).steps[0].status == parked.status

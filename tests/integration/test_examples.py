@@ -65,7 +65,7 @@ async def test_flags_channel_examples(app: App) -> None:
             await asyncio.sleep(0.02)
         [pending] = app.approvals()
         assert pending.approval.step == "prod.approval"
-        app.decide(full.run_id, "approve", by="alice", roles=["approver"])
+        app.acting("alice", ["approver"]).decide(full.run_id, "approve")
         assert (await app.wait(full.run_id, timeout=30)).status == RunStatus.SUCCEEDED
         prod = app.channels.stage_manifest("flags", "prod").data()
         assert prod["tenants"]["acme"]["unique_values"] == ["dark-mode", "new-nav"]

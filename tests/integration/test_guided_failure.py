@@ -83,7 +83,7 @@ async def test_retry_runs_the_step_again_and_the_run_goes_on(app: App, worker: o
     assert pending is not None
     assert pending.approval.request["choices"] == ["retry", "skip", "rollback"]
     assert "the registry timed out" in pending.approval.request["message"]
-    result = app.resolve(run.id, "retry", by="olga", roles=["operator"], comment="flake")
+    result = app.acting("olga", ["operator"]).resolve(run.id, "retry", comment="flake")
     assert result.settled and result.outcome == "retry"
     assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
     view = app.get_run(run.id)
@@ -99,7 +99,7 @@ async def test_skip_goes_on_without_the_step(app: App, worker: object) -> None:
     app.register(GUIDED)
     run = app.start_run("guided")
     await waiting_for_decision(app, worker, run.id)
-    app.resolve(run.id, "skip", by="olga", roles=["operator"])
+    app.acting("olga", ["operator"]).resolve(run.id, "skip")
     assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
     steps = {s.name: s for s in app.get_run(run.id).steps}
     assert steps["flaky"].status == "SKIPPED" and steps["flaky"].output is None
@@ -112,7 +112,7 @@ async def test_skipping_the_last_step_finishes_the_run(app: App, worker: object)
     app.register(Pipeline("last-asks", [prepare, flaky]))
     run = app.start_run("last-asks")
     await waiting_for_decision(app, worker, run.id)
-    app.resolve(run.id, "skip", by="olga", roles=["operator"])
+    app.acting("olga", ["operator"]).resolve(run.id, "skip")
     assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
     view = app.get_run(run.id)
     assert [s.status for s in view.steps] == ["COMPLETED", "SKIPPED"]
@@ -128,8 +128,8 @@ async def test_rollback_rolls_the_run_back(app: App, worker: object) -> None:
     run = app.start_run("asks")
     await waiting_for_decision(app, worker, run.id)
     with pytest.raises(ParamsError, match="action: one of retry, rollback"):
-        app.resolve(run.id, "skip", by="olga", roles=["operator"])
-    app.resolve(run.id, "rollback", by="olga", roles=["operator"])
+        app.acting("olga", ["operator"]).resolve(run.id, "skip")
+    app.acting("olga", ["operator"]).resolve(run.id, "rollback")
     assert await finished(app, worker, run.id) is RunStatus.ROLLED_BACK
     assert run.id in UNDONE
     assert "always" in (app.run_record(run.id).error or "")
@@ -147,7 +147,7 @@ async def test_concurrent_decisions_one_wins_the_rest_are_refused(app: App, work
     def decide(n: int) -> None:
         gate.wait()
         try:
-            outcomes.append(app.resolve(run.id, "retry", by=f"p{n}", roles=["operator"]))
+            outcomes.append(app.acting(f"p{n}", ["operator"]).resolve(run.id, "retry"))
         except InvalidState as exc:
             outcomes.append(exc)
 
@@ -170,18 +170,18 @@ async def test_wrong_decisions_are_refused(app: App, worker: object) -> None:
     run = app.start_run("guided")
     await waiting_for_decision(app, worker, run.id)
     with pytest.raises(InvalidState, match="resolve it"):
-        app.decide(run.id, "approve", by="ann", roles=["approver"])
+        app.acting("ann", ["approver"]).decide(run.id, "approve")
     with pytest.raises(Forbidden):
-        app.resolve(run.id, "retry", by="vic", roles=["viewer"])
-    app.resolve(run.id, "retry", by="olga", roles=["operator"])
+        app.acting("vic", ["viewer"]).resolve(run.id, "retry")
+    app.acting("olga", ["operator"]).resolve(run.id, "retry")
     assert await finished(app, worker, run.id) is RunStatus.SUCCEEDED
     with pytest.raises(InvalidState, match=r"settled already \(retry by olga\)"):
-        app.resolve(run.id, "retry", by="olga", roles=["operator"])
+        app.acting("olga", ["operator"]).resolve(run.id, "retry")
     app.register(Pipeline("plain", [prepare]))
     plain = app.start_run("plain")
     assert await finished(app, worker, plain.id) is RunStatus.SUCCEEDED
     with pytest.raises(InvalidState, match="no failed step of it waits"):
-        app.resolve(plain.id, "retry", by="olga", roles=["operator"])
+        app.acting("olga", ["operator"]).resolve(plain.id, "retry")
 
 
 async def test_an_unanswered_failure_gets_its_timeout_outcome(app: App, worker: object) -> None:

@@ -99,14 +99,14 @@ async def test_a_mixed_pipeline_runs_waits_for_approval_and_rolls_back(
         ],
     )
     app.register(mixed, failing)
-    run = app.start_run("mixed", {"version": "2.0"}, requested_by="me")
+    run = app.acting("me").start_run("mixed", {"version": "2.0"})
     worker.wake()  # type: ignore[attr-defined]
     for _ in range(200):
         if app.approval(run.id) is not None:
             break
         await asyncio.sleep(0.02)
     assert app.run_record(run.id).status == RunStatus.WAITING
-    app.decide(run.id, "approve", by="me")
+    app.acting("me").decide(run.id, "approve")
     worker.wake()  # type: ignore[attr-defined]
     done = await app.wait(run.id, timeout=10)
     assert done.status == RunStatus.SUCCEEDED

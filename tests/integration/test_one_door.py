@@ -43,7 +43,7 @@ async def finished(served: Served, run_id: str) -> None:
 
 async def a_delivery(served: Served) -> int:
     """A real, signed webhook delivery of a generic trigger (for redelivering)."""
-    trigger, _ = served.app.webhooks.create("generic", "deploy", secret=SECRET)
+    trigger = served.app.webhooks.create(provider="generic", pipeline="deploy", secret=SECRET)
     body = b'{"target": "staging"}'
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     async with httpx.AsyncClient(base_url=served.base) as http:
@@ -105,56 +105,59 @@ async def test_every_audited_action_records_the_same_through_both_clients(
     rest = RestClient(served.base, token)
     delivery = await a_delivery(served)
 
-    async def act(client: Client, local: bool) -> list[tuple[str, str, Any]]:
+    async def act(client: Client) -> list[tuple[str, str, Any]]:
         start = max((e.id for e in app.store.get_audit(0)), default=0)
-        who: dict[str, Any] = {"actor": "alice"} if local else {}
 
         async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
-        run = await call(client.start_run, "gate", requested_by="alice", **who)
+        run = await call(client.start_run, "gate")
         await waiting(served, run.id)
-        await call(client.cancel_run, run.id, by="alice")
+        await call(client.cancel_run, run.id)
         await finished(served, run.id)
-        await call(client.rerun, run.id, requested_by="alice", **who)
-        other = await call(client.start_run, "gate", requested_by="alice", **who)
+        await call(client.rerun, run.id)
+        other = await call(client.start_run, "gate")
         await waiting(served, other.id)
-        await call(client.decide, other.id, "approve", by="alice")
-        content = {"values": ["dark"]}
-        await call(client.channels.push, "flags", "acme", content, requested_by="alice", **who)
-        await call(client.channels.pin, "flags", "gamma", **who)
-        await call(client.channels.unpin, "flags", "gamma", **who)
+        await call(client.decide, other.id, "approve")
+        await call(client.channels.push, "flags", "acme", {"values": ["dark"]})
+        await call(client.channels.pin, "flags", "gamma")
+        await call(client.channels.unpin, "flags", "gamma")
         while not app.channels.history("flags"):  # the push's merge writes version 1
             await asyncio.sleep(0.02)
-        await call(client.channels.rollback_stage, "flags", "beta", 1, requested_by="alice", **who)
-        await call(client.channels.create_push_token, "flags", "acme", **who)
-        await call(client.channels.revoke_push_token, "flags", "acme", **who)
-        made, _ = await call(client.tokens.create, "bot", "viewer", **who)
-        await call(client.tokens.revoke, made.id, **who)
-        trigger, _ = await call(
-            client.webhooks.create, "github", "deploy", secret="s" * 20, branches=["main"], **who
+        await call(client.channels.rollback_stage, "flags", "beta", 1)
+        await call(client.channels.create_push_token, "flags", "acme")
+        await call(client.channels.revoke_push_token, "flags", "acme")
+        made, _ = await call(client.tokens.create, "bot", "viewer")
+        await call(client.tokens.revoke, made.id)
+        trigger = await call(
+            client.webhooks.create,
+            provider="github",
+            pipeline="deploy",
+            secret="s" * 20,
+            branches=["main"],
         )
-        await call(client.webhooks.update, trigger.id, events=["push"], **who)
-        await call(client.webhooks.rotate_secret, trigger.id, overlap_seconds=60, **who)
-        await call(client.webhooks.pause, trigger.id, **who)
-        await call(client.webhooks.resume, trigger.id, **who)
-        await call(client.webhooks.redeliver, delivery, **who)
-        await call(client.webhooks.delete, trigger.id, **who)
-        schedule = await call(client.schedules.create, "deploy", interval_seconds=3600, **who)
-        await call(client.schedules.update, schedule.id, cron="0 3 * * *", **who)
-        await call(client.schedules.pause, schedule.id, **who)
-        await call(client.schedules.resume, schedule.id, **who)
-        await call(client.schedules.delete, schedule.id, **who)
-        poller = await call(client.pollers.create, "deploy", str(tmp_path / "repo.git"), **who)
-        await call(client.pollers.update, poller.id, refs=["refs/heads/main"], **who)
-        await call(client.pollers.pause, poller.id, **who)
-        await call(client.pollers.resume, poller.id, **who)
-        await call(client.pollers.delete, poller.id, **who)
+        await call(client.webhooks.update, trigger.id, events=["push"])
+        await call(client.webhooks.rotate_secret, trigger.id, overlap_seconds=60)
+        await call(client.webhooks.pause, trigger.id)
+        await call(client.webhooks.resume, trigger.id)
+        await call(client.deliveries.redeliver, delivery)
+        await call(client.webhooks.delete, trigger.id)
+        schedule = await call(client.schedules.create, pipeline="deploy", interval_seconds=3600)
+        await call(client.schedules.update, schedule.id, cron="0 3 * * *")
+        await call(client.schedules.pause, schedule.id)
+        await call(client.schedules.resume, schedule.id)
+        await call(client.schedules.delete, schedule.id)
+        repository = str(tmp_path / "repo.git")
+        poller = await call(client.pollers.create, pipeline="deploy", repository=repository)
+        await call(client.pollers.update, poller.id, refs=["refs/heads/main"])
+        await call(client.pollers.pause, poller.id)
+        await call(client.pollers.resume, poller.id)
+        await call(client.pollers.delete, poller.id)
         return audited(served, start)
 
     try:
-        local = await act(app, True)
-        remote = await act(rest, False)
+        local = await act(app.acting("alice"))
+        remote = await act(rest)
     finally:
         await asyncio.to_thread(rest.close)
 
@@ -169,7 +172,7 @@ async def test_every_audited_action_records_the_same_through_both_clients(
 async def test_pause_and_resume_through_rest_stop_and_restart_a_webhook(served: Served) -> None:
     """A paused trigger answers 404 like an unknown one, at once on this server; resumed,
     it starts runs again. Unknown ids are 404 for every management route."""
-    trigger, _ = served.app.webhooks.create("generic", "deploy", secret=SECRET)
+    trigger = served.app.webhooks.create(provider="generic", pipeline="deploy", secret=SECRET)
     body = b'{"target": "staging"}'
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     async with served.client("admin") as admin, httpx.AsyncClient(base_url=served.base) as http:

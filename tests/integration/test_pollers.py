@@ -52,19 +52,19 @@ def test_first_poll_is_a_baseline_then_new_commits_fire(app: App, repo: Path) ->
     """Nothing fires for what exists; a new commit on a tracked ref starts one run."""
     app.register(Pipeline("build", [build]))
     poller = app.pollers.create(
-        "build",
-        origin(repo),
+        pipeline="build",
+        repository=origin(repo),
         refs=["refs/heads/main", "refs/tags/v*"],
         interval_seconds=5,
         params={"commit": "${event.commit}"},
     )
     assert app.pollers.poll_once() == 0  # baseline
-    assert app.pollers.store.get(poller.id).seen == {
+    assert app.pollers.rows.get(poller.id).seen == {
         "refs/heads/main": git(repo, "rev-parse", "HEAD")
     }
     git(repo, "commit", "-q", "--allow-empty", "-m", "second")
     git(repo, "push", "-q", "origin", "HEAD:main", "HEAD:other")  # "other" is not tracked
-    later = app.pollers.store.get(poller.id).next_poll_at
+    later = app.pollers.rows.get(poller.id).next_poll_at
     assert app.pollers.poll_once(later) == 1
     [run] = app.list_runs()
     assert run.params == {"commit": git(repo, "rev-parse", "HEAD")}
@@ -73,33 +73,37 @@ def test_first_poll_is_a_baseline_then_new_commits_fire(app: App, repo: Path) ->
     git(repo, "push", "-q", "origin", "v1.0")
     assert app.pollers.poll_once(later + 10) == 1
     # Each new commit was stored as a delivery of the poller, with its run.
-    firings = app.deliveries(poller.id)
+    firings = app.deliveries.list(poller.id)
     assert [(d.source, d.status, len(d.run_ids)) for d in firings] == [("poller", "DONE", 1)] * 2
     assert firings[1].key == f"refs/heads/main@{run.params['commit']}"
     assert firings[0].event["tag"] == "v1.0"
-    app.pollers.store.delete(poller.id)
-    assert app.webhooks.triggers.deliveries(poller.id) == []
+    app.pollers.rows.delete(poller.id)
+    assert app.webhooks.rows.deliveries(poller.id) == []
     with pytest.raises(NotFound):
-        app.deliveries(poller.id)
+        app.deliveries.list(poller.id)
 
 
 def test_a_broken_repository_is_recorded_not_raised(app: App, tmp_path: Path) -> None:
     """A repository that cannot be read leaves an error on the poller."""
-    poller = app.pollers.create("build", str(tmp_path / "missing"), interval_seconds=5)
+    poller = app.pollers.create(
+        pipeline="build", repository=str(tmp_path / "missing"), interval_seconds=5
+    )
     assert app.pollers.poll_once() == 0
-    assert "git ls-remote failed" in (app.pollers.store.get(poller.id).last_error or "")
+    assert "git ls-remote failed" in (app.pollers.rows.get(poller.id).last_error or "")
 
 
 def test_bad_pollers_are_refused(app: App) -> None:
     """Option-like URLs, transport helpers and tiny intervals are refused, all listed."""
     with pytest.raises(ParamsError) as info:
-        app.pollers.create("build", "--upload-pack=touch /tmp/x", interval_seconds=1)
+        app.pollers.create(
+            pipeline="build", repository="--upload-pack=touch /tmp/x", interval_seconds=1
+        )
     assert info.value.problems == [
         "repository: a git URL or path (not starting with '-')",
         "interval_seconds: at least 5",
     ]
     with pytest.raises(ParamsError, match="transport helpers"):
-        app.pollers.create("build", "ext::sh -c touch% /tmp/pwned")
+        app.pollers.create(pipeline="build", repository="ext::sh -c touch% /tmp/pwned")
 
 
 def test_a_params_template_that_cannot_render_fails_the_firing_like_a_webhooks(
@@ -109,13 +113,16 @@ def test_a_params_template_that_cannot_render_fails_the_firing_like_a_webhooks(
     render stores the firing FAILED with the reason, and starts nothing."""
     app.register(Pipeline("build", [build]))
     poller = app.pollers.create(
-        "build", origin(repo), refs=["refs/heads/main"], params={"pr": "${event.nope}"}
+        pipeline="build",
+        repository=origin(repo),
+        refs=["refs/heads/main"],
+        params={"pr": "${event.nope}"},
     )
     assert app.pollers.poll_once() == 0  # baseline
     git(repo, "commit", "-q", "--allow-empty", "-m", "second")
     git(repo, "push", "-q", "origin", "HEAD:main")
-    assert app.pollers.poll_once(app.pollers.store.get(poller.id).next_poll_at) == 0
-    [firing] = app.deliveries(poller.id)
+    assert app.pollers.poll_once(app.pollers.rows.get(poller.id).next_poll_at) == 0
+    [firing] = app.deliveries.list(poller.id)
     assert (firing.status, firing.run_ids) == ("FAILED", [])
     assert firing.error is not None and firing.error.startswith("params: ${event.nope}")
     assert app.list_runs() == []
@@ -169,9 +176,9 @@ def test_credentials_are_a_named_secret_sent_to_an_http_repository(tmp_path: Pat
     app = App(settings)
     app.migrate()
     try:
-        with_secret = app.pollers.create("build", url, credentials="GIT_CI")
-        without = app.pollers.create("build", url)
-        missing = app.pollers.create("build", url, credentials="NOT_SET")
+        with_secret = app.pollers.create(pipeline="build", repository=url, credentials="GIT_CI")
+        without = app.pollers.create(pipeline="build", repository=url)
+        missing = app.pollers.create(pipeline="build", repository=url, credentials="NOT_SET")
         app.pollers.poll_once()
         assert app.pollers.get(with_secret.id).seen == {"refs/heads/main": sha}
         assert app.pollers.get(with_secret.id).last_error is None
@@ -185,9 +192,11 @@ def test_credentials_are_a_named_secret_sent_to_an_http_repository(tmp_path: Pat
             "https://ghp_TOKEN@git.example.com/app.git",
         ):
             with pytest.raises(ParamsError, match="no user or password in an http"):
-                app.pollers.create("build", leaky)
+                app.pollers.create(pipeline="build", repository=leaky)
         with pytest.raises(ParamsError, match=r"no credentials in the query \(access_token\)"):
-            app.pollers.create("build", "https://git.example.com/app.git?access_token=abc")
+            app.pollers.create(
+                pipeline="build", repository="https://git.example.com/app.git?access_token=abc"
+            )
         with pytest.raises(ParamsError, match="credentials: the name of a configured secret"):
             app.pollers.update(without.id, credentials="not a name")
         assert app.pollers.update(with_secret.id, credentials="").credentials is None

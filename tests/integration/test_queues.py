@@ -35,7 +35,9 @@ def stream() -> str:
 
 def make_queue(app: App, tmp_path: Path, url: str, stream: str, **extra: Any) -> QueueRecord:
     register(app, tmp_path)
-    return app.queues.create("shipped", "redis", url, stream, params=PARAMS, **extra)
+    return app.queues.create(
+        pipeline="shipped", broker="redis", url=url, source=stream, params=PARAMS, **extra
+    )
 
 
 @pytest.fixture
@@ -67,7 +69,7 @@ async def test_a_message_starts_a_run_and_is_acknowledged_after(
 ) -> None:
     queue = make_queue(app, tmp_path, redis_server.url, stream)
     entry = publish(broker, stream, {"version": "1.4.2"}, source="ci")
-    [delivery] = await wait_for(lambda: app.deliveries(queue.id))
+    [delivery] = await wait_for(lambda: app.deliveries.list(queue.id))
     assert delivery.source == "queue" and delivery.key == entry
     assert delivery.status == "DONE" and delivery.payload["headers"] == {"source": "ci"}
     run = await app.wait(delivery.run_ids[0], timeout=20)
@@ -165,7 +167,7 @@ async def test_competing_consumers_start_each_run_once(
         await wait_for(lambda: all(queue.id in q.reading for q in consumers))
         for i in range(150):
             publish(broker, stream, {"version": f"v{i}"})
-        await wait_for(lambda: len(app.deliveries(queue.id, limit=1000)) == 150, timeout=60)
+        await wait_for(lambda: len(app.deliveries.list(queue.id, limit=1000)) == 150, timeout=60)
         await wait_for(lambda: pending(broker, stream) == 0)
     finally:
         stop.set()
@@ -180,13 +182,13 @@ async def test_competing_consumers_start_each_run_once(
 def test_queue_settings_are_checked_with_every_problem_listed(app: App) -> None:
     with pytest.raises(ParamsError) as info:
         app.queues.create(
-            "shipped",
-            "redis",
-            "http://user:pw@host/",
-            "",
+            pipeline="shipped",
+            broker="redis",
+            url="http://user:pw@host/",
+            source="",
             batch_size=0,
             claim_after=0.1,
-            match={"payload.x": ["a"], "body.y": "b"},  # type: ignore[dict-item]
+            match={"payload.x": ["a"], "body.y": "b"},
             credentials="no such!",
         )
     assert info.value.problems == [
@@ -200,11 +202,16 @@ def test_queue_settings_are_checked_with_every_problem_listed(app: App) -> None:
         "credentials: the name of a configured secret (letters, digits, _)",
     ]
     with pytest.raises(ParamsError, match="broker: one of redis"):
-        app.queues.create("shipped", "kafka", "kafka://x", "s")
+        app.queues.create(pipeline="shipped", broker="kafka", url="kafka://x", source="s")
     # Threat: a broker password in the query, which passed the no-password rule and which
     # viewers read.
     with pytest.raises(ParamsError) as info:
-        app.queues.create("shipped", "redis", "redis://host/0?password=hunter22&db=1", "s")
+        app.queues.create(
+            pipeline="shipped",
+            broker="redis",
+            url="redis://host/0?password=hunter22&db=1",
+            source="s",
+        )
     assert info.value.problems == [
         "url: no credentials in the query (password): name a secret holding the password "
         "in credentials instead"
@@ -237,14 +244,14 @@ async def test_a_changed_queue_is_followed_by_its_running_consumer(
     with pytest.raises(ParamsError, match="batch_size: 1 to 1000"):
         app.queues.update(queue.id, batch_size=0)
     other = f"{stream}-2"
-    changed = app.queues.update(
-        queue.id, source=other, match={"headers.env": ["prod"]}, actor="ops"
+    changed = app.acting("ops").queues.update(
+        queue.id, source=other, match={"headers.env": ["prod"]}
     )
     assert changed.source == other and changed.dead_letter == queue.dead_letter
     assert [a.action for a in app.audit_log() if a.actor == "ops"] == ["queue.update"]
     await wait_for(lambda: app.queues.reading.get(queue.id) == other)  # restarted there
     entry = publish(broker, other, {"version": "9"}, env="prod")
-    [delivery] = await wait_for(lambda: app.deliveries(queue.id))
+    [delivery] = await wait_for(lambda: app.deliveries.list(queue.id))
     assert delivery.key == entry and delivery.status == "DONE"
     app.queues.pause(queue.id)
     await wait_for(lambda: queue.id not in app.queues.reading)  # its consumer stopped
@@ -252,7 +259,7 @@ async def test_a_changed_queue_is_followed_by_its_running_consumer(
     # Nothing reads the stream now: the message stays there, never handed to the group.
     [group] = broker.xinfo_groups(other)
     assert group["last-delivered-id"].decode() == entry != unread
-    assert len(app.deliveries(queue.id)) == 1
+    assert len(app.deliveries.list(queue.id)) == 1
 
 
 async def test_a_queue_delivery_can_be_redelivered(
@@ -272,11 +279,11 @@ async def test_a_queue_delivery_can_be_redelivered(
     found = await deliveries(app, queue.id, 1)
     assert found[entry].status == "REJECTED" and not found[entry].run_ids
     app.queues.update(queue.id, params={"version": "v${message.body.tag}"})
-    outcome = app.webhooks.redeliver(found[entry].id, actor="ops")
+    outcome = app.acting("ops").deliveries.redeliver(found[entry].id)
     assert outcome["status"] == "DONE" and len(outcome["run_ids"]) == 1
     run = await app.wait(outcome["run_ids"][0], timeout=20)
     assert run.status == RunStatus.SUCCEEDED and run.params == {"version": "v7"}
-    again = app.webhooks.delivery(found[entry].id)
+    again = app.deliveries.delivery(found[entry].id)
     assert again.status == "DONE" and again.attempts == 2 and again.run_ids == [run.id]
     assert "delivery.redeliver" in [a.action for a in app.audit_log() if a.actor == "ops"]
 
@@ -286,16 +293,22 @@ def test_queue_deliveries_follow_the_delivery_retention(settings: Settings, tmp_
     app = App(settings.with_(delivery_retention_count=2))
     try:
         register(app, tmp_path)
-        queue = app.queues.create("shipped", "redis", "redis://127.0.0.1:1/0", "s", params=PARAMS)
+        queue = app.queues.create(
+            pipeline="shipped",
+            broker="redis",
+            url="redis://127.0.0.1:1/0",
+            source="s",
+            params=PARAMS,
+        )
         planner = Queues(app.store, app.launcher)
         ops = [
             planner.plan(queue, Message(f"{n}-0", json.dumps({"version": str(n)}).encode()))[0]
             for n in range(5)
         ]
         app.store.apply_batch(ops)
-        assert len(app.deliveries(queue.id)) == 5
-        assert app.webhooks.prune() == 3
-        assert [d.key for d in app.deliveries(queue.id)] == ["4-0", "3-0"]
+        assert len(app.deliveries.list(queue.id)) == 5
+        assert app.deliveries.prune() == 3
+        assert [d.key for d in app.deliveries.list(queue.id)] == ["4-0", "3-0"]
     finally:
         app.close()
 
@@ -311,7 +324,7 @@ async def test_poison_messages_never_abort_their_batch(
     """Threat: one message that cannot be stored (a lone surrogate or a NUL in its body or
     a field, a body over the size limit) aborting its batch and stalling the trigger: each
     is REJECTED to the dead-letter stream with its reason; the good one still runs."""
-    app.queues.max_message_bytes = 4096
+    app.queues.planner.max_message_bytes = 4096
     queue = make_queue(app, tmp_path, redis_server.url, stream)
     surrogate = publish(broker, stream, b'{"version": "\\ud800"}')
     nul = publish(broker, stream, {"version": "1"}, env="a\x00b")

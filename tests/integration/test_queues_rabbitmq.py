@@ -43,7 +43,13 @@ async def channel(rabbitmq_server: RabbitMQServer) -> AsyncIterator[aio_pika.abc
 def make_queue(app: App, tmp_path: Path, url: str, name: str, **extra: Any) -> QueueRecord:
     register(app, tmp_path)
     return app.queues.create(
-        "shipped", "rabbitmq", url, name, params=PARAMS, credentials="RABBIT", **extra
+        pipeline="shipped",
+        broker="rabbitmq",
+        url=url,
+        source=name,
+        params=PARAMS,
+        credentials="RABBIT",
+        **extra,
     )
 
 
@@ -173,7 +179,7 @@ async def test_competing_consumers_start_each_run_once(
         await wait_for(lambda: all(queue.id in q.reading for q in consumers))
         for i in range(150):
             await publish(channel, queue_name, {"version": f"v{i}"})
-        await wait_for(lambda: len(app.deliveries(queue.id, limit=1000)) == 150, timeout=60)
+        await wait_for(lambda: len(app.deliveries.list(queue.id, limit=1000)) == 150, timeout=60)
     finally:
         stop.set()
         for task in tasks:
@@ -219,7 +225,7 @@ async def test_poison_messages_never_abort_their_batch(
     NUL, a body with a lone surrogate, a body over the size limit) aborting its batch, so
     that the batch comes back for ever and the trigger stalls. Long and NUL ids are stored
     hashed and run; the rest are REJECTED to the dead letters; the good one still runs."""
-    app.queues.max_message_bytes = 4096
+    app.queues.planner.max_message_bytes = 4096
     queue = make_queue(app, tmp_path, rabbitmq_server.address, queue_name)
     await declared(channel, queue_name)
 

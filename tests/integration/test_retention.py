@@ -53,7 +53,7 @@ async def test_old_runs_go_in_batches_and_the_newest_stay(app: App) -> None:
     assert retention.prune(dry_run=True) == {"SUCCEEDED": 4, "FAILED": 1}
     assert len(app.list_runs(limit=100)) == 9  # a dry run deletes nothing
     batches: list[int] = []
-    gone = retention.prune(progress=lambda g: batches.append(sum(g.values())), actor="ops")
+    gone = retention.acting("ops").prune(progress=lambda g: batches.append(sum(g.values())))
     assert gone == {"SUCCEEDED": 4, "FAILED": 1}
     assert batches == [2, 4, 5]  # two at a time
     left = {r.id for r in app.list_runs(limit=100)}

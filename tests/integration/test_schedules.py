@@ -39,7 +39,9 @@ def test_cron_follows_the_time_zone_across_dst() -> None:
 def test_bad_schedules_list_every_problem(scheduled: App) -> None:
     """Cron, interval, time zone and misfire are all checked."""
     with pytest.raises(ParamsError) as info:
-        scheduled.schedules.create("nightly", cron="61 * * *", timezone="Mars/Base", misfire="x")
+        scheduled.schedules.create(
+            pipeline="nightly", cron="61 * * *", timezone="Mars/Base", misfire="x"
+        )
     assert info.value.problems == [
         "cron: '61 * * *' has 4 fields; a cron expression has 5 (minute hour day-of-month "
         "month day-of-week), or 6 with the second first",
@@ -47,10 +49,10 @@ def test_bad_schedules_list_every_problem(scheduled: App) -> None:
         "misfire: skip or run_once",
     ]
     with pytest.raises(ParamsError, match="exactly one of cron or interval_seconds"):
-        scheduled.schedules.create("nightly")
+        scheduled.schedules.create(pipeline="nightly")
     # Each bad field is named, with what it takes.
     with pytest.raises(ParamsError) as info:
-        scheduled.schedules.create("nightly", cron="61 25 * * mon-fri")
+        scheduled.schedules.create(pipeline="nightly", cron="61 25 * * mon-fri")
     assert info.value.problems == [
         "cron: '61 25 * * mon-fri': the minute field '61' is not valid (0-59)",
         "cron: '61 25 * * mon-fri': the hour field '25' is not valid (0-23)",
@@ -62,7 +64,7 @@ def test_each_tick_fires_once_however_many_schedulers(scheduled: App, settings: 
     other = App(scheduled.settings)
     other.register(*scheduled.registry)
     try:
-        schedule = scheduled.schedules.create("nightly", interval_seconds=1)
+        schedule = scheduled.schedules.create(pipeline="nightly", interval_seconds=1)
         first_tick = schedule.next_fire_at
         for n in range(3):
             now = first_tick + n + 0.01
@@ -71,7 +73,7 @@ def test_each_tick_fires_once_however_many_schedulers(scheduled: App, settings: 
             scheduled.schedules.tick(now)
         runs = scheduled.list_runs(limit=100)
         assert len(runs) == 3
-        assert scheduled.schedules.store.get(schedule.id).next_fire_at == first_tick + 3
+        assert scheduled.schedules.rows.get(schedule.id).next_fire_at == first_tick + 3
     finally:
         other.close()
 
@@ -79,24 +81,24 @@ def test_each_tick_fires_once_however_many_schedulers(scheduled: App, settings: 
 @pytest.mark.parametrize(("misfire", "expected"), [("skip", 0), ("run_once", 1)])
 def test_misfire_after_downtime(scheduled: App, misfire: str, expected: int) -> None:
     """Hours of missed ticks: skipped entirely, or run once; the next tick is in the future."""
-    schedule = scheduled.schedules.create("nightly", interval_seconds=60, misfire=misfire)
+    schedule = scheduled.schedules.create(pipeline="nightly", interval_seconds=60, misfire=misfire)
     later = schedule.next_fire_at + 3 * 3600 + 5
     scheduled.schedules.tick(later)
     assert len(scheduled.list_runs()) == expected
-    [delivery] = scheduled.deliveries(schedule.id)
+    [delivery] = scheduled.deliveries.list(schedule.id)
     assert delivery.status == ("REJECTED" if misfire == "skip" else "DONE")
     assert len(delivery.run_ids) == expected
     if misfire == "skip":
         assert delivery.error == "missed tick skipped (misfire policy: skip)"
     with pytest.raises(InvalidState, match="only webhook and queue deliveries"):
-        scheduled.webhooks.redeliver(delivery.id)
-    following = scheduled.schedules.store.get(schedule.id).next_fire_at
+        scheduled.deliveries.redeliver(delivery.id)
+    following = scheduled.schedules.rows.get(schedule.id).next_fire_at
     assert later < following <= later + 60
 
 
 async def test_the_scheduler_loop_starts_runs(scheduled: App) -> None:
     """The server's scheduler task fires an interval schedule on time."""
-    scheduled.schedules.create("nightly", interval_seconds=1, params={})
+    scheduled.schedules.create(pipeline="nightly", interval_seconds=1, params={})
     stop = asyncio.Event()
     task = asyncio.create_task(scheduled.schedules.run(stop))
     started = time.monotonic()
@@ -113,8 +115,8 @@ def test_a_simulated_day_of_a_minute_cron_fires_1440_times(scheduled: App) -> No
     other.register(*scheduled.registry)
     try:
         start = 1_800_000_000.0  # a minute boundary
-        schedule = scheduled.schedules.create("nightly", cron="* * * * *")
-        scheduled.schedules.store.advance(schedule.id, schedule.next_fire_at, start + 60)
+        schedule = scheduled.schedules.create(pipeline="nightly", cron="* * * * *")
+        scheduled.schedules.rows.advance(schedule.id, schedule.next_fire_at, start + 60)
         for minute in range(1, 1441):
             now = start + minute * 60 + (minute % 7)  # each scheduler a few seconds late
             scheduled.schedules.tick(now)
@@ -126,8 +128,8 @@ def test_a_simulated_day_of_a_minute_cron_fires_1440_times(scheduled: App) -> No
         assert len(runs) == len(keys) == 1440
         assert keys == {f"schedule:{schedule.id}:{start + m * 60!r}" for m in range(1, 1441)}
         # Every tick is stored once as a delivery, with the run it started.
-        page = scheduled.deliveries(schedule.id, limit=1000)
-        page += scheduled.deliveries(schedule.id, limit=1000, before=page[-1].id)
+        page = scheduled.deliveries.list(schedule.id, limit=1000)
+        page += scheduled.deliveries.list(schedule.id, limit=1000, before=page[-1].id)
         stored = {d.key: d for d in page}
         assert len(page) == len(stored) == 1440
         assert {d.status for d in stored.values()} == {"DONE"}

@@ -17,9 +17,9 @@ from lockgate.store import schema
 
 async def test_an_admin_ends_a_link_session_over_rest_and_the_console(served: Served) -> None:
     app = served.app
-    link = app.sessions.make_link("operator", "mallory", actor="test")
+    link = app.acting("test").sessions.make_link("operator", "mallory")
     cookie, session = app.sessions.redeem(link)
-    other, _ = app.sessions.redeem(app.sessions.make_link("viewer", "vic", actor="test"))
+    other, _ = app.sessions.redeem(app.acting("test").sessions.make_link("viewer", "vic"))
     admin_cookie, admin = app.sessions.sign_in(served.tokens["admin"])
     async with served.client(None) as browser:
         browser.cookies.set(COOKIE, cookie)
@@ -52,16 +52,16 @@ async def test_an_admin_ends_a_link_session_over_rest_and_the_console(served: Se
     actions = [a.action for a in app.audit_log(0, 1000)]
     assert actions.count("console.session_revoke") == 2
     with pytest.raises(NotFound):
-        app.sessions.revoke("0" * 16, actor="t")
+        app.acting("t").sessions.revoke("0" * 16)
     with pytest.raises(ParamsError):
-        app.sessions.revoke("abc", actor="t")
+        app.acting("t").sessions.revoke("abc")
 
 
 def test_an_idle_session_ends(settings: Settings) -> None:
     app = App(settings.with_(console_idle_seconds=120))
     app.migrate()
     try:
-        cookie, session = app.sessions.redeem(app.sessions.make_link("viewer", "ida", actor="t"))
+        cookie, session = app.sessions.redeem(app.acting("t").sessions.make_link("viewer", "ida"))
         assert app.sessions.find(cookie) is not None
         # Used a little while ago: still live, and the use is noted (at most once a minute).
         _backdate(app, session.id, 100)

@@ -38,7 +38,7 @@ def channel() -> Channel:
 
 
 async def deploy(app: App, values: list[str]) -> str:
-    d = app.channels.push("flags", "acme", {"values": values}, requested_by="t")
+    d = app.acting("t").channels.push("flags", "acme", {"values": values})
     return (await app.wait(d.run_id, timeout=30)).status
 
 
@@ -54,7 +54,7 @@ async def test_a_stage_goes_back_to_an_earlier_manifest(app: App, worker: Worker
     assert await deploy(app, ["a"]) == "SUCCEEDED"
     assert await deploy(app, ["b"]) == "SUCCEEDED"
     assert serving(app) == {"beta": 2, "gamma": 2, "prod": 2}
-    back = app.channels.rollback_stage("flags", "prod", 1, requested_by="olga", actor="olga")
+    back = app.acting("olga").channels.rollback_stage("flags", "prod", 1)
     assert (await app.wait(back.run_id, timeout=30)).status == "SUCCEEDED"
     assert serving(app) == {"beta": 2, "gamma": 2, "prod": 1}
     assert app.channels.record("flags").head_version == 2
@@ -67,7 +67,7 @@ async def test_a_stage_goes_back_to_an_earlier_manifest(app: App, worker: Worker
 
     assert await deploy(app, ["broken"]) == "ROLLED_BACK"  # prod's test refused it
     bad = app.channels.history("flags", limit=1)[0].version
-    again = app.channels.rollback_stage("flags", "prod", bad, requested_by="olga")
+    again = app.acting("olga").channels.rollback_stage("flags", "prod", bad)
     assert (await app.wait(again.run_id, timeout=30)).status == "ROLLED_BACK"
     assert serving(app)["prod"] == 3  # flipped back: it serves what it did before
     with pytest.raises(ParamsError, match="stage: 'nope' is not one of beta, gamma, prod"):
@@ -83,12 +83,12 @@ async def test_a_pinned_stage_stops_promotions_until_unpinned(app: App, worker: 
     unpinned, the next push reaches every stage."""
     app.channels.register(channel())
     assert await deploy(app, ["a"]) == "SUCCEEDED"
-    pinned = app.channels.pin("flags", "gamma", actor="olga")
+    pinned = app.acting("olga").channels.pin("flags", "gamma")
     assert pinned.pinned
     assert await deploy(app, ["b"]) == "SUCCEEDED"
     assert serving(app) == {"beta": 2, "gamma": 1, "prod": 1}
     assert app.channels.record("flags").head_version == 2
-    assert not app.channels.unpin("flags", "gamma", actor="olga").pinned
+    assert not app.acting("olga").channels.unpin("flags", "gamma").pinned
     assert await deploy(app, ["c"]) == "SUCCEEDED"
     assert serving(app) == {"beta": 3, "gamma": 3, "prod": 3}
     with pytest.raises(ChannelNotFound):

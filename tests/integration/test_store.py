@@ -207,13 +207,15 @@ def test_deliveries_in_one_batch(app: App) -> None:
         return None
 
     app.register(Pipeline("p", [noop]))
-    live, _ = app.webhooks.create("generic", "p", secret="s" * 32)
-    gone, _ = app.webhooks.create("generic", "p", secret="s" * 32)
+    live = app.webhooks.create(provider="generic", pipeline="p", secret="s" * 32)
+    gone = app.webhooks.create(provider="generic", pipeline="p", secret="s" * 32)
     app.webhooks.delete(gone.id)
     earlier = app.start_run("p", idempotency_key="delivery:reused")
 
     def deliver(trigger: str, key: str, run_key: str | None = None) -> Deliver:
-        create = app.prepare_run("p", idempotency_key=run_key or f"delivery:{trigger}:{key}")
+        create = app.launcher.prepare_run(
+            "p", idempotency_key=run_key or f"delivery:{trigger}:{key}"
+        )
         return Deliver(trigger, key, {"n": key}, {"body": key}, create, "DONE")
 
     ops = [
@@ -228,10 +230,10 @@ def test_deliveries_in_one_batch(app: App) -> None:
     assert a[3] and b[3] and c[3] and not again[3]
     assert again[0] == a[0] and again[2] == a[2] and len(a[2]) == 1
     assert c[2] == [earlier.id]  # the run key had started a run before
-    stored = {d.key: d for d in app.deliveries(live.id)}
+    stored = {d.key: d for d in app.deliveries.list(live.id)}
     assert set(stored) == {"a", "b", "c"} and stored["c"].run_ids == [earlier.id]
     assert stored["a"].payload == {"body": "a"} and stored["a"].attempts == 1
-    assert app.webhooks.triggers.deliveries(gone.id) == []
+    assert app.webhooks.rows.deliveries(gone.id) == []
     runs = app.list_runs()
     assert len(runs) == 3 and all(len(app.get_run(r.id).steps) == 1 for r in runs)
     # The same deliveries again, each in a batch of its own: all duplicates now.

@@ -185,10 +185,10 @@ steps:
 """
     )
     app.register(load_file(path))
-    record = await asyncio.to_thread(app.start_run, "gated", None, requested_by="dev")
+    record = await asyncio.to_thread(app.acting("dev").start_run, "gated", None)
     worker.wake()
     await wait_for(lambda: app.get_run(record.id).run.status == "WAITING")
-    await asyncio.to_thread(app.decide, record.id, "approve", by="boss")
+    await asyncio.to_thread(app.acting("boss").decide, record.id, "approve")
     worker.wake()
     done = await app.wait(record.id, timeout=20)
     assert done.status == RunStatus.SUCCEEDED
@@ -298,7 +298,9 @@ async def test_a_message_traceparent_is_the_runs_parent_and_the_batch_links_to_i
 ) -> None:
     stream = f"traced-{uuid.uuid4().hex[:8]}"
     register(app, tmp_path)
-    queue = app.queues.create("shipped", "redis", redis_server.url, stream, params=PARAMS)
+    queue = app.queues.create(
+        pipeline="shipped", broker="redis", url=redis_server.url, source=stream, params=PARAMS
+    )
     broker = redis.Redis.from_url(redis_server.url)
     body = json.dumps({"version": "2.0.0"}).encode()
     broker.xadd(stream, {"body": body, "traceparent": CALLER})
@@ -307,11 +309,11 @@ async def test_a_message_traceparent_is_the_runs_parent_and_the_batch_links_to_i
     stop = asyncio.Event()
     task = asyncio.create_task(app.queues.run(stop))
     try:
-        found = await wait_for(lambda: len(app.deliveries(queue.id)) == 2)
+        found = await wait_for(lambda: len(app.deliveries.list(queue.id)) == 2)
         assert found
         runs = {
             d.payload["body"]["version"]: await app.wait(d.run_ids[0], timeout=20)
-            for d in app.deliveries(queue.id)
+            for d in app.deliveries.list(queue.id)
         }
     finally:
         stop.set()
@@ -546,7 +548,7 @@ async def test_a_failed_steps_wait_for_a_decision_is_a_span(
     record = await asyncio.to_thread(app.start_run, "asked", None)
     worker.wake()
     await wait_for(lambda: app.get_run(record.id).run.status == "WAITING")
-    await asyncio.to_thread(app.resolve, record.id, "skip", by="olga", roles=["operator"])
+    await asyncio.to_thread(app.acting("olga", ["operator"]).resolve, record.id, "skip")
     worker.wake()
     assert (await app.wait(record.id, timeout=20)).status == RunStatus.SUCCEEDED
     found = of_run(spans, record.id)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from api_support import Served
 
-from lockgate import App, ParamsError
+from lockgate import App, ParamsError, Settings
 
 OLD = "the-first-secret-of-it"
 NEW = "the-second-secret-of-it"
@@ -27,7 +27,9 @@ async def test_a_rotated_secret_verifies_with_the_old_one_during_the_overlap(
 ) -> None:
     """After a rotation both secrets verify until the overlap ends; with no overlap the old
     one stops at once. The answer shows the new secret once; the trigger never does."""
-    trigger, _ = served.app.webhooks.create("generic", "deploy", secret=OLD, params={"env": "x"})
+    trigger = served.app.webhooks.create(
+        provider="generic", pipeline="deploy", secret=OLD, params={"env": "x"}
+    )
     async with served.client("admin") as admin, httpx.AsyncClient(base_url=served.base) as http:
 
         async def deliver(secret: str, n: int) -> int:
@@ -63,7 +65,8 @@ async def test_a_rotated_secret_verifies_with_the_old_one_during_the_overlap(
 
 async def test_a_gerrit_url_token_rotates_too(served: Served) -> None:
     """A provider that signs nothing gets a new URL token; the old URL works meanwhile."""
-    trigger, token = served.app.webhooks.create("gerrit", "deploy", secret=None)
+    trigger = served.app.webhooks.create(provider="gerrit", pipeline="deploy", secret=None)
+    token = trigger.url_token
     fresh = served.app.webhooks.rotate_secret(trigger.id, overlap_seconds=600)[1]
     update = {"refName": "refs/heads/main", "project": "p", "newRev": "a"}
     body = json.dumps({"type": "ref-updated", "refUpdate": update}).encode()
@@ -84,9 +87,9 @@ async def test_updates_change_what_each_kind_does_and_refuse_bad_values(served: 
     change nothing; a schedule's new timing is recomputed; a poller's new repository starts
     with a fresh baseline."""
     app: App = served.app
-    trigger, _ = app.webhooks.create("generic", "deploy", secret=OLD)
-    schedule = app.schedules.create("deploy", interval_seconds=3600)
-    poller = app.pollers.create("deploy", "/srv/a.git")
+    trigger = app.webhooks.create(provider="generic", pipeline="deploy", secret=OLD)
+    schedule = app.schedules.create(pipeline="deploy", interval_seconds=3600)
+    poller = app.pollers.create(pipeline="deploy", repository="/srv/a.git")
     async with served.client("admin") as admin:
         changed = await admin.patch(
             f"/api/v1/triggers/{trigger.id}",
@@ -112,8 +115,8 @@ async def test_updates_change_what_each_kind_does_and_refuse_bad_values(served: 
         assert wrong.status_code == 422
         unknown = await admin.patch("/api/v1/pollers/nope", json={"refs": ["x"]})
         assert unknown.status_code == 404
-    app.pollers.store.record(poller.id, {"refs/heads/main": "abc"}, None)
-    moved = app.pollers.update(poller.id, repository="/srv/b.git", actor="root")
+    app.pollers.rows.record(poller.id, {"refs/heads/main": "abc"}, None)
+    moved = app.acting("root").pollers.update(poller.id, repository="/srv/b.git")
     assert moved.repository == "/srv/b.git" and moved.seen is None
     with pytest.raises(ParamsError, match="interval_seconds: at least 5"):
         app.pollers.update(poller.id, interval_seconds=1)
@@ -126,15 +129,18 @@ async def test_updates_change_what_each_kind_does_and_refuse_bad_values(served: 
 def test_delivery_retention_comes_from_the_settings(app: App) -> None:
     """The hourly prune keeps LOCKGATE_DELIVERY_RETENTION_COUNT firings per trigger and none
     older than LOCKGATE_DELIVERY_RETENTION_DAYS."""
-    from lockgate.triggers.webhooks import Webhooks
+    from lockgate.triggers.deliveries import Deliveries
 
-    schedule = app.schedules.create("deploy", interval_seconds=60)
+    def deliveries(settings: Settings) -> Deliveries:
+        return Deliveries(app.store, app.launcher, settings, app.webhooks.cache)
+
+    schedule = app.schedules.create(pipeline="deploy", interval_seconds=60)
     tick = schedule.next_fire_at
     for n in range(3):
         app.schedules.tick(now=tick + n * 60)
-    assert len(app.deliveries(schedule.id)) == 3
-    keep_one = Webhooks(app.store, app.launcher, app.settings.with_(delivery_retention_count=1))
+    assert len(app.deliveries.list(schedule.id)) == 3
+    keep_one = deliveries(app.settings.with_(delivery_retention_count=1))
     assert keep_one.prune() == 2
-    assert len(app.deliveries(schedule.id)) == 1
-    none_old = Webhooks(app.store, app.launcher, app.settings.with_(delivery_retention_days=0))
+    assert len(app.deliveries.list(schedule.id)) == 1
+    none_old = deliveries(app.settings.with_(delivery_retention_days=0))
     assert none_old.prune(now=time.time() + 1) == 1

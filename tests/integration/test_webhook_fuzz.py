@@ -60,8 +60,8 @@ async def test_signed_webhook_bodies_never_cause_a_server_error(served: Served) 
     triggers: dict[str, str] = {}
     for provider in ("github", "generic"):
         assert provider in PROVIDERS
-        trigger, _ = served.app.webhooks.create(
-            provider, "deploy", secret=SECRET, params={"env": "${event.branch}"}
+        trigger = served.app.webhooks.create(
+            provider=provider, pipeline="deploy", secret=SECRET, params={"env": "${event.branch}"}
         )
         triggers[provider] = trigger.id
     codes = set()
@@ -79,7 +79,7 @@ async def test_signed_webhook_bodies_never_cause_a_server_error(served: Served) 
 async def test_nan_and_infinity_are_not_json(served: Served) -> None:
     """Python's parser takes ``NaN`` and ``Infinity``; no database's JSON type stores them
     (PostgreSQL refused them mid-insert: a 500). They are a bad payload, answered 400."""
-    trigger, _ = served.app.webhooks.create("generic", "deploy", secret=SECRET)
+    trigger = served.app.webhooks.create(provider="generic", pipeline="deploy", secret=SECRET)
     async with httpx.AsyncClient(base_url=served.base, timeout=30) as client:
         for body in (b'{"x": NaN}', b"[1, -Infinity]", b'{"y": [Infinity]}'):
             r = await client.post(
@@ -87,4 +87,4 @@ async def test_nan_and_infinity_are_not_json(served: Served) -> None:
             )
             assert r.status_code == 400, (body, r.text)
             assert "is not a JSON value" in r.json()["error"]["message"]
-    assert served.app.deliveries(trigger.id, 10) == []
+    assert served.app.deliveries.list(trigger.id, 10) == []

@@ -15,8 +15,8 @@ import httpx
 from api_support import Served, wait_done
 
 from lockgate import App
+from lockgate.core.buckets import Buckets
 from lockgate.store.deliveries import Deliver
-from lockgate.triggers.webhooks import Buckets
 
 #: Real payloads, byte for byte (see SOURCES.md there for origin and licences).
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
@@ -289,7 +289,7 @@ async def test_a_hundred_concurrent_deliveries(served: Served) -> None:
     assert 500 not in codes and codes.count(401) == 5
     run_ids = {rid for a in answers if a.status_code in (200, 202) for rid in a.json()["run_ids"]}
     assert len(run_ids) == 85
-    deliveries = served.app.webhooks.triggers.deliveries(trigger, limit=1000)
+    deliveries = served.app.webhooks.rows.deliveries(trigger, limit=1000)
     assert len(deliveries) == 85 and {d.status for d in deliveries} == {"DONE"}
     assert len(served.app.list_runs(limit=1000)) == 85
     async with served.client("viewer") as viewer:
@@ -304,7 +304,7 @@ async def test_a_hundred_concurrent_deliveries(served: Served) -> None:
 async def test_rate_limit_answers_429_with_retry_after(served: Served) -> None:
     """Past a trigger's burst, deliveries are refused with 429 and Retry-After."""
     trigger = await make_trigger(served, provider="github")
-    served.app.webhooks.delivery_budget = Buckets(0.5, 3)
+    served.app.deliveries.delivery_budget = Buckets(0.5, 3)
     bodies = [raw("github/push.json") + b" " * i for i in range(5)]
     async with httpx.AsyncClient(base_url=served.base) as client:
         answers = [
@@ -348,7 +348,7 @@ async def test_deliveries_left_by_a_crash_are_retried_and_redelivered(served: Se
 async def test_retention_prunes_old_and_excess_deliveries(served: Served) -> None:
     """Deliveries past the age limit, or past the count per trigger, are removed."""
     trigger = await make_trigger(served, provider="github")
-    triggers = served.app.webhooks.triggers
+    triggers = served.app.webhooks.rows
     for i in range(5):
         served.app.store.apply(Deliver(trigger, f"k{i}", None, None, None, "DONE"))
     assert triggers.prune(older_than=0.0, keep=3) == 2
@@ -373,9 +373,9 @@ async def test_a_trigger_deleted_elsewhere_stops_at_once(served: Served) -> None
             elsewhere.close()
         r = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    in_process = served.app.webhooks.handle(trigger, github_headers(body), body)
+    in_process = served.app.deliveries.handle(trigger, github_headers(body), body)
     assert in_process.status == 404 and in_process.body["error"]["code"] == "not_found"
-    assert served.app.webhooks.triggers.deliveries(trigger) == []
+    assert served.app.webhooks.rows.deliveries(trigger) == []
     assert len(served.app.list_runs()) == 1
 
 
@@ -430,14 +430,14 @@ async def test_a_replay_is_refused_after_its_delivery_was_pruned(served: Served)
     async with httpx.AsyncClient(base_url=served.base) as client:
         first = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
         assert first.status_code == 202
-        served.app.webhooks.prune(now=time.time() + 31 * 86400)  # past delivery retention
-        assert served.app.deliveries(trigger) == []
+        served.app.deliveries.prune(now=time.time() + 31 * 86400)  # past delivery retention
+        assert served.app.deliveries.list(trigger) == []
         again = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
         assert again.status_code == 200, again.text
         assert again.json()["status"] == "DUPLICATE"
         assert again.json()["original_status"] == "PRUNED"
         assert len(served.app.list_runs()) == 1
-        served.app.webhooks.prune(now=time.time() + 91 * 86400)  # past the replay window
+        served.app.deliveries.prune(now=time.time() + 91 * 86400)  # past the replay window
         late = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
         assert late.status_code == 202 and late.json()["status"] == "DONE"
     assert len(served.app.list_runs()) == 2
@@ -492,4 +492,4 @@ async def test_bodyless_requests_are_told_apart_by_their_delivery_ids(served: Se
         ]
     assert [a.status_code for a in answers] == [202, 202, 200]
     assert answers[2].json()["status"] == "DUPLICATE"
-    assert len(served.app.deliveries(trigger)) == 2
+    assert len(served.app.deliveries.list(trigger)) == 2

@@ -13,7 +13,8 @@ import math
 import secrets
 import time
 
-from lockgate.access.tokens import Role, Tokens
+from lockgate.access.identity import Acting
+from lockgate.access.tokens import LOCAL, Role, Tokens
 from lockgate.core.buckets import Buckets
 from lockgate.errors import ParamsError, RateLimited, Unauthorized
 from lockgate.records import SessionRecord
@@ -32,7 +33,7 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class Sessions:
+class Sessions(Acting):
     """Signs people in and out of the web console."""
 
     def __init__(self, store: Store, tokens: Tokens, settings: Settings) -> None:
@@ -70,7 +71,7 @@ class Sessions:
         entry = AuditEntry(record.identity, "console.sign_in", None, {"with": "token"})
         return cookie, self._rows.open(row, entry)
 
-    def make_link(self, role: str, subject: str, *, actor: str) -> str:
+    def make_link(self, role: str, subject: str) -> str:
         """A one-time sign-in link's secret for ``subject`` with ``role`` (shown once, kept
         hashed; it works once, for ``console_link_seconds``)."""
         problems = []
@@ -85,11 +86,11 @@ class Sessions:
             "id": _digest(secret),
             "subject": subject,
             "role": role,
-            "created_by": actor,
+            "created_by": self.actor or LOCAL,
             "expires_at": time.time() + self._settings.console_link_seconds,
         }
         details = {"subject": subject, "role": role}
-        self._rows.create_link(row, AuditEntry(actor, "console.link", None, details))
+        self._rows.create_link(row, AuditEntry(self.actor or LOCAL, "console.link", None, details))
         return secret
 
     def redeem(self, secret: str) -> tuple[str, SessionRecord]:
@@ -132,10 +133,10 @@ class Sessions:
         """Live console sessions, newest first (an admin's view)."""
         return self._rows.list_live(time.time(), self._settings.console_idle_seconds)
 
-    def revoke(self, ref: str, *, actor: str) -> SessionRecord:
-        """End a live session named by its ref now (audited as ``actor``): its cookie stops
-        working at once, everywhere."""
-        return self._rows.revoke(ref.strip().lower(), actor)
+    def revoke(self, ref: str) -> SessionRecord:
+        """End a live session named by its ref now: its cookie stops working at once,
+        everywhere."""
+        return self._rows.revoke(ref.strip().lower(), self.actor or LOCAL)
 
     def sign_out(self, session: SessionRecord) -> None:
         """End the session now, in the store: the cookie stops working everywhere."""

@@ -10,6 +10,7 @@ import time
 from enum import StrEnum
 from typing import Any
 
+from lockgate.access.identity import Acting
 from lockgate.errors import ParamsError, Unauthorized
 from lockgate.records import TokenRecord
 from lockgate.store import Store
@@ -39,20 +40,24 @@ class Role(StrEnum):
         return [r.value for r in Role if self.includes(r)]
 
 
+#: Who token changes made by the App itself (acting as nobody) are audited as.
+LOCAL = "local"
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Tokens:
+class Tokens(Acting):
     """Create, check, list and revoke API tokens."""
 
     def __init__(self, store: Store) -> None:
-        self._store = TokenStore(store)
+        self._rows = TokenStore(store)
         self._denied: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
 
     def create(
-        self, name: str, role: str, *, subject: str | None = None, actor: str = "local"
+        self, name: str, role: str, *, subject: str | None = None
     ) -> tuple[TokenRecord, str]:
         """A new token named ``name`` acting for ``subject`` (default: ``name``); the
         plaintext is returned once and never stored. Tokens of one subject are one
@@ -76,15 +81,15 @@ class Tokens:
             "subject": subject or name,
         }
         details = {"name": name, "role": role, "subject": row["subject"]}
-        audit = AuditEntry(actor, "token.create", token_id, details)
-        return self._store.create(row, audit), plaintext
+        audit = AuditEntry(self.actor or LOCAL, "token.create", token_id, details)
+        return self._rows.create(row, audit), plaintext
 
     def authenticate(self, plaintext: str | None) -> TokenRecord:
         """The live token for ``plaintext``; :class:`Unauthorized` otherwise."""
         if not plaintext or not plaintext.startswith(PREFIX):
             raise Unauthorized("a valid bearer token is required")
         digest = _digest(plaintext)
-        token = self._store.by_hash(digest)
+        token = self._rows.by_hash(digest)
         # The lookup is by hash; compare again in constant time all the same.
         if token is None or not hmac.compare_digest(token.hash, digest) or token.revoked_at:
             raise Unauthorized("a valid bearer token is required")
@@ -96,7 +101,7 @@ class Tokens:
         now = time.time()
         if token.last_used_at is not None and now - token.last_used_at < 60:
             return
-        self._store.touch(
+        self._rows.touch(
             token.id, AuditEntry(token.identity, "token.use", token.id, {"route": route})
         )
 
@@ -112,13 +117,13 @@ class Tokens:
                 self._denied.clear()
             self._denied[key] = now
         details = {"route": route, "client": client, "reason": reason}
-        self._store.audit(AuditEntry(actor, "auth.denied", None, details))
+        self._rows.audit(AuditEntry(actor, "auth.denied", None, details))
 
     def list(self) -> list[TokenRecord]:
         """Every token, newest first."""
-        return self._store.all()
+        return self._rows.all()
 
-    def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
+    def revoke(self, token_id: str) -> TokenRecord:
         """Revoke a token; it stops working at once (revoking twice changes nothing)."""
-        self._store.revoke(token_id, actor)
+        self._rows.revoke(token_id, self.actor or LOCAL)
         return next(token for token in self.list() if token.id == token_id)

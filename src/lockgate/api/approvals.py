@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
-from lockgate.api.deps import Approver, Lockgate, Operator, Strict, Viewer, position
+from lockgate.access.decisions import MAX_BULK
+from lockgate.api.deps import Approver, Operator, Strict, Viewer, position
 from lockgate.api.errors import denied
-from lockgate.app import MAX_BULK
 from lockgate.core.cursor import encode_cursor
 from lockgate.errors import LockgateError, NotFound
 
@@ -28,11 +28,10 @@ class DecisionBody(Strict):
 @router.get("/approvals", summary="Approval steps waiting for decisions, oldest first")
 def pending_approvals(
     caller: Viewer,
-    lg: Lockgate,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    pending = lg.approvals(limit=limit, before=position(cursor, 3))
+    pending = caller.client.approvals(limit=limit, before=position(cursor, 3))
     last = pending[-1].approval if pending else None
     following = (
         encode_cursor(last.opened_at, last.run_id, last.step)
@@ -46,10 +45,9 @@ def pending_approvals(
 def run_approval(
     run_id: str,
     caller: Viewer,
-    lg: Lockgate,
     step: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    found = lg.approval(run_id, step)
+    found = caller.client.approval(run_id, step)
     if found is None:
         raise NotFound(
             f"run {run_id} has asked for no approval" + (f" at {step!r}" if step else "")
@@ -58,12 +56,10 @@ def run_approval(
 
 
 @router.post("/runs/{run_id}/decisions", status_code=201, summary="Approve or reject")
-def decide(run_id: str, body: DecisionBody, caller: Approver, lg: Lockgate) -> dict[str, Any]:
-    record = lg.decide(
+def decide(run_id: str, body: DecisionBody, caller: Approver) -> dict[str, Any]:
+    record = caller.client.decide(
         run_id,
         body.decision,
-        by=caller.name,
-        roles=caller.roles,
         step=body.step,
         comment=body.comment,
         input=body.input,
@@ -93,14 +89,10 @@ class BulkDecisionBody(Strict):
     "decision on that run alone would have been refused; a refusal does not hold up the "
     "other runs.",
 )
-def decide_many(
-    request: Request, body: BulkDecisionBody, caller: Approver, lg: Lockgate
-) -> dict[str, Any]:
-    answers = lg.decide_many(
+def decide_many(request: Request, body: BulkDecisionBody, caller: Approver) -> dict[str, Any]:
+    answers = caller.client.decide_many(
         body.runs,
         body.decision,
-        by=caller.name,
-        roles=caller.roles,
         step=body.step,
         comment=body.comment,
         input=body.input,
@@ -130,7 +122,5 @@ class Resolution(Strict):
     status_code=201,
     summary="Retry, skip or roll back a failed step that waits for a decision (on_failure: ask)",
 )
-def resolve(run_id: str, body: Resolution, caller: Operator, lg: Lockgate) -> dict[str, Any]:
-    return lg.resolve(
-        run_id, body.action, by=caller.name, roles=caller.roles, comment=body.comment
-    ).to_dict()
+def resolve(run_id: str, body: Resolution, caller: Operator) -> dict[str, Any]:
+    return caller.client.resolve(run_id, body.action, comment=body.comment).to_dict()

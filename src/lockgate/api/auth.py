@@ -9,16 +9,19 @@ from fastapi import Request
 
 from lockgate.access.tokens import Role
 from lockgate.app import App
+from lockgate.client import Client
 from lockgate.errors import Forbidden, Unauthorized
 from lockgate.records import TokenRecord
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the token's subject (the person or machine it acts for) and role."""
+    """Who is calling: the token's subject (the person or machine it acts for) and role,
+    and lockgate acting as them (``client``: what the routes call)."""
 
     name: str
     role: Role
+    client: Client
 
     @property
     def roles(self) -> list[str]:
@@ -53,7 +56,9 @@ def require(role: Role) -> Callable[[Request], Caller]:
             if not token:
                 raise Unauthorized("send Authorization: Bearer <token>")
             record = tokens.authenticate(token)
-        caller = Caller(record.identity, Role(record.role))
+        app = lockgate(request)
+        role_of = Role(record.role)
+        caller = Caller(record.identity, role_of, app.acting(record.identity, role_of.granted()))
         request.state.caller = caller  # who to name if the request is refused later
         if not caller.role.includes(role):
             raise Forbidden(f"this needs the {role.value} role; the token has {record.role}")

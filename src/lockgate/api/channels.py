@@ -20,6 +20,7 @@ from lockgate.api.auth import bearer, lockgate, require
 from lockgate.api.deps import Admin, Lockgate, Operator, Strict, Viewer
 from lockgate.app import App
 from lockgate.channels.service import PUSH_TOKEN_PREFIX
+from lockgate.client import Client
 from lockgate.errors import ChannelNotFound, Forbidden, ParamsError
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
@@ -33,6 +34,8 @@ class Pushing:
     """Who pushes, and for a push token the one tenant it may push for."""
 
     identity: str
+    #: lockgate, acting as the pusher.
+    client: Client
     tenant: str | None = None
 
 
@@ -42,8 +45,10 @@ def _pusher(channel: str, request: Request) -> Pushing:
     token = bearer(request.headers.get("Authorization", ""))
     if token.startswith(PUSH_TOKEN_PREFIX):
         tenant = app.channels.check_push_token(channel, token)
-        return Pushing(f"push-token:{channel}/{tenant}", tenant)
-    return Pushing(_operator(request).name)
+        identity = f"push-token:{channel}/{tenant}"
+        return Pushing(identity, app.acting(identity), tenant)
+    operator = _operator(request)
+    return Pushing(operator.name, operator.client)
 
 
 async def _stage_reader(channel: str, request: Request) -> str | None:
@@ -84,7 +89,7 @@ def _channel(app: App, name: str) -> dict[str, Any]:
 def list_channels(caller: Viewer, lg: Lockgate) -> list[dict[str, Any]]:
     return [
         {**record.to_dict(), "defined_here": lg.channels.defines(record.name)}
-        for record in lg.channels.registered()
+        for record in caller.client.channels.registered()
     ]
 
 
@@ -102,7 +107,6 @@ def push(
     channel: str,
     body: PushBody,
     pusher: Pusher,
-    lg: Lockgate,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
     tenant = pusher.tenant or body.tenant
@@ -110,15 +114,13 @@ def push(
         raise Forbidden(f"this push token pushes for tenant {pusher.tenant!r} only")
     if tenant is None:
         raise ParamsError(["tenant: required with an operator token"])
-    deployment = lg.channels.push(
+    deployment = pusher.client.channels.push(
         channel,
         tenant,
         body.content,
         command=body.command,
-        requested_by=pusher.identity,
         # Keys are the tenant's own: another tenant cannot take them first.
         idempotency_key=f"push:{channel}:{tenant}:{idempotency_key}" if idempotency_key else None,
-        actor=pusher.identity,
     )
     return deployment.to_dict()
 
@@ -127,11 +129,10 @@ def push(
 def list_deployments(
     channel: str,
     caller: Viewer,
-    lg: Lockgate,
     before: Annotated[int | None, Query(ge=1, description="Sequence number to page from")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
-    found = lg.channels.deployments(channel, before=before, limit=limit)
+    found = caller.client.channels.deployments(channel, before=before, limit=limit)
     following = found[-1].seq if len(found) == limit else None
     return {"deployments": [d.to_dict() for d in found], "next": following}
 
@@ -140,13 +141,11 @@ def list_deployments(
     "/{channel}/deployments/{deployment_id}",
     summary="A deployment with its run's steps (channel '-' finds it in any channel)",
 )
-def show_deployment(
-    channel: str, deployment_id: str, caller: Viewer, lg: Lockgate
-) -> dict[str, Any]:
-    d = lg.channels.deployment(deployment_id)
+def show_deployment(channel: str, deployment_id: str, caller: Viewer) -> dict[str, Any]:
+    d = caller.client.channels.deployment(deployment_id)
     if channel != "-" and d.channel != channel:
         raise ChannelNotFound(f"channel {channel!r} has no deployment {deployment_id!r}")
-    return {**d.to_dict(), "run": lg.get_run(d.run_id).to_dict()}
+    return {**d.to_dict(), "run": caller.client.get_run(d.run_id).to_dict()}
 
 
 @router.get("/{channel}/stages", summary="Every stage and the manifest it serves (one query)")
@@ -201,20 +200,17 @@ def tenant_slice(
 def history(
     channel: str,
     caller: Viewer,
-    lg: Lockgate,
     before: Annotated[int | None, Query(ge=1, description="Version to page from")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
-    found = lg.channels.history(channel, before=before, limit=limit)
+    found = caller.client.channels.history(channel, before=before, limit=limit)
     rows = [{k: v for k, v in m.to_dict().items() if k != "body"} for m in found]
     return {"manifests": rows, "next": found[-1].version if len(found) == limit else None}
 
 
 @router.get("/{channel}/manifests/{version}", summary="One manifest by version")
-def manifest(
-    channel: str, version: Annotated[int, Path(ge=1)], caller: Viewer, lg: Lockgate
-) -> dict[str, Any]:
-    m = lg.channels.manifest(channel, version)
+def manifest(channel: str, version: Annotated[int, Path(ge=1)], caller: Viewer) -> dict[str, Any]:
+    m = caller.client.channels.manifest(channel, version)
     data = {k: v for k, v in m.to_dict().items() if k != "body"}
     return {**data, "manifest": json.loads(m.body)}
 
@@ -230,10 +226,8 @@ class PushTokenBody(Strict):
     status_code=201,
     summary="Make a tenant's push token (replaces its old one); shown once (admin)",
 )
-def create_push_token(
-    channel: str, body: PushTokenBody, caller: Admin, lg: Lockgate
-) -> dict[str, Any]:
-    token = lg.channels.create_push_token(channel, body.tenant, actor=caller.name)
+def create_push_token(channel: str, body: PushTokenBody, caller: Admin) -> dict[str, Any]:
+    token = caller.client.channels.create_push_token(channel, body.tenant)
     return {"channel": channel, "tenant": body.tenant, "token": token}
 
 
@@ -243,10 +237,9 @@ def create_push_token(
 def revoke_push_token(
     channel: str,
     caller: Admin,
-    lg: Lockgate,
     tenant: Annotated[str, Query(min_length=1, max_length=200)],
 ) -> Response:
-    lg.channels.revoke_push_token(channel, tenant, actor=caller.name)
+    caller.client.channels.revoke_push_token(channel, tenant)
     return Response(status_code=204)
 
 
@@ -262,30 +255,27 @@ class StageRollback(Strict):
     summary="Point a stage back at an earlier manifest: queues a deployment (operator)",
 )
 def rollback_stage(
-    channel: str, stage: str, body: StageRollback, caller: Operator, lg: Lockgate
+    channel: str, stage: str, body: StageRollback, caller: Operator
 ) -> dict[str, Any]:
-    found = lg.channels.rollback_stage(
-        channel, stage, body.version, requested_by=caller.name, actor=caller.name
-    )
+    found = caller.client.channels.rollback_stage(channel, stage, body.version)
     return found.to_dict()
 
 
 @router.post("/{channel}/stages/{stage}/pin", summary="Stop promotions at a stage (operator)")
-def pin_stage(channel: str, stage: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
-    return lg.channels.pin(channel, stage, actor=caller.name).to_dict()
+def pin_stage(channel: str, stage: str, caller: Operator) -> dict[str, Any]:
+    return caller.client.channels.pin(channel, stage).to_dict()
 
 
 @router.post("/{channel}/stages/{stage}/unpin", summary="Let promotions reach a stage again")
-def unpin_stage(channel: str, stage: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
-    return lg.channels.unpin(channel, stage, actor=caller.name).to_dict()
+def unpin_stage(channel: str, stage: str, caller: Operator) -> dict[str, Any]:
+    return caller.client.channels.unpin(channel, stage).to_dict()
 
 
 @router.get("/{channel}/flips", summary="Moves of the channel's stages, newest first")
 def list_flips(
     channel: str,
     caller: Viewer,
-    lg: Lockgate,
     stage: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    return [f.to_dict() for f in lg.channels.flips(channel, stage, limit)]
+    return [f.to_dict() for f in caller.client.channels.flips(channel, stage, limit)]

@@ -44,17 +44,14 @@ class StartRun(Strict):
 def start_run(
     body: StartRun,
     caller: Operator,
-    lg: Lockgate,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> dict[str, Any]:
-    run = lg.start_run(
+    run = caller.client.start_run(
         body.pipeline,
         body.params,
         namespace=body.namespace,
-        requested_by=caller.name,
         noop=body.dry_run,
         idempotency_key=f"api:{idempotency_key}" if idempotency_key else None,
-        actor=caller.name,
         context=body.context,
     )
     return run.to_dict()
@@ -63,7 +60,6 @@ def start_run(
 @router.get("/runs", summary="Runs, newest first, with cursor pagination")
 def list_runs(
     caller: Viewer,
-    lg: Lockgate,
     status: RunStatus | None = None,
     pipeline: str | None = None,
     namespace: str | None = None,
@@ -74,7 +70,7 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    runs = lg.list_runs(
+    runs = caller.client.list_runs(
         status=status.value if status else None,
         pipeline=pipeline,
         namespace=namespace,
@@ -88,26 +84,25 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}", summary="A run with its steps")
-def show_run(run_id: str, caller: Viewer, lg: Lockgate) -> dict[str, Any]:
-    return lg.get_run(run_id).to_dict()
+def show_run(run_id: str, caller: Viewer) -> dict[str, Any]:
+    return caller.client.get_run(run_id).to_dict()
 
 
 @router.get("/runs/{run_id}/events", summary="A run's events, oldest first")
 def run_events(
-    run_id: str, caller: Viewer, lg: Lockgate, after: Annotated[int, Query(ge=0)] = 0
+    run_id: str, caller: Viewer, after: Annotated[int, Query(ge=0)] = 0
 ) -> list[dict[str, Any]]:
-    return [e.to_dict() for e in lg.events(run_id, after)]
+    return [e.to_dict() for e in caller.client.events(run_id, after)]
 
 
 @router.get("/runs/{run_id}/logs", summary="A run's step logs (page with ?after=<last id>)")
 def run_logs(
     run_id: str,
     caller: Viewer,
-    lg: Lockgate,
     step: str | None = None,
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
-    return [line.to_dict() for line in lg.logs(run_id, step, after)]
+    return [line.to_dict() for line in caller.client.logs(run_id, step, after)]
 
 
 @router.get(
@@ -173,13 +168,11 @@ class RerunBody(Strict):
     status_code=201,
     summary="Start a new run with a finished run's params (same version unless latest)",
 )
-def rerun(
-    run_id: str, caller: Operator, lg: Lockgate, body: RerunBody | None = None
-) -> dict[str, Any]:
+def rerun(run_id: str, caller: Operator, body: RerunBody | None = None) -> dict[str, Any]:
     latest = body.latest if body is not None else False
-    return lg.rerun(run_id, latest=latest, requested_by=caller.name, actor=caller.name).to_dict()
+    return caller.client.rerun(run_id, latest=latest).to_dict()
 
 
 @router.post("/runs/{run_id}/cancel", summary="Stop the run's step and roll it back")
-def cancel_run(run_id: str, caller: Operator, lg: Lockgate) -> dict[str, Any]:
-    return lg.cancel_run(run_id, by=caller.name).to_dict()
+def cancel_run(run_id: str, caller: Operator) -> dict[str, Any]:
+    return caller.client.cancel_run(run_id).to_dict()

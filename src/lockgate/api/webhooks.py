@@ -3,9 +3,7 @@ an unsigned provider's URL token), never by a bearer token."""
 
 from __future__ import annotations
 
-import asyncio
 import traceback
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -14,12 +12,7 @@ from starlette.routing import Route
 from lockgate.api import errors
 from lockgate.api.guard import BodyTooLarge
 from lockgate.app import App
-from lockgate.errors import LockgateError
-from lockgate.triggers.webhooks import Answer
-
-#: Bodies up to this size are checked (signature, JSON, filters) on the event loop when the
-#: trigger is in memory: well under a millisecond, less than a hop to a thread costs.
-INLINE_CHECK_BYTES = 64 * 1024
+from lockgate.triggers.deliveries import Answer
 
 
 def install(api: FastAPI, app: App) -> None:
@@ -45,24 +38,7 @@ def install(api: FastAPI, app: App) -> None:
     async def deliver(trigger_id: str, request: Request, body: bytes) -> Answer:
         client = request.client.host if request.client else None
         token = request.query_params.get("token")
-        headers = dict(request.headers)
-        if len(body) <= INLINE_CHECK_BYTES and app.webhooks.known(trigger_id):
-            # No I/O and a small body: cheaper here than a hop to a thread.
-            checked = app.webhooks.check(trigger_id, headers, body, client, token)
-        else:
-            checked = await asyncio.to_thread(
-                app.webhooks.check, trigger_id, headers, body, client, token
-            )
-        if isinstance(checked, Answer):
-            return checked
-        outcome: Any
-        try:
-            # Through the group committer when a worker runs here: concurrent deliveries
-            # share transactions the way step checkpoints do.
-            outcome = await app.write(checked)
-        except LockgateError as exc:
-            outcome = exc
-        return app.webhooks.answer(checked, outcome)
+        return await app.deliveries.receive(trigger_id, dict(request.headers), body, client, token)
 
     # A plain route, matched before any other: a delivery is the busiest request, and it
     # needs nothing of FastAPI's parameter handling (its one parameter is the path's).

@@ -40,14 +40,8 @@ from lockgate.errors import StepError
 from lockgate.records.views import canonical
 from lockgate.steps.approval import ApprovalKind
 from lockgate.store.base import Store
-from lockgate.store.channel_ops import (
-    FinishDeployment,
-    Flip,
-    Revert,
-    TakeTurn,
-    UseManifest,
-    WriteManifest,
-)
+from lockgate.store.channel_flips import Flip, Revert
+from lockgate.store.channel_ops import FinishDeployment, TakeTurn, UseManifest, WriteManifest
 from lockgate.store.channels import ChannelStore
 
 #: The namespace channel pipelines are registered under.

@@ -8,6 +8,7 @@ import json
 import secrets
 from typing import Any
 
+from lockgate.access.identity import Acting
 from lockgate.channels.model import TENANT, Channel
 from lockgate.channels.pipeline import NAMESPACE, ROLLBACK, channel_pipeline
 from lockgate.core.ids import new_run_id
@@ -36,14 +37,14 @@ _TENANT_RULE = "tenant: 1 to 200 letters, digits or '_.:@-', starting with a let
 PUSH_TOKEN_PREFIX = "lgp_"  # noqa: S105 - a prefix, not a secret
 
 
-class Channels:
+class Channels(Acting):
     """The channels defined here, and their state in the store."""
 
     def __init__(self, store: Store, registry: Registry, starter: RunStarter) -> None:
-        self._store = store
+        self._db = store
         self._registry = registry
         self._starter = starter
-        self.store = ChannelStore(store)
+        self.rows = ChannelStore(store)
         self._defined: dict[str, Channel] = {}
 
     # -- definitions -------------------------------------------------------------------
@@ -51,14 +52,14 @@ class Channels:
     def register(self, *channels: Channel) -> None:
         """Make channels pushable here; their pipelines run on every worker that has them."""
         for ch in channels:
-            pipeline = channel_pipeline(ch, self._store)
+            pipeline = channel_pipeline(ch, self._db)
             self._registry.add(pipeline)
-            self._store.apply(
+            self._db.apply(
                 RegisterPipeline(
                     pipeline.version, pipeline.namespace, pipeline.name, pipeline.describe()
                 )
             )
-            self._store.apply(
+            self._db.apply(
                 RegisterChannel(
                     ch.name, ch.describe(), [st.name for st in ch.stages], ch.public_read
                 )
@@ -134,24 +135,22 @@ class Channels:
         content: Any,
         *,
         command: str | None = None,
-        requested_by: str | None = None,
         idempotency_key: str | None = None,
-        actor: str | None = None,
     ) -> DeploymentRecord:
-        """Queue a deployment of ``tenant``'s ``content``; deployments of a channel run one
-        at a time, in push order. With ``idempotency_key``, pushing twice returns the first.
-        With ``actor``, audited in the same transaction."""
+        """Queue a deployment of ``tenant``'s ``content``, requested by (and audited as,
+        in the same transaction) the identity this service acts as; deployments of a
+        channel run one at a time, in push order. With ``idempotency_key``, pushing twice
+        returns the first."""
         op = self.prepare_push(
             channel,
             tenant,
             content,
             command=command,
-            requested_by=requested_by,
+            requested_by=self.actor,
             idempotency_key=idempotency_key,
         )
         details = {"channel": channel, "tenant": tenant}
-        audit = AuditEntry(actor, "channel.push", None, details) if actor is not None else None
-        return self._queue(op, audit)
+        return self._queue(op, self.identity.audit("channel.push", None, details))
 
     def _queue(self, op: Push, audit: AuditEntry | None) -> DeploymentRecord:
         """Apply a push (with its audit entry, whose target is the deployment) and hand its
@@ -159,7 +158,7 @@ class Channels:
         write: Op[tuple[DeploymentRecord, RunRecord, bool]] = op
         if audit is not None:
             write = Audited(op, audit, lambda result: str(result[0].id))
-        record, run, created = self._store.apply(write)
+        record, run, created = self._db.apply(write)
         self._starter.adopt_created(op.create, run, created)
         return record
 
@@ -170,9 +169,6 @@ class Channels:
         channel: str,
         stage: str,
         version: int,
-        *,
-        requested_by: str | None = None,
-        actor: str | None = None,
     ) -> DeploymentRecord:
         """Queue a deployment that points ``stage`` back at manifest ``version``: in turn
         with the channel's pushes, through the stage's approval, flip and test, flipped back
@@ -181,55 +177,54 @@ class Channels:
         if stage not in [st.name for st in ch.stages]:
             stages = ", ".join(st.name for st in ch.stages)
             raise ParamsError([f"stage: {stage!r} is not one of {stages}"])
-        self.store.manifest(channel, version)  # ChannelNotFound for an unknown version
+        self.rows.manifest(channel, version)  # ChannelNotFound for an unknown version
         deployment_id = new_run_id()
         content = {"stage": stage, "version": version}
         params = {"deployment": deployment_id, "tenant": "-", "command": ROLLBACK}
         create = self._starter.prepare_run(
-            channel, {**params, "content": content}, namespace=NAMESPACE, requested_by=requested_by
+            channel, {**params, "content": content}, namespace=NAMESPACE, requested_by=self.actor
         )
-        op = Push(deployment_id, channel, "-", ROLLBACK, requested_by, create)
+        op = Push(deployment_id, channel, "-", ROLLBACK, self.actor, create)
         details = {"channel": channel, "stage": stage, "version": version}
-        audit = AuditEntry(actor, "channel.rollback", None, details) if actor is not None else None
-        return self._queue(op, audit)
+        return self._queue(op, self.identity.audit("channel.rollback", None, details))
 
-    def pin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+    def pin(self, channel: str, stage: str) -> StageRecord:
         """Stop promotions before ``stage`` until it is unpinned (pushes still merge and go
         through the stages before it)."""
-        return self._set_pin(channel, stage, True, actor)
+        return self._set_pin(channel, stage, True)
 
-    def unpin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+    def unpin(self, channel: str, stage: str) -> StageRecord:
         """Let promotions reach ``stage`` again (from the next push)."""
-        return self._set_pin(channel, stage, False, actor)
+        return self._set_pin(channel, stage, False)
 
-    def _set_pin(self, channel: str, stage: str, pinned: bool, actor: str | None) -> StageRecord:
+    def _set_pin(self, channel: str, stage: str, pinned: bool) -> StageRecord:
         action = "channel.pin" if pinned else "channel.unpin"
-        audit = AuditEntry(actor, action, channel, {"stage": stage}) if actor else None
-        self._store.apply(SetPin(channel, stage, pinned, audit))
+        audit = self.identity.audit(action, channel, {"stage": stage})
+        self._db.apply(SetPin(channel, stage, pinned, audit))
         return next(st for st in self.stages(channel) if st.stage == stage)
 
     # -- push tokens -------------------------------------------------------------------
 
-    def create_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> str:
+    def create_push_token(self, channel: str, tenant: str) -> str:
         """A new push token for ``tenant`` on ``channel`` (replacing the tenant's earlier
         one); shown once, stored hashed. It pushes that tenant's content, nothing else."""
         if not isinstance(tenant, str) or not TENANT.fullmatch(tenant):
             raise ParamsError([_TENANT_RULE])
         token = f"{PUSH_TOKEN_PREFIX}{secrets.token_urlsafe(32)}"
-        audit = _audit(actor, "channel.push_token.create", channel, {"tenant": tenant})
-        self.store.set_push_token(channel, tenant, _digest(token), audit)
+        audit = self.identity.audit("channel.push_token.create", channel, {"tenant": tenant})
+        self.rows.set_push_token(channel, tenant, _digest(token), audit)
         return token
 
-    def revoke_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> None:
-        """Make a tenant's push token on ``channel`` stop working (audited with ``actor``)."""
-        audit = _audit(actor, "channel.push_token.revoke", channel, {"tenant": tenant})
-        self.store.set_push_token(channel, tenant, None, audit)
+    def revoke_push_token(self, channel: str, tenant: str) -> None:
+        """Make a tenant's push token on ``channel`` stop working."""
+        audit = self.identity.audit("channel.push_token.revoke", channel, {"tenant": tenant})
+        self.rows.set_push_token(channel, tenant, None, audit)
 
     def check_push_token(self, channel: str, token: str | None) -> str:
         """The tenant a push token of ``channel`` pushes for; :class:`Unauthorized` for any
         other token (one of another channel, or none), naming no channel."""
         if token and token.startswith(PUSH_TOKEN_PREFIX):
-            holder = self.store.push_token_holder(_digest(token))
+            holder = self.rows.push_token_holder(_digest(token))
             if holder is not None and hmac.compare_digest(holder[0], channel):
                 return holder[1]
         raise Unauthorized("a valid bearer token is required")
@@ -238,35 +233,35 @@ class Channels:
 
     def record(self, channel: str) -> ChannelRecord:
         """A channel's stored state."""
-        return self.store.channel(channel)
+        return self.rows.channel(channel)
 
     def registered(self) -> list[ChannelRecord]:
         """Every channel registered in the database (by any server or worker), by name."""
-        return self.store.all()
+        return self.rows.all()
 
     def stage_manifest(self, channel: str, stage: str) -> StageManifest:
         """The manifest a stage serves now (one indexed read)."""
-        return _served(channel, stage, self.store.stage_manifest(channel, stage))
+        return _served(channel, stage, self.rows.stage_manifest(channel, stage))
 
     async def stage_manifest_async(self, channel: str, stage: str) -> StageManifest:
         """:meth:`stage_manifest` without blocking the event loop."""
-        return _served(channel, stage, await self.store.stage_manifest_async(channel, stage))
+        return _served(channel, stage, await self.rows.stage_manifest_async(channel, stage))
 
     def stages(self, channel: str) -> list[StageRecord]:
         """Every stage's pointer, in order (one query)."""
-        self.store.channel(channel)
-        return self.store.stages(channel)
+        self.rows.channel(channel)
+        return self.rows.stages(channel)
 
     def manifest(self, channel: str, version: int) -> ManifestRecord:
         """One manifest by version."""
-        return self.store.manifest(channel, version)
+        return self.rows.manifest(channel, version)
 
     def history(
         self, channel: str, *, before: int | None = None, limit: int = 50
     ) -> list[ManifestRecord]:
         """Manifests newest first, each with its parent."""
-        self.store.channel(channel)
-        return self.store.history(channel, before=before, limit=limit)
+        self.rows.channel(channel)
+        return self.rows.history(channel, before=before, limit=limit)
 
     def tenant_slice(self, channel: str, stage: str, tenant: str) -> tuple[StageManifest, Any]:
         """A tenant's part of the manifest a stage serves."""
@@ -282,17 +277,17 @@ class Channels:
         self, channel: str, *, before: int | None = None, limit: int = 50
     ) -> list[DeploymentRecord]:
         """A channel's deployments, newest first."""
-        self.store.channel(channel)
-        return self.store.deployments(channel, before=before, limit=limit)
+        self.rows.channel(channel)
+        return self.rows.deployments(channel, before=before, limit=limit)
 
     def flips(self, channel: str, stage: str | None = None, limit: int = 100) -> list[FlipRecord]:
         """Moves of a channel's stage pointers (flips and flip-backs), newest first."""
-        self.store.channel(channel)  # unknown channels are ChannelNotFound
-        return self.store.flips(channel, stage, limit)
+        self.rows.channel(channel)  # unknown channels are ChannelNotFound
+        return self.rows.flips(channel, stage, limit)
 
     def deployment(self, deployment_id: str) -> DeploymentRecord:
         """One deployment with its run's status."""
-        return self.store.deployment(deployment_id)
+        return self.rows.deployment(deployment_id)
 
 
 def _digest(token: str) -> str:
@@ -304,7 +299,3 @@ def _served(channel: str, stage: str, found: tuple[int, str, str] | None) -> Sta
         raise ChannelNotFound(f"stage {stage!r} of channel {channel!r} has no manifest yet")
     version, digest, body = found
     return StageManifest(channel, stage, version, digest, body)
-
-
-def _audit(actor: str | None, action: str, target: str, details: Any) -> AuditEntry | None:
-    return AuditEntry(actor, action, target, details) if actor is not None else None

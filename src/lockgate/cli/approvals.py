@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from lockgate.cli.context import CliState, parse_params, whoami
+from lockgate.cli.context import CliState, parse_params
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
-from lockgate.errors import LockgateError, ParamsError
+from lockgate.errors import LockgateError
 
 approvals_app = typer.Typer(help="Approval steps waiting for decisions.", no_args_is_help=True)
 
@@ -45,20 +45,9 @@ def _decide(
     output: Output,
 ) -> None:
     state: CliState = ctx.obj
-    if state.url and (person or roles):
-        # Over REST the decider is the token's subject with the token's role: the server
-        # decides who acts, and options saying otherwise would be ignored.
-        raise ParamsError(
-            [
-                "--as and --role act on the database only; through a server (LOCKGATE_URL) "
-                "you decide as the subject and role of LOCKGATE_TOKEN"
-            ]
-        )
-    answers = state.client().decide_many(
+    answers = state.client(person, roles or ()).decide_many(
         run_ids,
         decision,
-        by=person or whoami(),
-        roles=roles or [],
         step=step,
         comment=comment,
         input=parse_params(pairs or [], None) or None,

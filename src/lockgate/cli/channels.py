@@ -16,8 +16,8 @@ from lockgate.cli.context import (
     PipelinesOpt,
     definitions_from,
     state_of,
-    whoami,
 )
+from lockgate.cli.follow import follow_run
 from lockgate.cli.output import (
     Output,
     console,
@@ -27,7 +27,6 @@ from lockgate.cli.output import (
     table,
     when,
 )
-from lockgate.cli.runs import follow_run
 from lockgate.client import ChannelsClient
 from lockgate.errors import ChannelNotFound, ParamsError
 
@@ -88,19 +87,16 @@ def push(
         lg = state.app(migrate=True)
         lg.register(*local[0])
         lg.channels.register(*local[1])
-    elif state.url:
-        lg = state.client()
-    else:
-        lg = state.app(migrate=True)
+    elif not state.url:
+        state.app(migrate=True)
+    lg = state.client()
     try:
         d = lg.channels.push(
             channel,
             tenant,
             data,
             command=command,
-            requested_by=whoami(),
             idempotency_key=idempotency_key,
-            actor=whoami(),
         )
     except ChannelNotFound as exc:
         if state.url or local[1]:
@@ -119,7 +115,7 @@ def push(
         )
         return
     if local[1]:
-        with BackgroundWorker(lg):
+        with BackgroundWorker(state.app()):
             status = follow_run(lg, d.run_id, output, timeout, here=True)
     else:
         status = follow_run(lg, d.run_id, output, timeout)
@@ -251,7 +247,7 @@ TenantOpt = Annotated[str, typer.Option(help="The tenant the token pushes for.")
 def push_token(ctx: typer.Context, channel: ChannelArg, tenant: TenantOpt) -> None:
     """Make a tenant's push token (it replaces the tenant's earlier one). It pushes that
     tenant's content to this channel and nothing else; printed once, stored hashed."""
-    token = _channels(ctx).create_push_token(channel, tenant, actor=whoami())
+    token = _channels(ctx).create_push_token(channel, tenant)
     err_console.print(
         f"push token for tenant {escape(tenant)} on {escape(channel)}; store it now, it is "
         "not shown again:",
@@ -263,7 +259,7 @@ def push_token(ctx: typer.Context, channel: ChannelArg, tenant: TenantOpt) -> No
 @channels_app.command("revoke-push-token")
 def revoke_push_token(ctx: typer.Context, channel: ChannelArg, tenant: TenantOpt) -> None:
     """Revoke a tenant's push token: it stops working at once."""
-    _channels(ctx).revoke_push_token(channel, tenant, actor=whoami())
+    _channels(ctx).revoke_push_token(channel, tenant)
     console.print(f"push token of {escape(tenant)} on {escape(channel)} revoked", highlight=False)
 
 
@@ -280,7 +276,7 @@ def rollback(
 ) -> None:
     """Point a stage back at an earlier manifest: a deployment in the channel's turn, through
     the stage's approval, flip and test (flipped back if they fail); the head stays."""
-    d = _channels(ctx).rollback_stage(channel, stage, to, requested_by=whoami(), actor=whoami())
+    d = _channels(ctx).rollback_stage(channel, stage, to)
     if output is Output.json:
         print_json(d.to_dict())
         return
@@ -294,14 +290,14 @@ def rollback(
 @channels_app.command("pin")
 def pin(ctx: typer.Context, channel: ChannelArg, stage: StageArg) -> None:
     """Stop promotions at a stage: pushes go through the stages before it only."""
-    _channels(ctx).pin(channel, stage, actor=whoami())
+    _channels(ctx).pin(channel, stage)
     console.print(f"stage {stage} of {channel} pinned", highlight=False)
 
 
 @channels_app.command("unpin")
 def unpin(ctx: typer.Context, channel: ChannelArg, stage: StageArg) -> None:
     """Let promotions reach a pinned stage again (from the next push)."""
-    _channels(ctx).unpin(channel, stage, actor=whoami())
+    _channels(ctx).unpin(channel, stage)
     console.print(f"stage {stage} of {channel} unpinned", highlight=False)
 
 

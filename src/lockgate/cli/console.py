@@ -32,7 +32,7 @@ def console_link(
     LOCKGATE_CONSOLE_LINK_SECONDS (15 minutes by default). Made on the database."""
     state = state_of(ctx)
     who = subject or whoami()
-    secret = state.app().sessions.make_link(role, who, actor=whoami())
+    secret = state.app().acting(whoami()).sessions.make_link(role, who)
     minutes = state.settings.console_link_seconds / 60
     err_console.print(
         f"one-time sign-in link for {escape(who)} ({role}); it works once, within "

@@ -6,7 +6,7 @@ import asyncio
 import getpass
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,27 +48,38 @@ class CliState:
     _app: App | None = field(default=None, repr=False)
     _remote: RestClient | None = field(default=None, repr=False)
 
-    def client(self) -> Client:
-        """What commands talk to: the server at ``--url`` if set, else the database here."""
+    def client(self, subject: str | None = None, roles: Iterable[str] = ()) -> Client:
+        """What commands talk to: the server at ``--url`` if set (acting as its token's
+        subject and role), else the database here, acting as ``subject`` (default: the OS
+        user) holding ``roles``. Naming someone else, or roles, is refused over REST: the
+        server decides who the token is."""
+        roles = list(roles)
         if self.url:
+            if subject or roles:
+                raise ParamsError(
+                    [
+                        "--as and --role act on the database only; through a server "
+                        "(LOCKGATE_URL) you act as the subject and role of LOCKGATE_TOKEN"
+                    ]
+                )
             if self._remote is None:
                 self._remote = RestClient(self.url, self.token)
             return self._remote
-        return self.app()
+        return self.app().acting(subject or whoami(), roles)
 
     def tokens(self, *, migrate: bool = False) -> TokensClient:
         """The server's tokens when both ``--url`` and ``--token`` are set (an admin's
         token); else the database's, which is how the first token is made."""
         if self.url and self.token:
             return self.client().tokens
-        return self.app(migrate=migrate).tokens
+        return self.app(migrate=migrate).acting(whoami()).tokens
 
     def sessions(self) -> SessionsClient:
         """The server's console sessions when both ``--url`` and ``--token`` are set (an
         admin's token); else the database's."""
         if self.url and self.token:
             return self.client().sessions
-        return self.app().sessions
+        return self.app().acting(whoami()).sessions
 
     def app(self, *, migrate: bool = False) -> App:
         """The App on the configured database (upgrading its schema when asked)."""

@@ -35,13 +35,13 @@ def db_prune(
     """Delete finished runs past their keep time now (LOCKGATE_RETAIN_SUCCEEDED_DAYS,
     _FAILED_DAYS; the newest LOCKGATE_RETAIN_LAST of each pipeline stay), in small batches.
     lockgate server does this every hour by itself."""
-    retention = state_of(ctx).app().retention
+    retention = state_of(ctx).app().acting(whoami()).retention
 
     def progress(gone: dict[str, int]) -> None:
         if output is Output.table:
             err_console.print(f"pruned {sum(gone.values())} runs so far", highlight=False)
 
-    gone = retention.prune(dry_run=dry_run, progress=progress, actor=whoami())
+    gone = retention.prune(dry_run=dry_run, progress=progress)
     if output is Output.json:
         print_json({"dry_run": dry_run, "runs": gone, "total": sum(gone.values())})
         return

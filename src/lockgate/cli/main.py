@@ -20,14 +20,12 @@ from lockgate.cli.db import db_app
 from lockgate.cli.init import init
 from lockgate.cli.output import console, err_console
 from lockgate.cli.pipelines import pipelines_app
-from lockgate.cli.queues import queues_app
 from lockgate.cli.runs import run, runs_app
-from lockgate.cli.schedules import pollers_app, schedules_app
 from lockgate.cli.server import configure_logging, server, worker
 from lockgate.cli.sessions import sessions_app
 from lockgate.cli.settings import settings_command
 from lockgate.cli.tokens import tokens_app
-from lockgate.cli.triggers import triggers_app
+from lockgate.cli.triggers import pollers_app, queues_app, schedules_app, triggers_app
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.settings import DEFAULT_DATABASE_URL, Settings, absolute_database_url, redacted
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from lockgate.cli.context import state_of, whoami
+from lockgate.cli.context import state_of
 from lockgate.cli.output import Output, console, print_json, table, when
 
 sessions_app = typer.Typer(
@@ -48,5 +48,5 @@ def sessions_revoke(
     ref: Annotated[str, typer.Argument(help="The session's ref (from `sessions list`).")],
 ) -> None:
     """End a console session now: its cookie stops working at once (sign-in links too)."""
-    record = state_of(ctx).sessions().revoke(ref, actor=whoami())
+    record = state_of(ctx).sessions().revoke(ref)
     console.print(f"session {record.ref} of {escape(record.subject)} ended")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from lockgate.cli.context import state_of, whoami
+from lockgate.cli.context import state_of
 from lockgate.cli.output import Output, console, err_console, print_json, table, when
 
 tokens_app = typer.Typer(help="API tokens (bearer tokens with a role).", no_args_is_help=True)
@@ -31,7 +31,7 @@ def tokens_create(
 ) -> None:
     """Create a token; it is printed once and only its hash is stored."""
     tokens = state_of(ctx).tokens(migrate=True)
-    record, secret = tokens.create(name, role, subject=subject, actor=whoami())
+    record, secret = tokens.create(name, role, subject=subject)
     if output is Output.json:
         print_json({**record.to_dict(), "token": secret})
         return
@@ -73,5 +73,5 @@ def tokens_revoke(
     ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="The token's id.")]
 ) -> None:
     """Revoke a token: it stops working at once."""
-    record = state_of(ctx).tokens().revoke(token_id, actor=whoami())
+    record = state_of(ctx).tokens().revoke(token_id)
     console.print(f"token {record.id} ({escape(record.name)}) revoked")

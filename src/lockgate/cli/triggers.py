@@ -1,23 +1,25 @@
-"""``lockgate triggers|schedules|pollers``: what starts runs without a person.
+"""``lockgate triggers|schedules|pollers|queues``: what starts runs without a person.
 
-Each group has its own ``create``; ``list``, ``show``, ``pause``, ``resume``, ``delete`` and
-``deliveries`` are the same for all three and are made once, by :func:`_manage`. No
-``from __future__ import annotations``: the commands :func:`_manage` makes take their
-argument's help from a local, which Typer must see evaluated.
+Every group is made the same way, from its kind (:mod:`lockgate.triggers.catalog`):
+``create`` and ``update`` take the options the kind's spec makes (:mod:`lockgate.cli.specs`);
+``list``, ``show``, ``pause``, ``resume``, ``delete`` and ``deliveries`` come from
+:func:`manage`. No ``from __future__ import annotations``: the commands :func:`manage` makes
+take their argument's help from a local, which Typer must see evaluated.
 """
 
+import json
 import os
 import secrets
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from lockgate.cli.context import parse_params, state_of, whoami
+from lockgate.cli.context import state_of
 from lockgate.cli.output import Output, console, print_json, status_text, table, when
-from lockgate.client import ManagedClient
+from lockgate.cli.specs import command
 from lockgate.errors import ParamsError
 from lockgate.records import (
     DeliveryRecord,
@@ -26,26 +28,11 @@ from lockgate.records import (
     ScheduleRecord,
     TriggerRecord,
 )
+from lockgate.triggers.catalog import POLLERS, QUEUES, SCHEDULES, WEBHOOKS
 from lockgate.triggers.providers import PROVIDERS
-
-triggers_app = typer.Typer(
-    help="Webhook triggers: a git provider's events start runs.", no_args_is_help=True
-)
+from lockgate.triggers.spec import Kind
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
-ParamOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--param",
-        "-p",
-        help="key=value for the run; values may use ${event.commit}, ${event.branch}... "
-        "(repeatable).",
-    ),
-]
-ParamsFileOpt = Annotated[
-    Path | None, typer.Option(help="A JSON file of params (-p values win over it).")
-]
-NamespaceOpt = Annotated[str, typer.Option(help="The pipeline's namespace.")]
 
 
 def _enabled(enabled: bool) -> str:
@@ -105,7 +92,7 @@ def poller_row(p: PollerRecord) -> Sequence[Any]:
 def manage(
     group: typer.Typer,
     noun: str,
-    client: Callable[[typer.Context], ManagedClient[Any]],
+    client: Callable[[typer.Context], Any],
     columns: Sequence[str],
     row: Callable[[Any], Sequence[Any]],
 ) -> None:
@@ -135,19 +122,19 @@ def manage(
 
     @group.command("pause")
     def pause(ctx: typer.Context, row_id: IdArg, output: OutputOpt = Output.table) -> None:
-        shown(client(ctx).pause(row_id, actor=whoami()), output, f"paused {noun} {row_id}")
+        shown(client(ctx).pause(row_id), output, f"paused {noun} {row_id}")
 
     pause.__doc__ = f"Stop a {noun} starting runs until it is resumed (its history stays)."
 
     @group.command("resume")
     def resume(ctx: typer.Context, row_id: IdArg, output: OutputOpt = Output.table) -> None:
-        shown(client(ctx).resume(row_id, actor=whoami()), output, f"resumed {noun} {row_id}")
+        shown(client(ctx).resume(row_id), output, f"resumed {noun} {row_id}")
 
     resume.__doc__ = f"Let a paused {noun} start runs again."
 
     @group.command("delete")
     def delete(ctx: typer.Context, row_id: IdArg) -> None:
-        client(ctx).delete(row_id, actor=whoami())
+        client(ctx).delete(row_id)
         console.print(f"deleted {noun} {row_id} and its deliveries", highlight=False)
 
     delete.__doc__ = f"Delete a {noun} and the record of what it fired."
@@ -159,7 +146,7 @@ def manage(
         limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
         output: OutputOpt = Output.table,
     ) -> None:
-        found = state_of(ctx).client().deliveries(row_id, limit)
+        found = state_of(ctx).client().deliveries.list(row_id, limit)
         if output is Output.json:
             print_json([d.to_dict() for d in found])
             return
@@ -187,93 +174,6 @@ TRIGGER_COLUMNS = ["ID", "PROVIDER", "PIPELINE", "EVENTS", "BRANCHES", "ENABLED"
 SCHEDULE_COLUMNS = ["ID", "PIPELINE", "WHEN", "TIMEZONE", "MISFIRE", "NEXT", "ENABLED"]
 POLLER_COLUMNS = ["ID", "PIPELINE", "REPOSITORY", "REFS", "EVERY", "LAST ERROR", "ENABLED"]
 QUEUE_COLUMNS = ["ID", "PIPELINE", "BROKER", "URL", "STREAM", "LAST ERROR", "ENABLED"]
-manage(
-    triggers_app,
-    "trigger",
-    lambda ctx: state_of(ctx).client().webhooks,
-    TRIGGER_COLUMNS,
-    trigger_row,
-)
-
-
-@triggers_app.command("create")
-def create_trigger(
-    ctx: typer.Context,
-    provider: Annotated[
-        str,
-        typer.Argument(
-            help="github, gitlab, bitbucket-cloud, bitbucket-server, gerrit or generic."
-        ),
-    ],
-    pipeline: Annotated[str, typer.Argument(help="The pipeline its events start.")],
-    secret_env: Annotated[
-        str | None,
-        typer.Option(
-            help="Read the signing secret from this environment variable (not from the "
-            "command line, where other users can see it). Without it a secret is made and "
-            "printed once."
-        ),
-    ] = None,
-    event: Annotated[
-        list[str] | None, typer.Option(help="Only these events, e.g. push, tag (repeatable).")
-    ] = None,
-    branch: Annotated[
-        list[str] | None, typer.Option(help="Only these branches or tags, globs (repeatable).")
-    ] = None,
-    allow_ip: Annotated[
-        list[str] | None, typer.Option(help="Only from these addresses or networks (repeatable).")
-    ] = None,
-    param: ParamOpt = None,
-    params_file: ParamsFileOpt = None,
-    namespace: NamespaceOpt = "default",
-    output: OutputOpt = Output.table,
-) -> None:
-    """Create a webhook trigger; prints the URL (and secret) to give the provider."""
-    known = PROVIDERS.get(provider)
-    made_secret = None
-    secret: str | None = None
-    if secret_env:
-        secret = os.environ.get(secret_env)
-        if not secret:
-            raise ParamsError([f"--secret-env: environment variable {secret_env} is not set"])
-    elif known is not None and known.signed:
-        secret = made_secret = secrets.token_urlsafe(32)
-    trigger, url_token = (
-        state_of(ctx)
-        .client()
-        .webhooks.create(
-            provider,
-            pipeline,
-            secret=secret,
-            namespace=namespace,
-            events=event or [],
-            branches=branch or [],
-            params=parse_params(param or [], params_file),
-            allow_ips=allow_ip or [],
-            actor=whoami(),
-        )
-    )
-    path = f"/hooks/{trigger.id}" + (f"?token={url_token}" if url_token else "")
-    base = _server(ctx)
-    if output is Output.json:
-        # The whole URL when the CLI talks to a server (it knows the address), else null.
-        shown = {**trigger.to_dict(), "path": path, "url": base + path if base else None}
-        if made_secret:
-            shown["secret"] = made_secret
-        print_json(shown)
-        return
-    console.print(f"created trigger {trigger.id} for {namespace}/{pipeline}", highlight=False)
-    console.print(f"  URL:    {base or '<server>'}{path}", highlight=False, markup=False)
-    if not base:
-        console.print("  (<server>: the address your lockgate server is reached at)")
-    if made_secret:
-        console.print(f"  secret: {made_secret}", highlight=False, markup=False)
-    if made_secret or url_token:
-        console.print("  (shown once: only its hash or the provider's copy is kept)")
-
-
-def params_or_none(param: list[str] | None, params_file: Path | None) -> dict[str, Any] | None:
-    return parse_params(param or [], params_file) if (param or params_file) else None
 
 
 def show_one(
@@ -285,40 +185,124 @@ def show_one(
         table(title, columns, [row(record)])
 
 
-@triggers_app.command("update")
-def update_trigger(
-    ctx: typer.Context,
-    trigger_id: Annotated[str, typer.Argument(help="The trigger's id.")],
-    pipeline: Annotated[str | None, typer.Option(help="Start this pipeline instead.")] = None,
-    event: Annotated[
-        list[str] | None, typer.Option(help="Only these events from now (repeatable).")
-    ] = None,
-    branch: Annotated[
-        list[str] | None, typer.Option(help="Only these branches or tags (repeatable).")
-    ] = None,
-    allow_ip: Annotated[
-        list[str] | None, typer.Option(help="Only from these addresses (repeatable).")
-    ] = None,
-    param: ParamOpt = None,
-    params_file: ParamsFileOpt = None,
-    output: OutputOpt = Output.table,
-) -> None:
-    """Change a webhook trigger: what it starts and which events it takes (options left
-    out stay as they are; the secret changes with rotate-secret)."""
-    made = (
-        state_of(ctx)
-        .client()
-        .webhooks.update(
-            trigger_id,
-            pipeline=pipeline,
-            events=event,
-            branches=branch,
-            allow_ips=allow_ip,
-            params=params_or_none(param, params_file),
-            actor=whoami(),
-        )
+@dataclass(frozen=True)
+class Group:
+    """A kind's command group: its table, and what ``create`` says of what it made."""
+
+    kind: Kind[Any, Any]
+    columns: Sequence[str]
+    row: Callable[[Any], Sequence[Any]]
+    create_doc: str
+    made: Callable[[Any], str]
+    app: typer.Typer = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "app", typer.Typer(help=self.kind.help, no_args_is_help=True))
+
+    def client(self, ctx: typer.Context) -> Any:
+        return getattr(state_of(ctx).client(), self.kind.service)
+
+    def create(self, ctx: typer.Context, values: dict[str, Any], output: Output) -> None:
+        made = self.client(ctx).create(values)
+        if output is Output.json:
+            print_json(made.to_dict())
+        else:
+            console.print(self.made(made), highlight=False)
+
+    def update(self, ctx: typer.Context, values: dict[str, Any], output: Output) -> None:
+        row_id = values.pop("row_id")
+        made = self.client(ctx).update(row_id, values)
+        show_one(made, output, f"updated {self.kind.name} {row_id}", self.row, self.columns)
+
+    def install(self) -> typer.Typer:
+        """The group's commands: list, show, pause, resume, delete, deliveries, create and
+        update (from the kind's spec)."""
+        manage(self.app, self.kind.name, self.client, self.columns, self.row)
+        spec, noun = self.kind.spec, self.kind.name
+        self.app.command("create")(command(spec, True, self.create, self.create_doc))
+        doc = f"Change a {noun}: only the options given (lists and params are replaced)."
+        self.app.command("update")(command(spec, False, self.update, doc))
+        return self.app
+
+
+def _first_tick(s: ScheduleRecord) -> str:
+    return f"created schedule {s.id}; first tick {when(s.next_fire_at)}"
+
+
+def _queue_made(q: QueueRecord) -> str:
+    return (
+        f"created queue {q.id}: {q.broker} stream {q.source} "
+        f"(dead letters: {q.dead_letter}; match: {json.dumps(q.match)})"
     )
-    show_one(made, output, f"updated trigger {trigger_id}", trigger_row, TRIGGER_COLUMNS)
+
+
+class Webhooks(Group):
+    """Webhook triggers: ``create`` makes a secret for a provider that signs, and prints
+    the URL (and secret) to give the provider."""
+
+    def create(self, ctx: typer.Context, values: dict[str, Any], output: Output) -> None:
+        known = PROVIDERS.get(values.get("provider", ""))
+        made_secret = None
+        if "secret" not in values and known is not None and known.signed:
+            values["secret"] = made_secret = secrets.token_urlsafe(32)
+        trigger = self.client(ctx).create(values)
+        url_token = trigger.url_token
+        path = f"/hooks/{trigger.id}" + (f"?token={url_token}" if url_token else "")
+        base = _server(ctx)
+        if output is Output.json:
+            # The whole URL when the CLI talks to a server (it knows the address), else null.
+            shown = {**trigger.to_dict(), "path": path, "url": base + path if base else None}
+            shown.pop("url_token", None)
+            if made_secret:
+                shown["secret"] = made_secret
+            print_json(shown)
+            return
+        where = f"{trigger.namespace}/{trigger.pipeline}"
+        console.print(f"created trigger {trigger.id} for {where}", highlight=False)
+        console.print(f"  URL:    {base or '<server>'}{path}", highlight=False, markup=False)
+        if not base:
+            console.print("  (<server>: the address your lockgate server is reached at)")
+        if made_secret:
+            console.print(f"  secret: {made_secret}", highlight=False, markup=False)
+        if made_secret or url_token:
+            console.print("  (shown once: only its hash or the provider's copy is kept)")
+
+
+GROUPS = {
+    "triggers": Webhooks(
+        WEBHOOKS,
+        TRIGGER_COLUMNS,
+        trigger_row,
+        "Create a webhook trigger; prints the URL (and secret) to give the provider. "
+        "Without --secret-env a secret is made and printed once.",
+        str,
+    ),
+    "schedules": Group(
+        SCHEDULES,
+        SCHEDULE_COLUMNS,
+        schedule_row,
+        "Create a schedule: each tick starts one run, however many servers run.",
+        _first_tick,
+    ),
+    "pollers": Group(
+        POLLERS,
+        POLLER_COLUMNS,
+        poller_row,
+        "Create a poller: the first poll records what is there; each new commit then starts "
+        "one run.",
+        lambda p: f"created poller {p.id}",
+    ),
+    "queues": Group(
+        QUEUES,
+        QUEUE_COLUMNS,
+        queue_row,
+        "Create a queue trigger: each message added to the stream from now on starts one "
+        "run, its params made from ${message.body.*}, ${message.headers.*} and "
+        "${message.id} (e.g. -p 'version=${message.body.version}').",
+        _queue_made,
+    ),
+}
+triggers_app, schedules_app, pollers_app, queues_app = (g.install() for g in GROUPS.values())
 
 
 @triggers_app.command("rotate-secret")
@@ -347,7 +331,7 @@ def rotate_secret(
     trigger, new = (
         state_of(ctx)
         .client()
-        .webhooks.rotate_secret(trigger_id, secret=secret, overlap_seconds=overlap, actor=whoami())
+        .webhooks.rotate_secret(trigger_id, secret=secret, overlap_seconds=overlap)
     )
     signed = PROVIDERS[trigger.provider].signed
     if output is Output.json:
@@ -375,8 +359,8 @@ def redeliver(
     delivery_id: Annotated[int, typer.Argument(help="The delivery's id (see 'deliveries').")],
     output: OutputOpt = Output.table,
 ) -> None:
-    """Process a stored webhook delivery again; it may start a new run."""
-    outcome = state_of(ctx).client().webhooks.redeliver(delivery_id, actor=whoami())
+    """Process a stored webhook or queue delivery again; it may start a new run."""
+    outcome = state_of(ctx).client().deliveries.redeliver(delivery_id)
     if output is Output.json:
         print_json(outcome)
         return

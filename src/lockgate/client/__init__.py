@@ -1,12 +1,22 @@
-"""The one interface every CLI command calls: in-process on the database, or over REST."""
+"""The one interface every face calls, acting as one identity: :meth:`lockgate.App.acting`
+in process (a subject and its roles), or :class:`lockgate.client.rest.RestClient` over REST
+(whose identity is its token).
+
+Nothing here takes who is acting: the client was made for them. The REST API and the console
+call an App view acting as the request's token or signed-in person; the command line calls
+one acting as ``--as`` (or the OS user), or the REST client.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from lockgate.errors import LockgateError
 from lockgate.records import (
+    AuditRecord,
     ChannelRecord,
     DecisionResult,
     DeliveryRecord,
@@ -26,12 +36,18 @@ from lockgate.records import (
     TriggerRecord,
 )
 from lockgate.records.views import PendingApproval, RunView, StageManifest
+from lockgate.triggers.pollers import PollerSpec
+from lockgate.triggers.queues import QueueSpec
+from lockgate.triggers.schedules import ScheduleSpec
+from lockgate.triggers.spec import Spec
+from lockgate.triggers.webhooks import WebhookSpec
 
 R = TypeVar("R")
+S = TypeVar("S", bound=Spec, contravariant=True)
 
 
 class Client(Protocol):
-    """What the faces may ask of lockgate; :class:`lockgate.App` is the in-process one."""
+    """What the faces may ask of lockgate, as the identity the client acts as."""
 
     def start_run(
         self,
@@ -39,10 +55,8 @@ class Client(Protocol):
         params: Any = None,
         *,
         namespace: str = "default",
-        requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
-        actor: str | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """Start a run (``context``: the first values of its context bag)."""
@@ -69,17 +83,10 @@ class Client(Protocol):
     def logs(self, run_id: str, step: str | None = None, after: int = 0) -> list[LogRecord]:
         """A run's log lines."""
 
-    def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
+    def cancel_run(self, run_id: str) -> RunRecord:
         """Cancel a run."""
 
-    def rerun(
-        self,
-        run_id: str,
-        *,
-        latest: bool = False,
-        requested_by: str | None = None,
-        actor: str | None = None,
-    ) -> RunRecord:
+    def rerun(self, run_id: str, *, latest: bool = False) -> RunRecord:
         """Start a new run with a finished run's params (same version unless ``latest``)."""
 
     def pipelines(self) -> list[PipelineRecord]:
@@ -93,8 +100,6 @@ class Client(Protocol):
         run_id: str,
         decision: str,
         *,
-        by: str,
-        roles: Iterable[str] = (),
         step: str | None = None,
         comment: str | None = None,
         input: Mapping[str, Any] | None = None,
@@ -106,8 +111,6 @@ class Client(Protocol):
         run_ids: Sequence[str],
         decision: str,
         *,
-        by: str,
-        roles: Iterable[str] = (),
         step: str | None = None,
         comment: str | None = None,
         input: Mapping[str, Any] | None = None,
@@ -115,15 +118,7 @@ class Client(Protocol):
         """One decision on many runs' approval steps (at most 1,000), in one transaction:
         each run's answer, or the error that refused it."""
 
-    def resolve(
-        self,
-        run_id: str,
-        action: str,
-        *,
-        by: str,
-        roles: Iterable[str] = (),
-        comment: str | None = None,
-    ) -> DecisionResult:
+    def resolve(self, run_id: str, action: str, *, comment: str | None = None) -> DecisionResult:
         """Retry, skip or roll back a run's failed step that waits for a decision."""
 
     def approvals(
@@ -135,10 +130,11 @@ class Client(Protocol):
         """A run's latest approval request (or ``step``'s), with the decisions so far;
         ``None`` if it asked for none."""
 
-    def deliveries(
-        self, trigger_id: str, limit: int = 100, before: int | None = None
-    ) -> list[DeliveryRecord]:
-        """Firings of a webhook trigger, a schedule or a poller, newest first."""
+    def audit_log(self, after: int = 0, limit: int = 100) -> list[AuditRecord]:
+        """Who did what, oldest first, after entry ``after``."""
+
+    def prune(self, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete the finished runs past their keep time now (``dry_run``: count them)."""
 
     @property
     def channels(self) -> ChannelsClient:
@@ -153,49 +149,74 @@ class Client(Protocol):
         """Web console sessions."""
 
     @property
+    def deliveries(self) -> DeliveriesClient:
+        """What triggers fired."""
+
+    @property
     def webhooks(self) -> WebhooksClient:
         """Webhook triggers."""
 
     @property
-    def schedules(self) -> SchedulesClient:
+    def schedules(self) -> TriggersClient[ScheduleRecord, ScheduleSpec]:
         """Cron and interval schedules."""
 
     @property
-    def pollers(self) -> PollersClient:
+    def pollers(self) -> TriggersClient[PollerRecord, PollerSpec]:
         """Git pollers."""
 
     @property
-    def queues(self) -> QueuesClient:
+    def queues(self) -> TriggersClient[QueueRecord, QueueSpec]:
         """Queue triggers (messages start runs)."""
 
 
 class TokensClient(Protocol):
-    """API tokens; ``App.tokens`` is the in-process one."""
+    """API tokens."""
 
     def create(
-        self, name: str, role: str, *, subject: str | None = None, actor: str = "local"
+        self, name: str, role: str, *, subject: str | None = None
     ) -> tuple[TokenRecord, str]:
         """A token and its secret (shown once; only its hash is kept)."""
 
     def list(self) -> list[TokenRecord]:
         """Every token, newest first (never their secrets)."""
 
-    def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
+    def revoke(self, token_id: str) -> TokenRecord:
         """Revoke a token; it stops working at once."""
 
 
 class SessionsClient(Protocol):
-    """Web console sessions; ``App.sessions`` is the in-process one."""
+    """Web console sessions."""
 
     def list(self) -> list[SessionRecord]:
         """Live sessions, newest first."""
 
-    def revoke(self, ref: str, *, actor: str) -> SessionRecord:
+    def revoke(self, ref: str) -> SessionRecord:
         """End a live session (named by its ref) now."""
 
 
-class ManagedClient(Protocol[R]):
-    """What every kind of trigger offers: read, pause, resume, delete (audited as ``actor``)."""
+class DeliveriesClient(Protocol):
+    """What triggers fired."""
+
+    def list(
+        self, trigger_id: str, limit: int = 100, before: int | None = None
+    ) -> list[DeliveryRecord]:
+        """Firings of a webhook trigger, a schedule, a poller or a queue, newest first."""
+
+    def redeliver(self, delivery_id: int) -> dict[str, Any]:
+        """Process a stored webhook or queue delivery again: ``delivery_id``, ``status``,
+        ``run_ids`` and the ``error`` or ``reason`` if it started no run."""
+
+
+class TriggersClient(Protocol[R, S]):
+    """One kind of trigger, made from its spec (:mod:`lockgate.triggers.spec`)."""
+
+    def create(self, spec: S | Mapping[str, Any] | None = None, /, **fields: Any) -> R:
+        """A new one from its spec (or the spec's fields); every problem listed."""
+
+    def update(
+        self, row_id: str, change: BaseModel | Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> R:
+        """Change the fields given (a field left out, or ``None``, stays as it is)."""
 
     def list(self) -> list[R]:
         """Every one (at most a page)."""
@@ -203,173 +224,28 @@ class ManagedClient(Protocol[R]):
     def get(self, row_id: str) -> R:
         """One by id."""
 
-    def pause(self, row_id: str, *, actor: str | None = None) -> R:
+    def pause(self, row_id: str) -> R:
         """Stop it starting runs until resumed."""
 
-    def resume(self, row_id: str, *, actor: str | None = None) -> R:
+    def resume(self, row_id: str) -> R:
         """Let a paused one start runs again."""
 
-    def delete(self, row_id: str, *, actor: str | None = None) -> None:
+    def delete(self, row_id: str) -> None:
         """Remove it and its deliveries."""
 
 
-class WebhooksClient(ManagedClient[TriggerRecord], Protocol):
-    """Webhook triggers; ``App.webhooks`` is the in-process one."""
-
-    def create(
-        self,
-        provider: str,
-        pipeline: str,
-        *,
-        secret: str | None,
-        namespace: str = "default",
-        events: Sequence[str] = (),
-        branches: Sequence[str] = (),
-        params: Mapping[str, Any] | None = None,
-        allow_ips: Sequence[str] = (),
-        actor: str | None = None,
-    ) -> tuple[TriggerRecord, str | None]:
-        """A trigger, and the URL token of a provider that signs nothing (shown once)."""
-
-    def update(
-        self,
-        trigger_id: str,
-        *,
-        pipeline: str | None = None,
-        namespace: str | None = None,
-        events: Sequence[str] | None = None,
-        branches: Sequence[str] | None = None,
-        params: Mapping[str, Any] | None = None,
-        allow_ips: Sequence[str] | None = None,
-        actor: str | None = None,
-    ) -> TriggerRecord:
-        """Change a trigger (``None``: unchanged)."""
+class WebhooksClient(TriggersClient[TriggerRecord, WebhookSpec], Protocol):
+    """Webhook triggers: a provider that signs nothing gets a URL token, on the created
+    trigger's ``url_token`` (shown once)."""
 
     def rotate_secret(
-        self,
-        trigger_id: str,
-        *,
-        secret: str | None = None,
-        overlap_seconds: float = 3600.0,
-        actor: str | None = None,
+        self, trigger_id: str, *, secret: str | None = None, overlap_seconds: float = 3600.0
     ) -> tuple[TriggerRecord, str]:
         """A new secret (or URL token), shown once; the old one verifies for a while."""
 
-    def redeliver(self, delivery_id: int, *, actor: str | None = None) -> dict[str, Any]:
-        """Process a stored webhook delivery again: ``delivery_id``, ``status``, ``run_ids``
-        and the ``error`` or ``reason`` if it started no run."""
-
-
-class SchedulesClient(ManagedClient[ScheduleRecord], Protocol):
-    """Schedules; ``App.schedules`` is the in-process one."""
-
-    def create(
-        self,
-        pipeline: str,
-        *,
-        cron: str | None = None,
-        interval_seconds: float | None = None,
-        timezone: str = "UTC",
-        misfire: str = "skip",
-        namespace: str = "default",
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> ScheduleRecord:
-        """A schedule."""
-
-    def update(
-        self,
-        schedule_id: str,
-        *,
-        pipeline: str | None = None,
-        cron: str | None = None,
-        interval_seconds: float | None = None,
-        timezone: str | None = None,
-        misfire: str | None = None,
-        namespace: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> ScheduleRecord:
-        """Change a schedule (``None``: unchanged)."""
-
-
-class PollersClient(ManagedClient[PollerRecord], Protocol):
-    """Git pollers; ``App.pollers`` is the in-process one."""
-
-    def create(
-        self,
-        pipeline: str,
-        repository: str,
-        *,
-        refs: Sequence[str] = ("refs/heads/*",),
-        interval_seconds: float = 60.0,
-        namespace: str = "default",
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-        credentials: str | None = None,
-    ) -> PollerRecord:
-        """A poller (``credentials``: the name of a secret holding user:password)."""
-
-    def update(
-        self,
-        poller_id: str,
-        *,
-        pipeline: str | None = None,
-        repository: str | None = None,
-        refs: Sequence[str] | None = None,
-        interval_seconds: float | None = None,
-        namespace: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-        credentials: str | None = None,
-    ) -> PollerRecord:
-        """Change a poller (``None``: unchanged)."""
-
-
-class QueuesClient(ManagedClient[QueueRecord], Protocol):
-    """Queue triggers; ``App.queues`` is the in-process one."""
-
-    def create(
-        self,
-        pipeline: str,
-        broker: str,
-        url: str,
-        source: str,
-        *,
-        dead_letter: str | None = None,
-        consumer_group: str = "lockgate",
-        match: Mapping[str, list[str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        batch_size: int = 100,
-        claim_after: float = 30.0,
-        namespace: str = "default",
-        credentials: str | None = None,
-        actor: str | None = None,
-    ) -> QueueRecord:
-        """A queue trigger (``credentials``: the name of a secret holding the password)."""
-
-    def update(
-        self,
-        queue_id: str,
-        *,
-        pipeline: str | None = None,
-        namespace: str | None = None,
-        url: str | None = None,
-        source: str | None = None,
-        dead_letter: str | None = None,
-        consumer_group: str | None = None,
-        match: Mapping[str, list[str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        batch_size: int | None = None,
-        claim_after: float | None = None,
-        credentials: str | None = None,
-        actor: str | None = None,
-    ) -> QueueRecord:
-        """Change a queue trigger (``None``: unchanged)."""
-
 
 class ChannelsClient(Protocol):
-    """The channel half of :class:`Client`; ``App.channels`` is the in-process one."""
+    """Channels: push, stages, manifests, deployments."""
 
     def push(
         self,
@@ -378,9 +254,7 @@ class ChannelsClient(Protocol):
         content: Any,
         *,
         command: str | None = None,
-        requested_by: str | None = None,
         idempotency_key: str | None = None,
-        actor: str | None = None,
     ) -> DeploymentRecord:
         """Queue a deployment of a tenant's content."""
 
@@ -409,28 +283,20 @@ class ChannelsClient(Protocol):
     def deployment(self, deployment_id: str) -> DeploymentRecord:
         """One deployment."""
 
-    def rollback_stage(
-        self,
-        channel: str,
-        stage: str,
-        version: int,
-        *,
-        requested_by: str | None = None,
-        actor: str | None = None,
-    ) -> DeploymentRecord:
+    def rollback_stage(self, channel: str, stage: str, version: int) -> DeploymentRecord:
         """Queue a deployment pointing ``stage`` back at manifest ``version``."""
 
-    def pin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+    def pin(self, channel: str, stage: str) -> StageRecord:
         """Stop promotions at ``stage``."""
 
-    def unpin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
+    def unpin(self, channel: str, stage: str) -> StageRecord:
         """Let promotions reach ``stage`` again."""
 
     def flips(self, channel: str, stage: str | None = None, limit: int = 100) -> list[FlipRecord]:
         """Moves of the channel's stages, newest first."""
 
-    def create_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> str:
+    def create_push_token(self, channel: str, tenant: str) -> str:
         """A tenant's push token (replacing its earlier one), shown once."""
 
-    def revoke_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> None:
+    def revoke_push_token(self, channel: str, tenant: str) -> None:
         """Revoke a tenant's push token."""

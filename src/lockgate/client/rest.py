@@ -3,62 +3,37 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 
 from lockgate import errors
-from lockgate.client.rest_triggers import RestPollers, RestQueues, RestSchedules, RestWebhooks
+from lockgate.client.http import error_of, raise_for
+from lockgate.client.rest_access import RestSessions, RestTokens
+from lockgate.client.rest_channels import RestChannels
+from lockgate.client.rest_triggers import RestDeliveries, RestTriggers, RestWebhooks
 from lockgate.core.cursor import encode_cursor
 from lockgate.records import (
     ApprovalRecord,
-    ChannelRecord,
+    AuditRecord,
     DecisionRecord,
     DecisionResult,
-    DeliveryRecord,
-    DeploymentRecord,
     EventRecord,
-    FlipRecord,
     LogRecord,
-    ManifestRecord,
     PipelineRecord,
     PollerRecord,
     QueueRecord,
     RunRecord,
     ScheduleRecord,
-    SessionRecord,
-    StageRecord,
-    TokenRecord,
-    TriggerRecord,
 )
-from lockgate.records.views import PendingApproval, RunView, StageManifest, canonical
+from lockgate.records.views import PendingApproval, RunView
+from lockgate.triggers.catalog import POLLERS, QUEUES, SCHEDULES, WEBHOOKS
+from lockgate.triggers.pollers import PollerSpec
+from lockgate.triggers.queues import QueueSpec
+from lockgate.triggers.schedules import ScheduleSpec
 
 R = TypeVar("R")
-
-
-def _raise(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
-        err = response.json()["error"]
-    except (ValueError, KeyError, TypeError):
-        raise errors.LockgateError(
-            f"the server answered {response.status_code}: {response.text[:200]}"
-        ) from None
-    raise _error(err)
-
-
-def _error(err: Mapping[str, Any]) -> errors.LockgateError:
-    """The error an ``{"code", "message", "details"}`` answer stands for."""
-    code, message, details = err.get("code"), err.get("message", ""), err.get("details")
-    if code == "invalid_params":
-        return errors.ParamsError((details or {}).get("problems") or [message])
-    cls = errors.LockgateError.by_code.get(code or "", errors.LockgateError)
-    made = cls(message, details=details)
-    made.code = code or made.code
-    return made
 
 
 class RestClient:
@@ -75,7 +50,7 @@ class RestClient:
         except httpx.HTTPError as exc:
             raise errors.StoreError(f"cannot reach the lockgate server: {exc}") from exc
         try:
-            _raise(response)
+            raise_for(response)
         except errors.Unauthorized as exc:
             # Said for the person at the command line, not for an HTTP client.
             if not self._has_token:
@@ -102,14 +77,11 @@ class RestClient:
         params: Any = None,
         *,
         namespace: str = "default",
-        requested_by: str | None = None,
         noop: bool = False,
         idempotency_key: str | None = None,
-        actor: str | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> RunRecord:
-        """Start a run (``requested_by`` and ``actor`` are the token's subject, whatever is
-        passed: the server audits it)."""
+        """Start a run, requested by the token's subject."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"pipeline": name, "params": params or {}, "namespace": namespace, "dry_run": noop}
         if context is not None:
@@ -169,7 +141,7 @@ class RestClient:
         ) as response:
             if not response.is_success:
                 response.read()
-                _raise(response)
+                raise_for(response)
             event = ""
             for line in response.iter_lines():
                 if line.startswith("event: "):
@@ -177,8 +149,8 @@ class RestClient:
                 elif line.startswith("data: ") and event == "log":
                     yield LogRecord(**json.loads(line.removeprefix("data: ")))
 
-    def cancel_run(self, run_id: str, *, by: str | None = None) -> RunRecord:
-        """Cancel a run (as the token's name)."""
+    def cancel_run(self, run_id: str) -> RunRecord:
+        """Cancel a run (as the token's subject)."""
         return RunRecord(**self._call("POST", f"/runs/{run_id}/cancel"))
 
     def rerun(
@@ -186,8 +158,6 @@ class RestClient:
         run_id: str,
         *,
         latest: bool = False,
-        requested_by: str | None = None,
-        actor: str | None = None,
     ) -> RunRecord:
         """Run a finished run again (as the token's subject)."""
         return RunRecord(**self._call("POST", f"/runs/{run_id}/rerun", json={"latest": latest}))
@@ -200,31 +170,16 @@ class RestClient:
         """Every registered version of ``name``, newest first."""
         return [PipelineRecord(**p) for p in self._call("GET", f"/pipelines/{name}/versions")]
 
-    def deliveries(
-        self, trigger_id: str, limit: int = 100, before: int | None = None
-    ) -> list[DeliveryRecord]:
-        """Firings of a webhook trigger, a schedule or a poller, newest first."""
-        query: dict[str, Any] = {"limit": limit}
-        if before is not None:
-            query["cursor"] = encode_cursor(before)
-        found = self._call("GET", f"/triggers/{trigger_id}/deliveries", params=query)
-        return [
-            DeliveryRecord(**{k: v for k, v in d.items() if k != "payload_hidden"})
-            for d in found["deliveries"]
-        ]
-
     def decide(
         self,
         run_id: str,
         decision: str,
         *,
-        by: str,
-        roles: Iterable[str] = (),
         step: str | None = None,
         comment: str | None = None,
         input: Mapping[str, Any] | None = None,
     ) -> DecisionResult:
-        """Decide as the token's identity and role (``by`` and ``roles`` are ignored)."""
+        """Decide as the token's subject, with its role."""
         body = {
             "decision": decision,
             "step": step,
@@ -240,14 +195,12 @@ class RestClient:
         run_ids: Sequence[str],
         decision: str,
         *,
-        by: str,
-        roles: Iterable[str] = (),
         step: str | None = None,
         comment: str | None = None,
         input: Mapping[str, Any] | None = None,
     ) -> list[DecisionResult | errors.LockgateError]:
-        """Decide on many runs at once as the token's identity (``by`` and ``roles`` are
-        ignored); each run's answer or the error that refused it."""
+        """Decide on many runs at once as the token's subject; each run's answer or the
+        error that refused it."""
         body = {
             "runs": list(run_ids),
             "decision": decision,
@@ -258,7 +211,7 @@ class RestClient:
         answers: list[DecisionResult | errors.LockgateError] = []
         for item in self._call("POST", "/decisions", json=body)["results"]:
             if item.get("error") is not None:
-                answers.append(_error(item["error"]))
+                answers.append(error_of(item["error"]))
                 continue
             item.pop("error", None)
             settled, outcome = item.pop("settled"), item.pop("outcome")
@@ -270,8 +223,6 @@ class RestClient:
         run_id: str,
         action: str,
         *,
-        by: str,
-        roles: Iterable[str] = (),
         comment: str | None = None,
     ) -> DecisionResult:
         """Retry, skip or roll back a failed step (as the token's subject)."""
@@ -316,6 +267,16 @@ class RestClient:
         )
         return PendingApproval(run, approval, [DecisionRecord(**d) for d in item["decisions"]])
 
+    def audit_log(self, after: int = 0, limit: int = 100) -> list[AuditRecord]:
+        """Who did what, oldest first, after entry ``after``."""
+        found = self._call("GET", "/audit", params={"after": after, "limit": limit})
+        return [AuditRecord(**a) for a in found]
+
+    def prune(self, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete the finished runs past their keep time now (``dry_run``: count them)."""
+        gone: dict[str, int] = self._call("POST", "/prune", json={"dry_run": dry_run})["runs"]
+        return gone
+
     @property
     def channels(self) -> RestChannels:
         """Channels over REST."""
@@ -332,184 +293,30 @@ class RestClient:
         return RestTokens(self)
 
     @property
+    def deliveries(self) -> RestDeliveries:
+        """What triggers fired, over REST."""
+        return RestDeliveries(self)
+
+    @property
     def webhooks(self) -> RestWebhooks:
         """Webhook triggers over REST."""
-        return RestWebhooks(self, "triggers", TriggerRecord)
+        return RestWebhooks(self, WEBHOOKS)
 
     @property
-    def schedules(self) -> RestSchedules:
+    def schedules(self) -> RestTriggers[ScheduleRecord, ScheduleSpec]:
         """Schedules over REST."""
-        return RestSchedules(self, "schedules", ScheduleRecord)
+        return RestTriggers(self, SCHEDULES)
 
     @property
-    def pollers(self) -> RestPollers:
+    def pollers(self) -> RestTriggers[PollerRecord, PollerSpec]:
         """Pollers over REST."""
-        return RestPollers(self, "pollers", PollerRecord)
+        return RestTriggers(self, POLLERS)
 
     @property
-    def queues(self) -> RestQueues:
+    def queues(self) -> RestTriggers[QueueRecord, QueueSpec]:
         """Queue triggers over REST."""
-        return RestQueues(self, "queues", QueueRecord)
+        return RestTriggers(self, QUEUES)
 
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
-
-
-class RestChannels:
-    """The channel routes, returning the same records as ``App.channels``."""
-
-    def __init__(self, rest: RestClient) -> None:
-        self._rest = rest
-
-    def push(
-        self,
-        channel: str,
-        tenant: str,
-        content: Any,
-        *,
-        command: str | None = None,
-        requested_by: str | None = None,
-        idempotency_key: str | None = None,
-        actor: str | None = None,
-    ) -> DeploymentRecord:
-        """Queue a deployment (the server records the token's name as the pusher)."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body = {"tenant": tenant, "content": content, "command": command}
-        found = self._rest._call("POST", f"/channels/{channel}/push", json=body, headers=headers)
-        return DeploymentRecord(**found)
-
-    def registered(self) -> list[ChannelRecord]:
-        """Every channel registered, by name."""
-        found = self._rest._call("GET", "/channels")
-        return [ChannelRecord(**{k: v for k, v in c.items() if k != "defined_here"}) for c in found]
-
-    def stages(self, channel: str) -> list[StageRecord]:
-        """Every stage's pointer."""
-        return [StageRecord(**s) for s in self._rest._call("GET", f"/channels/{channel}/stages")]
-
-    def stage_manifest(self, channel: str, stage: str) -> StageManifest:
-        """The manifest a stage serves."""
-        try:
-            r = self._rest._http.get(f"/api/v1/channels/{channel}/stages/{stage}/manifest")
-        except httpx.HTTPError as exc:
-            raise errors.StoreError(f"cannot reach the lockgate server: {exc}") from exc
-        _raise(r)
-        digest = r.headers["etag"].strip('"')
-        return StageManifest(channel, stage, int(r.headers["x-manifest-version"]), digest, r.text)
-
-    def manifest(self, channel: str, version: int) -> ManifestRecord:
-        """One manifest by version."""
-        found = self._rest._call("GET", f"/channels/{channel}/manifests/{version}")
-        body, _ = canonical(found.pop("manifest"))  # the text as stored, byte for byte
-        return ManifestRecord(**found, body=body)
-
-    def history(
-        self, channel: str, *, before: int | None = None, limit: int = 50
-    ) -> list[ManifestRecord]:
-        """Manifests, newest first."""
-        query: dict[str, Any] = {"limit": limit}
-        if before is not None:
-            query["before"] = before
-        found = self._rest._call("GET", f"/channels/{channel}/manifests", params=query)
-        return [ManifestRecord(**m, body="") for m in found["manifests"]]
-
-    def deployments(
-        self, channel: str, *, before: int | None = None, limit: int = 50
-    ) -> list[DeploymentRecord]:
-        """Deployments, newest first."""
-        query: dict[str, Any] = {"limit": limit}
-        if before is not None:
-            query["before"] = before
-        found = self._rest._call("GET", f"/channels/{channel}/deployments", params=query)
-        return [DeploymentRecord(**d) for d in found["deployments"]]
-
-    def deployment(self, deployment_id: str) -> DeploymentRecord:
-        """One deployment (any channel)."""
-        found = self._rest._call("GET", f"/channels/-/deployments/{deployment_id}")
-        found.pop("run", None)
-        return DeploymentRecord(**found)
-
-    def rollback_stage(
-        self,
-        channel: str,
-        stage: str,
-        version: int,
-        *,
-        requested_by: str | None = None,
-        actor: str | None = None,
-    ) -> DeploymentRecord:
-        """Queue a stage's rollback (as the token's subject)."""
-        path = f"/channels/{channel}/stages/{stage}/rollback"
-        return DeploymentRecord(**self._rest._call("POST", path, json={"version": version}))
-
-    def pin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
-        """Stop promotions at a stage."""
-        return StageRecord(**self._rest._call("POST", f"/channels/{channel}/stages/{stage}/pin"))
-
-    def unpin(self, channel: str, stage: str, *, actor: str | None = None) -> StageRecord:
-        """Let promotions reach a stage again."""
-        path = f"/channels/{channel}/stages/{stage}/unpin"
-        return StageRecord(**self._rest._call("POST", path))
-
-    def flips(self, channel: str, stage: str | None = None, limit: int = 100) -> list[FlipRecord]:
-        """Moves of the channel's stages, newest first."""
-        query: dict[str, Any] = {"limit": limit, **({"stage": stage} if stage else {})}
-        found = self._rest._call("GET", f"/channels/{channel}/flips", params=query)
-        return [FlipRecord(**f) for f in found]
-
-    def create_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> str:
-        """A tenant's push token (replacing its earlier one), shown once."""
-        body = {"tenant": tenant}
-        made = self._rest._call("POST", f"/channels/{channel}/push-token", json=body)
-        return str(made["token"])
-
-    def revoke_push_token(self, channel: str, tenant: str, *, actor: str | None = None) -> None:
-        """Revoke a tenant's push token."""
-        self._rest._call_empty(
-            "DELETE", f"/channels/{channel}/push-token", params={"tenant": tenant}
-        )
-
-
-class RestSessions:
-    """The console-session routes, returning what ``App.sessions`` returns (the ref stands
-    for the id, which the server never shows)."""
-
-    def __init__(self, rest: RestClient) -> None:
-        self._rest = rest
-
-    def list(self) -> list[SessionRecord]:
-        """Live sessions, newest first."""
-        return [_session(found) for found in self._rest._call("GET", "/sessions")]
-
-    def revoke(self, ref: str, *, actor: str) -> SessionRecord:
-        """End a live session now."""
-        return _session(self._rest._call("DELETE", f"/sessions/{quote(ref, safe='')}"))
-
-
-def _session(found: dict[str, Any]) -> SessionRecord:
-    return SessionRecord(id=found.pop("ref"), csrf="", **found)
-
-
-class RestTokens:
-    """The token routes, returning what ``App.tokens`` returns."""
-
-    def __init__(self, rest: RestClient) -> None:
-        self._rest = rest
-
-    def create(
-        self, name: str, role: str, *, subject: str | None = None, actor: str = "local"
-    ) -> tuple[TokenRecord, str]:
-        """A token and its secret (shown once)."""
-        body = {"name": name, "role": role, "subject": subject}
-        made = self._rest._call("POST", "/tokens", json=body)
-        secret = made.pop("token")
-        return TokenRecord(**made, hash=""), secret
-
-    def list(self) -> list[TokenRecord]:
-        """Every token, newest first."""
-        return [TokenRecord(**t, hash="") for t in self._rest._call("GET", "/tokens")]
-
-    def revoke(self, token_id: str, *, actor: str = "local") -> TokenRecord:
-        """Revoke a token."""
-        return TokenRecord(**self._rest._call("DELETE", f"/tokens/{token_id}"), hash="")

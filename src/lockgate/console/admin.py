@@ -12,7 +12,6 @@ from lockgate.access.tokens import Role
 from lockgate.console.core import (
     Admin,
     AdminPage,
-    Lockgate,
     back,
     console_router,
     page,
@@ -22,20 +21,22 @@ router = console_router()
 
 
 @router.get("/admin/tokens", response_class=HTMLResponse)
-def tokens(request: Request, who: AdminPage, lg: Lockgate) -> Response:
+def tokens(request: Request, who: AdminPage) -> Response:
     return page(
-        request, "tokens.html", title="Tokens", tokens=lg.tokens.list(), roles=list(Role), made=None
+        request,
+        "tokens.html",
+        title="Tokens",
+        tokens=who.client.tokens.list(),
+        roles=list(Role),
+        made=None,
     )
 
 
 @router.post("/admin/tokens", response_class=HTMLResponse)
-def create_token(request: Request, act: Admin, lg: Lockgate) -> Response:
+def create_token(request: Request, act: Admin) -> Response:
     form = act.form
-    record, secret = lg.tokens.create(
-        form.get("name", ""),
-        form.get("role", ""),
-        subject=form.get("subject") or None,
-        actor=act.person.subject,
+    record, secret = act.person.client.tokens.create(
+        form.get("name", ""), form.get("role", ""), subject=form.get("subject") or None
     )
     # The secret is in this answer only (not a redirect: it must not land in a URL).
     return page(
@@ -43,47 +44,45 @@ def create_token(request: Request, act: Admin, lg: Lockgate) -> Response:
         "tokens.html",
         201,
         title="Tokens",
-        tokens=lg.tokens.list(),
+        tokens=act.person.client.tokens.list(),
         roles=list(Role),
         made=(record, secret),
     )
 
 
 @router.post("/admin/tokens/{token_id}/revoke")
-def revoke(token_id: str, act: Admin, lg: Lockgate) -> Response:
-    record = lg.tokens.revoke(token_id, actor=act.person.subject)
+def revoke(token_id: str, act: Admin) -> Response:
+    record = act.person.client.tokens.revoke(token_id)
     return back("/admin/tokens", f"token {record.name} revoked: its sessions end too")
 
 
 @router.get("/admin/sessions", response_class=HTMLResponse)
-def sessions(request: Request, who: AdminPage, lg: Lockgate) -> Response:
+def sessions(request: Request, who: AdminPage) -> Response:
     return page(
         request,
         "sessions.html",
         title="Sessions",
-        sessions=lg.sessions.list(),
+        sessions=who.client.sessions.list(),
         mine=who.session.ref,
     )
 
 
 @router.post("/admin/sessions/{ref}/revoke")
-def revoke_session(ref: str, act: Admin, lg: Lockgate) -> Response:
-    record = lg.sessions.revoke(ref, actor=act.person.subject)
+def revoke_session(ref: str, act: Admin) -> Response:
+    record = act.person.client.sessions.revoke(ref)
     return back("/admin/sessions", f"session of {record.subject} ended")
 
 
 @router.post("/admin/prune")
-def prune(act: Admin, lg: Lockgate) -> Response:
+def prune(act: Admin) -> Response:
     dry_run = "dry_run" in act.form
-    gone = lg.retention.prune(dry_run=dry_run, actor=act.person.subject)
+    gone = act.person.client.prune(dry_run=dry_run)
     listed = ", ".join(f"{n} {status}" for status, n in sorted(gone.items())) or "none"
     verb = "would delete" if dry_run else "deleted"
     return back("/admin/tokens", f"retention {verb} {sum(gone.values())} runs ({listed})")
 
 
 @router.get("/admin/audit", response_class=HTMLResponse)
-def audit(
-    request: Request, who: AdminPage, lg: Lockgate, after: Annotated[int, Query(ge=0)] = 0
-) -> Response:
-    entries = lg.audit_log(after, 200)
+def audit(request: Request, who: AdminPage, after: Annotated[int, Query(ge=0)] = 0) -> Response:
+    entries = who.client.audit_log(after, 200)
     return page(request, "audit.html", title="Audit log", entries=entries, after=after)

@@ -9,7 +9,6 @@ from fastapi.responses import HTMLResponse, Response
 
 from lockgate.console.core import (
     Approver,
-    Lockgate,
     Operator,
     Viewer,
     back,
@@ -28,9 +27,9 @@ INBOX = 200
 
 
 @router.get("/approvals", response_class=HTMLResponse)
-def inbox(request: Request, who: Viewer, lg: Lockgate) -> Response:
-    pending = lg.approvals(limit=INBOX)
-    mine = [p for p in pending if who.can(_role(p)) and lg.may_decide(p, who.subject, who.roles)]
+def inbox(request: Request, who: Viewer) -> Response:
+    pending = who.client.approvals(limit=INBOX)
+    mine = [p for p in pending if who.can(_role(p)) and who.may_decide(p)]
     others = [p for p in pending if p not in mine]
     return page(
         request,
@@ -48,26 +47,23 @@ def _role(pending: PendingApproval) -> str:
 
 
 @router.post("/runs/{run_id}/resolve")
-def resolve(run_id: str, act: Operator, lg: Lockgate) -> Response:
+def resolve(run_id: str, act: Operator) -> Response:
     action = act.form.get("action", "")
-    who = act.person
-    lg.resolve(run_id, action, by=who.subject, roles=who.roles, comment=act.form.get("comment"))
+    act.person.client.resolve(run_id, action, comment=act.form.get("comment"))
     return back(safe_next(act.form.get("back") or f"/runs/{run_id}"), f"decided: {action}")
 
 
 @router.post("/runs/{run_id}/decisions")
-def decide(run_id: str, act: Approver, lg: Lockgate) -> Response:
+def decide(run_id: str, act: Approver) -> Response:
     form = act.form
     decision = form.get("decision", "")
     # The input goes with an approval only (a reject's form may carry empty fields).
-    pending = lg.approval(run_id, form.get("step") or None)
+    pending = act.person.client.approval(run_id, form.get("step") or None)
     fields = input_fields(pending) if pending is not None and decision == "approve" else []
     inputs = values_from(fields, form, "input.")
-    result = lg.decide(
+    result = act.person.client.decide(
         run_id,
         decision,
-        by=act.person.subject,
-        roles=act.person.roles,
         step=form.get("step") or None,
         comment=form.get("comment") or None,
         input=inputs or None,

@@ -18,7 +18,7 @@ router = console_router()
 
 @router.get("/channels", response_class=HTMLResponse)
 def channels(request: Request, who: Viewer, lg: Lockgate) -> Response:
-    found = [(ch.name, lg.channels.stages(ch.name)) for ch in lg.channels.defined()]
+    found = [(ch.name, who.client.channels.stages(ch.name)) for ch in lg.channels.defined()]
     return page(request, "channels.html", title="Channels", channels=found)
 
 
@@ -30,10 +30,10 @@ def channel(request: Request, name: str, who: Viewer, lg: Lockgate) -> Response:
         title=f"Channel {name}",
         name=name,
         record=lg.channels.record(name),
-        stages=lg.channels.stages(name),
-        deployments=lg.channels.deployments(name, limit=30),
-        manifests=lg.channels.history(name, limit=30),
-        flips=lg.channels.flips(name, limit=30),
+        stages=who.client.channels.stages(name),
+        deployments=who.client.channels.deployments(name, limit=30),
+        manifests=who.client.channels.history(name, limit=30),
+        flips=who.client.channels.flips(name, limit=30),
     )
 
 
@@ -42,19 +42,18 @@ def _lines(body: str) -> list[str]:
 
 
 @router.post("/channels/{name}/stages/{stage}/{action}")
-def operate(name: str, stage: str, action: str, act: Operator, lg: Lockgate) -> Response:
-    who = act.person.subject
+def operate(name: str, stage: str, action: str, act: Operator) -> Response:
     if action == "pin":
-        lg.channels.pin(name, stage, actor=who)
+        act.person.client.channels.pin(name, stage)
         return back(f"/channels/{name}", f"stage {stage} pinned: promotions stop there")
     if action == "unpin":
-        lg.channels.unpin(name, stage, actor=who)
+        act.person.client.channels.unpin(name, stage)
         return back(f"/channels/{name}", f"stage {stage} unpinned")
     if action == "rollback":
         raw = act.form.get("version", "")
         if not raw.isdigit():
             raise ParamsError(["version: the manifest version to go back to"])
-        d = lg.channels.rollback_stage(name, stage, int(raw), requested_by=who, actor=who)
+        d = act.person.client.channels.rollback_stage(name, stage, int(raw))
         return back(f"/runs/{d.run_id}", f"stage {stage} goes back to version {raw}")
     raise NotFound(f"no action {action!r} (pin, unpin or rollback)")
 
@@ -64,11 +63,10 @@ def diff(
     request: Request,
     name: str,
     who: Viewer,
-    lg: Lockgate,
     a: Annotated[int, Query(ge=1)],
     b: Annotated[int, Query(ge=1)],
 ) -> Response:
-    older, newer = lg.channels.manifest(name, a), lg.channels.manifest(name, b)
+    older, newer = who.client.channels.manifest(name, a), who.client.channels.manifest(name, b)
     lines = list(
         difflib.unified_diff(
             _lines(older.body), _lines(newer.body), f"version {a}", f"version {b}", lineterm=""

@@ -23,8 +23,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from lockgate.access.decisions import may_decide
+from lockgate.access.identity import Identity
 from lockgate.access.tokens import Role
 from lockgate.app import App
+from lockgate.client import Client
 from lockgate.console.ansi import ansi_html
 from lockgate.console.forms import Field, fields_of
 from lockgate.core.params import params_model
@@ -57,9 +60,11 @@ def lockgate(request: Request) -> App:
 
 @dataclass(frozen=True)
 class Person:
-    """Who is signed in: the subject, the role, the session (and its CSRF secret)."""
+    """Who is signed in: the subject, the role, the session (and its CSRF secret), and
+    lockgate acting as them (``client``: what the pages call)."""
 
     session: SessionRecord
+    client: Client
     role: Role = field(init=False)
 
     def __post_init__(self) -> None:
@@ -84,6 +89,10 @@ class Person:
         """Whether this person's role grants ``role``."""
         return self.role.includes(Role(role))
 
+    def may_decide(self, pending: PendingApproval) -> bool:
+        """Whether this person may approve (or resolve) the waiting step now."""
+        return may_decide(pending, Identity.of(self.subject, self.roles))
+
 
 class SignInRequired(Exception):
     """No live session: the page sends the browser to sign in, and back afterwards."""
@@ -94,8 +103,13 @@ def person_of(request: Request) -> Person | None:
     try:
         found: Person | None = request.state.person
     except AttributeError:
-        session = lockgate(request).sessions.find(request.cookies.get(COOKIE))
-        found = request.state.person = Person(session) if session is not None else None
+        app = lockgate(request)
+        session = app.sessions.find(request.cookies.get(COOKIE))
+        found = None
+        if session is not None:
+            granted = Role(session.role).granted()
+            found = Person(session, app.acting(session.subject, granted))
+        request.state.person = found
     return found
 
 
@@ -114,7 +128,7 @@ def viewing(role: Role) -> Callable[[Request], Person]:
 
 
 @dataclass(frozen=True)
-class Acting:
+class Posted:
     """A checked form post: who sent it, and its fields."""
 
     person: Person
@@ -122,11 +136,11 @@ class Acting:
     lists: Mapping[str, list[str]]
 
 
-def acting(role: Role) -> Callable[[Request], Awaitable[Acting]]:
+def posting(role: Role) -> Callable[[Request], Awaitable[Posted]]:
     """A dependency for actions (POST): a signed-in person holding ``role`` whose form
     carries this session's CSRF secret. Anything else is refused (403), and nothing acts."""
 
-    async def check(request: Request) -> Acting:
+    async def check(request: Request) -> Posted:
         who = person_of(request)
         if who is None:
             raise SignInRequired()
@@ -138,7 +152,7 @@ def acting(role: Role) -> Callable[[Request], Awaitable[Acting]]:
             raise Forbidden(f"this needs the {role.value} role; you are {who.role.value}")
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         lists = {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
-        return Acting(who, fields, lists)
+        return Posted(who, fields, lists)
 
     return check
 
@@ -153,9 +167,9 @@ Lockgate = Annotated[App, Depends(lockgate)]
 Viewer = Annotated[Person, Depends(viewing(Role.viewer))]
 AdminPage = Annotated[Person, Depends(viewing(Role.admin))]
 #: An action (a form post with its CSRF token) for operators, approvers, admins.
-Operator = Annotated[Acting, Depends(acting(Role.operator))]
-Approver = Annotated[Acting, Depends(acting(Role.approver))]
-Admin = Annotated[Acting, Depends(acting(Role.admin))]
+Operator = Annotated[Posted, Depends(posting(Role.operator))]
+Approver = Annotated[Posted, Depends(posting(Role.approver))]
+Admin = Annotated[Posted, Depends(posting(Role.admin))]
 
 
 def same_origin(request: Request) -> None:

@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse, Response
 from ruamel.yaml import YAML
 
 from lockgate.console.core import (
-    Lockgate,
     Operator,
     Viewer,
     back,
@@ -32,18 +31,18 @@ def _yaml(data: object) -> str:
 
 
 @router.get("/pipelines", response_class=HTMLResponse)
-def pipelines(request: Request, who: Viewer, lg: Lockgate) -> Response:
+def pipelines(request: Request, who: Viewer) -> Response:
     latest: dict[str, object] = {}
-    for rec in lg.pipelines():
+    for rec in who.client.pipelines():
         latest.setdefault(f"{rec.namespace}/{rec.name}", rec)
     return page(request, "pipelines.html", title="Pipelines", pipelines=list(latest.values()))
 
 
 @router.get("/pipelines/{namespace}/{name}", response_class=HTMLResponse)
 def pipeline(
-    request: Request, namespace: str, name: str, who: Viewer, lg: Lockgate, version: str = ""
+    request: Request, namespace: str, name: str, who: Viewer, version: str = ""
 ) -> Response:
-    versions = [p for p in lg.pipeline_versions(name) if p.namespace == namespace]
+    versions = [p for p in who.client.pipeline_versions(name) if p.namespace == namespace]
     if not versions:
         raise PipelineNotFound(f"no pipeline {namespace}/{name} is registered")
     shown = next((p for p in versions if p.version == version), versions[0])
@@ -60,17 +59,10 @@ def pipeline(
 
 
 @router.post("/pipelines/{namespace}/{name}/start")
-def start(namespace: str, name: str, act: Operator, lg: Lockgate) -> Response:
-    versions = [p for p in lg.pipeline_versions(name) if p.namespace == namespace]
+def start(namespace: str, name: str, act: Operator) -> Response:
+    versions = [p for p in act.person.client.pipeline_versions(name) if p.namespace == namespace]
     if not versions:
         raise PipelineNotFound(f"no pipeline {namespace}/{name} is registered")
     params = values_from(fields_of(versions[0].definition.get("params")), act.form, "param.")
-    run = lg.start_run(
-        name,
-        params,
-        namespace=namespace,
-        requested_by=act.person.subject,
-        noop="dry_run" in act.form,
-        actor=act.person.subject,
-    )
+    run = act.person.client.start_run(name, params, namespace=namespace, noop="dry_run" in act.form)
     return back(f"/runs/{run.id}", "dry run started" if "dry_run" in act.form else "run started")

@@ -14,6 +14,7 @@ from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 
 from lockgate.app import App
+from lockgate.client import Client
 from lockgate.console.ansi import ansi_html, plain
 from lockgate.console.core import (
     COOKIE,
@@ -58,7 +59,6 @@ def _since(value: str) -> float | None:
 def runs(
     request: Request,
     who: Viewer,
-    lg: Lockgate,
     pipeline: Annotated[str, Query(max_length=401)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
     namespace: Annotated[str, Query(max_length=200)] = "",
@@ -73,7 +73,7 @@ def runs(
     if cursor:
         at, run_id = decode_cursor(cursor, 2)
         before = (float(at), str(run_id))
-    found = lg.list_runs(
+    found = who.client.list_runs(
         status=status or None,
         pipeline=pipeline or None,
         namespace=namespace or None,
@@ -105,8 +105,8 @@ def runs(
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 def run_page(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> Response:
-    view = lg.get_run(run_id)
-    approval = lg.approval(run_id)
+    view = who.client.get_run(run_id)
+    approval = who.client.approval(run_id)
     waiting = approval is not None and approval.approval.outcome is None
     failed = approval is not None and approval.approval.request.get("kind") == "failure"
     return page(
@@ -115,11 +115,11 @@ def run_page(request: Request, run_id: str, who: Viewer, lg: Lockgate) -> Respon
         title=f"Run {run_id}",
         view=view,
         params=view.run.params,  # masked by the App, as for every face
-        events=lg.events(run_id),
+        events=who.client.events(run_id),
         approval=approval,
         may_decide=waiting
         and who.can("operator" if failed else "approver")
-        and lg.may_decide(approval, who.subject, who.roles),  # type: ignore[arg-type]
+        and who.may_decide(approval),  # type: ignore[arg-type]
         active=not RunStatus(view.run.status).terminal,
         origin=_origin(lg, view.run, who),
     )
@@ -135,7 +135,7 @@ def _origin(lg: App, run: RunRecord, who: Person) -> tuple[str, str | None] | No
     if run.delivery_id is None:
         return None
     try:
-        delivery = lg.webhooks.delivery(run.delivery_id)
+        delivery = lg.deliveries.delivery(run.delivery_id)
     except NotFound:  # pruned by retention since
         return f"delivery #{run.delivery_id}", None
     label = f"{_FIRINGS.get(delivery.source, 'delivery')} #{delivery.id}"
@@ -145,15 +145,14 @@ def _origin(lg: App, run: RunRecord, who: Person) -> tuple[str, str | None] | No
 
 
 @router.post("/runs/{run_id}/rerun")
-def rerun(run_id: str, act: Operator, lg: Lockgate) -> Response:
-    who = act.person.subject
-    run = lg.rerun(run_id, latest="latest" in act.form, requested_by=who, actor=who)
+def rerun(run_id: str, act: Operator) -> Response:
+    run = act.person.client.rerun(run_id, latest="latest" in act.form)
     return back(f"/runs/{run.id}", f"a re-run of {run_id} started")
 
 
 @router.post("/runs/{run_id}/cancel")
-def cancel(run_id: str, act: Operator, lg: Lockgate) -> Response:
-    lg.cancel_run(run_id, by=act.person.subject)
+def cancel(run_id: str, act: Operator) -> Response:
+    act.person.client.cancel_run(run_id)
     return back(f"/runs/{run_id}", "cancel requested: the step stops and the run rolls back")
 
 
@@ -162,18 +161,17 @@ def logs_page(
     request: Request,
     run_id: str,
     who: Viewer,
-    lg: Lockgate,
     step: Annotated[str, Query(max_length=200)] = "",
     q: Annotated[str, Query(max_length=200)] = "",
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     """A page of log lines (``LOG_PAGE`` at most, from line id ``after``), or the lines
-    that match ``q``; the download has them all."""
-    lg.run_record(run_id)  # unknown runs are 404, not an empty page
+    that match ``q``; the download has them all (an unknown run is 404, not an empty
+    page)."""
     lines: list[LogRecord] = []
     cursor = after
     while len(lines) < LOG_PAGE:
-        chunk = lg.logs(run_id, step or None, cursor)
+        chunk = who.client.logs(run_id, step or None, cursor)
         if not chunk:
             break
         cursor = chunk[-1].id
@@ -199,10 +197,9 @@ def logs_page(
 def download_logs(
     run_id: str,
     who: Viewer,
-    lg: Lockgate,
     step: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    lines = _all_logs(lg, run_id, step or None)
+    lines = _all_logs(who.client, run_id, step or None)
     text = "".join(
         f"{dt.datetime.fromtimestamp(line.at, dt.UTC).isoformat()} {line.step} "
         f"{line.level.upper()} {plain(line.message)}\n"
@@ -212,12 +209,12 @@ def download_logs(
     return PlainTextResponse(text, headers={"Content-Disposition": attachment(name)})
 
 
-def _all_logs(lg: App, run_id: str, step: str | None) -> list[LogRecord]:
-    lg.run_record(run_id)  # unknown runs are 404, not an empty page
+def _all_logs(client: Client, run_id: str, step: str | None) -> list[LogRecord]:
+    """Every log line (an unknown run is 404, not an empty download)."""
     lines: list[LogRecord] = []
     after = 0
     while True:
-        chunk = lg.logs(run_id, step, after)
+        chunk = client.logs(run_id, step, after)
         if not chunk:
             return lines
         lines.extend(chunk)

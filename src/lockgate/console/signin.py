@@ -10,13 +10,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from lockgate.access.tokens import Role
 from lockgate.console.core import (
     COOKIE,
-    Acting,
     Lockgate,
-    acting,
+    Posted,
     console_router,
     lockgate,
     page,
     person_of,
+    posting,
     safe_next,
     same_origin,
 )
@@ -91,7 +91,7 @@ def use_link(request: Request, secret: str, lg: Lockgate) -> Response:
 
 
 @router.post("/sign-out")
-def sign_out(act: Annotated[Acting, Depends(acting(Role.viewer))], lg: Lockgate) -> Response:
+def sign_out(act: Annotated[Posted, Depends(posting(Role.viewer))], lg: Lockgate) -> Response:
     lg.sessions.sign_out(act.person.session)
     answer = RedirectResponse("/sign-in", status_code=303)
     answer.delete_cookie(COOKIE, path="/")

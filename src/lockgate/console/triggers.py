@@ -10,11 +10,9 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, ValidationError
 
 from lockgate.access.tokens import Role
-from lockgate.api.triggers import PollerBody, QueueBody, ScheduleBody, TriggerBody
-from lockgate.app import App
+from lockgate.client import Client
 from lockgate.console.core import (
     Admin,
     AdminPage,
@@ -26,10 +24,12 @@ from lockgate.console.core import (
     viewing,
 )
 from lockgate.console.forms import Field, fields_of, values_from
-from lockgate.core.params import pydantic_problems
 from lockgate.errors import NotFound, ParamsError
+from lockgate.records import TriggerRecord
+from lockgate.triggers.catalog import KINDS
 from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.schedules import next_fire
+from lockgate.triggers.spec import Kind
 
 router = console_router()
 
@@ -42,57 +42,48 @@ HEADERS = {
     "gerrit": "none: the URL carries a token of its own, shown once when the trigger was made",
     "generic": "X-Signature: sha256=<HMAC-SHA256 of the body with the secret>",
 }
-KINDS = ("webhooks", "schedules", "pollers", "queues")
+#: Each kind by the name of its pages (its service's): ``/triggers/schedules/...``.
+BY_PAGE = {k.service: k for k in KINDS.values()}
 
 
-#: Each kind's settings: the bodies the REST API takes, so the forms made from them take
-#: (and check) the same fields, limits and defaults.
-BODIES: dict[str, type[BaseModel]] = {
-    "webhooks": TriggerBody,
-    "schedules": ScheduleBody,
-    "pollers": PollerBody,
-    "queues": QueueBody,
-}
-#: What cannot change once made: a provider, a secret (rotated instead), a broker.
-FIXED = {"provider", "secret", "broker"}
+def _kind(kind: str) -> Kind[Any, Any]:
+    found = BY_PAGE.get(kind)
+    if found is None:
+        raise NotFound(f"no kind of trigger {kind!r} (one of {', '.join(BY_PAGE)})")
+    return found
 
 
 def _fields(kind: str, current: Mapping[str, Any] | None = None) -> list[Field]:
-    """The form's fields; for an edit, without what cannot change, showing ``current``."""
-    _service_kind(kind)
-    schema = BODIES[kind].model_json_schema()
+    """The form's fields: the kind's spec, as the REST API takes it (the same fields,
+    limits and defaults); for an edit, without what cannot change, showing ``current``."""
+    spec = _kind(kind).spec
+    schema = spec.model_json_schema()
     if current is None:
         return fields_of(schema)
     props = {
         name: {**prop, "default": current.get(name)}
         for name, prop in schema["properties"].items()
-        if name not in FIXED
+        if name not in spec.fixed
     }
     return fields_of({**schema, "properties": props})
 
 
-def _service_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise NotFound(f"no kind of trigger {kind!r} (one of {', '.join(KINDS)})")
-
-
-def _service(lg: App, kind: str) -> Any:
-    _service_kind(kind)
-    services = {"webhooks": lg.webhooks, "schedules": lg.schedules, "pollers": lg.pollers}
-    return {**services, "queues": lg.queues}[kind]
+def _service(client: Client, kind: str) -> Any:
+    return getattr(client, _kind(kind).service)
 
 
 @router.get("/triggers", response_class=HTMLResponse)
-def triggers(request: Request, who: Viewer, lg: Lockgate) -> Response:
+def triggers(request: Request, who: Viewer) -> Response:
+    client = who.client
     return page(
         request,
         "triggers.html",
         title="Triggers",
         # Reading webhook triggers is an admin's (as over REST): their URLs and filters.
-        webhooks=lg.webhooks.list() if who.can("admin") else None,
-        schedules=lg.schedules.list(),
-        pollers=[p.to_dict() for p in lg.pollers.list()],
-        queues=[q.to_dict() for q in lg.queues.list()],
+        webhooks=client.webhooks.list() if who.can("admin") else None,
+        schedules=client.schedules.list(),
+        pollers=[p.to_dict() for p in client.pollers.list()],
+        queues=[q.to_dict() for q in client.queues.list()],
     )
 
 
@@ -112,51 +103,34 @@ def new(request: Request, kind: str, who: AdminPage) -> Response:
 
 
 @router.post("/triggers/{kind}/new", response_class=HTMLResponse)
-def create(request: Request, kind: str, act: Admin, lg: Lockgate) -> Response:
+def create(request: Request, kind: str, act: Admin) -> Response:
     values = values_from(_fields(kind), act.form)
-    actor = act.person.subject
     known = PROVIDERS.get(values.get("provider", "")) if kind == "webhooks" else None
     signed = known is not None and known.signed
     made_secret = signed and not values.get("secret")
     if made_secret:
         values["secret"] = secrets.token_urlsafe(32)
-    try:
-        body = BODIES[kind].model_validate(values).model_dump()
-    except ValidationError as exc:
-        raise ParamsError(pydantic_problems(exc)) from None
-    if kind == "schedules":
-        made = lg.schedules.create(body.pop("pipeline"), actor=actor, **body)
-        return back(f"/triggers/schedules/{made.id}", "schedule created")
-    if kind == "pollers":
-        pipeline, repository = body.pop("pipeline"), body.pop("repository")
-        poller = lg.pollers.create(pipeline, repository, actor=actor, **body)
-        return back(f"/triggers/pollers/{poller.id}", "poller created")
-    if kind == "queues":
-        pipeline, broker, url, source = (
-            body.pop(k) for k in ("pipeline", "broker", "url", "source")
-        )
-        queue = lg.queues.create(pipeline, broker, url, source, actor=actor, **body)
-        return back(f"/triggers/queues/{queue.id}", "queue trigger created")
-    provider, pipeline, secret = body.pop("provider"), body.pop("pipeline"), body.pop("secret")
-    trigger, token = lg.webhooks.create(provider, pipeline, secret=secret, actor=actor, **body)
-    if not made_secret and token is None:
-        return back(f"/triggers/webhooks/{trigger.id}", "webhook trigger created")
+    made = _service(act.person.client, kind).create(values)
+    if not isinstance(made, TriggerRecord):
+        return back(f"/triggers/{kind}/{made.id}", f"{_kind(kind).name} created")
+    if not made_secret and made.url_token is None:
+        return back(f"/triggers/webhooks/{made.id}", "webhook trigger created")
     # A secret made here, or an unsigned provider's URL token: in this answer only.
     return page(
         request,
         "rotated.html",
         201,
-        title=f"Webhook trigger {trigger.id} created",
-        trigger=trigger,
+        title=f"Webhook trigger {made.id} created",
+        trigger=made,
         signed=signed,
-        secret=secret if made_secret else token,
-        url=f"{request.base_url}hooks/{trigger.id}",
+        secret=values["secret"] if made_secret else made.url_token,
+        url=f"{request.base_url}hooks/{made.id}",
     )
 
 
 @router.get("/triggers/{kind}/{row_id}/edit", response_class=HTMLResponse)
-def edit(request: Request, kind: str, row_id: str, who: AdminPage, lg: Lockgate) -> Response:
-    row = _service(lg, kind).get(row_id)
+def edit(request: Request, kind: str, row_id: str, who: AdminPage) -> Response:
+    row = _service(who.client, kind).get(row_id)
     return page(
         request,
         "trigger_form.html",
@@ -169,8 +143,8 @@ def edit(request: Request, kind: str, row_id: str, who: AdminPage, lg: Lockgate)
 
 
 @router.post("/triggers/{kind}/{row_id}/edit")
-def update(kind: str, row_id: str, act: Admin, lg: Lockgate) -> Response:
-    service = _service(lg, kind)
+def update(kind: str, row_id: str, act: Admin) -> Response:
+    service = _service(act.person.client, kind)
     current = service.get(row_id).to_dict()
     fields = _fields(kind, current)
     posted = values_from(fields, act.form)
@@ -191,15 +165,15 @@ def update(kind: str, row_id: str, act: Admin, lg: Lockgate) -> Response:
             changes["interval_seconds"] = posted.get("interval_seconds")
     if not changes:
         return back(f"/triggers/{kind}/{row_id}", "nothing changed")
-    service.update(row_id, actor=act.person.subject, **changes)
+    service.update(row_id, changes)
     return back(f"/triggers/{kind}/{row_id}", f"changed {', '.join(sorted(changes))}")
 
 
 @router.get("/triggers/{kind}/{row_id}", response_class=HTMLResponse)
-def trigger(request: Request, kind: str, row_id: str, who: Viewer, lg: Lockgate) -> Response:
+def trigger(request: Request, kind: str, row_id: str, who: Viewer) -> Response:
     if kind == "webhooks" and not who.can("admin"):
         viewing(Role.admin)(request)  # refused as over REST
-    row = _service(lg, kind).get(row_id)
+    row = _service(who.client, kind).get(row_id)
     shown = row.to_dict()
     upcoming: list[float] = []
     if kind == "schedules" and row.enabled:
@@ -216,17 +190,15 @@ def trigger(request: Request, kind: str, row_id: str, who: Viewer, lg: Lockgate)
         url=f"{request.base_url}hooks/{row_id}" if kind == "webhooks" else None,
         header=HEADERS.get(shown.get("provider", ""), "") if kind == "webhooks" else None,
         signed=PROVIDERS[shown["provider"]].signed if kind == "webhooks" else None,
-        deliveries=lg.deliveries(row_id, 50),
+        deliveries=who.client.deliveries.list(row_id, 50),
         upcoming=upcoming,
     )
 
 
 @router.post("/triggers/webhooks/{row_id}/rotate-secret", response_class=HTMLResponse)
-def rotate(request: Request, row_id: str, act: Admin, lg: Lockgate) -> Response:
+def rotate(request: Request, row_id: str, act: Admin) -> Response:
     overlap = float(act.form.get("overlap") or 3600)
-    trigger, new = lg.webhooks.rotate_secret(
-        row_id, overlap_seconds=overlap, actor=act.person.subject
-    )
+    trigger, new = act.person.client.webhooks.rotate_secret(row_id, overlap_seconds=overlap)
     # The new secret is in this answer only (not a redirect: it must not land in a URL).
     return page(
         request,
@@ -241,11 +213,11 @@ def rotate(request: Request, row_id: str, act: Admin, lg: Lockgate) -> Response:
 
 
 @router.post("/triggers/{kind}/{row_id}/{action}")
-def act(kind: str, row_id: str, action: str, act: Admin, lg: Lockgate) -> Response:
-    service = _service(lg, kind)
+def act(kind: str, row_id: str, action: str, act: Admin) -> Response:
+    service = _service(act.person.client, kind)
     if action not in ("pause", "resume", "delete"):
         raise NotFound(f"no action {action!r} (pause, resume or delete)")
-    getattr(service, action)(row_id, actor=act.person.subject)
+    getattr(service, action)(row_id)
     if action == "delete":
         return back("/triggers", f"deleted {kind[:-1]} {row_id}")
     return back(f"/triggers/{kind}/{row_id}", f"{action}d")
@@ -253,8 +225,8 @@ def act(kind: str, row_id: str, action: str, act: Admin, lg: Lockgate) -> Respon
 
 @router.post("/deliveries/{delivery_id}/redeliver")
 def redeliver(delivery_id: int, act: Admin, lg: Lockgate) -> Response:
-    outcome = lg.webhooks.redeliver(delivery_id, actor=act.person.subject)
-    delivery = lg.webhooks.delivery(delivery_id)
+    outcome = act.person.client.deliveries.redeliver(delivery_id)
+    delivery = lg.deliveries.delivery(delivery_id)
     runs = ", ".join(outcome.get("run_ids") or []) or "no run"
     why = outcome.get("error") or outcome.get("reason")
     note = f"delivery {delivery_id} processed again: {outcome['status']}, {runs}"

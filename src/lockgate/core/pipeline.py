@@ -181,3 +181,11 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({self.key!r}, version={self.version!r}, steps={len(self.steps)})"
+
+
+def split_name(name: str, namespace: str) -> tuple[str, str]:
+    """(namespace, name) of ``name`` or ``namespace/name``."""
+    if "/" in name:
+        ns, _, short = name.partition("/")
+        return ns, short
+    return namespace, name

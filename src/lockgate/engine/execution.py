@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
 from typing import Any
 
-from lockgate.core.codec import decode, encode, type_name
+from lockgate.core.codec import decode, encode
 from lockgate.core.context import StepContext
 from lockgate.core.hooks import HookPoint
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.core.step import Step
-from lockgate.engine import guided, parking, rollback
-from lockgate.engine.calls import describe, handle_error, invoke
+from lockgate.engine import failing, guided, parking, rollback
+from lockgate.engine.calls import describe, handle_error, lease_check, run_body
 from lockgate.engine.environment import Environment
 from lockgate.engine.ledger import RunLedger
 from lockgate.engine.logs import LogBuffer
@@ -24,7 +23,6 @@ from lockgate.engine.running import RunningWrite
 from lockgate.errors import (
     DatabaseUnavailable,
     LeaseExpired,
-    MissingOutput,
     Parked,
     StaleLease,
     StepCancelled,
@@ -35,7 +33,6 @@ from lockgate.errors import (
 from lockgate.observability import tracing
 from lockgate.observability.tracing import StepSpan
 from lockgate.records import Claimed, RunRecord
-from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
 
 #: How long a run that hit an engine fault waits before a worker tries it again.
@@ -255,7 +252,8 @@ class RunExecution:
             failure = await self.code.fire(HookPoint.STEP_STARTED, step=step.name)
             if failure is not None:
                 raise StepError(f"step_started hook failed: {failure}")
-            result = await self._body_of(step, ctx, value)
+            before = lease_check(self.ledger.run.id, self.env.lease_left, step)
+            result = await run_body(step, ctx, value, before)
         except Parked as parked:
             span.outcome("parked")
             running.cancel()
@@ -298,51 +296,6 @@ class RunExecution:
         span.outcome("completed")
         return await self._complete(step, ctx, data, result, False, last, running)
 
-    def _lease_held(self, step: Step) -> Callable[[], None]:
-        """A check that the lease this worker last knew of has not run out (else
-        :class:`LeaseExpired`: the step's body must not start)."""
-        run_id, lease_left = self.ledger.run.id, self.env.lease_left
-
-        def check() -> None:
-            if lease_left(run_id) <= 0:
-                raise LeaseExpired(
-                    f"run {run_id}: the lease ran out before step {step.name!r} started"
-                )
-
-        return check
-
-    async def _body_of(self, step: Step, ctx: StepContext, value: Any) -> Any:
-        async def body() -> Any:
-            current = value
-            for hook in step.pre_hooks:
-                changed = await invoke(hook, ctx, current)
-                current = current if changed is None else changed
-            # The lease is checked once more right before the body, in the body's own
-            # thread for a plain function: a host frozen since the check at the attempt's
-            # start must not run a body another host may have run meanwhile.
-            out = await invoke(step.execute, ctx, current, before=self._lease_held(step))
-            for hook in step.post_hooks:
-                changed = await invoke(hook, ctx, out)
-                out = out if changed is None else changed
-            if step.output_type is not None and out is None:
-                raise MissingOutput(
-                    f"step {step.name!r} declares output {type_name(step.output_type)} but "
-                    "returned None; return a value"
-                )
-            return out
-
-        if step.timeout is None:
-            return await body()  # no task of its own: a step costs one less loop turn
-        deadline = asyncio.timeout(step.timeout)
-        try:
-            async with deadline:
-                return await body()
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the step's own TimeoutError, not ours
-            ctx.cancel_event.set()
-            raise StepTimeout(f"step {step.name!r} timed out after {step.timeout:g}s") from None
-
     async def _complete(
         self,
         step: Step,
@@ -372,7 +325,7 @@ class RunExecution:
         running.close_into(cp)
         cp.events.append((step.name, StepStatus.COMPLETED, running.attempt, None))
         if not last:
-            self._record_next_start(step, cp)
+            self.ledger.record_next_start(self._after[step.name], cp)
         cp.step_values = {
             "status": StepStatus.COMPLETED.value,
             "attempt": running.attempt,
@@ -394,18 +347,6 @@ class RunExecution:
         self.ledger.remember(step.name, cp.step_values)
         self.ledger.measure(StepStatus.COMPLETED, running.started)
         return (output,)
-
-    def _record_next_start(self, step: Step, cp: Checkpoint) -> None:
-        """Record the next step's start with this checkpoint: if the worker dies before the
-        next one commits, recovery knows that attempt started (and counts a new one)."""
-        following = self.ledger.steps[self._after[step.name]]
-        if following.status not in (StepStatus.NOT_STARTED, StepStatus.RETRYING):
-            return
-        attempt = following.attempt + 1
-        cp.events.append(
-            (following.name, StepStatus.RUNNING, attempt, started_on(self.env.worker_id))
-        )
-        self.ledger.started[following.name] = attempt
 
     async def _step_error(
         self,
@@ -445,30 +386,7 @@ class RunExecution:
         saved: Any = None,
         status: StepStatus = StepStatus.FAILED,
     ) -> None:
-        message = self.env.mask(describe(exc))
-        self.ledger.cause = exc
-        self.ledger.logs.add(step.name, "error", message)
-        await self.code.fire(HookPoint.STEP_FAILED, step=step.name, error=message)
-        values: dict[str, Any] = {"status": status.value, "attempt": attempt, "error": message}
-        if running is not None:
-            values["input"] = running.encoded_input
-            values["started_at"] = running.started
-        if saved is not None:
-            values["saved"] = encode(None, saved, "saved data")
-        cp = self.ledger.checkpoint(step.name)
-        if running is not None:
-            await running.settled()
-            running.close_into(cp)
-        cp.step_values = values
-        cp.events.append((step.name, status.value, attempt, message))
-        cp.errors.append(self.ledger.error_row(step.name, attempt, exc))
-        if running is not None:
-            self.ledger.measure(status, running.started)
-        self.ledger.span.end()  # the attempt is over: what follows (a rollback) is the run's
-        if status is StepStatus.FAILED and self.pipeline.asks_on_failure(step):
-            await parking.ask_what_next(self.ledger, step, attempt, cp)
-            return
-        await self._start_rollback(cp, f"step {step.name!r} failed: {message}")
+        await failing.fail_step(self.ledger, self.code, step, attempt, exc, running, saved, status)
 
     # -- rollback (engine/rollback.py) ---------------------------------------------------
 

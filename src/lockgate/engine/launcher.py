@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lockgate.core.ids import new_run_id
 from lockgate.core.params import pydantic_problems
-from lockgate.core.pipeline import Pipeline
+from lockgate.core.pipeline import Pipeline, split_name
 from lockgate.core.registry import Registry
 from lockgate.core.text import unstorable
 from lockgate.engine.worker import Worker
@@ -52,6 +52,10 @@ class RunStarter(Protocol):
 
     def adopt_created(self, op: CreateRun, record: RunRecord, created: bool) -> None:
         """After the write committed: hand the new run to the local worker it was leased to."""
+
+    async def write(self, op: Op[T]) -> T:
+        """Apply a write: through a running worker's group committer on this loop if there is
+        one (it shares transactions with other writes), else in a thread on its own."""
 
 
 class Launcher:
@@ -242,14 +246,6 @@ def _checked_context(context: Mapping[str, Any] | None) -> dict[str, Any] | None
         return dict(json.loads(json.dumps(dict(context))))
     except (TypeError, ValueError) as exc:
         raise ParamsError([f"context: not JSON: {exc}"]) from exc
-
-
-def split_name(name: str, namespace: str) -> tuple[str, str]:
-    """(namespace, name) of ``name`` or ``namespace/name``."""
-    if "/" in name:
-        ns, _, short = name.partition("/")
-        return ns, short
-    return namespace, name
 
 
 def _unknown_params(params_type: Any, params: Any) -> list[str]:

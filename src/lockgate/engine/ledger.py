@@ -39,6 +39,7 @@ from lockgate.engine.logs import LogBudget, LogBuffer
 from lockgate.observability import tracing
 from lockgate.observability.tracing import StepSpan
 from lockgate.records import Claimed, StepRecord
+from lockgate.store.attempts import started_on
 from lockgate.store.checkpoints import Checkpoint
 
 
@@ -87,6 +88,17 @@ class RunLedger:
         self._carry: list[EventRow] = []
 
     # -- writes ----------------------------------------------------------------------------
+
+    def record_next_start(self, following: str, cp: Checkpoint) -> None:
+        """Record step ``following``'s start with ``cp`` (the checkpoint of the step before
+        it): if the worker dies before the next one commits, recovery knows that attempt
+        started (and counts a new one)."""
+        rec = self.steps[following]
+        if rec.status not in (StepStatus.NOT_STARTED, StepStatus.RETRYING):
+            return
+        attempt = rec.attempt + 1
+        cp.events.append((following, StepStatus.RUNNING, attempt, started_on(self.env.worker_id)))
+        self.started[following] = attempt
 
     def carry(self, event: EventRow) -> None:
         """An event that goes out with the next checkpoint (it has no write of its own)."""

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import socket
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 import structlog
 
@@ -19,6 +17,7 @@ from lockgate.core.statuses import StepStatus
 from lockgate.engine.committer import Committer
 from lockgate.engine.environment import Environment
 from lockgate.engine.execution import RunExecution
+from lockgate.engine.hosts import alive, default_worker_name
 from lockgate.engine.running import RUNNING_WRITE_DELAY
 from lockgate.errors import DatabaseUnavailable, LockgateError
 from lockgate.observability.metrics import Metrics
@@ -35,25 +34,6 @@ from lockgate.store.workers import StopWorker, TakeIdentity, WorkerRecord
 LOG_FLUSH_INTERVAL = 0.2
 #: The longest wait between two tries while the database is out of reach (seconds).
 MAX_OUTAGE_BACKOFF = 5.0
-
-
-def default_worker_name(database_url: str) -> str:
-    """``host-dbhash``: stable across restarts of a worker on this host and database, so
-    that a restarted worker takes its runs back at once (see :meth:`Worker.start`)."""
-    parts = urlsplit(database_url)
-    host = parts.netloc.rpartition("@")[2]  # never the password
-    url = parts._replace(netloc=host).geturl()
-    return f"{socket.gethostname()[:60]}-{hashlib.sha256(url.encode()).hexdigest()[:6]}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Worker:
@@ -156,7 +136,7 @@ class Worker:
             return False  # its leases have expired anyway
         if held.hostname != host:
             return True  # a live worker elsewhere, as far as anyone here can tell
-        return held.pid == pid or _alive(held.pid)
+        return held.pid == pid or alive(held.pid)
 
     async def stop(self) -> None:
         """Stop claiming; let in-flight runs finish for a grace period, release the rest."""

@@ -21,7 +21,7 @@ def loops(app: App) -> dict[str, Loop]:
         "schedules": app.schedules.run,  # fire due ticks
         "pollers": app.pollers.run,  # poll git repositories for new commits
         "queues": app.queues.run,  # consume message queues
-        "webhooks": app.webhooks.run,  # retry deliveries that could not start their runs
+        "deliveries": app.deliveries.run,  # retry deliveries that could not start runs; prune
         "retention": app.retention.run,  # prune finished runs past their keep time
     }
 

@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import structlog
 
+from lockgate.access.identity import Acting
 from lockgate.observability.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.store import Store
-from lockgate.store.audit import AppendAudit, AuditEntry
+from lockgate.store.audit import AppendAudit
 from lockgate.store.retention import Policy, RunRetention
 from lockgate.triggers.firing import every
 
@@ -24,11 +25,11 @@ READ_AHEAD = 20
 PAUSE = 0.05
 
 
-class Retention:
+class Retention(Acting):
     """Applies the retention settings to the runs in the store."""
 
     def __init__(self, store: Store, settings: Settings, metrics: Metrics | None = None) -> None:
-        self._store = store
+        self._db = store
         self._runs = RunRetention(store)
         self._settings = settings
         self._metrics = metrics
@@ -53,7 +54,6 @@ class Retention:
         now: float | None = None,
         paced: bool = False,
         progress: Callable[[dict[str, int]], None] | None = None,
-        actor: str | None = None,
     ) -> dict[str, int]:
         """Delete the runs the policy lets go, ``prune_batch`` at a time (a short
         transaction each; ``paced``: with pauses between, so that retention takes at most
@@ -73,8 +73,9 @@ class Retention:
             # cost Python time the workers of this process would otherwise have.
             found = self._runs.candidates(policy, batch * READ_AHEAD, floors)
             if not found:
-                if gone and actor is not None:
-                    self._store.apply(AppendAudit(AuditEntry(actor, "runs.prune", None, gone)))
+                audit = self.identity.audit("runs.prune", None, gone)
+                if gone and audit is not None:
+                    self._db.apply(AppendAudit(audit))
                 return gone
             for start in range(0, len(found), batch):
                 chunk = found[start : start + batch]
@@ -98,7 +99,7 @@ class Retention:
         """The most of the database's time a paced pass takes (``prune_share``)."""
         share = self._settings.prune_share
         if share is None:
-            share = 0.05 if self._store.concurrent_writers else 0.01
+            share = 0.05 if self._db.concurrent_writers else 0.01
         return min(1.0, max(1e-4, share))
 
     def background_pass(self) -> None:

@@ -13,7 +13,6 @@ from lockgate.core.statuses import OPEN_DEPLOYMENTS, TERMINAL_RUN_STATUSES, Depl
 from lockgate.errors import ChannelNotFound, Conflict, InvalidState
 from lockgate.records import (
     DeploymentRecord,
-    FlipRecord,
     ManifestRecord,
     RunRecord,
 )
@@ -153,11 +152,11 @@ class TakeTurn:
 
     def apply(self, tx: WriteTx) -> str | None:
         """``None`` once the turn is taken (or was already); else the id waited for."""
-        d = _deployment(tx.conn, self.deployment_id)
+        d = deployment_of(tx.conn, self.deployment_id)
         if d.state not in _OPEN:
             raise InvalidState(f"deployment {d.id} is {d.state}")
         c = s.channels.c
-        holder = _holder(tx.conn, d.channel)
+        holder = turn_holder(tx.conn, d.channel)
         if holder == d.id:
             return None
         earlier = tx.conn.execute(_EARLIER_OPEN, {"channel": d.channel, "seq": d.seq}).scalar()
@@ -191,7 +190,7 @@ class WriteManifest:
 
     def apply(self, tx: WriteTx) -> ManifestRecord:
         """The manifest, with the channel's next version number."""
-        d = _deployment(tx.conn, self.deployment_id)
+        d = deployment_of(tx.conn, self.deployment_id)
         m = s.channel_manifests.c
         if d.manifest_version is not None:
             found = tx.conn.execute(
@@ -236,91 +235,6 @@ class WriteManifest:
 
 
 @dataclass
-class Flip:
-    """Point a stage at the deployment's manifest: compare-and-set, recorded as a flip."""
-
-    deployment_id: str
-    stage: str
-
-    def apply(self, tx: WriteTx) -> FlipRecord | None:
-        """The flip recorded; ``None`` when this deployment had already flipped the stage."""
-        d = _deployment(tx.conn, self.deployment_id)
-        if d.manifest_version is None:
-            raise InvalidState(f"deployment {d.id} has no manifest to flip to")
-        if _holder(tx.conn, d.channel) != d.id:
-            raise Conflict(f"deployment {d.id} does not hold channel {d.channel!r}")
-        st = s.channel_stages.c
-        current = tx.conn.execute(
-            select(st.version, st.deployment_id).where(
-                st.channel == d.channel, st.stage == self.stage
-            )
-        ).first()
-        if current is None:
-            raise ChannelNotFound(f"channel {d.channel!r} has no stage {self.stage!r}")
-        if current.version == d.manifest_version and current.deployment_id == d.id:
-            return None  # a re-run after a crash: the flip is in
-        moved = tx.conn.execute(
-            update(s.channel_stages)
-            .where(
-                st.channel == d.channel,
-                st.stage == self.stage,
-                st.version.is_not_distinct_from(current.version),
-            )
-            .values(version=d.manifest_version, deployment_id=d.id, flipped_at=tx.now)
-        ).rowcount
-        if not moved:
-            raise Conflict(f"stage {self.stage!r} of {d.channel!r} moved during the flip")
-        return _record_flip(tx, d, self.stage, "flip", current.version, d.manifest_version)
-
-
-@dataclass
-class Revert:
-    """Put a stage back where it was before this deployment flipped it (idempotent)."""
-
-    deployment_id: str
-    stage: str
-
-    def apply(self, tx: WriteTx) -> FlipRecord | None:
-        """The revert recorded; ``None`` when there is nothing of this deployment's to undo."""
-        d = _deployment(tx.conn, self.deployment_id)
-        f = s.channel_flips.c
-        flip = tx.conn.execute(
-            select(f.from_version, f.to_version)
-            .where(
-                f.channel == d.channel,
-                f.stage == self.stage,
-                f.deployment_id == d.id,
-                f.kind == "flip",
-            )
-            .order_by(f.id.desc())
-            .limit(1)
-        ).first()
-        if flip is None:
-            return None
-        st, m = s.channel_stages.c, s.channel_manifests.c
-        owner = None
-        if flip.from_version is not None:
-            owner = tx.conn.execute(
-                select(m.deployment_id).where(
-                    m.channel == d.channel, m.version == flip.from_version
-                )
-            ).scalar()
-        moved = tx.conn.execute(
-            update(s.channel_stages)
-            .where(
-                st.channel == d.channel,
-                st.stage == self.stage,
-                st.version == flip.to_version,
-                st.deployment_id == d.id,
-            )
-            .values(version=flip.from_version, deployment_id=owner, flipped_at=tx.now)
-        ).rowcount
-        if not moved:
-            return None
-        return _record_flip(tx, d, self.stage, "revert", flip.to_version, flip.from_version)
-
-
-@dataclass
 class FinishDeployment:
     """End a deployment: on success its manifest becomes the channel's head; either way
     the channel is let go and the next push in line is woken (idempotent)."""
@@ -333,9 +247,9 @@ class FinishDeployment:
 
     def apply(self, tx: WriteTx) -> None:
         """Mark the deployment, move the head, release the turn, wake the next run."""
-        d = _deployment(tx.conn, self.deployment_id)
+        d = deployment_of(tx.conn, self.deployment_id)
         c, dd = s.channels.c, s.channel_deployments.c
-        holder = _holder(tx.conn, d.channel)
+        holder = turn_holder(tx.conn, d.channel)
         if self.succeeded:
             if holder != d.id:
                 raise Conflict(f"deployment {d.id} does not hold channel {d.channel!r}")
@@ -381,37 +295,14 @@ class FinishDeployment:
             tx.notify()
 
 
-def _record_flip(
-    tx: WriteTx,
-    d: DeploymentRecord,
-    stage: str,
-    kind: str,
-    from_version: int | None,
-    to_version: int | None,
-) -> FlipRecord:
-    row: dict[str, Any] = {
-        "channel": d.channel,
-        "stage": stage,
-        "deployment_id": d.id,
-        "kind": kind,
-        "from_version": from_version,
-        "to_version": to_version,
-        "at": tx.now,
-    }
-    new_id = tx.conn.execute(
-        s.channel_flips.insert().values(row).returning(s.channel_flips.c.id)
-    ).scalar_one()
-    return FlipRecord(id=int(new_id), **row)
-
-
-def _holder(conn: Any, channel: str) -> str | None:
+def turn_holder(conn: Any, channel: str) -> str | None:
     """The deployment holding the channel's turn."""
     c = s.channels.c
     found = conn.execute(select(c.active_deployment).where(c.name == channel)).scalar()
     return None if found is None else str(found)
 
 
-def _deployment(conn: Any, deployment_id: str) -> DeploymentRecord:
+def deployment_of(conn: Any, deployment_id: str) -> DeploymentRecord:
     row = conn.execute(
         select(s.channel_deployments).where(s.channel_deployments.c.id == deployment_id)
     ).first()
@@ -438,7 +329,7 @@ class UseManifest:
 
     def apply(self, tx: WriteTx) -> ManifestRecord:
         """The manifest; :class:`ChannelNotFound` if the channel has no such version."""
-        d = _deployment(tx.conn, self.deployment_id)
+        d = deployment_of(tx.conn, self.deployment_id)
         m = s.channel_manifests.c
         found = tx.conn.execute(
             select(s.channel_manifests).where(m.channel == d.channel, m.version == self.version)

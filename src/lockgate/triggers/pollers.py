@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import fnmatch
 import os
 import re
@@ -19,18 +20,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+from pydantic import Field
 
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.records import PollerRecord
 from lockgate.settings import credential_keys, redacted
 from lockgate.store import Store
-from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
 from lockgate.store.pollers import PollerStore
 from lockgate.triggers.event import TriggerEvent, split_ref
 from lockgate.triggers.firing import every, fire, plan_run
 from lockgate.triggers.managed import Managed
+from lockgate.triggers.spec import Spec
 
 LS_REMOTE_TIMEOUT = 30.0
 #: What a secret's name looks like (``LOCKGATE_SECRET_<NAME>``).
@@ -112,106 +114,92 @@ def _check(
         raise ParamsError(problems)
 
 
-class Pollers(Managed[PollerRecord]):
+class PollerSpec(Spec):
+    """A git repository to poll: each new commit on a tracked ref starts a run."""
+
+    repository: str = Field(
+        max_length=2000,
+        title="Repository",
+        description="A git URL or path to poll.",
+        examples=["https://git.example.com/app.git"],
+    )
+    refs: list[str] = Field(
+        default_factory=lambda: ["refs/heads/*"],
+        max_length=50,
+        title="Refs",
+        description="Refs to track, globs.",
+        json_schema_extra={"default": ["refs/heads/*"]},
+    )
+    interval_seconds: float = Field(
+        60.0, title="Every (seconds)", description="Poll every this many seconds."
+    )
+    credentials: str | None = Field(
+        None,
+        max_length=200,
+        title="Credentials",
+        description="The name of a secret (LOCKGATE_SECRET_<NAME>) holding user:password; "
+        'never part of the URL ("" drops them).',
+    )
+
+    arguments = ("pipeline", "repository")
+    flags = {"refs": "--ref", "interval_seconds": "--every"}
+
+
+class Pollers(Managed[PollerRecord, PollerSpec]):
     """Creates pollers and runs their polls."""
 
     kind = "poller"
+    spec = PollerSpec
+    rows: PollerStore
 
     def __init__(
         self, store: Store, starter: RunStarter, secrets: Mapping[str, str] | None = None
     ) -> None:
         #: The configured secrets a poller's ``credentials`` may name.
         self._secrets = secrets or {}
-        self._store = store
+        self._db = store
         self._starter = starter
-        self.store = self.rows = PollerStore(store)
+        self.rows = PollerStore(store)
         self.log = structlog.get_logger("lockgate.poller")
 
-    def create(
-        self,
-        pipeline: str,
-        repository: str,
-        *,
-        refs: Sequence[str] = ("refs/heads/*",),
-        interval_seconds: float = 60.0,
-        namespace: str = "default",
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-        credentials: str | None = None,
-    ) -> PollerRecord:
-        """A poller; refused with every problem listed. With ``actor``, audited in the same
-        transaction. ``credentials`` names the secret sent to an http(s) repository."""
-        _check(repository, refs, interval_seconds, credentials)
-        shown = {"repository": redacted(repository, user_is_secret=True)}
-        audit = AuditEntry(actor, "poller.create", None, shown) if actor else None
-        return self.store.create(
-            {
-                "id": secrets.token_hex(8),
-                "namespace": namespace,
-                "pipeline": pipeline,
-                "repository": repository,
-                "refs": list(refs),
-                "interval_seconds": interval_seconds,
-                "params": dict(params or {}),
-                "seen": None,
-                "next_poll_at": time.time(),
-                "last_error": None,
-                "enabled": True,
-                "credentials": credentials,
-            },
-            audit,
-        )
-
-    def update(
-        self,
-        poller_id: str,
-        *,
-        pipeline: str | None = None,
-        repository: str | None = None,
-        refs: Sequence[str] | None = None,
-        interval_seconds: float | None = None,
-        namespace: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-        credentials: str | None = None,
-    ) -> PollerRecord:
-        """Change a poller (``None``: unchanged; ``credentials=""`` drops them); every
-        problem listed. A new repository starts over with a baseline poll (its commits
-        start nothing)."""
-        old = self.get(poller_id)
-        _check(
-            old.repository if repository is None else repository,
-            old.refs if refs is None else refs,
-            old.interval_seconds if interval_seconds is None else interval_seconds,
-            credentials or None,
-        )
-        given = {
-            "pipeline": pipeline,
-            "namespace": namespace,
-            "repository": repository,
-            "refs": None if refs is None else list(refs),
-            "interval_seconds": interval_seconds,
-            "params": None if params is None else dict(params),
-            "credentials": credentials,
+    def _create(self, spec: PollerSpec) -> PollerRecord:
+        """A poller; refused with every problem listed. ``credentials`` names the secret
+        sent to an http(s) repository."""
+        _check(spec.repository, spec.refs, spec.interval_seconds, spec.credentials)
+        shown = {"repository": redacted(spec.repository, user_is_secret=True)}
+        row = {
+            **spec.model_dump(),
+            "id": secrets.token_hex(8),
+            "seen": None,
+            "next_poll_at": time.time(),
+            "last_error": None,
+            "enabled": True,
         }
-        values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        if credentials == "":
+        return self.rows.create(row, self.audit("create", shown))
+
+    def _update(self, poller_id: str, changes: dict[str, Any]) -> PollerRecord:
+        """Change a poller (``credentials=""`` drops them); every problem listed. A new
+        repository starts over with a baseline poll (its commits start nothing)."""
+        old = self.get(poller_id)
+        merged = {**dataclasses.asdict(old), **changes}
+        credentials = changes.get("credentials", old.credentials) or None
+        _check(merged["repository"], merged["refs"], merged["interval_seconds"], credentials)
+        fields = sorted(changes)
+        values: dict[str, Any] = dict(changes)
+        if changes.get("credentials") == "":
             values["credentials"] = None
+        repository = changes.get("repository")
         if repository is not None and repository != old.repository:
             values.update(seen=None, last_error=None, next_poll_at=time.time())
         if not values:
             return old
-        details = {
-            "fields": sorted(given_key for given_key in given if given[given_key] is not None)
-        }
-        audit = AuditEntry(actor, "poller.update", None, details) if actor else None
-        return self.store.update(poller_id, values, audit)
+        return self.rows.update(poller_id, values, self.audit("update", {"fields": fields}))
 
     def poll_once(self, now: float | None = None) -> int:
         """Poll every due poller; the number of runs started."""
         now = time.time() if now is None else now
         started = 0
-        for poller in self.store.claim_due(now):
+        for poller in self.rows.claim_due(now):
             try:
                 secret = None
                 if poller.credentials is not None:
@@ -220,7 +208,7 @@ class Pollers(Managed[PollerRecord]):
                         raise LockgateError(f"credentials: no secret {poller.credentials!r} here")
                 current = ls_remote(poller.repository, credentials=secret)
             except LockgateError as exc:
-                self.store.record(poller.id, None, exc.message)
+                self.rows.record(poller.id, None, exc.message)
                 self.log.warning("poll failed", poller=poller.id, error=exc.message)
                 continue
             tracked = {
@@ -232,7 +220,7 @@ class Pollers(Managed[PollerRecord]):
                 for ref, sha in sorted(tracked.items()):
                     if poller.seen.get(ref) != sha:
                         started += self._fire(poller, ref, sha)
-            self.store.record(poller.id, tracked, None)
+            self.rows.record(poller.id, tracked, None)
         return started
 
     def _fire(self, poller: PollerRecord, ref: str, sha: str) -> int:
@@ -258,7 +246,7 @@ class Pollers(Managed[PollerRecord]):
             idempotency_key=f"poll:{poller.id}:{ref}:{sha}",
         )
         op = Deliver(poller.id, f"{ref}@{sha}", event.to_dict(), None, *plan, source="poller")
-        return int(fire(self._store, self._starter, op))
+        return int(fire(self._db, self._starter, op))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set."""

@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fnmatch
-import hashlib
 import importlib.util
-import json
 import os
 import secrets
 import socket
@@ -28,10 +25,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+from pydantic import Field
 
-from lockgate.core.codec import loads
 from lockgate.core.statuses import DeliveryStatus
-from lockgate.core.text import clean, needs_cleaning, unstorable
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.observability import tracing
@@ -42,10 +38,12 @@ from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
 from lockgate.store.queues import QueueStore
 from lockgate.store.triggers import FinishDelivery
-from lockgate.triggers.firing import Plan, delivery_run_key, plan_run
+from lockgate.triggers.firing import delivery_run_key
 from lockgate.triggers.managed import Managed
+from lockgate.triggers.messages import MessagePlanner, traceparent_of
 from lockgate.triggers.pollers import SECRET_NAME
 from lockgate.triggers.sources import BROKERS, Message, Source, open_source
+from lockgate.triggers.spec import Spec
 
 #: Seconds between looks at which queue triggers exist (new, changed, paused, deleted).
 SYNC_INTERVAL = 2.0
@@ -60,17 +58,15 @@ MAX_BATCH = 1000
 NAME_LIMIT = 200
 
 
-def _check(
-    broker: str,
-    url: str,
-    source: str,
-    names: Mapping[str, str],
-    batch_size: int,
-    claim_after: float,
-    match: Mapping[str, Any],
-    credentials: str | None,
-) -> None:
+def _check(queue: Mapping[str, Any]) -> None:
     """Refuse a queue trigger's settings with every problem listed."""
+    broker, url, source = queue["broker"], queue["url"], queue["source"]
+    names = {"dead_letter": queue["dead_letter"], "consumer_group": queue["consumer_group"]}
+    batch_size, claim_after, credentials = (
+        queue["batch_size"],
+        queue["claim_after"],
+        queue["credentials"],
+    )
     problems = []
     if broker not in BROKERS:
         problems.append(f"broker: one of {', '.join(BROKERS)} (not {broker!r})")
@@ -101,7 +97,7 @@ def _check(
         problems.append(f"batch_size: 1 to {MAX_BATCH}")
     if claim_after < 1:
         problems.append("claim_after: at least 1 second")
-    for path, globs in match.items():
+    for path, globs in queue["match"].items():
         head = str(path).split(".", 1)[0]
         if head not in ("body", "headers", "id"):
             problems.append(f"match: {path!r} starts with body., headers. or id")
@@ -113,10 +109,74 @@ def _check(
         raise ParamsError(problems)
 
 
-class Queues(Managed[QueueRecord]):
+class QueueSpec(Spec):
+    """A message queue whose messages start runs (a Redis stream or a RabbitMQ queue)."""
+
+    broker: str = Field(
+        "redis",
+        max_length=20,
+        title="Broker",
+        description="The kind of broker.",
+        json_schema_extra={"enum": list(BROKERS)},
+    )
+    url: str = Field(
+        max_length=2000,
+        title="Broker URL",
+        description="The broker, e.g. redis://queue.internal:6379/0.",
+        examples=["redis://queue.internal:6379/0"],
+    )
+    source: str = Field(
+        max_length=200,
+        title="Stream or queue",
+        description="The stream (Redis) or queue (RabbitMQ) read.",
+    )
+    dead_letter: str | None = Field(
+        None,
+        max_length=200,
+        title="Dead-letter stream",
+        description="Where messages that cannot start a run go (default: <stream>.dead).",
+    )
+    consumer_group: str = Field(
+        "lockgate",
+        max_length=200,
+        title="Consumer group",
+        description="The consumer group servers read in.",
+    )
+    match: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Match",
+        description="Paths into the message and the globs they must match, e.g. "
+        '{"headers.env": ["prod"]}; others are REJECTED.',
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Params",
+        description="The run's params as JSON; values may use placeholders, e.g. "
+        '{"version": "${message.body.version}"}',
+    )
+    batch_size: int = Field(100, title="Batch size", description="Messages committed together.")
+    claim_after: float = Field(
+        30.0, title="Claim after (seconds)", description="A dead consumer's messages move then."
+    )
+    credentials: str | None = Field(
+        None,
+        max_length=200,
+        title="Credentials",
+        description="The name of a secret (LOCKGATE_SECRET_<NAME>) holding the password "
+        '("" drops them).',
+    )
+
+    fixed = frozenset({"broker"})
+    arguments = ("pipeline", "url", "source")
+    flags = {"source": "--stream", "consumer_group": "--group"}
+
+
+class Queues(Managed[QueueRecord, QueueSpec]):
     """Creates queue triggers and consumes them."""
 
     kind = "queue"
+    spec = QueueSpec
+    rows: QueueStore
 
     def __init__(
         self,
@@ -130,10 +190,10 @@ class Queues(Managed[QueueRecord]):
         self._secrets = secrets or {}
         self._tracer = tracer
         #: Bodies and headers larger than this together are REJECTED unread.
-        self.max_message_bytes = max_message_bytes
-        self._store = store
+        self.planner = MessagePlanner(starter, max_message_bytes)
+        self._db = store
         self._starter = starter
-        self.store = self.rows = QueueStore(store)
+        self.rows = QueueStore(store)
         self.log = structlog.get_logger("lockgate.queue")
         #: The source each queue trigger is read from now, by trigger id (a consumer that
         #: is connected and reading; gone once it stops).
@@ -141,107 +201,31 @@ class Queues(Managed[QueueRecord]):
         #: This process's name among a group's consumers.
         self.consumer = f"{socket.gethostname()}-{os.getpid()}"
 
-    def create(
-        self,
-        pipeline: str,
-        broker: str,
-        url: str,
-        source: str,
-        *,
-        dead_letter: str | None = None,
-        consumer_group: str = "lockgate",
-        match: Mapping[str, list[str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        batch_size: int = 100,
-        claim_after: float = 30.0,
-        namespace: str = "default",
-        credentials: str | None = None,
-        actor: str | None = None,
-    ) -> QueueRecord:
+    def _create(self, spec: QueueSpec) -> QueueRecord:
         """A queue trigger; refused with every problem listed. ``params`` is a template
         over ``${message.body...}``, ``${message.headers...}`` and ``${message.id}``;
         ``match`` maps such paths (without ``message.``) to globs the value must match.
         ``credentials`` names the secret holding the broker's password."""
-        dead = dead_letter or f"{source}.dead"
-        names = {"dead_letter": dead, "consumer_group": consumer_group}
-        filters = dict(match or {})
-        _check(broker, url, source, names, batch_size, claim_after, filters, credentials)
-        audit = AuditEntry(actor, "queue.create", None, {"broker": broker}) if actor else None
-        return self.store.create(
-            {
-                "id": secrets.token_hex(8),
-                "namespace": namespace,
-                "pipeline": pipeline,
-                "broker": broker,
-                "url": url,
-                "source": source,
-                "dead_letter": dead,
-                "consumer_group": consumer_group,
-                "match": filters,
-                "params": dict(params or {}),
-                "batch_size": batch_size,
-                "claim_after": claim_after,
-                "last_error": None,
-                "enabled": True,
-                "credentials": credentials,
-            },
-            audit,
+        row = spec.model_dump()
+        row["dead_letter"] = spec.dead_letter or f"{spec.source}.dead"
+        _check(row)
+        return self.rows.create(
+            {**row, "id": secrets.token_hex(8), "last_error": None, "enabled": True},
+            self.audit("create", {"broker": spec.broker}),
         )
 
-    def update(
-        self,
-        queue_id: str,
-        *,
-        pipeline: str | None = None,
-        namespace: str | None = None,
-        url: str | None = None,
-        source: str | None = None,
-        dead_letter: str | None = None,
-        consumer_group: str | None = None,
-        match: Mapping[str, list[str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        batch_size: int | None = None,
-        claim_after: float | None = None,
-        credentials: str | None = None,
-        actor: str | None = None,
-    ) -> QueueRecord:
-        """Change a queue trigger (``None``: unchanged; ``credentials=""`` drops them);
-        every problem listed. Running consumers pick the change up within seconds."""
+    def _update(self, queue_id: str, changes: dict[str, Any]) -> QueueRecord:
+        """Change a queue trigger (``credentials=""`` drops them); every problem listed.
+        Running consumers pick the change up within seconds."""
         old = self.get(queue_id)
-        given: dict[str, Any] = {
-            "pipeline": pipeline,
-            "namespace": namespace,
-            "url": url,
-            "source": source,
-            "dead_letter": dead_letter,
-            "consumer_group": consumer_group,
-            "match": None if match is None else {k: list(v) for k, v in match.items()},
-            "params": None if params is None else dict(params),
-            "batch_size": batch_size,
-            "claim_after": claim_after,
-            "credentials": credentials,
-        }
-        values = {k: v for k, v in given.items() if v is not None}
-        if credentials == "":
-            values["credentials"] = None
-        merged = {**old.to_dict(), "url": old.url, **values}
-        names = {"dead_letter": merged["dead_letter"], "consumer_group": merged["consumer_group"]}
-        _check(
-            old.broker,
-            merged["url"],
-            merged["source"],
-            names,
-            merged["batch_size"],
-            merged["claim_after"],
-            merged["match"],
-            merged["credentials"],
-        )
-        if not values:
+        if changes.get("credentials") == "":
+            changes["credentials"] = None
+        _check({**old.to_dict(), "url": old.url, **changes})
+        if not changes:
             return old
-        details = {"fields": sorted(values)}
-        audit = AuditEntry(actor, "queue.update", None, details) if actor else None
         self.forget(queue_id)
-        return self.store.update(queue_id, values, audit)
+        audit = self.audit("update", {"fields": sorted(changes)})
+        return self.rows.update(queue_id, changes, audit)
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -252,7 +236,7 @@ class Queues(Managed[QueueRecord]):
         try:
             while not stop.is_set():
                 try:
-                    wanted = {q.id: q for q in await asyncio.to_thread(self.store.enabled)}
+                    wanted = {q.id: q for q in await asyncio.to_thread(self.rows.enabled)}
                 except Exception:
                     self.log.exception("cannot read the queue triggers")
                     wanted = {qid: q for qid, (q, _) in tasks.items()}
@@ -295,7 +279,7 @@ class Queues(Managed[QueueRecord]):
                 await source.open()
                 self.reading[queue.id] = queue.source
                 if queue.last_error is not None:
-                    await asyncio.to_thread(self.store.record_error, queue.id, None)
+                    await asyncio.to_thread(self.rows.record_error, queue.id, None)
                     queue = _cleared(queue)
                 delay = 1.0
                 while not stop.is_set():
@@ -306,7 +290,7 @@ class Queues(Managed[QueueRecord]):
                 error = f"{type(exc).__name__}: {exc}"[:2000]
                 self.log.warning("queue consumer failed", queue=queue.id, error=error)
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.store.record_error, queue.id, error)
+                    await asyncio.to_thread(self.rows.record_error, queue.id, error)
                 queue = _cleared(queue, error)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
@@ -328,14 +312,14 @@ class Queues(Managed[QueueRecord]):
             "messaging.batch.message_count": len(messages),
             "lockgate.trigger.id": queue.id,
         }
-        parents = [_traceparent(m.headers) for m in messages]
+        parents = [traceparent_of(m.headers) for m in messages]
         linked = [p for p in parents if p is not None]
         with self._tracer.intake(f"process {queue.source}", attributes, linked):
             # A message's run continues the message's trace, or else this batch's.
             plans = await asyncio.to_thread(
                 lambda: [self.plan(queue, m, p) for m, p in zip(messages, parents, strict=True)]
             )
-            outcomes = await asyncio.to_thread(self._store.apply_batch, [op for op, _ in plans])
+            outcomes = await asyncio.to_thread(self._db.apply_batch, [op for op, _ in plans])
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -358,108 +342,27 @@ class Queues(Managed[QueueRecord]):
         queue = self.get(delivery.trigger_id)
         data = delivery.payload if isinstance(delivery.payload, Mapping) else {}
         run_key = delivery_run_key(queue.id, f"{delivery.id}:again:{delivery.attempts}")
-        (create, status, error), _ = self._plan_data(queue, data, run_key)
+        (create, status, error), _ = self.planner.plan_data(queue, data, run_key)
         run_ids: list[str] = []
         if create is not None:
             create.delivery_id = delivery.id
             try:
-                run, created = self._store.apply(create)
+                run, created = self._db.apply(create)
             except LockgateError as exc:
                 status, error = DeliveryStatus.REJECTED, exc.message
             else:
                 self._starter.adopt_created(create, run, created)
                 run_ids = [run.id]
-        self._store.apply(FinishDelivery(delivery.id, status, run_ids, error, audit))
+        self._db.apply(FinishDelivery(delivery.id, status, run_ids, error, audit))
         outcome = {"delivery_id": delivery.id, "status": status.value, "run_ids": run_ids}
         return {**outcome, "error": error} if error else outcome
-
-    def _plan_data(
-        self,
-        queue: QueueRecord,
-        data: Mapping[str, Any],
-        run_key: str,
-        traceparent: str | None = None,
-    ) -> tuple[Plan, bool]:
-        """The run a read message starts, and whether it goes to the dead letters: none and
-        REJECTED when the filters leave it out (not a dead letter) or it cannot be mapped to
-        a run (a dead letter, with the reason)."""
-        left_out = _left_out(queue.match, data)
-        if left_out is not None:
-            return (None, DeliveryStatus.REJECTED, left_out), False
-        create, status, error = plan_run(
-            self._starter,
-            pipeline=queue.pipeline,
-            namespace=queue.namespace,
-            params=queue.params,
-            context={"message": data},
-            requested_by=f"{queue.broker}:{queue.source}"[:200],
-            idempotency_key=run_key,
-            traceparent=traceparent,
-        )
-        if create is None:
-            return (None, DeliveryStatus.REJECTED, error or "no run"), True
-        return (create, status, error), False
 
     def plan(
         self, queue: QueueRecord, message: Message, traceparent: str | None = None
     ) -> tuple[Deliver, str | None]:
-        """The delivery of ``message`` with the run it starts (its span a child of
-        ``traceparent``, the message's), and why it goes to the dead-letter stream
-        (``None``: it does not)."""
-        key = message_key(message)
-        event = {"kind": "message", "broker": queue.broker, "queue": queue.source, "id": key}
-
-        def rejected(reason: str) -> tuple[Deliver, str]:
-            # No message may abort its batch: what is kept of it is storable text.
-            raw = message.body[:4096].decode(errors="replace")
-            payload = clean({"id": key, "body": raw, "headers": message.headers})
-            op = Deliver(
-                queue.id, key, event, payload, None, DeliveryStatus.REJECTED, reason, "queue"
-            )
-            return op, reason
-
-        size = len(message.body) + sum(len(k) + len(v) for k, v in message.headers.items())
-        if size > self.max_message_bytes:
-            return rejected(
-                f"message is {size} bytes, over the limit of {self.max_message_bytes} "
-                "(LOCKGATE_QUEUE_MAX_MESSAGE_BYTES)"
-            )
-        try:
-            body = loads(message.body) if message.body else None
-        except (ValueError, RecursionError) as exc:
-            return rejected(f"body is not JSON: {exc}")
-        if unfit := unstorable(body, "body") + unstorable(message.headers, "headers"):
-            return rejected("; ".join(unfit))
-        data = {"id": key, "body": body, "headers": message.headers}
-        (create, status, error), dead = self._plan_data(
-            queue, data, delivery_run_key(queue.id, key), traceparent
-        )
-        op = Deliver(queue.id, key, event, data, create, status, error, source="queue")
-        return op, error if dead else None
-
-
-#: The longest message id kept as it is (the deliveries' key column).
-MAX_KEY = 200
-
-
-def message_key(message: Message) -> str:
-    """What identifies a message among its trigger's deliveries: the broker's id if it is
-    storable text that fits, else a hash of it (``sha256:...``); a hash of the body when
-    the message has no id."""
-    if message.id is None or message.id == "":
-        return hashlib.sha256(message.body).hexdigest()
-    if len(message.id) <= MAX_KEY and not needs_cleaning(message.id):
-        return message.id
-    raw = message.id.encode("utf-8", "surrogatepass")
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def _traceparent(headers: Mapping[str, str]) -> str | None:
-    """A message's W3C ``traceparent`` header, whatever its case."""
-    for name, value in headers.items():
-        if name.lower() == "traceparent" and isinstance(value, str):
-            return value
-    return None
+        """The delivery of ``message`` with the run it starts, and why it goes to the
+        dead-letter stream (``None``: it does not): :meth:`MessagePlanner.plan`."""
+        return self.planner.plan(queue, message, traceparent)
 
 
 def _settings(queue: QueueRecord) -> dict[str, Any]:
@@ -469,15 +372,3 @@ def _settings(queue: QueueRecord) -> dict[str, Any]:
 
 def _cleared(queue: QueueRecord, error: str | None = None) -> QueueRecord:
     return dataclasses.replace(queue, last_error=error)
-
-
-def _left_out(match: Mapping[str, list[str]], data: Mapping[str, Any]) -> str | None:
-    """Why the trigger's filters leave the message out, or ``None`` if they take it."""
-    for path, globs in match.items():
-        value: Any = data
-        for part in path.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
-        text = value if isinstance(value, str) else ("" if value is None else json.dumps(value))
-        if not any(fnmatch.fnmatchcase(text, glob) for glob in globs):
-            return f"filtered out: {path} is {text!r}, not one of {globs}"
-    return None

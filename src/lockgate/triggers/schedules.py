@@ -11,24 +11,24 @@ import asyncio
 import math
 import secrets
 import time
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from croniter import croniter
+from pydantic import Field
 
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import ParamsError
 from lockgate.records import ScheduleRecord
 from lockgate.store import Store
-from lockgate.store.audit import AuditEntry
 from lockgate.store.deliveries import Deliver
 from lockgate.store.schedules import ScheduleStore
 from lockgate.triggers.firing import Plan, every, fire, plan_run
 from lockgate.triggers.managed import Managed
+from lockgate.triggers.spec import Spec
 
 #: A tick handled later than this after its time counts as missed (downtime).
 MISFIRE_GRACE = 60.0
@@ -103,79 +103,66 @@ def _check(cron: str | None, interval: float | None, timezone: str, misfire: str
         raise ParamsError(problems)
 
 
-class Schedules(Managed[ScheduleRecord]):
+class ScheduleSpec(Spec):
+    """A cron or interval schedule: each tick starts one run."""
+
+    cron: str | None = Field(
+        None,
+        max_length=200,
+        title="Cron",
+        description="A 5-field cron expression (6 fields: seconds first).",
+        examples=["0 3 * * 1-5"],
+    )
+    interval_seconds: float | None = Field(
+        None,
+        title="Or every (seconds)",
+        description="Or: every this many seconds (a cron or an interval, not both).",
+    )
+    timezone: str = Field(
+        "UTC", max_length=64, title="Time zone", description="The IANA time zone of the cron."
+    )
+    misfire: Literal["skip", "run_once"] = Field(
+        "skip",
+        title="After downtime",
+        description="A tick missed while down: skip it, or run_once for those missed.",
+    )
+
+    flags = {"interval_seconds": "--every"}
+
+
+class Schedules(Managed[ScheduleRecord, ScheduleSpec]):
     """Creates schedules and fires their ticks."""
 
     kind = "schedule"
+    spec = ScheduleSpec
+    rows: ScheduleStore
 
     def __init__(self, store: Store, starter: RunStarter) -> None:
-        self._store = store
+        self._db = store
         self._starter = starter
-        self.store = self.rows = ScheduleStore(store)
+        self.rows = ScheduleStore(store)
         self.log = structlog.get_logger("lockgate.scheduler")
 
-    def create(
-        self,
-        pipeline: str,
-        *,
-        cron: str | None = None,
-        interval_seconds: float | None = None,
-        timezone: str = "UTC",
-        misfire: str = "skip",
-        namespace: str = "default",
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> ScheduleRecord:
-        """A schedule; refused with every problem listed. With ``actor``, audited in the
-        same transaction."""
-        _check(cron, interval_seconds, timezone, misfire)
+    def _create(self, spec: ScheduleSpec) -> ScheduleRecord:
+        """A schedule; refused with every problem listed."""
+        _check(spec.cron, spec.interval_seconds, spec.timezone, spec.misfire)
         now = time.time()
-        row: dict[str, Any] = {
-            "id": secrets.token_hex(8),
-            "namespace": namespace,
-            "pipeline": pipeline,
-            "cron": cron,
-            "timezone": timezone,
-            "interval_seconds": interval_seconds,
-            "misfire": misfire,
-            "params": dict(params or {}),
-            "next_fire_at": 0.0,
-            "enabled": True,
-        }
-        row["next_fire_at"] = next_fire(cron, timezone, interval_seconds, now, now)
-        audit = (
-            AuditEntry(actor, "schedule.create", None, {"pipeline": pipeline}) if actor else None
-        )
-        return self.store.create(row, audit)
+        row: dict[str, Any] = {**spec.model_dump(), "id": secrets.token_hex(8), "enabled": True}
+        row["next_fire_at"] = next_fire(spec.cron, spec.timezone, spec.interval_seconds, now, now)
+        return self.rows.create(row, self.audit("create", {"pipeline": spec.pipeline}))
 
-    def update(
-        self,
-        schedule_id: str,
-        *,
-        pipeline: str | None = None,
-        cron: str | None = None,
-        interval_seconds: float | None = None,
-        timezone: str | None = None,
-        misfire: str | None = None,
-        namespace: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> ScheduleRecord:
-        """Change a schedule (``None``: unchanged; a cron replaces an interval and back);
-        every problem listed. A new timing starts from now: the next tick is recomputed."""
+    def _update(self, schedule_id: str, changes: dict[str, Any]) -> ScheduleRecord:
+        """Change a schedule (a cron replaces an interval and back); every problem listed.
+        A new timing starts from now: the next tick is recomputed."""
         old = self.get(schedule_id)
-        timed = cron is not None or interval_seconds is not None
+        cron, interval = changes.pop("cron", None), changes.pop("interval_seconds", None)
+        timezone = changes.pop("timezone", None)
+        timed = cron is not None or interval is not None
         new_cron = cron if timed else old.cron
-        new_interval = interval_seconds if timed else old.interval_seconds
+        new_interval = interval if timed else old.interval_seconds
         new_zone = timezone or old.timezone
-        _check(new_cron, new_interval, new_zone, misfire or old.misfire)
-        given = {
-            "pipeline": pipeline,
-            "namespace": namespace,
-            "misfire": misfire,
-            "params": None if params is None else dict(params),
-        }
-        values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        _check(new_cron, new_interval, new_zone, changes.get("misfire") or old.misfire)
+        values: dict[str, Any] = dict(changes)
         if timed or timezone is not None:
             now = time.time()
             values.update(
@@ -186,15 +173,14 @@ class Schedules(Managed[ScheduleRecord]):
             )
         if not values:
             return old
-        details = {"fields": sorted(values)}
-        audit = AuditEntry(actor, "schedule.update", None, details) if actor else None
-        return self.store.update(schedule_id, values, audit)
+        audit = self.audit("update", {"fields": sorted(values)})
+        return self.rows.update(schedule_id, values, audit)
 
     def tick(self, now: float | None = None) -> int:
         """Fire every due schedule once; the number of runs started."""
         now = time.time() if now is None else now
         started = 0
-        for schedule in self.store.due(now):
+        for schedule in self.rows.due(now):
             tick = schedule.next_fire_at
             missed = now - tick > MISFIRE_GRACE
             event = {"tick": tick, "due_at": tick, "fired_at": now}
@@ -216,11 +202,11 @@ class Schedules(Managed[ScheduleRecord]):
                     idempotency_key=f"schedule:{schedule.id}:{tick!r}",
                 )
             op = Deliver(schedule.id, f"tick:{tick!r}", event, None, *plan, source="schedule")
-            started += fire(self._store, self._starter, op)
+            started += fire(self._db, self._starter, op)
             following = next_fire(
                 schedule.cron, schedule.timezone, schedule.interval_seconds, tick, max(now, tick)
             )
-            self.store.advance(schedule.id, tick, following)
+            self.rows.advance(schedule.id, tick, following)
         return started
 
     async def run(self, stop: asyncio.Event) -> None:

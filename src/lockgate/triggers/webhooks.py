@@ -1,113 +1,113 @@
-"""Webhook deliveries: verify the raw bytes, parse, filter, dedupe, start the run."""
+"""Webhook triggers: create, update, and rotate a secret with an overlap window; the copy of
+them deliveries read (:mod:`lockgate.triggers.deliveries` takes the deliveries)."""
 
 from __future__ import annotations
 
-import asyncio
-import fnmatch
+import dataclasses
 import hashlib
+import hmac
 import ipaddress
-import math
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import structlog
+from pydantic import Field
 
-from lockgate.core.buckets import Buckets
-from lockgate.core.codec import loads
-from lockgate.core.statuses import DeliveryStatus
-from lockgate.core.text import unstorable
-from lockgate.engine.launcher import RunStarter
-from lockgate.errors import InvalidState, LockgateError, NotFound
-from lockgate.records import DeliveryRecord, TriggerRecord
-from lockgate.settings import Settings
+from lockgate.core.templates import check
+from lockgate.errors import ParamsError
+from lockgate.records import TriggerRecord
 from lockgate.store import Store
-from lockgate.store.audit import AuditEntry
-from lockgate.store.deliveries import Deliver
 from lockgate.store.triggers import TriggerStore
-from lockgate.triggers.event import TriggerEvent
-from lockgate.triggers.firing import Plan, adopt, delivery_run_key, every, plan_run
-from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
-from lockgate.triggers.webhook_config import WebhookTriggers, still_valid, token_matches
+from lockgate.triggers.managed import Managed
+from lockgate.triggers.providers import PROVIDERS
+from lockgate.triggers.spec import Spec
 
-_log = structlog.get_logger("lockgate.webhooks")
-
-#: Attempts at processing one delivery.
-MAX_ATTEMPTS = 3
+#: ``${event.*}`` fields a trigger's params may use (``${payload.*}`` reaches the raw body).
+EVENT_FIELDS = (
+    "provider",
+    "event",
+    "repo",
+    "ref",
+    "branch",
+    "tag",
+    "commit",
+    "actor",
+    "delivery_id",
+)
 #: How long a server trusts its copy of a trigger (the write re-checks it exists).
 TRIGGER_CACHE_SECONDS = 5.0
 TRIGGER_CACHE_SIZE = 10_000
-PRUNE_INTERVAL = 3600.0
-#: JSON bodies nested deeper than this are refused (400), as are deeper run params.
-MAX_DEPTH = 64
+#: How long the old secret still verifies after a rotation, unless told otherwise.
+ROTATION_OVERLAP = 3600.0
+MIN_SECRET = 16
 
 
-def _depth(value: Any) -> int:
-    """How deeply ``value`` nests (iteratively: deep input must not exhaust the stack)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, level = todo.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            if level > MAX_DEPTH:
-                return level
-            todo.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
-    return deepest
+def url_token_digest(token: str) -> str:
+    """How an unsigned provider's URL token is stored (only its hash)."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
-def _limited(message: str, wait: float) -> Answer:
-    answer = _error(429, "rate_limited", message)
-    return Answer(429, answer.body, {"Retry-After": str(max(1, math.ceil(wait)))})
+def token_matches(stored: str | None, given: str | None) -> bool:
+    """Whether URL token ``given`` is the one whose hash is ``stored`` (constant time)."""
+    return bool(stored and given) and hmac.compare_digest(
+        stored or "", url_token_digest(given or "")
+    )
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What the webhook endpoint answers."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] | None = None
-
-
-def _matches(value: str | None, globs: Sequence[str]) -> bool:
-    return not globs or (value is not None and any(fnmatch.fnmatchcase(value, g) for g in globs))
+def still_valid(trigger: TriggerRecord, now: float | None = None) -> str | None:
+    """The trigger's previous secret (or URL token hash) while its overlap lasts."""
+    now = time.time() if now is None else now
+    if trigger.previous_secret and (trigger.previous_until or 0.0) > now:
+        return trigger.previous_secret
+    return None
 
 
-class Webhooks(WebhookTriggers):
-    """Webhook triggers and their deliveries: verify, parse, filter, store, start."""
+def _filter_problems(
+    params: Mapping[str, Any] | None, allow_ips: Sequence[str] | None
+) -> list[str]:
+    problems = []
+    for entry in allow_ips or ():
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            problems.append(f"allow_ips: {entry!r} is not an address or network")
+    if params is not None:
+        problems += [
+            f"params: {p}"
+            for p in check(
+                dict(params),
+                params=["payload"],  # ${payload.any.path} reaches the raw body
+                earlier_steps=[],
+                secrets=lambda _: False,
+                extra={"event": list(EVENT_FIELDS)},
+            )
+        ]
+    return problems
 
-    def __init__(self, store: Store, starter: RunStarter, settings: Settings) -> None:
-        self._store = store
-        self._starter = starter
-        self._settings = settings
-        self.triggers = self.rows = TriggerStore(store)
-        #: How deliveries of other sources are redelivered (``queue``: by the queue triggers).
-        self.redeliverers: dict[
-            str, Callable[[DeliveryRecord, AuditEntry | None], dict[str, Any]]
-        ] = {}
-        #: Good deliveries per trigger, and failed attempts per sending address (in memory,
-        #: per server process).
-        self.delivery_budget = Buckets(settings.webhook_rate, settings.webhook_burst)
-        self.failure_budget = Buckets(settings.webhook_failure_rate, settings.webhook_failure_burst)
-        #: Trigger id -> (expiry, record): the lookup every delivery makes, kept briefly
-        #: (``TRIGGER_CACHE_SECONDS``). This process forgets a trigger it changes at once;
-        #: other processes see a change within that time, and a delivery's write checks in
-        #: its own transaction that the trigger still exists and is enabled.
+
+class TriggerCache:
+    """Trigger id -> (expiry, record): the lookup every delivery makes, kept briefly
+    (``TRIGGER_CACHE_SECONDS``). This process forgets a trigger it changes at once; other
+    processes see a change within that time, and a delivery's write checks in its own
+    transaction that the trigger still exists and is enabled."""
+
+    def __init__(self, rows: TriggerStore) -> None:
+        self._rows = rows
         self._known: dict[str, tuple[float, TriggerRecord]] = {}
 
     def known(self, trigger_id: str) -> bool:
-        """Whether ``trigger_id`` is in memory: :meth:`check` then reads no database."""
+        """Whether ``trigger_id`` is in memory (finding it reads no database)."""
         cached = self._known.get(trigger_id)
         return cached is not None and cached[0] > time.monotonic()
 
-    def _find(self, trigger_id: str) -> TriggerRecord | None:
+    def find(self, trigger_id: str) -> TriggerRecord | None:
+        """The trigger, from memory while it is fresh; ``None`` if there is none."""
         now = time.monotonic()
         cached = self._known.get(trigger_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = self.triggers.find(trigger_id)
+        found = self._rows.find(trigger_id)
         if found is None:
             self._known.pop(trigger_id, None)
         else:
@@ -116,252 +116,135 @@ class Webhooks(WebhookTriggers):
             self._known[trigger_id] = (now + TRIGGER_CACHE_SECONDS, found)
         return found
 
-    def handle(
-        self,
-        trigger_id: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        client_ip: str | None = None,
-        url_token: str | None = None,
-    ) -> Answer:
-        """One delivery. Never raises: every outcome is an answer (202, 400, 401, 404)."""
-        step = self.check(trigger_id, headers, body, client_ip, url_token)
-        if isinstance(step, Answer):
-            return step
-        return self.answer(step, self._store.apply_batch([step])[0])
+    def forget(self, trigger_id: str) -> None:
+        """Drop the copy of a trigger (it changed or went)."""
+        self._known.pop(trigger_id, None)
 
-    def check(
-        self,
-        trigger_id: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        client_ip: str | None = None,
-        url_token: str | None = None,
-    ) -> Answer | Deliver:
-        """Everything before the write: the refusal to answer, or the write to make.
 
-        Failed attempts (unknown triggers, bad signatures or URL tokens) spend a budget of
-        the sending address, apart from the trigger's own budget of good deliveries: a
-        flood of forged requests cannot crowd out the real sender.
-        """
-        source = client_ip or "unknown"
-        trigger = self._find(trigger_id)
-        provider = PROVIDERS.get(trigger.provider) if trigger is not None else None
-        # A wrong id, a disabled trigger, a wrong URL token or address look the same.
-        if (
-            trigger is None
-            or provider is None
-            or not trigger.enabled
-            or (trigger.allow_ips and not _allowed(client_ip, trigger.allow_ips))
-            or (
-                not provider.signed
-                and not token_matches(trigger.secret, url_token)
-                and not token_matches(still_valid(trigger), url_token)
-            )
-        ):
-            return self._failed(source, _error(404, "not_found", "no such trigger"))
-        lowered = {k.lower(): v for k, v in headers.items()}
-        try:
-            if provider.signed:
-                if not trigger.secret:
-                    return _error(404, "not_found", "no such trigger")
-                try:
-                    provider.verify(lowered, body, trigger.secret)
-                except BadSignature:
-                    previous = still_valid(trigger)  # rotated: the old one, for a while
-                    if previous is None:
-                        raise
-                    provider.verify(lowered, body, previous)
-        except BadSignature as exc:
-            return self._failed(source, _error(401, "bad_signature", exc.message))
-        wait = self.delivery_budget.take(trigger.id)
-        if wait:
-            return _limited("too many deliveries for this trigger", wait)
-        try:
-            try:
-                data = loads(body) if body else {}
-            except RecursionError as exc:
-                raise BadPayload("body is nested too deeply") from exc
-            except ValueError as exc:
-                raise BadPayload(f"body is not JSON: {exc}") from exc
-            if _depth(data) > MAX_DEPTH:
-                raise BadPayload(f"body is nested deeper than {MAX_DEPTH} levels")
-            if unfit := unstorable(data, "body"):
-                raise BadPayload("; ".join(unfit))
-            event = provider.parse(lowered, data)
-        except BadPayload as exc:
-            return _error(400, "bad_payload", exc.message)
-        except (AttributeError, TypeError, KeyError, ValueError) as exc:
-            return _error(400, "bad_payload", f"unexpected payload shape: {exc}")
-        replay = provider.replay_key(lowered, body)
-        key = (event.delivery_id or replay or hashlib.sha256(body).hexdigest())[:200]
-        plan = self._plan(trigger, delivery_run_key(trigger.id, key), event, data)
-        return Deliver(trigger.id, key, event.to_dict(), data, *plan, replay=replay)
+class WebhookSpec(Spec):
+    """A webhook trigger: a git provider's signed events start runs."""
 
-    def _failed(self, source: str, answer: Answer) -> Answer:
-        """A failed attempt spends its address's budget, never the trigger's; past it the
-        address only hears 429 (no more telling a right guess from a wrong one)."""
-        wait = self.failure_budget.take(source)
-        return _limited("too many failed attempts from this address", wait) if wait else answer
+    provider: str = Field(
+        max_length=20,
+        title="Provider",
+        description="github, gitlab, bitbucket-cloud, bitbucket-server, gerrit or generic.",
+        json_schema_extra={"enum": list(sorted(PROVIDERS))},
+    )
+    secret: str | None = Field(
+        None,
+        max_length=500,
+        title="Secret",
+        description=f"What the provider signs with, at least {MIN_SECRET} characters. Gerrit "
+        "signs nothing: its trigger gets a URL token instead.",
+        json_schema_extra={"format": "password"},
+    )
+    events: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        title="Events",
+        description="Only these events, e.g. push, tag (empty: every event).",
+    )
+    branches: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        title="Branches",
+        description="Only these branches or tags: names or globs (empty: any).",
+    )
+    allow_ips: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        title="Allowed addresses",
+        description="Addresses or networks deliveries may come from (empty: any).",
+    )
 
-    def answer(self, op: Deliver, outcome: Any) -> Answer:
-        """The answer to a delivery once its write is done: ``Deliver.apply``'s result, or
-        the error it raised (a trigger deleted since the check looks like no trigger)."""
-        if isinstance(outcome, NotFound):
-            return _error(404, "not_found", "no such trigger")
-        if isinstance(outcome, LockgateError):
-            ref = secrets.token_hex(6)
-            _log.error("delivery not stored", code=outcome.code, ref=ref, detail=outcome.message)
-            body = {
-                "error": {
-                    "code": outcome.code,
-                    "message": f"the delivery could not be stored; reference {ref} in the "
-                    "server log",
-                    "details": {"ref": ref},
-                }
-            }
-            return Answer(503, body)
-        delivery_id, status, run_ids, created, _ = outcome
-        if not created:
-            duplicate = {
-                "delivery_id": delivery_id,
-                "status": "DUPLICATE",
-                "original_status": status,
-                "run_ids": run_ids,
-            }
-            return Answer(200, duplicate)
-        adopt(self._starter, op, outcome)
-        return Answer(202, _outcome(delivery_id, status, run_ids, op.error))
+    fixed = frozenset({"provider", "secret"})
+    arguments = ("provider", "pipeline")
+    flags = {"events": "--event", "branches": "--branch", "allow_ips": "--allow-ip"}
 
-    def _plan(self, trigger: TriggerRecord, run_key: str, event: TriggerEvent, data: Any) -> Plan:
-        """The run a delivery starts under ``run_key``: none (REJECTED) when the trigger's
-        filters leave the event out."""
-        if not _matches(event.event, trigger.events) or not _matches(
-            event.branch or event.tag, trigger.branches
-        ):
-            return (
-                None,
-                DeliveryStatus.REJECTED,
-                f"filtered out: event {event.event!r}, ref {event.ref!r}",
-            )
-        return plan_run(
-            self._starter,
-            pipeline=trigger.pipeline,
-            namespace=trigger.namespace,
-            params=trigger.params,
-            context={"event": event.to_dict(), "payload": data},
-            requested_by=f"{event.provider}:{event.actor or 'unknown'}",
-            idempotency_key=run_key,
-        )
 
-    def _process(
-        self,
-        trigger: TriggerRecord,
-        delivery_id: int,
-        event: TriggerEvent,
-        data: Any,
-        run_key: str | None = None,
-        audit: AuditEntry | None = None,
-    ) -> Answer:
-        """Process a stored delivery again (retry or redeliver) and record the outcome."""
-        key = run_key or delivery_run_key(trigger.id, str(delivery_id))
-        create, status, error = self._plan(trigger, key, event, data)
-        run_ids: list[str] = []
-        if create is not None:
-            create.delivery_id = delivery_id
-            try:
-                run, created = self._store.apply(create)
-            except LockgateError as exc:
-                status, error = DeliveryStatus.FAILED, exc.message
-            else:
-                self._starter.adopt_created(create, run, created)
-                run_ids = [run.id]
-        self.triggers.finish(delivery_id, status, run_ids, error, audit)
-        return Answer(202, _outcome(delivery_id, status, run_ids, error))
+class WebhookTriggers(Managed[TriggerRecord, WebhookSpec]):
+    """Creates, updates and rotates the secrets of webhook triggers."""
 
-    def retry_pending(self, now: float | None = None) -> int:
-        """Process again deliveries a crash left unprocessed, and failed ones with attempts
-        left; the number processed. Their runs keep the delivery's idempotency key."""
-        now = time.time() if now is None else now
-        count = 0
-        after = self._settings.delivery_retry_after
-        for delivery in self.triggers.retryable(now, after, MAX_ATTEMPTS):
-            trigger = self.triggers.find(delivery.trigger_id)
-            if trigger is None or not self.triggers.claim(delivery):
-                continue
-            self._process(trigger, delivery.id, TriggerEvent(**delivery.event), delivery.payload)
-            count += 1
-        return count
+    kind = "trigger"
+    spec = WebhookSpec
 
-    def delivery(self, delivery_id: int) -> DeliveryRecord:
-        """One stored delivery of any trigger; :class:`NotFound` if unknown."""
-        return self.triggers.delivery(delivery_id)
-
-    def redeliver(self, delivery_id: int, *, actor: str | None = None) -> dict[str, Any]:
-        """Process a stored delivery again, on purpose: it may start a new run (audited
-        with ``actor``). The outcome: ``delivery_id``, ``status``, ``run_ids`` and the
-        ``error`` or ``reason`` if it started none."""
-        delivery = self.triggers.delivery(delivery_id)
-        audit = AuditEntry(actor, "delivery.redeliver") if actor else None
-        other = self.redeliverers.get(delivery.source)
-        if other is not None:
-            return other(delivery, audit)
-        if delivery.source != "webhook":
-            raise InvalidState(
-                f"delivery {delivery_id} is a {delivery.source} firing; only webhook and "
-                "queue deliveries can be redelivered (start a run of the pipeline instead)"
-            )
-        trigger = self.get(delivery.trigger_id)
-        key = delivery_run_key(trigger.id, f"{delivery.id}:again:{delivery.attempts}")
-        event = TriggerEvent(**delivery.event)
-        return self._process(trigger, delivery.id, event, delivery.payload, key, audit).body
-
-    def prune(self, now: float | None = None) -> int:
-        """Apply retention to stored deliveries; the number removed."""
-        now = time.time() if now is None else now
-        days, count = (
-            self._settings.delivery_retention_days,
-            self._settings.delivery_retention_count,
-        )
-        self.triggers.forget_replays(now - self._settings.webhook_replay_days * 86400.0)
-        return self.triggers.prune(now - days * 86400.0, count)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """The delivery routines: retry every ``delivery_retry_interval``, prune hourly."""
-        last_prune = [0.0]
-
-        def routines() -> None:
-            self.retry_pending()
-            if time.monotonic() - last_prune[0] > PRUNE_INTERVAL:
-                last_prune[0] = time.monotonic()
-                self.prune()
-
-        await every(stop, self._settings.delivery_retry_interval, routines, "delivery routine")
+    def __init__(self, store: Store) -> None:
+        self.rows = TriggerStore(store)
+        #: What deliveries find triggers in (this process forgets what it changes).
+        self.cache = TriggerCache(self.rows)
 
     def forget(self, row_id: str) -> None:
-        """Drop this process's cached copy of a trigger (it changed or went)."""
-        self._known.pop(row_id, None)
+        self.cache.forget(row_id)
 
+    def _create(self, spec: WebhookSpec) -> TriggerRecord:
+        """A webhook trigger; for a provider that signs nothing, its ``url_token`` is the
+        token its URL must carry (on this record only: only its hash is kept). Refused
+        without a secret (fail closed), every problem listed."""
+        problems = []
+        known = PROVIDERS.get(spec.provider)
+        if known is None:
+            problems.append(f"provider: one of {', '.join(sorted(PROVIDERS))}")
+        elif known.signed and (not spec.secret or len(spec.secret) < MIN_SECRET):
+            problems.append(
+                f"secret: required, at least {MIN_SECRET} characters (unsigned webhooks are "
+                "refused)"
+            )
+        elif not known.signed and spec.secret:
+            problems.append(
+                f"secret: {spec.provider} signs nothing; the trigger gets a URL token of its own"
+            )
+        problems += _filter_problems(spec.params, spec.allow_ips)
+        if problems:
+            raise ParamsError(problems)
+        assert known is not None
+        url_token = None if known.signed else secrets.token_urlsafe(32)
+        row = {**spec.model_dump(), "id": secrets.token_hex(20), "enabled": True}
+        # A signing secret, or only the hash of an unsigned provider's URL token.
+        row["secret"] = spec.secret if url_token is None else url_token_digest(url_token)
+        record = self.rows.create(row, self.audit("create", {"pipeline": spec.pipeline}))
+        return dataclasses.replace(record, url_token=url_token)
 
-def _allowed(client_ip: str | None, networks: Sequence[str]) -> bool:
-    if client_ip is None:
-        return False
-    try:
-        address = ipaddress.ip_address(client_ip)
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+    def _update(self, trigger_id: str, changes: dict[str, Any]) -> TriggerRecord:
+        """Change what a trigger starts and which events it takes; every problem listed.
+        The provider and the secret stay (rotate the secret)."""
+        problems = _filter_problems(changes.get("params"), changes.get("allow_ips"))
+        if "pipeline" in changes and not changes["pipeline"]:
+            problems.append("pipeline: a pipeline's name")
+        if problems:
+            raise ParamsError(problems)
+        self.forget(trigger_id)
+        if not changes:
+            return self.get(trigger_id)
+        details = {"fields": sorted(changes)}
+        return self.rows.update(trigger_id, changes, self.audit("update", details))
 
-
-def _outcome(
-    delivery_id: int, status: str, run_ids: list[str], error: str | None
-) -> dict[str, Any]:
-    """The body of a 202: the delivery, what became of it, and why if it started nothing."""
-    result: dict[str, Any] = {"delivery_id": delivery_id, "status": status, "run_ids": run_ids}
-    if error:
-        result["reason" if status == DeliveryStatus.REJECTED else "error"] = error
-    return result
-
-
-def _error(status: int, code: str, message: str) -> Answer:
-    return Answer(status, {"error": {"code": code, "message": message, "details": None}})
+    def rotate_secret(
+        self,
+        trigger_id: str,
+        *,
+        secret: str | None = None,
+        overlap_seconds: float = ROTATION_OVERLAP,
+    ) -> tuple[TriggerRecord, str]:
+        """Give a trigger a new secret (``secret``, or a new random one), shown once; the
+        old one still verifies for ``overlap_seconds`` (0: it stops at once). A provider
+        that signs nothing gets a new URL token instead, and the old token likewise."""
+        trigger = self.get(trigger_id)
+        signed = PROVIDERS[trigger.provider].signed
+        problems = []
+        if not 0 <= overlap_seconds <= 30 * 86400:
+            problems.append("overlap_seconds: 0 to 30 days")
+        if signed and secret is not None and len(secret) < MIN_SECRET:
+            problems.append(f"secret: at least {MIN_SECRET} characters")
+        if not signed and secret is not None:
+            problems.append(f"secret: {trigger.provider} signs nothing; its URL token is made")
+        if problems:
+            raise ParamsError(problems)
+        new = secret or secrets.token_urlsafe(32)
+        values = {
+            "secret": new if signed else url_token_digest(new),
+            "previous_secret": trigger.secret if overlap_seconds > 0 else None,
+            "previous_until": time.time() + overlap_seconds if overlap_seconds > 0 else None,
+        }
+        audit = self.audit("rotate_secret", {"overlap_seconds": overlap_seconds})
+        self.forget(trigger_id)
+        return self.rows.update(trigger_id, values, audit), new

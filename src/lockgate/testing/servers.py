@@ -1,74 +1,26 @@
-"""Helpers for tests and benchmarks: throwaway PostgreSQL, Redis and RabbitMQ servers, and
-an OTLP trace receiver, on loopback.
-
-Used by lockgate's own test suite and ``bench/`` scripts, and shipped so that projects
-built on lockgate can test against a real database the same way.
-"""
+"""Throwaway PostgreSQL, Redis and RabbitMQ servers on loopback, for tests and benchmarks:
+each on a temporary directory and a free port, stopped by pid (with what it started)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import gzip
-import inspect
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
+
+from lockgate.testing.waiting import free_port
 
 PG_BIN = Path(os.environ.get("LOCKGATE_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def eventually(
-    check: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.02
-) -> Any:
-    """``check()``'s first truthy answer, asked every ``every`` seconds; an
-    :class:`AssertionError` naming ``what`` after ``timeout``. Tests wait on conditions with
-    this, never on the clock."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(every)
-
-
-async def eventually_async(
-    check: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.02
-) -> Any:
-    """:func:`eventually` for a test on an event loop: the loop runs between the checks
-    (a worker on it goes on working); ``check`` may be a coroutine function (an HTTP
-    call)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if inspect.isawaitable(found):
-            found = await found
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 class _Throwaway(ABC):
@@ -434,100 +386,3 @@ class RabbitMQServer(_Throwaway):
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
-
-
-class TraceReceiver(_Throwaway):
-    """An OTLP/HTTP trace receiver on loopback (``POST /v1/traces``, protobuf), in a thread:
-    point ``OTEL_EXPORTER_OTLP_ENDPOINT`` at :attr:`endpoint` and read :attr:`spans`.
-
-    Each span is a dict: ``trace_id`` and ``span_id`` (hex), ``parent`` (hex or ``None``),
-    ``name``, ``kind``, ``start`` and ``end`` (ns), ``status`` (0 unset, 1 ok, 2 error),
-    ``attributes`` and ``resource`` (dicts of plain values), ``links`` (span ids, hex).
-    :attr:`bodies` keeps every export request as received (protobuf bytes), for tests that
-    look for text anywhere in what was exported. With ``keep=False`` it only counts spans
-    (:attr:`count`). Needs ``lockgate[otel]``.
-    """
-
-    def __init__(self, keep: bool = True) -> None:
-        self.keep = keep
-        self.spans: list[dict[str, object]] = []
-        self.bodies: list[bytes] = []
-        self.count = 0
-        self.endpoint = ""
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> Self:
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                request = trace_service_pb2.ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver._take(request, body)
-                answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.endpoint = f"http://127.0.0.1:{port}"
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def _take(self, request: Any, body: bytes) -> None:
-        found: list[dict[str, object]] = []
-        total = 0
-        for resource_spans in request.resource_spans:
-            resource = _values(resource_spans.resource.attributes)
-            for scope_spans in resource_spans.scope_spans:
-                total += len(scope_spans.spans)
-                if not self.keep:
-                    continue
-                for span in scope_spans.spans:
-                    found.append(
-                        {
-                            "trace_id": span.trace_id.hex(),
-                            "span_id": span.span_id.hex(),
-                            "parent": span.parent_span_id.hex() or None,
-                            "name": span.name,
-                            "kind": span.kind,
-                            "start": span.start_time_unix_nano,
-                            "end": span.end_time_unix_nano,
-                            "status": span.status.code,
-                            "attributes": _values(span.attributes),
-                            "resource": resource,
-                            "links": [link.span_id.hex() for link in span.links],
-                        }
-                    )
-        with self._lock:
-            self.spans.extend(found)
-            if self.keep:
-                self.bodies.append(body)
-            self.count += total
-
-
-def _values(attributes: Any) -> dict[str, object]:
-    """OTLP key-values as a dict of plain values."""
-    out: dict[str, object] = {}
-    for kv in attributes:
-        which = kv.value.WhichOneof("value")
-        out[kv.key] = getattr(kv.value, which) if which else None
-    return out
