@@ -29,7 +29,7 @@ from common import add_db_args, database, percentile, raw_commit_rate
 from console import fill
 from lockgate import App, Settings
 from lockgate.cli.server import tune_process
-from lockgate.server.retention import Retention
+from lockgate.engine.retention import Retention
 
 
 class Enough(Exception):

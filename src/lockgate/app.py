@@ -21,6 +21,7 @@ from lockgate.core.pipeline import Pipeline
 from lockgate.core.registry import Registry
 from lockgate.core.statuses import RunStatus
 from lockgate.engine.launcher import Launcher
+from lockgate.engine.retention import Retention
 from lockgate.engine.worker import Worker
 from lockgate.errors import InvalidState, SettingsError
 from lockgate.observability import tracing
@@ -35,7 +36,6 @@ from lockgate.records import (
     RunRecord,
 )
 from lockgate.records.views import RunView
-from lockgate.server.retention import Retention
 from lockgate.settings import Settings
 from lockgate.store import Store, open_store
 from lockgate.store.audit import Audited
@@ -45,6 +45,7 @@ from lockgate.store.ops import Op
 from lockgate.store.runs import RegisterPipeline, RequestCancel
 from lockgate.triggers.deliveries import Deliveries
 from lockgate.triggers.pollers import Pollers
+from lockgate.triggers.providers import PROVIDERS
 from lockgate.triggers.queues import Queues
 from lockgate.triggers.schedules import Schedules
 from lockgate.triggers.webhooks import WebhookTriggers
@@ -100,6 +101,7 @@ class App(Deciding):
             )
         #: Who this App acts as (nobody; see :meth:`acting`).
         self.identity: Identity = NOBODY
+        self.sources = frozenset(PROVIDERS)
         self.mask = Masker(self.settings.secrets.values())
         self.tracer = tracer if tracer is not None else tracing.from_environment(os.environ)
         self._own_tracer = tracer is None

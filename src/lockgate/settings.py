@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import functools
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -23,10 +24,42 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from lockgate.core.masking import credential_key
 from lockgate.errors import SettingsError
 
 DEFAULT_DATABASE_URL = "sqlite:///lockgate.db"
+
+
+#: Words of a key's name that say its value is a credential, wherever they stand
+#: (``access_token``, ``client_secret``, ``DB_PASSWORD``, ``Authorization``, ``sig``)...
+CREDENTIAL_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "passphrase",
+        "token",
+        "secret",
+        "credential",
+        "credentials",
+        "authorization",
+        "signature",
+        "sig",
+    }
+)
+#: ...and words that do when they end it (``apiKey``, ``private_key``, ``basic_auth``; not
+#: ``AWS_ACCESS_KEY_ID`` or ``SSH_AUTH_SOCK``).
+CREDENTIAL_ENDINGS = frozenset({"key", "auth"})
+#: The words of a name: ``apiKey`` -> api, key; ``AWS_SECRET`` -> aws, secret.
+_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+
+
+def credential_key(name: str) -> bool:
+    """Whether a key's name says its value is a credential."""
+    words = [word.lower() for word in _WORDS.findall(name)]
+    return bool(words) and (
+        words[-1] in CREDENTIAL_ENDINGS or any(word in CREDENTIAL_WORDS for word in words)
+    )
 
 
 def absolute_database_url(url: str, cwd: Path) -> str:

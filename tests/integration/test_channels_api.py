@@ -15,16 +15,19 @@ from api_support import Served
 
 from lockgate import Channel, Deployment, Stage
 from lockgate.examples.flags import FlagPush, flags, merge
+from lockgate.testing import eventually_async
 
 
 async def wait_deployment(client: httpx.AsyncClient, d: dict[str, Any]) -> dict[str, Any]:
     url = f"/api/v1/channels/{d['channel']}/deployments/{d['id']}"
-    for _ in range(1500):
+
+    async def finished() -> dict[str, Any] | None:
         found = (await client.get(url)).json()
-        if found["run"]["status"] in ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED"):
-            return dict(found)
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"deployment {d['id']} did not finish")
+        done = found["run"]["status"] in ("SUCCEEDED", "FAILED", "ROLLED_BACK", "CANCELLED")
+        return dict(found) if done else None
+
+    found: dict[str, Any] = await eventually_async(finished, f"deployment {d['id']}", 30)
+    return found
 
 
 async def test_push_deploy_approve_and_read_over_rest(served: Served) -> None:
@@ -39,11 +42,14 @@ async def test_push_deploy_approve_and_read_over_rest(served: Served) -> None:
         d = r.json()
         assert d["state"] == "QUEUED" and d["seq"] == 1
         run_id = d["run_id"]
-        for _ in range(500):
-            pending = (await approver.get("/api/v1/approvals")).json()["approvals"]
-            if pending:
-                break
-            await asyncio.sleep(0.02)
+
+        async def waiting() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = (await approver.get("/api/v1/approvals")).json()[
+                "approvals"
+            ]
+            return found
+
+        pending = await eventually_async(waiting, "prod's approval to wait", 10)
         assert pending[0]["step"] == "prod.approval"
         stages = (await op.get("/api/v1/channels/flags/stages")).json()
         assert [(s["stage"], s["version"]) for s in stages] == [

@@ -346,8 +346,7 @@ async def test_sync_step_sees_cancellation_through_ctx(app: App, worker: Worker)
     app.cancel_run(record.id)
     done = await app.wait(record.id, timeout=10)
     assert done.status == RunStatus.CANCELLED
-    await asyncio.sleep(0.05)
-    assert observed == [True]
+    await eventually_async(lambda: observed == [True], "the step to see the cancel", 5)
 
 
 async def test_cancel_of_a_finished_run_is_refused(app: App, worker: Worker) -> None:
@@ -526,16 +525,14 @@ async def test_durable_sleep_parks_the_run_without_holding_a_worker(
     app.register(Pipeline("pause", [pause]))
     started = time.time()
     records = [app.start_run("pause") for _ in range(50)]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def parked() -> bool:
         runs = [app.get_run(r.id).run for r in records]
-        if all(r.status == RunStatus.WAITING for r in runs):
-            break
-        await asyncio.sleep(0.02)
-    assert all(r.status == RunStatus.WAITING and r.lease_owner is None for r in runs)
-    while worker.active and time.monotonic() < deadline:  # tasks end just after the commit
-        await asyncio.sleep(0.01)
-    assert worker.active == 0
+        return all(r.status == RunStatus.WAITING and r.lease_owner is None for r in runs)
+
+    await eventually_async(parked, "every run parked, its lease let go", 10)
+    # The runs' tasks end just after their commits.
+    await eventually_async(lambda: worker.active == 0, "the worker to hold nothing", 10)
     assert app.get_run(records[0].id).steps[0].status == "WAITING"
     for r in records:
         assert (await app.wait(r.id, timeout=10)).status == RunStatus.SUCCEEDED
@@ -560,10 +557,8 @@ async def test_cancel_wakes_a_sleeping_run_to_roll_back(app: App, worker: Worker
 
     app.register(Pipeline("nap", [long_pause]))
     record = app.start_run("nap")
-    deadline = time.monotonic() + 10
-    while app.get_run(record.id).run.status != RunStatus.WAITING:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    waiting = lambda: app.get_run(record.id).run.status == RunStatus.WAITING  # noqa: E731
+    await eventually_async(waiting, f"run {record.id} to sleep", 10)
     app.cancel_run(record.id)
     done = await app.wait(record.id, timeout=5)
     assert done.status == RunStatus.CANCELLED

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from lockgate import App, RunStatus
 from lockgate.specs.discover import load_definitions, load_pipelines
+from lockgate.testing import eventually_async
 
 
 @pytest.fixture
@@ -59,10 +58,7 @@ async def test_flags_channel_examples(app: App) -> None:
         assert (await app.wait(lite.run_id, timeout=30)).status == RunStatus.SUCCEEDED
         logs = [line.message for line in app.logs(lite.run_id, "live.test")]
         assert "live serves version 1 after acme's push" in logs
-        for _ in range(500):
-            if app.approvals():
-                break
-            await asyncio.sleep(0.02)
+        await eventually_async(app.approvals, "prod's approval to wait", 10)
         [pending] = app.approvals()
         assert pending.approval.step == "prod.approval"
         app.acting("alice", ["approver"]).decide(full.run_id, "approve")

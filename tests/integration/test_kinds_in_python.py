@@ -3,7 +3,6 @@ pipeline file's, mixed with @step functions, run for real."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel
 from lockgate import App, DefinitionError, Pipeline, RunStatus, StepContext, step
 from lockgate.kinds import approval, shell, sleep
 from lockgate.specs import load_file
+from lockgate.testing import eventually_async
 
 
 class Release(BaseModel):
@@ -101,10 +101,8 @@ async def test_a_mixed_pipeline_runs_waits_for_approval_and_rolls_back(
     app.register(mixed, failing)
     run = app.acting("me").start_run("mixed", {"version": "2.0"})
     worker.wake()  # type: ignore[attr-defined]
-    for _ in range(200):
-        if app.approval(run.id) is not None:
-            break
-        await asyncio.sleep(0.02)
+    asked = lambda: app.approval(run.id) is not None  # noqa: E731
+    await eventually_async(asked, f"run {run.id} to ask for approval", 5)
     assert app.run_record(run.id).status == RunStatus.WAITING
     app.acting("me").decide(run.id, "approve")
     worker.wake()  # type: ignore[attr-defined]

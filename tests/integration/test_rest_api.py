@@ -14,6 +14,16 @@ from lockgate import App, Pipeline, Settings, StepContext, step
 from lockgate.server.asgi import create_asgi
 from lockgate.specs import load_file
 from lockgate.store import schema
+from lockgate.testing import eventually_async
+
+
+async def approvals(client: httpx.AsyncClient, count: int) -> None:
+    """Wait until ``count`` approvals wait (as REST lists them)."""
+
+    async def listed() -> bool:
+        return len((await client.get("/api/v1/approvals")).json()["approvals"]) == count
+
+    await eventually_async(listed, f"{count} waiting approvals", 5)
 
 
 async def test_a_run_through_the_api(served: Served) -> None:
@@ -126,11 +136,8 @@ async def test_approvals_and_cancel_through_the_api(served: Served, tmp_path: An
     async with served.client("approver") as approver, served.client("operator") as op:
         mine = (await approver.post("/api/v1/runs", json={"pipeline": "gate"})).json()["id"]
         other = (await op.post("/api/v1/runs", json={"pipeline": "gate"}, headers=extra)).json()
-        for _ in range(200):
-            pending = (await op.get("/api/v1/approvals")).json()["approvals"]
-            if len(pending) == 2:
-                break
-            await asyncio.sleep(0.02)
+        await approvals(op, 2)
+        pending = (await op.get("/api/v1/approvals")).json()["approvals"]
         assert {p["run_id"] for p in pending} == {mine, other["id"]}
         r = await approver.post(f"/api/v1/runs/{mine}/decisions", json={"decision": "approve"})
         assert r.status_code == 403 and "may not approve it" in r.json()["error"]["message"]
@@ -162,10 +169,7 @@ async def test_one_decision_on_many_runs_over_rest(served: Served, tmp_path: Pat
             for _ in range(3)
         ]
         mine = (await approver.post("/api/v1/runs", json={"pipeline": "gate"})).json()["id"]
-        for _ in range(200):
-            if len((await op.get("/api/v1/approvals")).json()["approvals"]) == 4:
-                break
-            await asyncio.sleep(0.02)
+        await approvals(op, 4)
         body = {"runs": [*theirs, "nope", mine], "decision": "approve", "comment": "train"}
         r = await op.post("/api/v1/decisions", json=body)
         assert r.status_code == 403  # an operator is no approver
@@ -252,10 +256,7 @@ async def test_the_audit_log_records_who_did_what(served: Served, tmp_path: Any)
     served.app.register(load_file(path))
     async with served.client("operator") as op, served.client("approver") as approver:
         run_id = (await op.post("/api/v1/runs", json={"pipeline": "audited"})).json()["id"]
-        for _ in range(200):
-            if (await op.get("/api/v1/approvals")).json()["approvals"]:
-                break
-            await asyncio.sleep(0.02)
+        await approvals(op, 1)
         r = await approver.post(f"/api/v1/runs/{run_id}/decisions", json={"decision": "approve"})
         assert r.status_code == 201
         other = (await op.post("/api/v1/runs", json={"pipeline": "audited"})).json()["id"]

@@ -9,7 +9,7 @@ from api_support import Served
 from sqlalchemy import func, select, update
 
 from lockgate import App, Pipeline, StepContext, step
-from lockgate.server.retention import Retention
+from lockgate.engine.retention import Retention
 from lockgate.store import schema as s
 
 DAY = 86400.0

@@ -15,6 +15,7 @@ from sqlalchemy import MetaData, select
 
 from lockgate import App, RunStatus, Settings
 from lockgate.specs import load_file
+from lockgate.testing import eventually
 
 ECHO_ARGS = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
 
@@ -178,12 +179,9 @@ steps:
     done = await run_file(app, path)
     assert done.status == RunStatus.FAILED
     assert "timed out after 0.5s" in (app.get_run(done.id).steps[0].error or "")
-    deadline = time.monotonic() + 5
-    alive = [int(p) for p in pids.read_text().split()]
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if _alive(p)]
-        time.sleep(0.05)
-    assert alive == []
+    started = [int(p) for p in pids.read_text().split()]
+    gone = lambda: not [p for p in started if _alive(p)]  # noqa: E731
+    eventually(gone, "the step's processes to end", 5)
 
 
 def _alive(pid: int) -> bool:

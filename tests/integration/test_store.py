@@ -19,6 +19,7 @@ from lockgate.store.leases import Heartbeat
 from lockgate.store.migrate import _config, current, upgrade
 from lockgate.store.runs import CreateRun
 from lockgate.store.schema import metadata
+from lockgate.testing import eventually_async
 
 
 def test_migrations_produce_the_declared_schema(db_url: str) -> None:
@@ -48,9 +49,7 @@ async def test_log_lines_are_visible_while_the_step_runs(app: App, worker: objec
     app.register(Pipeline("chatty", [chatty]))
     record = app.start_run("chatty")
     worker.wake()  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while not app.logs(record.id) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await eventually_async(lambda: app.logs(record.id), "the first log line", 10)
     assert [line.message for line in app.logs(record.id)] == ["first line"]
     assert app.get_run(record.id).steps[0].status == "RUNNING"
     release.set()
@@ -137,10 +136,7 @@ async def test_a_worker_that_lost_its_lease_abandons_the_run(settings: Settings)
                 "UPDATE runs SET lease_owner = 'thief', lease_token = lease_token + 1"
             )
         )
-        deadline = time.monotonic() + 5
-        while w.active and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert w.active == 0
+        await eventually_async(lambda: w.active == 0, "the worker to let the run go", 5)
         assert app.get_run(record.id).run.lease_owner == "thief"
     finally:
         await w.stop()

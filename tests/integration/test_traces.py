@@ -264,10 +264,7 @@ steps:
         )
         assert r.status_code == 201, r.text
         run_id = r.json()["id"]
-        for _ in range(500):
-            if (await client.get(f"/api/v1/runs/{run_id}")).json()["status"] == "SUCCEEDED":
-                break
-            await asyncio.sleep(0.02)
+        await served.app.wait(run_id, timeout=10)
     await wait_for(lambda: named(of_run(spans, run_id), "RUN notify"))
 
     [request] = [s for s in spans.get_finished_spans() if s.name == "POST /api/v1/runs"]

@@ -10,8 +10,8 @@ import pytest
 
 from lockgate import Channel, DefinitionError, Stage
 from lockgate.channels.pipeline import channel_pipeline
-from lockgate.channels.spec import load_channel_file
 from lockgate.specs import SpecError
+from lockgate.specs.channels import load_channel_file
 from lockgate.specs.discover import load_definitions
 from lockgate.store import open_store
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from lockgate.channels.spec import ChannelSpec, StageSpec
 from lockgate.core.params import ParamSpec
+from lockgate.specs.channels import ChannelSpec, StageSpec
 from lockgate.specs.model import HookCommon, PipelineSpec, RetrySpec, StepCommon
 from lockgate.steps import KINDS
 
@@ -104,3 +104,26 @@ def test_readme_links_work_on_the_package_index() -> None:
     for link in links:
         if link.startswith(base):
             assert (root / link[len(base) :].split("#")[0]).is_file(), link
+
+
+def test_the_architecture_page_names_every_module_in_its_layer() -> None:
+    """docs/architecture.md gives every module of lockgate its room (providers, brokers,
+    examples and migrations by their folder), and every module sits in a layer of
+    .importlinter's layers contract."""
+    import configparser
+
+    src = Path(__file__).resolve().parents[2] / "src" / "lockgate"
+    text = (DOCS / "architecture.md").read_text()
+    folders = ("migrations", "starter", "providers", "sources", "examples")
+    modules = {
+        ".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        for p in src.rglob("*.py")
+        if not any(part in folders for part in p.relative_to(src).parts[:-1])
+    } - {"__init__"}
+    missing = sorted(m for m in modules if f"`{m}`" not in text)
+    assert missing == []
+    config = configparser.ConfigParser()
+    config.read(src.parents[1] / ".importlinter")
+    layers = config["importlinter:contract:layers"]["layers"]
+    named = {n.strip() for n in re.split(r"[|:\n]", layers) if n.strip()}
+    assert sorted({m.split(".")[0] for m in modules} - named) == []

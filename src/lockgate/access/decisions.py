@@ -4,7 +4,7 @@ roll back a failed step that waits, and the checked write that records the decis
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,23 +17,28 @@ from lockgate.records.views import PendingApproval, policy_of
 from lockgate.steps.approval import ApprovalConfig
 from lockgate.store import Store
 from lockgate.store.approvals import Decide, settled_conflict
-from lockgate.triggers.providers import PROVIDERS
 
 #: Runs one bulk decision may name.
 MAX_BULK = 1000
 
 
-def requesters(requested_by: str | None) -> set[str]:
-    """The identities that started a run: its subject, and for a run a webhook started
-    (``github:octocat``) the person who pushed, by their name at the provider."""
+def requesters(requested_by: str | None, sources: Collection[str] = ()) -> set[str]:
+    """The identities that started a run: its subject, and for a run a webhook of one of
+    ``sources`` (the providers) started (``github:octocat``) the person who pushed, by their
+    name at the provider."""
     if not requested_by:
         return set()
     source, sep, person = requested_by.partition(":")
-    return {requested_by, person} if sep and person and source in PROVIDERS else {requested_by}
+    return {requested_by, person} if sep and person and source in sources else {requested_by}
 
 
 def authorise(
-    policy: ApprovalConfig, approval: ApprovalRecord, decision: str, by: str, roles: set[str]
+    policy: ApprovalConfig,
+    approval: ApprovalRecord,
+    decision: str,
+    by: str,
+    roles: set[str],
+    sources: Collection[str] = (),
 ) -> None:
     """Refuse (:class:`Forbidden`) a decision ``by`` may not make: not among the step's
     approvers, or approving a run they requested where self-approval is off."""
@@ -48,7 +53,7 @@ def authorise(
     if (
         decision == "approve"
         and not policy.allow_self_approval
-        and by in requesters(approval.requested_by)
+        and by in requesters(approval.requested_by, sources)
     ):
         raise Forbidden(f"{by} requested run {approval.run_id} and may not approve it")
 
@@ -60,7 +65,7 @@ def deciding(identity: Identity) -> str:
     return identity.subject
 
 
-def may_decide(pending: PendingApproval, identity: Identity) -> bool:
+def may_decide(pending: PendingApproval, identity: Identity, sources: Collection[str] = ()) -> bool:
     """Whether ``identity`` may approve the step now: named as an approver (or anyone, when
     none are named), not its requester unless self-approval is on, and not having decided
     it already."""
@@ -68,7 +73,7 @@ def may_decide(pending: PendingApproval, identity: Identity) -> bool:
     if by is None or any(d.by == by for d in pending.decisions):
         return False
     try:
-        authorise(pending.policy, pending.approval, "approve", by, set(identity.roles))
+        authorise(pending.policy, pending.approval, "approve", by, set(identity.roles), sources)
     except Forbidden:
         return False
     return True
@@ -82,6 +87,7 @@ def decide_many(
     step: str | None,
     comment: str | None,
     input: Mapping[str, Any] | None,
+    sources: Collection[str] = (),
 ) -> list[DecisionResult | LockgateError]:
     """One decision on each of ``run_ids`` as ``identity``, in one read and one
     transaction: each run's answer, or the error that refused it."""
@@ -96,7 +102,7 @@ def decide_many(
     for run_id in dict.fromkeys(run_ids):
         try:
             name, data = _decision_for(
-                run_id, found.get(run_id), decision, by, set(identity.roles), step, input
+                run_id, found.get(run_id), decision, (by, set(identity.roles), sources), step, input
             )
         except LockgateError as exc:
             answers[run_id] = exc
@@ -113,8 +119,7 @@ def _decision_for(
     run_id: str,
     found: tuple[str, str | None, ApprovalRecord | None] | None,
     decision: str,
-    by: str,
-    roles: set[str],
+    who: tuple[str, set[str], Collection[str]],
     step: str | None,
     input: Mapping[str, Any] | None,
 ) -> tuple[str, Any]:
@@ -140,7 +145,7 @@ def _decision_for(
             details={"choices": approval.request.get("choices")},
         )
     policy = policy_of(approval)
-    authorise(policy, approval, decision, by, roles)
+    authorise(policy, approval, decision, *who)
     if decision == "approve" and policy.input:
         model = params_model(f"{name}_input", policy.input)
         assert model is not None
@@ -159,7 +164,12 @@ def _decision_for(
 
 
 def resolve(
-    store: Store, identity: Identity, run_id: str, action: str, comment: str | None
+    store: Store,
+    identity: Identity,
+    run_id: str,
+    action: str,
+    comment: str | None,
+    sources: Collection[str] = (),
 ) -> DecisionResult:
     """Retry, skip or roll back the failed step of ``run_id`` that waits, as ``identity``;
     the first decision settles it, a later one is refused with what was decided."""
@@ -176,7 +186,7 @@ def resolve(
     choices = list(waiting.request.get("choices") or [])
     if action not in choices:
         raise ParamsError([f"action: one of {', '.join(choices)} (not {action!r})"])
-    authorise(policy_of(waiting), waiting, "approve", by, set(identity.roles))
+    authorise(policy_of(waiting), waiting, "approve", by, set(identity.roles), sources)
     result = store.apply(Decide([(run_id, waiting.step)], action, by, comment))[0]
     if isinstance(result, LockgateError):
         raise result
@@ -189,6 +199,8 @@ class Deciding:
 
     store: Store
     identity: Identity
+    #: The webhook providers: a run one of them started names the person who pushed.
+    sources: frozenset[str] = frozenset()
 
     def decide(
         self,
@@ -223,14 +235,16 @@ class Deciding:
         """:meth:`decide` on each of ``run_ids`` (at most 1,000), in one read and one
         transaction: each run's answer, or the error that refused it (a refusal does not
         hold up the others)."""
-        return decide_many(self.store, self.identity, run_ids, decision, step, comment, input)
+        return decide_many(
+            self.store, self.identity, run_ids, decision, step, comment, input, self.sources
+        )
 
     def resolve(self, run_id: str, action: str, *, comment: str | None = None) -> DecisionResult:
         """Decide what becomes of a run's step that failed for good and waits (a pipeline or
         step with ``on_failure: ask``): ``retry`` it, ``skip`` it (if it is skippable) or
         ``rollback`` the run. The first decision settles it; any later one is refused with
         what was decided, by whom and when (409)."""
-        return resolve(self.store, self.identity, run_id, action, comment)
+        return resolve(self.store, self.identity, run_id, action, comment, self.sources)
 
     def approvals(
         self, *, limit: int = 100, before: tuple[float, str, str] | None = None
@@ -253,4 +267,4 @@ class Deciding:
 
     def may_decide(self, pending: PendingApproval) -> bool:
         """Whether the subject this App acts as may approve the step now."""
-        return may_decide(pending, self.identity)
+        return may_decide(pending, self.identity, self.sources)

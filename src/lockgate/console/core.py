@@ -34,6 +34,7 @@ from lockgate.core.params import params_model
 from lockgate.errors import Forbidden, LockgateError, RateLimited, Unauthorized
 from lockgate.records import SessionRecord
 from lockgate.records.views import PendingApproval
+from lockgate.triggers.providers import PROVIDERS
 
 #: The session cookie (HttpOnly, SameSite=Lax, Secure over TLS).
 COOKIE = "lockgate_session"
@@ -91,7 +92,7 @@ class Person:
 
     def may_decide(self, pending: PendingApproval) -> bool:
         """Whether this person may approve (or resolve) the waiting step now."""
-        return may_decide(pending, Identity.of(self.subject, self.roles))
+        return may_decide(pending, Identity.of(self.subject, self.roles), PROVIDERS)
 
 
 class SignInRequired(Exception):

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from lockgate.settings import credential_key
+
 MASK = "***"
 #: A secret shorter than this cannot be masked without mangling ordinary text: refused.
 MIN_SECRET_LENGTH = 4
@@ -60,39 +62,6 @@ def _forms(secret: str) -> set[str]:
     if len(lines) > 1:
         forms |= {line for line in lines if len(line) >= MIN_INNER_FORM}
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
-
-
-#: Words of a key's name that say its value is a credential, wherever they stand
-#: (``access_token``, ``client_secret``, ``DB_PASSWORD``, ``Authorization``, ``sig``)...
-CREDENTIAL_WORDS = frozenset(
-    {
-        "password",
-        "passwd",
-        "pass",
-        "pwd",
-        "passphrase",
-        "token",
-        "secret",
-        "credential",
-        "credentials",
-        "authorization",
-        "signature",
-        "sig",
-    }
-)
-#: ...and words that do when they end it (``apiKey``, ``private_key``, ``basic_auth``; not
-#: ``AWS_ACCESS_KEY_ID`` or ``SSH_AUTH_SOCK``).
-CREDENTIAL_ENDINGS = frozenset({"key", "auth"})
-#: The words of a name: ``apiKey`` -> api, key; ``AWS_SECRET`` -> aws, secret.
-_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
-
-
-def credential_key(name: str) -> bool:
-    """Whether a key's name says its value is a credential."""
-    words = [word.lower() for word in _WORDS.findall(name)]
-    return bool(words) and (
-        words[-1] in CREDENTIAL_ENDINGS or any(word in CREDENTIAL_WORDS for word in words)
-    )
 
 
 def redact_keys(value: Any) -> Any:

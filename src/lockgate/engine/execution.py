@@ -183,7 +183,9 @@ class RunExecution:
                     f"step {step.name!r} was in flight when its worker stopped and is marked "
                     "idempotent=False, so it is not run again"
                 )
-                await self._fail_step(step, rec.attempt, error, None, rec.saved)
+                await failing.fail_step(
+                    self.ledger, self.code, step, rec.attempt, error, None, rec.saved
+                )
                 return
             # A parked step wakes up as the same attempt; anything else starts a new one,
             # whose start is recorded before it runs (by the claim or the last checkpoint).
@@ -368,25 +370,23 @@ class RunExecution:
         if step.retry.should_retry(running.attempt, exc):
             await parking.park_retry(self.ledger, step, ctx, exc, running)
             return None
-        await self._fail_step(step, running.attempt, exc, running, ctx.saved)
+        await failing.fail_step(
+            self.ledger, self.code, step, running.attempt, exc, running, ctx.saved
+        )
         return None
 
     async def _record_cancel(self, step: Step, ctx: StepContext, running: RunningWrite) -> None:
         error = StepCancelled(f"step {step.name!r} stopped: the run was cancelled")
-        await self._fail_step(
-            step, running.attempt, error, running, ctx.saved, StepStatus.CANCELLED
+        await failing.fail_step(
+            self.ledger,
+            self.code,
+            step,
+            running.attempt,
+            error,
+            running,
+            ctx.saved,
+            StepStatus.CANCELLED,
         )
-
-    async def _fail_step(
-        self,
-        step: Step,
-        attempt: int,
-        exc: BaseException,
-        running: RunningWrite | None,
-        saved: Any = None,
-        status: StepStatus = StepStatus.FAILED,
-    ) -> None:
-        await failing.fail_step(self.ledger, self.code, step, attempt, exc, running, saved, status)
 
     # -- rollback (engine/rollback.py) ---------------------------------------------------
 

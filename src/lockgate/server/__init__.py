@@ -1,1 +1,1 @@
-"""The server process: the ASGI app, its background loops, and retention."""
+"""The server process: its ASGI app and its background loops, assembled in one place."""

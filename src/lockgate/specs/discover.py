@@ -13,10 +13,10 @@ from pathlib import Path
 from types import ModuleType
 
 from lockgate.channels.model import Channel
-from lockgate.channels.spec import is_channel_file, load_channel_file
 from lockgate.core.pipeline import Pipeline
 from lockgate.errors import DefinitionError
 from lockgate.specs import Problem, SpecError, load_file
+from lockgate.specs.channels import is_channel_file, load_channel_file
 from lockgate.specs.document import parse
 
 

@@ -17,9 +17,10 @@ import httpx
 from pydantic import Field, field_validator
 
 from lockgate.core.context import StepContext
-from lockgate.core.masking import credential_key, redact_keys
+from lockgate.core.masking import redact_keys
 from lockgate.core.templates import render
 from lockgate.errors import StepError, StepTimeout
+from lockgate.settings import credential_key
 from lockgate.steps import ssrf
 from lockgate.steps.base import KindConfig, StepKind
 

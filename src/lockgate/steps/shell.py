@@ -21,9 +21,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from lockgate.core.context import StepContext
-from lockgate.core.masking import Masker, credential_key
+from lockgate.core.masking import Masker
 from lockgate.core.templates import TemplateError
 from lockgate.errors import StepError
+from lockgate.settings import credential_key
 from lockgate.steps.base import KindConfig, StepKind
 
 #: Output kept per stream for ``${steps.NAME.stdout}`` (the log has everything).

@@ -20,6 +20,7 @@ import structlog
 from lockgate.access.identity import Acting
 from lockgate.core.buckets import Buckets
 from lockgate.core.codec import loads
+from lockgate.core.periodic import every
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.core.text import unstorable
 from lockgate.engine.launcher import RunStarter
@@ -32,7 +33,7 @@ from lockgate.store.crud import RecordTable
 from lockgate.store.deliveries import Deliver
 from lockgate.store.triggers import TriggerStore
 from lockgate.triggers.event import TriggerEvent
-from lockgate.triggers.firing import Plan, adopt, delivery_run_key, every, plan_run
+from lockgate.triggers.firing import Plan, adopt, delivery_run_key, plan_run
 from lockgate.triggers.providers import PROVIDERS, BadPayload, BadSignature
 from lockgate.triggers.webhooks import TriggerCache, still_valid, token_matches
 

@@ -8,13 +8,9 @@ refused run ends the same way whatever fired it: the delivery is FAILED with the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-import structlog
 
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.core.templates import TemplateError, render
@@ -82,16 +78,3 @@ def fire(store: Store, starter: RunStarter, op: Deliver) -> bool:
     adopt(starter, op, outcome)
     _, _, _, created, run = outcome
     return bool(created and run is not None)
-
-
-async def every(stop: asyncio.Event, interval: float, work: Callable[[], Any], what: str) -> None:
-    """Run ``work`` in a thread every ``interval`` seconds until ``stop`` is set; a failed
-    pass is logged and the next one comes on time (a trigger's background loop)."""
-    log = structlog.get_logger("lockgate.triggers")
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(work)
-        except Exception:
-            log.exception(f"{what} failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import structlog
 from pydantic import Field
 
+from lockgate.core.periodic import every
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import LockgateError, ParamsError
 from lockgate.records import PollerRecord
@@ -30,7 +31,7 @@ from lockgate.store import Store
 from lockgate.store.deliveries import Deliver
 from lockgate.store.pollers import PollerStore
 from lockgate.triggers.event import TriggerEvent, split_ref
-from lockgate.triggers.firing import every, fire, plan_run
+from lockgate.triggers.firing import fire, plan_run
 from lockgate.triggers.managed import Managed
 from lockgate.triggers.spec import Spec
 

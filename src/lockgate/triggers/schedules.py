@@ -19,6 +19,7 @@ import structlog
 from croniter import croniter
 from pydantic import Field
 
+from lockgate.core.periodic import every
 from lockgate.core.statuses import DeliveryStatus
 from lockgate.engine.launcher import RunStarter
 from lockgate.errors import ParamsError
@@ -26,7 +27,7 @@ from lockgate.records import ScheduleRecord
 from lockgate.store import Store
 from lockgate.store.deliveries import Deliver
 from lockgate.store.schedules import ScheduleStore
-from lockgate.triggers.firing import Plan, every, fire, plan_run
+from lockgate.triggers.firing import Plan, fire, plan_run
 from lockgate.triggers.managed import Managed
 from lockgate.triggers.spec import Spec
 

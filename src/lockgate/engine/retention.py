@@ -11,12 +11,12 @@ from collections.abc import Callable
 import structlog
 
 from lockgate.access.identity import Acting
+from lockgate.core.periodic import every
 from lockgate.observability.metrics import Metrics
 from lockgate.settings import Settings
 from lockgate.store import Store
 from lockgate.store.audit import AppendAudit
 from lockgate.store.retention import Policy, RunRetention
-from lockgate.triggers.firing import every
 
 DAY = 86400.0
 #: Candidates read at once, in batches.
@@ -33,7 +33,7 @@ class Retention(Acting):
         self._runs = RunRetention(store)
         self._settings = settings
         self._metrics = metrics
-        self._log = structlog.get_logger("lockgate.server.retention")
+        self._log = structlog.get_logger("lockgate.engine.retention")
 
     def policy(self, now: float | None = None) -> Policy:
         """The settings as of ``now``: a number of days of 0 keeps those runs for ever."""
