@@ -94,7 +94,7 @@ def test_remote_errors_keep_their_codes(server: dict[str, str]) -> None:
     assert params.returncode == 2 and "expected key=value" in params.stderr
     # --as and --role were silently ignored over REST: the token decides who acts.
     posing = cli(server, "approve", run["id"], "--as", "the-ceo", "--role", "admin")
-    assert posing.returncode == 2 and "you decide as the subject and role of" in posing.stderr
+    assert posing.returncode == 2 and "you act as the subject and role of" in posing.stderr
 
 
 def test_channel_commands_in_process_and_over_rest(tmp_path: Path) -> None:

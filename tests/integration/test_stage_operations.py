@@ -74,8 +74,8 @@ async def test_a_stage_goes_back_to_an_earlier_manifest(app: App, worker: Worker
         app.channels.rollback_stage("flags", "nope", 1)
     with pytest.raises(ChannelNotFound):
         app.channels.rollback_stage("flags", "prod", 99)
-    audited = [e.action for e in app.store.get_audit(0) if e.action == "channel.rollback"]
-    assert audited == ["channel.rollback"]
+    audited = [e for e in app.store.get_audit(0) if e.action == "channel.rollback"]
+    assert [(e.actor, e.details["version"]) for e in audited] == [("olga", 1), ("olga", bad)]
 
 
 async def test_a_pinned_stage_stops_promotions_until_unpinned(app: App, worker: Worker) -> None:

@@ -240,7 +240,7 @@ steps:
 """,
     )
     started = time.monotonic()
-    done = await run_file(app, path, {"service": "web"}, requested_by="alice")
+    done = await run_file(app.acting("alice"), path, {"service": "web"})
     assert done.status == RunStatus.SUCCEEDED, app.get_run(done.id).steps[0].error
     assert time.monotonic() - started >= 0.3
     steps = app.get_run(done.id).steps

@@ -319,7 +319,7 @@ async def test_rate_limit_answers_429_with_retry_after(served: Served) -> None:
 async def test_deliveries_left_by_a_crash_are_retried_and_redelivered(served: Served) -> None:
     """A delivery stuck RECEIVED is processed by the retry routine; redeliver starts anew."""
     trigger = await make_trigger(served, provider="github")
-    hooks = served.app.webhooks
+    hooks = served.app.deliveries
     event = {
         "provider": "github",
         "event": "push",
@@ -334,10 +334,10 @@ async def test_deliveries_left_by_a_crash_are_retried_and_redelivered(served: Se
     # As a server leaves a delivery it was processing again when it is killed.
     payload = {"ref": "refs/heads/main"}
     stuck_id = served.app.store.apply(Deliver(trigger, "x1", event, payload, None, "PROCESSING"))[0]
-    stuck = hooks.triggers.delivery(stuck_id)
+    stuck = hooks.delivery(stuck_id)
     assert hooks.retry_pending(now=stuck.received_at + 1) == 0  # not stale yet
     assert hooks.retry_pending(now=stuck.received_at + 60) == 1
-    done = hooks.triggers.delivery(stuck.id)
+    done = hooks.delivery(stuck.id)
     assert done.status == "DONE" and len(done.run_ids) == 1
     assert hooks.retry_pending(now=stuck.received_at + 120) == 0
     async with served.client("admin") as admin:

@@ -50,10 +50,13 @@ class Acting:
 
     identity: Identity = NOBODY
 
-    def acting(self, identity: Identity) -> Self:
-        """This service, acting as ``identity``."""
+    def acting(self, identity: Identity | str, roles: Iterable[str] = ()) -> Self:
+        """This service, acting as ``identity`` (or as subject ``identity`` holding
+        ``roles``)."""
         bound = copy.copy(self)
-        bound.identity = identity
+        bound.identity = (
+            identity if isinstance(identity, Identity) else Identity.of(identity, roles)
+        )
         return bound
 
     @property

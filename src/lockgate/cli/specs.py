@@ -73,9 +73,12 @@ def _help(name: str, info: FieldInfo, creating: bool) -> str:
     if _shape(name, info) == "globs":
         return "path=glob a value must match, e.g. headers.env=prod (repeatable)."
     text = info.description or info.title or ""
-    literal = [a for a in typing.get_args(info.annotation) if isinstance(a, str)]
-    if literal:
-        text += f" ({', '.join(literal)})"
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    choices = extra.get("enum") or [
+        a for a in typing.get_args(info.annotation) if isinstance(a, str)
+    ]
+    if isinstance(choices, list) and not all(str(c) in text for c in choices):
+        text += f" ({', '.join(str(c) for c in choices)})"
     default = None if info.is_required() else info.get_default(call_default_factory=True)
     if creating and default not in (None, "", [], {}):
         shown = (

@@ -12,7 +12,7 @@ import math
 import secrets
 import time
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
@@ -122,10 +122,12 @@ class ScheduleSpec(Spec):
     timezone: str = Field(
         "UTC", max_length=64, title="Time zone", description="The IANA time zone of the cron."
     )
-    misfire: Literal["skip", "run_once"] = Field(
+    misfire: str = Field(
         "skip",
+        max_length=20,
         title="After downtime",
         description="A tick missed while down: skip it, or run_once for those missed.",
+        json_schema_extra={"enum": ["skip", "run_once"]},
     )
 
     flags = {"interval_seconds": "--every"}
