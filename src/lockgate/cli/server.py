@@ -15,6 +15,7 @@ import typer
 from lockgate.cli.banner import banner_lines
 from lockgate.cli.context import ExamplesOpt, PipelinesOpt, definitions_from, state_of
 from lockgate.cli.output import console, err_console
+from lockgate.server import loops
 
 #: GIL switch interval for server and worker processes (CPython's default is 5 ms).
 SWITCH_INTERVAL = 0.0005
@@ -85,12 +86,13 @@ def _serve(
         await worker.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        # The ASGI app (FastAPI, the console's templates) loads with the server only: other
-        # commands start faster without it.
-        from lockgate.server import loops
-        from lockgate.server.asgi import uvicorn_server
+        server = None
+        if listen is not None:
+            # The ASGI app (FastAPI, the console's templates) loads with the server only: a
+            # worker, and every other command, starts faster without it.
+            from lockgate.server.asgi import uvicorn_server
 
-        server = uvicorn_server(lg, listen) if listen is not None else None
+            server = uvicorn_server(lg, listen)
 
         def on_signal() -> None:
             stop.set()
