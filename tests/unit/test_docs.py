@@ -23,7 +23,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 def test_every_file_format_field_is_documented(model: type[BaseModel]) -> None:
     """docs/pipelines.md names every field a pipeline file may use."""
     text = (DOCS / "pipelines.md").read_text()
-    missing = [name for name in model.model_fields if f"{name}:" not in text]
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    missing = [name for name in names if f"{name}:" not in text]
     assert missing == []
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from lockgate.core.codec import check_serialisable, json_schema, type_name
+from lockgate.core.conditions import condition_problems
 from lockgate.core.functions import fingerprint
 from lockgate.core.hooks import STEP_POINTS, HookChain, HookPoint, LifecycleHook, StepHook
 from lockgate.core.step import Step
@@ -141,6 +142,15 @@ class Pipeline:
             for i, s in enumerate(self.steps)
             if s.checks is not None
             for problem in s.checks(params, [e.name for e in self.steps[:i]])
+        ]
+        declared = params if isinstance(schema, dict) and schema.get("properties") else None
+        problems += [
+            f"step {s.name!r}: {problem}"
+            for i, s in enumerate(self.steps)
+            if s.condition is not None
+            for problem in condition_problems(
+                s.condition, declared, [e.name for e in self.steps[:i]]
+            )
         ]
         if problems:
             raise DefinitionError(f"{where}: " + "; ".join(problems))

@@ -48,6 +48,9 @@ class Step:
     #: Checks that need the pipeline around the step: ``(param names, names of the steps
     #: before it)`` -> problems (a built-in kind's placeholders, when made in Python).
     checks: Callable[[Sequence[str], Sequence[str]], list[str]] | None = None
+    #: When the step runs (its ``if:``): an expression over ``params``, ``steps`` and
+    #: ``run`` (:mod:`lockgate.core.conditions`); false, the step is SKIPPED with the reason.
+    condition: str | None = None
 
     def __post_init__(self) -> None:
         where = f"step {self.name!r}"
@@ -119,6 +122,7 @@ class Step:
             **({"on_failure": self.on_failure} if self.on_failure else {}),
             **({"skippable": True} if self.skippable else {}),
             **({"log_level": self.log_level} if self.log_level != "info" else {}),
+            **({"if": self.condition} if self.condition else {}),
         }
 
 
@@ -142,6 +146,7 @@ def step(
     on_failure: Literal["rollback", "ask"] | None = None,
     skippable: bool = False,
     log_level: Literal["debug", "info", "warning", "error"] = "info",
+    when: str | None = None,
 ) -> Callable[[UserFn], Step]: ...
 
 
@@ -162,11 +167,13 @@ def step(
     on_failure: Literal["rollback", "ask"] | None = None,
     skippable: bool = False,
     log_level: Literal["debug", "info", "warning", "error"] = "info",
+    when: str | None = None,
 ) -> Step | Callable[[UserFn], Step]:
     """Make a :class:`Step` from a function ``(ctx, value) -> output``.
 
     Input and output types come from the annotations unless given; a step with no output
-    type passes its input on to the next step.
+    type passes its input on to the next step. ``when``: the step's condition (a file's
+    ``if:``), e.g. ``"params.env == 'prod'"``; false, the step is skipped.
     """
 
     def build(f: UserFn) -> Step:
@@ -187,6 +194,7 @@ def step(
             on_failure=on_failure,
             skippable=skippable,
             log_level=log_level,
+            condition=when,
         )
 
     return build(fn) if fn is not None else build

@@ -13,7 +13,7 @@ from lockgate.core.hooks import HookPoint
 from lockgate.core.pipeline import Pipeline
 from lockgate.core.statuses import RunStatus, StepStatus
 from lockgate.core.step import Step
-from lockgate.engine import failing, guided, parking, rollback
+from lockgate.engine import failing, guided, parking, rollback, skipping
 from lockgate.engine.calls import describe, handle_error, lease_check, run_body
 from lockgate.engine.environment import Environment
 from lockgate.engine.ledger import RunLedger
@@ -178,6 +178,12 @@ class RunExecution:
             if self.ledger.cancel_requested:
                 await self._start_rollback(None, "cancelled")
                 return
+            if status is StepStatus.NOT_STARTED and step.condition is not None:
+                runs = await skipping.runs(self.ledger, self.code, step, rec)
+                if runs is None:
+                    return  # its condition failed: the run rolls back
+                if not runs:
+                    continue  # skipped: the value flows on unchanged
             if status is StepStatus.RUNNING and not step.idempotent:
                 error = StepInterrupted(
                     f"step {step.name!r} was in flight when its worker stopped and is marked "
@@ -377,16 +383,8 @@ class RunExecution:
 
     async def _record_cancel(self, step: Step, ctx: StepContext, running: RunningWrite) -> None:
         error = StepCancelled(f"step {step.name!r} stopped: the run was cancelled")
-        await failing.fail_step(
-            self.ledger,
-            self.code,
-            step,
-            running.attempt,
-            error,
-            running,
-            ctx.saved,
-            StepStatus.CANCELLED,
-        )
+        cancelled = (step, running.attempt, error, running, ctx.saved, StepStatus.CANCELLED)
+        await failing.fail_step(self.ledger, self.code, *cancelled)
 
     # -- rollback (engine/rollback.py) ---------------------------------------------------
 

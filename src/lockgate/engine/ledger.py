@@ -53,6 +53,8 @@ class RunLedger:
         #: The lease token every write is fenced with.
         self.token = claimed.run.lease_token
         self.pipeline = pipeline
+        #: The steps with a condition (their start is not recorded ahead).
+        self._conditional = {s.name for s in pipeline.steps if s.condition is not None}
         #: Each step as stored, kept current by :meth:`remember` after each write.
         self.steps: dict[str, StepRecord] = {s.name: s for s in claimed.steps}
         types = {s.name: s.output_type for s in pipeline.steps}
@@ -96,6 +98,8 @@ class RunLedger:
         rec = self.steps[following]
         if rec.status not in (StepStatus.NOT_STARTED, StepStatus.RETRYING):
             return
+        if following in self._conditional:
+            return  # it may not run: its condition decides when the run reaches it
         attempt = rec.attempt + 1
         cp.events.append((following, StepStatus.RUNNING, attempt, started_on(self.env.worker_id)))
         self.started[following] = attempt

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from lockgate.core.conditions import condition_problems
 from lockgate.core.context import StepContext
 from lockgate.core.hooks import STEP_POINTS, HookEvent, LifecycleHook, StepHook
 from lockgate.core.pipeline import Pipeline
@@ -36,7 +37,7 @@ from lockgate.steps.python import origin_problem
 from lockgate.steps.shell import run_workspace
 
 Loc = tuple[int | str, ...]
-COMMON_FIELDS = frozenset(StepCommon.model_fields)
+COMMON_FIELDS = frozenset(f.alias or name for name, f in StepCommon.model_fields.items())
 
 
 class Collector:
@@ -180,6 +181,12 @@ def build_step(
     if not deferred:
         for key, problem in named(params, earlier):
             problems.add((*loc, key), problem)
+        if common.if_ is not None:
+            declared = params if param_specs else None
+            for problem in condition_problems(common.if_, declared, earlier):
+                problems.add((*loc, "if"), problem)
+    if parent is not None and common.if_ is not None:
+        problems.add((*loc, "if"), "a rollback runs when its step ran: it takes no if")
     rollback = None
     if common.rollback is not None:
         rollback = build_step(
@@ -223,6 +230,7 @@ def build_step(
             "description": common.description,
         },
         checks=checks,
+        condition=common.if_ if parent is None else None,
     )
 
 

@@ -62,6 +62,13 @@ class StepCommon(BaseModel):
     )
     idempotent: bool | None = None
     rollback: dict[str, Any] | None = Field(None, description="Another step, of any kind.")
+    if_: str | None = Field(
+        None,
+        alias="if",
+        max_length=2000,
+        description="When the step runs: an expression over params, steps and run; false, "
+        "the step is skipped.",
+    )
 
 
 class RollbackCommon(StepCommon):
