@@ -74,7 +74,9 @@ def _raw(value: Any) -> Any:
 
 def kind_step(kind: str, name: str, /, **fields: Any) -> Step:
     """A step of built-in kind ``kind`` named ``name``, configured by ``fields`` (the keys of
-    the pipeline file). Refused with every problem listed."""
+    the pipeline file; ``when`` is a file's ``if``). Refused with every problem listed."""
+    if "when" in fields:
+        fields["if"] = fields.pop("when")
     raw = {"name": name, "kind": kind, **{k: _raw(v) for k, v in fields.items() if v is not None}}
     problems = _InPython()
     made = build_step(raw, (), [], [], problems, lambda _: True, deferred=True)

@@ -12,6 +12,7 @@ import pytest
 
 from lockgate import App, DefinitionError, Pipeline, RunStatus, StepContext, step
 from lockgate.errors import SpecError
+from lockgate.kinds import sleep
 from lockgate.specs import load_file
 
 CONDITIONAL = """\
@@ -135,11 +136,13 @@ async def test_when_in_python(app: App, worker: object) -> None:
     def never(ctx: StepContext) -> None:
         ran.append("never")
 
-    app.register(Pipeline("when", [first, big, never]))
+    nap = sleep("nap", seconds=0, when="steps.never.outcome == 'skipped'")
+    app.register(Pipeline("when", [first, big, never, nap]))
     run = app.acting("olga").start_run("when")
     worker.wake()  # type: ignore[attr-defined]
     assert (await app.wait(run.id, timeout=20)).status == RunStatus.SUCCEEDED
     assert ran == ["first", "big"]
+    assert app.get_run(run.id).steps[-1].status == "COMPLETED"  # a kind's when= too
     with pytest.raises(DefinitionError, match=r"steps.later is not a step before this one"):
 
         @step(when="steps.later.outcome == 'completed'")
