@@ -373,7 +373,7 @@ async def test_a_trigger_deleted_elsewhere_stops_at_once(served: Served) -> None
             elsewhere.close()
         r = await client.post(f"/hooks/{trigger}", content=body, headers=github_headers(body))
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    in_process = served.app.deliveries.handle(trigger, github_headers(body), body)
+    in_process = await served.app.deliveries.receive(trigger, github_headers(body), body)
     assert in_process.status == 404 and in_process.body["error"]["code"] == "not_found"
     assert served.app.webhooks.rows.deliveries(trigger) == []
     assert len(served.app.list_runs()) == 1

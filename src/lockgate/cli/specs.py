@@ -136,11 +136,11 @@ def _parameters(spec: type[Spec], fields: Mapping[str, FieldInfo], creating: boo
     return params
 
 
-def _option(name: str, kind: Any, *flags: str, help: str) -> inspect.Parameter:
+def _option(name: str, kind: Any, *flags: str, help: str, default: Any = None) -> inspect.Parameter:
     return inspect.Parameter(
         name,
         inspect.Parameter.KEYWORD_ONLY,
-        default=None,
+        default=default,
         annotation=Annotated[kind, typer.Option(*flags, help=help)],
     )
 
@@ -227,8 +227,9 @@ def command(spec: type[Spec], creating: bool, run: Run, doc: str) -> Callable[..
                 annotation=Annotated[str, typer.Argument(help="Its id.")],
             )
         )
-    tail = [_option("output", Output, "--output", "-o", help="table or json.")]
-    tail[0] = tail[0].replace(default=Output.table)
+    tail = [
+        _option("output", Output, "--output", "-o", help="table or json.", default=Output.table)
+    ]
     parameters = [*head, *_parameters(spec, fields, creating), *tail]
     body.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     body.__annotations__ = {p.name: p.annotation for p in parameters}

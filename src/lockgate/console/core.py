@@ -23,8 +23,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from lockgate.access.decisions import may_decide
-from lockgate.access.identity import Identity
 from lockgate.access.tokens import Role
 from lockgate.app import App
 from lockgate.client import Client
@@ -34,7 +32,6 @@ from lockgate.core.params import params_model
 from lockgate.errors import Forbidden, LockgateError, RateLimited, Unauthorized
 from lockgate.records import SessionRecord
 from lockgate.records.views import PendingApproval
-from lockgate.triggers.providers import PROVIDERS
 
 #: The session cookie (HttpOnly, SameSite=Lax, Secure over TLS).
 COOKIE = "lockgate_session"
@@ -66,6 +63,8 @@ class Person:
 
     session: SessionRecord
     client: Client
+    #: Whether this person may approve (or resolve) a waiting step now.
+    decides: Callable[[PendingApproval], bool]
     role: Role = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,7 +91,7 @@ class Person:
 
     def may_decide(self, pending: PendingApproval) -> bool:
         """Whether this person may approve (or resolve) the waiting step now."""
-        return may_decide(pending, Identity.of(self.subject, self.roles), PROVIDERS)
+        return self.decides(pending)
 
 
 class SignInRequired(Exception):
@@ -109,7 +108,8 @@ def person_of(request: Request) -> Person | None:
         found = None
         if session is not None:
             granted = Role(session.role).granted()
-            found = Person(session, app.acting(session.subject, granted))
+            view = app.acting(session.subject, granted)
+            found = Person(session, view, view.may_decide)
         request.state.person = found
     return found
 

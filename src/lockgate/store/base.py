@@ -25,7 +25,7 @@ from lockgate.settings import redacted
 from lockgate.store.checkpoints import Checkpoint, apply_checkpoints
 from lockgate.store.deliveries import Deliver, deliver_all
 from lockgate.store.ops import Op, WriteTx
-from lockgate.store.reads import MAX_PAGE, StoreReads
+from lockgate.store.reads import StoreReads
 
 T = TypeVar("T")
 
@@ -44,10 +44,6 @@ class _Waiting:
         self.op = op
         self.result: Any = None
         self.done = False
-
-
-#: Named here too: the store's tables page by it.
-__all__ = ["MAX_PAGE", "Store"]
 
 
 class Store(StoreReads, ABC):

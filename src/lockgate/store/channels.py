@@ -21,8 +21,9 @@ from lockgate.records import (
 )
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
-from lockgate.store.base import MAX_PAGE, Store
+from lockgate.store.base import Store
 from lockgate.store.channel_admin import SetPushToken
+from lockgate.store.reads import MAX_PAGE
 
 _OPEN = tuple(s.value for s in OPEN_DEPLOYMENTS)
 _TERMINAL = tuple(sorted(st.value for st in TERMINAL_RUN_STATUSES))

@@ -11,8 +11,9 @@ from sqlalchemy import Column, Table, delete, select, update
 from lockgate.errors import NotFound
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
-from lockgate.store.base import MAX_PAGE, Store
+from lockgate.store.base import Store
 from lockgate.store.ops import WriteTx
+from lockgate.store.reads import MAX_PAGE
 
 R = TypeVar("R")
 

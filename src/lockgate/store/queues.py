@@ -8,9 +8,9 @@ from sqlalchemy import select, update
 
 from lockgate.records import QueueRecord
 from lockgate.store import schema as s
-from lockgate.store.base import MAX_PAGE
 from lockgate.store.crud import RecordTable
 from lockgate.store.ops import WriteTx
+from lockgate.store.reads import MAX_PAGE
 
 
 @dataclass(frozen=True)

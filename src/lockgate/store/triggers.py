@@ -11,9 +11,9 @@ from lockgate.errors import NotFound
 from lockgate.records import DeliveryRecord, TriggerRecord
 from lockgate.store import schema as s
 from lockgate.store.audit import AuditEntry
-from lockgate.store.base import MAX_PAGE
 from lockgate.store.crud import RecordTable
 from lockgate.store.ops import WriteTx
+from lockgate.store.reads import MAX_PAGE
 
 
 @dataclass(frozen=True)

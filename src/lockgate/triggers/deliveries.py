@@ -150,20 +150,6 @@ class Deliveries(Acting):
             outcome = exc
         return self.answer(checked, outcome)
 
-    def handle(
-        self,
-        trigger_id: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        client_ip: str | None = None,
-        url_token: str | None = None,
-    ) -> Answer:
-        """One delivery. Never raises: every outcome is an answer (202, 400, 401, 404)."""
-        step = self.check(trigger_id, headers, body, client_ip, url_token)
-        if isinstance(step, Answer):
-            return step
-        return self.answer(step, self._db.apply_batch([step])[0])
-
     def check(
         self,
         trigger_id: str,

@@ -3,6 +3,7 @@ all, pause, resume and delete, each audited as the identity it acts as."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -17,7 +18,7 @@ R = TypeVar("R")
 S = TypeVar("S", bound=Spec)
 
 
-class Managed(Acting, Generic[R, S]):
+class Managed(Acting, ABC, Generic[R, S]):
     """The management half of a trigger service (webhooks, schedules, pollers, queues).
 
     A paused trigger keeps its settings and history but starts nothing: a webhook answers
@@ -50,11 +51,13 @@ class Managed(Acting, Generic[R, S]):
         given = change if change is not None else fields
         return self._update(row_id, self.spec.changes(given))
 
+    @abstractmethod
     def _create(self, spec: Any) -> R:
-        raise NotImplementedError
+        """Write a new one made from ``spec`` (checked by the spec already)."""
 
+    @abstractmethod
     def _update(self, row_id: str, changes: dict[str, Any]) -> R:
-        raise NotImplementedError
+        """Write ``changes`` (the fields given, checked by the change already)."""
 
     def list(self) -> list[R]:
         """Every one (at most a page)."""
